@@ -1,0 +1,139 @@
+"""The one application factory: the CLI, the frozen binary and the tests all call it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+from checkin_appliance.config import Config
+from checkin_appliance.domain import format_time
+from checkin_appliance.hub import CLOSE_ACCESS_REVOKED, Hub
+from checkin_appliance.reception import Reception
+from checkin_appliance.security import PasswordHasher
+from checkin_appliance.store import Store
+from checkin_appliance.web import api
+from checkin_appliance.web.auth import Authenticator
+from checkin_appliance.web.errors import error_middleware
+from checkin_appliance.web.feed import queue_feed
+from checkin_appliance.web.headers import add_security_headers
+from checkin_appliance.web.keys import AUTH, CONFIG, HUB, RECEPTION, STORE
+
+log = logging.getLogger(__name__)
+
+WATCH_INTERVAL = 1.0  # seconds between looks for changes made by other processes (the CLI)
+PRUNE_INTERVAL = 3600.0
+JSON_BODY_LIMIT = 1024 * 1024
+
+
+def create_app(config: Config, *, announce_setup: bool = True) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=JSON_BODY_LIMIT)
+    app[CONFIG] = config
+    store = Store(config.db_path)
+    reception = Reception(store, config.photo_dir, config.photo_max_side)
+    hub = Hub(lambda: reception.settings, config.feed_queue_size)
+    store.on_event = hub.publish  # after commit, in seq order
+    app[STORE], app[HUB], app[RECEPTION] = store, hub, reception
+    app[AUTH] = Authenticator(store, config, PasswordHasher())
+
+    app.add_routes(api.routes)
+    app.router.add_get("/ws/queue/", queue_feed)
+    app.on_response_prepare.append(add_security_headers)
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_background_jobs)
+    app.on_shutdown.append(_close_feeds)
+    if announce_setup:
+        app.on_startup.append(_announce_setup_code)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    store = app[STORE]
+    await store.open()
+    try:
+        await app[RECEPTION].load_settings()
+        await app[RECEPTION].sweep_photos()
+        await app[AUTH].prepare_setup()
+        yield
+    finally:
+        await store.close()
+
+
+async def _announce_setup_code(app: web.Application) -> None:
+    code = app[AUTH].setup_code
+    if code is None:
+        return
+    # Printed, not logged: the code is a secret and logs are kept; it is valid only until used.
+    print(
+        "\n  First start: no administrator exists yet.\n"
+        f"  One-time setup code: {code}\n"
+        "  Open /setup in a browser, or POST /api/setup/ with "
+        '{"code": "<code>", "password": "<new admin password>"}.\n',
+        file=sys.stdout,
+        flush=True,
+    )
+
+
+async def _close_feeds(app: web.Application) -> None:
+    await app[HUB].close_all()
+
+
+async def _background_jobs(app: web.Application) -> AsyncIterator[None]:
+    tasks = [
+        asyncio.create_task(_watch_other_writers(app)),
+        asyncio.create_task(_prune_event_log(app)),
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _watch_other_writers(app: web.Application) -> None:
+    """Picks up what another process committed (CLI `token deactivate`, settings) at once."""
+    store = app[STORE]
+    seen = await store.data_version()
+    while True:
+        await asyncio.sleep(WATCH_INTERVAL)
+        try:
+            version = await store.data_version()
+            if version != seen:
+                seen = version
+                await _apply_stored_changes(app)
+        except Exception:
+            log.exception("checking for outside changes failed; will retry")
+
+
+async def _apply_stored_changes(app: web.Application) -> None:
+    """Reload settings; close feeds whose session ended or whose anonymous access was withdrawn."""
+    settings = await app[RECEPTION].load_settings()
+    hub = app[HUB]
+    open_sessions = hub.session_ids()
+    ended = open_sessions - await app[STORE].live_sessions(open_sessions)
+    hub.disconnect_where(
+        lambda sub: (
+            sub.session_id in ended or (sub.session_id is None and not settings.anonymous_feed)
+        ),
+        CLOSE_ACCESS_REVOKED,
+        "access revoked",
+    )
+
+
+async def _prune_event_log(app: web.Application) -> None:
+    config = app[CONFIG]
+    while True:
+        try:
+            before = format_time(datetime.now(UTC) - timedelta(hours=config.event_log_keep_hours))
+            removed = await app[STORE].prune_events(config.event_log_keep, before)
+            if removed:
+                log.info("pruned %d old event(s) from the event log", removed)
+        except Exception:
+            log.exception("pruning the event log failed; will retry")
+        await asyncio.sleep(PRUNE_INTERVAL)

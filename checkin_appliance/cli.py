@@ -1,0 +1,249 @@
+"""The `checkin-appliance` command: serve, manage credentials and settings."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from checkin_appliance import __version__
+from checkin_appliance.config import Config, ConfigError, load_config
+from checkin_appliance.domain import InvalidInput, Role, settings_from_stored, updated_settings
+from checkin_appliance.security import check_password_rules, hash_password, new_credential_token
+from checkin_appliance.store import Store
+
+DESCRIPTION = """\
+Patient check-in and waiting-room queue for small clinics: one process serves the REST API,
+the pages and the live feed /ws/queue/ from one SQLite file in the data directory."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="checkin-appliance", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def data_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--data-dir",
+            type=Path,
+            default=None,
+            help="folder with checkin.db and media/ (default: ./data, or data_dir from --config)",
+        )
+        p.add_argument(
+            "--config",
+            type=Path,
+            default=None,
+            metavar="FILE",
+            help="TOML configuration file; flags given here override it",
+        )
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the appliance (HTTP, pages, /ws/queue/)",
+        description="Run the appliance. On first start with an empty database it prints a "
+        "one-time setup code for creating the administrator at /setup.",
+    )
+    serve.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="TCP port (default: 8000)")
+    data_options(serve)
+    serve.add_argument(
+        "--log-level",
+        default=None,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level (default: INFO)",
+    )
+
+    token = commands.add_parser(
+        "token",
+        help="create, list and deactivate credentials",
+        description="Manage credentials (an 8-digit token plus a password, with one role). "
+        "Works while the server runs; changes take effect at once.",
+    )
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = token_commands.add_parser(
+        "create",
+        help="create a credential and print its new token",
+        description="Create a credential; prints the new 8-digit token on its own line.",
+    )
+    create.add_argument(
+        "--role",
+        required=True,
+        choices=[r.value for r in Role],
+        help="form: kiosk check-in; doctor: call patients; queue: wall display; admin: everything",
+    )
+    create.add_argument("--label", required=True, help='a human name, e.g. "Kiosk 1" or "Dr. Lee"')
+    create.add_argument("--room", default=None, help='consulting room of a doctor, e.g. "Room 3"')
+    secret = create.add_mutually_exclusive_group(required=True)
+    secret.add_argument(
+        "--password", help="the password (visible in shell history; prefer --password-stdin)"
+    )
+    secret.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (first line)",
+    )
+    data_options(create)
+    listing = token_commands.add_parser("list", help="list credentials (no secrets)")
+    data_options(listing)
+    deactivate = token_commands.add_parser(
+        "deactivate", help="deactivate a credential, ending its sessions and live feeds"
+    )
+    deactivate.add_argument("token", help="the 8-digit token")
+    data_options(deactivate)
+
+    settings = commands.add_parser(
+        "settings",
+        help="show or change clinic settings",
+        description="Show or change the settings stored in the database (the running server "
+        "picks changes up within a second).",
+    )
+    settings_commands = settings.add_subparsers(
+        dest="settings_command", required=True, metavar="ACTION"
+    )
+    show = settings_commands.add_parser("show", help="print the settings as JSON")
+    data_options(show)
+    setter = settings_commands.add_parser(
+        "set", help="change one setting, e.g. `settings set anonymous_feed true`"
+    )
+    setter.add_argument(
+        "key",
+        help="clinic_name, language, display_names, display_photos, "
+        "anonymous_feed or announce_voice",
+    )
+    setter.add_argument("value", help="the new value (JSON for true/false, else text)")
+    data_options(setter)
+    return parser
+
+
+def _config(args: argparse.Namespace, **extra: Any) -> Config:
+    return load_config(args.config, data_dir=args.data_dir, **extra)
+
+
+def _with_store(config: Config, action: Callable[[Store], Awaitable[int]]) -> int:
+    async def run() -> int:
+        store = Store(config.db_path)
+        await store.open()
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _token_command(args: argparse.Namespace, config: Config) -> int:
+    if args.token_command == "create":
+        password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else args.password
+        problem = check_password_rules(password)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
+        password_hash = hash_password(password)
+
+        async def create(store: Store) -> int:
+            credential = await store.create_credential(
+                new_credential_token, Role(args.role), args.label, args.room, password_hash
+            )
+            assert credential is not None
+            print(credential.token)
+            return 0
+
+        return _with_store(config, create)
+
+    if args.token_command == "list":
+
+        async def show(store: Store) -> int:
+            print(f"{'TOKEN':<9} {'ROLE':<7} {'ACTIVE':<7} {'ROOM':<10} LABEL")
+            for c in await store.list_credentials():
+                print(
+                    f"{c.token:<9} {c.role.value:<7} {'yes' if c.active else 'no':<7} "
+                    f"{c.room or '-':<10} {c.label}"
+                )
+            return 0
+
+        return _with_store(config, show)
+
+    async def deactivate(store: Store) -> int:
+        credential = await store.deactivate_credential(args.token)
+        if credential is None:
+            print(f"error: no credential with token {args.token}", file=sys.stderr)
+            return 1
+        print(f"deactivated {credential.token} ({credential.role.value}, {credential.label})")
+        return 0
+
+    return _with_store(config, deactivate)
+
+
+def _settings_command(args: argparse.Namespace, config: Config) -> int:
+    async def run(store: Store) -> int:
+        current = settings_from_stored(await store.load_settings())
+        if args.settings_command == "show":
+            print(json.dumps(current.public(), indent=2))
+            return 0
+        try:
+            value = json.loads(args.value) if args.value in ("true", "false") else args.value
+            new = updated_settings(current, {args.key: value})
+        except InvalidInput as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 2
+        await store.save_settings({args.key: json.dumps(new.public()[args.key])})
+        print(json.dumps(new.public(), indent=2))
+        return 0
+
+    return _with_store(config, run)
+
+
+def _serve(args: argparse.Namespace, config: Config) -> int:
+    from aiohttp import web
+
+    from checkin_appliance.app import create_app
+    from checkin_appliance.web.headers import AccessLogger
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    logging.getLogger(__name__).info(
+        "checkin-appliance %s: data in %s", __version__, config.data_dir.resolve()
+    )
+    web.run_app(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        access_log_class=AccessLogger,
+        shutdown_timeout=5.0,
+        keepalive_timeout=60.0,
+        print=lambda _: print(
+            f"checkin-appliance {__version__} serving on http://{config.host}:{config.port} "
+            f"(data: {config.data_dir.resolve()}); press Ctrl+C to stop",
+            flush=True,
+        ),
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            config = _config(args, host=args.host, port=args.port, log_level=args.log_level)
+        else:
+            config = _config(args)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(
+        level=config.log_level if args.command == "serve" else "WARNING",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "serve":
+        return _serve(args, config)
+    if args.command == "token":
+        return _token_command(args, config)
+    return _settings_command(args, config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""The clinic's queue rules: what a check-in, a call and an event are, and who may see what.
+
+Owns no I/O: the store persists, the hub fans out, the web layer speaks HTTP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+MAX_NAME_LENGTH = 255
+PHOTO_URL_PREFIX = "/media/patient_images/"
+MESSAGE_TYPE = "send.queue.update"
+
+
+class Role(enum.StrEnum):
+    FORM = "form"
+    DOCTOR = "doctor"
+    QUEUE = "queue"
+    ADMIN = "admin"
+
+
+class Audience(enum.Enum):
+    """Who reads a live-feed message: staff see everything, a wall display the minimum."""
+
+    STAFF = "staff"
+    DISPLAY = "display"
+
+
+def audience_for(role: Role | None) -> Audience:
+    return Audience.STAFF if role in (Role.FORM, Role.DOCTOR, Role.ADMIN) else Audience.DISPLAY
+
+
+# --- errors; the web layer maps each kind to one status code ---------------------------
+
+
+class DomainError(Exception):
+    """A request the rules refuse; the message is safe to show (never a name or secret)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(DomainError):
+    pass
+
+
+class NotFound(DomainError):
+    pass
+
+
+class TooLarge(DomainError):
+    pass
+
+
+class Conflict(DomainError):
+    pass
+
+
+class NotAllowed(DomainError):
+    pass
+
+
+class Unavailable(DomainError):
+    pass
+
+
+# --- records -------------------------------------------------------------------------
+
+
+def utc_now() -> str:
+    """Timestamps as the contract writes them: ISO 8601, milliseconds, UTC with Z."""
+    return format_time(datetime.now(UTC))
+
+
+def format_time(moment: datetime) -> str:
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    id: int
+    token: str
+    role: Role
+    label: str
+    room: str | None
+    active: bool
+    created_at: str
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "token": self.token,
+            "role": self.role.value,
+            "label": self.label,
+            "room": self.room,
+            "active": self.active,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: int
+    credential: Credential
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    clinic_name: str = "Clinic"
+    language: str = "en"
+    display_names: str = "first_initial"  # or "full"
+    display_photos: bool = False
+    anonymous_feed: bool = False
+    announce_voice: bool = False
+
+    def public(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+SETTING_CHOICES: dict[str, tuple[Any, ...]] = {
+    "language": ("en", "es"),
+    "display_names": ("first_initial", "full"),
+    "display_photos": (True, False),
+    "anonymous_feed": (True, False),
+    "announce_voice": (True, False),
+}
+
+
+def updated_settings(current: Settings, changes: dict[str, Any]) -> Settings:
+    """Validate a partial update; unknown keys and bad values are refused, naming the key."""
+    if not isinstance(changes, dict) or not changes:
+        raise InvalidInput("Send a JSON object with the settings to change.")
+    values = current.public()
+    for key, value in changes.items():
+        if key not in values:
+            raise InvalidInput(f"Unknown setting '{key}'.")
+        if key == "clinic_name":
+            if not isinstance(value, str) or not value.strip() or len(value) > 100:
+                raise InvalidInput("clinic_name must be 1-100 characters.")
+            value = value.strip()
+        elif value not in SETTING_CHOICES[key] or type(value) is not type(SETTING_CHOICES[key][0]):
+            allowed = ", ".join(json.dumps(choice) for choice in SETTING_CHOICES[key])
+            raise InvalidInput(f"{key} must be one of {allowed}.")
+        values[key] = value
+    return Settings(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """One visit: a patient in the queue, with the state the event log last recorded."""
+
+    id: int
+    patient_id: int
+    fname: str
+    image: str | None  # stored file name, or None
+    status: str
+    check_in_time: str
+
+    @property
+    def image_url(self) -> str | None:
+        return PHOTO_URL_PREFIX + self.image if self.image else None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEvent:
+    """A committed change, as the event log holds it."""
+
+    seq: int
+    event: str  # PATIENT_ADDED | PATIENT_COMPLETED
+    at: str
+    entry: QueueEntry
+
+
+PATIENT_ADDED = "PATIENT_ADDED"
+PATIENT_COMPLETED = "PATIENT_COMPLETED"
+QUEUE_SNAPSHOT = "QUEUE_SNAPSHOT"
+EVENT_STATUS = {PATIENT_ADDED: "waiting", PATIENT_COMPLETED: "completed"}
+
+
+def clean_name(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput("fname is required.")
+    name = " ".join(value.split())
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"fname must be at most {MAX_NAME_LENGTH} characters.")
+    return name
+
+
+def display_name(fname: str, style: str) -> str:
+    """'John Doe' -> 'John D.' unless the clinic chose full names on the wall display."""
+    if style == "full":
+        return fname
+    parts = fname.split()
+    if len(parts) < 2:
+        return fname
+    return f"{parts[0]} {parts[-1][0]}."
+
+
+def patient_view(
+    entry: QueueEntry, audience: Audience, settings: Settings, *, status: bool = True
+) -> dict[str, Any]:
+    """The `patient` object of the seed's events and REST bodies, reduced for wall displays."""
+    if audience is Audience.DISPLAY:
+        fname = display_name(entry.fname, settings.display_names)
+        image = entry.image_url if settings.display_photos else None
+    else:
+        fname, image = entry.fname, entry.image_url
+    view: dict[str, Any] = {"id": entry.patient_id, "fname": fname}
+    if status:
+        view["status"] = entry.status
+    view["image"] = image
+    return view
+
+
+def event_message(event: QueueEvent, audience: Audience, settings: Settings) -> dict[str, Any]:
+    """The seed's exact shape first; our additions are extra top-level keys old clients ignore."""
+    return {
+        "type": MESSAGE_TYPE,
+        "event": event.event,
+        "patient": patient_view(event.entry, audience, settings),
+        "seq": event.seq,
+        "id": event.entry.id,
+        "check_in_time": event.entry.check_in_time,
+        "at": event.at,
+    }
+
+
+def queue_item(entry: QueueEntry, audience: Audience, settings: Settings) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "patient": patient_view(entry, audience, settings, status=False),
+        "status": entry.status,
+        "check_in_time": entry.check_in_time,
+    }
+
+
+def snapshot_message(
+    seq: int, waiting: list[QueueEntry], audience: Audience, settings: Settings
+) -> dict[str, Any]:
+    return {
+        "type": MESSAGE_TYPE,
+        "event": QUEUE_SNAPSHOT,
+        "seq": seq,
+        "queue": [queue_item(entry, audience, settings) for entry in waiting],
+    }
+
+
+def settings_from_stored(raw: dict[str, str]) -> Settings:
+    """Settings from their stored JSON texts; a damaged or stale value falls back to its default."""
+    settings = Settings()
+    for key, text in raw.items():
+        try:
+            settings = updated_settings(settings, {key: json.loads(text)})
+        except (ValueError, InvalidInput):
+            continue
+    return settings

@@ -1,0 +1,146 @@
+"""Live-feed fan-out: serialise each event once per audience, never wait for a client.
+
+Every subscriber owns a bounded queue and one writer task. `publish` only does
+`put_nowait`; a subscriber whose queue is full is disconnected with 1013 (try again
+later) so one frozen TV never slows the clinic or grows memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import WSCloseCode, web
+
+from checkin_appliance.domain import Audience, QueueEvent, Settings, event_message
+
+log = logging.getLogger(__name__)
+
+CLOSE_TRY_AGAIN_LATER = WSCloseCode.TRY_AGAIN_LATER  # 1013: the client fell behind
+CLOSE_ACCESS_REVOKED = 4403  # the credential was deactivated or the session ended
+CLOSE_TIMEOUT = 2.0
+
+
+def encode(message: object) -> str:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    seq: int
+    text: str
+
+
+@dataclass(eq=False)
+class Subscriber:
+    ws: web.WebSocketResponse
+    audience: Audience
+    session_id: int | None
+    credential_id: int | None
+    queue: asyncio.Queue[Frame]
+    closing: bool = False
+    writer: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class Hub:
+    def __init__(self, settings: Callable[[], Settings], queue_size: int = 512) -> None:
+        self._settings = settings
+        self._queue_size = queue_size
+        self._subscribers: set[Subscriber] = set()
+        self._closers: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._subscribers)
+
+    def render(self, event: QueueEvent, audience: Audience) -> Frame:
+        return Frame(event.seq, encode(event_message(event, audience, self._settings())))
+
+    def publish(self, event: QueueEvent) -> None:
+        """Called once per committed event, in seq order; never awaits."""
+        frames: dict[Audience, Frame] = {}
+        for sub in list(self._subscribers):
+            if sub.closing:
+                continue
+            frame = frames.get(sub.audience)
+            if frame is None:
+                frame = frames[sub.audience] = self.render(event, sub.audience)
+            try:
+                sub.queue.put_nowait(frame)
+            except asyncio.QueueFull:
+                log.warning("live-feed subscriber fell behind; disconnecting it (1013)")
+                self.disconnect(sub, CLOSE_TRY_AGAIN_LATER, "too slow")
+
+    def subscribe(
+        self,
+        ws: web.WebSocketResponse,
+        audience: Audience,
+        session_id: int | None = None,
+        credential_id: int | None = None,
+    ) -> Subscriber:
+        sub = Subscriber(ws, audience, session_id, credential_id, asyncio.Queue(self._queue_size))
+        self._subscribers.add(sub)
+        return sub
+
+    def start_writer(self, sub: Subscriber, send_backlog: Callable[[], Awaitable[int]]) -> None:
+        """One task per subscriber sends its backlog (replay), then live frames in order."""
+        sub.writer = asyncio.create_task(self._write(sub, send_backlog))
+
+    async def _write(self, sub: Subscriber, send_backlog: Callable[[], Awaitable[int]]) -> None:
+        try:
+            last_seq = await send_backlog()
+            while True:
+                frame = await sub.queue.get()
+                if frame.seq > last_seq:  # already covered by the snapshot or the replay
+                    await sub.ws.send_str(frame.text)
+                    last_seq = frame.seq
+        except (ConnectionError, RuntimeError):
+            # The peer went away mid-send; the handler's receive loop notices and cleans up.
+            pass
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self._subscribers.discard(sub)
+        if sub.writer is not None:
+            sub.writer.cancel()
+
+    def disconnect(self, sub: Subscriber, code: int, reason: str) -> None:
+        """Close one subscriber's socket without waiting (called from publish)."""
+        if sub.closing:
+            return
+        sub.closing = True
+        task = asyncio.create_task(self._close(sub, code, reason))
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
+
+    async def _close(self, sub: Subscriber, code: int, reason: str) -> None:
+        self.unsubscribe(sub)
+        if sub.writer is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await sub.writer
+        try:
+            # A stalled peer may never drain nor answer the close frame: give up quickly,
+            # which drops the TCP connection instead.
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await sub.ws.close(code=code, message=reason.encode(), drain=False)
+        except (TimeoutError, ConnectionError, RuntimeError):
+            pass
+
+    def disconnect_where(
+        self, predicate: Callable[[Subscriber], bool], code: int, reason: str
+    ) -> int:
+        chosen = [sub for sub in self._subscribers if predicate(sub)]
+        for sub in chosen:
+            self.disconnect(sub, code, reason)
+        return len(chosen)
+
+    def session_ids(self) -> set[int]:
+        return {sub.session_id for sub in self._subscribers if sub.session_id is not None}
+
+    async def close_all(self, code: int = WSCloseCode.GOING_AWAY) -> None:
+        """Shutdown: every socket gets GOING_AWAY, and we wait (briefly) for the closes."""
+        self.disconnect_where(lambda sub: True, code, "server shutting down")
+        if self._closers:
+            await asyncio.gather(*self._closers, return_exceptions=True)

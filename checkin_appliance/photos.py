@@ -1,0 +1,137 @@
+"""Patient photos: decode safely, strip everything, re-encode, store under a random name.
+
+All of it is blocking work; callers run it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import secrets
+import stat
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from checkin_appliance.domain import InvalidInput
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
+# About 40 Mpx: any phone or tablet camera fits; a decompression bomb does not.
+MAX_PIXELS = 40_000_000
+JPEG_QUALITY = 85
+PHOTO_NAME = re.compile(r"^[0-9a-f]{32}\.jpg$")
+TEMP_SUFFIX = ".tmp"
+
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+def reencode(data: bytes, max_side: int = 800) -> bytes:
+    """A fresh JPEG of at most `max_side` px with no metadata; InvalidInput names the problem."""
+    if not data:
+        raise InvalidInput("The photo is empty.")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns between 1x and 2x MAX_IMAGE_PIXELS; for us that is already too big.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
+                if img.format not in ALLOWED_FORMATS:
+                    raise InvalidInput("The photo must be a JPEG, PNG or WebP image.")
+                if img.format == "JPEG":
+                    # Let libjpeg decode at a reduced scale: much faster for big camera shots.
+                    img.draft("RGB", (max_side, max_side))
+                upright = ImageOps.exif_transpose(img)
+                upright.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+                pixels = _flatten_to_rgb(upright)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidInput("The photo has too many pixels.") from exc
+    except UnidentifiedImageError as exc:
+        raise InvalidInput("The photo must be a JPEG, PNG or WebP image.") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidInput("The photo is damaged or truncated.") from exc
+    # Copy only the pixels into a new image, so no metadata can ride along.
+    clean = Image.new("RGB", pixels.size)
+    clean.paste(pixels)
+    out = io.BytesIO()
+    clean.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
+    return out.getvalue()
+
+
+def _flatten_to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def new_photo_name() -> str:
+    return secrets.token_hex(16) + ".jpg"
+
+
+def write_durably(directory: Path, name: str, data: bytes) -> None:
+    """Temp file, fsync, rename, fsync the directory: the file is whole or absent."""
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / name
+    temp = directory / (name + TEMP_SUFFIX)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def store_photo(directory: Path, data: bytes, max_side: int) -> str:
+    """Re-encodes and stores an uploaded photo; returns its new random file name."""
+    jpeg = reencode(data, max_side)
+    name = new_photo_name()
+    write_durably(directory, name, jpeg)
+    return name
+
+
+def remove_photo(directory: Path, name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(directory / name)
+
+
+def sweep_orphans(directory: Path, known: set[str]) -> int:
+    """At start: delete temp files and photos no patient row points at (a crash mid-check-in)."""
+    if not directory.is_dir():
+        return 0
+    removed = 0
+    for path in directory.iterdir():
+        if path.name.endswith(TEMP_SUFFIX) or (
+            PHOTO_NAME.match(path.name) and path.name not in known
+        ):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            removed += 1
+    return removed
+
+
+def open_photo(directory: Path, name: str) -> Path | None:
+    """The stored file for exactly this name, or None; never follows links or leaves the folder."""
+    if not PHOTO_NAME.match(name):
+        return None
+    path = directory / name
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    return path if stat.S_ISREG(st.st_mode) else None

@@ -1,0 +1,76 @@
+"""The front desk's decisions: check a patient in, call the next one, complete one.
+
+Photos are processed in a worker thread and written before the check-in commits; the
+store publishes each event after its commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+from checkin_appliance import photos
+from checkin_appliance.domain import (
+    NotFound,
+    QueueEntry,
+    Settings,
+    clean_name,
+    settings_from_stored,
+    updated_settings,
+)
+from checkin_appliance.store import Store
+
+log = logging.getLogger(__name__)
+
+NOBODY_WAITING = "No patients in the waiting."
+NO_SUCH_PATIENT = "No waiting patient with that id."
+
+
+class Reception:
+    def __init__(self, store: Store, photo_dir: Path, photo_max_side: int = 800) -> None:
+        self.store = store
+        self.photo_dir = photo_dir
+        self.photo_max_side = photo_max_side
+        self.settings = Settings()
+
+    async def load_settings(self) -> Settings:
+        self.settings = settings_from_stored(await self.store.load_settings())
+        return self.settings
+
+    async def update_settings(self, changes: dict[str, object]) -> Settings:
+        new = updated_settings(self.settings, changes)
+        await self.store.save_settings({key: json.dumps(new.public()[key]) for key in changes})
+        self.settings = new
+        return new
+
+    async def check_in(
+        self, fname: object, photo: bytes | None, by: int | None
+    ) -> tuple[QueueEntry, int]:
+        name = clean_name(fname)
+        image = None
+        if photo is not None:
+            image = await asyncio.to_thread(
+                photos.store_photo, self.photo_dir, photo, self.photo_max_side
+            )
+        try:
+            return await self.store.check_in(name, image, by)
+        except BaseException:
+            if image is not None:
+                await asyncio.to_thread(photos.remove_photo, self.photo_dir, image)
+            raise
+
+    async def call(self, patient_id: int | None, by: int | None) -> QueueEntry:
+        """The longest-waiting patient (or the given one) is completed, exactly once."""
+        entry = await self.store.complete(patient_id, by)
+        if entry is None:
+            raise NotFound(NOBODY_WAITING if patient_id is None else NO_SUCH_PATIENT)
+        return entry
+
+    async def sweep_photos(self) -> int:
+        known = await self.store.photo_names()
+        removed = await asyncio.to_thread(photos.sweep_orphans, self.photo_dir, known)
+        if removed:
+            log.info("removed %d orphaned photo file(s)", removed)
+        return removed

@@ -1,0 +1,90 @@
+"""Secrets: password hashing (scrypt), credential tokens, session tokens and their hashes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import secrets
+
+# scrypt with n=2**14, r=8 uses 16 MiB per hash; PasswordHasher caps concurrent hashes.
+_N, _R, _P, _DKLEN = 2**14, 8, 1, 32
+_MAXMEM = 64 * 1024 * 1024
+
+MIN_PASSWORD_LENGTH = 8
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM, dklen=_DKLEN
+    )
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(password, salt, _N, _R, _P)
+    b64 = base64.b64encode
+    return f"scrypt${_N}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        actual = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p))
+    except ValueError:
+        return False
+    return hmac.compare_digest(actual, base64.b64decode(digest))
+
+
+# Verifying against this keeps an unknown token as slow as a wrong password.
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+class PasswordHasher:
+    """Hashes off the event loop, a few at a time, so logins cannot exhaust memory or CPU."""
+
+    def __init__(self, concurrency: int = 2) -> None:
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def hash(self, password: str) -> str:
+        async with self._slots:
+            return await asyncio.to_thread(hash_password, password)
+
+    async def verify(self, password: str, stored: str | None) -> bool:
+        async with self._slots:
+            ok = await asyncio.to_thread(verify_password, password, stored or _DUMMY_HASH)
+        return ok and stored is not None
+
+
+def new_credential_token() -> str:
+    """An 8-digit numeric token (the credential's public identifier, typed on a tablet)."""
+    return f"{secrets.randbelow(90_000_000) + 10_000_000}"
+
+
+def new_session_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def secret_hash(secret: str) -> str:
+    """Sessions are looked up by this hash; the clear secret is never stored."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def new_setup_code() -> str:
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    code = "".join(secrets.choice(alphabet) for _ in range(12))
+    return f"{code[:4]}-{code[4:8]}-{code[8:]}"
+
+
+def check_password_rules(password: object) -> str | None:
+    """Why a new password is unacceptable, or None."""
+    if not isinstance(password, str) or not password:
+        return "A password is required."
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"The password must have at least {MIN_PASSWORD_LENGTH} characters."
+    if len(password) > 1024:
+        return "The password is too long."
+    return None

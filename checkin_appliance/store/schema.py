@@ -1,0 +1,54 @@
+"""Numbered .sql migrations, shipped as package resources, applied by PRAGMA user_version."""
+
+from __future__ import annotations
+
+import logging
+import re
+from importlib import resources
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def available() -> list[tuple[int, str]]:
+    """(version, sql) for every migration file, by the number in its name."""
+    found: dict[int, str] = {}
+    for item in resources.files("checkin_appliance.store.migrations").iterdir():
+        match = _NAME.match(item.name)
+        if match:
+            version = int(match.group(1))
+            if version in found:
+                raise RuntimeError(f"two migrations claim version {version}")
+            found[version] = item.read_text(encoding="utf-8")
+    versions = sorted(found)
+    if versions != list(range(1, len(versions) + 1)):
+        raise RuntimeError(f"migration numbers must run 1..n without gaps, found {versions}")
+    return [(v, found[v]) for v in versions]
+
+
+async def migrate(conn: aiosqlite.Connection) -> int:
+    """Bring the schema up to date, one transaction per migration; returns the version."""
+    async with conn.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    current = row[0] if row else 0
+    migrations = available()
+    if current > len(migrations):
+        raise RuntimeError(
+            f"the database is at schema version {current}, newer than this program "
+            f"({len(migrations)}); upgrade checkin-appliance"
+        )
+    for version, sql in migrations[current:]:
+        # executescript commits first, so the transaction is spelled out inside the script.
+        try:
+            await conn.executescript(
+                f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;"
+            )
+        except Exception:
+            if conn.in_transaction:
+                await conn.rollback()
+            raise
+        log.info("database schema migrated to version %d", version)
+        current = version
+    return current

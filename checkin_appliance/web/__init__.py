@@ -1,0 +1,1 @@
+"""HTTP and WebSocket: turns requests into calls and results into responses."""

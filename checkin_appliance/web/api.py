@@ -1,0 +1,328 @@
+"""REST handlers: /api/…, /healthz and /media/…; each turns HTTP into one domain call."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+
+from checkin_appliance import __version__, photos
+from checkin_appliance.domain import (
+    Audience,
+    InvalidInput,
+    Role,
+    TooLarge,
+    audience_for,
+    patient_view,
+    queue_item,
+)
+from checkin_appliance.security import check_password_rules, new_credential_token
+from checkin_appliance.store import StoreUnavailable
+from checkin_appliance.web.auth import (
+    BAD_LOGIN,
+    MISSING_LOGIN,
+    SESSION_COOKIE,
+    ApiError,
+    set_session_cookie,
+)
+from checkin_appliance.web.errors import json_response
+from checkin_appliance.web.keys import AUTH, CONFIG, HUB, RECEPTION, STORE
+
+routes = web.RouteTableDef()
+
+FIELD_LIMIT = 64 * 1024  # a text field of a check-in form
+INVALID_ACTION = "Invalid action or missing patient."
+NO_BODY = "The request body must be a JSON object."
+
+
+async def read_body(request: web.Request) -> dict[str, Any]:
+    """A JSON object, or the fields of a urlencoded form; anything else is a 400/415."""
+    if request.content_type == "application/x-www-form-urlencoded":
+        return dict(await request.post())
+    if request.content_type not in (
+        "application/json",
+        "application/octet-stream",
+        "text/plain",
+        "",
+    ):
+        raise ApiError(415, error="Send the request body as application/json.")
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("The request body is not valid JSON.") from exc
+    if not isinstance(body, dict):
+        raise InvalidInput(NO_BODY)
+    return body
+
+
+async def _read_part(part: BodyPartReader, limit: int, too_large: str) -> bytes:
+    """Reads one multipart part, counting bytes as they arrive (client_max_size does not)."""
+    chunks, size = [], 0
+    while chunk := await part.read_chunk(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(too_large)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_check_in(request: web.Request) -> tuple[dict[str, Any], bytes | None]:
+    """The form fields and the photo (if any) of a check-in, multipart or JSON."""
+    if not request.content_type.startswith("multipart/"):
+        return await read_body(request), None
+    max_photo = request.app[CONFIG].max_photo_bytes
+    too_large = f"The photo is larger than the {max_photo / 1024 / 1024:g} MB limit."
+    fields: dict[str, Any] = {}
+    photo: bytes | None = None
+    budget = max_photo + 1024 * 1024  # everything that is not the photo
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise InvalidInput("Nested multipart bodies are not supported.")
+            if part.name == "image":
+                data = await _read_part(part, max_photo, too_large)
+                if data and photo is None:
+                    photo = data
+                continue
+            data = await _read_part(part, min(FIELD_LIMIT, budget), "A form field is too large.")
+            budget -= len(data)
+            if part.name and part.name not in fields and part.filename is None:
+                fields[part.name] = data.decode(part.get_charset("utf-8"), errors="replace")
+    except (ValueError, AssertionError, LookupError) as exc:
+        raise InvalidInput("The multipart body is malformed.") from exc
+    return fields, photo
+
+
+# --- first run and sessions -------------------------------------------------------------
+
+
+@routes.post("/api/setup/")
+async def setup(request: web.Request) -> web.Response:
+    auth = request.app[AUTH]
+    if auth.setup_code is None:
+        raise ApiError(403, error="Setup is already complete.")
+    body = await read_body(request)
+    code, password = body.get("code"), body.get("password")
+    if not isinstance(code, str) or not code:
+        raise InvalidInput("Please provide the setup code and a password.")
+    problem = check_password_rules(password)
+    if problem:
+        raise InvalidInput(problem)
+    credential = await auth.complete_setup(code, password)
+    if credential is None:
+        if auth.setup_code is None:
+            raise ApiError(403, error="Setup is already complete.")
+        raise ApiError(403, error="Invalid setup code.")
+    return json_response({"token": credential.token, **credential.public()}, 201)
+
+
+@routes.post("/api/login/")
+async def login(request: web.Request) -> web.Response:
+    body = await read_body(request)
+    token, password = body.get("token"), body.get("password")
+    if isinstance(token, int) and not isinstance(token, bool):
+        token = str(token)
+    if not token or not password:
+        raise InvalidInput(MISSING_LOGIN)
+    if not isinstance(token, str) or not isinstance(password, str):
+        raise ApiError(401, error=BAD_LOGIN)
+    auth = request.app[AUTH]
+    tokens = await auth.login(token.strip(), password, request.remote or "unknown")
+    response = json_response(
+        {"access": tokens.access, "refresh": tokens.refresh, "role": tokens.credential.role.value}
+    )
+    set_session_cookie(response, request, tokens.access, request.app[CONFIG].access_ttl)
+    return response
+
+
+@routes.post("/api/token/refresh/")
+async def refresh(request: web.Request) -> web.Response:
+    body = await read_body(request)
+    token = body.get("refresh")
+    if not isinstance(token, str) or not token:
+        raise InvalidInput("Please provide the refresh token.")
+    access = await request.app[AUTH].refresh(token)
+    if access is None:
+        raise ApiError(401, detail="Token is invalid or expired.")
+    return json_response({"access": access})
+
+
+@routes.post("/api/logout/")
+async def logout(request: web.Request) -> web.Response:
+    caller = await request.app[AUTH].require(request)
+    await request.app[STORE].revoke_session(caller.session.id)
+    request.app[HUB].disconnect_where(
+        lambda sub: sub.session_id == caller.session.id, 4403, "logged out"
+    )
+    response = json_response({"message": "Logged out."})
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# --- the seed's endpoints ---------------------------------------------------------------
+
+
+@routes.get("/api/patients/")
+async def patients_welcome(request: web.Request) -> web.Response:
+    caller = await request.app[AUTH].require(request, Role.FORM)
+    return json_response(
+        {"message": f"Welcome {caller.credential.label}, you can check patients in."}
+    )
+
+
+@routes.post("/api/patients/")
+async def check_in(request: web.Request) -> web.Response:
+    caller = await request.app[AUTH].require(request, Role.FORM)
+    fields, photo = await read_check_in(request)
+    entry, position = await request.app[RECEPTION].check_in(
+        fields.get("fname"), photo, caller.credential.id
+    )
+    body = patient_view(entry, Audience.STAFF, request.app[RECEPTION].settings)
+    body.update(check_in_time=entry.check_in_time, queue_entry_id=entry.id, position=position)
+    return json_response(body, 201)
+
+
+@routes.get("/api/doctors/")
+async def doctors_welcome(request: web.Request) -> web.Response:
+    caller = await request.app[AUTH].require(request, Role.DOCTOR)
+    return json_response({"message": f"Welcome Doctor {caller.credential.label}."})
+
+
+def _patient_id(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and value > 0:
+        return value
+    if isinstance(value, str) and value.strip().isdecimal():
+        return int(value.strip())
+    return None
+
+
+@routes.post("/api/doctors/")
+async def doctors_action(request: web.Request) -> web.Response:
+    caller = await request.app[AUTH].require(request, Role.DOCTOR)
+    body = await read_body(request)
+    action = body.get("action")
+    patient_id = None
+    if action == "complete" and body.get("patient_id") not in (None, ""):
+        patient_id = _patient_id(body["patient_id"])
+        if patient_id is None:
+            raise InvalidInput(INVALID_ACTION)
+    elif action not in ("call_next", "complete"):
+        raise InvalidInput(INVALID_ACTION)
+    reception = request.app[RECEPTION]
+    entry = await reception.call(patient_id, caller.credential.id)
+    return json_response(
+        {
+            "message": "Action successful.",
+            "patient": patient_view(entry, Audience.STAFF, reception.settings),
+        }
+    )
+
+
+@routes.get("/api/queue/")
+async def queue(request: web.Request) -> web.Response:
+    caller = await request.app[AUTH].require(request)
+    reception = request.app[RECEPTION]
+    audience = audience_for(caller.credential.role)
+    waiting = await request.app[STORE].waiting()
+    return json_response([queue_item(e, audience, reception.settings) for e in waiting])
+
+
+# --- ours: settings and credentials (admin) ---------------------------------------------
+
+
+@routes.get("/api/settings/")
+async def get_settings(request: web.Request) -> web.Response:
+    await request.app[AUTH].require(request)
+    return json_response(request.app[RECEPTION].settings.public())
+
+
+@routes.patch("/api/settings/")
+async def change_settings(request: web.Request) -> web.Response:
+    await request.app[AUTH].require(request, Role.ADMIN)
+    settings = await request.app[RECEPTION].update_settings(await read_body(request))
+    return json_response(settings.public())
+
+
+@routes.get("/api/credentials/")
+async def list_credentials(request: web.Request) -> web.Response:
+    await request.app[AUTH].require(request, Role.ADMIN)
+    credentials = await request.app[STORE].list_credentials()
+    return json_response([c.public() for c in credentials])
+
+
+@routes.post("/api/credentials/")
+async def create_credential(request: web.Request) -> web.Response:
+    await request.app[AUTH].require(request, Role.ADMIN)
+    body = await read_body(request)
+    try:
+        role = Role(body.get("role"))
+    except ValueError as exc:
+        raise InvalidInput("role must be one of form, doctor, queue, admin.") from exc
+    label, room = body.get("label"), body.get("room")
+    if not isinstance(label, str) or not label.strip() or len(label) > 100:
+        raise InvalidInput("label must be 1-100 characters.")
+    if room is not None and (not isinstance(room, str) or len(room) > 50):
+        raise InvalidInput("room must be at most 50 characters.")
+    problem = check_password_rules(body.get("password"))
+    if problem:
+        raise InvalidInput(problem)
+    password_hash = await request.app[AUTH].hasher.hash(body["password"])
+    credential = await request.app[STORE].create_credential(
+        new_credential_token, role, label.strip(), (room or "").strip() or None, password_hash
+    )
+    assert credential is not None
+    return json_response(credential.public(), 201)
+
+
+@routes.post("/api/credentials/{token}/deactivate/")
+async def deactivate_credential(request: web.Request) -> web.Response:
+    await request.app[AUTH].require(request, Role.ADMIN)
+    credential = await request.app[STORE].deactivate_credential(request.match_info["token"])
+    if credential is None:
+        raise ApiError(404, error="No credential with that token.")
+    request.app[HUB].disconnect_where(
+        lambda sub: sub.credential_id == credential.id, 4403, "credential deactivated"
+    )
+    return json_response(credential.public())
+
+
+# --- health and media -------------------------------------------------------------------
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    try:
+        await request.app[STORE].write_probe()
+    except StoreUnavailable:
+        return json_response(
+            {
+                "status": "error",
+                "db": "error",
+                "version": __version__,
+                "error": "The database cannot be written.",
+            },
+            503,
+        )
+    return json_response({"status": "ok", "db": "ok", "version": __version__})
+
+
+@routes.get("/media/patient_images/{name}")
+async def photo(request: web.Request) -> web.StreamResponse:
+    path = photos.open_photo(request.app[CONFIG].photo_dir, request.match_info["name"])
+    if path is None:
+        raise web.HTTPNotFound()
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": "image/jpeg",
+            "Cache-Control": "private, no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )

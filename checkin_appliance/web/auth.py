@@ -1,0 +1,241 @@
+"""Who is asking: credentials, sessions, roles, login throttling and the setup code."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+from checkin_appliance.config import Config
+from checkin_appliance.domain import Credential, Role, Session, format_time, utc_now
+from checkin_appliance.security import (
+    PasswordHasher,
+    new_credential_token,
+    new_session_secret,
+    new_setup_code,
+    secret_hash,
+)
+from checkin_appliance.store import Store
+from checkin_appliance.web.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "checkin_session"
+NOT_PROVIDED = "Authentication credentials were not provided."
+INVALID_TOKEN = "Authentication credentials were invalid or expired."
+BAD_LOGIN = "Invalid credentials or inactive token."
+MISSING_LOGIN = "Please provide both token and password."
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def access_denied(role: Role) -> ApiError:
+    return ApiError(
+        403, detail=f"Access Denied: You must have the '{role.value}' role to access this resource."
+    )
+
+
+@dataclass
+class Tokens:
+    access: str
+    refresh: str
+    credential: Credential
+
+
+@dataclass
+class Caller:
+    """An authenticated request: its session and how it proved it."""
+
+    session: Session
+    by_cookie: bool
+
+    @property
+    def credential(self) -> Credential:
+        return self.session.credential
+
+
+@dataclass
+class _Failures:
+    count: int = 0
+    locked_until: float = 0.0
+
+
+@dataclass
+class LoginThrottle:
+    """Growing lockouts after repeated failures, per client address and per token."""
+
+    allowed: int = 5
+    max_lock: float = 15 * 60
+    _by_key: dict[str, _Failures] = field(default_factory=dict)
+
+    def retry_after(self, keys: Iterable[str], now: float) -> int:
+        wait = max(
+            (self._by_key[k].locked_until - now for k in keys if k in self._by_key), default=0.0
+        )
+        return int(wait) + 1 if wait > 0 else 0
+
+    def failed(self, keys: Iterable[str], now: float) -> None:
+        for key in keys:
+            entry = self._by_key.setdefault(key, _Failures())
+            entry.count += 1
+            if entry.count >= self.allowed:
+                extra = entry.count - self.allowed
+                entry.locked_until = now + min(self.max_lock, 2.0 ** min(extra, 10))
+        if len(self._by_key) > 10_000:  # bounded memory under a spray of addresses
+            stale = [k for k, v in self._by_key.items() if v.locked_until < now]
+            for key in stale:
+                del self._by_key[key]
+
+    def succeeded(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._by_key.pop(key, None)
+
+
+class Authenticator:
+    def __init__(self, store: Store, config: Config, hasher: PasswordHasher) -> None:
+        self.store = store
+        self.config = config
+        self.hasher = hasher
+        self.throttle = LoginThrottle(allowed=config.login_failures_allowed)
+        self.setup_code: str | None = None
+
+    # --- first run -------------------------------------------------------------------
+
+    async def prepare_setup(self) -> str | None:
+        """A fresh one-time setup code while no admin exists (printed, never logged)."""
+        self.setup_code = None if await self.store.has_admin() else new_setup_code()
+        return self.setup_code
+
+    async def complete_setup(self, code: str, password: str) -> Credential | None:
+        """Creates the first admin exactly once; None when the code is wrong or setup is done."""
+        expected = self.setup_code
+        if expected is None or not hmac.compare_digest(
+            code.strip().upper().encode(), expected.encode()
+        ):
+            return None
+        password_hash = await self.hasher.hash(password)
+        credential = await self.store.create_credential(
+            new_credential_token,
+            Role.ADMIN,
+            "Administrator",
+            None,
+            password_hash,
+            only_if_no_admin=True,
+        )
+        if credential is not None:
+            self.setup_code = None
+        return credential
+
+    # --- sessions --------------------------------------------------------------------
+
+    def _expiry(self, seconds: int) -> str:
+        return format_time(datetime.now(UTC) + timedelta(seconds=seconds))
+
+    async def login(self, token: str, password: str, address: str) -> Tokens:
+        keys = (f"addr:{address}", f"token:{token}")
+        wait = self.throttle.retry_after(keys, time.monotonic())
+        if wait:
+            raise ApiError(
+                429,
+                error="Too many failed attempts. Try again later.",
+                headers={"Retry-After": str(wait)},
+            )
+        found = await self.store.credential_for_login(token)
+        credential, stored = found if found else (None, None)
+        ok = await self.hasher.verify(password, stored)
+        if not ok or credential is None or not credential.active:
+            self.throttle.failed(keys, time.monotonic())
+            log.info("failed login from %s", address)
+            raise ApiError(401, error=BAD_LOGIN)
+        self.throttle.succeeded(keys)
+        access, refresh = new_session_secret(), new_session_secret()
+        await self.store.create_session(
+            credential.id,
+            secret_hash(access),
+            self._expiry(self.config.access_ttl),
+            secret_hash(refresh),
+            self._expiry(self.config.refresh_ttl),
+        )
+        log.info("login: credential %s (%s)", credential.id, credential.role.value)
+        return Tokens(access, refresh, credential)
+
+    async def refresh(self, refresh: str) -> str | None:
+        access = new_session_secret()
+        session = await self.store.refresh_session(
+            secret_hash(refresh),
+            secret_hash(access),
+            self._expiry(self.config.access_ttl),
+            utc_now(),
+        )
+        return access if session else None
+
+    async def session_for(self, access: str) -> Session | None:
+        if not access or len(access) > 200:
+            return None
+        return await self.store.session_by_access(secret_hash(access), utc_now())
+
+    # --- requests --------------------------------------------------------------------
+
+    async def identify(self, request: web.Request) -> Caller | None:
+        """The caller by Authorization / Roni-Authorization bearer header, else the cookie.
+
+        Raises 401 for a bearer token that is present but invalid.
+        """
+        for header in ("Authorization", "Roni-Authorization"):
+            value = request.headers.get(header)
+            if value:
+                scheme, _, secret = value.partition(" ")
+                session = (
+                    await self.session_for(secret.strip()) if scheme.lower() == "bearer" else None
+                )
+                if session is None:
+                    raise ApiError(401, detail=INVALID_TOKEN)
+                return Caller(session, by_cookie=False)
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            session = await self.session_for(cookie)
+            if session is not None:
+                return Caller(session, by_cookie=True)
+        return None
+
+    async def require(self, request: web.Request, *roles: Role) -> Caller:
+        """The caller, who must hold one of `roles` (admin always may); else 401/403."""
+        caller = await self.identify(request)
+        if caller is None:
+            raise ApiError(401, detail=NOT_PROVIDED)
+        if caller.by_cookie and request.method not in SAFE_METHODS:
+            require_same_origin(request)
+        role = caller.credential.role
+        if roles and role not in roles and role is not Role.ADMIN:
+            raise access_denied(roles[0])
+        return caller
+
+
+def same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if not origin or request.headers.get("Sec-Fetch-Site") == "cross-site":
+        return False
+    return origin == f"{request.scheme}://{request.host}"
+
+
+def require_same_origin(request: web.Request) -> None:
+    if not same_origin(request):
+        raise ApiError(403, detail="Cross-origin request refused.")
+
+
+def set_session_cookie(
+    response: web.StreamResponse, request: web.Request, access: str, max_age: int
+) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        access,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+    )

@@ -1,0 +1,91 @@
+"""One JSON error shape for every route: {"error": …} or, for auth, {"detail": …}."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from checkin_appliance import domain
+from checkin_appliance.store import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_DOMAIN_STATUS: dict[type[domain.DomainError], int] = {
+    domain.InvalidInput: 400,
+    domain.NotAllowed: 403,
+    domain.NotFound: 404,
+    domain.Conflict: 409,
+    domain.TooLarge: 413,
+    domain.Unavailable: 503,
+}
+
+_HTTP_MESSAGES = {
+    400: "Bad request.",
+    404: "Not found.",
+    405: "Method not allowed.",
+    413: "Request body is too large.",
+    415: "Unsupported media type.",
+}
+
+
+class ApiError(Exception):
+    """An HTTP answer decided by the web layer (auth, malformed bodies)."""
+
+    def __init__(
+        self,
+        status: int,
+        *,
+        error: str | None = None,
+        detail: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(error or detail)
+        self.status = status
+        self.body = {"detail": detail} if detail is not None else {"error": error}
+        self.headers = headers or {}
+
+
+def json_response(
+    body: object, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        text=json.dumps(body, ensure_ascii=False),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def error_response(error: ApiError) -> web.Response:
+    return json_response(error.body, error.status, error.headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc)
+    except domain.DomainError as exc:
+        status = _DOMAIN_STATUS.get(type(exc), 400)
+        return json_response({"error": exc.message}, status)
+    except StoreUnavailable:
+        log.exception("database unavailable")
+        return json_response({"error": "The database is unavailable; try again shortly."}, 503)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = _HTTP_MESSAGES.get(exc.status, exc.reason + ".")
+        return json_response({"error": message}, exc.status, _passthrough_headers(exc))
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return json_response({"error": "Internal server error."}, 500)
+
+
+def _passthrough_headers(exc: web.HTTPException) -> dict[str, str]:
+    return {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}

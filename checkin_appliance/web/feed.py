@@ -1,0 +1,112 @@
+"""/ws/queue/: the seed's live feed, plus snapshot and gap-free replay from the event log."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import WSMsgType, web
+
+from checkin_appliance.domain import Audience, InvalidInput, audience_for, snapshot_message
+from checkin_appliance.hub import Subscriber, encode
+from checkin_appliance.web.auth import (
+    INVALID_TOKEN,
+    NOT_PROVIDED,
+    SESSION_COOKIE,
+    ApiError,
+    Caller,
+    same_origin,
+)
+from checkin_appliance.web.keys import AUTH, CONFIG, HUB, RECEPTION, STORE
+
+log = logging.getLogger(__name__)
+
+MAX_CLIENT_MESSAGE = 4096  # clients have nothing to say; a big frame closes the socket
+REPLAY_BATCH = 500
+
+
+def _non_negative_int(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name)
+    if value is None:
+        return None
+    if not value.isdecimal() or len(value) > 18:
+        raise InvalidInput(f"{name} must be a whole number of 0 or more.")
+    return int(value)
+
+
+async def _caller(request: web.Request) -> Caller | None:
+    """By ?token=, a bearer header, or the session cookie (only from our own origin)."""
+    auth = request.app[AUTH]
+    token = request.query.get("token")
+    if token is not None:
+        session = await auth.session_for(token)
+        if session is None:
+            raise ApiError(401, detail=INVALID_TOKEN)
+        return Caller(session, by_cookie=False)
+    caller = await auth.identify(request)
+    if caller is not None and caller.by_cookie and not same_origin(request):
+        raise ApiError(403, detail="Cross-origin request refused.")
+    return caller
+
+
+async def queue_feed(request: web.Request) -> web.StreamResponse:
+    caller = await _caller(request)
+    reception = request.app[RECEPTION]
+    if caller is None and not reception.settings.anonymous_feed:
+        if request.cookies.get(SESSION_COOKIE):
+            raise ApiError(401, detail=INVALID_TOKEN)
+        raise ApiError(401, detail=NOT_PROVIDED)
+    since = _non_negative_int(request, "since")
+    want_snapshot = request.query.get("snapshot", "") not in ("", "0", "false")
+
+    config = request.app[CONFIG]
+    ws = web.WebSocketResponse(
+        heartbeat=config.heartbeat,
+        max_msg_size=MAX_CLIENT_MESSAGE,
+        compress=False,  # one encoding shared by every client; nothing to compress per socket
+        timeout=5.0,
+    )
+    await ws.prepare(request)
+    hub, store = request.app[HUB], request.app[STORE]
+    audience = audience_for(caller.credential.role) if caller else Audience.DISPLAY
+    # Subscribe before reading the log: anything committed from here on is queued, and the
+    # writer skips what the snapshot or the replay already covered.
+    sub = hub.subscribe(
+        ws,
+        audience,
+        caller.session.id if caller else None,
+        caller.credential.id if caller else None,
+    )
+
+    async def send_snapshot() -> int:
+        seq, waiting = await store.snapshot()
+        await ws.send_str(encode(snapshot_message(seq, waiting, audience, reception.settings)))
+        return seq
+
+    async def send_backlog() -> int:
+        if since is not None:
+            oldest, last = await store.event_log_bounds()
+            if since > last or (since < oldest - 1):
+                return await send_snapshot()  # a gap we cannot fill, or another database
+            return await _replay(sub, since)
+        if want_snapshot:
+            return await send_snapshot()
+        return 0
+
+    async def _replay(sub: Subscriber, after: int) -> int:
+        while batch := await store.events_after(after, REPLAY_BATCH):
+            for event in batch:
+                await ws.send_str(hub.render(event, sub.audience).text)
+            after = batch[-1].seq
+            if len(batch) < REPLAY_BATCH:
+                break
+        return after
+
+    hub.start_writer(sub, send_backlog)
+    try:
+        async for msg in ws:
+            # Clients have nothing to tell us; their messages are read and ignored.
+            if msg.type is WSMsgType.ERROR:
+                break
+    finally:
+        hub.unsubscribe(sub)
+    return ws
