@@ -14,15 +14,19 @@ import stat
 import warnings
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from checkin_appliance.domain import InvalidInput
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
+# Pillow reports a JPEG that carries extra images (an iPhone HDR gain map, a Samsung or
+# camera preview: the CIPA "MPF" extension) as MPO; the first frame is the ordinary photo.
+JPEG_FAMILY = ("JPEG", "MPO")
 # About 40 Mpx: any phone or tablet camera fits; a decompression bomb does not.
 MAX_PIXELS = 40_000_000
 JPEG_QUALITY = 85
-PHOTO_NAME = re.compile(r"^[0-9a-f]{32}\.jpg$")
+# \Z, not $: "$" also matches before a trailing newline ("<hex>.jpg\n").
+PHOTO_NAME = re.compile(r"\A[0-9a-f]{32}\.jpg\Z")
 TEMP_SUFFIX = ".tmp"
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -37,12 +41,16 @@ def reencode(data: bytes, max_side: int = 800) -> bytes:
             # Pillow warns between 1x and 2x MAX_IMAGE_PIXELS; for us that is already too big.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
-                if img.format not in ALLOWED_FORMATS:
+                if img.format not in ALLOWED_FORMATS + JPEG_FAMILY:
                     raise InvalidInput("The photo must be a JPEG, PNG or WebP image.")
-                if img.format == "JPEG":
+                # catch_warnings is process-wide and not thread-safe, and several check-ins
+                # can decode at once in worker threads: the header size is the real limit.
+                if img.width * img.height > MAX_PIXELS:
+                    raise Image.DecompressionBombError("larger than MAX_PIXELS")
+                if img.format in JPEG_FAMILY:
                     # Let libjpeg decode at a reduced scale: much faster for big camera shots.
                     img.draft("RGB", (max_side, max_side))
-                upright = ImageOps.exif_transpose(img)
+                upright = _upright(img)
                 upright.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
                 pixels = _flatten_to_rgb(upright)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -59,9 +67,39 @@ def reencode(data: bytes, max_side: int = 800) -> bytes:
     return out.getvalue()
 
 
+_ORIENTATION_FIX = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """The pixels turned as the camera's EXIF orientation says (a copy either way).
+
+    Not ImageOps.exif_transpose: it re-serialises the EXIF block it was given, and a damaged
+    block then raises TypeError or struct.error (a 500) for a photo whose pixels are fine.
+    We drop the EXIF anyway, so only the orientation number is read.
+    """
+    img.load()
+    try:
+        orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # an unreadable EXIF block only costs us the rotation
+        orientation = 1
+    method = _ORIENTATION_FIX.get(orientation) if isinstance(orientation, int) else None
+    return img.transpose(method) if method is not None else img.copy()
+
+
 def _flatten_to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
         return img
+    if img.mode.startswith("I"):
+        # 16-bit greyscale PNG: convert() would clip every value above 255 to white.
+        return img.convert("I").point(lambda v: v / 256).convert("L").convert("RGB")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientWebSocketResponse, WSMsgType, web
+from aiohttp import ClientWebSocketResponse, DummyCookieJar, WSMsgType, web
 from aiohttp.test_utils import TestClient
 
 from checkin_appliance.app import create_app
@@ -87,7 +87,10 @@ def start_clinic(aiohttp_client: Any, config: Config) -> StartClinic:
     """Starts the real app on `config`'s data dir; call again (after stopping) to restart."""
 
     async def start(cfg: Config | None = None, tokens: dict[Role, str] | None = None) -> Clinic:
-        client = await aiohttp_client(create_app(cfg or config, announce_setup=False))
+        # No cookie jar: every request authenticates explicitly (cookie tests set their own).
+        client = await aiohttp_client(
+            create_app(cfg or config, announce_setup=False), cookie_jar=DummyCookieJar()
+        )
         clinic = Clinic(client)
         for role in Role:
             token = tokens[role] if tokens else await clinic.add_credential(role, f"{role} 1")

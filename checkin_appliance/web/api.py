@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from checkin_appliance import __version__, photos
 from checkin_appliance.domain import (
@@ -93,7 +94,7 @@ async def read_check_in(request: web.Request) -> tuple[dict[str, Any], bytes | N
             budget -= len(data)
             if part.name and part.name not in fields and part.filename is None:
                 fields[part.name] = data.decode(part.get_charset("utf-8"), errors="replace")
-    except (ValueError, AssertionError, LookupError) as exc:
+    except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
         raise InvalidInput("The multipart body is malformed.") from exc
     return fields, photo
 

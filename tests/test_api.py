@@ -1,0 +1,595 @@
+"""The REST contract: every compat status and body, both auth headers, and the role matrix."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from typing import Any
+
+import pytest
+
+from checkin_appliance.domain import Role
+from checkin_appliance.web.keys import AUTH
+from tests.conftest import PASSWORD, Clinic, StartClinic
+
+NOT_PROVIDED = {"detail": "Authentication credentials were not provided."}
+
+
+# --- login, refresh, logout -------------------------------------------------------------
+
+
+async def test_login_returns_tokens_and_role(clinic: Clinic) -> None:
+    resp = await clinic.client.post(
+        "/api/login/",
+        json={"token": clinic.tokens[Role.DOCTOR], "password": PASSWORD, "role": "doctor"},
+    )
+    assert resp.status == 200
+    body = await resp.json()
+    assert set(body) == {"access", "refresh", "role"}
+    assert body["role"] == "doctor"
+    assert body["access"] != body["refresh"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"token": "12345678"}, {"password": "x"}, {"token": "", "password": ""}],
+)
+async def test_login_without_token_or_password_is_400(clinic: Clinic, body: dict[str, Any]) -> None:
+    resp = await clinic.client.post("/api/login/", json=body)
+    assert resp.status == 400
+    assert await resp.json() == {"error": "Please provide both token and password."}
+
+
+async def test_wrong_password_and_unknown_token_get_the_same_401(clinic: Clinic) -> None:
+    wrong = await clinic.client.post(
+        "/api/login/", json={"token": clinic.tokens[Role.FORM], "password": "wrong password"}
+    )
+    unknown = await clinic.client.post(
+        "/api/login/", json={"token": "99999999", "password": PASSWORD}
+    )
+    expected = {"error": "Invalid credentials or inactive token."}
+    assert (wrong.status, await wrong.json()) == (401, expected)
+    assert (unknown.status, await unknown.json()) == (401, expected)
+
+
+async def test_repeated_failures_are_throttled_with_retry_after(clinic: Clinic) -> None:
+    token = clinic.tokens[Role.FORM]
+    statuses = []
+    for _ in range(7):
+        resp = await clinic.client.post("/api/login/", json={"token": token, "password": "nope"})
+        statuses.append(resp.status)
+    assert statuses[:5] == [401] * 5
+    assert statuses[-1] == 429
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert "error" in await resp.json()
+    # Even the right password waits out the lockout.
+    resp = await clinic.client.post("/api/login/", json={"token": token, "password": PASSWORD})
+    assert resp.status == 429
+
+
+async def test_refresh_gives_a_new_working_access_token(clinic: Clinic) -> None:
+    login = await clinic.client.post(
+        "/api/login/", json={"token": clinic.tokens[Role.QUEUE], "password": PASSWORD}
+    )
+    tokens = await login.json()
+    resp = await clinic.client.post("/api/token/refresh/", json={"refresh": tokens["refresh"]})
+    assert resp.status == 200
+    access = (await resp.json())["access"]
+    ok = await clinic.client.get("/api/queue/", headers={"Authorization": f"Bearer {access}"})
+    assert ok.status == 200
+    old = await clinic.client.get(
+        "/api/queue/", headers={"Authorization": f"Bearer {tokens['access']}"}
+    )
+    assert old.status == 401
+    bad = await clinic.client.post("/api/token/refresh/", json={"refresh": "not-a-token"})
+    assert bad.status == 401
+    assert "detail" in await bad.json()
+
+
+async def test_logout_ends_the_session(clinic: Clinic) -> None:
+    headers = clinic.headers(Role.FORM)
+    resp = await clinic.client.post("/api/logout/", headers=headers)
+    assert resp.status == 200
+    after = await clinic.client.get("/api/patients/", headers=headers)
+    assert after.status == 401
+    assert await after.json() == {"detail": "Authentication credentials were invalid or expired."}
+
+
+# --- authentication headers and roles ---------------------------------------------------
+
+
+async def test_missing_credentials_is_401_with_detail(clinic: Clinic) -> None:
+    resp = await clinic.client.get("/api/queue/")
+    assert resp.status == 401
+    assert await resp.json() == NOT_PROVIDED
+
+
+@pytest.mark.parametrize("header", ["Authorization", "Roni-Authorization"])
+async def test_both_bearer_headers_are_accepted(clinic: Clinic, header: str) -> None:
+    resp = await clinic.client.post(
+        "/api/patients/",
+        json={"fname": "Ada Lovelace"},
+        headers={header: f"Bearer {clinic.access[Role.FORM]}"},
+    )
+    assert resp.status == 201
+
+
+@pytest.mark.parametrize("value", ["Bearer nonsense", "Token abc", "Bearer "])
+async def test_invalid_bearer_is_401(clinic: Clinic, value: str) -> None:
+    resp = await clinic.client.get("/api/queue/", headers={"Authorization": value})
+    assert resp.status == 401
+    assert await resp.json() == {"detail": "Authentication credentials were invalid or expired."}
+
+
+# (method, path, json body, roles allowed besides admin)
+ROUTES: list[tuple[str, str, dict[str, Any] | None, set[Role]]] = [
+    ("GET", "/api/patients/", None, {Role.FORM}),
+    ("POST", "/api/patients/", {"fname": "Role Matrix"}, {Role.FORM}),
+    ("GET", "/api/doctors/", None, {Role.DOCTOR}),
+    ("POST", "/api/doctors/", {"action": "call_next"}, {Role.DOCTOR}),
+    ("GET", "/api/queue/", None, {Role.FORM, Role.DOCTOR, Role.QUEUE}),
+    ("GET", "/api/settings/", None, {Role.FORM, Role.DOCTOR, Role.QUEUE}),
+    ("PATCH", "/api/settings/", {"clinic_name": "Elm Street Clinic"}, set()),
+    ("GET", "/api/credentials/", None, set()),
+    (
+        "POST",
+        "/api/credentials/",
+        {"role": "queue", "label": "TV 2", "password": "long enough pw"},
+        set(),
+    ),
+    ("POST", "/api/credentials/00000000/deactivate/", None, set()),
+]
+ROLE_NAMES = {Role.FORM: "form", Role.DOCTOR: "doctor", Role.QUEUE: "queue", Role.ADMIN: "admin"}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "allowed"), ROUTES)
+async def test_role_matrix(
+    clinic: Clinic, method: str, path: str, body: dict[str, Any] | None, allowed: set[Role]
+) -> None:
+    await clinic.check_in("Somebody Waiting")  # so call_next has someone
+    anonymous = await clinic.client.request(method, path, json=body)
+    assert anonymous.status == 401, path
+    assert await anonymous.json() == NOT_PROVIDED
+    for role in Role:
+        resp = await clinic.client.request(method, path, json=body, headers=clinic.headers(role))
+        if role in allowed or role is Role.ADMIN:
+            assert resp.status < 400 or resp.status == 404, (path, role, await resp.text())
+        else:
+            assert resp.status == 403, (path, role)
+            needed = "admin" if not allowed else ROLE_NAMES[min(allowed, key=list(Role).index)]
+            assert await resp.json() == {
+                "detail": f"Access Denied: You must have the '{needed}' role to access "
+                "this resource."
+            }
+
+
+async def test_welcome_messages(clinic: Clinic) -> None:
+    form = await clinic.client.get("/api/patients/", headers=clinic.headers(Role.FORM))
+    doctor = await clinic.client.get("/api/doctors/", headers=clinic.headers(Role.DOCTOR))
+    assert (await form.json())["message"].startswith("Welcome")
+    assert (await doctor.json())["message"].startswith("Welcome Doctor")
+
+
+# --- check-in ---------------------------------------------------------------------------
+
+
+async def test_check_in_json_returns_the_contract_body(clinic: Clinic) -> None:
+    await clinic.check_in("First Patient")
+    resp = await clinic.client.post(
+        "/api/patients/",
+        json={"fname": "  John   Doe ", "dob": "1970-01-01", "phone": "555"},
+        headers=clinic.headers(Role.FORM),
+    )
+    assert resp.status == 201
+    body = await resp.json()
+    assert set(body) == {
+        "id",
+        "fname",
+        "status",
+        "image",
+        "check_in_time",
+        "queue_entry_id",
+        "position",
+    }
+    assert body["fname"] == "John Doe"
+    assert body["status"] == "waiting"
+    assert body["image"] is None
+    assert body["position"] == 2
+    assert body["check_in_time"].endswith("Z") and len(body["check_in_time"]) == 24
+
+
+async def test_check_in_form_urlencoded(clinic: Clinic) -> None:
+    resp = await clinic.client.post(
+        "/api/patients/", data={"fname": "Grace Hopper"}, headers=clinic.headers(Role.FORM)
+    )
+    assert resp.status == 201
+    assert (await resp.json())["fname"] == "Grace Hopper"
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"fname": ""}, {"fname": "   "}, {"fname": 42}, {"fname": "x" * 256}]
+)
+async def test_check_in_rejects_bad_names(clinic: Clinic, body: dict[str, Any]) -> None:
+    resp = await clinic.client.post("/api/patients/", json=body, headers=clinic.headers(Role.FORM))
+    assert resp.status == 400
+    assert "fname" in (await resp.json())["error"]
+
+
+async def test_a_255_character_name_is_accepted(clinic: Clinic) -> None:
+    body = await clinic.check_in("x" * 255)
+    assert len(body["fname"]) == 255
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status"),
+    [
+        (b"{not json", "application/json", 400),
+        (b"[1, 2]", "application/json", 400),
+        (b"\xff\xfe", "application/json", 400),
+        (b"<xml/>", "application/xml", 415),
+        (b"--x\r\nbroken", "multipart/form-data; boundary=x", 400),
+    ],
+)
+async def test_malformed_bodies_are_clear_4xx(
+    clinic: Clinic, data: bytes, content_type: str, status: int
+) -> None:
+    committed = await clinic.check_in("Already Waiting")
+    resp = await clinic.client.post(
+        "/api/patients/",
+        data=data,
+        headers={**clinic.headers(Role.FORM), "Content-Type": content_type},
+    )
+    assert resp.status == status
+    assert "error" in await resp.json()
+    queue = await (await clinic.client.get("/api/queue/", headers=clinic.headers(Role.FORM))).json()
+    assert [item["id"] for item in queue] == [committed["queue_entry_id"]]
+
+
+async def test_oversized_json_body_is_413(clinic: Clinic) -> None:
+    resp = await clinic.client.post(
+        "/api/patients/",
+        json={"fname": "A B", "junk": "x" * (2 * 1024 * 1024)},
+        headers=clinic.headers(Role.FORM),
+    )
+    assert resp.status == 413
+    assert "error" in await resp.json()
+
+
+# --- calling patients -------------------------------------------------------------------
+
+
+async def test_call_next_completes_the_longest_waiting(clinic: Clinic) -> None:
+    first = await clinic.check_in("John Doe")
+    await clinic.check_in("Jane Roe")
+    resp = await clinic.call_next()
+    assert resp.status == 200
+    assert await resp.json() == {
+        "message": "Action successful.",
+        "patient": {"id": first["id"], "fname": "John Doe", "status": "completed", "image": None},
+    }
+
+
+async def test_complete_without_id_is_call_next(clinic: Clinic) -> None:
+    first = await clinic.check_in("John Doe")
+    resp = await clinic.client.post(
+        "/api/doctors/", json={"action": "complete"}, headers=clinic.headers(Role.DOCTOR)
+    )
+    assert resp.status == 200
+    assert (await resp.json())["patient"]["id"] == first["id"]
+
+
+async def test_complete_a_given_patient(clinic: Clinic) -> None:
+    await clinic.check_in("John Doe")
+    second = await clinic.check_in("Jane Roe")
+    resp = await clinic.client.post(
+        "/api/doctors/",
+        json={"action": "complete", "patient_id": second["id"]},
+        headers=clinic.headers(Role.DOCTOR),
+    )
+    assert resp.status == 200
+    assert (await resp.json())["patient"]["fname"] == "Jane Roe"
+    again = await clinic.client.post(
+        "/api/doctors/",
+        json={"action": "complete", "patient_id": second["id"]},
+        headers=clinic.headers(Role.DOCTOR),
+    )
+    assert again.status == 404
+    assert await again.json() == {"error": "No waiting patient with that id."}
+    queue = await (
+        await clinic.client.get("/api/queue/", headers=clinic.headers(Role.DOCTOR))
+    ).json()
+    assert [item["patient"]["fname"] for item in queue] == ["John Doe"]
+
+
+async def test_nobody_waiting_is_404(clinic: Clinic) -> None:
+    resp = await clinic.call_next()
+    assert resp.status == 404
+    assert await resp.json() == {"error": "No patients in the waiting."}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"action": "dance"},
+        {"action": None},
+        {"action": "complete", "patient_id": "abc"},
+        {"action": "complete", "patient_id": -3},
+        {"action": "complete", "patient_id": True},
+        {"action": "complete", "patient_id": [1]},
+    ],
+)
+async def test_invalid_action_is_400(clinic: Clinic, body: dict[str, Any]) -> None:
+    await clinic.check_in("Still Waiting")
+    resp = await clinic.client.post("/api/doctors/", json=body, headers=clinic.headers(Role.DOCTOR))
+    assert resp.status == 400
+    assert await resp.json() == {"error": "Invalid action or missing patient."}
+
+
+async def test_concurrent_call_next_never_hands_out_a_patient_twice(clinic: Clinic) -> None:
+    ids = {(await clinic.check_in(f"Patient {i:02d}"))["id"] for i in range(20)}
+    doctors = [clinic.access[Role.DOCTOR], clinic.access[Role.ADMIN]]
+    for i in range(3):
+        token = await clinic.add_credential(Role.DOCTOR, f"Dr. {i}")
+        doctors.append(await clinic.login(token))
+
+    async def call(n: int) -> tuple[int, Any]:
+        resp = await clinic.client.post(
+            "/api/doctors/",
+            json={"action": "call_next"},
+            headers={"Authorization": f"Bearer {doctors[n % len(doctors)]}"},
+        )
+        return resp.status, await resp.json()
+
+    results = await asyncio.gather(*(call(n) for n in range(50)))
+    called = [body["patient"]["id"] for status, body in results if status == 200]
+    assert sorted(called) == sorted(ids)
+    assert [status for status, _ in results].count(404) == 30
+    assert all(status in (200, 404) for status, _ in results)
+
+
+# --- queue and privacy ------------------------------------------------------------------
+
+
+async def test_queue_lists_waiting_in_check_in_order(clinic: Clinic) -> None:
+    a = await clinic.check_in("John Doe")
+    b = await clinic.check_in("Mary Ann Smith")
+    c = await clinic.check_in("Cher")
+    await clinic.client.post(
+        "/api/doctors/",
+        json={"action": "complete", "patient_id": b["id"]},
+        headers=clinic.headers(Role.DOCTOR),
+    )
+    staff = await (
+        await clinic.client.get("/api/queue/", headers=clinic.headers(Role.DOCTOR))
+    ).json()
+    assert staff == [
+        {
+            "id": a["queue_entry_id"],
+            "patient": {"id": a["id"], "fname": "John Doe", "image": None},
+            "status": "waiting",
+            "check_in_time": a["check_in_time"],
+        },
+        {
+            "id": c["queue_entry_id"],
+            "patient": {"id": c["id"], "fname": "Cher", "image": None},
+            "status": "waiting",
+            "check_in_time": c["check_in_time"],
+        },
+    ]
+
+
+async def test_wall_display_sees_first_name_and_initial_unless_configured(clinic: Clinic) -> None:
+    await clinic.check_in("John Doe")
+    await clinic.check_in("Mary Ann Smith")
+
+    async def display_names() -> list[str]:
+        resp = await clinic.client.get("/api/queue/", headers=clinic.headers(Role.QUEUE))
+        return [item["patient"]["fname"] for item in await resp.json()]
+
+    assert await display_names() == ["John D.", "Mary S."]
+    resp = await clinic.client.patch(
+        "/api/settings/", json={"display_names": "full"}, headers=clinic.headers(Role.ADMIN)
+    )
+    assert resp.status == 200
+    assert await display_names() == ["John Doe", "Mary Ann Smith"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"display_names": "shout"},
+        {"display_photos": "yes"},
+        {"colour": "red"},
+        {},
+        {"clinic_name": ""},
+    ],
+)
+async def test_bad_settings_are_400_and_change_nothing(
+    clinic: Clinic, body: dict[str, Any]
+) -> None:
+    resp = await clinic.client.patch(
+        "/api/settings/", json=body, headers=clinic.headers(Role.ADMIN)
+    )
+    assert resp.status == 400
+    assert "error" in await resp.json()
+    settings = await (
+        await clinic.client.get("/api/settings/", headers=clinic.headers(Role.QUEUE))
+    ).json()
+    assert settings["display_names"] == "first_initial"
+    assert settings["display_photos"] is False
+
+
+async def test_settings_survive_a_restart(clinic: Clinic, start_clinic: StartClinic) -> None:
+    await clinic.client.patch(
+        "/api/settings/",
+        json={"clinic_name": "Elm Street", "display_photos": True},
+        headers=clinic.headers(Role.ADMIN),
+    )
+    tokens = dict(clinic.tokens)
+    await clinic.client.close()
+    again = await start_clinic(tokens=tokens)
+    settings = await (
+        await again.client.get("/api/settings/", headers=again.headers(Role.QUEUE))
+    ).json()
+    assert settings["clinic_name"] == "Elm Street"
+    assert settings["display_photos"] is True
+
+
+# --- credentials (admin) and first-run setup --------------------------------------------
+
+
+async def test_admin_creates_and_deactivates_a_credential(clinic: Clinic) -> None:
+    admin = clinic.headers(Role.ADMIN)
+    resp = await clinic.client.post(
+        "/api/credentials/",
+        json={"role": "doctor", "label": "Dr. Lee", "room": "Room 3", "password": "s3cret pass"},
+        headers=admin,
+    )
+    assert resp.status == 201
+    created = await resp.json()
+    assert created["token"].isdecimal() and len(created["token"]) == 8
+    assert created["room"] == "Room 3"
+    assert "password" not in created and "password_hash" not in created
+    access = await clinic.login(created["token"], "s3cret pass")
+    listing = await (await clinic.client.get("/api/credentials/", headers=admin)).json()
+    assert created["token"] in [c["token"] for c in listing]
+    assert all(
+        set(c) == {"token", "role", "label", "room", "active", "created_at"} for c in listing
+    )
+
+    resp = await clinic.client.post(
+        f"/api/credentials/{created['token']}/deactivate/", headers=admin
+    )
+    assert resp.status == 200
+    assert (await resp.json())["active"] is False
+    denied = await clinic.client.get("/api/doctors/", headers={"Authorization": f"Bearer {access}"})
+    assert denied.status == 401
+    relogin = await clinic.client.post(
+        "/api/login/", json={"token": created["token"], "password": "s3cret pass"}
+    )
+    assert relogin.status == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"role": "janitor", "label": "X", "password": "long enough"},
+        {"role": "form", "label": "", "password": "long enough"},
+        {"role": "form", "label": "Kiosk", "password": "short"},
+        {"role": "form", "label": "Kiosk"},
+    ],
+)
+async def test_bad_credential_requests_are_400(clinic: Clinic, body: dict[str, Any]) -> None:
+    resp = await clinic.client.post(
+        "/api/credentials/", json=body, headers=clinic.headers(Role.ADMIN)
+    )
+    assert resp.status == 400
+    assert "error" in await resp.json()
+
+
+async def test_setup_code_creates_the_first_admin_exactly_once(
+    aiohttp_client: Any, config: Any
+) -> None:
+    from checkin_appliance.app import create_app
+
+    client = await aiohttp_client(create_app(config, announce_setup=False))
+    code = client.app[AUTH].setup_code
+    assert code
+    wrong = await client.post(
+        "/api/setup/", json={"code": "AAAA-BBBB-CCCC", "password": "adm1n pass"}
+    )
+    assert wrong.status == 403
+    short = await client.post("/api/setup/", json={"code": code, "password": "short"})
+    assert short.status == 400
+
+    attempts = await asyncio.gather(
+        *(
+            client.post("/api/setup/", json={"code": code, "password": "adm1n pass"})
+            for _ in range(20)
+        )
+    )
+    statuses = sorted(r.status for r in attempts)
+    assert statuses == [201] + [403] * 19
+    created = next([await r.json() for r in attempts if r.status == 201].__iter__())
+    assert created["role"] == "admin"
+    login = await client.post(
+        "/api/login/", json={"token": created["token"], "password": "adm1n pass"}
+    )
+    assert (await login.json())["role"] == "admin"
+    again = await client.post("/api/setup/", json={"code": code, "password": "adm1n pass"})
+    assert again.status == 403
+    assert await again.json() == {"error": "Setup is already complete."}
+
+
+# --- health, errors, headers, storage ---------------------------------------------------
+
+
+async def test_healthz(clinic: Clinic) -> None:
+    resp = await clinic.client.get("/healthz")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["status"] == "ok" and body["db"] == "ok" and body["version"]
+
+
+async def test_healthz_is_503_when_the_database_cannot_be_written(
+    clinic: Clinic, config: Any
+) -> None:
+    # Another connection holds the write lock longer than the busy timeout allows.
+    blocker = sqlite3.connect(config.db_path, timeout=0)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        resp = await clinic.client.get("/healthz")
+        assert resp.status == 503
+        assert (await resp.json())["db"] == "error"
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert (await clinic.client.get("/healthz")).status == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/nope"),
+        ("DELETE", "/api/patients/"),
+        ("PUT", "/api/queue/"),
+        ("GET", "/api/login/"),
+    ],
+)
+async def test_unknown_routes_and_methods_are_json(clinic: Clinic, method: str, path: str) -> None:
+    resp = await clinic.client.request(method, path)
+    assert resp.status in (404, 405)
+    assert resp.content_type == "application/json"
+    assert "error" in await resp.json()
+
+
+async def test_security_headers_on_api_responses(clinic: Clinic) -> None:
+    for path in ("/api/queue/", "/healthz", "/nope"):
+        resp = await clinic.client.get(path, headers=clinic.headers(Role.QUEUE))
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+        assert resp.headers["Referrer-Policy"] == "no-referrer"
+    resp = await clinic.client.get("/api/queue/", headers=clinic.headers(Role.QUEUE))
+    assert resp.headers["Cache-Control"] == "no-store"
+
+
+async def test_database_holds_no_clear_session_secrets_or_passwords(
+    clinic: Clinic, config: Any
+) -> None:
+    await clinic.check_in("John Doe")
+    dump = "\n".join(sqlite3.connect(config.db_path).iterdump())
+    for secret in [*clinic.access.values(), PASSWORD]:
+        assert secret not in dump
+
+
+async def test_check_in_is_on_disk_when_acknowledged(clinic: Clinic, config: Any) -> None:
+    body = await clinic.check_in("Durable Dan")
+    # An independent connection sees the committed row and its event.
+    db = sqlite3.connect(config.db_path)
+    row = db.execute("SELECT fname FROM patients WHERE id = ?", (body["id"],)).fetchone()
+    event = db.execute(
+        "SELECT event FROM events WHERE entry_id = ?", (body["queue_entry_id"],)
+    ).fetchone()
+    assert row == ("Durable Dan",)
+    assert event == ("PATIENT_ADDED",)
