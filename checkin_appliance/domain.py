@@ -189,8 +189,10 @@ EVENT_STATUS = {PATIENT_ADDED: "waiting", PATIENT_COMPLETED: "completed"}
 
 
 def clean_name(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
+    if value is None or (isinstance(value, str) and not value.strip()):
         raise InvalidInput("fname is required.")
+    if not isinstance(value, str):
+        raise InvalidInput("fname must be text.")
     name = " ".join(value.split())
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidInput(f"fname must be at most {MAX_NAME_LENGTH} characters.")

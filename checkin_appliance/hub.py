@@ -100,6 +100,9 @@ class Hub:
         except (ConnectionError, RuntimeError):
             # The peer went away mid-send; the handler's receive loop notices and cleans up.
             pass
+        except Exception:
+            log.exception("live-feed writer failed; closing that connection")
+            self.disconnect(sub, WSCloseCode.INTERNAL_ERROR, "internal error")
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self._subscribers.discard(sub)

@@ -34,6 +34,8 @@ class Reception:
         self.photo_dir = photo_dir
         self.photo_max_side = photo_max_side
         self.settings = Settings()
+        # Decoding a large photo takes real memory and CPU: a few at a time, off the loop.
+        self._photo_slots = asyncio.Semaphore(2)
 
     async def load_settings(self) -> Settings:
         self.settings = settings_from_stored(await self.store.load_settings())
@@ -51,9 +53,10 @@ class Reception:
         name = clean_name(fname)
         image = None
         if photo is not None:
-            image = await asyncio.to_thread(
-                photos.store_photo, self.photo_dir, photo, self.photo_max_side
-            )
+            async with self._photo_slots:
+                image = await asyncio.to_thread(
+                    photos.store_photo, self.photo_dir, photo, self.photo_max_side
+                )
         try:
             return await self.store.check_in(name, image, by)
         except BaseException:
