@@ -71,12 +71,18 @@ async def _read_part(part: BodyPartReader, limit: int, too_large: str) -> bytes:
     return b"".join(chunks)
 
 
+def _size_text(size: int) -> str:
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.3g} MB"
+    return f"{max(1, round(size / 1024))} KB"
+
+
 async def read_check_in(request: web.Request) -> tuple[dict[str, Any], bytes | None]:
     """The form fields and the photo (if any) of a check-in, multipart or JSON."""
     if not request.content_type.startswith("multipart/"):
         return await read_body(request), None
     max_photo = request.app[CONFIG].max_photo_bytes
-    too_large = f"The photo is larger than the {max_photo / 1024 / 1024:g} MB limit."
+    too_large = f"The photo is larger than the {_size_text(max_photo)} limit."
     fields: dict[str, Any] = {}
     photo: bytes | None = None
     budget = max_photo + 1024 * 1024  # everything that is not the photo
