@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint format clean
+.PHONY: run test lint format clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,14 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/checkin-appliance serve --host 127.0.0.1 --port 8000 --data-dir ./data
 
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  [ "$$(id -u)" = 0 ] || { echo "Chromium is missing: run 'sudo apt-get install chromium'" >&2; exit 1; }; \
+	  apt-get update && apt-get install -y --no-install-recommends chromium; }
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

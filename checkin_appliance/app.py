@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -31,7 +30,7 @@ PRUNE_INTERVAL = 3600.0
 JSON_BODY_LIMIT = 1024 * 1024
 
 
-def create_app(config: Config, *, announce_setup: bool = True) -> web.Application:
+def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=JSON_BODY_LIMIT)
     app[CONFIG] = config
     store = Store(config.db_path)
@@ -47,8 +46,6 @@ def create_app(config: Config, *, announce_setup: bool = True) -> web.Applicatio
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_background_jobs)
     app.on_shutdown.append(_close_feeds)
-    if announce_setup:
-        app.on_startup.append(_announce_setup_code)
     return app
 
 
@@ -64,18 +61,16 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
-async def _announce_setup_code(app: web.Application) -> None:
+def setup_banner(app: web.Application) -> str | None:
+    """The one-time setup code message, while no admin exists; printed, never logged."""
     code = app[AUTH].setup_code
     if code is None:
-        return
-    # Printed, not logged: the code is a secret and logs are kept; it is valid only until used.
-    print(
+        return None
+    return (
         "\n  First start: no administrator exists yet.\n"
         f"  One-time setup code: {code}\n"
         "  Open /setup in a browser, or POST /api/setup/ with "
-        '{"code": "<code>", "password": "<new admin password>"}.\n',
-        file=sys.stdout,
-        flush=True,
+        '{"code": "<code>", "password": "<new admin password>"}.\n'
     )
 
 

@@ -13,7 +13,14 @@ from typing import Any
 
 from checkin_appliance import __version__
 from checkin_appliance.config import Config, ConfigError, load_config
-from checkin_appliance.domain import InvalidInput, Role, settings_from_stored, updated_settings
+from checkin_appliance.domain import (
+    InvalidInput,
+    Role,
+    Settings,
+    credential_fields,
+    settings_from_stored,
+    updated_settings,
+)
 from checkin_appliance.security import check_password_rules, hash_password, new_credential_token
 from checkin_appliance.store import Store
 
@@ -139,6 +146,11 @@ def _with_store(config: Config, action: Callable[[Store], Awaitable[int]]) -> in
 def _token_command(args: argparse.Namespace, config: Config) -> int:
     if args.token_command == "create":
         password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else args.password
+        try:
+            role, label, room = credential_fields(args.role, args.label, args.room)
+        except InvalidInput as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 2
         problem = check_password_rules(password)
         if problem:
             print(f"error: {problem}", file=sys.stderr)
@@ -147,7 +159,7 @@ def _token_command(args: argparse.Namespace, config: Config) -> int:
 
         async def create(store: Store) -> int:
             credential = await store.create_credential(
-                new_credential_token, Role(args.role), args.label, args.room, password_hash
+                new_credential_token, role, label, room, password_hash
             )
             assert credential is not None
             print(credential.token)
@@ -186,7 +198,13 @@ def _settings_command(args: argparse.Namespace, config: Config) -> int:
             print(json.dumps(current.public(), indent=2))
             return 0
         try:
-            value = json.loads(args.value) if args.value in ("true", "false") else args.value
+            # true/false are booleans only for the on/off settings; a clinic may be named "true".
+            is_switch = isinstance(getattr(Settings(), args.key, None), bool)
+            value = (
+                json.loads(args.value)
+                if is_switch and args.value in ("true", "false")
+                else args.value
+            )
             new = updated_settings(current, {args.key: value})
         except InvalidInput as exc:
             print(f"error: {exc.message}", file=sys.stderr)
@@ -201,26 +219,42 @@ def _settings_command(args: argparse.Namespace, config: Config) -> int:
 def _serve(args: argparse.Namespace, config: Config) -> int:
     from aiohttp import web
 
-    from checkin_appliance.app import create_app
+    from checkin_appliance.app import create_app, setup_banner
     from checkin_appliance.web.headers import AccessLogger
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
     logging.getLogger(__name__).info(
         "checkin-appliance %s: data in %s", __version__, config.data_dir.resolve()
     )
-    web.run_app(
-        create_app(config),
-        host=config.host,
-        port=config.port,
-        access_log_class=AccessLogger,
-        shutdown_timeout=5.0,
-        keepalive_timeout=60.0,
-        print=lambda _: print(
+    app = create_app(config)
+
+    def started(_: str) -> None:
+        # Called once the port is bound, so a setup code is only shown for a server that runs.
+        print(
             f"checkin-appliance {__version__} serving on http://{config.host}:{config.port} "
             f"(data: {config.data_dir.resolve()}); press Ctrl+C to stop",
             flush=True,
-        ),
-    )
+        )
+        banner = setup_banner(app)
+        if banner:
+            print(banner, flush=True)
+
+    try:
+        web.run_app(
+            app,
+            host=config.host,
+            port=config.port,
+            access_log_class=AccessLogger,
+            shutdown_timeout=5.0,
+            keepalive_timeout=60.0,
+            print=started,
+        )
+    except OSError as exc:
+        print(
+            f"error: cannot serve on {config.host}:{config.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

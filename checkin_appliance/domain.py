@@ -109,6 +109,19 @@ class Credential:
         }
 
 
+def credential_fields(role: object, label: object, room: object) -> tuple[Role, str, str | None]:
+    """A new credential's role, label and room, checked the same for the API and the CLI."""
+    try:
+        checked_role = Role(role)
+    except ValueError as exc:
+        raise InvalidInput("role must be one of form, doctor, queue, admin.") from exc
+    if not isinstance(label, str) or not label.strip() or len(label.strip()) > 100:
+        raise InvalidInput("label must be 1-100 characters.")
+    if room is not None and (not isinstance(room, str) or len(room.strip()) > 50):
+        raise InvalidInput("room must be at most 50 characters.")
+    return checked_role, label.strip(), (room or "").strip() or None
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     id: int

@@ -88,9 +88,7 @@ def start_clinic(aiohttp_client: Any, config: Config) -> StartClinic:
 
     async def start(cfg: Config | None = None, tokens: dict[Role, str] | None = None) -> Clinic:
         # No cookie jar: every request authenticates explicitly (cookie tests set their own).
-        client = await aiohttp_client(
-            create_app(cfg or config, announce_setup=False), cookie_jar=DummyCookieJar()
-        )
+        client = await aiohttp_client(create_app(cfg or config), cookie_jar=DummyCookieJar())
         clinic = Clinic(client)
         for role in Role:
             token = tokens[role] if tokens else await clinic.add_credential(role, f"{role} 1")

@@ -493,7 +493,7 @@ async def test_setup_code_creates_the_first_admin_exactly_once(
 ) -> None:
     from checkin_appliance.app import create_app
 
-    client = await aiohttp_client(create_app(config, announce_setup=False))
+    client = await aiohttp_client(create_app(config))
     code = client.app[AUTH].setup_code
     assert code
     wrong = await client.post(
@@ -593,3 +593,12 @@ async def test_check_in_is_on_disk_when_acknowledged(clinic: Clinic, config: Any
     ).fetchone()
     assert row == ("Durable Dan",)
     assert event == ("PATIENT_ADDED",)
+
+
+async def test_an_admin_made_elsewhere_closes_setup(clinic: Clinic) -> None:
+    # The clinic fixture adds its admin after start-up, as `token create --role admin` would.
+    code = clinic.app[AUTH].setup_code
+    assert code is not None
+    resp = await clinic.client.post("/api/setup/", json={"code": code, "password": "adm1n pass"})
+    assert resp.status == 403
+    assert await resp.json() == {"error": "Setup is already complete."}

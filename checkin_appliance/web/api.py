@@ -15,6 +15,7 @@ from checkin_appliance.domain import (
     Role,
     TooLarge,
     audience_for,
+    credential_fields,
     patient_view,
     queue_item,
 )
@@ -111,7 +112,7 @@ async def read_check_in(request: web.Request) -> tuple[dict[str, Any], bytes | N
 @routes.post("/api/setup/")
 async def setup(request: web.Request) -> web.Response:
     auth = request.app[AUTH]
-    if auth.setup_code is None:
+    if not await auth.setup_open():
         raise ApiError(403, error="Setup is already complete.")
     body = await read_body(request)
     code, password = body.get("code"), body.get("password")
@@ -268,21 +269,13 @@ async def list_credentials(request: web.Request) -> web.Response:
 async def create_credential(request: web.Request) -> web.Response:
     await request.app[AUTH].require(request, Role.ADMIN)
     body = await read_body(request)
-    try:
-        role = Role(body.get("role"))
-    except ValueError as exc:
-        raise InvalidInput("role must be one of form, doctor, queue, admin.") from exc
-    label, room = body.get("label"), body.get("room")
-    if not isinstance(label, str) or not label.strip() or len(label) > 100:
-        raise InvalidInput("label must be 1-100 characters.")
-    if room is not None and (not isinstance(room, str) or len(room) > 50):
-        raise InvalidInput("room must be at most 50 characters.")
+    role, label, room = credential_fields(body.get("role"), body.get("label"), body.get("room"))
     problem = check_password_rules(body.get("password"))
     if problem:
         raise InvalidInput(problem)
     password_hash = await request.app[AUTH].hasher.hash(body["password"])
     credential = await request.app[STORE].create_credential(
-        new_credential_token, role, label.strip(), (room or "").strip() or None, password_hash
+        new_credential_token, role, label, room, password_hash
     )
     assert credential is not None
     return json_response(credential.public(), 201)

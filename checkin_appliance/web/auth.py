@@ -110,6 +110,12 @@ class Authenticator:
         self.setup_code = None if await self.store.has_admin() else new_setup_code()
         return self.setup_code
 
+    async def setup_open(self) -> bool:
+        """Whether the setup code still works (an admin made with the CLI also closes it)."""
+        if self.setup_code is not None and await self.store.has_admin():
+            self.setup_code = None
+        return self.setup_code is not None
+
     async def complete_setup(self, code: str, password: str) -> Credential | None:
         """Creates the first admin exactly once; None when the code is wrong or setup is done."""
         expected = self.setup_code
