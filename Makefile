@@ -1,5 +1,7 @@
 # Two commands do all set-up on a fresh machine: `make run` and `make test`.
 PYTHON ?= python3
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -20,7 +22,7 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	touch $@ $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/checkin-appliance serve --host 127.0.0.1 --port 8000 --data-dir ./data
+	$(BIN)/checkin-appliance serve --host $(HOST) --port $(PORT) --data-dir ./data
 
 test: $(TEST_STAMP) chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
