@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from checkin_appliance.domain import Audience, QueueEvent, Settings, event_message
 
@@ -31,8 +31,13 @@ def encode(message: object) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
+    """One event, encoded once (UTF-8 JSON) and sent as is to every subscriber of an audience."""
+
     seq: int
-    text: str
+    data: bytes
+
+    async def send(self, ws: web.WebSocketResponse) -> None:
+        await ws.send_frame(self.data, WSMsgType.TEXT)
 
 
 @dataclass(eq=False)
@@ -57,7 +62,8 @@ class Hub:
         return len(self._subscribers)
 
     def render(self, event: QueueEvent, audience: Audience) -> Frame:
-        return Frame(event.seq, encode(event_message(event, audience, self._settings())))
+        message = encode(event_message(event, audience, self._settings()))
+        return Frame(event.seq, message.encode("utf-8"))
 
     def publish(self, event: QueueEvent) -> None:
         """Called once per committed event, in seq order; never awaits."""
@@ -95,7 +101,7 @@ class Hub:
             while True:
                 frame = await sub.queue.get()
                 if frame.seq > last_seq:  # already covered by the snapshot or the replay
-                    await sub.ws.send_str(frame.text)
+                    await frame.send(sub.ws)
                     last_seq = frame.seq
         except (ConnectionError, RuntimeError):
             # The peer went away mid-send; the handler's receive loop notices and cleans up.

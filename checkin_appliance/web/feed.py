@@ -95,7 +95,7 @@ async def queue_feed(request: web.Request) -> web.StreamResponse:
     async def _replay(sub: Subscriber, after: int) -> int:
         while batch := await store.events_after(after, REPLAY_BATCH):
             for event in batch:
-                await ws.send_str(hub.render(event, sub.audience).text)
+                await hub.render(event, sub.audience).send(ws)
             after = batch[-1].seq
             if len(batch) < REPLAY_BATCH:
                 break
