@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 from typing import Any
 
+import aiohttp
 import pytest
 
 from checkin_appliance.domain import Role
@@ -602,3 +603,50 @@ async def test_an_admin_made_elsewhere_closes_setup(clinic: Clinic) -> None:
     resp = await clinic.client.post("/api/setup/", json={"code": code, "password": "adm1n pass"})
     assert resp.status == 403
     assert await resp.json() == {"error": "Setup is already complete."}
+
+
+async def test_form_bodies_work_like_json_for_actions_and_login(clinic: Clinic) -> None:
+    await clinic.check_in("John Doe")
+    resp = await clinic.client.post(
+        "/api/doctors/", data={"action": "call_next"}, headers=clinic.headers(Role.DOCTOR)
+    )
+    assert resp.status == 200
+    form = aiohttp.FormData({"token": clinic.tokens[Role.FORM], "password": PASSWORD})
+    form.add_field("photo", b"ignored", filename="x.bin")  # forces multipart/form-data
+    resp = await clinic.client.post("/api/login/", data=form)
+    assert resp.status == 200
+    assert (await resp.json())["role"] == "form"
+
+
+async def test_every_route_answers_bad_requests_with_one_json_error_shape(clinic: Clinic) -> None:
+    """Walks the router: anonymous, wrong-role and garbage-body requests all get JSON errors."""
+    routes = [
+        (route.method, route.resource.canonical)
+        for route in clinic.app.router.routes()
+        if route.method not in ("HEAD", "*") and route.resource is not None
+    ]
+    assert len(routes) >= 15
+    attempts = [
+        {},
+        {"data": b"\x00garbage{", "headers": {"Content-Type": "application/json"}},
+        {
+            "data": b"\x00garbage{",
+            "headers": {**clinic.headers(Role.QUEUE), "Content-Type": "application/json"},
+        },
+        {
+            "data": b"\x00garbage{",
+            "headers": {**clinic.headers(Role.ADMIN), "Content-Type": "application/json"},
+        },
+    ]
+    for method, path in routes:
+        path = path.replace("{token}", "00000000").replace("{name}", "nope.jpg")
+        for kwargs in attempts:
+            resp = await clinic.client.request(method, path, **kwargs)
+            if resp.status < 400:
+                continue
+            assert resp.content_type == "application/json", (method, path, resp.status)
+            body = await resp.json()
+            assert len(body) == 1 and set(body) <= {"error", "detail"}, (method, path, body)
+            assert isinstance(next(iter(body.values())), str)
+            assert "Traceback" not in next(iter(body.values()))
+    assert (await clinic.client.get("/healthz")).status == 200

@@ -19,6 +19,7 @@ from checkin_appliance.domain import (
     patient_view,
     queue_item,
 )
+from checkin_appliance.hub import CLOSE_ACCESS_REVOKED
 from checkin_appliance.security import check_password_rules, new_credential_token
 from checkin_appliance.store import StoreUnavailable
 from checkin_appliance.web.auth import (
@@ -39,9 +40,13 @@ NO_BODY = "The request body must be a JSON object."
 
 
 async def read_body(request: web.Request) -> dict[str, Any]:
-    """A JSON object, or the fields of a urlencoded form; anything else is a 400/415."""
-    if request.content_type == "application/x-www-form-urlencoded":
-        return dict(await request.post())
+    """A JSON object, or the text fields of a form (as the original accepted); else 400/415."""
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        try:
+            form = await request.post()  # bounded by client_max_size
+        except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
+            raise InvalidInput("The form body is malformed.") from exc
+        return {key: value for key, value in form.items() if isinstance(value, str)}
     if request.content_type not in (
         "application/json",
         "application/octet-stream",
@@ -165,7 +170,7 @@ async def logout(request: web.Request) -> web.Response:
     caller = await request.app[AUTH].require(request)
     await request.app[STORE].revoke_session(caller.session.id)
     request.app[HUB].disconnect_where(
-        lambda sub: sub.session_id == caller.session.id, 4403, "logged out"
+        lambda sub: sub.session_id == caller.session.id, CLOSE_ACCESS_REVOKED, "logged out"
     )
     response = json_response({"message": "Logged out."})
     response.del_cookie(SESSION_COOKIE, path="/")
@@ -288,7 +293,9 @@ async def deactivate_credential(request: web.Request) -> web.Response:
     if credential is None:
         raise ApiError(404, error="No credential with that token.")
     request.app[HUB].disconnect_where(
-        lambda sub: sub.credential_id == credential.id, 4403, "credential deactivated"
+        lambda sub: sub.credential_id == credential.id,
+        CLOSE_ACCESS_REVOKED,
+        "credential deactivated",
     )
     return json_response(credential.public())
 
