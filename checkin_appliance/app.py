@@ -61,7 +61,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
-def setup_banner(app: web.Application) -> str | None:
+def setup_banner(app: web.Application, base_url: str) -> str | None:
     """The one-time setup code message, while no admin exists; printed, never logged."""
     code = app[AUTH].setup_code
     if code is None:
@@ -69,8 +69,9 @@ def setup_banner(app: web.Application) -> str | None:
     return (
         "\n  First start: no administrator exists yet.\n"
         f"  One-time setup code: {code}\n"
-        "  Open /setup in a browser, or POST /api/setup/ with "
-        '{"code": "<code>", "password": "<new admin password>"}.\n'
+        "  Create the administrator (the code works once):\n"
+        f"    curl -X POST {base_url}/api/setup/ -H 'Content-Type: application/json' \\\n"
+        f'         -d \'{{"code": "{code}", "password": "<new admin password>"}}\'\n'
     )
 
 

@@ -230,12 +230,13 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
 
     def started(_: str) -> None:
         # Called once the port is bound, so a setup code is only shown for a server that runs.
+        base_url = f"http://{config.host}:{config.port}"
         print(
-            f"checkin-appliance {__version__} serving on http://{config.host}:{config.port} "
+            f"checkin-appliance {__version__} serving on {base_url} "
             f"(data: {config.data_dir.resolve()}); press Ctrl+C to stop",
             flush=True,
         )
-        banner = setup_banner(app)
+        banner = setup_banner(app, base_url)
         if banner:
             print(banner, flush=True)
 
