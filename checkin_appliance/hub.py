@@ -68,7 +68,7 @@ class Hub:
     def publish(self, event: QueueEvent) -> None:
         """Called once per committed event, in seq order; never awaits."""
         frames: dict[Audience, Frame] = {}
-        for sub in list(self._subscribers):
+        for sub in self._subscribers:  # disconnect() defers removal, so no copy is needed
             if sub.closing:
                 continue
             frame = frames.get(sub.audience)
