@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 WATCH_INTERVAL = 1.0  # seconds between looks for changes made by other processes (the CLI)
 PRUNE_INTERVAL = 3600.0
+IDEMPOTENCY_WINDOW = timedelta(hours=24)  # a kiosk's retry is answered for this long
 JSON_BODY_LIMIT = 1024 * 1024
 
 
@@ -82,7 +83,7 @@ async def _close_feeds(app: web.Application) -> None:
 async def _background_jobs(app: web.Application) -> AsyncIterator[None]:
     tasks = [
         asyncio.create_task(_watch_other_writers(app)),
-        asyncio.create_task(_prune_event_log(app)),
+        asyncio.create_task(_prune_old_records(app)),
     ]
     yield
     for task in tasks:
@@ -122,14 +123,17 @@ async def _apply_stored_changes(app: web.Application) -> None:
     )
 
 
-async def _prune_event_log(app: web.Application) -> None:
-    config = app[CONFIG]
+async def _prune_old_records(app: web.Application) -> None:
+    """Hourly: event-log rows past the replay window, idempotency keys past 24 hours."""
+    config, store = app[CONFIG], app[STORE]
     while True:
         try:
-            before = format_time(datetime.now(UTC) - timedelta(hours=config.event_log_keep_hours))
-            removed = await app[STORE].prune_events(config.event_log_keep, before)
-            if removed:
-                log.info("pruned %d old event(s) from the event log", removed)
+            now = datetime.now(UTC)
+            before = format_time(now - timedelta(hours=config.event_log_keep_hours))
+            removed = await store.prune_events(config.event_log_keep, before)
+            keys = await store.prune_idempotency_keys(format_time(now - IDEMPOTENCY_WINDOW))
+            if removed or keys:
+                log.info("pruned %d old event(s) and %d idempotency key(s)", removed, keys)
         except Exception:
-            log.exception("pruning the event log failed; will retry")
+            log.exception("pruning old records failed; will retry")
         await asyncio.sleep(PRUNE_INTERVAL)

@@ -126,6 +126,7 @@ def credential_fields(role: object, label: object, room: object) -> tuple[Role, 
 class Session:
     id: int
     credential: Credential
+    expires: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +180,8 @@ class QueueEntry:
     image: str | None  # stored file name, or None
     status: str
     check_in_time: str
+    called_at: str | None = None
+    room: str | None = None  # the calling doctor's room, once called
 
     @property
     def image_url(self) -> str | None:
@@ -240,7 +243,7 @@ def patient_view(
 
 def event_message(event: QueueEvent, audience: Audience, settings: Settings) -> dict[str, Any]:
     """The seed's exact shape first; our additions are extra top-level keys old clients ignore."""
-    return {
+    message = {
         "type": MESSAGE_TYPE,
         "event": event.event,
         "patient": patient_view(event.entry, audience, settings),
@@ -249,25 +252,37 @@ def event_message(event: QueueEvent, audience: Audience, settings: Settings) -> 
         "check_in_time": event.entry.check_in_time,
         "at": event.at,
     }
+    if event.event == PATIENT_COMPLETED:
+        message["room"] = event.entry.room
+    return message
 
 
 def queue_item(entry: QueueEntry, audience: Audience, settings: Settings) -> dict[str, Any]:
-    return {
+    item = {
         "id": entry.id,
         "patient": patient_view(entry, audience, settings, status=False),
         "status": entry.status,
         "check_in_time": entry.check_in_time,
     }
+    if entry.status == "completed":
+        item.update(called_at=entry.called_at, room=entry.room)
+    return item
 
 
 def snapshot_message(
-    seq: int, waiting: list[QueueEntry], audience: Audience, settings: Settings
+    seq: int,
+    waiting: list[QueueEntry],
+    audience: Audience,
+    settings: Settings,
+    called: list[QueueEntry] | None = None,
 ) -> dict[str, Any]:
+    """The waiting queue at `seq`, and (ours) today's most recent calls, newest first."""
     return {
         "type": MESSAGE_TYPE,
         "event": QUEUE_SNAPSHOT,
         "seq": seq,
         "queue": [queue_item(entry, audience, settings) for entry in waiting],
+        "called": [queue_item(entry, audience, settings) for entry in called or []],
     }
 
 

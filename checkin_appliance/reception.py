@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import statistics
+from datetime import datetime, time, timedelta
 from pathlib import Path
 
 from checkin_appliance import photos
@@ -17,6 +19,7 @@ from checkin_appliance.domain import (
     QueueEntry,
     Settings,
     clean_name,
+    format_time,
     settings_from_stored,
     updated_settings,
 )
@@ -26,6 +29,15 @@ log = logging.getLogger(__name__)
 
 NOBODY_WAITING = "No patients in the waiting."
 NO_SUCH_PATIENT = "No waiting patient with that id."
+
+
+def local_day_bounds(now: datetime | None = None) -> tuple[str, str]:
+    """Midnight to midnight of the box's local day, as UTC timestamps like the stored ones."""
+    day = (now or datetime.now()).astimezone().date()
+    # Naive local midnights, then astimezone(): right on days when the clock changes.
+    start = datetime.combine(day, time()).astimezone()
+    end = datetime.combine(day + timedelta(days=1), time()).astimezone()
+    return format_time(start), format_time(end)
 
 
 class Reception:
@@ -48,8 +60,13 @@ class Reception:
         return new
 
     async def check_in(
-        self, fname: object, photo: bytes | None, by: int | None
-    ) -> tuple[QueueEntry, int]:
+        self,
+        fname: object,
+        photo: bytes | None,
+        by: int | None,
+        idempotency_key: str | None = None,
+    ) -> tuple[QueueEntry, int, bool]:
+        """(entry, position, replayed): a retried key returns the first answer, adds nobody."""
         name = clean_name(fname)
         image = None
         if photo is not None:
@@ -58,18 +75,40 @@ class Reception:
                     photos.store_photo, self.photo_dir, photo, self.photo_max_side
                 )
         try:
-            return await self.store.check_in(name, image, by)
+            entry, position, replayed = await self.store.check_in(name, image, by, idempotency_key)
         except BaseException:
-            if image is not None:
-                await asyncio.to_thread(photos.remove_photo, self.photo_dir, image)
+            await self._discard_photo(image)
             raise
+        if replayed:
+            await self._discard_photo(image)
+        return entry, position, replayed
 
-    async def call(self, patient_id: int | None, by: int | None) -> QueueEntry:
+    async def _discard_photo(self, image: str | None) -> None:
+        if image is not None:
+            await asyncio.to_thread(photos.remove_photo, self.photo_dir, image)
+
+    async def call(
+        self, patient_id: int | None, by: int | None, room: str | None = None
+    ) -> QueueEntry:
         """The longest-waiting patient (or the given one) is completed, exactly once."""
-        entry = await self.store.complete(patient_id, by)
+        entry = await self.store.complete(patient_id, by, room)
         if entry is None:
             raise NotFound(NOBODY_WAITING if patient_id is None else NO_SUCH_PATIENT)
         return entry
+
+    async def today(self) -> dict[str, object]:
+        """Today's figures (the box's local day): checked in, called, waiting, median wait."""
+        start, end = local_day_bounds()
+        checked_in, called, waiting, waits = await self.store.day_figures(start, end)
+        return {
+            "checked_in": checked_in,
+            "called": called,
+            "waiting": waiting,
+            "median_wait_seconds": round(statistics.median(waits)) if waits else None,
+        }
+
+    async def recent_calls(self, limit: int = 6) -> list[QueueEntry]:
+        return await self.store.recent_calls(local_day_bounds()[0], limit)
 
     async def sweep_photos(self) -> int:
         known = await self.store.photo_names()

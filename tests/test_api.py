@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from typing import Any
 
@@ -650,3 +651,82 @@ async def test_every_route_answers_bad_requests_with_one_json_error_shape(clinic
             assert isinstance(next(iter(body.values())), str)
             assert "Traceback" not in next(iter(body.values()))
     assert (await clinic.client.get("/healthz")).status == 200
+
+
+# --- ours: idempotent kiosk submissions, rooms, today's figures -------------------------
+
+
+async def test_a_retried_check_in_with_the_same_key_adds_nobody(clinic: Clinic) -> None:
+    headers = {**clinic.headers(Role.FORM), "Idempotency-Key": "3f1c9a6e-kiosk-retry"}
+    first = await clinic.client.post("/api/patients/", json={"fname": "Ann Lee"}, headers=headers)
+    again = await asyncio.gather(
+        *(
+            clinic.client.post("/api/patients/", json={"fname": "Ann Lee"}, headers=headers)
+            for _ in range(5)
+        )
+    )
+    assert first.status == 201
+    body = await first.json()
+    for resp in again:
+        assert resp.status == 201
+        assert await resp.json() == body
+        assert resp.headers["Idempotent-Replayed"] == "true"
+    queue = await (await clinic.client.get("/api/queue/", headers=clinic.headers(Role.FORM))).json()
+    assert [item["patient"]["fname"] for item in queue] == ["Ann Lee"]
+    # A new key is a new check-in; the same key from another kiosk is its own.
+    other = await clinic.client.post(
+        "/api/patients/",
+        json={"fname": "Ann Lee"},
+        headers={**clinic.headers(Role.ADMIN), "Idempotency-Key": "3f1c9a6e-kiosk-retry"},
+    )
+    assert (await other.json())["id"] != body["id"]
+
+
+async def test_a_replayed_key_answers_as_at_check_in_even_after_a_call(clinic: Clinic) -> None:
+    headers = {**clinic.headers(Role.FORM), "Idempotency-Key": "k1"}
+    first = await (
+        await clinic.client.post("/api/patients/", json={"fname": "Bo Chen"}, headers=headers)
+    ).json()
+    assert (await clinic.call_next()).status == 200
+    replay = await clinic.client.post("/api/patients/", json={"fname": "Bo Chen"}, headers=headers)
+    assert await replay.json() == first
+
+
+@pytest.mark.parametrize("key", ["", "x" * 101, "has space", "ümlaut"])
+async def test_bad_idempotency_keys_are_400(clinic: Clinic, key: str) -> None:
+    resp = await clinic.client.post(
+        "/api/patients/",
+        json={"fname": "Ann Lee"},
+        headers={**clinic.headers(Role.FORM), "Idempotency-Key": key},
+    )
+    assert resp.status == 400
+    assert "Idempotency-Key" in (await resp.json())["error"]
+
+
+async def test_a_call_records_the_doctors_room(clinic: Clinic) -> None:
+    token = await clinic.add_credential(Role.DOCTOR, "Dr. Lee", room="Room 3")
+    access = await clinic.login(token)
+    ws = await clinic.subscribe(Role.QUEUE)
+    await clinic.check_in("John Doe")
+    resp = await clinic.client.post(
+        "/api/doctors/", json={"action": "call_next"}, headers={"Authorization": f"Bearer {access}"}
+    )
+    assert resp.status == 200
+    events = [json.loads((await ws.receive(timeout=5)).data) for _ in range(2)]
+    assert events[1]["event"] == "PATIENT_COMPLETED"
+    assert events[1]["room"] == "Room 3"
+    assert events[1]["patient"]["fname"] == "John D."
+
+
+async def test_today_figures(clinic: Clinic) -> None:
+    for name in ("A One", "B Two", "C Three"):
+        await clinic.check_in(name)
+    await clinic.call_next()
+    resp = await clinic.client.get("/api/stats/today/", headers=clinic.headers(Role.DOCTOR))
+    assert resp.status == 200
+    figures = await resp.json()
+    assert figures["checked_in"] == 3
+    assert figures["called"] == 1
+    assert figures["waiting"] == 2
+    assert isinstance(figures["median_wait_seconds"], int)
+    assert 0 <= figures["median_wait_seconds"] < 60

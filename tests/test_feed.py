@@ -38,6 +38,7 @@ async def test_events_have_the_seed_shape_plus_our_keys(clinic: Clinic) -> None:
     assert list(first["patient"]) == ["id", "fname", "status", "image"]
     assert first["id"] == added["queue_entry_id"]
     assert first["check_in_time"] == added["check_in_time"]
+    assert set(second) == SEED_KEYS | OUR_KEYS | {"room"}
     assert second["event"] == "PATIENT_COMPLETED"
     assert second["patient"] == {
         "id": added["id"],
@@ -339,3 +340,38 @@ async def test_a_stalled_subscriber_is_dropped_and_the_others_keep_up(
         assert (await next_message(newcomer))["event"] == "QUEUE_SNAPSHOT"
     finally:
         stalled.close()
+
+
+async def test_snapshot_carries_todays_recent_calls_with_rooms(clinic: Clinic) -> None:
+    token = await clinic.add_credential(Role.DOCTOR, "Dr. Lee", room="Room 3")
+    access = await clinic.login(token)
+    for name in ("Ann Lee", "Bo Chen", "Cy Diaz"):
+        await clinic.check_in(name)
+    for _ in range(2):
+        resp = await clinic.client.post(
+            "/api/doctors/",
+            json={"action": "call_next"},
+            headers={"Authorization": f"Bearer {access}"},
+        )
+        assert resp.status == 200
+    ws = await clinic.subscribe(Role.QUEUE, "snapshot=1")
+    snapshot = await next_message(ws)
+    assert [item["patient"]["fname"] for item in snapshot["queue"]] == ["Cy D."]
+    assert [(c["patient"]["fname"], c["room"]) for c in snapshot["called"]] == [
+        ("Bo C.", "Room 3"),
+        ("Ann L.", "Room 3"),
+    ]
+    assert all(c["status"] == "completed" and c["called_at"] for c in snapshot["called"])
+
+
+async def test_replayed_events_show_the_entry_as_each_event_left_it(clinic: Clinic) -> None:
+    token = await clinic.add_credential(Role.DOCTOR, "Dr. Lee", room="Room 3")
+    access = await clinic.login(token)
+    await clinic.check_in("Ann Lee")
+    await clinic.client.post(
+        "/api/doctors/", json={"action": "call_next"}, headers={"Authorization": f"Bearer {access}"}
+    )
+    ws = await clinic.subscribe(Role.DOCTOR, "since=0")
+    added, completed = await messages(ws, 2)
+    assert added["patient"]["status"] == "waiting" and "room" not in added
+    assert completed["patient"]["status"] == "completed" and completed["room"] == "Room 3"

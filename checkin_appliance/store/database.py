@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
 
-_ENTRY_COLUMNS = "e.id, e.patient_id, p.fname, p.image, e.status, e.check_in_time"
+_ENTRY_COLUMNS = (
+    "e.id, e.patient_id, p.fname, p.image, e.status, e.check_in_time, e.called_at, e.room"
+)
 _ENTRY_FROM = "queue_entries e JOIN patients p ON p.id = e.patient_id"
 _CREDENTIAL_COLUMNS = "c.id, c.token, c.role, c.label, c.room, c.active, c.created_at"
 
@@ -251,13 +253,20 @@ class Store:
 
     async def session_by_access(self, access_hash: str, now: str) -> Session | None:
         row = await self._one(
-            f"SELECT s.id, {_CREDENTIAL_COLUMNS} FROM sessions s "
+            f"SELECT s.id, s.access_expires, {_CREDENTIAL_COLUMNS} FROM sessions s "
             "JOIN credentials c ON c.id = s.credential_id "
             "WHERE s.access_hash = ? AND s.revoked_at IS NULL AND s.access_expires > ? "
             "AND c.active = 1",
             (access_hash, now),
         )
-        return Session(row[0], _credential(row[1:])) if row else None
+        return Session(row[0], _credential(row[2:]), row[1]) if row else None
+
+    async def extend_session(self, session_id: int, access_expires: str) -> None:
+        async with self._write() as tx:
+            await tx.conn.execute(
+                "UPDATE sessions SET access_expires = ? WHERE id = ? AND revoked_at IS NULL",
+                (access_expires, session_id),
+            )
 
     async def refresh_session(
         self, refresh_hash: str, new_access_hash: str, access_expires: str, now: str
@@ -300,10 +309,31 @@ class Store:
     # --- the queue -------------------------------------------------------------------
 
     async def check_in(
-        self, fname: str, image: str | None, by: int | None
-    ) -> tuple[QueueEntry, int]:
-        """A new patient at the end of the queue; returns the entry and its 1-based position."""
+        self,
+        fname: str,
+        image: str | None,
+        by: int | None,
+        idempotency_key: str | None = None,
+    ) -> tuple[QueueEntry, int, bool]:
+        """A new patient at the end of the queue: (entry, 1-based position, replayed).
+
+        With an idempotency key the credential already used, nothing is written and the
+        first check-in is returned with replayed=True (the caller discards its photo).
+        """
         async with self._write() as tx:
+            if idempotency_key is not None:
+                row = await tx.one(
+                    f"SELECT {_ENTRY_COLUMNS}, k.position FROM idempotency_keys k "
+                    "JOIN queue_entries e ON e.id = k.entry_id "
+                    "JOIN patients p ON p.id = e.patient_id "
+                    "WHERE k.credential_id = ? AND k.key = ?",
+                    (by, idempotency_key),
+                )
+                if row is not None:
+                    first = _entry(row[:-1])
+                    # The answer the kiosk missed: the patient as they were checked in.
+                    as_checked_in = QueueEntry(*row[:4], "waiting", first.check_in_time)
+                    return as_checked_in, int(row[-1]), True
             now = utc_now()
             (patient_id,) = await tx.one(
                 "INSERT INTO patients (fname, image, created_at) VALUES (?, ?, ?) RETURNING id",
@@ -318,11 +348,19 @@ class Store:
                 "SELECT count(*) FROM queue_entries WHERE status = 'waiting' AND id <= ?",
                 (entry_id,),
             )
+            if idempotency_key is not None:
+                await tx.conn.execute(
+                    "INSERT INTO idempotency_keys (credential_id, key, entry_id, position,"
+                    " created_at) VALUES (?, ?, ?, ?, ?)",
+                    (by, idempotency_key, entry_id, position, now),
+                )
             entry = QueueEntry(entry_id, patient_id, fname, image, "waiting", now)
             await tx.record(PATIENT_ADDED, entry)
-            return entry, int(position)
+            return entry, int(position), False
 
-    async def complete(self, patient_id: int | None, by: int | None) -> QueueEntry | None:
+    async def complete(
+        self, patient_id: int | None, by: int | None, room: str | None = None
+    ) -> QueueEntry | None:
         """Completes the given patient's waiting entry, or the longest-waiting one if None."""
         async with self._write() as tx:
             where = "e.status = 'waiting'"
@@ -339,10 +377,10 @@ class Store:
             now = utc_now()
             await tx.conn.execute(
                 "UPDATE queue_entries SET status = 'completed', called_at = ?, completed_at = ?,"
-                " called_by = ? WHERE id = ?",
-                (now, now, by, row[0]),
+                " called_by = ?, room = ? WHERE id = ?",
+                (now, now, by, room, row[0]),
             )
-            entry = QueueEntry(*row[:4], "completed", row[5])
+            entry = QueueEntry(*row[:4], "completed", row[5], now, room)
             await tx.record(PATIENT_COMPLETED, entry)
             return entry
 
@@ -359,6 +397,38 @@ class Store:
     async def waiting(self) -> list[QueueEntry]:
         return (await self.snapshot())[1]
 
+    async def recent_calls(self, since: str, limit: int = 10) -> list[QueueEntry]:
+        """Patients called since `since`, the most recent first."""
+        rows = await self._all(
+            f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} WHERE e.status = 'completed' "
+            "AND e.completed_at >= ? ORDER BY e.completed_at DESC, e.id DESC LIMIT ?",
+            (since, limit),
+        )
+        return [_entry(row) for row in rows]
+
+    async def day_figures(self, start: str, end: str) -> tuple[int, int, int, list[float]]:
+        """(checked in, called, waiting now, wait seconds of each call) between start and end."""
+        row = await self._one(
+            "SELECT (SELECT count(*) FROM queue_entries WHERE check_in_time >= ?1 "
+            "AND check_in_time < ?2), (SELECT count(*) FROM queue_entries "
+            "WHERE completed_at >= ?1 AND completed_at < ?2), "
+            "(SELECT count(*) FROM queue_entries WHERE status = 'waiting')",
+            (start, end),
+        )
+        waits = await self._all(
+            "SELECT (julianday(completed_at) - julianday(check_in_time)) * 86400.0 "
+            "FROM queue_entries WHERE completed_at >= ? AND completed_at < ?",
+            (start, end),
+        )
+        return int(row[0]), int(row[1]), int(row[2]), [float(w[0]) for w in waits]
+
+    async def prune_idempotency_keys(self, before: str) -> int:
+        async with self._write() as tx:
+            cur = await tx.conn.execute(
+                "DELETE FROM idempotency_keys WHERE created_at < ?", (before,)
+            )
+            return cur.rowcount
+
     async def event_log_bounds(self) -> tuple[int, int]:
         """(oldest kept seq, last seq); (0, 0) when the log is empty."""
         row = await self._one("SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM events")
@@ -366,20 +436,21 @@ class Store:
 
     async def events_after(self, seq: int, limit: int = 500) -> list[QueueEvent]:
         rows = await self._all(
-            "SELECT ev.seq, ev.event, ev.at, e.id, e.patient_id, p.fname, p.image, "
-            "e.check_in_time FROM events ev JOIN queue_entries e ON e.id = ev.entry_id "
-            "JOIN patients p ON p.id = e.patient_id WHERE ev.seq > ? ORDER BY ev.seq LIMIT ?",
+            f"SELECT ev.seq, ev.event, ev.at, {_ENTRY_COLUMNS} FROM events ev "
+            "JOIN queue_entries e ON e.id = ev.entry_id JOIN patients p ON p.id = e.patient_id "
+            "WHERE ev.seq > ? ORDER BY ev.seq LIMIT ?",
             (seq, limit),
         )
-        return [
-            QueueEvent(
-                seq=s,
-                event=kind,
-                at=at,
-                entry=QueueEntry(entry_id, pid, fname, image, EVENT_STATUS[kind], checked_in),
+        events = []
+        for s, kind, at, entry_id, pid, fname, image, _status, checked_in, called, room in rows:
+            # The entry as this event left it, not as it is now.
+            if kind == PATIENT_ADDED:
+                called = room = None
+            entry = QueueEntry(
+                entry_id, pid, fname, image, EVENT_STATUS[kind], checked_in, called, room
             )
-            for s, kind, at, entry_id, pid, fname, image, checked_in in rows
-        ]
+            events.append(QueueEvent(seq=s, event=kind, at=at, entry=entry))
+        return events
 
     async def prune_events(self, keep: int, before: str) -> int:
         """Drops events older than `before` that are not among the last `keep`."""

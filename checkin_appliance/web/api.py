@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -37,6 +38,8 @@ routes = web.RouteTableDef()
 FIELD_LIMIT = 64 * 1024  # a text field of a check-in form
 INVALID_ACTION = "Invalid action or missing patient."
 NO_BODY = "The request body must be a JSON object."
+# A kiosk's retry key (the page sends a UUID); answers are kept for 24 hours.
+IDEMPOTENCY_KEY = re.compile(r"\A[A-Za-z0-9_-]{1,100}\Z")
 
 
 async def read_body(request: web.Request) -> dict[str, Any]:
@@ -191,13 +194,16 @@ async def patients_welcome(request: web.Request) -> web.Response:
 @routes.post("/api/patients/")
 async def check_in(request: web.Request) -> web.Response:
     caller = await request.app[AUTH].require(request, Role.FORM)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        raise InvalidInput("Idempotency-Key must be 1-100 letters, digits, '-' or '_'.")
     fields, photo = await read_check_in(request)
-    entry, position = await request.app[RECEPTION].check_in(
-        fields.get("fname"), photo, caller.credential.id
+    entry, position, replayed = await request.app[RECEPTION].check_in(
+        fields.get("fname"), photo, caller.credential.id, key
     )
     body = patient_view(entry, Audience.STAFF, request.app[RECEPTION].settings)
     body.update(check_in_time=entry.check_in_time, queue_entry_id=entry.id, position=position)
-    return json_response(body, 201)
+    return json_response(body, 201, {"Idempotent-Replayed": "true"} if replayed else None)
 
 
 @routes.get("/api/doctors/")
@@ -229,7 +235,7 @@ async def doctors_action(request: web.Request) -> web.Response:
     elif action not in ("call_next", "complete"):
         raise InvalidInput(INVALID_ACTION)
     reception = request.app[RECEPTION]
-    entry = await reception.call(patient_id, caller.credential.id)
+    entry = await reception.call(patient_id, caller.credential.id, caller.credential.room)
     return json_response(
         {
             "message": "Action successful.",
@@ -245,6 +251,13 @@ async def queue(request: web.Request) -> web.Response:
     audience = audience_for(caller.credential.role)
     waiting = await request.app[STORE].waiting()
     return json_response([queue_item(e, audience, reception.settings) for e in waiting])
+
+
+@routes.get("/api/stats/today/")
+async def stats_today(request: web.Request) -> web.Response:
+    """Ours: today's figures for the doctor console and the admin summary (no names)."""
+    await request.app[AUTH].require(request)
+    return json_response(await request.app[RECEPTION].today())
 
 
 # --- ours: settings and credentials (admin) ---------------------------------------------

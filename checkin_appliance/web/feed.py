@@ -79,7 +79,10 @@ async def queue_feed(request: web.Request) -> web.StreamResponse:
 
     async def send_snapshot() -> int:
         seq, waiting = await store.snapshot()
-        await ws.send_str(encode(snapshot_message(seq, waiting, audience, reception.settings)))
+        called = await reception.recent_calls()
+        await ws.send_str(
+            encode(snapshot_message(seq, waiting, audience, reception.settings, called))
+        )
         return seq
 
     async def send_backlog() -> int:
