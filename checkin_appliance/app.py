@@ -16,7 +16,7 @@ from checkin_appliance.hub import CLOSE_ACCESS_REVOKED, Hub
 from checkin_appliance.reception import Reception
 from checkin_appliance.security import PasswordHasher
 from checkin_appliance.store import Store
-from checkin_appliance.web import api
+from checkin_appliance.web import api, pages
 from checkin_appliance.web.auth import Authenticator
 from checkin_appliance.web.errors import error_middleware
 from checkin_appliance.web.feed import queue_feed
@@ -38,10 +38,13 @@ def create_app(config: Config) -> web.Application:
     reception = Reception(store, config.photo_dir, config.photo_max_side)
     hub = Hub(lambda: reception.settings, config.feed_queue_size)
     store.on_event = hub.publish  # after commit, in seq order
+    reception.on_settings = hub.publish_settings
     app[STORE], app[HUB], app[RECEPTION] = store, hub, reception
     app[AUTH] = Authenticator(store, config, PasswordHasher())
 
     app.add_routes(api.routes)
+    app.add_routes(pages.routes)
+    pages.setup_templates(app)
     app.router.add_get("/ws/queue/", queue_feed)
     app.on_response_prepare.append(add_security_headers)
     app.cleanup_ctx.append(_database)

@@ -26,9 +26,13 @@ class Config:
     heartbeat: float = 30.0
     # Events buffered per live-feed subscriber before it is disconnected as too slow (1013).
     feed_queue_size: int = 512
-    # Session lifetimes, in seconds.
+    # API session lifetimes, in seconds.
     access_ttl: int = 12 * 3600
     refresh_ttl: int = 30 * 24 * 3600
+    # Browser sessions (the pages' cookie), renewed while in use: kiosks and wall displays
+    # stay signed in across reboots; doctor and admin browsers sign in again after a week idle.
+    device_session_days: int = 400
+    staff_session_days: int = 7
     # The event log keeps at least this many events and at least this many hours.
     event_log_keep: int = 10_000
     event_log_keep_hours: int = 24

@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from checkin_appliance.domain import Audience, QueueEvent, Settings, event_message
+from checkin_appliance.domain import (
+    MESSAGE_TYPE,
+    SETTINGS_CHANGED,
+    Audience,
+    QueueEvent,
+    Settings,
+    event_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +40,7 @@ def encode(message: object) -> str:
 class Frame:
     """One event, encoded once (UTF-8 JSON) and sent as is to every subscriber of an audience."""
 
-    seq: int
+    seq: int | None  # None: not a queue change (settings); always sent, never replayed
     data: bytes
 
     async def send(self, ws: web.WebSocketResponse) -> None:
@@ -47,6 +54,7 @@ class Subscriber:
     session_id: int | None
     credential_id: int | None
     queue: asyncio.Queue[Frame]
+    wants_settings: bool = False
     closing: bool = False
     writer: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -69,16 +77,27 @@ class Hub:
         """Called once per committed event, in seq order; never awaits."""
         frames: dict[Audience, Frame] = {}
         for sub in self._subscribers:  # disconnect() defers removal, so no copy is needed
-            if sub.closing:
-                continue
             frame = frames.get(sub.audience)
             if frame is None:
                 frame = frames[sub.audience] = self.render(event, sub.audience)
-            try:
-                sub.queue.put_nowait(frame)
-            except asyncio.QueueFull:
-                log.warning("live-feed subscriber fell behind; disconnecting it (1013)")
-                self.disconnect(sub, CLOSE_TRY_AGAIN_LATER, "too slow")
+            self._offer(sub, frame)
+
+    def publish_settings(self, settings: Settings) -> None:
+        """Ours, to subscribers that asked (?settings=1): the pages update without a reload."""
+        message = {"type": MESSAGE_TYPE, "event": SETTINGS_CHANGED, "settings": settings.public()}
+        frame = Frame(None, encode(message).encode("utf-8"))
+        for sub in self._subscribers:
+            if sub.wants_settings:
+                self._offer(sub, frame)
+
+    def _offer(self, sub: Subscriber, frame: Frame) -> None:
+        if sub.closing:
+            return
+        try:
+            sub.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            log.warning("live-feed subscriber fell behind; disconnecting it (1013)")
+            self.disconnect(sub, CLOSE_TRY_AGAIN_LATER, "too slow")
 
     def subscribe(
         self,
@@ -86,8 +105,10 @@ class Hub:
         audience: Audience,
         session_id: int | None = None,
         credential_id: int | None = None,
+        wants_settings: bool = False,
     ) -> Subscriber:
-        sub = Subscriber(ws, audience, session_id, credential_id, asyncio.Queue(self._queue_size))
+        queue: asyncio.Queue[Frame] = asyncio.Queue(self._queue_size)
+        sub = Subscriber(ws, audience, session_id, credential_id, queue, wants_settings)
         self._subscribers.add(sub)
         return sub
 
@@ -100,7 +121,9 @@ class Hub:
             last_seq = await send_backlog()
             while True:
                 frame = await sub.queue.get()
-                if frame.seq > last_seq:  # already covered by the snapshot or the replay
+                if frame.seq is None:
+                    await frame.send(sub.ws)
+                elif frame.seq > last_seq:  # else covered by the snapshot or the replay
                     await frame.send(sub.ws)
                     last_seq = frame.seq
         except (ConnectionError, RuntimeError):

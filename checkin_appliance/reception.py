@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import statistics
+from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from pathlib import Path
 
@@ -46,18 +47,26 @@ class Reception:
         self.photo_dir = photo_dir
         self.photo_max_side = photo_max_side
         self.settings = Settings()
+        # Told about every change of settings, wherever it came from (API or CLI).
+        self.on_settings: Callable[[Settings], None] | None = None
         # Decoding a large photo takes real memory and CPU: a few at a time, off the loop.
         self._photo_slots = asyncio.Semaphore(2)
 
     async def load_settings(self) -> Settings:
-        self.settings = settings_from_stored(await self.store.load_settings())
+        self._use(settings_from_stored(await self.store.load_settings()))
         return self.settings
 
     async def update_settings(self, changes: dict[str, object]) -> Settings:
         new = updated_settings(self.settings, changes)
         await self.store.save_settings({key: json.dumps(new.public()[key]) for key in changes})
-        self.settings = new
+        self._use(new)
         return new
+
+    def _use(self, settings: Settings) -> None:
+        changed = settings != self.settings
+        self.settings = settings
+        if changed and self.on_settings is not None:
+            self.on_settings(settings)
 
     async def check_in(
         self,

@@ -152,7 +152,7 @@ async def login(request: web.Request) -> web.Response:
     response = json_response(
         {"access": tokens.access, "refresh": tokens.refresh, "role": tokens.credential.role.value}
     )
-    set_session_cookie(response, request, tokens.access, request.app[CONFIG].access_ttl)
+    set_session_cookie(response, request, tokens.access, tokens.lifetime)
     return response
 
 

@@ -12,7 +12,14 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from checkin_appliance.config import Config
-from checkin_appliance.domain import Credential, Role, Session, format_time, utc_now
+from checkin_appliance.domain import (
+    Credential,
+    Role,
+    Session,
+    format_time,
+    parse_time,
+    utc_now,
+)
 from checkin_appliance.security import (
     PasswordHasher,
     new_credential_token,
@@ -44,6 +51,7 @@ class Tokens:
     access: str
     refresh: str
     credential: Credential
+    lifetime: int  # seconds the access token (and a page's cookie) lasts
 
 
 @dataclass
@@ -141,7 +149,24 @@ class Authenticator:
     def _expiry(self, seconds: int) -> str:
         return format_time(datetime.now(UTC) + timedelta(seconds=seconds))
 
-    async def login(self, token: str, password: str, address: str) -> Tokens:
+    def page_session_seconds(self, role: Role) -> int:
+        days = (
+            self.config.device_session_days
+            if role in (Role.FORM, Role.QUEUE)
+            else self.config.staff_session_days
+        )
+        return days * 24 * 3600
+
+    async def renew_page_session(self, session: Session) -> int | None:
+        """Slides a page session that is past half its life; returns the new cookie max-age."""
+        lifetime = self.page_session_seconds(session.credential.role)
+        left = (parse_time(session.expires) - datetime.now(UTC)).total_seconds()
+        if left > lifetime / 2:
+            return None
+        await self.store.extend_session(session.id, self._expiry(lifetime))
+        return lifetime
+
+    async def login(self, token: str, password: str, address: str, *, page: bool = False) -> Tokens:
         keys = (f"addr:{address}", f"token:{token}")
         wait = self.throttle.retry_after(keys, time.monotonic())
         if wait:
@@ -159,15 +184,16 @@ class Authenticator:
             raise ApiError(401, error=BAD_LOGIN)
         self.throttle.succeeded(keys)
         access, refresh = new_session_secret(), new_session_secret()
+        lifetime = self.page_session_seconds(credential.role) if page else self.config.access_ttl
         await self.store.create_session(
             credential.id,
             secret_hash(access),
-            self._expiry(self.config.access_ttl),
+            self._expiry(lifetime),
             secret_hash(refresh),
             self._expiry(self.config.refresh_ttl),
         )
         log.info("login: credential %s (%s)", credential.id, credential.role.value)
-        return Tokens(access, refresh, credential)
+        return Tokens(access, refresh, credential, lifetime)
 
     async def refresh(self, refresh: str) -> str | None:
         access = new_session_secret()

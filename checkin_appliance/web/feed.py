@@ -33,6 +33,10 @@ def _non_negative_int(request: web.Request, name: str) -> int | None:
     return int(value)
 
 
+def _flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "") not in ("", "0", "false")
+
+
 async def _caller(request: web.Request) -> Caller | None:
     """By ?token=, a bearer header, or the session cookie (only from our own origin)."""
     auth = request.app[AUTH]
@@ -56,7 +60,7 @@ async def queue_feed(request: web.Request) -> web.StreamResponse:
             raise ApiError(401, detail=INVALID_TOKEN)
         raise ApiError(401, detail=NOT_PROVIDED)
     since = _non_negative_int(request, "since")
-    want_snapshot = request.query.get("snapshot", "") not in ("", "0", "false")
+    want_snapshot = _flag(request, "snapshot")
 
     config = request.app[CONFIG]
     ws = web.WebSocketResponse(
@@ -75,6 +79,7 @@ async def queue_feed(request: web.Request) -> web.StreamResponse:
         audience,
         caller.session.id if caller else None,
         caller.credential.id if caller else None,
+        wants_settings=_flag(request, "settings"),
     )
 
     async def send_snapshot() -> int:

@@ -16,6 +16,9 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
     headers.setdefault("Content-Security-Policy", API_CSP)
     if request.path.startswith(("/api/", "/healthz")):
         headers.setdefault("Cache-Control", "no-store")
+    elif request.path.startswith("/static/") and "v" in request.query:
+        # URLs carry a content hash (?v=…): a new version is a new URL.
+        headers.setdefault("Cache-Control", "public, max-age=31536000, immutable")
 
 
 class AccessLogger(AbstractAccessLogger):

@@ -1,0 +1,3 @@
+"""Texts of the display page(s)."""
+
+MESSAGES: dict[str, dict[str, str]] = {"en": {}, "es": {}}

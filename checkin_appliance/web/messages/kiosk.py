@@ -1,0 +1,3 @@
+"""Texts of the kiosk page(s)."""
+
+MESSAGES: dict[str, dict[str, str]] = {"en": {}, "es": {}}

@@ -1,0 +1,267 @@
+"""The pages: sign-in, first-run setup, and one page per role, signed in by cookie."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from checkin_appliance import __version__
+from checkin_appliance.domain import Role
+from checkin_appliance.hub import CLOSE_ACCESS_REVOKED
+from checkin_appliance.security import check_password_rules
+from checkin_appliance.web.auth import (
+    SESSION_COOKIE,
+    Caller,
+    same_origin,
+    set_session_cookie,
+)
+from checkin_appliance.web.errors import ApiError
+from checkin_appliance.web.i18n import for_page, language_or_default, translator
+from checkin_appliance.web.keys import AUTH, HUB, RECEPTION, STORE
+
+routes = web.RouteTableDef()
+
+HOME = {Role.FORM: "/kiosk", Role.QUEUE: "/display", Role.DOCTOR: "/doctor", Role.ADMIN: "/admin"}
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+    "media-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def static_dir() -> Path:
+    """Static files as a real folder (a plain checkout, an install or the frozen binary)."""
+    return Path(str(resources.files("checkin_appliance.web") / "static"))
+
+
+def setup_templates(app: web.Application) -> None:
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.PackageLoader("checkin_appliance.web", "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+    )
+    app.router.add_static("/static/", static_dir(), name="static", append_version=True)
+
+    def static_url(path: str) -> str:
+        return str(app.router["static"].url_for(filename=path))
+
+    env.globals["static"] = static_url
+    env.globals["version"] = __version__
+
+
+def render(
+    request: web.Request,
+    template: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status: int = 200,
+    caller: Caller | None = None,
+    script_data: dict[str, Any] | None = None,
+    message_parts: tuple[str, ...] = (),
+    lang: str | None = None,
+) -> web.Response:
+    """A page in the clinic's language, with the data its script needs as inert JSON."""
+    settings = request.app[RECEPTION].settings
+    language = language_or_default(lang or settings.language)
+    data = {
+        "lang": language,
+        "messages": for_page(*message_parts),
+        "settings": settings.public(),
+        **(script_data or {}),
+    }
+    full = {
+        "t": translator(language),
+        "lang": language,
+        "clinic_name": settings.clinic_name,
+        "caller": caller,
+        "page_data": data,  # rendered with |tojson: inert JSON the script reads
+        **(context or {}),
+    }
+    response = aiohttp_jinja2.render_template(template, request, full, status=status)
+    response.headers["Content-Security-Policy"] = PAGE_CSP
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Permissions-Policy"] = "camera=(self), microphone=(), geolocation=()"
+    return response
+
+
+async def page_caller(request: web.Request) -> Caller | None:
+    """The signed-in browser (cookie only), its session slid forward while in use."""
+    auth = request.app[AUTH]
+    token = request.cookies.get(SESSION_COOKIE)
+    session = await auth.session_for(token) if token else None
+    if session is None:
+        return None
+    caller = Caller(session, by_cookie=True)
+    renewed = await auth.renew_page_session(session)
+    if renewed is not None:
+        request["renew_cookie"] = (token, renewed)
+    return caller
+
+
+def _keep_cookie(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    renewal = request.get("renew_cookie")
+    if renewal:
+        set_session_cookie(response, request, renewal[0], renewal[1])
+    return response
+
+
+def _to_login(request: web.Request) -> web.HTTPSeeOther:
+    return web.HTTPSeeOther(f"/login?next={request.path}")
+
+
+async def role_page(
+    request: web.Request,
+    role: Role,
+    template: str,
+    message_parts: tuple[str, ...],
+    extra: dict[str, Any] | None = None,
+) -> web.StreamResponse:
+    caller = await page_caller(request)
+    if caller is None:
+        raise _to_login(request)
+    own = caller.credential.role
+    if own is not role and own is not Role.ADMIN:
+        page = render(request, "forbidden.html", {"home": HOME[own]}, status=403, caller=caller)
+        return _keep_cookie(request, page)
+    credential = caller.credential
+    data = {
+        "credential": {"label": credential.label, "role": own.value, "room": credential.room},
+        **(extra or {}),
+    }
+    page = render(request, template, caller=caller, script_data=data, message_parts=message_parts)
+    return _keep_cookie(request, page)
+
+
+# --- sign-in, sign-out, first run ---------------------------------------------------------
+
+
+@routes.get("/")
+async def home(request: web.Request) -> web.StreamResponse:
+    caller = await page_caller(request)
+    if caller is None:
+        if await request.app[AUTH].setup_open():
+            raise web.HTTPSeeOther("/setup")
+        raise web.HTTPSeeOther("/login")
+    raise web.HTTPSeeOther(HOME[caller.credential.role])
+
+
+def _safe_next(value: str | None) -> str | None:
+    """Only our own page paths: never another site, never a protocol-relative URL."""
+    if value and value in HOME.values():
+        return value
+    return None
+
+
+@routes.get("/login")
+async def login_page(request: web.Request) -> web.StreamResponse:
+    caller = await page_caller(request)
+    if caller is not None:
+        raise web.HTTPSeeOther(HOME[caller.credential.role])
+    context = {"next": _safe_next(request.query.get("next")) or "", "error": None, "token": ""}
+    return render(request, "login.html", context)
+
+
+@routes.post("/login")
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    if not same_origin(request):
+        raise ApiError(403, detail="Cross-origin request refused.")
+    form = await request.post()
+    token = str(form.get("token", "")).strip()
+    password = str(form.get("password", ""))
+    next_page = _safe_next(str(form.get("next", "")))
+    context: dict[str, Any] = {"next": next_page or "", "token": token}
+    t = translator(request.app[RECEPTION].settings.language)
+    if not token or not password:
+        return render(request, "login.html", {**context, "error": t("login.missing")}, status=400)
+    try:
+        tokens = await request.app[AUTH].login(
+            token, password, request.remote or "unknown", page=True
+        )
+    except ApiError as exc:
+        if exc.status == 429:
+            message = t("login.throttled", seconds=exc.headers.get("Retry-After", "60"))
+        else:
+            message = t("login.failed")
+        return render(request, "login.html", {**context, "error": message}, status=exc.status)
+    role = tokens.credential.role
+    target = next_page if next_page and (role is Role.ADMIN or HOME[role] == next_page) else None
+    response = web.HTTPSeeOther(target or HOME[role])
+    set_session_cookie(response, request, tokens.access, tokens.lifetime)
+    raise response
+
+
+@routes.post("/logout")
+async def logout_submit(request: web.Request) -> web.StreamResponse:
+    if not same_origin(request):
+        raise ApiError(403, detail="Cross-origin request refused.")
+    caller = await page_caller(request)
+    if caller is not None:
+        await request.app[STORE].revoke_session(caller.session.id)
+        request.app[HUB].disconnect_where(
+            lambda sub: sub.session_id == caller.session.id, CLOSE_ACCESS_REVOKED, "signed out"
+        )
+    response = web.HTTPSeeOther("/login")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    raise response
+
+
+@routes.get("/setup")
+async def setup_page(request: web.Request) -> web.StreamResponse:
+    if not await request.app[AUTH].setup_open():
+        raise web.HTTPSeeOther("/login")
+    return render(request, "setup.html", {"error": None})
+
+
+@routes.post("/setup")
+async def setup_submit(request: web.Request) -> web.StreamResponse:
+    if not same_origin(request):
+        raise ApiError(403, detail="Cross-origin request refused.")
+    auth = request.app[AUTH]
+    if not await auth.setup_open():
+        raise web.HTTPSeeOther("/login")
+    form = await request.post()
+    code, password = str(form.get("code", "")), str(form.get("password", ""))
+    t = translator(request.app[RECEPTION].settings.language)
+    problem = check_password_rules(password)
+    if password != str(form.get("confirm", "")):
+        problem = t("setup.mismatch")
+    if problem:
+        return render(request, "setup.html", {"error": problem}, status=400)
+    credential = await auth.complete_setup(code, password)
+    if credential is None:
+        if not await auth.setup_open():
+            raise web.HTTPSeeOther("/login")
+        return render(request, "setup.html", {"error": t("setup.bad_code")}, status=403)
+    tokens = await auth.login(credential.token, password, request.remote or "unknown", page=True)
+    response = render(request, "setup_done.html", {"token": credential.token})
+    set_session_cookie(response, request, tokens.access, tokens.lifetime)
+    return response
+
+
+# --- one page per role (admin may open them all) ------------------------------------------
+
+
+@routes.get("/kiosk")
+async def kiosk_page(request: web.Request) -> web.StreamResponse:
+    return await role_page(request, Role.FORM, "kiosk.html", ("kiosk.",))
+
+
+@routes.get("/display")
+async def display_page(request: web.Request) -> web.StreamResponse:
+    return await role_page(request, Role.QUEUE, "display.html", ("display.",))
+
+
+@routes.get("/doctor")
+async def doctor_page(request: web.Request) -> web.StreamResponse:
+    return await role_page(request, Role.DOCTOR, "doctor.html", ("doctor.",))
+
+
+@routes.get("/admin")
+async def admin_page(request: web.Request) -> web.StreamResponse:
+    return await role_page(request, Role.ADMIN, "admin.html", ("admin.", "role."))

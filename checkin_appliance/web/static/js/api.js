@@ -1,0 +1,29 @@
+// JSON requests to our own API with the page's session cookie.
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.error || body?.detail || `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+export async function api(method, path, { json, body, headers = {}, signal } = {}) {
+  const init = { method, headers: { Accept: "application/json", ...headers },
+                 credentials: "same-origin", signal };
+  if (json !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(json);
+  } else if (body !== undefined) {
+    init.body = body;
+  }
+  const response = await fetch(path, init);
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  if (response.status === 401) {
+    // The session ended (deactivated or signed out elsewhere): back to the sign-in page.
+    window.location.assign(`/login?next=${encodeURIComponent(window.location.pathname)}`);
+  }
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}

@@ -1,0 +1,106 @@
+"""Real Chromium for the page tests: Debian's /usr/bin/chromium driven by Playwright.
+
+Fixtures: `browser` (one Chromium per test, fake camera allowed) and `appliance` (the real
+server as a subprocess on a loopback port). `sign_in` logs a new page in as a fresh
+credential of a role; `screenshot` saves a PNG under tests/artifacts/ for people to look at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from tests.serverproc import PASSWORD, Server, running
+
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+UI_TIMEOUT_MS = 5000  # Playwright's waits; every expect/wait is bounded by it
+
+TABLET_PORTRAIT = {"width": 768, "height": 1024}
+TABLET_LANDSCAPE = {"width": 1024, "height": 768}
+TV = {"width": 1920, "height": 1080}
+LAPTOP = {"width": 1366, "height": 768}
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make chromium` (Debian's chromium package).")
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+@pytest.fixture
+def appliance(tmp_path: Path) -> Iterator[Server]:
+    with running(tmp_path / "server") as server:
+        yield server
+
+
+async def new_page(
+    browser: Browser, server: Server, viewport: dict[str, int] = LAPTOP
+) -> tuple[BrowserContext, Page]:
+    context = await browser.new_context(
+        base_url=server.base_url, viewport=viewport, permissions=["camera"]
+    )
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    page = await context.new_page()
+    return context, page
+
+
+async def sign_in(
+    browser: Browser,
+    server: Server,
+    role: str,
+    label: str | None = None,
+    *,
+    viewport: dict[str, int] = LAPTOP,
+    room: str | None = None,
+) -> Page:
+    """A fresh credential of `role`, signed in through the real /login form."""
+    args = ["--room", room] if room else []
+    result = server.cli(
+        "token",
+        "create",
+        "--role",
+        role,
+        "--label",
+        label or f"Test {role}",
+        "--password-stdin",
+        *args,
+        stdin=PASSWORD + "\n",
+    )
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    _, page = await new_page(browser, server, viewport)
+    await page.goto("/login")
+    await page.get_by_label("Access token").fill(token)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(lambda url: "/login" not in url)
+    return page
+
+
+async def screenshot(page: Page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=False)
+    return path
