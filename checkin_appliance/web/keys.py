@@ -15,3 +15,6 @@ STORE = web.AppKey("store", Store)
 HUB = web.AppKey("hub", Hub)
 RECEPTION = web.AppKey("reception", Reception)
 AUTH = web.AppKey("auth", Authenticator)
+
+# Set by a page request whose cookie session was slid forward: (cookie value, max-age).
+RENEWED_COOKIE = web.RequestKey("renewed_cookie", tuple)

@@ -22,7 +22,7 @@ from checkin_appliance.web.auth import (
 )
 from checkin_appliance.web.errors import ApiError
 from checkin_appliance.web.i18n import for_page, language_or_default, translator
-from checkin_appliance.web.keys import AUTH, HUB, RECEPTION, STORE
+from checkin_appliance.web.keys import AUTH, HUB, RECEPTION, RENEWED_COOKIE, STORE
 
 routes = web.RouteTableDef()
 
@@ -100,12 +100,13 @@ async def page_caller(request: web.Request) -> Caller | None:
     caller = Caller(session, by_cookie=True)
     renewed = await auth.renew_page_session(session)
     if renewed is not None:
-        request["renew_cookie"] = (token, renewed)
+        request[RENEWED_COOKIE] = (token, renewed)
     return caller
 
 
-def _keep_cookie(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-    renewal = request.get("renew_cookie")
+def _renewed(request: web.Request, response: web.HTTPException | web.Response) -> Any:
+    """Whatever the page answers (a page, a redirect), a slid session's cookie goes along."""
+    renewal = request.get(RENEWED_COOKIE)
     if renewal:
         set_session_cookie(response, request, renewal[0], renewal[1])
     return response
@@ -128,14 +129,14 @@ async def role_page(
     own = caller.credential.role
     if own is not role and own is not Role.ADMIN:
         page = render(request, "forbidden.html", {"home": HOME[own]}, status=403, caller=caller)
-        return _keep_cookie(request, page)
+        return _renewed(request, page)
     credential = caller.credential
     data = {
         "credential": {"label": credential.label, "role": own.value, "room": credential.room},
         **(extra or {}),
     }
     page = render(request, template, caller=caller, script_data=data, message_parts=message_parts)
-    return _keep_cookie(request, page)
+    return _renewed(request, page)
 
 
 # --- sign-in, sign-out, first run ---------------------------------------------------------
@@ -148,7 +149,7 @@ async def home(request: web.Request) -> web.StreamResponse:
         if await request.app[AUTH].setup_open():
             raise web.HTTPSeeOther("/setup")
         raise web.HTTPSeeOther("/login")
-    raise web.HTTPSeeOther(HOME[caller.credential.role])
+    raise _renewed(request, web.HTTPSeeOther(HOME[caller.credential.role]))
 
 
 def _safe_next(value: str | None) -> str | None:
@@ -162,7 +163,7 @@ def _safe_next(value: str | None) -> str | None:
 async def login_page(request: web.Request) -> web.StreamResponse:
     caller = await page_caller(request)
     if caller is not None:
-        raise web.HTTPSeeOther(HOME[caller.credential.role])
+        raise _renewed(request, web.HTTPSeeOther(HOME[caller.credential.role]))
     context = {"next": _safe_next(request.query.get("next")) or "", "error": None, "token": ""}
     return render(request, "login.html", context)
 

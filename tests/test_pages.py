@@ -1,0 +1,237 @@
+"""Sign-in, first-run setup, role routing and the catalog: the pages' server side over HTTP."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import DummyCookieJar
+
+from checkin_appliance.app import create_app
+from checkin_appliance.config import Config
+from checkin_appliance.domain import Role
+from checkin_appliance.web.i18n import LANGUAGES, catalog
+from checkin_appliance.web.keys import AUTH
+from tests.conftest import PASSWORD, Clinic
+
+WEB = Path(__file__).resolve().parent.parent / "checkin_appliance" / "web"
+DAY = 24 * 3600
+
+
+def origin(clinic: Clinic) -> dict[str, str]:
+    return {"Origin": f"http://{clinic.client.host}:{clinic.client.port}"}
+
+
+def session_cookie(resp: Any) -> Any:
+    return resp.cookies["checkin_session"]
+
+
+async def page_login(clinic: Clinic, role: Role, next_page: str = "") -> Any:
+    return await clinic.client.post(
+        "/login",
+        data={"token": clinic.tokens[role], "password": PASSWORD, "next": next_page},
+        headers=origin(clinic),
+        allow_redirects=False,
+    )
+
+
+def cookie_header(resp: Any) -> dict[str, str]:
+    return {"Cookie": f"checkin_session={session_cookie(resp).value}"}
+
+
+# --- the catalog --------------------------------------------------------------------------
+
+
+def test_every_text_exists_in_every_language() -> None:
+    texts = catalog()
+    assert set(texts) == set(LANGUAGES)
+    assert texts["en"].keys() == texts["es"].keys()
+    assert all(value.strip() for lang in LANGUAGES for value in texts[lang].values())
+
+
+def test_every_key_the_templates_and_scripts_use_is_in_the_catalog() -> None:
+    used: set[str] = set()
+    pattern = re.compile(r"""\bt\(\s*["']([a-z_]+\.[a-z0-9_.]+)["']""")
+    data_pattern = re.compile(r"""data-i18n(?:-[a-z-]+)?=["']([a-z_]+\.[a-z0-9_.]+)["']""")
+    for path in [*WEB.glob("templates/*.html"), *WEB.glob("static/js/*.js")]:
+        text = path.read_text()
+        used |= set(pattern.findall(text)) | set(data_pattern.findall(text))
+    assert used, "no catalog keys found: the pattern is wrong"
+    missing = used - catalog()["en"].keys()
+    assert not missing, f"keys used but not in the catalog: {sorted(missing)}"
+
+
+# --- first run ----------------------------------------------------------------------------
+
+
+async def test_first_run_goes_to_setup_and_creates_the_admin(
+    aiohttp_client: Any, config: Config
+) -> None:
+    client = await aiohttp_client(create_app(config), cookie_jar=DummyCookieJar())
+    home = await client.get("/", allow_redirects=False)
+    assert (home.status, home.headers["Location"]) == (303, "/setup")
+    form = await client.get("/setup")
+    assert form.status == 200
+    assert 'name="code"' in await form.text()
+
+    code = client.app[AUTH].setup_code
+    fields = {"code": code, "password": "adm1n password", "confirm": "adm1n password"}
+    foreign = await client.post("/setup", data=fields, headers={"Origin": "http://evil.example"})
+    assert foreign.status == 403
+    ours = {"Origin": f"http://{client.host}:{client.port}"}
+    mismatch = await client.post("/setup", data={**fields, "confirm": "other"}, headers=ours)
+    assert mismatch.status == 400
+    wrong = await client.post("/setup", data={**fields, "code": "AAAA-BBBB-CCCC"}, headers=ours)
+    assert wrong.status == 403
+    done = await client.post("/setup", data=fields, headers=ours)
+    assert done.status == 200
+    token = re.search(r"data-admin-token>(\d{8})<", await done.text()).group(1)
+    cookie = {"Cookie": f"checkin_session={done.cookies['checkin_session'].value}"}
+    home = await client.get("/", headers=cookie, allow_redirects=False)
+    assert home.headers["Location"] == "/admin"
+    login = await client.post("/api/login/", json={"token": token, "password": "adm1n password"})
+    assert (await login.json())["role"] == "admin"
+    # Setup is closed for good: the page now sends people to sign in.
+    again = await client.get("/setup", allow_redirects=False)
+    assert (again.status, again.headers["Location"]) == (303, "/login")
+
+
+# --- sign-in ------------------------------------------------------------------------------
+
+
+async def test_login_page_is_served_under_a_strict_policy(clinic: Clinic) -> None:
+    resp = await clinic.client.get("/login")
+    assert resp.status == 200
+    csp = resp.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp
+    html = await resp.text()
+    assert '<label class="field">' in html and 'type="password"' in html
+    assert not re.search(r"<script(?![^>]*(type=\"application/json\"|src=))", html)
+    assert " style=" not in html and " onclick=" not in html
+
+
+@pytest.mark.parametrize(
+    ("role", "page", "days"),
+    [
+        (Role.FORM, "/kiosk", 400),
+        (Role.QUEUE, "/display", 400),
+        (Role.DOCTOR, "/doctor", 7),
+        (Role.ADMIN, "/admin", 7),
+    ],
+)
+async def test_signing_in_sends_each_device_to_its_page(
+    clinic: Clinic, role: Role, page: str, days: int
+) -> None:
+    resp = await page_login(clinic, role)
+    assert (resp.status, resp.headers["Location"]) == (303, page)
+    cookie = session_cookie(resp)
+    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/"
+    assert int(cookie["max-age"]) == days * DAY
+    home = await clinic.client.get("/", headers=cookie_header(resp), allow_redirects=False)
+    assert home.headers["Location"] == page
+
+
+async def test_wrong_password_shows_the_form_again_with_a_message(clinic: Clinic) -> None:
+    resp = await clinic.client.post(
+        "/login",
+        data={"token": clinic.tokens[Role.FORM], "password": "nope"},
+        headers=origin(clinic),
+        allow_redirects=False,
+    )
+    assert resp.status == 401
+    html = await resp.text()
+    assert "do not match an active credential" in html
+    assert "checkin_session" not in resp.cookies
+    assert f'value="{clinic.tokens[Role.FORM]}"' in html  # the token stays typed in
+
+
+async def test_sign_in_from_another_site_is_refused(clinic: Clinic) -> None:
+    resp = await clinic.client.post(
+        "/login",
+        data={"token": clinic.tokens[Role.FORM], "password": PASSWORD},
+        headers={"Origin": "http://evil.example"},
+        allow_redirects=False,
+    )
+    assert resp.status == 403
+
+
+async def test_next_only_leads_to_our_own_pages(clinic: Clinic) -> None:
+    admin = await page_login(clinic, Role.ADMIN, "/display")
+    assert admin.headers["Location"] == "/display"
+    for target in ("//evil.example/x", "https://evil.example", "/api/credentials/"):
+        resp = await page_login(clinic, Role.ADMIN, target)
+        assert resp.headers["Location"] == "/admin"
+    # A kiosk asked to go to the doctor page still lands on its own page.
+    kiosk = await page_login(clinic, Role.FORM, "/doctor")
+    assert kiosk.headers["Location"] == "/kiosk"
+
+
+async def test_pages_need_a_session_and_the_right_role(clinic: Clinic) -> None:
+    anonymous = await clinic.client.get("/doctor", allow_redirects=False)
+    assert (anonymous.status, anonymous.headers["Location"]) == (303, "/login?next=/doctor")
+    kiosk = await page_login(clinic, Role.FORM)
+    refused = await clinic.client.get("/doctor", headers=cookie_header(kiosk))
+    assert refused.status == 403
+    html = await refused.text()
+    assert 'href="/kiosk"' in html and "form 1" in html
+
+
+async def test_cookie_api_calls_need_our_origin(clinic: Clinic) -> None:
+    kiosk = cookie_header(await page_login(clinic, Role.FORM))
+    without = await clinic.client.post("/api/patients/", json={"fname": "Ann Lee"}, headers=kiosk)
+    assert without.status == 403
+    cross = await clinic.client.post(
+        "/api/patients/",
+        json={"fname": "Ann Lee"},
+        headers={**kiosk, **origin(clinic), "Sec-Fetch-Site": "cross-site"},
+    )
+    assert cross.status == 403
+    ok = await clinic.client.post(
+        "/api/patients/", json={"fname": "Ann Lee"}, headers={**kiosk, **origin(clinic)}
+    )
+    assert ok.status == 201
+    reading = await clinic.client.get("/api/queue/", headers=kiosk)  # reads need no Origin
+    assert reading.status == 200
+
+
+async def test_a_device_session_slides_forward_while_in_use(clinic: Clinic, config: Config) -> None:
+    resp = await page_login(clinic, Role.QUEUE)
+    cookie = cookie_header(resp)
+    db = sqlite3.connect(config.db_path)
+    # Pretend the display signed in 300 days ago: 100 days left, under half its life.
+    db.execute(
+        "UPDATE sessions SET access_expires = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+100 days')"
+    )
+    db.commit()
+    page = await clinic.client.get("/", headers=cookie, allow_redirects=False)
+    renewed = session_cookie(page)
+    assert int(renewed["max-age"]) == 400 * DAY
+    (expires,) = db.execute(
+        "SELECT access_expires FROM sessions ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    assert expires > "2027"  # a year and more ahead again
+
+
+async def test_signing_out_ends_the_session(clinic: Clinic) -> None:
+    cookie = cookie_header(await page_login(clinic, Role.DOCTOR))
+    resp = await clinic.client.post(
+        "/logout", headers={**cookie, **origin(clinic)}, allow_redirects=False
+    )
+    assert (resp.status, resp.headers["Location"]) == (303, "/login")
+    after = await clinic.client.get("/doctor", headers=cookie, allow_redirects=False)
+    assert after.headers["Location"].startswith("/login")
+
+
+async def test_static_assets_are_local_and_versioned(clinic: Clinic) -> None:
+    html = await (await clinic.client.get("/login")).text()
+    urls = re.findall(r'(?:href|src)="([^"]+)"', html)
+    assert urls and all(url.startswith("/") and not url.startswith("//") for url in urls)
+    css = next(url for url in urls if url.endswith(".css") or ".css?" in url)
+    assert "?v=" in css
+    resp = await clinic.client.get(css)
+    assert resp.status == 200
+    assert "immutable" in resp.headers["Cache-Control"]
