@@ -235,3 +235,20 @@ async def test_static_assets_are_local_and_versioned(clinic: Clinic) -> None:
     resp = await clinic.client.get(css)
     assert resp.status == 200
     assert "immutable" in resp.headers["Cache-Control"]
+
+
+async def test_browser_form_posts_count_as_ours_by_sec_fetch_site(clinic: Clinic) -> None:
+    # With Referrer-Policy: no-referrer, Chromium sends Origin: null on our own form posts.
+    fields = {"token": clinic.tokens[Role.FORM], "password": PASSWORD}
+    ours = await clinic.client.post(
+        "/login",
+        data=fields,
+        headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"},
+        allow_redirects=False,
+    )
+    assert ours.status == 303
+    for headers in ({"Origin": "null"}, {"Origin": "null", "Sec-Fetch-Site": "same-site"}):
+        refused = await clinic.client.post(
+            "/login", data=fields, headers=headers, allow_redirects=False
+        )
+        assert refused.status == 403, headers

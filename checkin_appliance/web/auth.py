@@ -248,10 +248,17 @@ class Authenticator:
 
 
 def same_origin(request: web.Request) -> bool:
+    """Whether a browser sent this from one of our own pages (cookie requests only count then).
+
+    Browsers say so in Sec-Fetch-Site. With our `Referrer-Policy: no-referrer` they send
+    `Origin: null` on form posts and fetch() POSTs, so Origin decides only where
+    Sec-Fetch-Site is missing (older browsers; WebSocket handshakes carry a real Origin).
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site == "same-origin"
     origin = request.headers.get("Origin")
-    if not origin or request.headers.get("Sec-Fetch-Site") == "cross-site":
-        return False
-    return origin == f"{request.scheme}://{request.host}"
+    return origin is not None and origin == f"{request.scheme}://{request.host}"
 
 
 def require_same_origin(request: web.Request) -> None:
