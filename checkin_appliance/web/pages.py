@@ -132,7 +132,12 @@ async def role_page(
         return _renewed(request, page)
     credential = caller.credential
     data = {
-        "credential": {"label": credential.label, "role": own.value, "room": credential.room},
+        "credential": {
+            "token": credential.token,  # public identifier; the admin page marks "you" by it
+            "label": credential.label,
+            "role": own.value,
+            "room": credential.room,
+        },
         **(extra or {}),
     }
     page = render(request, template, caller=caller, script_data=data, message_parts=message_parts)

@@ -1,0 +1,424 @@
+// Administration: credentials (list, create with a token shown once, deactivate after a
+// confirmation), the clinic's settings (only changed keys are sent), today's figures kept
+// live by the queue feed, and the box's device pages and version.
+
+import { ApiError, api } from "./api.js";
+import { QueueFeed } from "./feed.js";
+import { applyTexts, pageData, translator } from "./page.js";
+
+const MIN_PASSWORD = 8;
+const STATS_EVERY_MS = 5 * 60_000;
+const STATS_DEBOUNCE_MS = 150;
+const SETTING_KEYS = ["clinic_name", "language", "display_names", "display_photos",
+  "anonymous_feed", "announce_voice"];
+
+const data = pageData();
+const me = data.credential; // {label, role, room} (and token, once the server sends it)
+let lang = data.lang;
+let t = translator(data, lang);
+let settings = { ...data.settings }; // what the server has now
+
+const $ = (id) => document.getElementById(id);
+const els = {
+  banner: $("feed-banner"),
+  figures: $("today-figures"),
+  credentialsStatus: $("credentials-status"),
+  credentialsBody: $("credentials-body"),
+  credentialsMessage: $("credentials-message"),
+  createForm: $("create-form"),
+  createRole: $("create-role"),
+  createRoleHint: $("create-role-hint"),
+  createLabel: $("create-label"),
+  createRoomField: $("create-room-field"),
+  createRoom: $("create-room"),
+  createPassword: $("create-password"),
+  createConfirm: $("create-confirm"),
+  createSubmit: $("create-submit"),
+  createStatus: $("create-status"),
+  reveal: $("token-reveal"),
+  revealHeading: $("token-reveal-heading"),
+  revealToken: $("token-reveal-token"),
+  revealDone: $("token-reveal-done"),
+  settingsForm: $("settings-form"),
+  settingsSubmit: $("settings-submit"),
+  settingsStatus: $("settings-status"),
+  anonymousWarning: $("anonymous-warning"),
+  version: $("version"),
+  dialog: $("confirm-dialog"),
+  confirmHeading: $("confirm-heading"),
+  confirmBody: $("confirm-body"),
+  confirmSelf: $("confirm-self"),
+  confirmLastAdmin: $("confirm-last-admin"),
+  confirmError: $("confirm-error"),
+  confirmYes: $("confirm-yes"),
+};
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function showStatus(node, kind, text) {
+  // kind: "ok" | "error" | "note"; an empty text clears it.
+  node.textContent = text || "";
+  node.className = `form-status${text && kind !== "note" ? ` alert alert--${kind}` : ""}`;
+  if (kind === "note") node.classList.add("muted");
+}
+
+function errorText(error) {
+  if (error instanceof ApiError) {
+    return error.status === 400 && error.message ? error.message : t("common.error.generic");
+  }
+  return t("common.error.network");
+}
+
+// --- today's figures ------------------------------------------------------------------------
+
+let stats = null;
+let statsTimer = null;
+
+function renderStats() {
+  for (const dd of els.figures.querySelectorAll("[data-stat]")) {
+    const key = dd.dataset.stat;
+    if (!stats) {
+      dd.textContent = t("admin.no_value");
+    } else if (key === "median_wait_seconds") {
+      const seconds = stats[key];
+      if (seconds === null || seconds === undefined) dd.textContent = t("admin.no_value");
+      else if (seconds < 60) dd.textContent = t("admin.under_a_minute");
+      else dd.textContent = t("common.minutes", { n: Math.round(seconds / 60) });
+    } else {
+      dd.textContent = String(stats[key]);
+    }
+  }
+}
+
+// Coalesces a burst of events into one request; `now` skips the wait (the first load).
+function refreshStats(now = false) {
+  clearTimeout(statsTimer);
+  statsTimer = setTimeout(async () => {
+    try {
+      stats = await api("GET", "/api/stats/today/");
+      renderStats();
+    } catch {
+      // The next event or the periodic refresh tries again.
+    }
+  }, now === true ? 0 : STATS_DEBOUNCE_MS);
+}
+
+// --- credentials ----------------------------------------------------------------------------
+
+let credentials = null; // null until loaded
+
+function isOwn(c) {
+  if (me.token) return c.token === me.token;
+  // Without the token in the page data, the best guess: same role and label.
+  return c.role === me.role && c.label === me.label;
+}
+
+function activeAdmins() {
+  return (credentials || []).filter((c) => c.active && c.role === "admin").length;
+}
+
+function dateText(iso) {
+  return new Date(iso).toLocaleString(lang, { dateStyle: "medium", timeStyle: "short" });
+}
+
+function cell(className, labelKey, content) {
+  const td = el("td", className);
+  if (labelKey) td.dataset.label = t(labelKey); // shown above the value on narrow screens
+  if (typeof content === "string") td.textContent = content;
+  else if (content) td.append(content);
+  return td;
+}
+
+function credentialRow(c) {
+  const tr = el("tr");
+  tr.dataset.token = c.token;
+  if (!c.active) tr.classList.add("is-inactive");
+  const label = document.createDocumentFragment();
+  label.append(c.label);
+  if (c.active && isOwn(c)) label.append(" ", el("span", "badge badge--you", t("admin.you")));
+  const badge = el("span", `badge badge--${c.active ? "active" : "inactive"}`,
+    t(c.active ? "admin.active" : "admin.inactive"));
+  const time = el("time", null, dateText(c.created_at));
+  time.dateTime = c.created_at;
+  tr.append(
+    cell("col-token", "admin.col_token", c.token),
+    cell("col-role", "admin.col_role", t(`role.${c.role}`)),
+    cell("col-label", "admin.col_label", label),
+    cell("col-room", "admin.col_room", c.room || t("admin.no_value")),
+    cell("col-status", "admin.col_status", badge),
+    cell("col-created", "admin.col_created", time),
+  );
+  const action = cell("col-action", null, null);
+  if (c.active) {
+    const button = el("button", "button button--danger", t("admin.deactivate"));
+    button.type = "button";
+    button.setAttribute("aria-label", t("admin.deactivate_name", { label: c.label }));
+    button.addEventListener("click", () => askDeactivate(c));
+    action.append(button);
+  }
+  tr.append(action);
+  return tr;
+}
+
+function renderCredentials() {
+  if (credentials === null) return;
+  const sorted = [...credentials].sort((a, b) =>
+    Number(b.active) - Number(a.active) || b.created_at.localeCompare(a.created_at)
+      || b.token.localeCompare(a.token));
+  els.credentialsBody.replaceChildren(...sorted.map(credentialRow));
+  els.credentialsMessage.hidden = sorted.length > 0;
+  els.credentialsMessage.removeAttribute("data-i18n");
+  els.credentialsMessage.textContent = t("admin.no_credentials");
+}
+
+async function loadCredentials() {
+  try {
+    credentials = await api("GET", "/api/credentials/");
+    renderCredentials();
+  } catch {
+    els.credentialsMessage.hidden = false;
+    els.credentialsMessage.removeAttribute("data-i18n");
+    els.credentialsMessage.textContent = t("admin.load_failed");
+  }
+}
+
+function renderRoleHint() {
+  const role = els.createRole.value;
+  els.createRoleHint.textContent = t(`admin.role_hint.${role}`);
+  els.createRoomField.hidden = role !== "doctor";
+}
+
+els.createRole.addEventListener("change", renderRoleHint);
+
+let revealed = null; // {label, token} of the credential just created, until "done"
+
+function renderReveal() {
+  els.reveal.hidden = !revealed;
+  els.revealHeading.textContent = revealed ? t("admin.new_token_heading", { label: revealed.label }) : "";
+  els.revealToken.textContent = revealed ? revealed.token : "";
+}
+
+els.revealDone.addEventListener("click", () => {
+  revealed = null; // shown once: gone from the page for good
+  renderReveal();
+  els.createLabel.focus();
+});
+
+function problemWithNewCredential() {
+  if (!els.createLabel.value.trim()) return [els.createLabel, "admin.label_missing"];
+  if (els.createPassword.value.length < MIN_PASSWORD) return [els.createPassword, "admin.too_short"];
+  if (els.createPassword.value !== els.createConfirm.value) return [els.createConfirm, "admin.mismatch"];
+  return null;
+}
+
+let creating = false;
+
+els.createForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (creating) return;
+  const problem = problemWithNewCredential();
+  for (const input of [els.createLabel, els.createPassword, els.createConfirm]) {
+    input.removeAttribute("aria-invalid");
+  }
+  if (problem) {
+    const [input, key] = problem;
+    input.setAttribute("aria-invalid", "true");
+    showStatus(els.createStatus, "error", t(key));
+    input.focus();
+    return;
+  }
+  const role = els.createRole.value;
+  const body = { role, label: els.createLabel.value.trim(), password: els.createPassword.value };
+  if (role === "doctor" && els.createRoom.value.trim()) body.room = els.createRoom.value.trim();
+  creating = true;
+  els.createSubmit.disabled = true;
+  els.createSubmit.textContent = t("admin.creating");
+  showStatus(els.createStatus, "note", "");
+  revealed = null;
+  renderReveal();
+  try {
+    const created = await api("POST", "/api/credentials/", { json: body });
+    els.createForm.reset();
+    els.createRole.value = role;
+    renderRoleHint();
+    revealed = { label: created.label, token: created.token };
+    renderReveal();
+    els.reveal.focus();
+    els.reveal.scrollIntoView({ block: "nearest" });
+    await loadCredentials();
+  } catch (error) {
+    showStatus(els.createStatus, "error", errorText(error));
+  } finally {
+    creating = false;
+    els.createSubmit.disabled = false;
+    els.createSubmit.textContent = t("admin.create");
+  }
+});
+
+// Deactivation asks first, in a modal dialog (Escape or Cancel leaves everything as it was).
+let pending = null;
+
+function askDeactivate(c) {
+  pending = c;
+  els.confirmHeading.textContent = t("admin.confirm_heading", { label: c.label });
+  els.confirmBody.textContent = t("admin.confirm_body", { token: c.token });
+  els.confirmSelf.hidden = !isOwn(c);
+  els.confirmLastAdmin.hidden = !(c.role === "admin" && activeAdmins() <= 1);
+  els.confirmError.hidden = true;
+  els.confirmYes.disabled = false;
+  els.dialog.showModal();
+  $("confirm-cancel").focus(); // the safe choice is the default one
+}
+
+els.dialog.addEventListener("close", () => {
+  pending = null;
+});
+
+els.confirmYes.addEventListener("click", async () => {
+  const c = pending;
+  if (!c) return;
+  els.confirmYes.disabled = true;
+  try {
+    await api("POST", `/api/credentials/${encodeURIComponent(c.token)}/deactivate/`);
+  } catch (error) {
+    els.confirmError.textContent = errorText(error);
+    els.confirmError.hidden = false;
+    els.confirmYes.disabled = false;
+    return;
+  }
+  const own = isOwn(c) && Boolean(me.token);
+  els.dialog.close();
+  if (own) {
+    window.location.assign("/login"); // this page's own session has just ended
+    return;
+  }
+  els.credentialsStatus.textContent = t("admin.deactivated", { label: c.label });
+  els.credentialsStatus.hidden = false;
+  await loadCredentials();
+});
+
+// --- settings -------------------------------------------------------------------------------
+
+const form = els.settingsForm;
+
+function formValue(key) {
+  const field = form.elements[key];
+  if (key === "clinic_name") return field.value.trim();
+  if (field instanceof RadioNodeList) return field.value;
+  return field.checked;
+}
+
+function setFormValue(key, value) {
+  const field = form.elements[key];
+  if (key === "clinic_name") field.value = value;
+  else if (field instanceof RadioNodeList) field.value = value;
+  else field.checked = Boolean(value);
+}
+
+function renderAnonymousWarning() {
+  const on = form.elements.anonymous_feed.checked;
+  els.anonymousWarning.className = on
+    ? "settings-warning alert alert--warn" : "settings-warning field__hint";
+}
+
+form.elements.anonymous_feed.addEventListener("change", renderAnonymousWarning);
+// "Saved." describes the form as it was; once edited again, it no longer does.
+form.addEventListener("input", () => showStatus(els.settingsStatus, "note", ""));
+form.addEventListener("change", () => showStatus(els.settingsStatus, "note", ""));
+els.createForm.addEventListener("input", () => showStatus(els.createStatus, "note", ""));
+
+function changedSettings() {
+  const changes = {};
+  for (const key of SETTING_KEYS) {
+    const value = formValue(key);
+    if (value !== settings[key]) changes[key] = value;
+  }
+  return changes;
+}
+
+let saving = false;
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (saving) return;
+  const changes = changedSettings();
+  if (Object.keys(changes).length === 0) {
+    showStatus(els.settingsStatus, "note", t("admin.nothing_changed"));
+    return;
+  }
+  saving = true;
+  els.settingsSubmit.disabled = true;
+  els.settingsSubmit.textContent = t("admin.saving");
+  showStatus(els.settingsStatus, "note", "");
+  try {
+    useSettings(await api("PATCH", "/api/settings/", { json: changes }), true);
+    showStatus(els.settingsStatus, "ok", t("admin.saved"));
+  } catch (error) {
+    showStatus(els.settingsStatus, "error", errorText(error));
+  } finally {
+    saving = false;
+    els.settingsSubmit.disabled = false;
+    els.settingsSubmit.textContent = t("admin.save");
+  }
+});
+
+// New settings from the server (our save, or another admin's): fields the user has not
+// touched follow them; a field being edited keeps what the user typed.
+function useSettings(next, saved = false) {
+  for (const key of SETTING_KEYS) {
+    if (saved || formValue(key) === settings[key]) setFormValue(key, next[key]);
+  }
+  const languageChanged = next.language !== lang;
+  settings = { ...next };
+  if (languageChanged) {
+    lang = next.language;
+    t = translator(data, lang);
+  }
+  renderAll();
+}
+
+// --- the page as a whole --------------------------------------------------------------------
+
+function renderChrome() {
+  document.documentElement.lang = lang;
+  document.title = `${t("admin.title")} · ${settings.clinic_name}`;
+  for (const node of document.querySelectorAll("[data-clinic-name]")) {
+    node.textContent = settings.clinic_name;
+  }
+  const label = document.querySelector(".topbar__label");
+  if (label) label.textContent = t("common.signed_in_as", { label: me.label });
+  const signOut = document.querySelector(".topbar__user button");
+  if (signOut) signOut.textContent = t("common.sign_out");
+  els.version.textContent = t("admin.version", { version: els.version.dataset.version });
+  applyTexts(t);
+}
+
+function renderAll() {
+  renderChrome();
+  renderRoleHint();
+  renderReveal();
+  renderCredentials();
+  renderStats();
+  renderAnonymousWarning();
+  if (!els.createSubmit.disabled) els.createSubmit.textContent = t("admin.create");
+  if (!els.settingsSubmit.disabled) els.settingsSubmit.textContent = t("admin.save");
+}
+
+for (const key of SETTING_KEYS) setFormValue(key, settings[key]);
+renderAll();
+loadCredentials();
+
+new QueueFeed({
+  onSnapshot: () => refreshStats(true),
+  onEvent: () => refreshStats(),
+  onSettings: (next) => useSettings(next),
+  onStatus(up) {
+    els.banner.hidden = up;
+  },
+}).start();
+setInterval(() => refreshStats(), STATS_EVERY_MS);
