@@ -375,3 +375,11 @@ async def test_replayed_events_show_the_entry_as_each_event_left_it(clinic: Clin
     added, completed = await messages(ws, 2)
     assert added["patient"]["status"] == "waiting" and "room" not in added
     assert completed["patient"]["status"] == "completed" and completed["room"] == "Room 3"
+
+
+async def test_staff_can_ask_for_the_wall_display_view_but_not_the_reverse(clinic: Clinic) -> None:
+    admin_preview = await clinic.subscribe(Role.ADMIN, "view=display")
+    display_asking = await clinic.subscribe(Role.QUEUE, "view=staff")
+    await clinic.check_in("Mary Ann Smith")
+    assert (await next_message(admin_preview))["patient"]["fname"] == "Mary S."
+    assert (await next_message(display_asking))["patient"]["fname"] == "Mary S."

@@ -72,6 +72,8 @@ async def queue_feed(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     hub, store = request.app[HUB], request.app[STORE]
     audience = audience_for(caller.credential.role) if caller else Audience.DISPLAY
+    if request.query.get("view") == "display":
+        audience = Audience.DISPLAY  # staff previewing a wall display; never the other way
     # Subscribe before reading the log: anything committed from here on is queued, and the
     # writer skips what the snapshot or the replay already covered.
     sub = hub.subscribe(

@@ -5,9 +5,11 @@ const BANNER_AFTER_MS = 3000;
 
 export class QueueFeed {
   // handlers: onSnapshot(msg), onEvent(msg), onSettings(settings), onStatus(isUp)
-  constructor(handlers, { path = "/ws/queue/" } = {}) {
+  // view: "display" asks for exactly what a wall display sees, even when staff open the page.
+  constructor(handlers, { path = "/ws/queue/", view = null } = {}) {
     this.handlers = handlers;
     this.path = path;
+    this.view = view;
     this.lastSeq = null;
     this.attempt = 0;
     this.socket = null;
@@ -19,7 +21,8 @@ export class QueueFeed {
   url() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const from = this.lastSeq === null ? "snapshot=1" : `since=${this.lastSeq}`;
-    return `${scheme}//${location.host}${this.path}?${from}&settings=1`;
+    const view = this.view ? `&view=${this.view}` : "";
+    return `${scheme}//${location.host}${this.path}?${from}&settings=1${view}`;
   }
 
   start() {
@@ -57,7 +60,7 @@ export class QueueFeed {
 
   backoff() {
     this.attempt += 1;
-    const base = Math.min(10000, 500 * 2 ** Math.min(this.attempt - 1, 5));
+    const base = Math.min(5000, 500 * 2 ** Math.min(this.attempt - 1, 4));
     return base / 2 + Math.random() * base / 2;
   }
 
