@@ -1,0 +1,590 @@
+// The check-in kiosk: a patient types their name, may add a photo (the camera, or a file
+// input where there is no camera or it is refused) and checks in. Each submission carries an
+// Idempotency-Key and network failures are retried with the same key, so a lost answer never
+// adds anybody twice. After each patient, or when left half-done, everything is cleared and
+// the clinic's language comes back: nothing of one patient is left for the next.
+
+import { api } from "./api.js";
+import { applyTexts, pageData, translator } from "./page.js";
+
+const SUCCESS_RESET_SECONDS = 10;
+const IDLE_RESET_MS = 60_000;
+const REQUEST_TIMEOUT_MS = 30_000; // a request that hangs counts as a network failure
+const RETRY_DELAYS_MS = [1000, 2000, 4000, 8000]; // then RETRY_MAX_DELAY_MS each time
+const RETRY_MAX_DELAY_MS = 10_000;
+const GIVE_UP_AFTER_MS = 2 * 60_000; // then the patient may press again (same key)
+const PHOTO_MAX_SIDE = 1280; // the server keeps 800 px; this keeps uploads small
+const JPEG_QUALITY = 0.9;
+const ACTIVITY = ["pointerdown", "keydown", "input", "touchstart", "wheel"];
+
+const data = pageData();
+let settings = data.settings;
+let clinicName = settings.clinic_name;
+let clinicLang = data.lang; // the clinic's language, already checked by the server
+let t = translator(data, clinicLang);
+
+const $ = (id) => document.getElementById(id);
+const els = {
+  clinicName: $("clinic-name"),
+  langButtons: [...document.querySelectorAll(".lang-switch__option")],
+  formScreen: $("form-screen"),
+  welcome: $("welcome"),
+  form: $("checkin-form"),
+  name: $("fname"),
+  nameError: $("fname-error"),
+  video: $("preview"),
+  still: $("still"),
+  placeholder: $("placeholder"),
+  placeholderText: $("placeholder-text"),
+  cameraStart: $("camera-start"),
+  takePhoto: $("take-photo"),
+  retake: $("retake"),
+  fileChoose: $("file-choose"),
+  fileInput: $("photo-file"),
+  fileChooseText: $("file-choose-text"),
+  noPhoto: $("no-photo"),
+  cameraNote: $("camera-note"),
+  photoError: $("photo-error"),
+  photoStatus: $("photo-status"),
+  privacyWho: $("privacy-who"),
+  formMessage: $("form-message"),
+  submit: $("submit"),
+  submitText: $("submit-text"),
+  submitSpinner: $("submit-spinner"),
+  sendStatus: $("send-status"),
+  successScreen: $("success-screen"),
+  thanks: $("thanks"),
+  position: $("position"),
+  done: $("done"),
+  countdown: $("countdown"),
+};
+
+// Everything about the current patient; freshPatient() is what the next one starts from.
+function freshPatient() {
+  return {
+    screen: "form", // "form" | "success"
+    lang: clinicLang,
+    camera: "off", // "off" | "starting" | "live"
+    stream: null,
+    capturing: false,
+    photo: null, // {blob, url, viewable}
+    photoStatus: "", // a catalog key announced to screen readers
+    photoError: null, // {key, values}
+    nameError: null, // a catalog key
+    message: null, // {key, values, kind}
+    sending: false,
+    sendStatus: null, // a catalog key
+    key: null, // the Idempotency-Key of the submission being tried
+    position: null,
+    countdown: 0,
+  };
+}
+
+let state = freshPatient();
+let cameraUsable = Boolean(navigator.mediaDevices?.getUserMedia); // else the file input
+let generation = 0; // bumped on every reset: late results for an earlier patient are dropped
+let idleTimer = null;
+let countdownTimer = null;
+
+// --- texts ------------------------------------------------------------------------------
+
+function setLanguage(lang) {
+  state.lang = lang in data.messages ? lang : clinicLang;
+  t = translator(data, state.lang);
+  document.documentElement.lang = state.lang;
+  applyTexts(t);
+  render();
+}
+
+function text(message) {
+  return message ? t(message.key, message.values) : "";
+}
+
+function show(el, content) {
+  el.textContent = content || "";
+  el.hidden = !content;
+}
+
+// --- rendering ----------------------------------------------------------------------------
+
+function render() {
+  const { sending, camera, photo } = state;
+  document.title = `${t("kiosk.title")} · ${clinicName}`;
+  els.clinicName.textContent = clinicName;
+  for (const button of els.langButtons) {
+    button.setAttribute("aria-pressed", String(button.dataset.lang === state.lang));
+  }
+  els.formScreen.hidden = state.screen !== "form";
+  els.successScreen.hidden = state.screen !== "success";
+
+  // The name.
+  els.name.readOnly = sending;
+  els.name.setAttribute("aria-invalid", String(Boolean(state.nameError)));
+  show(els.nameError, state.nameError && t(state.nameError));
+
+  // The photo: a live preview, the photo taken or chosen, or a calm placeholder.
+  els.video.hidden = camera !== "live";
+  els.still.hidden = !(photo && photo.viewable && camera === "off");
+  els.placeholder.hidden = !els.video.hidden || !els.still.hidden;
+  els.placeholderText.textContent = t(
+    camera === "starting" ? "kiosk.camera_starting" : photo ? "kiosk.photo_chosen" : "kiosk.photo_none",
+  );
+  els.cameraStart.hidden = !cameraUsable || camera !== "off" || Boolean(photo);
+  els.takePhoto.hidden = camera === "off";
+  els.takePhoto.disabled = sending || camera !== "live" || state.capturing;
+  els.retake.hidden = !cameraUsable || camera !== "off" || !photo;
+  els.fileChoose.hidden = cameraUsable;
+  els.fileChooseText.textContent = t(photo ? "kiosk.choose_another" : "kiosk.choose_photo");
+  els.noPhoto.hidden = camera === "off" && !photo;
+  for (const control of [els.cameraStart, els.retake, els.noPhoto, els.fileInput]) {
+    control.disabled = sending;
+  }
+  els.fileChoose.classList.toggle("is-disabled", sending);
+  els.cameraNote.hidden = cameraUsable;
+  show(els.photoError, text(state.photoError));
+  els.photoStatus.textContent = state.photoStatus ? t(state.photoStatus) : "";
+
+  // Sending. The button keeps its focus while busy: aria-disabled, not disabled.
+  els.submit.setAttribute("aria-disabled", String(sending));
+  els.submitSpinner.hidden = !sending;
+  els.submitText.textContent = t(sending ? "kiosk.sending" : "kiosk.submit");
+  els.sendStatus.textContent = state.sendStatus ? t(state.sendStatus) : "";
+  show(els.formMessage, text(state.message));
+  els.formMessage.classList.toggle("kiosk-alert--calm", state.message?.kind === "calm");
+
+  // Thank you.
+  if (state.position) {
+    els.position.textContent =
+      state.position === 1 ? t("kiosk.position_next") : t("kiosk.position", { n: state.position });
+  }
+  els.position.hidden = !state.position;
+  els.countdown.textContent = t("kiosk.resets_in", { n: state.countdown });
+}
+
+// Focus that sat on a control which has just disappeared goes somewhere sensible.
+function keepFocus(target) {
+  const active = document.activeElement;
+  if (!active || active === document.body || active.closest("[hidden]") || active.disabled) {
+    target.focus();
+  }
+}
+
+// --- the camera ---------------------------------------------------------------------------
+
+async function detectCamera() {
+  if (!navigator.mediaDevices?.getUserMedia) return false; // e.g. not a secure context
+  try {
+    const permission = await navigator.permissions?.query({ name: "camera" });
+    if (permission?.state === "denied") return false;
+  } catch {
+    // The browser cannot say: getUserMedia will.
+  }
+  try {
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    return devices.some((device) => device.kind === "videoinput");
+  } catch {
+    return true;
+  }
+}
+
+async function refreshCameraSupport() {
+  const usable = await detectCamera();
+  if (state.camera === "off" && usable !== cameraUsable) {
+    cameraUsable = usable;
+    render();
+  }
+}
+
+function stopCamera() {
+  const stream = state.stream;
+  state.stream = null;
+  state.camera = "off";
+  state.capturing = false;
+  if (stream) for (const track of stream.getTracks()) track.stop();
+  els.video.pause();
+  els.video.srcObject = null;
+}
+
+async function startCamera() {
+  if (state.sending || state.camera !== "off" || !cameraUsable) return;
+  const gen = generation;
+  clearPhoto();
+  state.photoError = null;
+  state.photoStatus = "";
+  state.key = null;
+  state.camera = "starting";
+  render(); // a keyboard user's focus waits for "Take photo" (keepFocus below)
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({
+      video: { facingMode: "user", width: { ideal: 1280 }, height: { ideal: 960 } },
+      audio: false,
+    });
+  } catch {
+    // Refused, missing or busy: the file input takes over (a tablet opens its camera app).
+    if (gen !== generation || state.camera !== "starting") return;
+    state.camera = "off";
+    cameraUsable = false;
+    render();
+    keepFocus(els.fileInput);
+    return;
+  }
+  if (gen !== generation || state.camera !== "starting") {
+    for (const track of stream.getTracks()) track.stop(); // "No photo" or a reset came first
+    return;
+  }
+  state.stream = stream;
+  els.video.srcObject = stream;
+  try {
+    await els.video.play();
+  } catch {
+    // Autoplay of a muted inline video is allowed; a failure here shows in videoWidth.
+  }
+  if (gen !== generation || state.stream !== stream) return;
+  state.camera = "live";
+  render();
+  keepFocus(els.takePhoto);
+}
+
+async function takePhoto() {
+  const video = els.video;
+  if (state.camera !== "live" || state.capturing || !video.videoWidth) return;
+  const gen = generation;
+  state.capturing = true;
+  const scale = Math.min(1, PHOTO_MAX_SIDE / Math.max(video.videoWidth, video.videoHeight));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.round(video.videoWidth * scale);
+  canvas.height = Math.round(video.videoHeight * scale);
+  canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+  const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", JPEG_QUALITY));
+  canvas.width = 0; // let the pixels go
+  if (gen !== generation) return;
+  stopCamera(); // the photo is taken: the camera is not needed any more
+  if (blob) {
+    setPhoto(blob, true);
+    state.photoStatus = "kiosk.photo_taken";
+  }
+  render();
+  keepFocus(els.retake);
+}
+
+// --- the photo ----------------------------------------------------------------------------
+
+function setPhoto(blob, viewable) {
+  clearPhoto();
+  const url = URL.createObjectURL(blob);
+  state.photo = { blob, url, viewable };
+  state.photoError = null;
+  state.key = null;
+  els.still.src = url;
+}
+
+function clearPhoto() {
+  if (state.photo) URL.revokeObjectURL(state.photo.url);
+  state.photo = null;
+  els.still.removeAttribute("src");
+  els.fileInput.value = "";
+}
+
+// A chosen picture is turned upright, made smaller and re-encoded as JPEG here, which also
+// drops its metadata before it leaves the tablet. What the browser cannot read is sent as it
+// is, and the server says what is wrong with it.
+async function preparedPhoto(file) {
+  try {
+    const bitmap = await createImageBitmap(file);
+    const scale = Math.min(1, PHOTO_MAX_SIDE / Math.max(bitmap.width, bitmap.height));
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+    canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+    canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    bitmap.close();
+    const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", JPEG_QUALITY));
+    canvas.width = 0;
+    if (blob) return { blob, viewable: true };
+  } catch {
+    // Not something this browser can decode.
+  }
+  return { blob: file, viewable: false };
+}
+
+async function photoChosen() {
+  const file = els.fileInput.files[0];
+  if (!file || state.sending) return;
+  const gen = generation;
+  const { blob, viewable } = await preparedPhoto(file);
+  if (gen !== generation) return;
+  setPhoto(blob, viewable);
+  state.photoStatus = "kiosk.photo_chosen";
+  render();
+}
+
+function noPhoto() {
+  if (state.sending) return;
+  stopCamera();
+  clearPhoto();
+  state.photoError = null;
+  state.photoStatus = "kiosk.photo_dropped";
+  state.key = null;
+  render();
+  keepFocus(cameraUsable ? els.cameraStart : els.fileInput);
+}
+
+// --- checking in --------------------------------------------------------------------------
+
+function newKey() {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  // crypto.randomUUID needs a secure context; a kiosk on plain http still gets a v4 UUID.
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function retryDelay(attempt) {
+  const base = RETRY_DELAYS_MS[attempt] ?? RETRY_MAX_DELAY_MS;
+  return Math.round(base * (0.8 + Math.random() * 0.4));
+}
+
+// One attempt: {status, body}, or a rejection when the network (or our timeout) failed.
+async function post(name, photo, key) {
+  const body = new FormData();
+  body.append("fname", name);
+  if (photo) body.append("image", photo, photo.type === "image/jpeg" ? "photo.jpg" : "photo");
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
+  try {
+    const response = await fetch("/api/patients/", {
+      method: "POST",
+      body,
+      credentials: "same-origin",
+      headers: { Accept: "application/json", "Idempotency-Key": key },
+      signal: controller.signal,
+    });
+    const raw = await response.text();
+    let parsed = null;
+    try {
+      parsed = raw ? JSON.parse(raw) : null;
+    } catch {
+      // A proxy's HTML error page: the status says enough.
+    }
+    return { status: response.status, body: parsed };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// Tries until the server answers (anything below 500) or GIVE_UP_AFTER_MS have passed.
+async function send(name, photo, key, gen) {
+  const started = Date.now();
+  for (let attempt = 0; ; attempt += 1) {
+    let answer = null;
+    try {
+      answer = await post(name, photo, key);
+    } catch {
+      answer = null;
+    }
+    if (gen !== generation) return { kind: "dropped" };
+    if (answer && answer.status < 500) return { kind: "answer", ...answer };
+    if (Date.now() - started >= GIVE_UP_AFTER_MS) return { kind: "unreachable" };
+    state.sendStatus = "kiosk.still_trying";
+    render();
+    await sleep(retryDelay(attempt));
+    if (gen !== generation) return { kind: "dropped" };
+  }
+}
+
+// What a 4xx means for the patient, in their language, and what they can change.
+function problem(status, body) {
+  const said = String(body?.error || body?.detail || "");
+  if (status === 413 || /photo is larger than/i.test(said)) {
+    return { photo: true, key: "kiosk.error_photo_too_large" };
+  }
+  if (/JPEG, PNG or WebP/i.test(said)) return { photo: true, key: "kiosk.error_photo_type" };
+  if (/\bphoto\b/i.test(said)) return { photo: true, key: "kiosk.error_photo_damaged" };
+  if (/fname is required/i.test(said)) return { name: "kiosk.name_missing" };
+  if (/fname must be at most/i.test(said)) return { name: "kiosk.error_name_too_long" };
+  if (status === 403) return { key: "kiosk.error_refused" };
+  return { key: "kiosk.error_other", values: { message: said || t("common.error.generic") } };
+}
+
+async function submit(event) {
+  event.preventDefault();
+  if (state.sending || state.screen !== "form") return;
+  const name = els.name.value.trim();
+  state.message = null;
+  state.photoError = null; // pressing again after a refused photo means "without a photo"
+  if (!name) {
+    state.nameError = "kiosk.name_missing";
+    render();
+    els.name.focus();
+    return;
+  }
+  state.nameError = null;
+  if (state.camera !== "off") stopCamera(); // a preview without a photo taken sends no photo
+  state.key ??= newKey();
+  state.sending = true;
+  state.sendStatus = null;
+  render();
+
+  const gen = generation;
+  const outcome = await send(name, state.photo?.blob ?? null, state.key, gen);
+  if (outcome.kind === "dropped") return;
+  state.sending = false;
+  state.sendStatus = null;
+  noteActivity();
+
+  if (outcome.kind === "unreachable") {
+    // The same key is used again if the patient presses again without changing anything.
+    state.message = { key: "kiosk.gave_up", kind: "calm" };
+    render();
+    return;
+  }
+  if (outcome.status === 200 || outcome.status === 201) {
+    succeeded(outcome.body?.position);
+    return;
+  }
+  if (outcome.status === 401) {
+    // This kiosk's session ended (deactivated or signed out elsewhere).
+    window.location.assign("/login?next=/kiosk");
+    return;
+  }
+  state.key = null; // refused: nothing was stored, the corrected form is a new submission
+  const found = problem(outcome.status, outcome.body);
+  if (found.photo) {
+    clearPhoto();
+    state.photoStatus = "";
+    state.photoError = { key: found.key };
+  } else if (found.name) {
+    state.nameError = found.name;
+  } else {
+    state.message = { key: found.key, values: found.values, kind: "error" };
+  }
+  render();
+  if (found.name) els.name.focus();
+}
+
+function succeeded(position) {
+  clearPatientData(); // the form is gone from view; its contents go too, at once
+  state.screen = "success";
+  state.position = Number.isInteger(position) && position > 0 ? position : null;
+  state.countdown = SUCCESS_RESET_SECONDS;
+  clearTimeout(idleTimer);
+  countdownTimer = setInterval(() => {
+    state.countdown -= 1;
+    if (state.countdown <= 0) reset();
+    else render();
+  }, 1000);
+  render();
+  els.thanks.focus();
+}
+
+// --- clearing for the next patient --------------------------------------------------------
+
+function clearPatientData() {
+  stopCamera();
+  clearPhoto();
+  els.form.reset();
+  els.name.value = "";
+  state.key = null;
+}
+
+function pristine() {
+  return (
+    state.screen === "form" &&
+    !els.name.value &&
+    !state.photo &&
+    state.camera === "off" &&
+    state.lang === clinicLang &&
+    !state.message &&
+    !state.nameError &&
+    !state.photoError
+  );
+}
+
+function reset() {
+  generation += 1;
+  clearInterval(countdownTimer);
+  clearTimeout(idleTimer);
+  clearPatientData();
+  const wasSuccess = state.screen === "success";
+  state = freshPatient();
+  setLanguage(clinicLang); // renders
+  window.scrollTo(0, 0);
+  if (wasSuccess || els.formScreen.contains(document.activeElement)) els.welcome.focus();
+  refreshSettings();
+  refreshCameraSupport();
+}
+
+function noteActivity() {
+  clearTimeout(idleTimer);
+  if (state.screen === "form") idleTimer = setTimeout(idle, IDLE_RESET_MS);
+}
+
+function idle() {
+  if (state.sending) {
+    noteActivity(); // a check-in on its way is never thrown away
+    return;
+  }
+  if (!pristine()) reset();
+}
+
+// The clinic's name and language may have changed since this page loaded (kiosks run for
+// months): take the current ones between patients.
+async function refreshSettings() {
+  let fresh;
+  try {
+    fresh = await api("GET", "/api/settings/");
+  } catch {
+    return; // keep what we have; the next reset tries again
+  }
+  if (!fresh) return;
+  const calm = pristine();
+  settings = fresh;
+  clinicName = fresh.clinic_name || clinicName;
+  clinicLang = fresh.language in data.messages ? fresh.language : clinicLang;
+  const who = fresh.display_photos ? "kiosk.privacy_who_display" : "kiosk.privacy_who_staff";
+  els.privacyWho.dataset.i18n = who;
+  els.privacyWho.textContent = t(who);
+  if (calm && state.lang !== clinicLang) setLanguage(clinicLang);
+  else render();
+}
+
+// --- wiring -------------------------------------------------------------------------------
+
+els.form.addEventListener("submit", submit);
+els.name.addEventListener("input", () => {
+  state.key = null; // a changed name is a new submission
+  if (state.nameError && els.name.value.trim()) {
+    state.nameError = null;
+    render();
+  }
+});
+els.cameraStart.addEventListener("click", startCamera);
+els.retake.addEventListener("click", startCamera);
+els.takePhoto.addEventListener("click", takePhoto);
+els.noPhoto.addEventListener("click", noPhoto);
+els.fileInput.addEventListener("change", photoChosen);
+els.done.addEventListener("click", reset);
+for (const button of els.langButtons) {
+  button.addEventListener("click", () => {
+    if (button.dataset.lang !== state.lang) setLanguage(button.dataset.lang);
+  });
+}
+for (const type of ACTIVITY) {
+  document.addEventListener(type, noteActivity, { capture: true, passive: true });
+}
+document.addEventListener("visibilitychange", () => {
+  // A hidden page never keeps the camera on.
+  if (document.hidden && state.camera !== "off") {
+    stopCamera();
+    render();
+  }
+});
+navigator.mediaDevices?.addEventListener?.("devicechange", refreshCameraSupport);
+
+setLanguage(clinicLang);
+refreshCameraSupport();
+noteActivity();
