@@ -19,6 +19,9 @@ from checkin_appliance.domain import Role
 from checkin_appliance.security import hash_password, new_credential_token
 from checkin_appliance.web.keys import STORE
 
+# The Chromium and live-server fixtures (browser, appliance) for the page tests.
+pytest_plugins = ("tests.browser",)
+
 PASSWORD = "correct horse battery"
 EVENT_TIMEOUT = 5.0
 

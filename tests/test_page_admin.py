@@ -7,10 +7,8 @@ import re
 
 from playwright.async_api import Page, expect
 
-from tests.browser import (  # noqa: F401
+from tests.browser import (
     ARTIFACTS,
-    appliance,
-    browser,
     sign_in,
 )
 from tests.serverproc import Server, http_json
@@ -57,8 +55,8 @@ async def create(page: Page, role: str, label: str, room: str | None = None) -> 
 
 
 async def test_credentials_made_in_the_form_sign_in_and_deactivated_ones_stop(
-    browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser,
+    appliance: Server,
 ) -> None:
     page = await sign_in(browser, appliance, "admin", "Manager")
     await expect(page).to_have_url(re.compile(r"/admin$"))
@@ -133,8 +131,8 @@ async def test_credentials_made_in_the_form_sign_in_and_deactivated_ones_stop(
 
 
 async def test_settings_are_saved_from_the_form(
-    browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser,
+    appliance: Server,
 ) -> None:
     reader = appliance.login(appliance.create_token("queue", "Reader"))
     page = await sign_in(browser, appliance, "admin", "Manager")
@@ -187,8 +185,8 @@ async def test_settings_are_saved_from_the_form(
 
 
 async def test_todays_summary_follows_check_ins_and_calls(
-    browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser,
+    appliance: Server,
 ) -> None:
     kiosk = appliance.login(appliance.create_token("form", "Kiosk"))
     doctor = appliance.login(appliance.create_token("doctor", "Dr. Ray"))

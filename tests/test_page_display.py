@@ -17,10 +17,8 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.browser import (  # noqa: F401
+from tests.browser import (
     TV,
-    appliance,
-    browser,
     screenshot,
     sign_in,
 )
@@ -73,12 +71,12 @@ class Clinic:
 
 
 @pytest.fixture
-async def clinic(appliance: Server) -> AsyncIterator[Clinic]:  # noqa: F811
+async def clinic(appliance: Server) -> AsyncIterator[Clinic]:
     async with aiohttp.ClientSession() as http:
         yield Clinic(appliance, http)
 
 
-async def open_display(browser: Browser, server: Server, **kwargs: Any) -> Page:  # noqa: F811
+async def open_display(browser: Browser, server: Server, **kwargs: Any) -> Page:
     page = await sign_in(browser, server, "queue", "TV", viewport=TV, **kwargs)
     errors: list[str] = []
     SCRIPT_ERRORS[page] = errors
@@ -165,8 +163,8 @@ def restarted(old: Server) -> Iterator[Server]:
 
 
 async def test_a_check_in_and_a_call_reach_the_tv_within_a_second(
-    browser: Browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser: Browser,
+    appliance: Server,
     clinic: Clinic,
 ) -> None:
     page = await open_display(browser, appliance)
@@ -194,8 +192,8 @@ async def test_a_check_in_and_a_call_reach_the_tv_within_a_second(
 
 
 async def test_the_tv_shows_the_queue_in_order_and_never_scrolls(
-    browser: Browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser: Browser,
+    appliance: Server,
     clinic: Clinic,
 ) -> None:
     names = [
@@ -246,8 +244,8 @@ async def test_the_tv_shows_the_queue_in_order_and_never_scrolls(
 
 
 async def test_after_a_server_restart_the_tv_shows_exactly_the_right_queue(
-    browser: Browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser: Browser,
+    appliance: Server,
     clinic: Clinic,
 ) -> None:
     page = await open_display(browser, appliance)
@@ -285,8 +283,8 @@ async def test_after_a_server_restart_the_tv_shows_exactly_the_right_queue(
 
 
 async def test_full_names_and_language_follow_the_settings_live(
-    browser: Browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser: Browser,
+    appliance: Server,
     clinic: Clinic,
 ) -> None:
     await clinic.check_in("Maria Lopez Garcia")
@@ -346,8 +344,8 @@ BLOCKED_AUDIO = """
 
 
 async def test_one_tap_enables_sound_and_calls_chime_and_are_spoken(
-    browser: Browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser: Browser,
+    appliance: Server,
     clinic: Clinic,
 ) -> None:
     await clinic.settings("announce_voice", "true")

@@ -14,10 +14,8 @@ import pytest
 from PIL import Image, ImageDraw
 from playwright.async_api import Page, Route, expect
 
-from tests.browser import (  # noqa: F401
+from tests.browser import (
     LAPTOP,
-    appliance,
-    browser,
     screenshot,
     sign_in,
 )
@@ -60,7 +58,7 @@ class Desk:
 
 
 @pytest.fixture
-async def desk(appliance: Server) -> AsyncIterator[Desk]:  # noqa: F811
+async def desk(appliance: Server) -> AsyncIterator[Desk]:
     async with aiohttp.ClientSession() as http:
         yield Desk(appliance, http)
 
@@ -88,7 +86,7 @@ def figure(page: Page, stat: str):
     return page.locator(f'#today [data-stat="{stat}"]')
 
 
-async def open_console(browser, appliance: Server) -> Page:  # noqa: F811
+async def open_console(browser, appliance: Server) -> Page:
     page = await sign_in(browser, appliance, "doctor", "Dr. Lee", room=ROOM)
     await expect(page).to_have_url(re.compile(r"/doctor$"))
     await expect(page.locator("#queue-loading")).to_be_hidden()
@@ -101,8 +99,8 @@ async def blur(page: Page) -> None:
 
 
 async def test_patients_appear_live_and_the_keyboard_calls_them_in_order(
-    browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser,
+    appliance: Server,
     desk: Desk,
 ) -> None:
     page = await open_console(browser, appliance)
@@ -156,8 +154,8 @@ async def test_patients_appear_live_and_the_keyboard_calls_them_in_order(
 
 
 async def test_a_chosen_patient_is_called_and_one_press_calls_one_patient(
-    browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser,
+    appliance: Server,
     desk: Desk,
 ) -> None:
     page = await open_console(browser, appliance)
@@ -205,8 +203,8 @@ async def test_a_chosen_patient_is_called_and_one_press_calls_one_patient(
 
 
 async def test_someone_else_calling_first_is_news_not_an_error(
-    browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser,
+    appliance: Server,
     desk: Desk,
 ) -> None:
     page = await open_console(browser, appliance)
@@ -230,8 +228,8 @@ async def test_someone_else_calling_first_is_news_not_an_error(
 
 
 async def test_waiting_times_move_on_and_the_console_at_laptop_size(
-    browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser,
+    appliance: Server,
     desk: Desk,
 ) -> None:
     page = await open_console(browser, appliance)
@@ -267,8 +265,8 @@ async def test_waiting_times_move_on_and_the_console_at_laptop_size(
 
 
 async def test_the_console_follows_the_clinic_settings_without_a_reload(
-    browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser,
+    appliance: Server,
     desk: Desk,
 ) -> None:
     page = await open_console(browser, appliance)

@@ -15,11 +15,9 @@ import pytest
 from PIL import Image, ImageDraw
 from playwright.async_api import Page, Route, expect
 
-from tests.browser import (  # noqa: F401
+from tests.browser import (
     TABLET_LANDSCAPE,
     TABLET_PORTRAIT,
-    appliance,
-    browser,
     screenshot,
     sign_in,
 )
@@ -84,7 +82,7 @@ class Staff:
 
 
 @pytest.fixture
-async def staff(appliance: Server) -> AsyncIterator[Staff]:  # noqa: F811
+async def staff(appliance: Server) -> AsyncIterator[Staff]:
     async with aiohttp.ClientSession() as http:
         yield Staff(appliance, http)
 
@@ -100,8 +98,8 @@ def face_jpeg() -> bytes:
 
 
 async def open_kiosk(
-    browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser,
+    appliance: Server,
     viewport: dict[str, int] = TABLET_PORTRAIT,
     init_script: str | None = None,
 ) -> Page:
@@ -171,8 +169,8 @@ async def assert_fits(page: Page) -> None:
 
 
 async def test_a_patient_checks_in_with_a_camera_photo_and_sees_their_place_in_line(
-    browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser,
+    appliance: Server,
     staff: Staff,
 ) -> None:
     await staff.check_in("Ann Lee")  # someone is already waiting
@@ -221,8 +219,8 @@ async def test_a_patient_checks_in_with_a_camera_photo_and_sees_their_place_in_l
 
 
 async def test_a_patient_who_wants_no_photo_checks_in_without_one(
-    browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser,
+    appliance: Server,
     staff: Staff,
 ) -> None:
     page = await open_kiosk(browser, appliance, init_script=WATCH_CAMERA)
@@ -250,8 +248,8 @@ async def test_a_patient_who_wants_no_photo_checks_in_without_one(
 
 
 async def test_a_check_in_by_keyboard_alone(
-    browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser,
+    appliance: Server,
     staff: Staff,
 ) -> None:
     page = await open_kiosk(browser, appliance)
@@ -290,8 +288,8 @@ async def test_a_check_in_by_keyboard_alone(
 
 
 async def test_a_lost_answer_is_retried_with_the_same_key_and_adds_one_patient(
-    browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser,
+    appliance: Server,
     staff: Staff,
 ) -> None:
     page = await open_kiosk(browser, appliance)
@@ -346,8 +344,8 @@ async def test_a_lost_answer_is_retried_with_the_same_key_and_adds_one_patient(
 
 
 async def test_after_two_minutes_of_failures_pressing_again_reuses_the_key(
-    browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser,
+    appliance: Server,
     staff: Staff,
 ) -> None:
     page = await open_kiosk(browser, appliance)
@@ -402,8 +400,8 @@ async def test_after_two_minutes_of_failures_pressing_again_reuses_the_key(
 
 
 async def test_the_language_switches_at_once_and_the_next_patient_gets_the_clinics(
-    browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser,
+    appliance: Server,
     staff: Staff,
 ) -> None:
     page = await open_kiosk(browser, appliance, viewport=TABLET_LANDSCAPE)
@@ -471,8 +469,8 @@ async def test_the_language_switches_at_once_and_the_next_patient_gets_the_clini
 
 
 async def test_the_kiosk_clears_itself_after_a_check_in_and_when_left_half_done(
-    browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser,
+    appliance: Server,
     staff: Staff,
 ) -> None:
     page = await open_kiosk(browser, appliance, init_script=WATCH_CAMERA)
@@ -527,8 +525,8 @@ async def camera_on_es(page: Page) -> None:
 
 
 async def test_without_a_camera_a_file_is_chosen_and_a_refused_one_is_explained(
-    browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser,
+    appliance: Server,
     staff: Staff,
 ) -> None:
     page = await open_kiosk(browser, appliance, init_script=REFUSE_CAMERA)
@@ -578,8 +576,8 @@ async def test_without_a_camera_a_file_is_chosen_and_a_refused_one_is_explained(
 
 
 async def test_a_photo_the_server_finds_too_big_is_explained(
-    browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser,
+    appliance: Server,
     staff: Staff,
 ) -> None:
     page = await open_kiosk(browser, appliance)
@@ -599,8 +597,8 @@ async def test_a_photo_the_server_finds_too_big_is_explained(
 
 
 async def test_on_plain_http_the_file_input_and_a_home_made_key_take_over(
-    browser,  # noqa: F811
-    appliance: Server,  # noqa: F811
+    browser,
+    appliance: Server,
     staff: Staff,
 ) -> None:
     page = await open_kiosk(browser, appliance, init_script=NOT_SECURE)
