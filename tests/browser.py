@@ -76,20 +76,7 @@ async def sign_in(
     room: str | None = None,
 ) -> Page:
     """A fresh credential of `role`, signed in through the real /login form."""
-    args = ["--room", room] if room else []
-    result = server.cli(
-        "token",
-        "create",
-        "--role",
-        role,
-        "--label",
-        label or f"Test {role}",
-        "--password-stdin",
-        *args,
-        stdin=PASSWORD + "\n",
-    )
-    assert result.returncode == 0, result.stderr
-    token = result.stdout.strip()
+    token = server.create_token(role, label or f"Test {role}", room=room)
     _, page = await new_page(browser, server, viewport)
     await page.goto("/login")
     await page.get_by_label("Access token").fill(token)

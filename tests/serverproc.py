@@ -148,8 +148,11 @@ class Server:
     ) -> subprocess.CompletedProcess[str]:
         return await run_cli_async(*args, "--data-dir", str(self.data_dir), stdin=stdin)
 
-    def create_token(self, role: str, label: str, password: str = PASSWORD) -> str:
+    def create_token(
+        self, role: str, label: str, password: str = PASSWORD, room: str | None = None
+    ) -> str:
         """`token create … --password-stdin`; returns the one 8-digit line it prints."""
+        rooms = ("--room", room) if room else ()
         result = self.cli(
             "token",
             "create",
@@ -157,6 +160,7 @@ class Server:
             role,
             "--label",
             label,
+            *rooms,
             "--password-stdin",
             stdin=password + "\n",
         )

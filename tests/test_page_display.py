@@ -22,7 +22,7 @@ from tests.browser import (
     screenshot,
     sign_in,
 )
-from tests.serverproc import HOST, PASSWORD, PROXY_VARIABLES, Server, cli_command
+from tests.serverproc import HOST, PROXY_VARIABLES, Server, cli_command
 
 ROOM = "Room 3"
 LIVE_MS = 1000  # a check-in or a call must be on the TV within a second
@@ -37,20 +37,8 @@ class Clinic:
         self.server = server
         self.http = http
         self.kiosk = {"Authorization": f"Bearer {server.login(server.create_token('form', 'K'))}"}
-        created = server.cli(
-            "token",
-            "create",
-            "--role",
-            "doctor",
-            "--label",
-            "Dr. Lee",
-            "--room",
-            ROOM,
-            "--password-stdin",
-            stdin=PASSWORD + "\n",
-        )
-        assert created.returncode == 0, created.stderr
-        self.doctor = {"Authorization": f"Bearer {server.login(created.stdout.strip())}"}
+        doctor = server.create_token("doctor", "Dr. Lee", room=ROOM)
+        self.doctor = {"Authorization": f"Bearer {server.login(doctor)}"}
 
     async def check_in(self, fname: str) -> dict[str, Any]:
         url = f"{self.server.base_url}/api/patients/"
