@@ -73,7 +73,7 @@ def setup_banner(app: web.Application, base_url: str) -> str | None:
     return (
         "\n  First start: no administrator exists yet.\n"
         f"  One-time setup code: {code}\n"
-        "  Create the administrator (the code works once):\n"
+        f"  Open {base_url}/setup in a browser to create the administrator, or:\n"
         f"    curl -X POST {base_url}/api/setup/ -H 'Content-Type: application/json' \\\n"
         f'         -d \'{{"code": "{code}", "password": "<new admin password>"}}\'\n'
     )
