@@ -104,6 +104,9 @@ async def queue_feed(request: web.Request) -> web.StreamResponse:
 
     async def _replay(sub: Subscriber, after: int) -> int:
         while batch := await store.events_after(after, REPLAY_BATCH):
+            if batch[0].seq != after + 1:
+                # Pruned since the bounds were read: seq has no other gaps, so start over.
+                return await send_snapshot()
             for event in batch:
                 await hub.render(event, sub.audience).send(ws)
             after = batch[-1].seq
