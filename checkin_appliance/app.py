@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
+from checkin_appliance import systemd
 from checkin_appliance.config import Config
 from checkin_appliance.domain import format_time
 from checkin_appliance.hub import CLOSE_ACCESS_REVOKED, Hub
@@ -88,12 +89,23 @@ async def _background_jobs(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(_watch_other_writers(app)),
         asyncio.create_task(_prune_old_records(app)),
     ]
+    interval = systemd.watchdog_interval()
+    if interval is not None:
+        tasks.append(asyncio.create_task(_systemd_watchdog(interval)))
     yield
+    systemd.notify("STOPPING=1")
     for task in tasks:
         task.cancel()
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _systemd_watchdog(interval: float) -> None:
+    """WATCHDOG=1 while the event loop turns; a hung loop gets the service restarted."""
+    while True:
+        systemd.notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
 
 
 async def _watch_other_writers(app: web.Application) -> None:

@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import json
 import logging
+import platform
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from checkin_appliance import __version__
+from checkin_appliance import __version__, systemd
 from checkin_appliance.config import Config, ConfigError, load_config
 from checkin_appliance.domain import (
     InvalidInput,
@@ -29,9 +31,34 @@ Patient check-in and waiting-room queue for small clinics: one process serves th
 the pages and the live feed /ws/queue/ from one SQLite file in the data directory."""
 
 
+def version_text() -> str:
+    """Our version and what it was built with (the frozen binary carries its own copies)."""
+    import aiohttp
+    import PIL
+
+    return (
+        f"checkin-appliance {__version__} (aiohttp {aiohttp.__version__}, "
+        f"Pillow {PIL.__version__}, SQLite {sqlite3.sqlite_version}, "
+        f"Python {platform.python_version()})"
+    )
+
+
+class _PrintVersion(argparse.Action):
+    """Like action="version", without argparse re-wrapping the line."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="checkin-appliance", description=DESCRIPTION)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--version", action=_PrintVersion, help="print the version and what it was built with"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def data_options(p: argparse.ArgumentParser) -> None:
@@ -239,6 +266,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         banner = setup_banner(app, base_url)
         if banner:
             print(banner, flush=True)
+        systemd.notify("READY=1")
 
     try:
         web.run_app(

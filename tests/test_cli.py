@@ -165,7 +165,15 @@ def test_help_of_every_command(command: list[str], mentions: list[str]) -> None:
 def test_version() -> None:
     result = run_cli("--version")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"checkin-appliance {__version__}\n"
+    match = re.fullmatch(
+        rf"checkin-appliance {re.escape(__version__)} \(aiohttp (\d+)\.(\d+)\.(\d+), "
+        r"Pillow (\d+)\.(\d+)\.\d+, SQLite 3\.\d+\.\d+, Python 3\.\d+\.\d+\)\n",
+        result.stdout,
+    )
+    assert match, result.stdout
+    aiohttp_version = tuple(int(part) for part in match.groups()[:3])
+    pillow_version = tuple(int(part) for part in match.groups()[3:])
+    assert aiohttp_version >= (3, 14, 2) and pillow_version >= (12, 3)
 
 
 # --- token create / list --------------------------------------------------------------------
