@@ -116,8 +116,9 @@ class Reception:
             "median_wait_seconds": round(statistics.median(waits)) if waits else None,
         }
 
-    async def recent_calls(self, limit: int = 6) -> list[QueueEntry]:
-        return await self.store.recent_calls(local_day_bounds()[0], limit)
+    async def snapshot(self) -> tuple[int, list[QueueEntry], list[QueueEntry]]:
+        """(seq, waiting, today's recent calls), consistent with each other."""
+        return await self.store.snapshot(called_since=local_day_bounds()[0])
 
     async def sweep_photos(self) -> int:
         known = await self.store.photo_names()

@@ -384,27 +384,37 @@ class Store:
             await tx.record(PATIENT_COMPLETED, entry)
             return entry
 
-    async def snapshot(self) -> tuple[int, list[QueueEntry]]:
-        """The last seq and the waiting queue, read in one statement so they agree."""
+    async def snapshot(
+        self, called_since: str | None = None, called_limit: int = 6
+    ) -> tuple[int, list[QueueEntry], list[QueueEntry]]:
+        """(last seq, the waiting queue, calls since `called_since` newest first).
+
+        One statement, so all three agree: a call is either in the list or after the seq.
+        """
         rows = await self._all(
-            "SELECT m.seq, w.* FROM (SELECT coalesce(max(seq), 0) AS seq FROM events) m "
+            "SELECT m.seq, 'w', w.* FROM (SELECT coalesce(max(seq), 0) AS seq FROM events) m "
             f"LEFT JOIN (SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} "
-            "WHERE e.status = 'waiting') w ON 1 ORDER BY w.id"
+            "WHERE e.status = 'waiting') w ON 1 "
+            "UNION ALL "
+            f"SELECT NULL, 'c', c.* FROM (SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} "
+            "WHERE e.status = 'completed' AND e.completed_at >= ?1 "
+            "ORDER BY e.completed_at DESC, e.id DESC LIMIT ?2) c",
+            (called_since if called_since is not None else "9999", called_limit),
         )
-        seq = int(rows[0][0])
-        return seq, [_entry(row[1:]) for row in rows if row[1] is not None]
+        seq = next(int(row[0]) for row in rows if row[1] == "w")
+        waiting = sorted(
+            (_entry(row[2:]) for row in rows if row[1] == "w" and row[2] is not None),
+            key=lambda entry: entry.id,
+        )
+        called = sorted(
+            (_entry(row[2:]) for row in rows if row[1] == "c"),
+            key=lambda entry: (entry.called_at or "", entry.id),
+            reverse=True,
+        )
+        return seq, waiting, called
 
     async def waiting(self) -> list[QueueEntry]:
         return (await self.snapshot())[1]
-
-    async def recent_calls(self, since: str, limit: int = 10) -> list[QueueEntry]:
-        """Patients called since `since`, the most recent first."""
-        rows = await self._all(
-            f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} WHERE e.status = 'completed' "
-            "AND e.completed_at >= ? ORDER BY e.completed_at DESC, e.id DESC LIMIT ?",
-            (since, limit),
-        )
-        return [_entry(row) for row in rows]
 
     async def day_figures(self, start: str, end: str) -> tuple[int, int, int, list[float]]:
         """(checked in, called, waiting now, wait seconds of each call) between start and end."""

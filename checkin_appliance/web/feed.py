@@ -85,8 +85,7 @@ async def queue_feed(request: web.Request) -> web.StreamResponse:
     )
 
     async def send_snapshot() -> int:
-        seq, waiting = await store.snapshot()
-        called = await reception.recent_calls()
+        seq, waiting, called = await reception.snapshot()
         await ws.send_str(
             encode(snapshot_message(seq, waiting, audience, reception.settings, called))
         )
