@@ -7,14 +7,15 @@ import asyncio
 import json
 import logging
 import platform
+import socket
 import sqlite3
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from checkin_appliance import __version__, systemd
-from checkin_appliance.config import Config, ConfigError, load_config
+from checkin_appliance import __version__, memory, systemd
+from checkin_appliance.config import TLS_MODES, Config, ConfigError, load_config
 from checkin_appliance.domain import (
     InvalidInput,
     Role,
@@ -84,6 +85,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="TCP port (default: 8000)")
+    serve.add_argument(
+        "--tls",
+        default=None,
+        choices=TLS_MODES,
+        help="HTTPS: self-signed makes the box's own certificate authority in DATA_DIR/tls/ "
+        "on first start (devices trust it once, see /setup or /admin); off serves plain HTTP "
+        "(default: off)",
+    )
+    serve.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="serve HTTPS with the clinic's own certificate (PEM, full chain) instead; "
+        "needs --tls-key",
+    )
+    serve.add_argument(
+        "--tls-key",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the unencrypted private key (PEM) of --tls-cert",
+    )
+    serve.add_argument(
+        "--http-port",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with HTTPS, a plain-HTTP port that redirects browsers to HTTPS and serves "
+        "/ca.crt (default: 80 when --port is 443, else none; 0: none)",
+    )
     data_options(serve)
     serve.add_argument(
         "--log-level",
@@ -246,6 +278,7 @@ def _settings_command(args: argparse.Namespace, config: Config) -> int:
 def _serve(args: argparse.Namespace, config: Config) -> int:
     from aiohttp import web
 
+    from checkin_appliance import tls
     from checkin_appliance.app import create_app, setup_banner
     from checkin_appliance.web.headers import AccessLogger
 
@@ -253,16 +286,30 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     logging.getLogger(__name__).info(
         "checkin-appliance %s: data in %s", __version__, config.data_dir.resolve()
     )
+    memory.keep_large_allocations_returnable()
+    try:
+        ssl_context = tls.server_context(config)
+    except (tls.TLSError, OSError) as exc:
+        print(f"error: HTTPS cannot start: {exc}", file=sys.stderr)
+        return 1
     app = create_app(config)
+    if config.redirect_port is not None:
+        app.cleanup_ctx.append(_plain_http_listener(config))
 
     def started(_: str) -> None:
         # Called once the port is bound, so a setup code is only shown for a server that runs.
-        base_url = f"http://{config.host}:{config.port}"
+        base_url = _base_url(config, https=ssl_context is not None)
         print(
             f"checkin-appliance {__version__} serving on {base_url} "
             f"(data: {config.data_dir.resolve()}); press Ctrl+C to stop",
             flush=True,
         )
+        ca = tls.local_ca(config)
+        if ca is not None:
+            print(
+                f"  Devices trust this box once: {_ca_url(config)} (SHA-256 {ca.fingerprint})",
+                flush=True,
+            )
         banner = setup_banner(app, base_url)
         if banner:
             print(banner, flush=True)
@@ -273,11 +320,15 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
             app,
             host=config.host,
             port=config.port,
+            ssl_context=ssl_context,
             access_log_class=AccessLogger,
             shutdown_timeout=5.0,
             keepalive_timeout=60.0,
             print=started,
         )
+    except _CannotListen as exc:
+        print(f"error: cannot serve on {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(
             f"error: cannot serve on {config.host}:{config.port}: {exc.strerror or exc}",
@@ -287,12 +338,103 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+class _CannotListen(Exception):
+    """A second port (plain HTTP) could not be bound; the message names it and why."""
+
+
+def _public_host(config: Config, *, https: bool) -> str:
+    """The host to print; with HTTPS on every interface, the mDNS name the certificate has."""
+    host = config.host
+    if https and host in ("0.0.0.0", "::", ""):  # noqa: S104 - recognising, not binding
+        return f"{socket.gethostname().split('.')[0] or 'localhost'}.local"
+    return f"[{host}]" if ":" in host else host
+
+
+def _url(scheme: str, host: str, port: int, path: str = "") -> str:
+    default = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}{'' if port == default else f':{port}'}{path}"
+
+
+def _base_url(config: Config, *, https: bool) -> str:
+    return _url("https" if https else "http", _public_host(config, https=https), config.port)
+
+
+def _ca_url(config: Config) -> str:
+    """Where a device that does not trust the box yet downloads the CA: plain HTTP if served."""
+    host = _public_host(config, https=True)
+    if config.redirect_port is None:
+        return _url("https", host, config.port, "/ca.crt")
+    return _url("http", host, config.redirect_port, "/ca.crt")
+
+
+def _plain_http_listener(config: Config) -> Callable[[Any], AsyncIterator[None]]:
+    """A cleanup_ctx: the plain-HTTP port, owned by the main app so it starts and stops with it."""
+
+    async def listener(_: Any) -> AsyncIterator[None]:
+        from aiohttp import web
+
+        from checkin_appliance.web.headers import AccessLogger
+
+        port = config.redirect_port
+        runner = web.AppRunner(
+            _plain_http_app(config), access_log_class=AccessLogger, shutdown_timeout=1.0
+        )
+        await runner.setup()
+        try:
+            try:
+                await web.TCPSite(runner, config.host, port).start()
+            except OSError as exc:
+                raise _CannotListen(
+                    f"{config.host}:{port} (plain HTTP): {exc.strerror or exc}"
+                ) from exc
+            yield
+        finally:
+            await runner.cleanup()
+
+    return listener
+
+
+def _plain_http_app(config: Config) -> Any:
+    """Every plain-HTTP request goes to HTTPS, except /ca.crt: a device fetches it to trust us."""
+    from aiohttp import web
+
+    from checkin_appliance.web import api
+    from checkin_appliance.web.errors import error_middleware
+    from checkin_appliance.web.headers import add_security_headers
+    from checkin_appliance.web.keys import CONFIG
+
+    https_port = None if config.port == 443 else config.port
+
+    async def to_https(request: web.Request) -> web.StreamResponse:
+        target = request.url.with_scheme("https").with_port(https_port)
+        # 308 keeps the method and body; GET and HEAD get the 301 every browser knows.
+        if request.method in ("GET", "HEAD"):
+            raise web.HTTPMovedPermanently(target)
+        raise web.HTTPPermanentRedirect(target)
+
+    app = web.Application(middlewares=[error_middleware])
+    app[CONFIG] = config
+    app.router.add_get("/ca.crt", api.ca_certificate)
+    app.router.add_route("*", "/{path:.*}", to_https)
+    app.on_response_prepare.append(add_security_headers)
+    return app
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
-            config = _config(args, host=args.host, port=args.port, log_level=args.log_level)
+            config = _config(
+                args,
+                host=args.host,
+                port=args.port,
+                log_level=args.log_level,
+                tls=args.tls,
+                tls_cert=args.tls_cert,
+                tls_key=args.tls_key,
+                http_port=args.http_port,
+            )
         else:
             config = _config(args)
     except ConfigError as exc:

@@ -13,6 +13,9 @@ class ConfigError(ValueError):
     """The configuration file or a flag has a value the server cannot use."""
 
 
+TLS_MODES = ("off", "self-signed")
+
+
 @dataclass(frozen=True)
 class Config:
     host: str = "127.0.0.1"
@@ -39,6 +42,16 @@ class Config:
     # Failed logins (per address, per token) allowed before answering 429.
     login_failures_allowed: int = 5
     log_level: str = "INFO"
+    # HTTPS: "self-signed" makes a local certificate authority in data_dir/tls/ on first start
+    # (devices trust it once); "off" serves plain HTTP.
+    tls: str = "off"
+    # The clinic's own certificate (PEM, full chain) and key; when both are set they are served
+    # instead, whatever `tls` says.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # With HTTPS, a plain-HTTP port that redirects browsers to HTTPS and serves /ca.crt.
+    # None: 80 when port is 443, else no such port. 0: never.
+    http_port: int | None = None
 
     @property
     def db_path(self) -> Path:
@@ -52,11 +65,42 @@ class Config:
     def photo_dir(self) -> Path:
         return self.media_dir / "patient_images"
 
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
+    def tls_mode(self) -> str:
+        """How HTTPS is served: "off", "self-signed" (our local CA) or "own" (the clinic's)."""
+        if self.tls_cert is not None and self.tls_key is not None:
+            return "own"
+        return self.tls
+
+    @property
+    def redirect_port(self) -> int | None:
+        """The plain-HTTP port that sends browsers to HTTPS, if one is served."""
+        if self.tls_mode == "off" or self.http_port == 0:
+            return None
+        if self.http_port is None:
+            return 80 if self.port == 443 else None
+        return self.http_port
+
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_OPTIONAL_PATHS = ("tls_cert", "tls_key")
 
 
 def _coerce(name: str, value: Any) -> Any:
+    if name in _OPTIONAL_PATHS:
+        if not isinstance(value, str | Path) or not str(value):
+            raise ConfigError(f"{name} must be the path of a PEM file")
+        return Path(value)
+    if name == "http_port":
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+            raise ConfigError("http_port must be a port number from 1 to 65535, or 0 for none")
+        return value
+    if name == "tls" and value not in TLS_MODES:
+        raise ConfigError(f"tls must be one of {', '.join(map(repr, TLS_MODES))}, not {value!r}")
     default = getattr(Config(), name)
     if isinstance(default, Path):
         if not isinstance(value, str | Path):
@@ -96,4 +140,15 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
     for name, value in overrides.items():
         if value is not None:
             values[name] = _coerce(name, value)
-    return Config(**values)
+    return _consistent(Config(**values))
+
+
+def _consistent(config: Config) -> Config:
+    """Settings that are fine alone but not together."""
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ConfigError("tls_cert and tls_key go together: give both files, or neither")
+    if config.redirect_port is not None and config.redirect_port == config.port:
+        raise ConfigError(
+            f"http_port {config.redirect_port} is the HTTPS port too; choose another, or 0 for none"
+        )
+    return config

@@ -1,4 +1,4 @@
-"""REST handlers: /api/…, /healthz and /media/…; each turns HTTP into one domain call."""
+"""REST handlers: /api/…, /healthz, /ca.crt and /media/…; each turns HTTP into one domain call."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from checkin_appliance import __version__, photos
+from checkin_appliance import __version__, photos, tls
 from checkin_appliance.domain import (
     Audience,
     InvalidInput,
@@ -331,6 +331,22 @@ async def healthz(request: web.Request) -> web.Response:
             503,
         )
     return json_response({"status": "ok", "db": "ok", "version": __version__})
+
+
+@routes.get("/ca.crt")
+async def ca_certificate(request: web.Request) -> web.Response:
+    """The box's local CA, for devices to trust (also served on the plain-HTTP port)."""
+    ca = tls.local_ca(request.app[CONFIG])
+    if ca is None:  # plain HTTP, or the clinic's own certificate: nothing to trust here
+        raise web.HTTPNotFound()
+    return web.Response(
+        body=ca.pem,
+        content_type="application/x-x509-ca-cert",
+        headers={
+            "Content-Disposition": 'attachment; filename="checkin-appliance-ca.crt"',
+            "Cache-Control": "no-cache",
+        },
+    )
 
 
 @routes.get("/media/patient_images/{name}")

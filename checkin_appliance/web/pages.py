@@ -9,8 +9,9 @@ from typing import Any
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from yarl import URL
 
-from checkin_appliance import __version__
+from checkin_appliance import __version__, tls
 from checkin_appliance.domain import Role
 from checkin_appliance.hub import CLOSE_ACCESS_REVOKED
 from checkin_appliance.security import check_password_rules
@@ -22,11 +23,12 @@ from checkin_appliance.web.auth import (
 )
 from checkin_appliance.web.errors import ApiError
 from checkin_appliance.web.i18n import for_page, language_or_default, translator
-from checkin_appliance.web.keys import AUTH, HUB, RECEPTION, RENEWED_COOKIE, STORE
+from checkin_appliance.web.keys import AUTH, CONFIG, HUB, RECEPTION, RENEWED_COOKIE, STORE
 
 routes = web.RouteTableDef()
 
 HOME = {Role.FORM: "/kiosk", Role.QUEUE: "/display", Role.DOCTOR: "/doctor", Role.ADMIN: "/admin"}
+SETUP_TEXTS = ("tls.",)  # the setup page's "trust this box" section
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
     "media-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; "
@@ -81,6 +83,7 @@ def render(
         "clinic_name": settings.clinic_name,
         "caller": caller,
         "page_data": data,  # rendered with |tojson: inert JSON the script reads
+        "trust": trust_section(request),
         **(context or {}),
     }
     response = aiohttp_jinja2.render_template(template, request, full, status=status)
@@ -88,6 +91,25 @@ def render(
     response.headers["Cache-Control"] = "no-store"
     response.headers["Permissions-Policy"] = "camera=(self), microphone=(), geolocation=()"
     return response
+
+
+def trust_section(request: web.Request) -> dict[str, str] | None:
+    """What the "trust this box" section shows, while the box serves with its own local CA."""
+    config = request.app[CONFIG]
+    ca = tls.local_ca(config)
+    if ca is None:
+        return None
+    # The address a device types before it trusts us: plain HTTP when a redirect port serves it.
+    host = request.url.host or config.host
+    if config.redirect_port is not None:
+        scheme, port = "http", config.redirect_port
+    else:
+        scheme, port = request.scheme, request.url.port or config.port
+    try:
+        url = str(URL.build(scheme=scheme, host=host, port=port, path="/ca.crt"))
+    except ValueError:  # a Host header yarl will not build on
+        url = "/ca.crt"
+    return {"fingerprint": ca.fingerprint, "url": url}
 
 
 async def page_caller(request: web.Request) -> Caller | None:
@@ -221,7 +243,7 @@ async def logout_submit(request: web.Request) -> web.StreamResponse:
 async def setup_page(request: web.Request) -> web.StreamResponse:
     if not await request.app[AUTH].setup_open():
         raise web.HTTPSeeOther("/login")
-    return render(request, "setup.html", {"error": None})
+    return render(request, "setup.html", {"error": None}, message_parts=SETUP_TEXTS)
 
 
 @routes.post("/setup")
@@ -238,12 +260,15 @@ async def setup_submit(request: web.Request) -> web.StreamResponse:
     if password != str(form.get("confirm", "")):
         problem = t("setup.mismatch")
     if problem:
-        return render(request, "setup.html", {"error": problem}, status=400)
+        return render(
+            request, "setup.html", {"error": problem}, status=400, message_parts=SETUP_TEXTS
+        )
     credential = await auth.complete_setup(code, password)
     if credential is None:
         if not await auth.setup_open():
             raise web.HTTPSeeOther("/login")
-        return render(request, "setup.html", {"error": t("setup.bad_code")}, status=403)
+        context = {"error": t("setup.bad_code")}
+        return render(request, "setup.html", context, status=403, message_parts=SETUP_TEXTS)
     tokens = await auth.login(credential.token, password, request.remote or "unknown", page=True)
     response = render(request, "setup_done.html", {"token": credential.token})
     set_session_cookie(response, request, tokens.access, tokens.lifetime)
@@ -270,4 +295,4 @@ async def doctor_page(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/admin")
 async def admin_page(request: web.Request) -> web.StreamResponse:
-    return await role_page(request, Role.ADMIN, "admin.html", ("admin.", "role."))
+    return await role_page(request, Role.ADMIN, "admin.html", ("admin.", "role.", "tls."))

@@ -1,0 +1,450 @@
+"""HTTPS on the LAN: the box's own certificate authority, its server certificate, the SSL context.
+
+With `tls = "self-signed"` the first start makes a local CA (kept for ten years: every tablet
+trusts it once) and a server certificate signed by it for the box's names and addresses. The
+server certificate is remade whenever those change or it nears its end; the CA is kept.
+Files live in <data_dir>/tls/: ca.crt, ca.key, server.crt, server.key (keys mode 0600).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import ipaddress
+import logging
+import os
+import socket
+import ssl
+import stat
+import struct
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from checkin_appliance.config import Config
+
+log = logging.getLogger(__name__)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+CA_LIFETIME = dt.timedelta(days=3650)
+# Browsers refuse server certificates valid for more than 398 days (Apple, Chrome).
+SERVER_LIFETIME = dt.timedelta(days=397)
+RENEW_BEFORE = dt.timedelta(days=30)
+# A tablet whose clock is a little behind still accepts a certificate made a moment ago.
+BACKDATE = dt.timedelta(hours=1)
+LOOPBACK: frozenset[IPAddress] = frozenset(
+    {ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1")}
+)
+CA_NAME_PREFIX = "checkin-appliance local CA"
+CN_MAX = 64  # X.509 upper bound for a common name
+
+SIOCGIFADDR = 0x8915  # Linux ioctl: the IPv4 address of one interface
+# /proc/net/if_inet6 flags of addresses that come and go (privacy addresses, old prefixes).
+IFA_F_TEMPORARY = 0x01
+IFA_F_DEPRECATED = 0x20
+
+
+class TLSError(Exception):
+    """HTTPS cannot be set up; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class LocalCA:
+    """The CA certificate devices download from /ca.crt, and what they compare it with."""
+
+    pem: bytes
+    fingerprint: str  # SHA-256 of the DER certificate, "AB:CD:…"
+
+
+@dataclass(frozen=True)
+class ServerNames:
+    """What the server certificate must name: DNS names and IP addresses."""
+
+    dns: frozenset[str]
+    ips: frozenset[IPAddress]
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    ca_cert: Path
+    ca_key: Path
+    server_cert: Path
+    server_key: Path
+
+    @classmethod
+    def in_dir(cls, tls_dir: Path) -> TLSFiles:
+        return cls(
+            tls_dir / "ca.crt", tls_dir / "ca.key", tls_dir / "server.crt", tls_dir / "server.key"
+        )
+
+
+# --- serving ------------------------------------------------------------------------------
+
+
+def server_context(config: Config) -> ssl.SSLContext | None:
+    """The SSL context to serve with (making or renewing our own files first); None: plain."""
+    mode = config.tls_mode
+    if mode == "off":
+        return None
+    if mode == "self-signed":
+        files = ensure_certificates(config.tls_dir)
+        cert, key = files.server_cert, files.server_key
+    else:
+        assert config.tls_cert is not None and config.tls_key is not None
+        cert, key = config.tls_cert, config.tls_key
+    return _context(cert, key)
+
+
+def _context(cert: Path, key: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+
+    def no_passphrase() -> bytes:
+        # Without this OpenSSL would prompt on a terminal that a service does not have.
+        raise TLSError(f"{key} is encrypted; give an unencrypted key (readable only by us)")
+
+    try:
+        context.load_cert_chain(cert, key, password=no_passphrase)
+    except ssl.SSLError as exc:  # before OSError, of which it is a kind
+        raise TLSError(
+            f"{cert} and {key} are not a PEM certificate and its matching private key "
+            f"({exc.reason or exc})"
+        ) from exc
+    except OSError as exc:
+        raise TLSError(f"cannot read {exc.filename or cert}: {exc.strerror or exc}") from exc
+    return context
+
+
+def local_ca(config: Config) -> LocalCA | None:
+    """Our CA certificate, when the box serves with its own local CA (else None)."""
+    if config.tls_mode != "self-signed":
+        return None
+    path = TLSFiles.in_dir(config.tls_dir).ca_cert
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return _read_ca(str(path), info.st_mtime_ns, info.st_size)
+
+
+@lru_cache(maxsize=4)
+def _read_ca(path: str, mtime_ns: int, size: int) -> LocalCA | None:
+    """Keyed by the file's mtime and size, so a new CA is picked up at once."""
+    try:
+        pem = Path(path).read_bytes()
+        cert = x509.load_pem_x509_certificate(pem)
+    except (OSError, ValueError):
+        return None
+    return LocalCA(pem, fingerprint(cert))
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+# --- the local CA and the server certificate ----------------------------------------------
+
+
+def ensure_certificates(
+    tls_dir: Path, names: ServerNames | None = None, now: dt.datetime | None = None
+) -> TLSFiles:
+    """Makes the CA if there is none, and a server certificate if the current one does not fit."""
+    now = now or dt.datetime.now(dt.UTC)
+    names = names or server_names()
+    files = TLSFiles.in_dir(tls_dir)
+    _private_dir(tls_dir)
+    ca_key, ca_cert = _load_or_make_ca(files, now)
+    if _server_cert_fits(files, ca_cert, names, now):
+        return files
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _server_certificate(key, ca_key, ca_cert, names, now)
+    # Key first: a crash in between leaves a mismatched pair, which the next start replaces.
+    _write(files.server_key, _private_pem(key), 0o600)
+    _write(files.server_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    log.info(
+        "server certificate made for %s (valid until %s)",
+        ", ".join([*sorted(names.dns), *sorted(str(ip) for ip in names.ips)]),
+        cert.not_valid_after_utc.date().isoformat(),
+    )
+    return files
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+        os.chmod(path, 0o700)  # an existing folder (made by hand, restored from backup)
+
+
+def _load_or_make_ca(
+    files: TLSFiles, now: dt.datetime
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    if files.ca_cert.exists() and files.ca_key.exists():
+        try:
+            key = serialization.load_pem_private_key(files.ca_key.read_bytes(), password=None)
+            cert = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
+        except (OSError, ValueError, TypeError) as exc:
+            raise TLSError(
+                f"cannot read the local CA in {files.ca_cert.parent} ({exc}). Restore ca.crt "
+                "and ca.key from a backup, or delete both to make a new CA (every device must "
+                "then trust the new one)"
+            ) from exc
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or _spki(key.public_key()) != _spki(
+            cert.public_key()
+        ):
+            raise TLSError(
+                f"{files.ca_key} does not belong to {files.ca_cert}. Restore the pair from a "
+                "backup, or delete both to make a new CA (every device must then trust it)"
+            )
+        if cert.not_valid_after_utc - now > RENEW_BEFORE:
+            return key, cert
+        log.warning("the local CA ends on %s: making a new one", cert.not_valid_after_utc.date())
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _ca_certificate(key, now)
+    _write(files.ca_key, _private_pem(key), 0o600)
+    _write(files.ca_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    log.info("made a new local certificate authority, SHA-256 %s", fingerprint(cert))
+    return key, cert
+
+
+def _ca_certificate(key: ec.EllipticCurvePrivateKey, now: dt.datetime) -> x509.Certificate:
+    public = key.public_key()
+    ski = x509.SubjectKeyIdentifier.from_public_key(public)
+    name = x509.Name(
+        [
+            x509.NameAttribute(
+                NameOID.COMMON_NAME, f"{CA_NAME_PREFIX} {socket.gethostname()}"[:CN_MAX]
+            ),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "checkin-appliance"),
+            # Two boxes with the same hostname still get distinct CA names.
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, ski.digest[:8].hex()),
+        ]
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + CA_LIFETIME)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ski, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def _server_certificate(
+    key: ec.EllipticCurvePrivateKey,
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    names: ServerNames,
+    now: dt.datetime,
+) -> x509.Certificate:
+    common_name = min(names.dns - {"localhost"}, key=len, default="localhost")[:CN_MAX]
+    general_names: list[x509.GeneralName] = [x509.DNSName(n) for n in sorted(names.dns)]
+    general_names += [x509.IPAddress(ip) for ip in sorted(names.ips, key=_ip_order)]
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(min(now + SERVER_LIFETIME, ca_cert.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(general_names), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def _server_cert_fits(
+    files: TLSFiles, ca_cert: x509.Certificate, names: ServerNames, now: dt.datetime
+) -> bool:
+    """The current server certificate is ours, unexpired for a while, and names all we are."""
+    try:
+        cert = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
+        key = serialization.load_pem_private_key(files.server_key.read_bytes(), password=None)
+        cert.verify_directly_issued_by(ca_cert)
+        alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
+        return False
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        return False
+    return (
+        _spki(key.public_key()) == _spki(cert.public_key())
+        and cert.not_valid_after_utc - now > RENEW_BEFORE
+        and frozenset(alt.get_values_for_type(x509.DNSName)) == names.dns
+        and frozenset(alt.get_values_for_type(x509.IPAddress)) == names.ips
+    )
+
+
+def _spki(public: object) -> bytes:
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    return public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    """Atomically, created with its final mode: a key is never readable by others, even briefly."""
+    temporary = path.with_name(f".{path.name}.new")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(temporary, flags, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+
+
+# --- which names and addresses the server certificate covers ------------------------------
+
+
+def server_names(
+    hostname: str | None = None, addresses: set[IPAddress] | None = None
+) -> ServerNames:
+    """The hostname, <hostname>.local, localhost, every LAN address, 127.0.0.1 and ::1."""
+    if addresses is None:
+        addresses = lan_addresses()
+    return ServerNames(frozenset(host_names(hostname)), frozenset(addresses) | LOOPBACK)
+
+
+def host_names(hostname: str | None = None) -> list[str]:
+    name = (hostname if hostname is not None else socket.gethostname()).strip().rstrip(".")
+    name = name.lower()
+    names: list[str] = []
+    if name and not _is_address(name) and name != "localhost":
+        short = name.split(".")[0]
+        names += [name, short, f"{short}.local"]
+    names.append("localhost")
+    return list(dict.fromkeys(names))
+
+
+def lan_addresses() -> set[IPAddress]:
+    """This machine's own addresses, asked of the kernel: nothing is sent anywhere."""
+    found: set[IPAddress] = set()
+    if sys.platform.startswith("linux"):
+        found |= _ipv4_by_interface()
+        found |= ipv6_addresses(Path("/proc/net/if_inet6"))
+    else:  # a developer's laptop: what the hostname resolves to locally is good enough
+        with contextlib.suppress(OSError):
+            for *_, sockaddr in socket.getaddrinfo(socket.gethostname(), None):
+                with contextlib.suppress(ValueError):
+                    found.add(ipaddress.ip_address(str(sockaddr[0]).split("%")[0]))
+    return {address for address in found if _reachable_on_lan(address)}
+
+
+def _ipv4_by_interface() -> set[IPAddress]:
+    import fcntl  # Unix only; imported here so the module loads anywhere
+
+    found: set[IPAddress] = set()
+    try:
+        interfaces = socket.if_nameindex()
+        # A socket only to ask the kernel about interfaces; it is never bound or connected.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    except OSError:
+        return found
+    with sock:
+        for _, name in interfaces:
+            request = struct.pack("256s", name.encode()[:15])
+            try:
+                reply = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, request)
+            except OSError:
+                continue  # no IPv4 address on this interface
+            found.add(ipaddress.IPv4Address(reply[20:24]))  # struct ifreq → sockaddr_in.sin_addr
+    return found
+
+
+def ipv6_addresses(path: Path) -> set[IPAddress]:
+    """Stable IPv6 addresses from /proc/net/if_inet6 (temporary and deprecated ones skipped)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return set()
+    found: set[IPAddress] = set()
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 6:
+            continue
+        try:
+            address = ipaddress.IPv6Address(bytes.fromhex(fields[0]))
+            flags = int(fields[4], 16)
+        except ValueError:
+            continue
+        if not flags & (IFA_F_TEMPORARY | IFA_F_DEPRECATED):
+            found.add(address)
+    return found
+
+
+def _reachable_on_lan(address: IPAddress) -> bool:
+    # Loopback is named separately; IPv6 link-local needs a zone a URL cannot carry well.
+    return not (
+        address.is_loopback
+        or address.is_unspecified
+        or address.is_multicast
+        or (address.version == 6 and address.is_link_local)
+    )
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _ip_order(address: IPAddress) -> tuple[int, int]:
+    return address.version, int(address)
