@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint format clean chromium
+.PHONY: run test lint format clean chromium package
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ chromium:
 	@test -x /usr/bin/chromium || { \
 	  [ "$$(id -u)" = 0 ] || { echo "Chromium is missing: run 'sudo apt-get install chromium'" >&2; exit 1; }; \
 	  apt-get update && apt-get install -y --no-install-recommends chromium; }
+
+# The frozen executable and the .deb in dist/ (its own build venv in build/venv, reused).
+package:
+	packaging/build.sh
+	packaging/build-deb.sh
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

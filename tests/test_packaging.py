@@ -1,0 +1,580 @@
+"""The shipped artifacts: the frozen executable, the systemd unit and the .deb in dist/.
+
+These tests use what `make package` built (packaging/build.sh, packaging/build-deb.sh); they
+never build. Without artifacts they skip on a developer's machine and fail in CI (CI=true).
+The `dpkg -i` test changes the machine: it runs in CI or with CHECKIN_TEST_DPKG_INSTALL=1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import ssl
+import stat
+import struct
+import subprocess
+import time
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from checkin_appliance import __version__
+from checkin_appliance.config import Config, load_config
+from tests.serverproc import HOST, PROXY_VARIABLES, free_port
+
+pytestmark = pytest.mark.packaging
+
+ROOT = Path(__file__).resolve().parent.parent
+DIST = ROOT / "dist"
+UNIT = ROOT / "systemd" / "checkin-appliance.service"
+PACKAGED_CONFIG = ROOT / "packaging" / "config.toml"
+SANDBOX = ROOT / "packaging" / "unit_sandbox.py"
+IN_CI = bool(os.environ.get("CI"))
+INSTALL_OPT_IN = "CHECKIN_TEST_DPKG_INSTALL"
+
+START_TIMEOUT = 20.0
+STOP_WITHIN = 5.0
+RUN_TIMEOUT = 60.0
+POLL_INTERVAL = 0.05
+PASSWORD = "correct horse battery"
+EXPOSURE_LIMIT = 2.0
+CONFFILE = "/etc/checkin-appliance/config.toml"
+# What the .deb installs, with each file's mode; directories are checked separately.
+DEB_FILES = {
+    "./usr/bin/checkin-appliance": "-rwxr-xr-x",
+    "./lib/systemd/system/checkin-appliance.service": "-rw-r--r--",
+    "./etc/checkin-appliance/config.toml": "-rw-r--r--",
+    "./usr/share/doc/checkin-appliance/README.md": "-rw-r--r--",
+}
+# A PEM private key: the header, then a base64 body (the bare label occurs in libraries).
+PEM_PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----\r?\n[A-Za-z0-9+/=\r\n]{64}")
+
+
+def unavailable(reason: str) -> None:
+    """Missing prerequisites skip on a developer's machine and fail in CI."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI is set: `make package` must have made it)")
+    pytest.skip(reason)
+
+
+def at_least(found: str, wanted: tuple[int, ...]) -> bool:
+    numbers = tuple(int(part) for part in re.findall(r"\d+", found)[: len(wanted)])
+    return numbers >= wanted
+
+
+@pytest.fixture(scope="module")
+def binary() -> Path:
+    path = DIST / f"checkin-appliance-{__version__}-linux-{platform.machine()}"
+    if not path.is_file():
+        unavailable(f"{path.relative_to(ROOT)} not built (run `make package`)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def deb() -> Path:
+    if not shutil.which("dpkg-deb"):
+        unavailable("dpkg-deb is not installed")
+    arch = subprocess.run(
+        ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    path = DIST / f"checkin-appliance_{__version__}_{arch}.deb"
+    if not path.is_file():
+        unavailable(f"{path.relative_to(ROOT)} not built (run `make package`)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def systemd_analyze() -> str:
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        unavailable("systemd-analyze is missing (Debian package: systemd)")
+    assert tool is not None
+    return tool
+
+
+def loopback_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARIABLES and k != "NO_PROXY"
+    }
+    return {**env, "PYTHONUNBUFFERED": "1", **extra}
+
+
+@dataclass
+class Served:
+    proc: subprocess.Popen[bytes]
+    port: int
+    data_dir: Path
+    output: Path
+    scheme: str
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{HOST}:{self.port}"
+
+    def describe(self) -> str:
+        return f"--- server output ---\n{self.output.read_text(errors='replace')}"
+
+
+def _get(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str, bytes]:
+    """GET on loopback without proxies: (status, content type, body)."""
+    import http.client
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    assert parts.hostname == HOST, url
+    conn: http.client.HTTPConnection
+    if parts.scheme == "https":
+        conn = http.client.HTTPSConnection(HOST, parts.port, timeout=5, context=context)
+    else:
+        conn = http.client.HTTPConnection(HOST, parts.port, timeout=5)
+    try:
+        conn.request("GET", parts.path or "/")
+        response = conn.getresponse()
+        return response.status, response.getheader("Content-Type", ""), response.read()
+    finally:
+        conn.close()
+
+
+def wait_healthy(served: Served, context: ssl.SSLContext | None = None) -> float:
+    """Polls /healthz until 200; returns the seconds it took."""
+    started = time.monotonic()
+    while True:
+        if served.proc.poll() is not None:
+            raise AssertionError(f"exited with {served.proc.returncode}\n{served.describe()}")
+        with contextlib.suppress(OSError):
+            if _get(f"{served.url}/healthz", context)[0] == 200:
+                return time.monotonic() - started
+        if time.monotonic() - started > START_TIMEOUT:
+            raise AssertionError(f"/healthz not 200 within {START_TIMEOUT}s\n{served.describe()}")
+        time.sleep(POLL_INTERVAL)
+
+
+@contextlib.contextmanager
+def serving(
+    command: list[str], tmp_path: Path, *, tls: bool = False, env: dict[str, str] | None = None
+) -> Iterator[Served]:
+    """Runs `<command> serve` on a free loopback port and a fresh data dir; kills it after."""
+    port = free_port()
+    data_dir = tmp_path / f"data-{port}"
+    output = tmp_path / f"server-{port}.out"
+    flags = ["--tls", "self-signed"] if tls else []
+    args = [*command, "serve", "--host", HOST, "--port", str(port), "--data-dir", str(data_dir)]
+    with output.open("wb") as out:
+        proc = subprocess.Popen(
+            [*args, *flags],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env or loopback_env(),
+            cwd=tmp_path,
+        )
+    served = Served(proc, port, data_dir, output, "https" if tls else "http")
+    try:
+        yield served
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def stop(served: Served) -> float:
+    """SIGTERM to the executable (the bootloader, as systemd's KillMode=mixed does)."""
+    started = time.monotonic()
+    served.proc.send_signal(signal.SIGTERM)
+    try:
+        code = served.proc.wait(timeout=STOP_WITHIN)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"still running {STOP_WITHIN}s after SIGTERM") from exc
+    assert code == 0, served.describe()
+    return time.monotonic() - started
+
+
+def run(*args: str | Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        env=loopback_env(),
+        check=False,
+    )
+
+
+def create_token(binary: Path, data_dir: Path, role: str) -> str:
+    result = run(
+        binary,
+        "token",
+        "create",
+        "--role",
+        role,
+        "--label",
+        f"{role} 1",
+        "--password-stdin",
+        "--data-dir",
+        data_dir,
+        stdin=PASSWORD + "\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"\d{8}", result.stdout.strip()), result.stdout
+    return result.stdout.strip()
+
+
+def has_tls(binary: Path) -> bool:
+    return "--tls" in run(binary, "serve", "--help").stdout
+
+
+def unit_settings(text: str) -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith(("#", ";")):
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+# --- the executable ----------------------------------------------------------------------
+
+
+def test_version_names_the_bundled_libraries(binary: Path) -> None:
+    result = run(binary, "--version")
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip()
+    assert line.startswith(f"checkin-appliance {__version__} "), line
+    aiohttp_version = re.search(r"aiohttp (\S+?)[,)]", line)
+    pillow_version = re.search(r"Pillow (\S+?)[,)]", line)
+    assert aiohttp_version and at_least(aiohttp_version[1], (3, 14, 2)), line
+    assert pillow_version and at_least(pillow_version[1], (12, 3)), line
+    assert re.search(r"SQLite \d+\.\d+", line), line
+
+
+def test_serves_pages_and_static_files_then_stops_cleanly_on_sigterm(
+    binary: Path, tmp_path: Path
+) -> None:
+    with serving([str(binary)], tmp_path) as served:
+        wait_healthy(served)
+        status, kind, body = _get(f"{served.url}/login")
+        assert status == 200 and kind.startswith("text/html"), served.describe()
+        assert b"<form" in body  # rendered from the bundled templates
+        status, kind, body = _get(f"{served.url}/static/css/app.css")
+        assert status == 200 and kind.startswith("text/css") and body, served.describe()
+        # The CLI works on the same data dir while the server runs (migrations bundled).
+        create_token(binary, served.data_dir, "form")
+        listing = run(binary, "token", "list", "--data-dir", served.data_dir)
+        assert "form 1" in listing.stdout, listing.stderr
+        stop(served)
+
+
+def test_no_private_key_inside_the_executable(binary: Path, tmp_path: Path) -> None:
+    data = binary.read_bytes()
+    assert b"PRIVATE KEY" not in data
+    # The one-file archive is compressed: also look at everything it unpacks.
+    unpack_dir = tmp_path / "tmp"
+    unpack_dir.mkdir()
+    with serving([str(binary)], tmp_path, env=loopback_env(TMPDIR=str(unpack_dir))) as served:
+        wait_healthy(served)
+        unpacked = [p for p in unpack_dir.rglob("*") if p.is_file() and not p.is_symlink()]
+        assert len(unpacked) > 20, "the executable did not unpack into TMPDIR"
+        for path in unpacked:
+            assert not PEM_PRIVATE_KEY.search(path.read_bytes()), path
+        stop(served)
+    assert not any(unpack_dir.iterdir()), "the executable left its unpacked files behind"
+
+
+async def test_https_with_its_own_ca_a_check_in_and_wss_until_sigterm(
+    binary: Path, tmp_path: Path
+) -> None:
+    if not has_tls(binary):
+        pytest.skip("this build has no `serve --tls` yet")
+    with serving([str(binary)], tmp_path, tls=True) as served:
+        ca = served.data_dir / "tls" / "ca.crt"
+        deadline = time.monotonic() + START_TIMEOUT
+        while not ca.exists() and time.monotonic() < deadline and served.proc.poll() is None:
+            time.sleep(POLL_INTERVAL)
+        assert ca.exists(), served.describe()
+        # The generated CA as the only trust root: no system store.
+        context = ssl.create_default_context(cafile=str(ca))
+        wait_healthy(served, context)
+        for key in (served.data_dir / "tls").glob("*.key"):
+            assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
+        form = create_token(binary, served.data_dir, "form")
+        queue = create_token(binary, served.data_dir, "queue")
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http:
+
+            async def login(token: str) -> str:
+                body = {"token": token, "password": PASSWORD}
+                async with http.post(f"{served.url}/api/login/", json=body) as resp:
+                    assert resp.status == 200, await resp.text()
+                    return (await resp.json())["access"]
+
+            feed = await http.ws_connect(
+                f"wss://{HOST}:{served.port}/ws/queue/?token={await login(queue)}"
+            )
+            access = await login(form)
+            async with http.post(
+                f"{served.url}/api/patients/",
+                json={"fname": "Ada"},
+                headers={"Authorization": f"Bearer {access}"},
+            ) as resp:
+                assert resp.status == 201, await resp.text()
+            # The check-in arrives on the wss:// feed (after any snapshot frames).
+            seen: list[str] = []
+            deadline = time.monotonic() + STOP_WITHIN
+            while not any("Ada" in frame for frame in seen):
+                msg = await feed.receive(timeout=max(0.1, deadline - time.monotonic()))
+                assert msg.type is aiohttp.WSMsgType.TEXT, (msg, seen)
+                seen.append(msg.data)
+            # SIGTERM closes the feed with GOING_AWAY and exits 0 within STOP_WITHIN.
+            served.proc.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            msg = await feed.receive(timeout=STOP_WITHIN)
+            assert msg.type is aiohttp.WSMsgType.CLOSE and feed.close_code == 1001
+        assert served.proc.wait(timeout=STOP_WITHIN) == 0, served.describe()
+        assert time.monotonic() - started < STOP_WITHIN
+
+
+def test_two_fresh_data_dirs_get_different_certificate_authorities(
+    binary: Path, tmp_path: Path
+) -> None:
+    if not has_tls(binary):
+        pytest.skip("this build has no `serve --tls` yet")
+    fingerprints = []
+    for _ in range(2):
+        with serving([str(binary)], tmp_path, tls=True) as served:
+            ca = served.data_dir / "tls" / "ca.crt"
+            deadline = time.monotonic() + START_TIMEOUT
+            while not ca.exists() and time.monotonic() < deadline:
+                time.sleep(POLL_INTERVAL)
+            wait_healthy(served, ssl.create_default_context(cafile=str(ca)))
+            fingerprints.append(ssl.PEM_cert_to_DER_cert(ca.read_text()))
+            stop(served)
+    assert fingerprints[0] != fingerprints[1]
+
+
+def test_the_child_process_takes_over_the_systemd_watchdog(binary: Path, tmp_path: Path) -> None:
+    """One-file executables run Python in a child of the bootloader (systemd's main PID).
+
+    READY=1 and WATCHDOG=1 come from that child: the unit must say NotifyAccess=all, and the
+    child must accept WATCHDOG_PID naming its parent (packaging/entry.py).
+    """
+    notify_path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    listener.bind(str(notify_path))
+    port = free_port()
+    serve = [str(binary), "serve", "--port", str(port), "--data-dir", str(tmp_path / "d")]
+    # As systemd does: WATCHDOG_PID is the PID it started, here the shell that execs.
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", 'WATCHDOG_PID=$$ exec "$@"', "sh", *serve],
+        env=loopback_env(NOTIFY_SOCKET=str(notify_path), WATCHDOG_USEC="1000000"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        senders: dict[str, int] = {}
+        deadline = time.monotonic() + START_TIMEOUT
+        while not {"READY=1", "WATCHDOG=1"} <= senders.keys():
+            listener.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                data, ancillary, _, _ = listener.recvmsg(4096, socket.CMSG_SPACE(12))
+            except TimeoutError as exc:
+                raise AssertionError(f"got only {senders}") from exc
+            pid = struct.unpack("3i", ancillary[0][2][:12])[0]
+            senders.setdefault(data.decode(), pid)
+        assert senders["READY=1"] == senders["WATCHDOG=1"] != proc.pid
+        settings = unit_settings(UNIT.read_text())
+        assert settings["NotifyAccess"] == ["all"]
+        # One SIGTERM, to the bootloader, which forwards it: a second one straight to the
+        # child would cut the graceful shutdown short.
+        assert settings["KillMode"] == ["mixed"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=STOP_WITHIN) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        listener.close()
+
+
+def test_runs_inside_the_units_syscall_filter_and_write_xor_execute(
+    binary: Path, tmp_path: Path, systemd_analyze: str
+) -> None:
+    """SystemCallFilter= and MemoryDenyWriteExecute= applied as systemd would (seccomp)."""
+    system_python = "/usr/bin/python3"
+    probe = run(system_python, "-c", "import seccomp") if Path(system_python).exists() else None
+    if probe is None or probe.returncode != 0:
+        unavailable("python3-seccomp (Debian) is not installed")
+    command = [system_python, str(SANDBOX), str(UNIT), str(binary)]
+    tls = has_tls(binary)
+    with serving(command, tmp_path, tls=tls) as served:
+        context = None
+        if tls:
+            ca = served.data_dir / "tls" / "ca.crt"
+            deadline = time.monotonic() + START_TIMEOUT
+            while not ca.exists() and time.monotonic() < deadline and served.proc.poll() is None:
+                time.sleep(POLL_INTERVAL)
+            context = ssl.create_default_context(cafile=str(ca))
+        wait_healthy(served, context)
+        assert "system calls allowed" in served.output.read_text()
+        assert _get(f"{served.url}/login", context)[0] == 200
+        stop(served)
+
+
+# --- the systemd unit --------------------------------------------------------------------
+
+
+def test_unit_verifies_and_is_hardened(binary: Path, tmp_path: Path, systemd_analyze: str) -> None:
+    text = UNIT.read_text()
+    installed = Path("/usr/bin/checkin-appliance")
+    if not installed.exists():
+        # verify checks ExecStart's program exists: point it at the built executable.
+        text = text.replace(f"ExecStart={installed} ", f"ExecStart={binary} ")
+    unit = tmp_path / UNIT.name
+    unit.write_text(text)
+    verify = run(systemd_analyze, "verify", unit)
+    assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+    security = run(systemd_analyze, "security", "--offline=true", unit)
+    score = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", security.stdout)
+    assert score, security.stdout + security.stderr
+    assert float(score[1]) <= EXPOSURE_LIMIT, security.stdout
+    settings = unit_settings(UNIT.read_text())
+    for key, value in {
+        "Type": "notify",
+        "Restart": "on-failure",
+        "User": "checkin-appliance",
+        "StateDirectory": "checkin-appliance",
+        "ConfigurationDirectory": "checkin-appliance",
+        "ProtectSystem": "strict",
+        "PrivateTmp": "yes",
+        "NoNewPrivileges": "yes",
+        "AmbientCapabilities": "CAP_NET_BIND_SERVICE",
+        "CapabilityBoundingSet": "CAP_NET_BIND_SERVICE",
+        "MemoryDenyWriteExecute": "yes",
+    }.items():
+        assert settings.get(key) == [value], key
+    assert "WatchdogSec" in settings and "MemoryMax" in settings
+
+
+def test_unit_command_line_is_one_the_executable_accepts(binary: Path) -> None:
+    settings = unit_settings(UNIT.read_text())
+    program, command, *args = settings["ExecStart"][0].split()
+    assert program == "/usr/bin/checkin-appliance" and command == "serve"
+    help_text = run(binary, "serve", "--help").stdout
+    flags = [a for a in args if a.startswith("--")]
+    assert flags, args
+    for flag in flags:
+        assert re.search(rf"{flag}\b", help_text), f"{flag} is not a `serve` option"
+    if "--tls" in help_text:
+        # The packaged default is HTTPS for the LAN on 443 (80 redirects).
+        assert "--tls self-signed" in settings["ExecStart"][0]
+        assert "--port 443" in settings["ExecStart"][0]
+
+
+def test_packaged_config_is_all_comments_and_names_every_setting() -> None:
+    text = PACKAGED_CONFIG.read_text()
+    assert tomllib.loads(text) == {}, "every key in the packaged config is commented out"
+    assert load_config(PACKAGED_CONFIG) == Config()
+    mentioned = set(re.findall(r"^#\s*(\w+) = ", text, re.M))
+    mentioned |= set(re.findall(r"^#\s+(\w+) = ", text, re.M))
+    unknown = mentioned - set(Config.__dataclass_fields__)
+    assert not unknown, unknown
+    missing = set(Config.__dataclass_fields__) - mentioned - {"host", "port", "tls"}
+    assert not missing, f"settings missing from packaging/config.toml: {sorted(missing)}"
+
+
+# --- the .deb ----------------------------------------------------------------------------
+
+
+def test_deb_control_fields(deb: Path) -> None:
+    info = run("dpkg-deb", "-I", deb)
+    assert info.returncode == 0, info.stderr
+    fields = dict(
+        re.findall(r"^ ([A-Za-z-]+): (.*)$", info.stdout, re.M),
+    )
+    arch = run("dpkg", "--print-architecture").stdout.strip()
+    assert fields["Package"] == "checkin-appliance"
+    assert fields["Version"] == __version__
+    assert fields["Architecture"] == arch
+    assert fields["Maintainer"] and fields["Section"] and fields["Priority"] == "optional"
+    assert fields["Description"].strip()
+    depends = [d.strip() for d in fields["Depends"].split(",")]
+    assert [d.split()[0] for d in depends] == ["libc6"], depends
+    assert int(fields["Installed-Size"]) > 1000
+
+
+def test_deb_contents_and_modes(deb: Path, binary: Path) -> None:
+    listing = run("dpkg-deb", "-c", deb)
+    assert listing.returncode == 0, listing.stderr
+    files: dict[str, tuple[str, str, int]] = {}
+    for line in listing.stdout.splitlines():
+        mode, owner, size, _date, _time, path = line.split(maxsplit=5)
+        if not mode.startswith("d"):
+            files[path] = (mode, owner, int(size))
+        else:
+            assert mode == "drwxr-xr-x" and owner == "root/root", line
+    assert {p: m for p, (m, _, _) in files.items()} == DEB_FILES
+    assert all(owner == "root/root" for _, owner, _ in files.values())
+    assert files["./usr/bin/checkin-appliance"][2] == binary.stat().st_size
+
+
+def test_deb_conffiles_and_maintainer_scripts(deb: Path, tmp_path: Path) -> None:
+    control = tmp_path / "DEBIAN"
+    assert run("dpkg-deb", "-e", deb, control).returncode == 0
+    assert (control / "conffiles").read_text().split() == [CONFFILE]
+    for script in ("postinst", "prerm", "postrm"):
+        path = control / script
+        assert path.stat().st_mode & 0o111, f"{script} is not executable"
+        assert run("sh", "-n", path).returncode == 0, f"{script}: syntax error"
+        text = path.read_text()
+        # systemctl only where systemd runs (not in a container or chroot).
+        for line in text.splitlines():
+            if "systemctl" in line and not line.lstrip().startswith("#"):
+                assert "/run/systemd/system" in text
+    postinst = (control / "postinst").read_text()
+    assert "journalctl -u checkin-appliance" in postinst and "/setup" in postinst
+    postrm = (control / "postrm").read_text()
+    assert "rm -rf /var/lib" not in postrm.replace("sudo rm -rf $STATE", "")
+    assert "sudo rm -rf $STATE" in postrm  # told, never done
+
+
+def test_dpkg_install_without_systemd_leaves_a_working_command(deb: Path) -> None:
+    if not (IN_CI or os.environ.get(INSTALL_OPT_IN)):
+        pytest.skip(f"changes the machine: runs in CI or with {INSTALL_OPT_IN}=1")
+    if os.geteuid() != 0:
+        pytest.skip("dpkg -i needs root")
+    if Path("/run/systemd/system").is_dir():
+        pytest.skip("systemd runs here: installing would start the service")
+    was_installed = run("dpkg-query", "-W", "-f=${Status}", "checkin-appliance").stdout
+    state = Path("/var/lib/checkin-appliance")
+    state_existed = state.exists()
+    installed = run("dpkg", "-i", deb)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    try:
+        version = run("/usr/bin/checkin-appliance", "--version")
+        assert version.returncode == 0 and __version__ in version.stdout, version.stderr
+        assert run("id", "-u", "checkin-appliance").returncode == 0
+        assert Path(CONFFILE).is_file()
+        assert stat.S_IMODE(state.stat().st_mode) == 0o700
+        assert Path("/lib/systemd/system/checkin-appliance.service").is_file()
+        if shutil.which("systemd-analyze"):
+            verify = run("systemd-analyze", "verify", "checkin-appliance.service")
+            assert verify.returncode == 0, verify.stderr
+    finally:
+        if "installed" not in was_installed:
+            purged = run("dpkg", "--purge", "checkin-appliance")
+            assert purged.returncode == 0, purged.stderr
+            assert not Path(CONFFILE).exists()
+            # Purging keeps the patient data and says how to delete it.
+            assert state.is_dir() and "sudo rm -rf /var/lib/checkin-appliance" in purged.stdout
+            if not state_existed:
+                shutil.rmtree(state)
