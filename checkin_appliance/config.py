@@ -23,6 +23,8 @@ class Config:
     data_dir: Path = field(default_factory=lambda: Path("data"))
     # Largest photo a kiosk may upload; the whole multipart body may be a little larger.
     max_photo_bytes: int = 5 * 1024 * 1024
+    # Seconds a client may take to send a check-in body; a trickling upload is cut off (408).
+    upload_timeout: float = 30.0
     # Longest side of a stored photo, in pixels.
     photo_max_side: int = 800
     # Seconds between WebSocket pings; a peer that misses the pong is dropped.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -197,7 +198,13 @@ async def check_in(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key")
     if key is not None and not IDEMPOTENCY_KEY.match(key):
         raise InvalidInput("Idempotency-Key must be 1-100 letters, digits, '-' or '_'.")
-    fields, photo = await read_check_in(request)
+    try:
+        async with asyncio.timeout(request.app[CONFIG].upload_timeout):
+            fields, photo = await read_check_in(request)
+    except TimeoutError:
+        response = json_response({"error": "The upload took too long; please try again."}, 408)
+        response.force_close()  # do not linger reading the rest of a trickle
+        return response
     entry, position, replayed = await request.app[RECEPTION].check_in(
         fields.get("fname"), photo, caller.credential.id, key
     )

@@ -14,7 +14,7 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
     headers.setdefault("Referrer-Policy", "no-referrer")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Content-Security-Policy", API_CSP)
-    if request.path.startswith(("/api/", "/healthz")):
+    if request.path.startswith(("/api/", "/healthz", "/media/")):
         headers.setdefault("Cache-Control", "no-store")
     elif request.path.startswith("/static/") and "v" in request.query:
         # URLs carry a content hash (?v=…): a new version is a new URL.
