@@ -17,9 +17,10 @@ from checkin_appliance.hub import CLOSE_ACCESS_REVOKED, Hub
 from checkin_appliance.reception import Reception
 from checkin_appliance.security import PasswordHasher
 from checkin_appliance.store import Store
+from checkin_appliance.store.database import StoreDamaged
 from checkin_appliance.web import api, pages
 from checkin_appliance.web.auth import Authenticator
-from checkin_appliance.web.errors import error_middleware
+from checkin_appliance.web.errors import error_middleware, maintenance_middleware
 from checkin_appliance.web.feed import queue_feed
 from checkin_appliance.web.headers import add_security_headers
 from checkin_appliance.web.keys import AUTH, CONFIG, HUB, RECEPTION, STORE
@@ -33,9 +34,12 @@ JSON_BODY_LIMIT = 1024 * 1024
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=JSON_BODY_LIMIT)
-    app[CONFIG] = config
     store = Store(config.db_path)
+    app = web.Application(
+        middlewares=[error_middleware, maintenance_middleware(lambda: store.damaged)],
+        client_max_size=JSON_BODY_LIMIT,
+    )
+    app[CONFIG] = config
     reception = Reception(store, config.photo_dir, config.photo_max_side)
     hub = Hub(lambda: reception.settings, config.feed_queue_size)
     store.on_event = hub.publish  # after commit, in seq order
@@ -58,9 +62,15 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     store = app[STORE]
     await store.open()
     try:
-        await app[RECEPTION].load_settings()
-        await app[RECEPTION].sweep_photos()
-        await app[AUTH].prepare_setup()
+        if store.damaged:
+            # Maintenance mode: no setup code, and no photo sweep (a partly readable table
+            # would make good photos look like orphans).
+            with contextlib.suppress(StoreDamaged):
+                await app[RECEPTION].load_settings()
+        else:
+            await app[RECEPTION].load_settings()
+            await app[RECEPTION].sweep_photos()
+            await app[AUTH].prepare_setup()
         yield
     finally:
         await store.close()
@@ -85,10 +95,12 @@ async def _close_feeds(app: web.Application) -> None:
 
 
 async def _background_jobs(app: web.Application) -> AsyncIterator[None]:
-    tasks = [
-        asyncio.create_task(_watch_other_writers(app)),
-        asyncio.create_task(_prune_old_records(app)),
-    ]
+    tasks = []
+    if not app[STORE].damaged:  # in maintenance mode they would only fail every second
+        tasks += [
+            asyncio.create_task(_watch_other_writers(app)),
+            asyncio.create_task(_prune_old_records(app)),
+        ]
     interval = systemd.watchdog_interval()
     if interval is not None:
         tasks.append(asyncio.create_task(_systemd_watchdog(interval)))
@@ -112,7 +124,7 @@ async def _watch_other_writers(app: web.Application) -> None:
     """Picks up what another process committed (CLI `token deactivate`, settings) at once."""
     store = app[STORE]
     seen = await store.data_version()
-    while True:
+    while not store.damaged:  # found corrupt while running: maintenance mode, stop looking
         await asyncio.sleep(WATCH_INTERVAL)
         try:
             version = await store.data_version()

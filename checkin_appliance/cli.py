@@ -195,6 +195,13 @@ def _with_store(config: Config, action: Callable[[Store], Awaitable[int]]) -> in
         store = Store(config.db_path)
         await store.open()
         try:
+            if store.damaged:
+                print(
+                    f"error: {config.db_path} is damaged; restore a backup (see the README) "
+                    "before changing anything",
+                    file=sys.stderr,
+                )
+                return 1
             return await action(store)
         finally:
             await store.close()

@@ -1,5 +1,5 @@
 """SQLite persistence: the only place that speaks SQL."""
 
-from checkin_appliance.store.database import Store, StoreUnavailable
+from checkin_appliance.store.database import Store, StoreDamaged, StoreUnavailable
 
-__all__ = ["Store", "StoreUnavailable"]
+__all__ = ["Store", "StoreDamaged", "StoreUnavailable"]

@@ -7,6 +7,7 @@ is called for each event only after that transaction has committed, in `seq` ord
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -33,6 +34,8 @@ from checkin_appliance.store.schema import migrate
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
+# Below this size the full integrity_check at start takes well under a second on the box.
+FULL_CHECK_MAX_BYTES = 50 * 1024 * 1024
 
 _ENTRY_COLUMNS = (
     "e.id, e.patient_id, p.fname, p.image, e.status, e.check_in_time, e.called_at, e.room"
@@ -43,6 +46,16 @@ _CREDENTIAL_COLUMNS = "c.id, c.token, c.role, c.label, c.room, c.active, c.creat
 
 class StoreUnavailable(Exception):
     """The database cannot be written (disk full, read-only, locked for too long, …)."""
+
+
+class StoreDamaged(Exception):
+    """The database file is corrupt: the box runs in maintenance mode and refuses writes."""
+
+
+def _is_corruption(exc: BaseException) -> bool:
+    # sqlite3 raises the bare DatabaseError for SQLITE_CORRUPT and SQLITE_NOTADB; busy,
+    # I/O and full-disk errors are OperationalError, a subclass.
+    return type(exc) is sqlite3.DatabaseError
 
 
 def _entry(row: Iterable[Any]) -> QueueEntry:
@@ -79,28 +92,76 @@ class Store:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        # Set at open when the integrity check fails (or later on a corruption error):
+        # every write raises StoreDamaged, reads are attempted as they come.
+        self.damaged = False
 
     # --- lifecycle -------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Opens, checks and migrates; a corrupt file opens in maintenance mode, not a crash."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await self._connect()
+        self.damaged = False
         try:
-            await self._writer.execute("PRAGMA journal_mode = WAL")
-            await migrate(self._writer)
-            self._reader = await self._connect()
+            try:
+                self._writer = await self._connect()
+                await self._writer.execute("PRAGMA journal_mode = WAL")
+                problem = await self._check_integrity()
+                if problem is None:
+                    await migrate(self._writer)
+            except sqlite3.DatabaseError as exc:
+                if not _is_corruption(exc):
+                    raise
+                problem = str(exc)
+            if problem is not None:
+                self._enter_maintenance(problem)
+                if self._writer is not None:
+                    await self._writer.close()
+                    self._writer = None
+            self._reader = await self._connect(tolerant=self.damaged)
         except BaseException:
             await self.close()
             raise
 
-    async def _connect(self) -> aiosqlite.Connection:
+    async def _check_integrity(self) -> str | None:
+        """None when the file is sound, else what SQLite found (first lines)."""
+        assert self._writer is not None
+        size = self.path.stat().st_size if self.path.exists() else 0
+        check = "integrity_check" if size < FULL_CHECK_MAX_BYTES else "quick_check"
+        async with self._writer.execute(f"PRAGMA {check}(20)") as cur:
+            rows = [str(row[0]) for row in await cur.fetchall()]
+        return None if rows == ["ok"] else "; ".join(rows[:5]) or f"{check} returned nothing"
+
+    def _enter_maintenance(self, problem: str) -> None:
+        if self.damaged:
+            return
+        self.damaged = True
+        log.error(
+            "the database %s is damaged (%s); starting in maintenance mode: writes are "
+            "refused. To restore: stop the service, put the latest backup of the data directory in "
+            "its place (see the README), and start it again; keep the damaged file for "
+            "support.",
+            self.path,
+            problem,
+        )
+
+    async def _connect(self, *, tolerant: bool = False) -> aiosqlite.Connection:
+        """A configured connection; `tolerant` keeps it even if the file cannot be read."""
         conn = await aiosqlite.connect(self.path, isolation_level=None)
-        for pragma in (
-            f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
-            "PRAGMA synchronous = FULL",
-            "PRAGMA foreign_keys = ON",
-        ):
-            await conn.execute(pragma)
+        try:
+            for pragma in (
+                f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+                "PRAGMA synchronous = FULL",
+                "PRAGMA foreign_keys = ON",
+            ):
+                try:
+                    await conn.execute(pragma)
+                except sqlite3.DatabaseError:
+                    if not tolerant:
+                        raise
+        except BaseException:
+            await conn.close()
+            raise
         return conn
 
     async def close(self) -> None:
@@ -116,6 +177,8 @@ class Store:
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[_Tx]:
+        if self.damaged:
+            raise StoreDamaged("the database is damaged")
         assert self._writer is not None, "store is not open"
         async with self._write_lock:
             tx = _Tx(self._writer)
@@ -123,22 +186,39 @@ class Store:
                 await self._writer.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 raise StoreUnavailable(str(exc)) from exc
+            except sqlite3.DatabaseError as exc:
+                raise self._damage(exc) from exc
             try:
                 yield tx
                 await self._writer.execute("COMMIT")
             except BaseException as exc:
                 if self._writer.in_transaction:
-                    await self._writer.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):
+                        await self._writer.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.OperationalError):
                     raise StoreUnavailable(str(exc)) from exc
+                if _is_corruption(exc):
+                    raise self._damage(exc) from exc
                 raise
             # Published while the lock is held, so listeners see events in seq order.
             if self.on_event is not None:
                 for event in tx.events:
                     self.on_event(event)
 
+    def _damage(self, exc: sqlite3.DatabaseError) -> StoreDamaged:
+        self._enter_maintenance(str(exc))
+        return StoreDamaged(str(exc))
+
     async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
-        return list(await self.reader.execute_fetchall(sql, tuple(params)))
+        try:
+            return list(await self.reader.execute_fetchall(sql, tuple(params)))
+        except sqlite3.DatabaseError as exc:
+            if _is_corruption(exc):
+                raise self._damage(exc) from exc
+            if self.damaged:
+                # e.g. "no such table" on a file too broken to have been migrated.
+                raise StoreDamaged(str(exc)) from exc
+            raise
 
     async def _one(self, sql: str, params: Iterable[Any] = ()) -> Any:
         rows = await self._all(sql, params)
@@ -262,6 +342,8 @@ class Store:
         return Session(row[0], _credential(row[2:]), row[1]) if row else None
 
     async def extend_session(self, session_id: int, access_expires: str) -> None:
+        if self.damaged:
+            return  # sliding expiry is best effort; reads keep working in maintenance mode
         async with self._write() as tx:
             await tx.conn.execute(
                 "UPDATE sessions SET access_expires = ? WHERE id = ? AND revoked_at IS NULL",

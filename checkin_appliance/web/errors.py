@@ -7,9 +7,11 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from checkin_appliance import domain
+from checkin_appliance import __version__, domain
 from checkin_appliance.store import StoreUnavailable
+from checkin_appliance.store.database import StoreDamaged
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +25,12 @@ _DOMAIN_STATUS: dict[type[domain.DomainError], int] = {
     domain.TooLarge: 413,
     domain.Unavailable: 503,
 }
+
+DAMAGED = (
+    "The database is damaged; the box is in maintenance mode. "
+    "Restore a backup (see the README) or contact support."
+)
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _HTTP_MESSAGES = {
     400: "Bad request.",
@@ -74,6 +82,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except domain.DomainError as exc:
         status = _DOMAIN_STATUS.get(type(exc), 400)
         return json_response({"error": exc.message}, status)
+    except StoreDamaged:
+        return _damaged_response(request)
     except StoreUnavailable:
         log.exception("database unavailable")
         return json_response({"error": "The database is unavailable; try again shortly."}, 503)
@@ -89,3 +99,25 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 def _passthrough_headers(exc: web.HTTPException) -> dict[str, str]:
     return {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+
+
+def maintenance_middleware(is_damaged: Callable[[], bool]) -> Middleware:
+    """On a damaged database: every state change answers 503 before its body is read.
+
+    Reads go on where the file still allows; the store raises StoreDamaged where it does not.
+    """
+
+    @web.middleware
+    async def maintenance(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if is_damaged() and (request.method not in _SAFE_METHODS or request.path == "/healthz"):
+            return _damaged_response(request)
+        return await handler(request)
+
+    return maintenance
+
+
+def _damaged_response(request: web.Request) -> web.Response:
+    if request.path == "/healthz":
+        body = {"status": "error", "db": "damaged", "version": __version__, "error": DAMAGED}
+        return json_response(body, 503)
+    return json_response({"error": DAMAGED}, 503)
