@@ -153,10 +153,11 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await sub.writer
         try:
-            # A stalled peer may never drain nor answer the close frame: give up quickly,
-            # which drops the TCP connection instead.
+            # Drain, so the close frame really leaves (over TLS it waits in a buffer that a
+            # shutdown would otherwise discard: the peer saw 1006). A stalled peer may never
+            # drain nor answer: give up quickly, which drops the TCP connection instead.
             async with asyncio.timeout(CLOSE_TIMEOUT):
-                await sub.ws.close(code=code, message=reason.encode(), drain=False)
+                await sub.ws.close(code=code, message=reason.encode())
         except (TimeoutError, ConnectionError, RuntimeError):
             pass
 
