@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import socket
 from typing import Any
 
 import pytest
@@ -14,7 +13,14 @@ from aiohttp import WSMsgType, WSServerHandshakeError
 from checkin_appliance.config import Config
 from checkin_appliance.domain import QueueEntry, QueueEvent, Role
 from checkin_appliance.web.keys import HUB, STORE
-from tests.conftest import Clinic, StartClinic, messages, next_message, wait_until
+from tests.conftest import (
+    Clinic,
+    StartClinic,
+    messages,
+    next_message,
+    raw_ws_client,
+    wait_until,
+)
 
 SEED_KEYS = {"type", "event", "patient"}
 OUR_KEYS = {"seq", "id", "check_in_time", "at"}
@@ -296,21 +302,6 @@ async def test_shutdown_closes_feeds_with_going_away(clinic: Clinic) -> None:
     assert msg.type is WSMsgType.CLOSE and msg.data == 1001
 
 
-def _stalled_client(port: int, path: str) -> socket.socket:
-    """A raw WebSocket client that completes the handshake and then never reads."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    sock.sendall(
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    sock.settimeout(5)
-    assert b"101" in sock.recv(1024).split(b"\r\n")[0]
-    return sock
-
-
 async def test_a_stalled_subscriber_is_dropped_and_the_others_keep_up(
     start_clinic: StartClinic, config: Config
 ) -> None:
@@ -318,7 +309,7 @@ async def test_a_stalled_subscriber_is_dropped_and_the_others_keep_up(
     hub = clinic.app[HUB]
     healthy = await clinic.subscribe(Role.DOCTOR)
     stalled = await asyncio.to_thread(
-        _stalled_client, clinic.client.port, f"/ws/queue/?token={clinic.access[Role.DOCTOR]}"
+        raw_ws_client, clinic.client.port, f"/ws/queue/?token={clinic.access[Role.DOCTOR]}"
     )
     try:
         await wait_until(lambda: len(hub) == 2)

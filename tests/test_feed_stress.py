@@ -17,7 +17,7 @@ from aiohttp import WSMsgType
 from checkin_appliance.config import Config
 from checkin_appliance.domain import QueueEntry, QueueEvent, Role
 from checkin_appliance.web.keys import HUB
-from tests.conftest import Clinic, StartClinic, wait_until
+from tests.conftest import Clinic, StartClinic, raw_ws_client, wait_until
 
 AT = "2026-01-01T00:00:00.000Z"
 
@@ -40,7 +40,7 @@ async def test_half_the_subscribers_vanish_mid_broadcast(
     hub = clinic.app[HUB]
     path = f"/ws/queue/?token={clinic.access[Role.QUEUE]}"
     survivors = [await clinic.subscribe(Role.QUEUE) for _ in range(50)]
-    doomed = [await asyncio.to_thread(raw_client, clinic.client.port, path) for _ in range(50)]
+    doomed = [await asyncio.to_thread(raw_ws_client, clinic.client.port, path) for _ in range(50)]
     await wait_until(lambda: len(hub) == 100)
     for seq in range(1, 201):
         hub.publish(event(seq))
@@ -68,21 +68,6 @@ async def test_half_the_subscribers_vanish_mid_broadcast(
     assert not noisy, [r.getMessage() for r in noisy]
 
 
-def raw_client(port: int, path: str) -> socket.socket:
-    """A bare WebSocket client: handshake done, then it never reads (a frozen TV)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    sock.sendall(
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    sock.settimeout(5)
-    assert b"101" in sock.recv(1024).split(b"\r\n")[0]
-    return sock
-
-
 async def test_a_stalled_reader_costs_bounded_memory_while_2000_big_events_flow(
     start_clinic: StartClinic, config: Config
 ) -> None:
@@ -90,7 +75,7 @@ async def test_a_stalled_reader_costs_bounded_memory_while_2000_big_events_flow(
     hub = clinic.app[HUB]
     readers = [await clinic.subscribe(Role.DOCTOR) for _ in range(3)]
     stalled = await asyncio.to_thread(
-        raw_client, clinic.client.port, f"/ws/queue/?token={clinic.access[Role.DOCTOR]}"
+        raw_ws_client, clinic.client.port, f"/ws/queue/?token={clinic.access[Role.DOCTOR]}"
     )
     try:
         await wait_until(lambda: len(hub) == 4)
