@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +13,7 @@ from aiohttp import web
 
 from checkin_appliance import systemd
 from checkin_appliance.config import Config
-from checkin_appliance.domain import format_time
+from checkin_appliance.domain import format_time, utc_now
 from checkin_appliance.hub import CLOSE_ACCESS_REVOKED, Hub
 from checkin_appliance.reception import Reception
 from checkin_appliance.security import PasswordHasher
@@ -28,6 +29,7 @@ from checkin_appliance.web.keys import AUTH, CONFIG, HUB, RECEPTION, STORE
 log = logging.getLogger(__name__)
 
 WATCH_INTERVAL = 1.0  # seconds between looks for changes made by other processes (the CLI)
+SESSION_END_INTERVAL = 60.0  # seconds between looks for sessions past their absolute end
 PRUNE_INTERVAL = 3600.0
 IDEMPOTENCY_WINDOW = timedelta(hours=24)  # a kiosk's retry is answered for this long
 JSON_BODY_LIMIT = 1024 * 1024
@@ -45,7 +47,7 @@ def create_app(config: Config) -> web.Application:
     store.on_event = hub.publish  # after commit, in seq order
     reception.on_settings = hub.publish_settings
     app[STORE], app[HUB], app[RECEPTION] = store, hub, reception
-    app[AUTH] = Authenticator(store, config, PasswordHasher())
+    app[AUTH] = Authenticator(store, hub, config, PasswordHasher())
 
     app.add_routes(api.routes)
     app.add_routes(pages.routes)
@@ -121,15 +123,17 @@ async def _systemd_watchdog(interval: float) -> None:
 
 
 async def _watch_other_writers(app: web.Application) -> None:
-    """Picks up what another process committed (CLI `token deactivate`, settings) at once."""
+    """Picks up what another process committed (CLI `token deactivate`, settings) at once,
+    and ends live feeds whose session reached its absolute end."""
     store = app[STORE]
     seen = await store.data_version()
+    checked = time.monotonic()
     while not store.damaged:  # found corrupt while running: maintenance mode, stop looking
         await asyncio.sleep(WATCH_INTERVAL)
         try:
             version = await store.data_version()
-            if version != seen:
-                seen = version
+            if version != seen or time.monotonic() - checked >= SESSION_END_INTERVAL:
+                seen, checked = version, time.monotonic()
                 await _apply_stored_changes(app)
         except Exception:
             log.exception("checking for outside changes failed; will retry")
@@ -140,7 +144,7 @@ async def _apply_stored_changes(app: web.Application) -> None:
     settings = await app[RECEPTION].load_settings()
     hub = app[HUB]
     open_sessions = hub.session_ids()
-    ended = open_sessions - await app[STORE].live_sessions(open_sessions)
+    ended = open_sessions - await app[STORE].live_sessions(open_sessions, utc_now())
     hub.disconnect_where(
         lambda sub: (
             sub.session_id in ended or (sub.session_id is None and not settings.anonymous_feed)
@@ -151,7 +155,8 @@ async def _apply_stored_changes(app: web.Application) -> None:
 
 
 async def _prune_old_records(app: web.Application) -> None:
-    """Hourly: event-log rows past the replay window, idempotency keys past 24 hours."""
+    """Hourly: event-log rows past the replay window, idempotency keys past 24 hours; and
+    the audit trail's head in the log."""
     config, store = app[CONFIG], app[STORE]
     while True:
         try:
@@ -161,6 +166,10 @@ async def _prune_old_records(app: web.Application) -> None:
             keys = await store.prune_idempotency_keys(format_time(now - IDEMPOTENCY_WINDOW))
             if removed or keys:
                 log.info("pruned %d old event(s) and %d idempotency key(s)", removed, keys)
+            # In the journal, outside the database: the audit chain's head, so removing the
+            # newest rows (which leaves a shorter chain that verifies) shows against it.
+            head = await store.audit_head()
+            log.info("audit trail: %d entries, head %s", head.count, head.head)
         except Exception:
             log.exception("pruning old records failed; will retry")
         await asyncio.sleep(PRUNE_INTERVAL)

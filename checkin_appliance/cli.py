@@ -1,4 +1,4 @@
-"""The `checkin-appliance` command: serve, manage credentials and settings."""
+"""The `checkin-appliance` command: serve, manage credentials and settings, audit."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from checkin_appliance import __version__, memory, systemd
+from checkin_appliance import __version__, audit, memory, systemd
 from checkin_appliance.config import TLS_MODES, Config, ConfigError, load_config
 from checkin_appliance.domain import (
+    CLI,
     InvalidInput,
     Role,
     Settings,
@@ -26,6 +27,7 @@ from checkin_appliance.domain import (
 )
 from checkin_appliance.security import check_password_rules, hash_password, new_credential_token
 from checkin_appliance.store import Store
+from checkin_appliance.store.database import read_audit_log
 
 DESCRIPTION = """\
 Patient check-in and waiting-room queue for small clinics: one process serves the REST API,
@@ -183,6 +185,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     setter.add_argument("value", help="the new value (JSON for true/false, else text)")
     data_options(setter)
+
+    audit_parser = commands.add_parser(
+        "audit",
+        help="show or verify the audit trail",
+        description="The audit trail records logins (and failed ones), check-ins, calls, "
+        "credential and settings changes and backups: who, what, which patient (by id, never "
+        "a name), when and from where. Rows are append-only and hash-chained.",
+    )
+    audit_commands = audit_parser.add_subparsers(
+        dest="audit_command", required=True, metavar="ACTION"
+    )
+    verify = audit_commands.add_parser(
+        "verify",
+        help="check that no row was edited or removed (exit code 1 if one was)",
+        description="Walks the hash chain. Prints the number of rows and the head hash: the "
+        "server logs the head every hour, so rows removed from the end show as a head the "
+        "journal had and the database no longer has.",
+    )
+    data_options(verify)
+    recent = audit_commands.add_parser("show", help="print the newest rows")
+    recent.add_argument("--limit", type=int, default=50, help="how many rows (default: 50)")
+    recent.add_argument("--json", action="store_true", help="one JSON object per line")
+    data_options(recent)
     return parser
 
 
@@ -225,7 +250,7 @@ def _token_command(args: argparse.Namespace, config: Config) -> int:
 
         async def create(store: Store) -> int:
             credential = await store.create_credential(
-                new_credential_token, role, label, room, password_hash
+                new_credential_token, role, label, room, password_hash, actor=CLI
             )
             assert credential is not None
             print(credential.token)
@@ -247,7 +272,7 @@ def _token_command(args: argparse.Namespace, config: Config) -> int:
         return _with_store(config, show)
 
     async def deactivate(store: Store) -> int:
-        credential = await store.deactivate_credential(args.token)
+        credential = await store.deactivate_credential(args.token, actor=CLI)
         if credential is None:
             print(f"error: no credential with token {args.token}", file=sys.stderr)
             return 1
@@ -275,11 +300,44 @@ def _settings_command(args: argparse.Namespace, config: Config) -> int:
         except InvalidInput as exc:
             print(f"error: {exc.message}", file=sys.stderr)
             return 2
-        await store.save_settings({args.key: json.dumps(new.public()[args.key])})
+        await store.save_settings({args.key: json.dumps(new.public()[args.key])}, actor=CLI)
         print(json.dumps(new.public(), indent=2))
         return 0
 
     return _with_store(config, run)
+
+
+def _audit_command(args: argparse.Namespace, config: Config) -> int:
+    if not config.db_path.exists():
+        print(f"error: no database at {config.db_path}", file=sys.stderr)
+        return 1
+    try:
+        entries = list(read_audit_log(config.db_path))
+    except sqlite3.DatabaseError as exc:
+        print(f"error: cannot read the audit trail of {config.db_path}: {exc}", file=sys.stderr)
+        return 1
+    if args.audit_command == "show":
+        for entry in entries[-args.limit :] if args.limit > 0 else []:
+            if args.json:
+                print(json.dumps(entry.public()))
+            else:
+                detail = f" {entry.detail}" if entry.detail else ""
+                patient = f" patient {entry.patient_id}" if entry.patient_id else ""
+                who = f"credential {entry.actor}" if entry.actor else "-"
+                print(
+                    f"{entry.id:>6} {entry.at} {entry.address:<15} {who:<14} "
+                    f"{entry.action}{patient}{detail}"
+                )
+        return 0
+    verdict = audit.verify(entries)
+    if verdict.ok:
+        print(f"audit trail intact: {verdict.count} entries, head {verdict.head}")
+        return 0
+    print(
+        f"audit trail BROKEN: {verdict.problem} ({verdict.count} entries before it verify)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
@@ -454,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args, config)
     if args.command == "token":
         return _token_command(args, config)
+    if args.command == "audit":
+        return _audit_command(args, config)
     return _settings_command(args, config)
 
 

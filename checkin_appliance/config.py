@@ -34,10 +34,13 @@ class Config:
     # API session lifetimes, in seconds.
     access_ttl: int = 12 * 3600
     refresh_ttl: int = 30 * 24 * 3600
-    # Browser sessions (the pages' cookie), renewed while in use: kiosks and wall displays
-    # stay signed in across reboots; doctor and admin browsers sign in again after a week idle.
-    device_session_days: int = 400
-    staff_session_days: int = 7
+    # Browser sessions (the pages' cookie) end after this long unused (idle) and, if the max is
+    # not 0, this long after sign-in however much they are used (absolute). Kiosks and wall
+    # displays stay signed in across reboots; doctor and admin browsers sign in each day.
+    device_session_idle_days: int = 400
+    device_session_max_days: int = 0
+    staff_session_idle_hours: int = 12
+    staff_session_max_days: int = 7
     # The event log keeps at least this many events and at least this many hours.
     event_log_keep: int = 10_000
     event_log_keep_hours: int = 24
@@ -90,6 +93,7 @@ class Config:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _OPTIONAL_PATHS = ("tls_cert", "tls_key")
+_ZERO_MEANS_NO_LIMIT = ("device_session_max_days", "staff_session_max_days")
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -110,6 +114,10 @@ def _coerce(name: str, value: Any) -> Any:
         return Path(value)
     if isinstance(default, bool) or isinstance(value, bool):
         raise ConfigError(f"{name} must be a number or text, not true/false")
+    if name in _ZERO_MEANS_NO_LIMIT:
+        if not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{name} must be a whole number of days, or 0 for no limit")
+        return value
     if isinstance(default, int):
         if not isinstance(value, int) or value <= 0:
             raise ConfigError(f"{name} must be a positive whole number")

@@ -123,6 +123,20 @@ def credential_fields(role: object, label: object, room: object) -> tuple[Role, 
 
 
 @dataclass(frozen=True, slots=True)
+class Actor:
+    """Who did something, for the audit trail: a credential and the address it came from.
+
+    `credential_id` is None for the one-time setup code, an unknown token and the box's CLI.
+    """
+
+    credential_id: int | None
+    address: str
+
+
+CLI = Actor(None, "cli")
+
+
+@dataclass(frozen=True, slots=True)
 class Session:
     id: int
     credential: Credential

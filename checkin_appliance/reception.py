@@ -16,6 +16,7 @@ from pathlib import Path
 
 from checkin_appliance import photos
 from checkin_appliance.domain import (
+    Actor,
     NotFound,
     QueueEntry,
     Settings,
@@ -56,9 +57,11 @@ class Reception:
         self._use(settings_from_stored(await self.store.load_settings()))
         return self.settings
 
-    async def update_settings(self, changes: dict[str, object]) -> Settings:
+    async def update_settings(self, changes: dict[str, object], actor: Actor) -> Settings:
         new = updated_settings(self.settings, changes)
-        await self.store.save_settings({key: json.dumps(new.public()[key]) for key in changes})
+        await self.store.save_settings(
+            {key: json.dumps(new.public()[key]) for key in changes}, actor=actor
+        )
         self._use(new)
         return new
 
@@ -72,7 +75,7 @@ class Reception:
         self,
         fname: object,
         photo: bytes | None,
-        by: int | None,
+        actor: Actor,
         idempotency_key: str | None = None,
     ) -> tuple[QueueEntry, int, bool]:
         """(entry, position, replayed): a retried key returns the first answer, adds nobody."""
@@ -84,8 +87,10 @@ class Reception:
                     photos.store_photo, self.photo_dir, photo, self.photo_max_side
                 )
         try:
-            entry, position, replayed = await self.store.check_in(name, image, by, idempotency_key)
-        except BaseException:
+            entry, position, replayed = await self.store.check_in(
+                name, image, actor, idempotency_key
+            )
+        except Exception:  # not on cancellation: the write may still commit (an orphan is swept)
             await self._discard_photo(image)
             raise
         if replayed:
@@ -97,10 +102,10 @@ class Reception:
             await asyncio.to_thread(photos.remove_photo, self.photo_dir, image)
 
     async def call(
-        self, patient_id: int | None, by: int | None, room: str | None = None
+        self, patient_id: int | None, actor: Actor, room: str | None = None
     ) -> QueueEntry:
         """The longest-waiting patient (or the given one) is completed, exactly once."""
-        entry = await self.store.complete(patient_id, by, room)
+        entry = await self.store.complete(patient_id, actor, room)
         if entry is None:
             raise NotFound(NOBODY_WAITING if patient_id is None else NO_SUCH_PATIENT)
         return entry

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from checkin_appliance.app import create_app
 from checkin_appliance.config import Config
-from checkin_appliance.domain import Role
+from checkin_appliance.domain import CLI, Role
 from checkin_appliance.security import hash_password, new_credential_token
 from checkin_appliance.web.keys import STORE
 
@@ -52,7 +52,7 @@ class Clinic:
 
     async def add_credential(self, role: Role, label: str = "Test", room: str | None = None) -> str:
         credential = await self.app[STORE].create_credential(
-            new_credential_token, role, label, room, _PASSWORD_HASH
+            new_credential_token, role, label, room, _PASSWORD_HASH, actor=CLI
         )
         assert credential is not None
         return credential.token

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from checkin_appliance.domain import NotFound
+from checkin_appliance.domain import CLI, NotFound
 from checkin_appliance.reception import Reception
 from checkin_appliance.store import Store
 
@@ -44,7 +44,7 @@ class QueueMachine(RuleBasedStateMachine):
 
     @rule(name=NAMES)
     def check_in(self, name: str) -> None:
-        entry, position, _ = self.run(self.reception.check_in(name, None, None))
+        entry, position, _ = self.run(self.reception.check_in(name, None, CLI))
         self.waiting.append(entry.patient_id)
         self.events += 1
         assert position == len(self.waiting)
@@ -52,7 +52,7 @@ class QueueMachine(RuleBasedStateMachine):
     @rule()
     def call_next(self) -> None:
         try:
-            entry = self.run(self.reception.call(None, None))
+            entry = self.run(self.reception.call(None, CLI))
         except NotFound:
             assert not self.waiting
             return
@@ -66,7 +66,7 @@ class QueueMachine(RuleBasedStateMachine):
     def complete_by_id(self, data: st.DataObject) -> None:
         patient_id = data.draw(st.sampled_from(self.waiting + self.called))
         try:
-            entry = self.run(self.reception.call(patient_id, None))
+            entry = self.run(self.reception.call(patient_id, CLI))
         except NotFound:
             assert patient_id in self.called, "a waiting patient was not found"
             return

@@ -1,27 +1,35 @@
-"""The store: one writer connection (BEGIN IMMEDIATE, serialised), one reader connection.
+"""The store: one writer thread with group commit, one reader connection.
 
-An event row gets its `seq` in the same transaction as the change it records; `on_event`
-is called for each event only after that transaction has committed, in `seq` order.
+A write is a small synchronous function run by the one thread that owns the write
+connection. Writes that arrive while a transaction is committing wait and then share the
+next transaction and its fsync (group commit); each runs in its own savepoint, so one that
+fails leaves the others alone. An event row gets its `seq` in the same transaction as the
+change it records; `on_event` is called on the event loop for each event only after that
+transaction has committed, in `seq` order. Reads go through aiosqlite's own thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
+from checkin_appliance import audit
+from checkin_appliance.audit import AuditEntry
 from checkin_appliance.domain import (
     EVENT_STATUS,
     PATIENT_ADDED,
     PATIENT_COMPLETED,
+    Actor,
     Credential,
     QueueEntry,
     QueueEvent,
@@ -36,12 +44,20 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 5000
 # Below this size the full integrity_check at start takes well under a second on the box.
 FULL_CHECK_MAX_BYTES = 50 * 1024 * 1024
+PRAGMAS = (
+    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+    "PRAGMA synchronous = FULL",
+    "PRAGMA foreign_keys = ON",
+)
 
 _ENTRY_COLUMNS = (
     "e.id, e.patient_id, p.fname, p.image, e.status, e.check_in_time, e.called_at, e.room"
 )
 _ENTRY_FROM = "queue_entries e JOIN patients p ON p.id = e.patient_id"
 _CREDENTIAL_COLUMNS = "c.id, c.token, c.role, c.label, c.room, c.active, c.created_at"
+_AUDIT_COLUMNS = "id, at, actor, action, patient_id, address, detail, prev_hash, hash"
+
+T = TypeVar("T")
 
 
 class StoreUnavailable(Exception):
@@ -58,6 +74,16 @@ def _is_corruption(exc: BaseException) -> bool:
     return type(exc) is sqlite3.DatabaseError
 
 
+def _fails_the_batch(exc: BaseException) -> bool:
+    """Errors of the database itself end the whole transaction; others only their write."""
+    return isinstance(exc, sqlite3.OperationalError) or _is_corruption(exc)
+
+
+def _live_session(now: str) -> str:
+    """SQL: session `s` is not revoked nor past its end, and its credential `c` is active."""
+    return f"s.revoked_at IS NULL AND (s.ends_at IS NULL OR s.ends_at > {now}) AND c.active = 1"
+
+
 def _entry(row: Iterable[Any]) -> QueueEntry:
     return QueueEntry(*row)
 
@@ -67,31 +93,90 @@ def _credential(row: Any) -> Credential:
     return Credential(id_, token, Role(role), label, room, bool(active), created_at)
 
 
+def _integrity_problem(conn: sqlite3.Connection, path: Path) -> str | None:
+    """None when the file is sound, else what SQLite found (first lines)."""
+    size = path.stat().st_size if path.exists() else 0
+    check = "integrity_check" if size < FULL_CHECK_MAX_BYTES else "quick_check"
+    rows = [str(row[0]) for row in conn.execute(f"PRAGMA {check}(20)").fetchall()]
+    return None if rows == ["ok"] else "; ".join(rows[:5]) or f"{check} returned nothing"
+
+
 @dataclass
 class _Tx:
-    conn: aiosqlite.Connection
+    """One write's view of the shared transaction (in the writer thread)."""
+
+    conn: sqlite3.Connection
     events: list[QueueEvent] = field(default_factory=list)
 
-    async def one(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        async with self.conn.execute(sql, tuple(params)) as cur:
-            return await cur.fetchone()
+    def one(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        # fetchall: the statement finishes, so the savepoint can be released.
+        rows = self.conn.execute(sql, tuple(params)).fetchall()
+        return rows[0] if rows else None
 
-    async def record(self, event: str, entry: QueueEntry) -> None:
+    def run(self, sql: str, params: Iterable[Any] = ()) -> int:
+        return self.conn.execute(sql, tuple(params)).rowcount
+
+    def record(self, event: str, entry: QueueEntry) -> None:
         at = utc_now()
-        row = await self.one(
+        row = self.one(
             "INSERT INTO events (event, entry_id, at) VALUES (?, ?, ?) RETURNING seq",
             (event, entry.id, at),
         )
         self.events.append(QueueEvent(seq=row[0], event=event, at=at, entry=entry))
+
+    def audit(
+        self,
+        action: str,
+        actor: Actor,
+        patient_id: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        last = self.one("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+        last_id, prev_hash = last if last else (0, audit.GENESIS)
+        entry = AuditEntry(
+            last_id + 1,
+            utc_now(),
+            actor.credential_id,
+            action,
+            patient_id,
+            actor.address,
+            audit.encode_detail(detail),
+        )
+        self.run(
+            f"INSERT INTO audit_log ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry.id,
+                entry.at,
+                entry.actor,
+                entry.action,
+                entry.patient_id,
+                entry.address,
+                entry.detail,
+                prev_hash,
+                entry.digest(prev_hash),
+            ),
+        )
+
+
+@dataclass
+class _Outcome:
+    value: Any = None
+    error: Exception | None = None
+    events: list[QueueEvent] = field(default_factory=list)
+
+
+_Job = Callable[[_Tx], Any]
 
 
 class Store:
     def __init__(self, path: Path, on_event: Callable[[QueueEvent], None] | None = None) -> None:
         self.path = path
         self.on_event = on_event
-        self._writer: aiosqlite.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._writer: sqlite3.Connection | None = None  # used only in the executor's thread
         self._reader: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
+        self._pending: list[tuple[_Job, asyncio.Future[Any]]] = []
+        self._committer: asyncio.Task[None] | None = None
         # Set at open when the integrity check fails (or later on a corruption error):
         # every write raises StoreDamaged, reads are attempted as they come.
         self.damaged = False
@@ -102,35 +187,39 @@ class Store:
         """Opens, checks and migrates; a corrupt file opens in maintenance mode, not a crash."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.damaged = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         try:
-            try:
-                self._writer = await self._connect()
-                await self._writer.execute("PRAGMA journal_mode = WAL")
-                problem = await self._check_integrity()
-                if problem is None:
-                    await migrate(self._writer)
-            except sqlite3.DatabaseError as exc:
-                if not _is_corruption(exc):
-                    raise
-                problem = str(exc)
+            problem = await self._in_writer_thread(self._open_writer)
             if problem is not None:
                 self._enter_maintenance(problem)
-                if self._writer is not None:
-                    await self._writer.close()
-                    self._writer = None
-            self._reader = await self._connect(tolerant=self.damaged)
+            self._reader = await self._connect_reader(tolerant=self.damaged)
         except BaseException:
             await self.close()
             raise
 
-    async def _check_integrity(self) -> str | None:
-        """None when the file is sound, else what SQLite found (first lines)."""
-        assert self._writer is not None
-        size = self.path.stat().st_size if self.path.exists() else 0
-        check = "integrity_check" if size < FULL_CHECK_MAX_BYTES else "quick_check"
-        async with self._writer.execute(f"PRAGMA {check}(20)") as cur:
-            rows = [str(row[0]) for row in await cur.fetchall()]
-        return None if rows == ["ok"] else "; ".join(rows[:5]) or f"{check} returned nothing"
+    def _open_writer(self) -> str | None:
+        """In the writer thread: connect, check, migrate; what is wrong, or None."""
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            try:
+                for pragma in PRAGMAS:
+                    conn.execute(pragma)
+                conn.execute("PRAGMA journal_mode = WAL")
+                problem = _integrity_problem(conn, self.path)
+                if problem is None:
+                    migrate(conn)
+            except sqlite3.DatabaseError as exc:
+                if not _is_corruption(exc):
+                    raise
+                problem = str(exc)
+        except BaseException:
+            conn.close()
+            raise
+        if problem is None:
+            self._writer = conn
+        else:
+            conn.close()
+        return problem
 
     def _enter_maintenance(self, problem: str) -> None:
         if self.damaged:
@@ -145,15 +234,11 @@ class Store:
             problem,
         )
 
-    async def _connect(self, *, tolerant: bool = False) -> aiosqlite.Connection:
+    async def _connect_reader(self, *, tolerant: bool) -> aiosqlite.Connection:
         """A configured connection; `tolerant` keeps it even if the file cannot be read."""
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         try:
-            for pragma in (
-                f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
-                "PRAGMA synchronous = FULL",
-                "PRAGMA foreign_keys = ON",
-            ):
+            for pragma in PRAGMAS:
                 try:
                     await conn.execute(pragma)
                 except sqlite3.DatabaseError:
@@ -165,45 +250,117 @@ class Store:
         return conn
 
     async def close(self) -> None:
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
-        self._reader = self._writer = None
+        if self._committer is not None:
+            with contextlib.suppress(Exception):
+                await self._committer
+        if self._reader is not None:
+            await self._reader.close()
+        if self._executor is not None:
+            if self._writer is not None:
+                await self._in_writer_thread(self._writer.close)
+            self._executor.shutdown(wait=True)
+        self._reader = self._writer = self._executor = None
+
+    async def _in_writer_thread(self, fn: Callable[[], T]) -> T:
+        assert self._executor is not None, "store is not open"
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     @property
     def reader(self) -> aiosqlite.Connection:
         assert self._reader is not None, "store is not open"
         return self._reader
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[_Tx]:
+    # --- writing: group commit ---------------------------------------------------------
+
+    async def _write(self, job: Callable[[_Tx], T]) -> T:
+        """Runs `job` in the next transaction; returns once that transaction has committed."""
         if self.damaged:
             raise StoreDamaged("the database is damaged")
         assert self._writer is not None, "store is not open"
-        async with self._write_lock:
-            tx = _Tx(self._writer)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((job, future))
+        if self._committer is None:
+            self._committer = asyncio.create_task(self._commit_pending())
+        return await future
+
+    async def _commit_pending(self) -> None:
+        """Commits what is waiting, one transaction at a time, until nothing is."""
+        batch: list[tuple[_Job, asyncio.Future[Any]]] = []
+        try:
+            while self._pending:
+                # A write whose caller gave up before it started is not run.
+                batch = [(job, fut) for job, fut in self._pending if not fut.done()]
+                self._pending = []
+                if not batch:
+                    continue
+                jobs = [job for job, _ in batch]
+                outcomes, failure = await self._in_writer_thread(lambda j=jobs: self._commit(j))
+                if failure is not None:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(self._translate(failure))
+                    continue
+                for (_, fut), outcome in zip(batch, outcomes, strict=True):
+                    self._publish(outcome.events)
+                    if fut.done():
+                        continue
+                    if outcome.error is not None:
+                        fut.set_exception(outcome.error)
+                    else:
+                        fut.set_result(outcome.value)
+        except asyncio.CancelledError:  # the loop is going away: nobody waits forever
+            for _, fut in [*batch, *self._pending]:
+                fut.cancel()
+            self._pending = []
+            raise
+        finally:
+            self._committer = None
+
+    def _commit(self, jobs: list[_Job]) -> tuple[list[_Outcome], BaseException | None]:
+        """In the writer thread: all `jobs` in one transaction, each in its own savepoint."""
+        conn = self._writer
+        assert conn is not None
+        outcomes: list[_Outcome] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in jobs:
+                conn.execute("SAVEPOINT job")
+                tx = _Tx(conn)
+                try:
+                    value = job(tx)
+                except Exception as exc:
+                    if _fails_the_batch(exc):
+                        raise
+                    conn.execute("ROLLBACK TO job")
+                    outcomes.append(_Outcome(error=exc))
+                else:
+                    outcomes.append(_Outcome(value, events=tx.events))
+                conn.execute("RELEASE job")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            return [], exc
+        return outcomes, None
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, sqlite3.OperationalError):
+            return StoreUnavailable(str(exc))
+        if isinstance(exc, sqlite3.DatabaseError) and _is_corruption(exc):
+            return self._damage(exc)
+        return exc
+
+    def _publish(self, events: list[QueueEvent]) -> None:
+        if self.on_event is None:
+            return
+        for event in events:
             try:
-                await self._writer.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(str(exc)) from exc
-            except sqlite3.DatabaseError as exc:
-                raise self._damage(exc) from exc
-            try:
-                yield tx
-                await self._writer.execute("COMMIT")
-            except BaseException as exc:
-                if self._writer.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        await self._writer.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.OperationalError):
-                    raise StoreUnavailable(str(exc)) from exc
-                if _is_corruption(exc):
-                    raise self._damage(exc) from exc
-                raise
-            # Published while the lock is held, so listeners see events in seq order.
-            if self.on_event is not None:
-                for event in tx.events:
-                    self.on_event(event)
+                self.on_event(event)
+            except Exception:
+                log.exception("publishing event %d failed", event.seq)
+
+    # --- reading ---------------------------------------------------------------------
 
     def _damage(self, exc: sqlite3.DatabaseError) -> StoreDamaged:
         self._enter_maintenance(str(exc))
@@ -227,13 +384,16 @@ class Store:
     # --- health ----------------------------------------------------------------------
 
     async def write_probe(self) -> None:
-        """A real committed write: proves the disk and the lock work."""
-        async with self._write() as tx:
-            await tx.conn.execute(
+        """A real committed write: proves the disk and the writer work."""
+
+        def job(tx: _Tx) -> None:
+            tx.run(
                 "INSERT INTO health (id, at) VALUES (1, ?) "
                 "ON CONFLICT (id) DO UPDATE SET at = excluded.at",
                 (utc_now(),),
             )
+
+        await self._write(job)
 
     async def data_version(self) -> int:
         """Changes when another connection (the CLI, our writer) commits."""
@@ -250,29 +410,40 @@ class Store:
         room: str | None,
         password_hash: str,
         *,
+        actor: Actor,
         only_if_no_admin: bool = False,
     ) -> Credential | None:
-        """A new credential with a fresh unique token; None if `only_if_no_admin` and one exists."""
-        async with self._write() as tx:
-            if only_if_no_admin:
-                row = await tx.one(
-                    "SELECT count(*) FROM credentials WHERE role = 'admin' AND active = 1"
-                )
-                if row[0]:
-                    return None
+        """A new credential with a fresh unique token; None if `only_if_no_admin` and one exists.
+
+        `only_if_no_admin` is the first-run setup, recorded as such in the audit trail.
+        """
+
+        def job(tx: _Tx) -> Credential | None:
+            if only_if_no_admin and tx.one(
+                "SELECT 1 FROM credentials WHERE role = 'admin' AND active = 1"
+            ):
+                return None
             for _ in range(20):
                 token = token_factory()
-                exists = await tx.one("SELECT 1 FROM credentials WHERE token = ?", (token,))
-                if not exists:
+                if not tx.one("SELECT 1 FROM credentials WHERE token = ?", (token,)):
                     break
             else:
                 raise RuntimeError("could not find an unused credential token")
-            row = await tx.one(
-                "INSERT INTO credentials (token, role, label, room, password_hash, created_at) "
-                f"VALUES (?, ?, ?, ?, ?, ?) RETURNING {_CREDENTIAL_COLUMNS.replace('c.', '')}",
-                (token, role.value, label, room, password_hash, utc_now()),
+            credential = _credential(
+                tx.one(
+                    "INSERT INTO credentials (token, role, label, room, password_hash, created_at)"
+                    f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {_CREDENTIAL_COLUMNS.replace('c.', '')}",
+                    (token, role.value, label, room, password_hash, utc_now()),
+                )
             )
-            return _credential(row)
+            tx.audit(
+                audit.SETUP if only_if_no_admin else audit.CREDENTIAL_CREATED,
+                actor,
+                detail={"credential": credential.id, "role": role.value, "label": label},
+            )
+            return credential
+
+        return await self._write(job)
 
     async def has_admin(self) -> bool:
         row = await self._one("SELECT 1 FROM credentials WHERE role = 'admin' AND active = 1")
@@ -289,102 +460,136 @@ class Store:
         rows = await self._all(f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials c ORDER BY c.id")
         return [_credential(row) for row in rows]
 
-    async def deactivate_credential(self, token: str) -> Credential | None:
+    async def deactivate_credential(self, token: str, *, actor: Actor) -> Credential | None:
         """Deactivates and revokes every session; None when no such token exists."""
-        async with self._write() as tx:
+
+        def job(tx: _Tx) -> Credential | None:
             now = utc_now()
-            row = await tx.one(
+            row = tx.one(
                 "UPDATE credentials SET active = 0, deactivated_at = coalesce(deactivated_at, ?) "
                 "WHERE token = ? RETURNING id, token, role, label, room, active, created_at",
                 (now, token),
             )
             if row is None:
                 return None
-            await tx.conn.execute(
+            tx.run(
                 "UPDATE sessions SET revoked_at = ? WHERE credential_id = ? AND revoked_at IS NULL",
                 (now, row[0]),
             )
+            tx.audit(audit.CREDENTIAL_DEACTIVATED, actor, detail={"credential": row[0]})
             return _credential(row)
+
+        return await self._write(job)
+
+    async def record_audit(
+        self, action: str, actor: Actor, detail: dict[str, Any] | None = None
+    ) -> None:
+        """An audit row on its own (a failed login, a backup)."""
+        await self._write(lambda tx: tx.audit(action, actor, detail=detail))
+
+    async def audit_entries(self, after: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        rows = await self._all(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE id > ? ORDER BY id LIMIT ?",
+            (after, limit),
+        )
+        return [AuditEntry(*row) for row in rows]
+
+    async def audit_head(self) -> audit.Verdict:
+        """The newest row: how many there are and the chain's head hash (not verified)."""
+        row = await self._one("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+        return audit.Verdict(row[0], row[1]) if row else audit.Verdict(0, audit.GENESIS)
 
     # --- sessions --------------------------------------------------------------------
 
     async def create_session(
         self,
         credential_id: int,
-        access_hash: str,
-        access_expires: str,
-        refresh_hash: str,
-        refresh_expires: str,
+        access: tuple[str, str],
+        refresh: tuple[str, str],
+        ends_at: str | None,
+        *,
+        actor: Actor,
+        detail: dict[str, Any] | None = None,
     ) -> int:
-        async with self._write() as tx:
-            row = await tx.one(
+        """A signed-in session: (hash, expiry) of the access and refresh secrets."""
+
+        def job(tx: _Tx) -> int:
+            (session_id,) = tx.one(
                 "INSERT INTO sessions (credential_id, access_hash, access_expires, refresh_hash,"
-                " refresh_expires, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                (
-                    credential_id,
-                    access_hash,
-                    access_expires,
-                    refresh_hash,
-                    refresh_expires,
-                    utc_now(),
-                ),
+                " refresh_expires, ends_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (credential_id, *access, *refresh, ends_at, utc_now()),
             )
-            return int(row[0])
+            tx.audit(audit.LOGIN, actor, detail=detail)
+            return int(session_id)
+
+        return await self._write(job)
 
     async def session_by_access(self, access_hash: str, now: str) -> Session | None:
         row = await self._one(
             f"SELECT s.id, s.access_expires, {_CREDENTIAL_COLUMNS} FROM sessions s "
             "JOIN credentials c ON c.id = s.credential_id "
-            "WHERE s.access_hash = ? AND s.revoked_at IS NULL AND s.access_expires > ? "
-            "AND c.active = 1",
+            f"WHERE s.access_hash = ?1 AND s.access_expires > ?2 AND {_live_session('?2')}",
             (access_hash, now),
         )
         return Session(row[0], _credential(row[2:]), row[1]) if row else None
 
     async def extend_session(self, session_id: int, access_expires: str) -> None:
+        """Slides the idle expiry, never past the session's absolute end."""
         if self.damaged:
             return  # sliding expiry is best effort; reads keep working in maintenance mode
-        async with self._write() as tx:
-            await tx.conn.execute(
-                "UPDATE sessions SET access_expires = ? WHERE id = ? AND revoked_at IS NULL",
+        await self._write(
+            lambda tx: tx.run(
+                "UPDATE sessions SET access_expires = min(?1, coalesce(ends_at, ?1)) "
+                "WHERE id = ?2 AND revoked_at IS NULL",
                 (access_expires, session_id),
             )
+        )
 
     async def refresh_session(
         self, refresh_hash: str, new_access_hash: str, access_expires: str, now: str
     ) -> Session | None:
-        async with self._write() as tx:
-            row = await tx.one(
-                "UPDATE sessions SET access_hash = ?, access_expires = ? "
-                "WHERE refresh_hash = ? AND revoked_at IS NULL AND refresh_expires > ? "
+        def job(tx: _Tx) -> Session | None:
+            row = tx.one(
+                "UPDATE sessions SET access_hash = ?1, "
+                "access_expires = min(?2, coalesce(ends_at, ?2)) "
+                "WHERE refresh_hash = ?3 AND revoked_at IS NULL AND refresh_expires > ?4 "
+                "AND (ends_at IS NULL OR ends_at > ?4) "
                 "AND credential_id IN (SELECT id FROM credentials WHERE active = 1) "
                 "RETURNING id, credential_id",
                 (new_access_hash, access_expires, refresh_hash, now),
             )
             if row is None:
                 return None
-            cred = await tx.one(
+            cred = tx.one(
                 f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials c WHERE c.id = ?", (row[1],)
             )
             return Session(row[0], _credential(cred))
 
-    async def revoke_session(self, session_id: int) -> None:
-        async with self._write() as tx:
-            await tx.conn.execute(
+        return await self._write(job)
+
+    async def revoke_session(self, session_id: int, *, actor: Actor) -> None:
+        """Ends a session (logout)."""
+
+        def job(tx: _Tx) -> None:
+            if tx.run(
                 "UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (utc_now(), session_id),
-            )
+            ):
+                tx.audit(audit.LOGOUT, actor)
 
-    async def live_sessions(self, session_ids: Iterable[int]) -> set[int]:
-        """Which of these sessions are still valid (not revoked, credential active)."""
+        await self._write(job)
+
+    async def live_sessions(self, session_ids: Iterable[int], now: str) -> set[int]:
+        """Which of these sessions may still be used: not revoked, not past their end,
+        their credential active. (Idle expiry does not end an open live feed: it is use.)"""
         ids = list(session_ids)
         if not ids:
             return set()
         marks = ",".join("?" * len(ids))
         rows = await self._all(
             f"SELECT s.id FROM sessions s JOIN credentials c ON c.id = s.credential_id "
-            f"WHERE s.id IN ({marks}) AND s.revoked_at IS NULL AND c.active = 1",
-            ids,
+            f"WHERE s.id IN ({marks}) AND {_live_session('?')}",
+            [*ids, now],
         )
         return {row[0] for row in rows}
 
@@ -394,7 +599,7 @@ class Store:
         self,
         fname: str,
         image: str | None,
-        by: int | None,
+        actor: Actor,
         idempotency_key: str | None = None,
     ) -> tuple[QueueEntry, int, bool]:
         """A new patient at the end of the queue: (entry, 1-based position, replayed).
@@ -402,9 +607,11 @@ class Store:
         With an idempotency key the credential already used, nothing is written and the
         first check-in is returned with replayed=True (the caller discards its photo).
         """
-        async with self._write() as tx:
+        by = actor.credential_id
+
+        def job(tx: _Tx) -> tuple[QueueEntry, int, bool]:
             if idempotency_key is not None:
-                row = await tx.one(
+                row = tx.one(
                     f"SELECT {_ENTRY_COLUMNS}, k.position FROM idempotency_keys k "
                     "JOIN queue_entries e ON e.id = k.entry_id "
                     "JOIN patients p ON p.id = e.patient_id "
@@ -417,54 +624,62 @@ class Store:
                     as_checked_in = QueueEntry(*row[:4], "waiting", first.check_in_time)
                     return as_checked_in, int(row[-1]), True
             now = utc_now()
-            (patient_id,) = await tx.one(
+            (patient_id,) = tx.one(
                 "INSERT INTO patients (fname, image, created_at) VALUES (?, ?, ?) RETURNING id",
                 (fname, image, now),
             )
-            (entry_id,) = await tx.one(
+            (entry_id,) = tx.one(
                 "INSERT INTO queue_entries (patient_id, status, check_in_time, checked_in_by) "
                 "VALUES (?, 'waiting', ?, ?) RETURNING id",
                 (patient_id, now, by),
             )
-            (position,) = await tx.one(
+            (position,) = tx.one(
                 "SELECT count(*) FROM queue_entries WHERE status = 'waiting' AND id <= ?",
                 (entry_id,),
             )
             if idempotency_key is not None:
-                await tx.conn.execute(
+                tx.run(
                     "INSERT INTO idempotency_keys (credential_id, key, entry_id, position,"
                     " created_at) VALUES (?, ?, ?, ?, ?)",
                     (by, idempotency_key, entry_id, position, now),
                 )
             entry = QueueEntry(entry_id, patient_id, fname, image, "waiting", now)
-            await tx.record(PATIENT_ADDED, entry)
+            tx.record(PATIENT_ADDED, entry)
+            tx.audit(audit.CHECK_IN, actor, patient_id)
             return entry, int(position), False
 
+        return await self._write(job)
+
     async def complete(
-        self, patient_id: int | None, by: int | None, room: str | None = None
+        self, patient_id: int | None, actor: Actor, room: str | None = None
     ) -> QueueEntry | None:
         """Completes the given patient's waiting entry, or the longest-waiting one if None."""
-        async with self._write() as tx:
+
+        def job(tx: _Tx) -> QueueEntry | None:
             where = "e.status = 'waiting'"
             params: tuple[Any, ...] = ()
             if patient_id is not None:
                 where += " AND e.patient_id = ?"
                 params = (patient_id,)
-            row = await tx.one(
+            row = tx.one(
                 f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} WHERE {where} ORDER BY e.id LIMIT 1",
                 params,
             )
             if row is None:
                 return None
             now = utc_now()
-            await tx.conn.execute(
+            tx.run(
                 "UPDATE queue_entries SET status = 'completed', called_at = ?, completed_at = ?,"
                 " called_by = ?, room = ? WHERE id = ?",
-                (now, now, by, room, row[0]),
+                (now, now, actor.credential_id, room, row[0]),
             )
             entry = QueueEntry(*row[:4], "completed", row[5], now, room)
-            await tx.record(PATIENT_COMPLETED, entry)
+            tx.record(PATIENT_COMPLETED, entry)
+            action = audit.CALL if patient_id is None else audit.COMPLETE
+            tx.audit(action, actor, entry.patient_id, {"room": room} if room else None)
             return entry
+
+        return await self._write(job)
 
     async def snapshot(
         self, called_since: str | None = None, called_limit: int = 6
@@ -515,11 +730,9 @@ class Store:
         return int(row[0]), int(row[1]), int(row[2]), [float(w[0]) for w in waits]
 
     async def prune_idempotency_keys(self, before: str) -> int:
-        async with self._write() as tx:
-            cur = await tx.conn.execute(
-                "DELETE FROM idempotency_keys WHERE created_at < ?", (before,)
-            )
-            return cur.rowcount
+        return await self._write(
+            lambda tx: tx.run("DELETE FROM idempotency_keys WHERE created_at < ?", (before,))
+        )
 
     async def event_log_bounds(self) -> tuple[int, int]:
         """(oldest kept seq, last seq); (0, 0) when the log is empty."""
@@ -546,12 +759,12 @@ class Store:
 
     async def prune_events(self, keep: int, before: str) -> int:
         """Drops events older than `before` that are not among the last `keep`."""
-        async with self._write() as tx:
-            cur = await tx.conn.execute(
+        return await self._write(
+            lambda tx: tx.run(
                 "DELETE FROM events WHERE at < ? AND seq <= (SELECT max(seq) FROM events) - ?",
                 (before, keep),
             )
-            return cur.rowcount
+        )
 
     async def photo_names(self) -> set[str]:
         rows = await self._all("SELECT image FROM patients WHERE image IS NOT NULL")
@@ -564,10 +777,27 @@ class Store:
         rows = await self._all("SELECT key, value FROM settings")
         return {key: value for key, value in rows}
 
-    async def save_settings(self, values: dict[str, str]) -> None:
-        async with self._write() as tx:
-            await tx.conn.executemany(
+    async def save_settings(self, values: dict[str, str], *, actor: Actor) -> None:
+        def job(tx: _Tx) -> None:
+            tx.conn.executemany(
                 "INSERT INTO settings (key, value) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 list(values.items()),
             )
+            changes = {key: json.loads(value) for key, value in values.items()}
+            tx.audit(audit.SETTINGS_CHANGED, actor, detail=changes)
+
+        await self._write(job)
+
+
+def read_audit_log(path: Path) -> Iterator[AuditEntry]:
+    """Every audit row in id order, read-only (for `audit verify`, even with the server up)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        yield from (
+            AuditEntry(*row)
+            for row in conn.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit_log ORDER BY id")
+        )
+    finally:
+        conn.close()

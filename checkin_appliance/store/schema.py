@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from importlib import resources
-
-import aiosqlite
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -28,11 +27,9 @@ def available() -> list[tuple[int, str]]:
     return [(v, found[v]) for v in versions]
 
 
-async def migrate(conn: aiosqlite.Connection) -> int:
+def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema up to date, one transaction per migration; returns the version."""
-    async with conn.execute("PRAGMA user_version") as cur:
-        row = await cur.fetchone()
-    current = row[0] if row else 0
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
     migrations = available()
     if current > len(migrations):
         raise RuntimeError(
@@ -42,12 +39,12 @@ async def migrate(conn: aiosqlite.Connection) -> int:
     for version, sql in migrations[current:]:
         # executescript commits first, so the transaction is spelled out inside the script.
         try:
-            await conn.executescript(
+            conn.executescript(
                 f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;"
             )
         except Exception:
             if conn.in_transaction:
-                await conn.rollback()
+                conn.rollback()
             raise
         log.info("database schema migrated to version %d", version)
         current = version

@@ -29,6 +29,7 @@ from checkin_appliance.web.auth import (
     MISSING_LOGIN,
     SESSION_COOKIE,
     ApiError,
+    client_address,
     set_session_cookie,
 )
 from checkin_appliance.web.errors import json_response
@@ -130,7 +131,7 @@ async def setup(request: web.Request) -> web.Response:
     problem = check_password_rules(password)
     if problem:
         raise InvalidInput(problem)
-    credential = await auth.complete_setup(code, password)
+    credential = await auth.complete_setup(code, password, client_address(request))
     if credential is None:
         if auth.setup_code is None:
             raise ApiError(403, error="Setup is already complete.")
@@ -149,7 +150,7 @@ async def login(request: web.Request) -> web.Response:
     if not isinstance(token, str) or not isinstance(password, str):
         raise ApiError(401, error=BAD_LOGIN)
     auth = request.app[AUTH]
-    tokens = await auth.login(token.strip(), password, request.remote or "unknown")
+    tokens = await auth.login(token.strip(), password, client_address(request))
     response = json_response(
         {"access": tokens.access, "refresh": tokens.refresh, "role": tokens.credential.role.value}
     )
@@ -172,10 +173,7 @@ async def refresh(request: web.Request) -> web.Response:
 @routes.post("/api/logout/")
 async def logout(request: web.Request) -> web.Response:
     caller = await request.app[AUTH].require(request)
-    await request.app[STORE].revoke_session(caller.session.id)
-    request.app[HUB].disconnect_where(
-        lambda sub: sub.session_id == caller.session.id, CLOSE_ACCESS_REVOKED, "logged out"
-    )
+    await request.app[AUTH].end_session(caller, "logged out")
     response = json_response({"message": "Logged out."})
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
@@ -206,7 +204,7 @@ async def check_in(request: web.Request) -> web.Response:
         response.force_close()  # do not linger reading the rest of a trickle
         return response
     entry, position, replayed = await request.app[RECEPTION].check_in(
-        fields.get("fname"), photo, caller.credential.id, key
+        fields.get("fname"), photo, caller.actor, key
     )
     body = patient_view(entry, Audience.STAFF, request.app[RECEPTION].settings)
     body.update(check_in_time=entry.check_in_time, queue_entry_id=entry.id, position=position)
@@ -242,7 +240,7 @@ async def doctors_action(request: web.Request) -> web.Response:
     elif action not in ("call_next", "complete"):
         raise InvalidInput(INVALID_ACTION)
     reception = request.app[RECEPTION]
-    entry = await reception.call(patient_id, caller.credential.id, caller.credential.room)
+    entry = await reception.call(patient_id, caller.actor, caller.credential.room)
     return json_response(
         {
             "message": "Action successful.",
@@ -278,8 +276,8 @@ async def get_settings(request: web.Request) -> web.Response:
 
 @routes.patch("/api/settings/")
 async def change_settings(request: web.Request) -> web.Response:
-    await request.app[AUTH].require(request, Role.ADMIN)
-    settings = await request.app[RECEPTION].update_settings(await read_body(request))
+    caller = await request.app[AUTH].require(request, Role.ADMIN)
+    settings = await request.app[RECEPTION].update_settings(await read_body(request), caller.actor)
     return json_response(settings.public())
 
 
@@ -292,7 +290,7 @@ async def list_credentials(request: web.Request) -> web.Response:
 
 @routes.post("/api/credentials/")
 async def create_credential(request: web.Request) -> web.Response:
-    await request.app[AUTH].require(request, Role.ADMIN)
+    caller = await request.app[AUTH].require(request, Role.ADMIN)
     body = await read_body(request)
     role, label, room = credential_fields(body.get("role"), body.get("label"), body.get("room"))
     problem = check_password_rules(body.get("password"))
@@ -300,7 +298,7 @@ async def create_credential(request: web.Request) -> web.Response:
         raise InvalidInput(problem)
     password_hash = await request.app[AUTH].hasher.hash(body["password"])
     credential = await request.app[STORE].create_credential(
-        new_credential_token, role, label, room, password_hash
+        new_credential_token, role, label, room, password_hash, actor=caller.actor
     )
     assert credential is not None
     return json_response(credential.public(), 201)
@@ -308,8 +306,10 @@ async def create_credential(request: web.Request) -> web.Response:
 
 @routes.post("/api/credentials/{token}/deactivate/")
 async def deactivate_credential(request: web.Request) -> web.Response:
-    await request.app[AUTH].require(request, Role.ADMIN)
-    credential = await request.app[STORE].deactivate_credential(request.match_info["token"])
+    caller = await request.app[AUTH].require(request, Role.ADMIN)
+    credential = await request.app[STORE].deactivate_credential(
+        request.match_info["token"], actor=caller.actor
+    )
     if credential is None:
         raise ApiError(404, error="No credential with that token.")
     request.app[HUB].disconnect_where(

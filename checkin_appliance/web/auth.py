@@ -11,8 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
+from checkin_appliance import audit
 from checkin_appliance.config import Config
 from checkin_appliance.domain import (
+    Actor,
     Credential,
     Role,
     Session,
@@ -20,6 +22,7 @@ from checkin_appliance.domain import (
     parse_time,
     utc_now,
 )
+from checkin_appliance.hub import CLOSE_ACCESS_REVOKED, Hub
 from checkin_appliance.security import (
     PasswordHasher,
     new_credential_token,
@@ -60,10 +63,15 @@ class Caller:
 
     session: Session
     by_cookie: bool
+    address: str
 
     @property
     def credential(self) -> Credential:
         return self.session.credential
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.credential.id, self.address)
 
 
 @dataclass
@@ -104,8 +112,9 @@ class LoginThrottle:
 
 
 class Authenticator:
-    def __init__(self, store: Store, config: Config, hasher: PasswordHasher) -> None:
+    def __init__(self, store: Store, hub: Hub, config: Config, hasher: PasswordHasher) -> None:
         self.store = store
+        self.hub = hub
         self.config = config
         self.hasher = hasher
         self.throttle = LoginThrottle(allowed=config.login_failures_allowed)
@@ -124,7 +133,7 @@ class Authenticator:
             self.setup_code = None
         return self.setup_code is not None
 
-    async def complete_setup(self, code: str, password: str) -> Credential | None:
+    async def complete_setup(self, code: str, password: str, address: str) -> Credential | None:
         """Creates the first admin exactly once; None when the code is wrong or setup is done."""
         expected = self.setup_code
         if expected is None or not hmac.compare_digest(
@@ -138,6 +147,7 @@ class Authenticator:
             "Administrator",
             None,
             password_hash,
+            actor=Actor(None, address),
             only_if_no_admin=True,
         )
         if credential is not None:
@@ -149,22 +159,27 @@ class Authenticator:
     def _expiry(self, seconds: int) -> str:
         return format_time(datetime.now(UTC) + timedelta(seconds=seconds))
 
-    def page_session_seconds(self, role: Role) -> int:
-        days = (
-            self.config.device_session_days
-            if role in (Role.FORM, Role.QUEUE)
-            else self.config.staff_session_days
-        )
-        return days * 24 * 3600
+    def page_session_limits(self, role: Role) -> tuple[int, int | None]:
+        """(idle, absolute) lifetime in seconds of a page session; absolute None: no limit."""
+        config, day = self.config, 24 * 3600
+        if role in (Role.FORM, Role.QUEUE):
+            idle, max_days = config.device_session_idle_days * day, config.device_session_max_days
+        else:
+            idle, max_days = config.staff_session_idle_hours * 3600, config.staff_session_max_days
+        return idle, max_days * day or None
 
     async def renew_page_session(self, session: Session) -> int | None:
-        """Slides a page session that is past half its life; returns the new cookie max-age."""
-        lifetime = self.page_session_seconds(session.credential.role)
+        """Slides a page session's idle expiry; returns the new cookie max-age, if renewed.
+
+        Renewed at most every 1/20 of its idle time (an hour at most), so a page in use
+        writes rarely and an unused one ends within that much of its idle time.
+        """
+        idle, _ = self.page_session_limits(session.credential.role)
         left = (parse_time(session.expires) - datetime.now(UTC)).total_seconds()
-        if left > lifetime / 2:
+        if idle - left < min(idle / 20, 3600):
             return None
-        await self.store.extend_session(session.id, self._expiry(lifetime))
-        return lifetime
+        await self.store.extend_session(session.id, self._expiry(idle))
+        return idle
 
     async def login(self, token: str, password: str, address: str, *, page: bool = False) -> Tokens:
         keys = (f"addr:{address}", f"token:{token}")
@@ -181,19 +196,35 @@ class Authenticator:
         if not ok or credential is None or not credential.active:
             self.throttle.failed(keys, time.monotonic())
             log.info("failed login from %s", address)
+            # The trail names the credential only if the token exists; what was typed is
+            # never stored (it may be a password typed in the wrong field).
+            who = Actor(credential.id if credential else None, address)
+            await self.store.record_audit(audit.LOGIN_FAILED, who)
             raise ApiError(401, error=BAD_LOGIN)
         self.throttle.succeeded(keys)
         access, refresh = new_session_secret(), new_session_secret()
-        lifetime = self.page_session_seconds(credential.role) if page else self.config.access_ttl
+        if page:
+            lifetime, absolute = self.page_session_limits(credential.role)
+            ends_at = self._expiry(absolute) if absolute else None
+        else:  # an API session ends with its refresh token
+            lifetime, ends_at = self.config.access_ttl, self._expiry(self.config.refresh_ttl)
         await self.store.create_session(
             credential.id,
-            secret_hash(access),
-            self._expiry(lifetime),
-            secret_hash(refresh),
-            self._expiry(self.config.refresh_ttl),
+            (secret_hash(access), self._expiry(lifetime)),
+            (secret_hash(refresh), self._expiry(self.config.refresh_ttl)),
+            ends_at,
+            actor=Actor(credential.id, address),
+            detail={"page": True} if page else None,
         )
         log.info("login: credential %s (%s)", credential.id, credential.role.value)
         return Tokens(access, refresh, credential, lifetime)
+
+    async def end_session(self, caller: Caller, reason: str) -> None:
+        """Logout: the session is revoked and its live feeds are closed (4403) at once."""
+        await self.store.revoke_session(caller.session.id, actor=caller.actor)
+        self.hub.disconnect_where(
+            lambda sub: sub.session_id == caller.session.id, CLOSE_ACCESS_REVOKED, reason
+        )
 
     async def refresh(self, refresh: str) -> str | None:
         access = new_session_secret()
@@ -226,12 +257,12 @@ class Authenticator:
                 )
                 if session is None:
                     raise ApiError(401, detail=INVALID_TOKEN)
-                return Caller(session, by_cookie=False)
+                return Caller(session, False, client_address(request))
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
             session = await self.session_for(cookie)
             if session is not None:
-                return Caller(session, by_cookie=True)
+                return Caller(session, True, client_address(request))
         return None
 
     async def require(self, request: web.Request, *roles: Role) -> Caller:
@@ -245,6 +276,10 @@ class Authenticator:
         if roles and role not in roles and role is not Role.ADMIN:
             raise access_denied(roles[0])
         return caller
+
+
+def client_address(request: web.Request) -> str:
+    return request.remote or "unknown"
 
 
 def same_origin(request: web.Request) -> bool:

@@ -14,6 +14,7 @@ from checkin_appliance.web.auth import (
     SESSION_COOKIE,
     ApiError,
     Caller,
+    client_address,
     same_origin,
 )
 from checkin_appliance.web.keys import AUTH, CONFIG, HUB, RECEPTION, STORE
@@ -45,7 +46,7 @@ async def _caller(request: web.Request) -> Caller | None:
         session = await auth.session_for(token)
         if session is None:
             raise ApiError(401, detail=INVALID_TOKEN)
-        return Caller(session, by_cookie=False)
+        return Caller(session, False, client_address(request))
     caller = await auth.identify(request)
     if caller is not None and caller.by_cookie and not same_origin(request):
         raise ApiError(403, detail="Cross-origin request refused.")

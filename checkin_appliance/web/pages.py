@@ -13,17 +13,17 @@ from yarl import URL
 
 from checkin_appliance import __version__, tls
 from checkin_appliance.domain import Role
-from checkin_appliance.hub import CLOSE_ACCESS_REVOKED
 from checkin_appliance.security import check_password_rules
 from checkin_appliance.web.auth import (
     SESSION_COOKIE,
     Caller,
+    client_address,
     same_origin,
     set_session_cookie,
 )
 from checkin_appliance.web.errors import ApiError
 from checkin_appliance.web.i18n import for_page, language_or_default, translator
-from checkin_appliance.web.keys import AUTH, CONFIG, HUB, RECEPTION, RENEWED_COOKIE, STORE
+from checkin_appliance.web.keys import AUTH, CONFIG, RECEPTION, RENEWED_COOKIE
 
 routes = web.RouteTableDef()
 
@@ -119,7 +119,7 @@ async def page_caller(request: web.Request) -> Caller | None:
     session = await auth.session_for(token) if token else None
     if session is None:
         return None
-    caller = Caller(session, by_cookie=True)
+    caller = Caller(session, True, client_address(request))
     renewed = await auth.renew_page_session(session)
     if renewed is not None:
         request[RENEWED_COOKIE] = (token, renewed)
@@ -208,9 +208,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     if not token or not password:
         return render(request, "login.html", {**context, "error": t("login.missing")}, status=400)
     try:
-        tokens = await request.app[AUTH].login(
-            token, password, request.remote or "unknown", page=True
-        )
+        tokens = await request.app[AUTH].login(token, password, client_address(request), page=True)
     except ApiError as exc:
         if exc.status == 429:
             message = t("login.throttled", seconds=exc.headers.get("Retry-After", "60"))
@@ -230,10 +228,7 @@ async def logout_submit(request: web.Request) -> web.StreamResponse:
         raise ApiError(403, detail="Cross-origin request refused.")
     caller = await page_caller(request)
     if caller is not None:
-        await request.app[STORE].revoke_session(caller.session.id)
-        request.app[HUB].disconnect_where(
-            lambda sub: sub.session_id == caller.session.id, CLOSE_ACCESS_REVOKED, "signed out"
-        )
+        await request.app[AUTH].end_session(caller, "signed out")
     response = web.HTTPSeeOther("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     raise response
@@ -263,13 +258,13 @@ async def setup_submit(request: web.Request) -> web.StreamResponse:
         return render(
             request, "setup.html", {"error": problem}, status=400, message_parts=SETUP_TEXTS
         )
-    credential = await auth.complete_setup(code, password)
+    credential = await auth.complete_setup(code, password, client_address(request))
     if credential is None:
         if not await auth.setup_open():
             raise web.HTTPSeeOther("/login")
         context = {"error": t("setup.bad_code")}
         return render(request, "setup.html", context, status=403, message_parts=SETUP_TEXTS)
-    tokens = await auth.login(credential.token, password, request.remote or "unknown", page=True)
+    tokens = await auth.login(credential.token, password, client_address(request), page=True)
     response = render(request, "setup_done.html", {"token": credential.token})
     set_session_cookie(response, request, tokens.access, tokens.lifetime)
     return response
