@@ -142,6 +142,7 @@ async def _watch_other_writers(app: web.Application) -> None:
 async def _apply_stored_changes(app: web.Application) -> None:
     """Reload settings; close feeds whose session ended or whose anonymous access was withdrawn."""
     settings = await app[RECEPTION].load_settings()
+    app[AUTH].forget_sessions()  # a credential the CLI deactivated stops working now
     hub = app[HUB]
     open_sessions = hub.session_ids()
     ended = open_sessions - await app[STORE].live_sessions(open_sessions, utc_now())

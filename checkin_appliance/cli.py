@@ -389,6 +389,9 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
             access_log_class=AccessLogger,
             shutdown_timeout=5.0,
             keepalive_timeout=60.0,
+            # After an answer sent before the body was read (408, 413), read on for at most
+            # this long so the client sees the answer; aiohttp's 10 s kept trickles around.
+            lingering_time=2.0,
             print=started,
         )
     except _CannotListen as exc:

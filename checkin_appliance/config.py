@@ -27,8 +27,9 @@ class Config:
     upload_timeout: float = 30.0
     # Longest side of a stored photo, in pixels.
     photo_max_side: int = 800
-    # Seconds between WebSocket pings; a peer that misses the pong is dropped.
-    heartbeat: float = 30.0
+    # Seconds of silence before a WebSocket ping; a peer whose pong is heartbeat/2 late is
+    # dropped, so a vanished one goes within 1.5 heartbeats (30 s).
+    heartbeat: float = 20.0
     # Events buffered per live-feed subscriber before it is disconnected as too slow (1013).
     feed_queue_size: int = 512
     # API session lifetimes, in seconds.

@@ -1,8 +1,11 @@
 """Live-feed fan-out: serialise each event once per audience, never wait for a client.
 
-Every subscriber owns a bounded queue and one writer task. `publish` only does
-`put_nowait`; a subscriber whose queue is full is disconnected with 1013 (try again
-later) so one frozen TV never slows the clinic or grows memory.
+Each event becomes one WebSocket frame per audience, byte for byte the same for every
+client (server frames are unmasked and the feed is uncompressed). A subscriber that is
+keeping up gets it written straight into its socket's buffer. One that is behind (its
+buffer is full, or frames are already waiting) gets it through its own bounded queue,
+emptied by its writer task; when that queue is full it is disconnected with 1013 (try again
+later), so one frozen TV never slows the clinic or grows memory.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -30,10 +34,24 @@ log = logging.getLogger(__name__)
 CLOSE_TRY_AGAIN_LATER = WSCloseCode.TRY_AGAIN_LATER  # 1013: the client fell behind
 CLOSE_ACCESS_REVOKED = 4403  # the credential was deactivated or the session ended
 CLOSE_TIMEOUT = 2.0
+# Bytes a client may have unsent in its socket buffer before frames go through its queue.
+DIRECT_WRITE_LIMIT = 64 * 1024
 
 
 def encode(message: object) -> str:
     return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A final, unmasked TEXT frame (RFC 6455, section 5.2) as a server sends it."""
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", 0x81, size)
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +60,12 @@ class Frame:
 
     seq: int | None  # None: not a queue change (settings); always sent, never replayed
     data: bytes
+    wire: bytes = b""  # the whole WebSocket frame, for writing straight to a socket
+
+    @classmethod
+    def of(cls, seq: int | None, message: object) -> Frame:
+        data = encode(message).encode("utf-8")
+        return cls(seq, data, text_frame(data))
 
     async def send(self, ws: web.WebSocketResponse) -> None:
         await ws.send_frame(self.data, WSMsgType.TEXT)
@@ -55,8 +79,31 @@ class Subscriber:
     credential_id: int | None
     queue: asyncio.Queue[Frame]
     wants_settings: bool = False
+    transport: asyncio.BaseTransport | None = None
     closing: bool = False
+    # True while the writer waits on an empty queue: publish may write to the socket itself.
+    idle: bool = False
+    last_seq: int = 0  # the newest event this client has (from the snapshot, replay or live)
     writer: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def write_now(self, frame: Frame) -> bool:
+        """Writes the frame straight into the socket's buffer if the client is keeping up."""
+        transport = self.transport
+        if (
+            not self.idle
+            or not self.queue.empty()
+            or not isinstance(transport, asyncio.WriteTransport)
+            or transport.is_closing()
+            or self.ws.closed
+            or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
+        ):
+            return False
+        if frame.seq is not None:
+            if frame.seq <= self.last_seq:
+                return True  # the snapshot or the replay already had it
+            self.last_seq = frame.seq
+        transport.write(frame.wire)
+        return True
 
 
 class Hub:
@@ -70,8 +117,7 @@ class Hub:
         return len(self._subscribers)
 
     def render(self, event: QueueEvent, audience: Audience) -> Frame:
-        message = encode(event_message(event, audience, self._settings()))
-        return Frame(event.seq, message.encode("utf-8"))
+        return Frame.of(event.seq, event_message(event, audience, self._settings()))
 
     def publish(self, event: QueueEvent) -> None:
         """Called once per committed event, in seq order; never awaits."""
@@ -85,13 +131,13 @@ class Hub:
     def publish_settings(self, settings: Settings) -> None:
         """Ours, to subscribers that asked (?settings=1): the pages update without a reload."""
         message = {"type": MESSAGE_TYPE, "event": SETTINGS_CHANGED, "settings": settings.public()}
-        frame = Frame(None, encode(message).encode("utf-8"))
+        frame = Frame.of(None, message)
         for sub in self._subscribers:
             if sub.wants_settings:
                 self._offer(sub, frame)
 
     def _offer(self, sub: Subscriber, frame: Frame) -> None:
-        if sub.closing:
+        if sub.closing or sub.write_now(frame):
             return
         try:
             sub.queue.put_nowait(frame)
@@ -106,9 +152,11 @@ class Hub:
         session_id: int | None = None,
         credential_id: int | None = None,
         wants_settings: bool = False,
+        transport: asyncio.BaseTransport | None = None,
     ) -> Subscriber:
+        """`transport` (the socket under `ws`) lets frames skip the queue; None: never."""
         queue: asyncio.Queue[Frame] = asyncio.Queue(self._queue_size)
-        sub = Subscriber(ws, audience, session_id, credential_id, queue, wants_settings)
+        sub = Subscriber(ws, audience, session_id, credential_id, queue, wants_settings, transport)
         self._subscribers.add(sub)
         return sub
 
@@ -118,14 +166,16 @@ class Hub:
 
     async def _write(self, sub: Subscriber, send_backlog: Callable[[], Awaitable[int]]) -> None:
         try:
-            last_seq = await send_backlog()
+            sub.last_seq = await send_backlog()
             while True:
+                sub.idle = True
                 frame = await sub.queue.get()
+                sub.idle = False
                 if frame.seq is None:
                     await frame.send(sub.ws)
-                elif frame.seq > last_seq:  # else covered by the snapshot or the replay
+                elif frame.seq > sub.last_seq:  # else covered by the snapshot or the replay
+                    sub.last_seq = frame.seq
                     await frame.send(sub.ws)
-                    last_seq = frame.seq
         except (ConnectionError, RuntimeError):
             # The peer went away mid-send; the handler's receive loop notices and cleans up.
             pass
@@ -159,7 +209,8 @@ class Hub:
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await sub.ws.close(code=code, message=reason.encode())
         except (TimeoutError, ConnectionError, RuntimeError):
-            pass
+            if sub.transport is not None:
+                sub.transport.abort()  # what it had not read goes, and the socket with it
 
     def disconnect_where(
         self, predicate: Callable[[Subscriber], bool], code: int, reason: str

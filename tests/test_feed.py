@@ -8,10 +8,11 @@ import json
 from typing import Any
 
 import pytest
-from aiohttp import WSMsgType, WSServerHandshakeError
+from aiohttp import WSMsgType, WSServerHandshakeError, web
 
 from checkin_appliance.config import Config
 from checkin_appliance.domain import QueueEntry, QueueEvent, Role
+from checkin_appliance.hub import Frame
 from checkin_appliance.web.keys import HUB, STORE
 from tests.conftest import (
     Clinic,
@@ -375,3 +376,25 @@ async def test_staff_can_ask_for_the_wall_display_view_but_not_the_reverse(clini
     await clinic.check_in("Mary Ann Smith")
     assert (await next_message(admin_preview))["patient"]["fname"] == "Mary S."
     assert (await next_message(display_asking))["patient"]["fname"] == "Mary S."
+
+
+@pytest.mark.parametrize("size", [5, 125, 126, 65535, 65536, 200_000])
+async def test_frames_written_straight_to_sockets_parse_in_a_real_client(
+    aiohttp_client: Any, size: int
+) -> None:
+    """The hub writes pre-built frames past aiohttp's writer: every length form must parse."""
+    text = "é" * (size // 2) + "x" * (size % 2)  # multi-byte UTF-8, exactly `size` bytes
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False)
+        await ws.prepare(request)
+        request.transport.write(Frame.of(1, text).wire)
+        await ws.close()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    client = await aiohttp_client(app)
+    ws = await client.ws_connect("/", max_msg_size=0)
+    msg = await ws.receive(timeout=5)
+    assert msg.type is WSMsgType.TEXT and json.loads(msg.data) == text

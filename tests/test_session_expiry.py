@@ -14,6 +14,7 @@ from checkin_appliance import app as app_module
 from checkin_appliance.config import Config, ConfigError, load_config
 from checkin_appliance.domain import Role, format_time, parse_time
 from checkin_appliance.hub import CLOSE_ACCESS_REVOKED
+from checkin_appliance.web.keys import AUTH, CONFIG
 from tests.conftest import Clinic
 from tests.test_pages import cookie_header, page_login
 
@@ -26,13 +27,16 @@ def newest_session(db: Path) -> sqlite3.Row:
         return conn.execute("SELECT * FROM sessions ORDER BY id DESC LIMIT 1").fetchone()
 
 
-def set_newest_session(db: Path, **columns: str) -> None:
+def set_newest_session(clinic: Clinic, **columns: str) -> None:
+    """Time passing, played by the database; the server forgets what it cached (it would
+    after a second anyway, or sooner when it notices the file changed)."""
     assignments = ", ".join(f"{name} = ?" for name in columns)
-    with sqlite3.connect(db) as conn:
+    with sqlite3.connect(clinic.app[CONFIG].db_path) as conn:
         conn.execute(
             f"UPDATE sessions SET {assignments} WHERE id = (SELECT max(id) FROM sessions)",  # noqa: S608
             tuple(columns.values()),
         )
+    clinic.app[AUTH].forget_sessions()
 
 
 def from_now(seconds: float) -> str:
@@ -76,7 +80,7 @@ async def test_an_api_session_ends_with_its_refresh_token(clinic: Clinic, config
 async def test_an_idle_staff_session_ends(clinic: Clinic, config: Config) -> None:
     cookie = cookie_header(await page_login(clinic, Role.DOCTOR))
     assert (await clinic.client.get("/doctor", headers=cookie, allow_redirects=False)).status == 200
-    set_newest_session(config.db_path, access_expires=from_now(-1))  # 12 h unused
+    set_newest_session(clinic, access_expires=from_now(-1))  # 12 h unused
     page = await clinic.client.get("/doctor", headers=cookie, allow_redirects=False)
     assert page.headers["Location"].startswith("/login")
     assert (await clinic.client.get("/api/queue/", headers=cookie)).status == 401
@@ -86,7 +90,7 @@ async def test_a_session_in_constant_use_still_ends_at_its_absolute_end(
     clinic: Clinic, config: Config
 ) -> None:
     cookie = cookie_header(await page_login(clinic, Role.DOCTOR))
-    set_newest_session(config.db_path, ends_at=from_now(-1))  # used all week: the week is up
+    set_newest_session(clinic, ends_at=from_now(-1))  # used all week: the week is up
     assert seconds_ahead(newest_session(config.db_path)["access_expires"]) > HOUR
     page = await clinic.client.get("/doctor", headers=cookie, allow_redirects=False)
     assert page.headers["Location"].startswith("/login")
@@ -97,14 +101,14 @@ async def test_a_session_in_constant_use_still_ends_at_its_absolute_end(
 async def test_sliding_never_goes_past_the_absolute_end(clinic: Clinic, config: Config) -> None:
     cookie = cookie_header(await page_login(clinic, Role.DOCTOR))
     end = from_now(HOUR)
-    set_newest_session(config.db_path, access_expires=from_now(60), ends_at=end)
+    set_newest_session(clinic, access_expires=from_now(60), ends_at=end)
     assert (await clinic.client.get("/doctor", headers=cookie, allow_redirects=False)).status == 200
     assert newest_session(config.db_path)["access_expires"] == end
 
 
 async def test_a_page_in_use_slides_its_idle_expiry(clinic: Clinic, config: Config) -> None:
     cookie = cookie_header(await page_login(clinic, Role.DOCTOR))
-    set_newest_session(config.db_path, access_expires=from_now(11 * HOUR))  # an hour ago
+    set_newest_session(clinic, access_expires=from_now(11 * HOUR))  # an hour ago
     page = await clinic.client.get("/doctor", headers=cookie, allow_redirects=False)
     assert int(page.cookies["checkin_session"]["max-age"]) == 12 * HOUR
     assert seconds_ahead(newest_session(config.db_path)["access_expires"]) > 11.9 * HOUR

@@ -468,8 +468,8 @@ async def test_a_slow_subscriber_that_answers_pings_is_kept(
         assert len(hub) == 1 and not relay.server_closed.is_set()
 
 
-def test_the_default_heartbeat_drops_a_vanished_peer_within_about_30_seconds() -> None:
+def test_the_default_heartbeat_drops_a_vanished_peer_within_30_seconds() -> None:
     # A ping goes out `heartbeat` s after the server last heard from the peer, and the peer
     # is dropped when its pong is heartbeat/2 late (aiohttp's rule, timed by the test above):
-    # with 30 s, a peer is gone 30 s after it vanished at best and 45 s at worst.
-    assert load_config().heartbeat <= 30.0
+    # a vanished peer is gone within 1.5 heartbeats, 30 s with the default of 20 s.
+    assert 1.5 * load_config().heartbeat <= 30.0

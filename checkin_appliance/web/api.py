@@ -21,7 +21,6 @@ from checkin_appliance.domain import (
     patient_view,
     queue_item,
 )
-from checkin_appliance.hub import CLOSE_ACCESS_REVOKED
 from checkin_appliance.security import check_password_rules, new_credential_token
 from checkin_appliance.store import StoreUnavailable
 from checkin_appliance.web.auth import (
@@ -33,7 +32,7 @@ from checkin_appliance.web.auth import (
     set_session_cookie,
 )
 from checkin_appliance.web.errors import json_response
-from checkin_appliance.web.keys import AUTH, CONFIG, HUB, RECEPTION, STORE
+from checkin_appliance.web.keys import AUTH, CONFIG, RECEPTION, STORE
 
 routes = web.RouteTableDef()
 
@@ -307,16 +306,9 @@ async def create_credential(request: web.Request) -> web.Response:
 @routes.post("/api/credentials/{token}/deactivate/")
 async def deactivate_credential(request: web.Request) -> web.Response:
     caller = await request.app[AUTH].require(request, Role.ADMIN)
-    credential = await request.app[STORE].deactivate_credential(
-        request.match_info["token"], actor=caller.actor
-    )
+    credential = await request.app[AUTH].deactivate(request.match_info["token"], caller.actor)
     if credential is None:
         raise ApiError(404, error="No credential with that token.")
-    request.app[HUB].disconnect_where(
-        lambda sub: sub.credential_id == credential.id,
-        CLOSE_ACCESS_REVOKED,
-        "credential deactivated",
-    )
     return json_response(credential.public())
 
 

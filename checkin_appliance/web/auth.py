@@ -41,6 +41,8 @@ INVALID_TOKEN = "Authentication credentials were invalid or expired."
 BAD_LOGIN = "Invalid credentials or inactive token."
 MISSING_LOGIN = "Please provide both token and password."
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SESSION_CACHE_SECONDS = 1.0
+SESSION_CACHE_SIZE = 4096
 
 
 def access_denied(role: Role) -> ApiError:
@@ -119,6 +121,7 @@ class Authenticator:
         self.hasher = hasher
         self.throttle = LoginThrottle(allowed=config.login_failures_allowed)
         self.setup_code: str | None = None
+        self._sessions: dict[str, tuple[float, Session]] = {}  # access hash: (when, session)
 
     # --- first run -------------------------------------------------------------------
 
@@ -179,6 +182,7 @@ class Authenticator:
         if idle - left < min(idle / 20, 3600):
             return None
         await self.store.extend_session(session.id, self._expiry(idle))
+        self.forget_sessions(session.id)
         return idle
 
     async def login(self, token: str, password: str, address: str, *, page: bool = False) -> Tokens:
@@ -203,15 +207,16 @@ class Authenticator:
             raise ApiError(401, error=BAD_LOGIN)
         self.throttle.succeeded(keys)
         access, refresh = new_session_secret(), new_session_secret()
+        refresh_expires = self._expiry(self.config.refresh_ttl)
         if page:
             lifetime, absolute = self.page_session_limits(credential.role)
             ends_at = self._expiry(absolute) if absolute else None
         else:  # an API session ends with its refresh token
-            lifetime, ends_at = self.config.access_ttl, self._expiry(self.config.refresh_ttl)
+            lifetime, ends_at = self.config.access_ttl, refresh_expires
         await self.store.create_session(
             credential.id,
             (secret_hash(access), self._expiry(lifetime)),
-            (secret_hash(refresh), self._expiry(self.config.refresh_ttl)),
+            (secret_hash(refresh), refresh_expires),
             ends_at,
             actor=Actor(credential.id, address),
             detail={"page": True} if page else None,
@@ -222,9 +227,22 @@ class Authenticator:
     async def end_session(self, caller: Caller, reason: str) -> None:
         """Logout: the session is revoked and its live feeds are closed (4403) at once."""
         await self.store.revoke_session(caller.session.id, actor=caller.actor)
+        self.forget_sessions(caller.session.id)
         self.hub.disconnect_where(
             lambda sub: sub.session_id == caller.session.id, CLOSE_ACCESS_REVOKED, reason
         )
+
+    async def deactivate(self, token: str, actor: Actor) -> Credential | None:
+        """Deactivates a credential: its sessions end and its live feeds close (4403) at once."""
+        credential = await self.store.deactivate_credential(token, actor=actor)
+        if credential is not None:
+            self.forget_sessions()
+            self.hub.disconnect_where(
+                lambda sub: sub.credential_id == credential.id,
+                CLOSE_ACCESS_REVOKED,
+                "credential deactivated",
+            )
+        return credential
 
     async def refresh(self, refresh: str) -> str | None:
         access = new_session_secret()
@@ -234,12 +252,35 @@ class Authenticator:
             self._expiry(self.config.access_ttl),
             utc_now(),
         )
-        return access if session else None
+        if session is None:
+            return None
+        self.forget_sessions(session.id)  # the old access token stops working
+        return access
 
     async def session_for(self, access: str) -> Session | None:
+        """The live session of an access token. Found sessions are kept for a second, so a
+        kiosk's burst costs one lookup; a change made here (logout, deactivation, refresh,
+        renewal) forgets them at once, one made by the CLI within a second."""
         if not access or len(access) > 200:
             return None
-        return await self.store.session_by_access(secret_hash(access), utc_now())
+        key, now = secret_hash(access), time.monotonic()
+        cached = self._sessions.get(key)
+        if cached is not None and now - cached[0] < SESSION_CACHE_SECONDS:
+            return cached[1]
+        session = await self.store.session_by_access(key, utc_now())
+        if session is not None:
+            if len(self._sessions) >= SESSION_CACHE_SIZE:
+                self._sessions.clear()
+            self._sessions[key] = (now, session)
+        return session
+
+    def forget_sessions(self, session_id: int | None = None) -> None:
+        """Drop cached sessions: one, or all (None)."""
+        if session_id is None:
+            self._sessions.clear()
+            return
+        for key in [k for k, (_, s) in self._sessions.items() if s.id == session_id]:
+            del self._sessions[key]
 
     # --- requests --------------------------------------------------------------------
 

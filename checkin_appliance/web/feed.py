@@ -83,6 +83,7 @@ async def queue_feed(request: web.Request) -> web.StreamResponse:
         caller.session.id if caller else None,
         caller.credential.id if caller else None,
         wants_settings=_flag(request, "settings"),
+        transport=request.transport,
     )
 
     async def send_snapshot() -> int:
