@@ -6,8 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run test lint format clean chromium package
+.PHONY: run test bench lint format clean chromium package
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +27,15 @@ run: $(STAMP)
 
 test: $(TEST_STAMP) chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+$(BENCH_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@ $(STAMP)
+
+# The benchmark matrix against a bare aiohttp baseline, with verdicts (bench/README.md).
+# BENCH_ARGS=--quick for a short run; results and charts go to bench/results/.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
 chromium:
