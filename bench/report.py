@@ -6,6 +6,7 @@ Also re-prints and re-draws a saved run:  .venv/bin/python -m bench.report bench
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,15 @@ def ratio(a: float | None, b: float | None, style: str) -> str:
     if a is None or not b:
         return "-"
     return f"{a / b:.0%}" if style == "%" else f"{a / b:.1f}x"
+
+
+NUMBER_LISTS = re.compile(r"\[[\s\d.,eE+\-\[\]]*\]")  # spans only numbers and brackets
+
+
+def to_json(result: dict[str, Any]) -> str:
+    """Indented JSON with each list of numbers (CDF points) on one line: diffable, not 20k lines."""
+    text = json.dumps(result, indent=1)
+    return NUMBER_LISTS.sub(lambda m: re.sub(r"\s+", "", m.group(0)).replace(",", ", "), text)
 
 
 def progress_line(cell: dict[str, Any]) -> str:

@@ -461,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.out or default_out(started, result["host"], args.quick)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    out.write_text(reporting.to_json(result) + "\n")
     reporting.print_report(result)
     if args.charts:
         for path in reporting.draw_charts(result, out.with_suffix("")):
