@@ -208,7 +208,62 @@ def build_parser() -> argparse.ArgumentParser:
     recent.add_argument("--limit", type=int, default=50, help="how many rows (default: 50)")
     recent.add_argument("--json", action="store_true", help="one JSON object per line")
     data_options(recent)
+    _add_backup_commands(commands, data_options)
     return parser
+
+
+def _add_backup_commands(
+    commands: Any, data_options: Callable[[argparse.ArgumentParser], None]
+) -> None:
+    backup = commands.add_parser(
+        "backup",
+        help="write a backup (database and photos) to one .tar file; works while serving",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Write a consistent backup of the data directory to one .tar file: checkin.db
+(copied with SQLite's online backup API, checked with integrity_check), every
+photo it names, and manifest.json with the SHA-256 of each member.
+
+Safe while the server runs: check-ins go on during the copy. The file appears
+only when complete (temp file, fsync, rename); only its owner can read it.
+Prints one line with counts and size, never a patient's name.""",
+        epilog="""\
+exit status: 0 written, 1 failed (nothing written), 2 bad usage
+
+example:
+  sudo checkin-appliance backup /media/usb/ --data-dir /var/lib/checkin-appliance""",
+    )
+    backup.add_argument(
+        "out",
+        metavar="OUT",
+        help="the file to write, e.g. /media/usb/clinic.tar; or an existing folder, to write "
+        "checkin-backup-YYYYMMDD-HHMMSS.tar in it",
+    )
+    backup.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    data_options(backup)
+
+    restore = commands.add_parser(
+        "restore",
+        help="put a backup back in place (stop the server first)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Restore a backup made by `checkin-appliance backup`. Refuses while a server
+runs on the data directory. The whole file is checked first (manifest, every
+SHA-256, integrity_check): a damaged or incomplete backup changes nothing.
+
+The current checkin.db (with its -wal and -shm) and photos are moved to
+DATA_DIR/before-restore-<time>/, never deleted; tls/ is left as it is.""",
+        epilog="""\
+exit status: 0 restored, 1 refused or failed (nothing changed), 2 bad usage
+
+example:
+  sudo systemctl stop checkin-appliance
+  sudo checkin-appliance restore /media/usb/clinic.tar \\
+      --data-dir /var/lib/checkin-appliance
+  sudo systemctl start checkin-appliance""",
+    )
+    restore.add_argument("backup_file", type=Path, metavar="IN", help="a .tar made by `backup`")
+    data_options(restore)
 
 
 def _config(args: argparse.Namespace, **extra: Any) -> Config:
@@ -338,6 +393,58 @@ def _audit_command(args: argparse.Namespace, config: Config) -> int:
         file=sys.stderr,
     )
     return 1
+
+
+def _backup_command(args: argparse.Namespace, config: Config) -> int:
+    from checkin_appliance import backup
+
+    try:
+        result = backup.backup(config, args.out, force=args.force)
+    except backup.BackupError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; no backup was written", file=sys.stderr)
+        return 130
+    if result.missing_photos:
+        print(
+            f"warning: {result.missing_photos} photos named in the database were not in "
+            f"{config.photo_dir}; the backup has the rest",
+            file=sys.stderr,
+        )
+    print(result.summary())
+    return 0
+
+
+def _restore_command(args: argparse.Namespace, config: Config) -> int:
+    from checkin_appliance import backup
+
+    try:
+        result = backup.restore(config, args.backup_file)
+    except backup.BackupError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was changed", file=sys.stderr)
+        return 130
+    print(
+        f"restored {result.source} (made {result.backup_created_at} by checkin-appliance "
+        f"{result.backup_app_version}) into {result.data_dir}: {result.counts.describe()}"
+    )
+    if result.missing_photos:
+        print(f"warning: {result.missing_photos} photos the database names were not in it")
+    if result.moved_aside is not None:
+        print(
+            f"the previous files ({', '.join(result.moved)}) are in {result.moved_aside}/ "
+            "(delete that folder once you no longer need it)"
+        )
+    else:
+        print("there was no previous database to move aside")
+    print(
+        "start the service again: sudo systemctl start checkin-appliance "
+        f"(or: checkin-appliance serve --data-dir {result.data_dir})"
+    )
+    return 0
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
@@ -517,6 +624,10 @@ def main(argv: list[str] | None = None) -> int:
         return _token_command(args, config)
     if args.command == "audit":
         return _audit_command(args, config)
+    if args.command == "backup":
+        return _backup_command(args, config)
+    if args.command == "restore":
+        return _restore_command(args, config)
     return _settings_command(args, config)
 
 

@@ -1,0 +1,708 @@
+"""Backups: one .tar with a consistent copy of the database and the photos it names.
+
+A backup is an uncompressed tar file (`tar -tvf` lists it) with these members:
+
+    checkin.db                        the database, copied with SQLite's online backup API
+                                      (rollback-journal mode, passes integrity_check)
+    media/patient_images/<hex>.jpg    every photo that copy names, and no other
+    manifest.json                     last; what the backup is and the SHA-256 of each member
+
+`backup()` works while the server runs: the copy is one read transaction, which in WAL mode
+never blocks the server's writer. `restore()` needs the server stopped; it checks the whole
+file before it touches the data directory and moves the current files aside, never deletes.
+Both raise BackupError with a one-line message; neither prints or logs a patient's name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import io
+import json
+import os
+import secrets
+import shutil
+import socket
+import sqlite3
+import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from checkin_appliance import __version__, photos
+from checkin_appliance.config import Config
+from checkin_appliance.store.schema import available as available_migrations
+
+FORMAT = "checkin-appliance-backup"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+DATABASE = "checkin.db"
+PHOTO_PREFIX = "media/patient_images/"
+# The database's companions: moved aside with it, never left next to another database.
+SIDE_FILES = ("-wal", "-shm", "-journal")
+# Readers wait this long for a lock (WAL recovery after a crash, a restore in progress).
+BUSY_TIMEOUT = 5.0
+# How long restore waits for the database to be free before it says a server is running.
+IN_USE_TIMEOUT = 0.5
+# The tar is synced every so many bytes while it is written: one large flush at the end
+# would hold up the server's own commits (each an fsync) on the same disk for a moment.
+SYNC_EVERY_BYTES = 8 * 1024 * 1024
+# A manifest lists every photo; this is far above any clinic and far below harm.
+MANIFEST_MAX_BYTES = 64 * 1024 * 1024
+# Taken by restore for its whole run; a server that holds it is running (see restore()).
+LOCK_FILE = "checkin.lock"
+USAGE = 2  # exit code: the command cannot be done as asked (like argparse's errors)
+FAILED = 1  # exit code: the backup or restore failed or was refused; nothing was changed
+
+
+class BackupError(Exception):
+    """A backup or restore that cannot be done; the message is one line for the operator."""
+
+    def __init__(self, message: str, exit_code: int = FAILED) -> None:
+        message = " ".join(message.split())  # one line, whatever SQLite or tarfile said
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What a database holds, in numbers only (never a name)."""
+
+    patients: int
+    waiting: int
+    credentials: int
+    photos: int
+
+    def describe(self) -> str:
+        return (
+            f"{_count(self.patients, 'patient')} ({self.waiting} waiting), "
+            f"{_count(self.photos, 'photo')}, {_count(self.credentials, 'credential')}"
+        )
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    """What `backup()` wrote; the audit trail records it (one call after `backup()`)."""
+
+    path: Path
+    size_bytes: int
+    created_at: str
+    counts: Counts
+    missing_photos: int
+    seconds: float
+
+    def summary(self) -> str:
+        return (
+            f"backup written to {self.path}: {self.counts.describe()}, "
+            f"{_megabytes(self.size_bytes)} in {self.seconds:.1f} s"
+        )
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """What `restore()` put in place and where the previous files went."""
+
+    source: Path
+    data_dir: Path
+    backup_created_at: str
+    backup_app_version: str
+    counts: Counts
+    moved_aside: Path | None
+    missing_photos: int = 0
+    moved: list[str] = field(default_factory=list)
+
+
+# --- backup ---------------------------------------------------------------------------------
+
+
+def backup(config: Config, out: str | Path, *, force: bool = False) -> BackupResult:
+    """Writes a backup of the data directory to `out`: a file, or a folder to put one in
+    (an existing folder, or any text ending in "/")."""
+    started = time.monotonic()
+    target = _backup_target(out)
+    if target.exists() and not force:
+        raise BackupError(f"{target} already exists; add --force to replace it", USAGE)
+    db_path = config.db_path
+    if not db_path.is_file():
+        raise BackupError(f"no database at {db_path} (is --data-dir right?)")
+
+    token = secrets.token_hex(4)
+    temp = target.with_name(f"{target.name}.tmp-{token}")
+    temp_db = target.with_name(f"{target.name}.tmp-{token}-{DATABASE}")
+    try:
+        created_at = _utc_now()
+        _snapshot(db_path, temp_db)
+        counts, names = _inspect_copy(temp_db)
+        missing = _write_archive(temp, temp_db, config.photo_dir, names, created_at, counts)
+        if target.exists() and not force:  # it appeared while we worked
+            raise BackupError(f"{target} already exists; add --force to replace it", USAGE)
+        os.replace(temp, target)
+        _fsync_directory(target.parent)
+    except OSError as exc:
+        raise BackupError(f"cannot write {target}: {_reason(exc)}") from exc
+    finally:
+        side_files = [temp_db.with_name(temp_db.name + suffix) for suffix in SIDE_FILES]
+        for leftover in (temp, temp_db, *side_files):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+    return BackupResult(
+        path=target,
+        size_bytes=target.stat().st_size,
+        created_at=created_at,
+        counts=Counts(counts.patients, counts.waiting, counts.credentials, len(names) - missing),
+        missing_photos=missing,
+        seconds=time.monotonic() - started,
+    )
+
+
+def default_backup_name(now: datetime | None = None) -> str:
+    """checkin-backup-20261126-213000.tar: sorts by date; no ':', which FAT cannot store."""
+    return f"checkin-backup-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}.tar"
+
+
+def _backup_target(text: str | Path) -> Path:
+    out = Path(text)
+    if out.is_dir() or str(text).endswith(os.sep):  # Path() drops a trailing "/"
+        if not out.is_dir():
+            raise BackupError(f"the folder {out} does not exist (is the disk mounted?)", USAGE)
+        return out / default_backup_name()
+    if not out.parent.is_dir():
+        # Never create it: an unmounted USB stick would silently fill the box's own disk.
+        raise BackupError(f"the folder {out.parent} does not exist (is the disk mounted?)", USAGE)
+    return out
+
+
+def _snapshot(db_path: Path, copy: Path) -> None:
+    """A consistent copy of the live database: one read transaction, one backup step.
+
+    In WAL mode a reader never blocks the server's writer, so copying in one step does not
+    hold the server up. Copying in several steps would not help it, and each commit by the
+    server between two steps would make SQLite restart the copy from the first page.
+    """
+    try:
+        source = sqlite3.connect(
+            f"{db_path.resolve().as_uri()}?mode=rw", uri=True, timeout=BUSY_TIMEOUT
+        )
+        try:
+            target = sqlite3.connect(copy, isolation_level=None)
+            try:
+                source.backup(target)
+                # The copy stands alone: no -wal or -shm needed to read it from a USB stick.
+                target.execute("PRAGMA journal_mode = DELETE")
+            finally:
+                target.close()
+        finally:
+            source.close()
+    except sqlite3.OperationalError as exc:
+        raise BackupError(f"cannot copy {db_path} to {copy.parent}: {exc}") from exc
+    except sqlite3.DatabaseError as exc:
+        raise _damaged(str(exc)) from exc
+
+
+def _inspect_copy(copy: Path) -> tuple[Counts, list[str]]:
+    """integrity_check on the copy, then its counts and the photo names it holds."""
+    try:
+        with _read_only(copy) as db:
+            problem = _integrity_problem(db)
+            if problem is not None:
+                raise _damaged(problem)
+            counts = _counts(db)
+            names = sorted(
+                row[0]
+                for row in db.execute("SELECT DISTINCT image FROM patients WHERE image IS NOT NULL")
+            )
+    except sqlite3.DatabaseError as exc:
+        raise _damaged(str(exc)) from exc
+    return counts, names
+
+
+def _damaged(problem: str) -> BackupError:
+    return BackupError(
+        f"the database is damaged ({_first_line(problem)}), so no backup was written; keep "
+        "your last good backup and see 'Backup and restore' in the README"
+    )
+
+
+def _write_archive(
+    temp: Path, db_copy: Path, photo_dir: Path, names: list[str], created_at: str, counts: Counts
+) -> int:
+    """The tar, fsynced; returns how many named photos were not on disk."""
+    members: dict[str, dict[str, Any]] = {}
+    missing: list[str] = []
+    mtime = int(time.time())
+    synced = 0
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as raw:
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            with db_copy.open("rb") as db:
+                size = os.fstat(db.fileno()).st_size
+                hashing = _Hashing(db)
+                tar.addfile(_member(DATABASE, size, mtime), hashing)
+                members[DATABASE] = {"size": size, "sha256": hashing.hexdigest()}
+            for name in names:
+                data = _read_photo(photo_dir, name)
+                if data is None:
+                    missing.append(name)
+                    continue
+                member = PHOTO_PREFIX + name
+                tar.addfile(_member(member, len(data), mtime), io.BytesIO(data))
+                members[member] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                if raw.tell() - synced >= SYNC_EVERY_BYTES:
+                    raw.flush()
+                    os.fdatasync(raw.fileno())
+                    synced = raw.tell()
+            manifest = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "app_version": __version__,
+                "created_at": created_at,
+                "host": socket.gethostname(),
+                "sqlite_version": sqlite3.sqlite_version,
+                "counts": {
+                    "patients": counts.patients,
+                    "waiting": counts.waiting,
+                    "credentials": counts.credentials,
+                    "photos": len(names) - len(missing),
+                },
+                # Photos the database names that were not on disk (random names, not people).
+                "missing_photos": missing,
+                "members": members,
+            }
+            text = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
+            tar.addfile(_member(MANIFEST, len(text), mtime), io.BytesIO(text))
+        raw.flush()
+        os.fsync(raw.fileno())
+    return len(missing)
+
+
+def _read_photo(photo_dir: Path, name: str) -> bytes | None:
+    """The photo's bytes, or None if it is not there (or the name is not one of ours)."""
+    path = photos.open_photo(photo_dir, name)
+    if path is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def _member(name: str, size: int, mtime: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = mtime
+    info.mode = 0o600
+    return info
+
+
+class _Hashing:
+    """A file wrapper that hashes what tarfile reads through it."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self._hash = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._f.read(size)
+        self._hash.update(data)
+        return data
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+# --- restore --------------------------------------------------------------------------------
+
+
+def restore(config: Config, source: Path) -> RestoreResult:
+    """Puts a backup in place of the data directory's database and photos (server stopped).
+
+    The whole backup is unpacked into a folder inside the data directory and checked
+    (manifest, every SHA-256, integrity_check, schema version) before anything of the
+    current data is moved. A running server is recognised three ways, any one is enough:
+    it holds LOCK_FILE; SQLite cannot give us the database exclusively (every open
+    connection of a WAL database holds a shared lock, even when idle); or, on Linux,
+    another process has checkin.db open (this also catches a server in maintenance mode
+    whose file SQLite cannot read).
+    """
+    if not source.is_file():
+        raise BackupError(f"{source} is not a file", USAGE)
+    data_dir = config.data_dir
+    created_data_dir = not data_dir.exists()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    staging = data_dir / f".restore-{secrets.token_hex(4)}.tmp"
+    try:
+        with _restore_lock(data_dir):
+            _refuse_if_in_use(config)
+            staging.mkdir(mode=0o700)
+            manifest = _unpack(source, staging)
+            counts, missing = _check_unpacked(staging, manifest)
+            _give_to_data_dir_owner(data_dir, staging)
+            _fsync_tree(staging)
+            _refuse_if_in_use(config)  # a server may have started while we unpacked
+            aside, moved = _swap_in(config, staging)
+    except OSError as exc:
+        raise BackupError(f"restore failed, nothing was changed: {_reason(exc)}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created_data_dir and not config.db_path.exists():
+            with contextlib.suppress(OSError):
+                (data_dir / LOCK_FILE).unlink()
+                data_dir.rmdir()
+    return RestoreResult(
+        source=source,
+        data_dir=data_dir,
+        backup_created_at=str(manifest.get("created_at", "?")),
+        backup_app_version=str(manifest.get("app_version", "?")),
+        counts=counts,
+        moved_aside=aside,
+        missing_photos=missing,
+        moved=moved,
+    )
+
+
+@contextlib.contextmanager
+def _restore_lock(data_dir: Path) -> Iterator[None]:
+    """Holds LOCK_FILE for the whole restore: a second restore (or a server that takes the
+    same lock at start) cannot run at the same time."""
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise _in_use(data_dir, f"{LOCK_FILE} is held") from exc
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+        yield
+    finally:
+        os.close(fd)
+
+
+def _refuse_if_in_use(config: Config) -> None:
+    db_path = config.db_path
+    pids = _processes_with_open(db_path)
+    if pids:
+        raise _in_use(config.data_dir, f"process {', '.join(map(str, pids))} has it open")
+    if not db_path.exists():
+        return
+    # Taking the file exclusively (locking_mode EXCLUSIVE, then a write transaction) fails
+    # while any other connection has the WAL database open. If it succeeds with a WAL left
+    # by a crash, closing folds that WAL into the file: its content is kept, as at any start.
+    try:
+        db = sqlite3.connect(
+            f"{db_path.resolve().as_uri()}?mode=rw",
+            uri=True,
+            timeout=IN_USE_TIMEOUT,
+            isolation_level=None,
+        )
+    except sqlite3.Error:
+        return  # unreadable: the process check above is all we can do
+    try:
+        db.execute("PRAGMA locking_mode = EXCLUSIVE")
+        db.execute("BEGIN EXCLUSIVE")
+        db.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise _in_use(config.data_dir, "the database is locked") from exc
+    except sqlite3.DatabaseError:
+        pass  # a damaged file: we are replacing it
+    finally:
+        db.close()
+
+
+def _in_use(data_dir: Path, why: str) -> BackupError:
+    return BackupError(
+        f"the server is running on {data_dir} ({why}); stop it first "
+        "(sudo systemctl stop checkin-appliance) and run restore again"
+    )
+
+
+def _processes_with_open(db_path: Path) -> list[int]:
+    """Other processes with the database (or its WAL) open, as far as /proc lets us see."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return []
+    base = str(db_path.resolve())
+    wanted = {base, base + "-wal", base + "-shm"}
+    me = os.getpid()
+    found = []
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            for fd in os.scandir(f"/proc/{entry.name}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd.path) in wanted:
+                        found.append(int(entry.name))
+                        break
+        except OSError:
+            continue  # gone, or not ours to look at
+    return sorted(found)
+
+
+def _unpack(source: Path, staging: Path) -> dict[str, Any]:
+    """Every member into `staging`, checked against the manifest; returns the manifest."""
+    hashes: dict[str, tuple[int, str]] = {}
+    manifest_bytes: bytes | None = None
+    photo_dir = staging / "media" / "patient_images"
+    photo_dir.mkdir(parents=True, mode=0o700)
+    try:
+        tar = tarfile.open(source, mode="r:*")  # noqa: SIM115 - closed below, errors differ
+    except (tarfile.TarError, EOFError) as exc:
+        raise _not_a_backup(source, "it is not a tar file") from exc
+    try:
+        with tar:
+            for member in tar:
+                name = member.name
+                if name in hashes or (name == MANIFEST and manifest_bytes is not None):
+                    raise _not_a_backup(source, f"{name} appears twice")
+                if not member.isfile():
+                    raise _not_a_backup(source, f"unexpected entry {name!r}")
+                reader = tar.extractfile(member)
+                assert reader is not None  # a regular file always has one
+                if name == MANIFEST:
+                    if member.size > MANIFEST_MAX_BYTES:
+                        raise _not_a_backup(source, "the manifest is too large")
+                    manifest_bytes = reader.read()
+                elif name == DATABASE:
+                    hashes[name] = _write_file(staging / DATABASE, reader, 0o600)
+                elif name.startswith(PHOTO_PREFIX) and photos.PHOTO_NAME.match(
+                    name[len(PHOTO_PREFIX) :]
+                ):
+                    hashes[name] = _write_file(photo_dir / name[len(PHOTO_PREFIX) :], reader, 0o640)
+                else:
+                    raise _not_a_backup(source, f"unexpected entry {name!r}")
+    except (tarfile.TarError, EOFError) as exc:
+        raise _not_a_backup(source, f"unreadable or cut short ({_first_line(str(exc))})") from exc
+    if manifest_bytes is None:
+        raise _not_a_backup(source, f"no {MANIFEST}: the file is incomplete")
+    try:
+        manifest = json.loads(manifest_bytes)
+        listed = {
+            name: (int(entry["size"]), str(entry["sha256"]))
+            for name, entry in manifest["members"].items()
+        }
+        fmt, version = manifest["format"], manifest["format_version"]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise _not_a_backup(source, f"{MANIFEST} is not readable") from exc
+    if fmt != FORMAT:
+        raise _not_a_backup(source, f"{MANIFEST} is not a checkin-appliance manifest")
+    if version != FORMAT_VERSION:
+        raise BackupError(
+            f"{source} is backup format {version}; this checkin-appliance reads format "
+            f"{FORMAT_VERSION} (upgrade it to restore this backup); nothing was changed"
+        )
+    if DATABASE not in listed:
+        raise _not_a_backup(source, f"the manifest lists no {DATABASE}")
+    for name in sorted(set(listed) | set(hashes)):
+        if name not in hashes:
+            raise _not_a_backup(source, f"{name} is missing: the file is incomplete")
+        if name not in listed:
+            raise _not_a_backup(source, f"{name} is not in the manifest")
+        if hashes[name] != listed[name]:
+            raise _not_a_backup(source, f"{name} does not match its checksum: the file is damaged")
+    return manifest
+
+
+def _not_a_backup(source: Path, why: str) -> BackupError:
+    return BackupError(f"{source} is not a usable backup: {why}; nothing was changed")
+
+
+def _write_file(path: Path, reader: IO[bytes], mode: int) -> tuple[int, str]:
+    """Streams `reader` into a new file (synced later, once checked); returns (size, sha256)."""
+    digest = hashlib.sha256()
+    size = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "wb") as f:
+        while chunk := reader.read(1024 * 1024):
+            digest.update(chunk)
+            size += len(chunk)
+            f.write(chunk)
+    return size, digest.hexdigest()
+
+
+def _fsync_tree(root: Path) -> None:
+    """Every file, then every folder, on disk before the swap makes them the live data.
+
+    One pass after all are written lets the disk take them together: for a thousand photos
+    this is a few times faster than a temp file, fsync and rename for each (write_durably).
+    """
+    folders = [root]
+    for path in sorted(root.rglob("*")):
+        if path.is_dir():
+            folders.append(path)
+            continue
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    for folder in reversed(folders):
+        _fsync_directory(folder)
+
+
+def _check_unpacked(staging: Path, manifest: dict[str, Any]) -> tuple[Counts, int]:
+    """integrity_check and schema version of the unpacked database; (counts, missing photos)."""
+    db_path = staging / DATABASE
+    known = len(available_migrations())
+    try:
+        with _read_only(db_path) as db:
+            problem = _integrity_problem(db)
+            if problem is not None:
+                raise BackupError(
+                    f"the database in the backup is damaged ({_first_line(problem)}); "
+                    "nothing was changed"
+                )
+            (schema,) = db.execute("PRAGMA user_version").fetchone()
+            if schema > known:
+                raise BackupError(
+                    f"the backup is from a newer checkin-appliance (schema {schema}, this one "
+                    f"knows {known}); upgrade it first; nothing was changed"
+                )
+            counts = _counts(db)
+            names = {
+                row[0] for row in db.execute("SELECT image FROM patients WHERE image IS NOT NULL")
+            }
+    except sqlite3.DatabaseError as exc:
+        raise BackupError(
+            f"the database in the backup cannot be read ({exc}); nothing was changed"
+        ) from exc
+    present = {p.name for p in (staging / "media" / "patient_images").iterdir()}
+    missing = len(names - present)
+    return Counts(counts.patients, counts.waiting, counts.credentials, len(present)), missing
+
+
+def _give_to_data_dir_owner(data_dir: Path, staging: Path) -> None:
+    """Run as root (sudo), the restored files still belong to the service's user."""
+    if os.geteuid() != 0:
+        return
+    owner = data_dir.stat()
+    for path in [staging, *staging.rglob("*")]:
+        os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
+
+
+def _swap_in(config: Config, staging: Path) -> tuple[Path | None, list[str]]:
+    """Current database and photos into before-restore-<time>/, the unpacked ones in place.
+
+    Renames only (one filesystem), fsynced. The WAL goes before the database, and the new
+    database comes last, so a restored file never meets the previous file's WAL.
+    """
+    data_dir = config.data_dir
+    current = [config.db_path.with_name(config.db_path.name + suffix) for suffix in SIDE_FILES] + [
+        config.db_path
+    ]
+    current = [p for p in current if p.exists()]
+    old_photos = config.photo_dir if config.photo_dir.exists() else None
+    aside: Path | None = None
+    moves: list[tuple[Path, Path]] = []
+    if current or old_photos is not None:
+        aside = _new_aside_dir(data_dir)
+    try:
+        if aside is not None:
+            if old_photos is not None:
+                (aside / "media").mkdir(mode=0o700)
+                moves.append((old_photos, aside / "media" / "patient_images"))
+                os.rename(*moves[-1])
+            for path in current:
+                moves.append((path, aside / path.name))
+                os.rename(*moves[-1])
+            _fsync_directory(aside)
+        config.media_dir.mkdir(parents=True, exist_ok=True)
+        moves.append((staging / "media" / "patient_images", config.photo_dir))
+        os.rename(*moves[-1])
+        _fsync_directory(config.media_dir)
+        moves.append((staging / DATABASE, config.db_path))
+        os.rename(*moves[-1])
+        _fsync_directory(data_dir)
+    except BaseException:
+        for done_from, done_to in reversed(moves):
+            with contextlib.suppress(OSError):
+                os.rename(done_to, done_from)
+        raise
+    if aside is None:
+        return None, []
+    return aside, [str(target.relative_to(aside)) for _, target in moves if aside in target.parents]
+
+
+def _new_aside_dir(data_dir: Path) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 100):
+        path = data_dir / (f"before-restore-{stamp}" + (f"-{n}" if n > 1 else ""))
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        _fsync_directory(data_dir)
+        return path
+    raise BackupError(f"cannot make a before-restore folder in {data_dir}")
+
+
+# --- shared ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _read_only(path: Path) -> Iterator[sqlite3.Connection]:
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def _integrity_problem(db: sqlite3.Connection) -> str | None:
+    rows = [str(row[0]) for row in db.execute("PRAGMA integrity_check(20)")]
+    return None if rows == ["ok"] else "; ".join(rows[:3]) or "integrity_check returned nothing"
+
+
+def _counts(db: sqlite3.Connection) -> Counts:
+    try:
+        row = db.execute(
+            "SELECT (SELECT count(*) FROM patients), "
+            "(SELECT count(*) FROM queue_entries WHERE status = 'waiting'), "
+            "(SELECT count(*) FROM credentials), "
+            "(SELECT count(DISTINCT image) FROM patients WHERE image IS NOT NULL)"
+        ).fetchone()
+    except sqlite3.OperationalError as exc:  # "no such table": not our database
+        raise BackupError(f"not a checkin-appliance database ({exc})") from exc
+    return Counts(*row)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # Some filesystems (FAT on a USB stick, some network mounts) cannot sync a folder.
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else text
+
+
+def _reason(exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB"

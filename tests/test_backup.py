@@ -1,0 +1,595 @@
+"""`checkin-appliance backup` and `restore`, run as subprocesses against a real server.
+
+A backup taken while kiosks keep checking patients in (half with photos) must hold every
+check-in acknowledged before the command started, pass integrity_check and carry exactly
+the photos its database names. Restore puts one back with the server stopped, moves the
+previous files aside, and refuses (changing nothing) while a server runs or when the backup
+is damaged. Every wait is bounded; only 127.0.0.1 is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import itertools
+import json
+import re
+import sqlite3
+import stat
+import subprocess
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from checkin_appliance import backup
+from checkin_appliance.config import Config
+from tests.serverproc import (
+    HOST,
+    Server,
+    cli_command,
+    free_port,
+    http_json,
+    run_cli,
+    run_cli_async,
+    running,
+)
+
+CLIENTS = 4  # concurrent kiosks; the even ones send a photo
+MAX_CHECK_INS_PER_CLIENT = 300  # the write loop's hard bound
+BEFORE_BACKUP = 40  # check-ins acknowledged before the backup starts
+AFTER_BACKUP = 8  # and after it has finished
+LOOP_TIMEOUT = 20.0  # seconds the write loop may take to reach a count
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=5)
+SUMMARY = re.compile(
+    r"backup written to (?P<path>\S+): (?P<patients>\d+) patients? \((?P<waiting>\d+) waiting\), "
+    r"(?P<photos>\d+) photos?, \d+ credentials?, [\d.]+ MB in [\d.]+ s"
+)
+
+
+def _jpeg(colour: tuple[int, int, int] = (200, 120, 40)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), colour).save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def _bearer(access: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {access}"}
+
+
+async def _check_in(
+    session: aiohttp.ClientSession, server: Server, access: str, fname: str, photo: bytes | None
+) -> dict[str, Any]:
+    if photo is not None:
+        data = aiohttp.FormData()
+        data.add_field("fname", fname)
+        data.add_field("image", photo, filename="p.jpg", content_type="image/jpeg")
+        request: dict[str, Any] = {"data": data}
+    else:
+        request = {"json": {"fname": fname}}
+    async with session.post(
+        f"{server.base_url}/api/patients/", headers=_bearer(access), **request
+    ) as resp:
+        body = await resp.json()
+        assert resp.status == 201, body
+        return body
+
+
+# --- reading a backup independently --------------------------------------------------------
+
+
+@dataclass
+class Unpacked:
+    """A backup file taken apart with tarfile and sqlite3 only."""
+
+    members: list[str]
+    manifest: dict[str, Any]
+    db: Path
+    photos: dict[str, bytes]  # file name -> bytes
+    rows: dict[str, str | None]  # fname -> image
+
+    def sha256_matches(self, tar_path: Path) -> bool:
+        with tarfile.open(tar_path) as tar:
+            for member in tar:
+                if member.name == backup.MANIFEST:
+                    continue
+                data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                listed = self.manifest["members"][member.name]
+                if (len(data), hashlib.sha256(data).hexdigest()) != (
+                    listed["size"],
+                    listed["sha256"],
+                ):
+                    return False
+        return True
+
+
+def _unpack(tar_path: Path, into: Path) -> Unpacked:
+    into.mkdir(parents=True)
+    members, photos, manifest = [], {}, {}
+    with tarfile.open(tar_path) as tar:
+        for member in tar:
+            members.append(member.name)
+            assert member.isfile(), member.name
+            data = tar.extractfile(member).read()  # type: ignore[union-attr]
+            if member.name == backup.MANIFEST:
+                manifest = json.loads(data)
+            elif member.name == backup.DATABASE:
+                (into / backup.DATABASE).write_bytes(data)
+            else:
+                assert member.name.startswith(backup.PHOTO_PREFIX), member.name
+                photos[member.name.removeprefix(backup.PHOTO_PREFIX)] = data
+    db = into / backup.DATABASE
+    return Unpacked(members, manifest, db, photos, _patients(db))
+
+
+def _integrity(db: Path) -> list[tuple[Any, ...]]:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return conn.execute("PRAGMA integrity_check").fetchall()
+
+
+def _patients(db: Path) -> dict[str, str | None]:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return dict(conn.execute("SELECT fname, image FROM patients"))
+
+
+def _waiting(db: Path) -> list[tuple[int, str]]:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return conn.execute(
+            "SELECT e.id, p.fname FROM queue_entries e JOIN patients p ON p.id = e.patient_id "
+            "WHERE e.status = 'waiting' ORDER BY e.id"
+        ).fetchall()
+
+
+def _decodes(data: bytes) -> bool:
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        return img.format == "JPEG"
+
+
+def _tree(directory: Path) -> dict[str, str]:
+    """Every file and folder under `directory` (relative path -> sha256, or "dir")."""
+    return {
+        str(path.relative_to(directory)): (
+            "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+        )
+        for path in sorted(directory.rglob("*"))
+    }
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+# --- a backup taken while kiosks keep checking in -------------------------------------------
+
+
+@dataclass
+class WriteLoop:
+    """Kiosks checking patients in, and exactly which check-ins got their 201."""
+
+    server: Server
+    access: str
+    photo: bytes
+    names: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    acked: dict[str, bool] = field(default_factory=dict)  # fname -> sent with a photo
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def kiosk(self, session: aiohttp.ClientSession, number: int) -> None:
+        with_photo = number % 2 == 0
+        try:
+            for _ in range(MAX_CHECK_INS_PER_CLIENT):
+                if self.stop.is_set():
+                    return
+                fname = f"Patient {next(self.names)}"
+                photo = self.photo if with_photo else None
+                await _check_in(session, self.server, self.access, fname, photo)
+                self.acked[fname] = with_photo
+                self.progress.set()
+        finally:
+            self.progress.set()  # a kiosk that stops wakes wait_for too
+
+    async def wait_for(self, count: int, kiosks: list[asyncio.Task[None]]) -> None:
+        """Until `count` check-ins are acknowledged; a kiosk's failure is raised here."""
+        async with asyncio.timeout(LOOP_TIMEOUT):
+            while True:
+                self.progress.clear()
+                if len(self.acked) >= count:
+                    return
+                for task in kiosks:
+                    if task.done():
+                        task.result()  # raises the kiosk's assertion, if any
+                        raise AssertionError(f"the kiosks stopped at {len(self.acked)} check-ins")
+                await self.progress.wait()
+
+
+@dataclass
+class BusyBackup:
+    server: Server
+    access: str
+    path: Path
+    result: subprocess.CompletedProcess[str]
+    acked_before: dict[str, bool]  # acknowledged before the command started
+    acked_during: list[str]  # acknowledged while it ran
+    unpacked: Unpacked
+
+
+async def _back_up_while_writing(server: Server, access: str, out: Path) -> BusyBackup:
+    loop = WriteLoop(server, access, _jpeg())
+    async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session:
+        kiosks = [asyncio.create_task(loop.kiosk(session, n)) for n in range(CLIENTS)]
+        try:
+            await loop.wait_for(BEFORE_BACKUP, kiosks)
+            before = dict(loop.acked)
+            result = await run_cli_async("backup", str(out), "--data-dir", str(server.data_dir))
+            during = [name for name in loop.acked if name not in before]
+            await loop.wait_for(len(loop.acked) + AFTER_BACKUP, kiosks)
+        finally:
+            loop.stop.set()
+            async with asyncio.timeout(LOOP_TIMEOUT):
+                outcomes = await asyncio.gather(*kiosks, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    assert result.returncode == 0, result.stderr
+    return BusyBackup(server, access, out, result, before, during, _unpack(out, out.parent / "x"))
+
+
+@pytest.fixture(scope="module")
+def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BusyBackup]:
+    """One server, a backup taken in the middle of a write loop; the server keeps running."""
+    workdir = tmp_path_factory.mktemp("busy")
+    (workdir / "usb").mkdir()
+    with running(workdir) as server:
+        access = server.login(server.create_token("form", "Kiosk"))
+        yield asyncio.run(_back_up_while_writing(server, access, workdir / "usb" / "b.tar"))
+
+
+@pytest.fixture
+def stopped_data_dir(busy: BusyBackup, tmp_path: Path) -> Config:
+    """A data directory with the busy backup in it and no server (restored in-process)."""
+    config = Config(data_dir=tmp_path / "data")
+    backup.restore(config, busy.path)
+    return config
+
+
+def test_backup_during_writes_holds_every_acknowledged_check_in(busy: BusyBackup) -> None:
+    unpacked = busy.unpacked
+    assert _integrity(unpacked.db) == [("ok",)]
+    for fname, with_photo in busy.acked_before.items():
+        assert fname in unpacked.rows, f"{fname!r} was acknowledged before the backup started"
+        image = unpacked.rows[fname]
+        assert (image is not None) == with_photo, fname
+        if image is not None:
+            assert image in unpacked.photos, f"the photo of {fname!r} is not in the backup"
+    # Exactly the photos its database names: none missing, no orphan written after the copy.
+    named = {image for image in unpacked.rows.values() if image}
+    assert set(unpacked.photos) == named
+    assert all(_decodes(data) for data in unpacked.photos.values())
+    # The server kept acknowledging check-ins while the backup ran.
+    assert busy.acked_during, "no check-in was acknowledged while the backup ran"
+
+
+def test_backup_file_is_complete_private_and_described_by_its_manifest(busy: BusyBackup) -> None:
+    unpacked = busy.unpacked
+    assert unpacked.members[0] == backup.DATABASE and unpacked.members[-1] == backup.MANIFEST
+    manifest = unpacked.manifest
+    assert manifest["format"] == "checkin-appliance-backup" and manifest["format_version"] == 1
+    assert set(manifest["members"]) == set(unpacked.members) - {backup.MANIFEST}
+    assert unpacked.sha256_matches(busy.path)
+    assert manifest["counts"]["patients"] == len(unpacked.rows)
+    assert manifest["counts"]["photos"] == len(unpacked.photos)
+    assert manifest["missing_photos"] == []
+    assert stat.S_IMODE(busy.path.stat().st_mode) == 0o600
+    # One summary line of numbers; no patient's name; no temp file left beside it.
+    assert busy.result.stderr == ""
+    summary = SUMMARY.fullmatch(busy.result.stdout.strip())
+    assert summary, busy.result.stdout
+    assert int(summary["patients"]) == len(unpacked.rows)
+    assert int(summary["photos"]) == len(unpacked.photos)
+    assert "Patient" not in busy.result.stdout
+    assert sorted(p.name for p in busy.path.parent.iterdir() if p.is_file()) == ["b.tar"]
+
+
+# --- restore ---------------------------------------------------------------------------------
+
+
+def test_restore_refuses_while_the_server_runs(busy: BusyBackup) -> None:
+    before = _tree(busy.server.data_dir)
+    result = busy.server.cli("restore", str(busy.path))
+    assert result.returncode == 1
+    line = _one_error_line(result)
+    assert "server is running" in line and "stop it first" in line, line
+    assert result.stdout == ""
+    after = _tree(busy.server.data_dir)
+    assert {k for k in after if "before-restore" in k or ".restore-" in k} == set()
+    assert set(after) - {"checkin.lock"} == set(before) - {"checkin.lock"}
+    assert http_json("GET", f"{busy.server.base_url}/healthz")[0] == 200
+
+
+def test_restore_refuses_while_any_connection_has_the_database_open(
+    busy: BusyBackup, stopped_data_dir: Config
+) -> None:
+    """The SQLite lock alone (this process is skipped by the /proc check) is enough."""
+    conn = sqlite3.connect(stopped_data_dir.db_path)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")  # as the server has it
+        conn.execute("SELECT count(*) FROM patients").fetchone()  # idle, but holding it
+        before = _tree(stopped_data_dir.data_dir)
+        with pytest.raises(backup.BackupError, match="the database is locked"):
+            backup.restore(stopped_data_dir, busy.path)
+        assert _tree(stopped_data_dir.data_dir) == before
+    finally:
+        conn.close()
+
+
+def test_restore_refuses_while_another_restore_holds_the_lock(
+    busy: BusyBackup, stopped_data_dir: Config
+) -> None:
+    import fcntl
+
+    before = _tree(stopped_data_dir.data_dir)
+    with (stopped_data_dir.data_dir / backup.LOCK_FILE).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(backup.BackupError, match=r"checkin\.lock is held"):
+            backup.restore(stopped_data_dir, busy.path)
+    assert _tree(stopped_data_dir.data_dir) == before
+
+
+@contextlib.contextmanager
+def _serving_in_maintenance(workdir: Path, data_dir: Path) -> Iterator[Server]:
+    """`serve` on a damaged database: it starts (maintenance mode) but /healthz is not 200."""
+    port = free_port()
+    out, err = workdir / "maintenance.out", workdir / "maintenance.err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = subprocess.Popen(
+            cli_command("serve", "--host", HOST, "--port", str(port), "--data-dir", str(data_dir)),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            cwd=workdir,
+        )
+    server = Server(port, data_dir, proc, out, err)
+    try:
+        server.wait_for_output(re.compile("serving on"), timeout=20)
+        yield server
+    finally:
+        server.stop()
+
+
+def test_restore_refuses_while_a_server_in_maintenance_mode_runs(
+    busy: BusyBackup, stopped_data_dir: Config, tmp_path: Path
+) -> None:
+    """The case restore is for: the file is unreadable, so only the open file gives it away."""
+    with stopped_data_dir.db_path.open("r+b") as f:
+        f.write(b"this is not an SQLite file at all" + b"\0" * 67)
+    with _serving_in_maintenance(tmp_path, stopped_data_dir.data_dir):
+        before = _tree(stopped_data_dir.data_dir)
+        result = run_cli("restore", str(busy.path), "--data-dir", str(stopped_data_dir.data_dir))
+        assert result.returncode == 1
+        assert "server is running" in _one_error_line(result)
+        assert _tree(stopped_data_dir.data_dir) == before
+
+
+async def test_restore_round_trip(tmp_path: Path) -> None:
+    """Back up a running box, keep working, stop, restore, start: the queue is the backup's."""
+    data_dir = tmp_path / "data"
+    out = tmp_path / "usb"
+    out.mkdir()
+    with running(tmp_path, data_dir) as server:
+        access = server.login(server.create_token("form", "Kiosk"))
+        async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session:
+            for n in range(6):
+                photo = _jpeg((n * 40, 90, 200)) if n % 2 == 0 else None
+                await _check_in(session, server, access, f"Kept {n}", photo)
+            made = await server.cli_async("backup", str(out))
+            assert made.returncode == 0, made.stderr
+            for n in range(3):
+                await _check_in(session, server, access, f"Later {n}", _jpeg((10, n * 50, 10)))
+    (tar_path,) = out.iterdir()
+    assert re.fullmatch(r"checkin-backup-\d{8}-\d{6}\.tar", tar_path.name), tar_path.name
+    in_backup = _unpack(tar_path, tmp_path / "unpacked")
+    assert sorted(in_backup.rows) == [f"Kept {n}" for n in range(6)]
+    before = _tree(data_dir)
+
+    result = run_cli("restore", str(tar_path), "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    assert "6 patients (6 waiting), 3 photos" in result.stdout, result.stdout
+    assert "systemctl start checkin-appliance" in result.stdout
+    assert "Kept" not in result.stdout and "Later" not in result.stdout
+
+    # The previous files were moved aside, byte for byte, with the check-ins made after.
+    (aside,) = data_dir.glob("before-restore-*")
+    assert str(aside) in result.stdout
+    moved = _tree(aside)
+    for name, digest in before.items():
+        if name == "checkin.db" or name.startswith(("checkin.db-", "media/patient_images")):
+            assert moved[name] == digest, name
+    previous = _patients(aside / "checkin.db")
+    assert {f"Kept {n}" for n in range(6)} | {f"Later {n}" for n in range(3)} <= set(previous)
+    for image in filter(None, previous.values()):
+        assert _decodes((aside / "media" / "patient_images" / image).read_bytes())
+    assert not list(data_dir.glob(".restore-*"))
+
+    with running(tmp_path, data_dir) as server:
+        # Sessions came back with the database: the kiosk's access token still works.
+        status, queue = http_json("GET", f"{server.base_url}/api/queue/", headers=_bearer(access))
+        assert status == 200, queue
+        assert [(item["id"], item["patient"]["fname"]) for item in queue] == _waiting(in_backup.db)
+        for item in queue:
+            image = item["patient"]["image"]
+            if image is not None:
+                name = image.rsplit("/", 1)[-1]
+                status, _ = http_json("GET", f"{server.base_url}{image}")
+                assert status == 200 and name in in_backup.photos
+        async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session:
+            await _check_in(session, server, access, "After restore", _jpeg())
+
+
+def _cut_in_half(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _cut_before_manifest(path: Path) -> None:
+    with tarfile.open(path) as tar:
+        offset = tar.getmember(backup.MANIFEST).offset
+    with path.open("r+b") as f:
+        f.truncate(offset)
+
+
+def _flip_a_byte_of(member_name: Callable[[list[str]], str]) -> Callable[[Path], None]:
+    def damage(path: Path) -> None:
+        with tarfile.open(path) as tar:
+            member = tar.getmember(member_name(tar.getnames()))
+            at = member.offset_data + member.size // 2
+        with path.open("r+b") as f:
+            f.seek(at)
+            byte = f.read(1)
+            f.seek(at)
+            f.write(bytes([byte[0] ^ 0xFF]))
+
+    return damage
+
+
+def _add_an_outside_path(path: Path) -> None:
+    with tarfile.open(path, "a") as tar:
+        info = tarfile.TarInfo("../../escaped.txt")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"hi\n"))
+
+
+def _not_a_tar(path: Path) -> None:
+    path.write_bytes(b"\x00\x01 just some bytes \xff" * 1000)
+
+
+BAD_BACKUPS = {
+    "cut_in_half": (_cut_in_half, "not a usable backup"),
+    "cut_before_manifest": (_cut_before_manifest, "no manifest.json"),
+    "tampered_photo": (
+        _flip_a_byte_of(lambda names: next(n for n in names if n.endswith(".jpg"))),
+        "does not match its checksum",
+    ),
+    "tampered_database": (_flip_a_byte_of(lambda names: backup.DATABASE), "checkin.db does not"),
+    "outside_path": (_add_an_outside_path, "unexpected entry"),
+    "not_a_tar": (_not_a_tar, "not a usable backup"),
+}
+
+
+@pytest.mark.parametrize("damage", BAD_BACKUPS, ids=list(BAD_BACKUPS))
+def test_restore_refuses_a_damaged_backup_and_changes_nothing(
+    busy: BusyBackup, stopped_data_dir: Config, tmp_path: Path, damage: str
+) -> None:
+    spoil, message = BAD_BACKUPS[damage]
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(busy.path.read_bytes())
+    spoil(bad)
+    before = _tree(stopped_data_dir.data_dir)
+    result = run_cli("restore", str(bad), "--data-dir", str(stopped_data_dir.data_dir))
+    assert result.returncode == 1, result.stdout
+    line = _one_error_line(result)
+    assert message in line and "nothing was changed" in line, line
+    assert _tree(stopped_data_dir.data_dir) == before
+    assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_restore_onto_an_empty_box(busy: BusyBackup, tmp_path: Path) -> None:
+    data_dir = tmp_path / "new-box" / "data"
+    result = run_cli("restore", str(busy.path), "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    assert "no previous database" in result.stdout
+    assert _integrity(data_dir / "checkin.db") == [("ok",)]
+    assert _patients(data_dir / "checkin.db") == busy.unpacked.rows
+    restored = {p.name: p.read_bytes() for p in (data_dir / "media" / "patient_images").iterdir()}
+    assert restored == busy.unpacked.photos
+
+
+# --- backup refusals ----------------------------------------------------------------------------
+
+
+def test_backup_does_not_overwrite_without_force(busy: BusyBackup, tmp_path: Path) -> None:
+    out = tmp_path / "nightly.tar"
+    out.write_bytes(b"yesterday's backup")
+    refused = busy.server.cli("backup", str(out))
+    assert refused.returncode == 2
+    assert "--force" in _one_error_line(refused)
+    assert out.read_bytes() == b"yesterday's backup"
+
+    replaced = busy.server.cli("backup", str(out), "--force")
+    assert replaced.returncode == 0, replaced.stderr
+    assert SUMMARY.fullmatch(replaced.stdout.strip()), replaced.stdout
+    again = _unpack(out, tmp_path / "x")
+    assert set(busy.acked_before) <= set(again.rows)
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["nightly.tar"]
+
+
+@pytest.mark.parametrize("out", ["unmounted/b.tar", "unmounted/"])
+def test_backup_to_a_missing_folder_is_refused(busy: BusyBackup, tmp_path: Path, out: str) -> None:
+    """Never created: an unmounted USB stick must not fill the box's own disk."""
+    result = busy.server.cli("backup", f"{tmp_path}/{out}")
+    assert result.returncode == 2
+    assert f"the folder {tmp_path / 'unmounted'} does not exist" in _one_error_line(result)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _overwrite_table_page(db: Path) -> None:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        (root,) = conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = 'queue_entries'"
+        ).fetchone()
+    with db.open("r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\xa5" * 16)
+        f.seek((root - 1) * page_size + page_size // 2)
+        f.write(b"\x5a" * 512)
+
+
+def _overwrite_header(db: Path) -> None:
+    with db.open("r+b") as f:
+        f.write(b"this is not an SQLite file at all" + b"\0" * 67)
+
+
+@pytest.mark.parametrize(
+    "damage", [_overwrite_table_page, _overwrite_header], ids=["page", "header"]
+)
+def test_backup_of_a_damaged_database_fails_clearly(
+    stopped_data_dir: Config, tmp_path: Path, damage: Callable[[Path], None]
+) -> None:
+    damage(stopped_data_dir.db_path)
+    out = tmp_path / "usb"
+    out.mkdir()
+    result = run_cli("backup", str(out / "b.tar"), "--data-dir", str(stopped_data_dir.data_dir))
+    assert result.returncode == 1
+    assert "database is damaged" in _one_error_line(result)
+    assert list(out.iterdir()) == []
+
+
+def test_backup_without_a_database_says_where_it_looked(tmp_path: Path) -> None:
+    result = run_cli("backup", str(tmp_path / "b.tar"), "--data-dir", str(tmp_path / "nothing"))
+    assert result.returncode == 1
+    assert "no database at" in _one_error_line(result)
+
+
+@pytest.mark.parametrize(
+    ("command", "mentions"),
+    [
+        (["backup"], ["OUT", "--force", "--data-dir", "--config", "integrity_check", "exit"]),
+        (["restore"], ["IN", "--data-dir", "--config", "before-restore", "exit"]),
+    ],
+)
+def test_help(command: list[str], mentions: list[str]) -> None:
+    result = run_cli(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    for word in mentions:
+        assert word in result.stdout, word
