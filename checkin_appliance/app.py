@@ -19,7 +19,7 @@ from checkin_appliance.reception import Reception
 from checkin_appliance.security import PasswordHasher
 from checkin_appliance.store import Store
 from checkin_appliance.store.database import StoreDamaged
-from checkin_appliance.web import api, pages
+from checkin_appliance.web import api, openapi, pages
 from checkin_appliance.web.auth import Authenticator
 from checkin_appliance.web.errors import error_middleware, maintenance_middleware
 from checkin_appliance.web.feed import queue_feed
@@ -50,6 +50,7 @@ def create_app(config: Config) -> web.Application:
     app[AUTH] = Authenticator(store, hub, config, PasswordHasher())
 
     app.add_routes(api.routes)
+    app.add_routes(openapi.routes)
     app.add_routes(pages.routes)
     pages.setup_templates(app)
     app.router.add_get("/ws/queue/", queue_feed)
