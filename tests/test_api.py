@@ -730,3 +730,60 @@ async def test_today_figures(clinic: Clinic) -> None:
     assert figures["waiting"] == 2
     assert isinstance(figures["median_wait_seconds"], int)
     assert 0 <= figures["median_wait_seconds"] < 60
+
+
+LONE_SURROGATE = '"\\ud800"'  # valid JSON, but no text: SQLite and UTF-8 refuse it
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "role", "body"),
+    [
+        ("PATCH", "/api/settings/", Role.ADMIN, '{"clinic_name": %s}'),
+        ("POST", "/api/patients/", Role.FORM, '{"fname": %s}'),
+        ("POST", "/api/credentials/", Role.ADMIN, '{"role": "form", "label": %s, "password": "x"}'),
+        ("POST", "/api/credentials/", Role.ADMIN, '{"role": "form", "label": "K", "password": %s}'),
+        ("POST", "/api/login/", None, '{"token": %s, "password": "x"}'),
+        ("POST", "/api/token/refresh/", None, '{"refresh": %s}'),
+        ("POST", "/api/setup/", None, '{"code": %s, "password": "long enough password"}'),
+    ],
+)
+async def test_text_that_is_not_unicode_is_400_and_stores_nothing(
+    start_clinic: StartClinic, method: str, path: str, role: Role | None, body: str
+) -> None:
+    clinic = await start_clinic()
+    resp = await clinic.client.request(
+        method,
+        path,
+        data=body % LONE_SURROGATE,
+        headers={**clinic.headers(role), "Content-Type": "application/json"},
+    )
+    assert resp.status in (400, 403), await resp.text()  # 403: setup is already done
+    assert (await clinic.client.get("/api/settings/", headers=clinic.headers(Role.FORM))).ok
+    await clinic.client.close()
+    again = await start_clinic(tokens=clinic.tokens)  # and the box still starts
+    assert (await again.client.get("/api/queue/", headers=again.headers(Role.FORM))).ok
+
+
+async def test_a_bearer_token_with_bytes_that_are_not_utf8_is_401(clinic: Clinic) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", clinic.client.port)
+    writer.write(
+        b"GET /api/queue/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    status_line = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    assert status_line.split()[1] == b"401"
+
+
+@pytest.mark.parametrize("patient_id", [7.0, "7", 7])
+async def test_a_patient_id_may_be_written_as_any_json_integer(
+    clinic: Clinic, patient_id: object
+) -> None:
+    for n in range(7):
+        await clinic.check_in(f"Patient {n}")
+    resp = await clinic.client.post(
+        "/api/doctors/",
+        json={"action": "complete", "patient_id": patient_id},
+        headers=clinic.headers(Role.DOCTOR),
+    )
+    assert resp.status == 200 and (await resp.json())["patient"]["id"] == 7

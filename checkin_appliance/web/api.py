@@ -37,6 +37,7 @@ from checkin_appliance.web.keys import AUTH, CONFIG, RECEPTION, STORE
 routes = web.RouteTableDef()
 
 FIELD_LIMIT = 64 * 1024  # a text field of a check-in form
+MAX_ID = 2**63 - 1  # the largest integer SQLite stores
 INVALID_ACTION = "Invalid action or missing patient."
 NO_BODY = "The request body must be a JSON object."
 # A kiosk's retry key (the page sends a UUID); answers are kept for 24 hours.
@@ -63,8 +64,11 @@ async def read_body(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("The request body is not valid JSON.") from exc
+        # A lone surrogate ("\ud800") is valid JSON but no text: refuse it here, not in
+        # SQLite or on the way out.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError, RecursionError) as exc:
+        raise InvalidInput("The request body is not valid JSON text.") from exc
     if not isinstance(body, dict):
         raise InvalidInput(NO_BODY)
     return body
@@ -217,13 +221,14 @@ async def doctors_welcome(request: web.Request) -> web.Response:
 
 
 def _patient_id(value: Any) -> int | None:
+    """A positive id SQLite can hold, written as a number (7 or 7.0) or as text ("7")."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int) and value > 0:
-        return value
-    if isinstance(value, str) and value.strip().isdecimal():
-        return int(value.strip())
-    return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif isinstance(value, str) and value.strip().isdecimal():
+        value = int(value.strip())
+    return value if isinstance(value, int) and 0 < value <= MAX_ID else None
 
 
 @routes.post("/api/doctors/")

@@ -261,8 +261,8 @@ class Authenticator:
         """The live session of an access token. Found sessions are kept for a second, so a
         kiosk's burst costs one lookup; a change made here (logout, deactivation, refresh,
         renewal) forgets them at once, one made by the CLI within a second."""
-        if not access or len(access) > 200:
-            return None
+        if not access or len(access) > 200 or not access.isascii():
+            return None  # ours are URL-safe ASCII; other bytes can only be a wrong token
         key, now = secret_hash(access), time.monotonic()
         cached = self._sessions.get(key)
         if cached is not None and now - cached[0] < SESSION_CACHE_SECONDS:
