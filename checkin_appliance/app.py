@@ -17,7 +17,7 @@ from checkin_appliance.domain import format_time, utc_now
 from checkin_appliance.hub import CLOSE_ACCESS_REVOKED, Hub
 from checkin_appliance.reception import Reception
 from checkin_appliance.security import PasswordHasher
-from checkin_appliance.store import Store
+from checkin_appliance.store import Store, lock
 from checkin_appliance.store.database import StoreDamaged
 from checkin_appliance.web import api, openapi, pages
 from checkin_appliance.web.auth import Authenticator
@@ -63,20 +63,21 @@ def create_app(config: Config) -> web.Application:
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     store = app[STORE]
-    await store.open()
-    try:
-        if store.damaged:
-            # Maintenance mode: no setup code, and no photo sweep (a partly readable table
-            # would make good photos look like orphans).
-            with contextlib.suppress(StoreDamaged):
+    with lock.hold(app[CONFIG].data_dir):  # DataDirInUse: another server, or a restore
+        await store.open()
+        try:
+            if store.damaged:
+                # Maintenance mode: no setup code, and no photo sweep (a partly readable table
+                # would make good photos look like orphans).
+                with contextlib.suppress(StoreDamaged):
+                    await app[RECEPTION].load_settings()
+            else:
                 await app[RECEPTION].load_settings()
-        else:
-            await app[RECEPTION].load_settings()
-            await app[RECEPTION].sweep_photos()
-            await app[AUTH].prepare_setup()
-        yield
-    finally:
-        await store.close()
+                await app[RECEPTION].sweep_photos()
+                await app[AUTH].prepare_setup()
+            yield
+        finally:
+            await store.close()
 
 
 def setup_banner(app: web.Application, base_url: str) -> str | None:

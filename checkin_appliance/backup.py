@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import io
 import json
@@ -36,6 +35,7 @@ from typing import IO, Any
 
 from checkin_appliance import __version__, photos
 from checkin_appliance.config import Config
+from checkin_appliance.store import lock
 from checkin_appliance.store.schema import available as available_migrations
 
 FORMAT = "checkin-appliance-backup"
@@ -55,7 +55,7 @@ SYNC_EVERY_BYTES = 8 * 1024 * 1024
 # A manifest lists every photo; this is far above any clinic and far below harm.
 MANIFEST_MAX_BYTES = 64 * 1024 * 1024
 # Taken by restore for its whole run; a server that holds it is running (see restore()).
-LOCK_FILE = "checkin.lock"
+LOCK_FILE = lock.LOCK_FILE
 USAGE = 2  # exit code: the command cannot be done as asked (like argparse's errors)
 FAILED = 1  # exit code: the backup or restore failed or was refused; nothing was changed
 
@@ -370,20 +370,13 @@ def restore(config: Config, source: Path) -> RestoreResult:
 
 @contextlib.contextmanager
 def _restore_lock(data_dir: Path) -> Iterator[None]:
-    """Holds LOCK_FILE for the whole restore: a second restore (or a server that takes the
-    same lock at start) cannot run at the same time."""
-    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    """Holds LOCK_FILE for the whole restore: a second restore, or a server (it takes the
+    same lock at start), cannot run at the same time."""
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise _in_use(data_dir, f"{LOCK_FILE} is held") from exc
-        except OSError as exc:
-            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-                raise
-        yield
-    finally:
-        os.close(fd)
+        with lock.hold(data_dir):
+            yield
+    except lock.DataDirInUse as exc:
+        raise _in_use(data_dir, f"{LOCK_FILE} is held") from exc
 
 
 def _refuse_if_in_use(config: Config) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import platform
@@ -28,6 +29,7 @@ from checkin_appliance.domain import (
 from checkin_appliance.security import check_password_rules, hash_password, new_credential_token
 from checkin_appliance.store import Store
 from checkin_appliance.store.database import read_audit_log
+from checkin_appliance.store.lock import DataDirInUse
 
 DESCRIPTION = """\
 Patient check-in and waiting-room queue for small clinics: one process serves the REST API,
@@ -413,7 +415,13 @@ def _backup_command(args: argparse.Namespace, config: Config) -> int:
             file=sys.stderr,
         )
     print(result.summary())
-    return 0
+
+    async def record(store: Store) -> int:
+        detail = {"file": result.path.name, "bytes": result.size_bytes}
+        await store.record_audit(audit.BACKUP, CLI, detail | dataclasses.asdict(result.counts))
+        return 0
+
+    return _with_store(config, record)
 
 
 def _restore_command(args: argparse.Namespace, config: Config) -> int:
@@ -503,6 +511,9 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         )
     except _CannotListen as exc:
         print(f"error: cannot serve on {exc}", file=sys.stderr)
+        return 1
+    except DataDirInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(

@@ -202,3 +202,13 @@ async def test_patient_names_never_reach_the_logs(tmp_path: Path) -> None:
     assert MARKER not in logged
     assert trail.returncode == 0 and "check_in patient" in trail.stdout
     assert MARKER not in trail.stdout
+
+
+def test_a_backup_is_recorded(tmp_path: Path) -> None:
+    with running(tmp_path) as server:
+        server.login(server.create_token("form", "Kiosk 1"))
+        result = server.cli("backup", str(tmp_path / "b.tar"))
+        assert result.returncode == 0, result.stderr
+        rows = audit_rows(server.data_dir / "checkin.db")
+    assert (rows[-1]["action"], rows[-1]["actor"], rows[-1]["address"]) == ("backup", None, "cli")
+    assert '"file":"b.tar"' in rows[-1]["detail"]

@@ -29,6 +29,7 @@ from tests.serverproc import (
     SETUP_CODE,
     TOKEN_LINE,
     Server,
+    free_port,
     http_json,
     run_cli,
     running,
@@ -146,6 +147,9 @@ HELP_CASES = [
     (["settings"], ["show", "set"]),
     (["settings", "show"], ["--data-dir", "--config"]),
     (["settings", "set"], ["key", "value", "anonymous_feed", "display_names", "--data-dir"]),
+    (["audit"], ["verify", "show"]),
+    (["audit", "verify"], ["--data-dir", "--config"]),
+    (["audit", "show"], ["--limit", "--json", "--data-dir"]),
 ]
 
 
@@ -473,3 +477,22 @@ def test_serve_on_a_busy_port_fails_with_a_clear_message(
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr
     assert port in result.stderr and "in use" in result.stderr, result.stderr
+
+
+def test_a_second_server_on_the_same_data_directory_refuses_to_start(
+    shared_server: Server,
+) -> None:
+    result = run_cli(
+        "serve",
+        "--host",
+        HOST,
+        "--port",
+        str(free_port()),
+        "--data-dir",
+        str(shared_server.data_dir),
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "in use by another server" in result.stderr, result.stderr
+    status, _ = http_json("GET", f"{shared_server.base_url}/healthz")
+    assert status == 200  # the first one carries on
