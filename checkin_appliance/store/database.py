@@ -107,6 +107,7 @@ class _Tx:
 
     conn: sqlite3.Connection
     events: list[QueueEvent] = field(default_factory=list)
+    now: str = field(default_factory=utc_now)  # one timestamp for everything this write does
 
     def one(self, sql: str, params: Iterable[Any] = ()) -> Any:
         # fetchall: the statement finishes, so the savepoint can be released.
@@ -117,12 +118,11 @@ class _Tx:
         return self.conn.execute(sql, tuple(params)).rowcount
 
     def record(self, event: str, entry: QueueEntry) -> None:
-        at = utc_now()
         row = self.one(
             "INSERT INTO events (event, entry_id, at) VALUES (?, ?, ?) RETURNING seq",
-            (event, entry.id, at),
+            (event, entry.id, self.now),
         )
-        self.events.append(QueueEvent(seq=row[0], event=event, at=at, entry=entry))
+        self.events.append(QueueEvent(seq=row[0], event=event, at=self.now, entry=entry))
 
     def audit(
         self,
@@ -135,7 +135,7 @@ class _Tx:
         last_id, prev_hash = last if last else (0, audit.GENESIS)
         entry = AuditEntry(
             last_id + 1,
-            utc_now(),
+            self.now,
             actor.credential_id,
             action,
             patient_id,
@@ -321,22 +321,26 @@ class Store:
         conn = self._writer
         assert conn is not None
         outcomes: list[_Outcome] = []
+        alone = len(jobs) == 1  # no savepoint needed: its failure rolls everything back
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in jobs:
-                conn.execute("SAVEPOINT job")
+                if not alone:
+                    conn.execute("SAVEPOINT job")
                 tx = _Tx(conn)
                 try:
                     value = job(tx)
                 except Exception as exc:
                     if _fails_the_batch(exc):
                         raise
-                    conn.execute("ROLLBACK TO job")
+                    conn.execute("ROLLBACK" if alone else "ROLLBACK TO job")
                     outcomes.append(_Outcome(error=exc))
                 else:
                     outcomes.append(_Outcome(value, events=tx.events))
-                conn.execute("RELEASE job")
-            conn.execute("COMMIT")
+                if not alone:
+                    conn.execute("RELEASE job")
+            if conn.in_transaction:
+                conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
@@ -390,7 +394,7 @@ class Store:
             tx.run(
                 "INSERT INTO health (id, at) VALUES (1, ?) "
                 "ON CONFLICT (id) DO UPDATE SET at = excluded.at",
-                (utc_now(),),
+                (tx.now,),
             )
 
         await self._write(job)
@@ -433,7 +437,7 @@ class Store:
                 tx.one(
                     "INSERT INTO credentials (token, role, label, room, password_hash, created_at)"
                     f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {_CREDENTIAL_COLUMNS.replace('c.', '')}",
-                    (token, role.value, label, room, password_hash, utc_now()),
+                    (token, role.value, label, room, password_hash, tx.now),
                 )
             )
             tx.audit(
@@ -464,7 +468,7 @@ class Store:
         """Deactivates and revokes every session; None when no such token exists."""
 
         def job(tx: _Tx) -> Credential | None:
-            now = utc_now()
+            now = tx.now
             row = tx.one(
                 "UPDATE credentials SET active = 0, deactivated_at = coalesce(deactivated_at, ?) "
                 "WHERE token = ? RETURNING id, token, role, label, room, active, created_at",
@@ -517,7 +521,7 @@ class Store:
             (session_id,) = tx.one(
                 "INSERT INTO sessions (credential_id, access_hash, access_expires, refresh_hash,"
                 " refresh_expires, ends_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (credential_id, *access, *refresh, ends_at, utc_now()),
+                (credential_id, *access, *refresh, ends_at, tx.now),
             )
             tx.audit(audit.LOGIN, actor, detail=detail)
             return int(session_id)
@@ -573,7 +577,7 @@ class Store:
         def job(tx: _Tx) -> None:
             if tx.run(
                 "UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (utc_now(), session_id),
+                (tx.now, session_id),
             ):
                 tx.audit(audit.LOGOUT, actor)
 
@@ -623,7 +627,7 @@ class Store:
                     # The answer the kiosk missed: the patient as they were checked in.
                     as_checked_in = QueueEntry(*row[:4], "waiting", first.check_in_time)
                     return as_checked_in, int(row[-1]), True
-            now = utc_now()
+            now = tx.now
             (patient_id,) = tx.one(
                 "INSERT INTO patients (fname, image, created_at) VALUES (?, ?, ?) RETURNING id",
                 (fname, image, now),
@@ -667,7 +671,7 @@ class Store:
             )
             if row is None:
                 return None
-            now = utc_now()
+            now = tx.now
             tx.run(
                 "UPDATE queue_entries SET status = 'completed', called_at = ?, completed_at = ?,"
                 " called_by = ?, room = ? WHERE id = ?",
