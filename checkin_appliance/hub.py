@@ -79,7 +79,7 @@ class Subscriber:
     credential_id: int | None
     queue: asyncio.Queue[Frame]
     wants_settings: bool = False
-    transport: asyncio.BaseTransport | None = None
+    transport: asyncio.Transport | None = None  # asyncio's or uvloop's (not a subclass)
     closing: bool = False
     # True while the writer waits on an empty queue: publish may write to the socket itself.
     idle: bool = False
@@ -92,7 +92,7 @@ class Subscriber:
         if (
             not self.idle
             or not self.queue.empty()
-            or not isinstance(transport, asyncio.WriteTransport)
+            or transport is None
             or transport.is_closing()
             or self.ws.closed
             or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
@@ -152,7 +152,7 @@ class Hub:
         session_id: int | None = None,
         credential_id: int | None = None,
         wants_settings: bool = False,
-        transport: asyncio.BaseTransport | None = None,
+        transport: asyncio.Transport | None = None,
     ) -> Subscriber:
         """`transport` (the socket under `ws`) lets frames skip the queue; None: never."""
         queue: asyncio.Queue[Frame] = asyncio.Queue(self._queue_size)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from checkin_appliance import __version__, photos, tls
+from checkin_appliance import __version__, photos
+from checkin_appliance.config import Config
 from checkin_appliance.domain import (
     Audience,
     InvalidInput,
@@ -33,6 +34,9 @@ from checkin_appliance.web.auth import (
 )
 from checkin_appliance.web.errors import json_response
 from checkin_appliance.web.keys import AUTH, CONFIG, RECEPTION, STORE
+
+if TYPE_CHECKING:
+    from checkin_appliance.tls import LocalCA
 
 routes = web.RouteTableDef()
 
@@ -337,10 +341,20 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok", "db": "ok", "version": __version__})
 
 
+def local_ca(config: Config) -> LocalCA | None:
+    """The box's local CA when it serves with one; only then is cryptography loaded (~5 MB
+    of a plain-HTTP server's memory otherwise)."""
+    if config.tls_mode != "self-signed":
+        return None
+    from checkin_appliance import tls
+
+    return tls.local_ca(config)
+
+
 @routes.get("/ca.crt")
 async def ca_certificate(request: web.Request) -> web.Response:
     """The box's local CA, for devices to trust (also served on the plain-HTTP port)."""
-    ca = tls.local_ca(request.app[CONFIG])
+    ca = local_ca(request.app[CONFIG])
     if ca is None:  # plain HTTP, or the clinic's own certificate: nothing to trust here
         raise web.HTTPNotFound()
     return web.Response(

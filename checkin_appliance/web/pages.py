@@ -11,9 +11,10 @@ import jinja2
 from aiohttp import web
 from yarl import URL
 
-from checkin_appliance import __version__, tls
+from checkin_appliance import __version__
 from checkin_appliance.domain import Role
 from checkin_appliance.security import check_password_rules
+from checkin_appliance.web.api import local_ca
 from checkin_appliance.web.auth import (
     SESSION_COOKIE,
     Caller,
@@ -96,7 +97,7 @@ def render(
 def trust_section(request: web.Request) -> dict[str, str] | None:
     """What the "trust this box" section shows, while the box serves with its own local CA."""
     config = request.app[CONFIG]
-    ca = tls.local_ca(config)
+    ca = local_ca(config)
     if ca is None:
         return None
     # The address a device types before it trusts us: plain HTTP when a redirect port serves it.
