@@ -212,3 +212,27 @@ def test_a_backup_is_recorded(tmp_path: Path) -> None:
         rows = audit_rows(server.data_dir / "checkin.db")
     assert (rows[-1]["action"], rows[-1]["actor"], rows[-1]["address"]) == ("backup", None, "cli")
     assert '"file":"b.tar"' in rows[-1]["detail"]
+
+
+async def test_the_chain_holds_when_the_cli_writes_between_the_servers_writes(
+    tmp_path: Path,
+) -> None:
+    with running(tmp_path) as server:
+        auth = {"Authorization": f"Bearer {server.login(server.create_token('form', 'K'))}"}
+        async with aiohttp.ClientSession() as http:
+            for round_ in range(3):
+                for n in range(3):
+                    async with http.post(
+                        f"{server.base_url}/api/patients/",
+                        json={"fname": f"P{round_}{n}"},
+                        headers=auth,
+                    ) as resp:
+                        assert resp.status == 201
+                # Another process appends to the chain while the server keeps writing.
+                assert (
+                    server.cli("settings", "set", "clinic_name", f"Clinic {round_}").returncode == 0
+                )
+        code, _, err = verify(server.data_dir / "checkin.db")
+    assert code == 0, err
+    actions = [row["action"] for row in audit_rows(server.data_dir / "checkin.db")]
+    assert actions.count("settings_changed") == 3 and actions.count("check_in") == 9

@@ -1,7 +1,7 @@
 """Acknowledged means durable: the real server is SIGKILLed at random moments under load.
 
 Each round starts `checkin-appliance serve` on the same data directory, checks everything
-acknowledged so far survived, then lets several clients check patients in (half with a
+acknowledged so far survived (and the audit chain verifies), then lets several clients check patients in (half with a
 photo, as multipart) and call them, with one `/ws/queue/?since=…` subscriber recording the
 feed, and SIGKILLs the server after a random short delay. Requests in flight at the kill
 may fail; only what got its 201/200 (and every event a client saw) must survive.
@@ -32,6 +32,8 @@ import aiohttp
 import pytest
 from PIL import Image
 
+from checkin_appliance import audit
+from checkin_appliance.store.database import read_audit_log
 from tests.serverproc import HOST, Server, running
 
 ROUNDS = int(os.environ.get("CHECKIN_CRASH_ROUNDS", "20"))
@@ -174,6 +176,8 @@ async def _check_survivors(server: Server, access: str, acked: Acknowledged) -> 
     db = sqlite3.connect(f"file:{server.data_dir / 'checkin.db'}?mode=ro", uri=True)
     try:
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        verdict = audit.verify(read_audit_log(server.data_dir / "checkin.db"))
+        assert verdict.ok, f"audit trail broken after a crash: {verdict.problem}"
         rows = db.execute(
             "SELECT p.id, p.fname, p.image, e.status FROM patients p "
             "JOIN queue_entries e ON e.patient_id = p.id"

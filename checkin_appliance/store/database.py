@@ -106,6 +106,8 @@ class _Tx:
     """One write's view of the shared transaction (in the writer thread)."""
 
     conn: sqlite3.Connection
+    # The audit chain's last (id, hash), if known: saves a lookup per row.
+    audit_head: tuple[int, str] | None = None
     events: list[QueueEvent] = field(default_factory=list)
     now: str = field(default_factory=utc_now)  # one timestamp for everything this write does
 
@@ -131,8 +133,10 @@ class _Tx:
         patient_id: int | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        last = self.one("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
-        last_id, prev_hash = last if last else (0, audit.GENESIS)
+        if self.audit_head is None:
+            last = self.one("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+            self.audit_head = (last[0], last[1]) if last else (0, audit.GENESIS)
+        last_id, prev_hash = self.audit_head
         entry = AuditEntry(
             last_id + 1,
             self.now,
@@ -153,9 +157,10 @@ class _Tx:
                 entry.address,
                 entry.detail,
                 prev_hash,
-                entry.digest(prev_hash),
+                digest := entry.digest(prev_hash),
             ),
         )
+        self.audit_head = (entry.id, digest)
 
 
 @dataclass
@@ -176,6 +181,10 @@ class Store:
         self._writer: sqlite3.Connection | None = None  # used only in the executor's thread
         self._reader: aiosqlite.Connection | None = None
         self._pending: list[tuple[_Job, asyncio.Future[Any]]] = []
+        # Writer thread only: the audit chain's head as our writes left it, valid while no
+        # other connection (the CLI) has committed since (PRAGMA data_version).
+        self._audit_head: tuple[int, str] | None = None
+        self._seen_version = -1
         self._committer: asyncio.Task[None] | None = None
         # Set at open when the integrity check fails (or later on a corruption error):
         # every write raises StoreDamaged, reads are attempted as they come.
@@ -324,24 +333,29 @@ class Store:
         alone = len(jobs) == 1  # no savepoint needed: its failure rolls everything back
         try:
             conn.execute("BEGIN IMMEDIATE")
+            (version,) = conn.execute("PRAGMA data_version").fetchone()
+            if version != self._seen_version:  # someone else wrote: look the head up again
+                self._seen_version, self._audit_head = version, None
             for job in jobs:
                 if not alone:
                     conn.execute("SAVEPOINT job")
-                tx = _Tx(conn)
+                tx = _Tx(conn, self._audit_head)
                 try:
                     value = job(tx)
                 except Exception as exc:
                     if _fails_the_batch(exc):
                         raise
                     conn.execute("ROLLBACK" if alone else "ROLLBACK TO job")
-                    outcomes.append(_Outcome(error=exc))
+                    outcomes.append(_Outcome(error=exc))  # its audit row went with it
                 else:
                     outcomes.append(_Outcome(value, events=tx.events))
+                    self._audit_head = tx.audit_head
                 if not alone:
                     conn.execute("RELEASE job")
             if conn.in_transaction:
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
+            self._audit_head = None
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
