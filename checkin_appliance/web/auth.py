@@ -121,7 +121,8 @@ class Authenticator:
         self.hasher = hasher
         self.throttle = LoginThrottle(allowed=config.login_failures_allowed)
         self.setup_code: str | None = None
-        self._sessions: dict[str, tuple[float, Session]] = {}  # access hash: (when, session)
+        # access token: (when found, session); in memory only, like the request that sent it
+        self._sessions: dict[str, tuple[float, Session]] = {}
 
     # --- first run -------------------------------------------------------------------
 
@@ -263,15 +264,15 @@ class Authenticator:
         renewal) forgets them at once, one made by the CLI within a second."""
         if not access or len(access) > 200 or not access.isascii():
             return None  # ours are URL-safe ASCII; other bytes can only be a wrong token
-        key, now = secret_hash(access), time.monotonic()
-        cached = self._sessions.get(key)
+        now = time.monotonic()
+        cached = self._sessions.get(access)
         if cached is not None and now - cached[0] < SESSION_CACHE_SECONDS:
             return cached[1]
-        session = await self.store.session_by_access(key, utc_now())
+        session = await self.store.session_by_access(secret_hash(access), utc_now())
         if session is not None:
             if len(self._sessions) >= SESSION_CACHE_SIZE:
                 self._sessions.clear()
-            self._sessions[key] = (now, session)
+            self._sessions[access] = (now, session)
         return session
 
     def forget_sessions(self, session_id: int | None = None) -> None:
