@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,11 +215,17 @@ class Server:
 
 
 @contextlib.contextmanager
-def running(workdir: Path, data_dir: Path | None = None) -> Iterator[Server]:
-    """Starts `serve` on a free port, waits for /healthz 200, and always stops it after."""
-    data_dir = data_dir or workdir / "data"
+def launched(
+    workdir: Path,
+    command: list[str],
+    port: int,
+    data_dir: Path,
+    make: Callable[..., Server] = Server,
+    **fields: Any,
+) -> Iterator[Server]:
+    """Runs a server command (no proxy settings, output to files in workdir), waits for
+    /healthz 200 and always stops it after. `make` builds the Server (or a subclass)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     stdout_path = workdir / f"server-{port}.out"
     stderr_path = workdir / f"server-{port}.err"
     with pytest.MonkeyPatch.context() as env:
@@ -228,18 +234,21 @@ def running(workdir: Path, data_dir: Path | None = None) -> Iterator[Server]:
             env.delenv(name.upper(), raising=False)
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
             proc = subprocess.Popen(
-                cli_command(
-                    "serve", "--host", HOST, "--port", str(port), "--data-dir", str(data_dir)
-                ),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                env=_env(),
-                cwd=workdir,
+                command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=_env(), cwd=workdir
             )
-        server = Server(port, data_dir, proc, stdout_path, stderr_path)
+        server = make(port, data_dir, proc, stdout_path, stderr_path, **fields)
         try:
             server.wait_healthy()
             yield server
         finally:
             server.stop()
+
+
+@contextlib.contextmanager
+def running(workdir: Path, data_dir: Path | None = None) -> Iterator[Server]:
+    """Starts `serve` on a free port, waits for /healthz 200, and always stops it after."""
+    data_dir = data_dir or workdir / "data"
+    port = free_port()
+    command = cli_command("serve", "--host", HOST, "--port", str(port), "--data-dir", str(data_dir))
+    with launched(workdir, command, port, data_dir) as server:
+        yield server

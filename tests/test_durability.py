@@ -1,10 +1,11 @@
 """Acknowledged means durable: the real server is SIGKILLed at random moments under load.
 
 Each round starts `checkin-appliance serve` on the same data directory, checks everything
-acknowledged so far survived (and the audit chain verifies), then lets several clients check patients in (half with a
-photo, as multipart) and call them, with one `/ws/queue/?since=…` subscriber recording the
-feed, and SIGKILLs the server after a random short delay. Requests in flight at the kill
-may fail; only what got its 201/200 (and every event a client saw) must survive.
+acknowledged so far survived (and the audit chain verifies), then lets several clients check
+patients in (half with a photo, as multipart) and call them, with one `/ws/queue/?since=…`
+subscriber recording the feed, and SIGKILLs the server after a random short delay. Requests
+in flight at the kill may fail; only what got its 201/200 (and every event a client saw)
+must survive.
 
 CI runs CHECKIN_CRASH_ROUNDS=20 (the default); a soak run:
 

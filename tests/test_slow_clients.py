@@ -20,10 +20,8 @@ import asyncio
 import contextlib
 import dataclasses
 import inspect
-import os
 import re
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -39,7 +37,7 @@ from checkin_appliance.config import Config, load_config
 from checkin_appliance.domain import Role
 from checkin_appliance.web.keys import HUB
 from tests.conftest import StartClinic, wait_until
-from tests.serverproc import HOST, PROXY_VARIABLES, Server, free_port, http_json
+from tests.serverproc import HOST, Server, free_port, http_json, launched
 
 # --- the real server, with short limits -------------------------------------------------
 
@@ -107,25 +105,10 @@ def serving(workdir: Path, settings: str, keepalive: float) -> Iterator[Server]:
     config_file = workdir / "checkin.toml"
     config_file.write_text(settings)
     data_dir, port = workdir / "data", free_port()
-    out_path, err_path = workdir / f"server-{port}.out", workdir / f"server-{port}.err"
-    env = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARIABLES}
-    env["PYTHONUNBUFFERED"] = "1"
     serve = ["serve", "--host", HOST, "--port", str(port), "--data-dir", str(data_dir)]
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", LAUNCHER, str(keepalive), *serve, "--config", str(config_file)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            env=env,
-            cwd=workdir,
-        )
-    server = Server(port, data_dir, proc, out_path, err_path)
-    try:
-        server.wait_healthy()
+    command = [sys.executable, "-c", LAUNCHER, str(keepalive), *serve, "--config", str(config_file)]
+    with launched(workdir, command, port, data_dir) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

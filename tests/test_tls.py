@@ -19,12 +19,11 @@ import re
 import socket
 import ssl
 import stat
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -43,11 +42,11 @@ from tests.serverproc import (
     HOST,
     PASSWORD,
     POLL_INTERVAL,
-    PROXY_VARIABLES,
     START_TIMEOUT,
     Server,
     cli_command,
     free_port,
+    launched,
     run_cli,
 )
 from tests.test_pages import cookie_header, page_login
@@ -179,7 +178,6 @@ def serving(
     port, http_port = free_port(), free_port()
     while http_port == port:
         http_port = free_port()
-    out_path, err_path = workdir / f"tls-{port}.out", workdir / f"tls-{port}.err"
     command = cli_command(
         "serve",
         "--host",
@@ -192,27 +190,10 @@ def serving(
         str(data_dir),
         *(args or ("--tls", "self-signed")),
     )
-    with pytest.MonkeyPatch.context() as env:
-        for name in PROXY_VARIABLES:
-            env.delenv(name, raising=False)
-            env.delenv(name.upper(), raising=False)
-        with out_path.open("wb") as out, err_path.open("wb") as err:
-            proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                cwd=workdir,
-            )
-        server = TLSServer(
-            port, data_dir, proc, out_path, err_path, http_port=http_port, trust_file=trust_file
-        )
-        try:
-            server.wait_healthy()
-            yield server
-        finally:
-            server.stop()
+    with launched(
+        workdir, command, port, data_dir, TLSServer, http_port=http_port, trust_file=trust_file
+    ) as server:
+        yield cast(TLSServer, server)
 
 
 @pytest.fixture(scope="module")
