@@ -41,10 +41,16 @@ def version_text() -> str:
     import aiohttp
     import PIL
 
+    try:
+        import uvloop
+
+        loop = f", uvloop {uvloop.__version__}"
+    except ImportError:
+        loop = ""
     return (
         f"checkin-appliance {__version__} (aiohttp {aiohttp.__version__}, "
         f"Pillow {PIL.__version__}, SQLite {sqlite3.sqlite_version}, "
-        f"Python {platform.python_version()})"
+        f"Python {platform.python_version()}{loop})"
     )
 
 

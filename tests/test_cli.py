@@ -171,7 +171,8 @@ def test_version() -> None:
     assert result.returncode == 0, result.stderr
     match = re.fullmatch(
         rf"checkin-appliance {re.escape(__version__)} \(aiohttp (\d+)\.(\d+)\.(\d+), "
-        r"Pillow (\d+)\.(\d+)\.\d+, SQLite 3\.\d+\.\d+, Python 3\.\d+\.\d+\)\n",
+        r"Pillow (\d+)\.(\d+)\.\d+, SQLite 3\.\d+\.\d+, Python 3\.\d+\.\d+, "
+        r"uvloop \d+\.\d+\.\d+\)\n",
         result.stdout,
     )
     assert match, result.stdout

@@ -255,6 +255,7 @@ def test_version_names_the_bundled_libraries(binary: Path) -> None:
     assert aiohttp_version and at_least(aiohttp_version[1], (3, 14, 2)), line
     assert pillow_version and at_least(pillow_version[1], (12, 3)), line
     assert re.search(r"SQLite \d+\.\d+", line), line
+    assert re.search(r"uvloop \d+\.\d+", line), line  # serve runs on it: it must be inside
 
 
 def test_serves_pages_and_static_files_then_stops_cleanly_on_sigterm(
