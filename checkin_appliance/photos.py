@@ -52,22 +52,22 @@ def reencode(data: bytes, max_side: int = 800) -> bytes:
                     # Let libjpeg decode at a reduced scale (1/2, 1/4, 1/8), never below the
                     # size we keep: four to ten times faster and smaller for camera shots.
                     img.draft("RGB", _target_size(img.size, max_side))
-                upright = _upright(img)
-                upright.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-                pixels = _flatten_to_rgb(upright)
+                pixels = _flatten_to_rgb(_upright(img))
+                pixels.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+                # Nothing of the upload may ride along: Pillow's JPEG writer takes metadata
+                # only from what save() is given and from `info` (the comment), so with an
+                # empty `info` the new file holds pixels only. No copy: ~1.4 MB less per photo.
+                pixels.info = {}
+                out = io.BytesIO()
+                # No optimize=True: its extra Huffman pass costs 40 % of the encode for ~5 %.
+                pixels.save(out, "JPEG", quality=JPEG_QUALITY)
+                return out.getvalue()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidInput("The photo has too many pixels.") from exc
     except UnidentifiedImageError as exc:
         raise InvalidInput("The photo must be a JPEG, PNG or WebP image.") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidInput("The photo is damaged or truncated.") from exc
-    # Copy only the pixels into a new image, so no metadata can ride along.
-    clean = Image.new("RGB", pixels.size)
-    clean.paste(pixels)
-    out = io.BytesIO()
-    # No optimize=True: its extra Huffman pass costs 40 % of the encode for ~5 % of size.
-    clean.save(out, "JPEG", quality=JPEG_QUALITY)
-    return out.getvalue()
 
 
 def _target_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
@@ -92,7 +92,7 @@ _ORIENTATION_FIX = {
 
 
 def _upright(img: Image.Image) -> Image.Image:
-    """The pixels turned as the camera's EXIF orientation says (a copy either way).
+    """The pixels turned as the camera's EXIF orientation says (the image itself if upright).
 
     Not ImageOps.exif_transpose: it re-serialises the EXIF block it was given, and a damaged
     block then raises TypeError or struct.error (a 500) for a photo whose pixels are fine.
@@ -104,7 +104,7 @@ def _upright(img: Image.Image) -> Image.Image:
     except Exception:  # an unreadable EXIF block only costs us the rotation
         orientation = 1
     method = _ORIENTATION_FIX.get(orientation) if isinstance(orientation, int) else None
-    return img.transpose(method) if method is not None else img.copy()
+    return img.transpose(method) if method is not None else img
 
 
 def _flatten_to_rgb(img: Image.Image) -> Image.Image:
