@@ -128,12 +128,12 @@ async def _watch_other_writers(app: web.Application) -> None:
     """Picks up what another process committed (CLI `token deactivate`, settings) at once,
     and ends live feeds whose session reached its absolute end."""
     store = app[STORE]
-    seen = await store.data_version()
+    seen = await store.outside_version()
     checked = time.monotonic()
     while not store.damaged:  # found corrupt while running: maintenance mode, stop looking
         await asyncio.sleep(WATCH_INTERVAL)
         try:
-            version = await store.data_version()
+            version = await store.outside_version()
             if version != seen or time.monotonic() - checked >= SESSION_END_INTERVAL:
                 seen, checked = version, time.monotonic()
                 await _apply_stored_changes(app)

@@ -21,7 +21,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -120,13 +120,15 @@ class Server:
     stdout_path: Path
     stderr_path: Path
 
+    secure: ClassVar[bool] = False  # HTTPS and wss:// (the TLS tests' subclass)
+
     @property
     def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"http{'s' if self.secure else ''}://{HOST}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{HOST}:{self.port}/ws/queue/"
+        return f"ws{'s' if self.secure else ''}://{HOST}:{self.port}/ws/queue/"
 
     def stdout(self) -> str:
         return self.stdout_path.read_text(errors="replace")

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import aiohttp
 import pytest
@@ -123,20 +123,13 @@ def colon_hex(hex_digits: str) -> str:
 
 @dataclass
 class TLSServer(Server):
+    secure: ClassVar[bool] = True
     http_port: int = 0
     trust_file: Path | None = None  # what clients trust; default: the CA the box writes
 
     @property
     def ca_file(self) -> Path:
         return self.data_dir / "tls" / "ca.crt"
-
-    @property
-    def base_url(self) -> str:
-        return f"https://{HOST}:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"wss://{HOST}:{self.port}/ws/queue/"
 
     def context(self) -> ssl.SSLContext:
         return trusting(self.trust_file or self.ca_file)

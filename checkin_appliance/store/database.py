@@ -413,10 +413,21 @@ class Store:
 
         await self._write(job)
 
-    async def data_version(self) -> int:
-        """Changes when another connection (the CLI, our writer) commits."""
-        row = await self._one("PRAGMA data_version")
-        return int(row[0])
+    async def outside_version(self) -> int:
+        """Changes when another process (the CLI) commits. Read on the writer's own
+        connection, so our writes leave it alone: under load it stays quiet."""
+        writer = self._writer
+        assert writer is not None, "store is not open"
+
+        def read() -> int:
+            return int(writer.execute("PRAGMA data_version").fetchone()[0])
+
+        try:
+            return await self._in_writer_thread(read)
+        except sqlite3.DatabaseError as exc:
+            if _is_corruption(exc):
+                raise self._damage(exc) from exc
+            raise
 
     # --- credentials -----------------------------------------------------------------
 
