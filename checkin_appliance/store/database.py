@@ -2,10 +2,12 @@
 
 A write is a small synchronous function run by the one thread that owns the write
 connection. Writes that arrive while a transaction is committing wait and then share the
-next transaction and its fsync (group commit); each runs in its own savepoint, so one that
-fails leaves the others alone. An event row gets its `seq` in the same transaction as the
-change it records; `on_event` is called on the event loop for each event only after that
-transaction has committed, in `seq` order. Reads go through aiosqlite's own thread.
+next transaction and its fsync (group commit). The thread takes the next batch as soon as
+one has committed, while the event loop hands out the results of the last. One write that
+fails leaves the others alone: the batch is rolled back and run again with a savepoint per
+write. An event row gets its `seq` in the same transaction as the change it records;
+`on_event` is called on the event loop for each event only after that transaction has
+committed, in `seq` order. Reads go through aiosqlite's own thread.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,6 +61,8 @@ _CREDENTIAL_COLUMNS = "c.id, c.token, c.role, c.label, c.room, c.active, c.creat
 _AUDIT_COLUMNS = "id, at, actor, action, patient_id, address, detail, prev_hash, hash"
 
 T = TypeVar("T")
+# The most writes one transaction takes: bounds how long a batch holds the write lock.
+MAX_BATCH = 256
 
 
 class StoreUnavailable(Exception):
@@ -171,21 +176,24 @@ class _Outcome:
 
 
 _Job = Callable[[_Tx], Any]
+_Item = tuple[Callable[[Any], Any], asyncio.Future[Any], bool]
 
 
 class Store:
     def __init__(self, path: Path, on_event: Callable[[QueueEvent], None] | None = None) -> None:
         self.path = path
         self.on_event = on_event
-        self._executor: ThreadPoolExecutor | None = None
-        self._writer: sqlite3.Connection | None = None  # used only in the executor's thread
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # What the writer thread is to do, in order: (job, future, in_transaction), or None
+        # to stop.
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._writer: sqlite3.Connection | None = None  # used only in the writer thread
         self._reader: aiosqlite.Connection | None = None
-        self._pending: list[tuple[_Job, asyncio.Future[Any]]] = []
         # Writer thread only: the audit chain's head as our writes left it, valid while no
         # other connection (the CLI) has committed since (PRAGMA data_version).
         self._audit_head: tuple[int, str] | None = None
         self._seen_version = -1
-        self._committer: asyncio.Task[None] | None = None
         # Set at open when the integrity check fails (or later on a corruption error):
         # every write raises StoreDamaged, reads are attempted as they come.
         self.damaged = False
@@ -196,7 +204,9 @@ class Store:
         """Opens, checks and migrates; a corrupt file opens in maintenance mode, not a crash."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.damaged = False
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._serve_writes, name="store-writer", daemon=True)
+        self._thread.start()
         try:
             problem = await self._in_writer_thread(self._open_writer)
             if problem is not None:
@@ -259,20 +269,22 @@ class Store:
         return conn
 
     async def close(self) -> None:
-        if self._committer is not None:
-            with contextlib.suppress(Exception):
-                await self._committer
+        """Waits for the writes already queued, then closes both connections."""
         if self._reader is not None:
             await self._reader.close()
-        if self._executor is not None:
+        if self._thread is not None:
             if self._writer is not None:
                 await self._in_writer_thread(self._writer.close)
-            self._executor.shutdown(wait=True)
-        self._reader = self._writer = self._executor = None
+            self._queue.put(None)
+            self._thread.join()
+        self._reader = self._writer = self._thread = None
 
     async def _in_writer_thread(self, fn: Callable[[], T]) -> T:
-        assert self._executor is not None, "store is not open"
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        """Runs `fn` in the writer thread, outside any transaction, after what is queued."""
+        assert self._thread is not None, "store is not open"
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put((lambda _conn: fn(), future, False))
+        return await future
 
     @property
     def reader(self) -> aiosqlite.Connection:
@@ -287,70 +299,129 @@ class Store:
             raise StoreDamaged("the database is damaged")
         assert self._writer is not None, "store is not open"
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((job, future))
-        if self._committer is None:
-            self._committer = asyncio.create_task(self._commit_pending())
+        self._queue.put((job, future, True))
         return await future
 
-    async def _commit_pending(self) -> None:
-        """Commits what is waiting, one transaction at a time, until nothing is."""
-        batch: list[tuple[_Job, asyncio.Future[Any]]] = []
+    def _serve_writes(self) -> None:
+        """The writer thread: runs what is queued in order; writes queued together share
+        one transaction."""
+        items = self._queue
+        stop = False
+        while not stop:
+            batch: list[_Item] = []
+            item = items.get()
+            while True:
+                if item is None:
+                    stop = True
+                    break
+                if not item[2]:  # a call outside the transaction: after the batch before it
+                    self._commit_and_settle(batch)
+                    batch = []
+                    self._call(item)
+                else:
+                    batch.append(item)
+                if len(batch) >= MAX_BATCH:
+                    break
+                try:
+                    item = items.get_nowait()
+                except queue.Empty:
+                    break
+            self._commit_and_settle(batch)
+
+    def _call(self, item: _Item) -> None:
+        fn, future, _ = item
         try:
-            while self._pending:
-                # A write whose caller gave up before it started is not run.
-                batch = [(job, fut) for job, fut in self._pending if not fut.done()]
-                self._pending = []
-                if not batch:
-                    continue
-                jobs = [job for job, _ in batch]
-                outcomes, failure = await self._in_writer_thread(lambda j=jobs: self._commit(j))
-                if failure is not None:
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(self._translate(failure))
-                    continue
-                for (_, fut), outcome in zip(batch, outcomes, strict=True):
-                    self._publish(outcome.events)
-                    if fut.done():
-                        continue
-                    if outcome.error is not None:
-                        fut.set_exception(outcome.error)
-                    else:
-                        fut.set_result(outcome.value)
-        except asyncio.CancelledError:  # the loop is going away: nobody waits forever
-            for _, fut in [*batch, *self._pending]:
-                fut.cancel()
-            self._pending = []
-            raise
-        finally:
-            self._committer = None
+            value = fn(None)
+        except BaseException as exc:  # handed to the caller; the thread goes on
+            self._settle(future.set_exception, future, exc)
+        else:
+            self._settle(future.set_result, future, value)
+
+    def _settle(self, how: Callable[..., None], future: asyncio.Future[Any], *args: Any) -> None:
+        """In the writer thread: `how(*args)` on the loop, unless the caller gave up."""
+
+        def settle() -> None:
+            if not future.done():
+                how(*args)
+
+        self._call_soon(settle)
+
+    def _call_soon(self, fn: Callable[[], None]) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            self._loop.call_soon_threadsafe(fn)
+
+    def _commit_and_settle(self, batch: list[_Item]) -> None:
+        # A write whose caller gave up before it started is not run.
+        batch = [item for item in batch if not item[1].done()]
+        if not batch:
+            return
+        try:
+            outcomes, failure = self._commit([job for job, _, _ in batch])
+        except BaseException as exc:  # a bug in a write: its batch fails, the thread goes on
+            outcomes, failure = [], exc
+        self._call_soon(lambda: self._deliver(batch, outcomes, failure))
+
+    def _deliver(
+        self, batch: list[_Item], outcomes: list[_Outcome], failure: BaseException | None
+    ) -> None:
+        """On the loop: the events of a committed batch, then each caller's answer."""
+        if failure is not None:
+            error = self._translate(failure)
+            for _, future, _ in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for (_, future, _), outcome in zip(batch, outcomes, strict=True):
+            self._publish(outcome.events)
+            if future.done():
+                continue
+            if outcome.error is not None:
+                future.set_exception(outcome.error)
+            else:
+                future.set_result(outcome.value)
 
     def _commit(self, jobs: list[_Job]) -> tuple[list[_Outcome], BaseException | None]:
-        """In the writer thread: all `jobs` in one transaction, each in its own savepoint."""
+        """In the writer thread: all `jobs` in one transaction.
+
+        Without savepoints first; if one of several jobs fails, everything is rolled back and
+        run again with a savepoint per job, so that job fails alone."""
+        if len(jobs) > 1:
+            outcomes, failure = self._transaction(jobs, savepoints=False)
+            if failure is not None or all(outcome.error is None for outcome in outcomes):
+                return outcomes, failure
+        return self._transaction(jobs, savepoints=len(jobs) > 1)
+
+    def _transaction(
+        self, jobs: list[_Job], *, savepoints: bool
+    ) -> tuple[list[_Outcome], BaseException | None]:
         conn = self._writer
         assert conn is not None
         outcomes: list[_Outcome] = []
-        alone = len(jobs) == 1  # no savepoint needed: its failure rolls everything back
+        head = self._audit_head
         try:
             conn.execute("BEGIN IMMEDIATE")
             (version,) = conn.execute("PRAGMA data_version").fetchone()
             if version != self._seen_version:  # someone else wrote: look the head up again
-                self._seen_version, self._audit_head = version, None
+                self._seen_version, head = version, None
             for job in jobs:
-                if not alone:
+                if savepoints:
                     conn.execute("SAVEPOINT job")
-                tx = _Tx(conn, self._audit_head)
+                tx = _Tx(conn, head)
                 try:
                     value = job(tx)
                 except Exception as exc:
                     if _fails_the_batch(exc):
                         raise
-                    conn.execute("ROLLBACK" if alone else "ROLLBACK TO job")
-                    outcomes.append(_Outcome(error=exc))  # its audit row went with it
+                    outcomes.append(_Outcome(error=exc))  # its audit row goes with it
+                    if not savepoints:  # the caller runs the batch again, with savepoints
+                        conn.execute("ROLLBACK")
+                        return outcomes, None
+                    conn.execute("ROLLBACK TO job")
                 else:
                     outcomes.append(_Outcome(value, events=tx.events))
-                    self._audit_head = tx.audit_head
-                if not alone:
+                    head = tx.audit_head
+                if savepoints:
                     conn.execute("RELEASE job")
             if conn.in_transaction:
                 conn.execute("COMMIT")
@@ -360,6 +431,7 @@ class Store:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             return [], exc
+        self._audit_head = head
         return outcomes, None
 
     def _translate(self, exc: BaseException) -> BaseException:
