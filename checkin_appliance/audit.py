@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 GENESIS = "0" * 64
+_compact = json.JSONEncoder(separators=(",", ":")).encode  # built once, not per row
 
 # What the trail records (`action`); `detail` never holds a patient's name.
 SETUP = "setup"
@@ -45,7 +46,7 @@ class AuditEntry:
     def digest(self, prev_hash: str) -> str:
         """The hash this row must carry when it follows a row whose hash is `prev_hash`."""
         fields = [self.id, self.at, self.actor, self.action, self.patient_id, self.address]
-        payload = json.dumps([prev_hash, *fields, self.detail], separators=(",", ":"))
+        payload = _compact([prev_hash, *fields, self.detail])
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def public(self) -> dict[str, Any]:

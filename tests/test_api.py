@@ -764,6 +764,38 @@ async def test_text_that_is_not_unicode_is_400_and_stores_nothing(
     assert (await again.client.get("/api/queue/", headers=again.headers(Role.FORM))).ok
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"fname": "\xed\xa0\x80"}',  # a surrogate written out in UTF-8's pattern
+        b'{"fname": "Jos\xe9"}',  # Latin-1
+        '{"fname": "Ana"}'.encode("utf-16"),
+    ],
+    ids=["encoded-surrogate", "latin-1", "utf-16"],
+)
+async def test_a_json_body_that_is_not_utf8_is_400_and_stores_nothing(
+    clinic: Clinic, body: bytes
+) -> None:
+    resp = await clinic.client.post(
+        "/api/patients/",
+        data=body,
+        headers={**clinic.headers(Role.FORM), "Content-Type": "application/json"},
+    )
+    assert resp.status == 400
+    assert (await resp.json())["error"] == "The request body is not valid JSON text."
+    queue = await clinic.client.get("/api/queue/", headers=clinic.headers(Role.FORM))
+    assert await queue.json() == []
+
+
+async def test_a_json_body_may_start_with_a_utf8_bom(clinic: Clinic) -> None:
+    resp = await clinic.client.post(
+        "/api/patients/",
+        data=b"\xef\xbb\xbf" + '{"fname": "Zoë"}'.encode(),
+        headers={**clinic.headers(Role.FORM), "Content-Type": "application/json"},
+    )
+    assert resp.status == 201 and (await resp.json())["fname"] == "Zoë"
+
+
 async def test_a_bearer_token_with_bytes_that_are_not_utf8_is_401(clinic: Clinic) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", clinic.client.port)
     writer.write(

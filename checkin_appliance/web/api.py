@@ -32,7 +32,7 @@ from checkin_appliance.web.auth import (
     client_address,
     set_session_cookie,
 )
-from checkin_appliance.web.errors import json_response
+from checkin_appliance.web.errors import encode_json, json_response
 from checkin_appliance.web.keys import AUTH, CONFIG, RECEPTION, STORE
 
 if TYPE_CHECKING:
@@ -67,10 +67,13 @@ async def read_body(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
+        # JSON between systems is UTF-8 (RFC 8259), as the original read it; a BOM is allowed.
+        text = raw.decode("utf-8-sig")
+        body = json.loads(text)
         # A lone surrogate ("\ud800") is valid JSON but no text: refuse it here, not in
-        # SQLite or on the way out.
-        json.dumps(body, ensure_ascii=False).encode("utf-8")
+        # SQLite or on the way out. Only an escape can make one.
+        if "\\u" in text:
+            encode_json(body).encode("utf-8")
     except (ValueError, UnicodeError, RecursionError) as exc:
         raise InvalidInput("The request body is not valid JSON text.") from exc
     if not isinstance(body, dict):

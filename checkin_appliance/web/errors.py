@@ -30,6 +30,8 @@ DAMAGED = (
     "The database is damaged; the box is in maintenance mode. "
     "Restore a backup (see the README) or contact support."
 )
+# What every JSON answer is written with (built once; json.dumps builds one per call).
+encode_json = json.JSONEncoder(ensure_ascii=False).encode
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _HTTP_MESSAGES = {
@@ -62,7 +64,7 @@ def json_response(
     body: object, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.Response(
-        text=json.dumps(body, ensure_ascii=False),
+        text=encode_json(body),
         status=status,
         content_type="application/json",
         headers=headers,
