@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from checkin_appliance import __version__, audit, memory, systemd
+from checkin_appliance import __version__, audit, logs, memory, systemd
 from checkin_appliance.config import TLS_MODES, Config, ConfigError, load_config
 from checkin_appliance.domain import (
     CLI,
@@ -648,10 +648,7 @@ def main(argv: list[str] | None = None) -> int:
             config = _config(args)
     except ConfigError as exc:
         parser.error(str(exc))
-    logging.basicConfig(
-        level=config.log_level if args.command == "serve" else "WARNING",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(config.log_level if args.command == "serve" else "WARNING")
     if args.command == "serve":
         return _serve(args, config)
     if args.command == "token":

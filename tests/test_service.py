@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import re
 import signal
 import socket
 import subprocess
@@ -11,7 +14,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.serverproc import HOST, cli_command, free_port
+from checkin_appliance import logs
+from tests.serverproc import HOST, Server, cli_command, free_port
 
 READY_TIMEOUT = 20.0
 STOP_WITHIN = 5.0
@@ -96,3 +100,44 @@ async def _admin_feed_token(http: aiohttp.ClientSession, port: int, tmp_path: Pa
         headers={"Content-Type": "application/json"},
     ) as resp:
         return (await resp.json())["access"]
+
+
+def test_under_the_journal_lines_carry_a_priority_and_no_time(tmp_path: Path) -> None:
+    # systemd names the journal's stream in JOURNAL_STREAM ("device:inode"); here, a file.
+    log_path = tmp_path / "stderr.log"
+    log_path.touch()
+    info = log_path.stat()
+    lines = serve_once(tmp_path, log_path, {"JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"})
+    assert lines and all(line.startswith(("<6>INFO ", "<7>DEBUG ")) for line in lines), lines
+    assert '<6>INFO aiohttp.access: 127.0.0.1 "GET /healthz" 200' in "\n".join(lines)
+
+    warning = logging.LogRecord("x", logging.WARNING, __file__, 1, "careful", None, None)
+    assert logs.JournalFormatter().format(warning) == "<4>WARNING x: careful"
+
+
+def test_elsewhere_each_line_starts_with_the_time(tmp_path: Path) -> None:
+    # A JOURNAL_STREAM inherited from elsewhere names another stream: not ours.
+    lines = serve_once(tmp_path, tmp_path / "stderr.log", {"JOURNAL_STREAM": "1:2"})
+    stamp = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|DEBUG) ")
+    assert lines and all(stamp.match(line) for line in lines), lines
+
+
+def serve_once(tmp_path: Path, log_path: Path, env: dict[str, str]) -> list[str]:
+    """The log lines (stderr) of a server that answered /healthz and was stopped."""
+    port = free_port()
+    with log_path.open("a") as stderr:
+        proc = subprocess.Popen(
+            cli_command(
+                "serve", "--host", HOST, "--port", str(port), "--data-dir", str(tmp_path / "d")
+            ),
+            env={"PATH": "/usr/bin:/bin", **env},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    server = Server(port, tmp_path / "d", proc, Path(os.devnull), log_path)
+    try:
+        server.wait_healthy()
+    finally:
+        server.stop()
+    assert proc.returncode == 0, server.stderr()
+    return server.stderr().splitlines()
