@@ -111,8 +111,9 @@ class _Tx:
     """One write's view of the shared transaction (in the writer thread)."""
 
     conn: sqlite3.Connection
-    # The audit chain's last (id, hash), if known: saves a lookup per row.
-    audit_head: tuple[int, str] | None = None
+    # What the writer knows without asking, until another process writes (None: ask).
+    audit_head: tuple[int, str] | None = None  # the audit chain's last (id, hash)
+    waiting: int | None = None  # how many patients wait
     events: list[QueueEvent] = field(default_factory=list)
     now: str = field(default_factory=utc_now)  # one timestamp for everything this write does
 
@@ -124,12 +125,24 @@ class _Tx:
     def run(self, sql: str, params: Iterable[Any] = ()) -> int:
         return self.conn.execute(sql, tuple(params)).rowcount
 
+    def insert(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """The new row's id. One step, where RETURNING takes two: each step hands the GIL
+        to the event loop's thread and waits to get it back."""
+        row_id = self.conn.execute(sql, tuple(params)).lastrowid
+        assert row_id is not None
+        return row_id
+
+    def waiting_count(self) -> int:
+        if self.waiting is None:
+            sql = "SELECT count(*) FROM queue_entries WHERE status = 'waiting'"
+            (self.waiting,) = self.one(sql)
+        return self.waiting
+
     def record(self, event: str, entry: QueueEntry) -> None:
-        row = self.one(
-            "INSERT INTO events (event, entry_id, at) VALUES (?, ?, ?) RETURNING seq",
-            (event, entry.id, self.now),
+        seq = self.insert(
+            "INSERT INTO events (event, entry_id, at) VALUES (?, ?, ?)", (event, entry.id, self.now)
         )
-        self.events.append(QueueEvent(seq=row[0], event=event, at=self.now, entry=entry))
+        self.events.append(QueueEvent(seq=seq, event=event, at=self.now, entry=entry))
 
     def audit(
         self,
@@ -190,9 +203,11 @@ class Store:
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._writer: sqlite3.Connection | None = None  # used only in the writer thread
         self._reader: aiosqlite.Connection | None = None
-        # Writer thread only: the audit chain's head as our writes left it, valid while no
-        # other connection (the CLI) has committed since (PRAGMA data_version).
+        # Writer thread only: the audit chain's head and the waiting count as our writes
+        # left them, valid while no other connection (the CLI) has committed since (PRAGMA
+        # data_version).
         self._audit_head: tuple[int, str] | None = None
+        self._waiting: int | None = None
         self._seen_version = -1
         # Set at open when the integrity check fails (or later on a corruption error):
         # every write raises StoreDamaged, reads are attempted as they come.
@@ -398,16 +413,16 @@ class Store:
         conn = self._writer
         assert conn is not None
         outcomes: list[_Outcome] = []
-        head = self._audit_head
+        head, waiting = self._audit_head, self._waiting
         try:
             conn.execute("BEGIN IMMEDIATE")
             (version,) = conn.execute("PRAGMA data_version").fetchone()
-            if version != self._seen_version:  # someone else wrote: look the head up again
-                self._seen_version, head = version, None
+            if version != self._seen_version:  # someone else wrote: look them up again
+                self._seen_version, head, waiting = version, None, None
             for job in jobs:
                 if savepoints:
                     conn.execute("SAVEPOINT job")
-                tx = _Tx(conn, head)
+                tx = _Tx(conn, head, waiting)
                 try:
                     value = job(tx)
                 except Exception as exc:
@@ -420,18 +435,18 @@ class Store:
                     conn.execute("ROLLBACK TO job")
                 else:
                     outcomes.append(_Outcome(value, events=tx.events))
-                    head = tx.audit_head
+                    head, waiting = tx.audit_head, tx.waiting
                 if savepoints:
                     conn.execute("RELEASE job")
             if conn.in_transaction:
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._audit_head = None
+            self._audit_head = self._waiting = None
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             return [], exc
-        self._audit_head = head
+        self._audit_head, self._waiting = head, waiting
         return outcomes, None
 
     def _translate(self, exc: BaseException) -> BaseException:
@@ -725,19 +740,17 @@ class Store:
                     as_checked_in = QueueEntry(*row[:4], "waiting", first.check_in_time)
                     return as_checked_in, int(row[-1]), True
             now = tx.now
-            (patient_id,) = tx.one(
-                "INSERT INTO patients (fname, image, created_at) VALUES (?, ?, ?) RETURNING id",
+            ahead = tx.waiting_count()  # the new entry's id is the highest: it queues last
+            patient_id = tx.insert(
+                "INSERT INTO patients (fname, image, created_at) VALUES (?, ?, ?)",
                 (fname, image, now),
             )
-            (entry_id,) = tx.one(
+            entry_id = tx.insert(
                 "INSERT INTO queue_entries (patient_id, status, check_in_time, checked_in_by) "
-                "VALUES (?, 'waiting', ?, ?) RETURNING id",
+                "VALUES (?, 'waiting', ?, ?)",
                 (patient_id, now, by),
             )
-            (position,) = tx.one(
-                "SELECT count(*) FROM queue_entries WHERE status = 'waiting' AND id <= ?",
-                (entry_id,),
-            )
+            position = tx.waiting = ahead + 1
             if idempotency_key is not None:
                 tx.run(
                     "INSERT INTO idempotency_keys (credential_id, key, entry_id, position,"
@@ -774,6 +787,8 @@ class Store:
                 " called_by = ?, room = ? WHERE id = ?",
                 (now, now, actor.credential_id, room, row[0]),
             )
+            if tx.waiting is not None:
+                tx.waiting -= 1
             entry = QueueEntry(*row[:4], "completed", row[5], now, room)
             tx.record(PATIENT_COMPLETED, entry)
             action = audit.CALL if patient_id is None else audit.COMPLETE
