@@ -21,7 +21,7 @@ from checkin_appliance.store import Store, lock
 from checkin_appliance.store.database import StoreDamaged
 from checkin_appliance.web import api, openapi, pages
 from checkin_appliance.web.auth import Authenticator
-from checkin_appliance.web.errors import error_middleware, maintenance_middleware
+from checkin_appliance.web.errors import error_middleware
 from checkin_appliance.web.feed import queue_feed
 from checkin_appliance.web.headers import add_security_headers
 from checkin_appliance.web.keys import AUTH, CONFIG, HUB, RECEPTION, STORE
@@ -38,7 +38,7 @@ JSON_BODY_LIMIT = 1024 * 1024
 def create_app(config: Config) -> web.Application:
     store = Store(config.db_path)
     app = web.Application(
-        middlewares=[error_middleware, maintenance_middleware(lambda: store.damaged)],
+        middlewares=[error_middleware(lambda: store.damaged)],
         client_max_size=JSON_BODY_LIMIT,
     )
     app[CONFIG] = config

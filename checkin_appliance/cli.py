@@ -621,7 +621,7 @@ def _plain_http_app(config: Config) -> Any:
             raise web.HTTPMovedPermanently(target)
         raise web.HTTPPermanentRedirect(target)
 
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(middlewares=[error_middleware()])
     app[CONFIG] = config
     app.router.add_get("/ca.crt", api.ca_certificate)
     app.router.add_route("*", "/{path:.*}", to_https)

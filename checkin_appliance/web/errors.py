@@ -75,47 +75,44 @@ def error_response(error: ApiError) -> web.Response:
     return json_response(error.body, error.status, error.headers)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        return error_response(exc)
-    except domain.DomainError as exc:
-        status = _DOMAIN_STATUS.get(type(exc), 400)
-        return json_response({"error": exc.message}, status)
-    except StoreDamaged:
-        return _damaged_response(request)
-    except StoreUnavailable:
-        log.exception("database unavailable")
-        return json_response({"error": "The database is unavailable; try again shortly."}, 503)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        message = _HTTP_MESSAGES.get(exc.status, exc.reason + ".")
-        return json_response({"error": message}, exc.status, _passthrough_headers(exc))
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return json_response({"error": "Internal server error."}, 500)
-
-
-def _passthrough_headers(exc: web.HTTPException) -> dict[str, str]:
-    return {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-
-
-def maintenance_middleware(is_damaged: Callable[[], bool]) -> Middleware:
-    """On a damaged database: every state change answers 503 before its body is read.
+def error_middleware(is_damaged: Callable[[], bool] = lambda: False) -> Middleware:
+    """Every failure as a JSON answer; and on a damaged database, every state change
+    answers 503 before its body is read (one middleware: each one more is a coroutine
+    frame per request, and per open live feed for as long as it stays open).
 
     Reads go on where the file still allows; the store raises StoreDamaged where it does not.
     """
 
     @web.middleware
-    async def maintenance(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if is_damaged() and (request.method not in _SAFE_METHODS or request.path == "/healthz"):
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            if is_damaged() and (request.method not in _SAFE_METHODS or request.path == "/healthz"):
+                return _damaged_response(request)
+            return await handler(request)
+        except ApiError as exc:
+            return error_response(exc)
+        except domain.DomainError as exc:
+            status = _DOMAIN_STATUS.get(type(exc), 400)
+            return json_response({"error": exc.message}, status)
+        except StoreDamaged:
             return _damaged_response(request)
-        return await handler(request)
+        except StoreUnavailable:
+            log.exception("database unavailable")
+            return json_response({"error": "The database is unavailable; try again shortly."}, 503)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            message = _HTTP_MESSAGES.get(exc.status, exc.reason + ".")
+            return json_response({"error": message}, exc.status, _passthrough_headers(exc))
+        except Exception:
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            return json_response({"error": "Internal server error."}, 500)
 
-    return maintenance
+    return errors
+
+
+def _passthrough_headers(exc: web.HTTPException) -> dict[str, str]:
+    return {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
 
 
 def _damaged_response(request: web.Request) -> web.Response:
