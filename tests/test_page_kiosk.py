@@ -247,6 +247,34 @@ async def test_a_patient_who_wants_no_photo_checks_in_without_one(
     assert await staff.queue() == [{"id": 1, "fname": "Tom Okafor", "image": None}]
 
 
+# A slow tablet: making the JPEG of the picture takes half a second.
+SLOW_PICTURE = """
+const toBlob = HTMLCanvasElement.prototype.toBlob;
+HTMLCanvasElement.prototype.toBlob = function (callback, ...rest) {
+  toBlob.call(this, (blob) => setTimeout(() => callback(blob), 500), ...rest);
+};
+"""
+
+
+async def test_check_in_pressed_while_the_picture_is_made_sends_the_photo(
+    browser,
+    appliance: Server,
+    staff: Staff,
+) -> None:
+    page = await open_kiosk(browser, appliance, init_script=WATCH_CAMERA + SLOW_PICTURE)
+    await name_field(page).fill("Maria Lopez")
+    await camera_on(page)
+    await page.get_by_role("button", name="Take photo").click()
+    await expect(page.get_by_role("button", name="Take photo")).to_be_disabled()
+    await page.get_by_role("button", name="Check in").click()  # before the picture is ready
+
+    await expect(page.locator("#position")).to_have_text("You are next in line.")
+    waiting = await staff.queue()
+    assert [p["fname"] for p in waiting] == ["Maria Lopez"]
+    assert waiting[0]["image"] and PHOTO_URL.fullmatch(waiting[0]["image"]), waiting
+    assert await all_cameras_off(page)
+
+
 async def test_a_check_in_by_keyboard_alone(
     browser,
     appliance: Server,

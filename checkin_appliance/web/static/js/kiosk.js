@@ -249,8 +249,15 @@ async function startCamera() {
 async function takePhoto() {
   const video = els.video;
   if (state.camera !== "live" || state.capturing || !video.videoWidth) return;
+  // While the picture is made (toBlob takes a moment on a slow tablet), "Check in" waits
+  // for it: a quick "Take photo", "Check in" sends the photo, not nothing.
+  state.capturing = capture(video);
+  render();
+  await state.capturing;
+}
+
+async function capture(video) {
   const gen = generation;
-  state.capturing = true;
   const scale = Math.min(1, PHOTO_MAX_SIDE / Math.max(video.videoWidth, video.videoHeight));
   const canvas = document.createElement("canvas");
   canvas.width = Math.round(video.videoWidth * scale);
@@ -423,13 +430,16 @@ async function submit(event) {
     return;
   }
   state.nameError = null;
-  if (state.camera !== "off") stopCamera(); // a preview without a photo taken sends no photo
-  state.key ??= newKey();
-  state.sending = true;
+  const gen = generation;
+  state.sending = true; // from here on a second press does nothing
   state.sendStatus = null;
   render();
+  if (state.capturing) await state.capturing; // the photo being taken goes with the name
+  if (gen !== generation) return;
+  if (state.camera !== "off") stopCamera(); // a preview without a photo taken sends no photo
+  state.key ??= newKey();
+  render();
 
-  const gen = generation;
   const outcome = await send(name, state.photo?.blob ?? null, state.key, gen);
   if (outcome.kind === "dropped") return;
   state.sending = false;
