@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -32,6 +33,17 @@ NOBODY_WAITING = "No patients in the waiting."
 NO_SUCH_PATIENT = "No waiting patient with that id."
 
 
+def photo_decoders() -> int:
+    """Photos decoded at once: the event loop keeps a core to itself, and each decode holds
+    about 2 MB of pixels. One on a 2-core box (a second adds memory, not photos per second:
+    the loop and the uploads need the other core), two on a 4-core Pi."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    return min(2, max(1, cores - 1))
+
+
 def local_day_bounds(now: datetime | None = None) -> tuple[str, str]:
     """Midnight to midnight of the box's local day, as UTC timestamps like the stored ones."""
     day = (now or datetime.now()).astimezone().date()
@@ -49,8 +61,8 @@ class Reception:
         self.settings = Settings()
         # Told about every change of settings, wherever it came from (API or CLI).
         self.on_settings: Callable[[Settings], None] | None = None
-        # Decoding a large photo takes real memory and CPU: a few at a time, off the loop.
-        self._photo_slots = asyncio.Semaphore(2)
+        # Decoding a large photo takes real memory and CPU: off the loop, few at a time.
+        self._photo_slots = asyncio.Semaphore(photo_decoders())
 
     async def load_settings(self) -> Settings:
         self._use(settings_from_stored(await self.store.load_settings()))

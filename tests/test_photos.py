@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import os
 import random
 import re
 import struct
@@ -18,6 +19,7 @@ from yarl import URL
 
 from checkin_appliance.config import Config
 from checkin_appliance.domain import Role
+from checkin_appliance.reception import photo_decoders
 from tests.conftest import Clinic, StartClinic, next_message
 
 IMAGE_URL = re.compile(r"^/media/patient_images/([0-9a-f]{32,}\.jpg)$")
@@ -187,6 +189,15 @@ async def assert_rejected(
 
 
 # --- the happy path ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("cores", "decoders"), [(1, 1), (2, 1), (3, 2), (4, 2), (64, 2)])
+def test_photos_decoded_at_once_leave_the_loop_a_core_and_never_exceed_two(
+    monkeypatch: pytest.MonkeyPatch, cores: int, decoders: int
+) -> None:
+    # Each decode holds ~2 MB of pixels: the memory bound must not grow with the machine.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert photo_decoders() == decoders
 
 
 async def test_jpeg_check_in_stores_a_served_jpeg_under_a_random_name(clinic: Clinic) -> None:
