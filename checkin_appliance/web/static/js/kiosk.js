@@ -66,7 +66,7 @@ function freshPatient() {
     lang: clinicLang,
     camera: "off", // "off" | "starting" | "live"
     stream: null,
-    capturing: false,
+    capturing: false, // or, while the picture is being made, the promise of it
     photo: null, // {blob, url, viewable}
     photoStatus: "", // a catalog key announced to screen readers
     photoError: null, // {key, values}
