@@ -42,9 +42,9 @@ class Gate:
     def __init__(self, store: Store) -> None:
         self.opened = threading.Event()
         self.waiting = threading.Event()
-        self.held = asyncio.ensure_future(store._in_writer_thread(self._hold))
+        self.held = asyncio.ensure_future(store.run_in_writer(self._hold))
 
-    def _hold(self) -> None:
+    def _hold(self, _conn: object) -> None:
         self.waiting.set()
         self.opened.wait(TIMEOUT)
 
@@ -60,9 +60,7 @@ class Gate:
 async def trace(store: Store) -> list[str]:
     """The statements the writer's connection runs from now on."""
     statements: list[str] = []
-    writer = store._writer
-    assert writer is not None
-    await store._in_writer_thread(lambda: writer.set_trace_callback(statements.append))
+    await store.run_in_writer(lambda conn: conn.set_trace_callback(statements.append))
     return statements
 
 

@@ -301,6 +301,13 @@ class Store:
         self._queue.put((lambda _conn: fn(), future, False))
         return await future
 
+    async def run_in_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs `fn(connection)` on the writer's connection, outside any transaction, after
+        the writes already queued (checks and tests: what that connection sees and is)."""
+        writer = self._writer
+        assert writer is not None, "store is not open"
+        return await self._in_writer_thread(lambda: fn(writer))
+
     @property
     def reader(self) -> aiosqlite.Connection:
         assert self._reader is not None, "store is not open"
@@ -308,7 +315,7 @@ class Store:
 
     # --- writing: group commit ---------------------------------------------------------
 
-    async def _write(self, job: Callable[[_Tx], T]) -> T:
+    async def write(self, job: Callable[[_Tx], T]) -> T:
         """Runs `job` in the next transaction; returns once that transaction has committed."""
         if self.damaged:
             raise StoreDamaged("the database is damaged")
@@ -498,7 +505,7 @@ class Store:
                 (tx.now,),
             )
 
-        await self._write(job)
+        await self.write(job)
 
     async def outside_version(self) -> int:
         """Changes when another process (the CLI) commits. Read on the writer's own
@@ -559,7 +566,7 @@ class Store:
             )
             return credential
 
-        return await self._write(job)
+        return await self.write(job)
 
     async def has_admin(self) -> bool:
         row = await self._one("SELECT 1 FROM credentials WHERE role = 'admin' AND active = 1")
@@ -595,13 +602,13 @@ class Store:
             tx.audit(audit.CREDENTIAL_DEACTIVATED, actor, detail={"credential": row[0]})
             return _credential(row)
 
-        return await self._write(job)
+        return await self.write(job)
 
     async def record_audit(
         self, action: str, actor: Actor, detail: dict[str, Any] | None = None
     ) -> None:
         """An audit row on its own (a failed login, a backup)."""
-        await self._write(lambda tx: tx.audit(action, actor, detail=detail))
+        await self.write(lambda tx: tx.audit(action, actor, detail=detail))
 
     async def audit_entries(self, after: int = 0, limit: int = 1000) -> list[AuditEntry]:
         rows = await self._all(
@@ -638,7 +645,7 @@ class Store:
             tx.audit(audit.LOGIN, actor, detail=detail)
             return int(session_id)
 
-        return await self._write(job)
+        return await self.write(job)
 
     async def session_by_access(self, access_hash: str, now: str) -> Session | None:
         row = await self._one(
@@ -653,7 +660,7 @@ class Store:
         """Slides the idle expiry, never past the session's absolute end."""
         if self.damaged:
             return  # sliding expiry is best effort; reads keep working in maintenance mode
-        await self._write(
+        await self.write(
             lambda tx: tx.run(
                 "UPDATE sessions SET access_expires = min(?1, coalesce(ends_at, ?1)) "
                 "WHERE id = ?2 AND revoked_at IS NULL",
@@ -681,7 +688,7 @@ class Store:
             )
             return Session(row[0], _credential(cred))
 
-        return await self._write(job)
+        return await self.write(job)
 
     async def revoke_session(self, session_id: int, *, actor: Actor) -> None:
         """Ends a session (logout)."""
@@ -693,7 +700,7 @@ class Store:
             ):
                 tx.audit(audit.LOGOUT, actor)
 
-        await self._write(job)
+        await self.write(job)
 
     async def live_sessions(self, session_ids: Iterable[int], now: str) -> set[int]:
         """Which of these sessions may still be used: not revoked, not past their end,
@@ -762,7 +769,7 @@ class Store:
             tx.audit(audit.CHECK_IN, actor, patient_id)
             return entry, int(position), False
 
-        return await self._write(job)
+        return await self.write(job)
 
     async def complete(
         self, patient_id: int | None, actor: Actor, room: str | None = None
@@ -795,7 +802,7 @@ class Store:
             tx.audit(action, actor, entry.patient_id, {"room": room} if room else None)
             return entry
 
-        return await self._write(job)
+        return await self.write(job)
 
     async def snapshot(
         self, called_since: str | None = None, called_limit: int = 6
@@ -846,7 +853,7 @@ class Store:
         return int(row[0]), int(row[1]), int(row[2]), [float(w[0]) for w in waits]
 
     async def prune_idempotency_keys(self, before: str) -> int:
-        return await self._write(
+        return await self.write(
             lambda tx: tx.run("DELETE FROM idempotency_keys WHERE created_at < ?", (before,))
         )
 
@@ -875,7 +882,7 @@ class Store:
 
     async def prune_events(self, keep: int, before: str) -> int:
         """Drops events older than `before` that are not among the last `keep`."""
-        return await self._write(
+        return await self.write(
             lambda tx: tx.run(
                 "DELETE FROM events WHERE at < ? AND seq <= (SELECT max(seq) FROM events) - ?",
                 (before, keep),
@@ -903,7 +910,7 @@ class Store:
             changes = {key: json.loads(value) for key, value in values.items()}
             tx.audit(audit.SETTINGS_CHANGED, actor, detail=changes)
 
-        await self._write(job)
+        await self.write(job)
 
 
 def read_audit_log(path: Path) -> Iterator[AuditEntry]:
