@@ -819,3 +819,38 @@ async def test_a_patient_id_may_be_written_as_any_json_integer(
         headers=clinic.headers(Role.DOCTOR),
     )
     assert resp.status == 200 and (await resp.json())["patient"]["id"] == 7
+
+
+# --- changes to a session take effect at once, even for a token just used ----------------
+
+
+async def test_a_deactivated_credentials_token_stops_working_at_once(clinic: Clinic) -> None:
+    kiosk = clinic.headers(Role.FORM)
+    # Just used: whatever the server remembers about this token, it remembers now.
+    assert (await clinic.client.get("/api/queue/", headers=kiosk)).status == 200
+    resp = await clinic.client.post(
+        f"/api/credentials/{clinic.tokens[Role.FORM]}/deactivate/",
+        headers=clinic.headers(Role.ADMIN),
+    )
+    assert resp.status == 200
+    after = await clinic.client.get("/api/queue/", headers=kiosk)
+    assert after.status == 401
+    refused = await clinic.client.post("/api/patients/", json={"fname": "Ann Lee"}, headers=kiosk)
+    assert refused.status == 401
+    assert (
+        await clinic.client.get("/api/queue/", headers=clinic.headers(Role.ADMIN))
+    ).status == 200
+
+
+async def test_the_old_access_token_stops_working_at_once_after_a_refresh(clinic: Clinic) -> None:
+    login = await clinic.client.post(
+        "/api/login/", json={"token": clinic.tokens[Role.DOCTOR], "password": PASSWORD}
+    )
+    tokens = await login.json()
+    old = {"Authorization": f"Bearer {tokens['access']}"}
+    assert (await clinic.client.get("/api/queue/", headers=old)).status == 200  # just used
+    resp = await clinic.client.post("/api/token/refresh/", json={"refresh": tokens["refresh"]})
+    assert resp.status == 200
+    new = {"Authorization": f"Bearer {(await resp.json())['access']}"}
+    assert (await clinic.client.get("/api/queue/", headers=old)).status == 401
+    assert (await clinic.client.get("/api/queue/", headers=new)).status == 200

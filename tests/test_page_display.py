@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from tests.browser import (
     TV,
@@ -367,3 +367,52 @@ async def test_one_tap_enables_sound_and_calls_chime_and_are_spoken(
     await page.wait_for_function("() => window.soundLog.spoken.length > 0")
     spoken = await page.evaluate("window.soundLog.spoken")
     assert spoken == [{"text": f"John D., por favor, pase a {ROOM}.", "lang": "es-ES"}]
+
+
+async def test_a_call_made_while_the_tv_was_away_is_announced_when_it_is_back(
+    browser: Browser,
+    appliance: Server,
+    clinic: Clinic,
+) -> None:
+    await clinic.settings("announce_voice", "true")
+    page = await open_display(browser, appliance)
+    await page.context.add_init_script(BLOCKED_AUDIO)
+    # The TV's feed goes through a switch: it can drop the connection and refuse new ones,
+    # as a Wi-Fi outage would, while the server (and the doctor) carry on.
+    feeds: list[str] = []
+    live: list[WebSocketRoute] = []
+    network_up = True
+
+    async def switch(ws: WebSocketRoute) -> None:
+        feeds.append(ws.url)
+        if not network_up:
+            await ws.close(code=1011, reason="no network")
+            return
+        ws.connect_to_server()
+        live.append(ws)
+
+    await page.route_web_socket(re.compile(r"/ws/queue/"), switch)
+    await page.reload()
+    await page.get_by_role("button", name="Tap to enable sound").click()
+    await clinic.check_in("John Doe")
+    await expect(waiting(page).filter(has_text="John D.")).to_be_visible(timeout=LIVE_MS)
+    banner = page.get_by_role("status").filter(has_text="Reconnecting…")
+
+    # The TV's network drops; meanwhile the doctor calls John.
+    network_up = False
+    await live.pop().close(code=1011, reason="network down")
+    await expect(banner).to_be_visible(timeout=OUTAGE_MS)
+    await clinic.call_next()
+    assert await page.evaluate("window.soundLog.spoken") == []
+    network_up = True
+
+    # Back: it asked for what it missed (since=, not a fresh snapshot that would only show
+    # the call), so the call is chimed and spoken like any other.
+    await expect(banner).to_be_hidden(timeout=RECONNECT_MS)
+    await expect(now_called(page)).to_contain_text("John D.")
+    await page.wait_for_function("() => window.soundLog.spoken.length > 0")
+    spoken = await page.evaluate("window.soundLog.spoken")
+    assert spoken == [{"text": f"John D., please go to {ROOM}.", "lang": "en-US"}]
+    assert await page.evaluate("window.soundLog.oscillators") > 0
+    assert "snapshot=1" in feeds[0] and "since=" not in feeds[0], feeds
+    assert len(feeds) >= 2 and all(re.search(r"[?&]since=\d+", url) for url in feeds[1:]), feeds

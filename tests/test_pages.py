@@ -254,3 +254,37 @@ async def test_browser_form_posts_count_as_ours_by_sec_fetch_site(clinic: Clinic
             "/login", data=fields, headers=headers, allow_redirects=False
         )
         assert refused.status == 403, headers
+
+
+def csp_directives(header: str) -> dict[str, str]:
+    directives = (part.strip().split(None, 1) for part in header.split(";") if part.strip())
+    return {name: (rest[0] if rest else "") for name, *rest in directives}
+
+
+@pytest.mark.parametrize(
+    ("role", "page"),
+    [
+        (Role.FORM, "/kiosk"),
+        (Role.QUEUE, "/display"),
+        (Role.DOCTOR, "/doctor"),
+        (Role.ADMIN, "/admin"),
+    ],
+)
+async def test_every_role_page_is_served_under_the_strict_policy_and_never_cached(
+    clinic: Clinic, role: Role, page: str
+) -> None:
+    # Signed in the way the device really is (the cookie): a bearer header only gets a redirect.
+    resp = await clinic.client.get(page, headers=cookie_header(await page_login(clinic, role)))
+    assert resp.status == 200, await resp.text()
+    assert resp.content_type == "text/html"
+    csp = csp_directives(resp.headers["Content-Security-Policy"])
+    # Scripts and styles only from our own files: no inline code, no eval, nothing remote.
+    assert csp["script-src"] == "'self'" and csp["style-src"] == "'self'"
+    assert csp["default-src"] == "'self'" and csp["connect-src"] == "'self'"
+    assert csp["frame-ancestors"] == "'none'" and csp["object-src"] == "'none'"
+    assert csp["base-uri"] == "'none'"
+    assert "unsafe" not in resp.headers["Content-Security-Policy"]
+    # A shared tablet or the browser's back button must never show a stale patient list.
+    assert resp.headers["Cache-Control"] == "no-store"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["Referrer-Policy"] == "no-referrer"

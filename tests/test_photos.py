@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import itertools
 import os
 import random
 import re
@@ -17,10 +18,11 @@ from aiohttp import ClientResponse
 from PIL import ExifTags, Image, ImageCms
 from yarl import URL
 
+from checkin_appliance import photos
 from checkin_appliance.config import Config
 from checkin_appliance.domain import Role
 from checkin_appliance.reception import photo_decoders
-from tests.conftest import Clinic, StartClinic, next_message
+from tests.conftest import Clinic, StartClinic, messages, next_message
 
 IMAGE_URL = re.compile(r"^/media/patient_images/([0-9a-f]{32,}\.jpg)$")
 STORED_NAME = re.compile(r"^[0-9a-f]{32,}\.jpg$")
@@ -585,3 +587,114 @@ async def test_name_with_trailing_newline_is_not_served(
 
     status, _, _ = await get_verbatim(clinic, f"/media/patient_images/{stored_name}%0A")
     assert status == 404
+
+
+# --- who sees a photo -----------------------------------------------------------------------
+
+
+def images_in(message: dict[str, Any]) -> list[str | None]:
+    """Every photo URL a feed message or REST body carries, wherever it carries one."""
+    if "patient" in message:
+        return [message["patient"]["image"]]
+    return [
+        item["patient"]["image"] for item in message.get("queue", []) + message.get("called", [])
+    ]
+
+
+async def test_wall_displays_never_get_photo_urls_unless_the_clinic_allows_it(
+    clinic: Clinic,
+) -> None:
+    display = await clinic.subscribe(Role.QUEUE)
+    staff = await clinic.subscribe(Role.DOCTOR)
+    photos = [
+        (await checked_in(clinic, encode(noise((64, 64), seed), "JPEG")))["image"]
+        for seed in range(2)
+    ]
+    assert all(photos)
+    assert (await clinic.call_next()).status == 200
+
+    # The live feed: staff see both photos, the TV neither (added, added, called).
+    shown, full = await messages(display, 3), await messages(staff, 3)
+    assert [images_in(m) for m in full] == [[photos[0]], [photos[1]], [photos[0]]]
+    assert [images_in(m) for m in shown] == [[None], [None], [None]]
+
+    # GET /api/queue/ and the snapshot (waiting and called) and the replay: the same rule.
+    async def seen_by(role: Role) -> list[str | None]:
+        resp = await clinic.client.get("/api/queue/", headers=clinic.headers(role))
+        rest = [image for item in await resp.json() for image in images_in(item)]
+        snapshot = await next_message(ws := await clinic.subscribe(role, "snapshot=1"))
+        await ws.close()
+        replay = await messages(ws := await clinic.subscribe(role, "since=0"), 3)
+        await ws.close()
+        return rest + images_in(snapshot) + [i for m in replay for i in images_in(m)]
+
+    staff_view = [photos[1], photos[1], photos[0], photos[0], photos[1], photos[0]]
+    assert await seen_by(Role.DOCTOR) == staff_view
+    assert await seen_by(Role.QUEUE) == [None] * 6
+
+    # The clinic turns photos on for its displays: now the TV gets them too.
+    resp = await clinic.client.patch(
+        "/api/settings/", json={"display_photos": True}, headers=clinic.headers(Role.ADMIN)
+    )
+    assert resp.status == 200
+    assert await seen_by(Role.QUEUE) == staff_view
+
+
+def shared_prefix(a: str, b: str) -> int:
+    return sum(
+        1 for _ in itertools.takewhile(lambda pair: pair[0] == pair[1], zip(a, b, strict=False))
+    )
+
+
+async def test_photo_names_are_random_and_share_no_structure(clinic: Clinic) -> None:
+    # /media/ serves a photo to anyone who knows its name: the name is the only lock, so
+    # names made in one burst must not be guessable from each other (time-ordered names,
+    # counters or a fixed part would be).
+    photo = encode(noise((64, 64)), "JPEG")
+    urls = [(await checked_in(clinic, photo))["image"] for _ in range(24)]
+    names = [IMAGE_URL.match(url)[1].removesuffix(".jpg") for url in urls]  # type: ignore[index]
+    assert all(len(name) >= 32 for name in names)  # 128 bits or more
+    pairs = list(itertools.combinations(names, 2))
+    # Two random names share 6 leading (or trailing) hex digits once in 16**6 pairs.
+    assert max(shared_prefix(a, b) for a, b in pairs) < 6
+    assert max(shared_prefix(a[::-1], b[::-1]) for a, b in pairs) < 6
+    assert names != sorted(names)
+    # Every digit varies across the burst (a counter or a clock leaves some nearly fixed).
+    for position in range(32):
+        assert len({name[position] for name in names}) >= 6, position
+
+
+def test_a_photo_is_fsynced_before_its_rename_and_its_folder_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIGKILL keeps the page cache, so only the order of these calls shows that a power cut
+    # cannot leave a named photo empty (rename before fsync) or unnamed (no folder fsync).
+    calls: list[tuple[str, ...]] = []
+    real_fsync, real_replace, real_rename = os.fsync, os.replace, os.rename
+
+    def fsync(fd: int) -> None:
+        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def rename(how: Any) -> Any:
+        def spy(src: Any, dst: Any) -> None:
+            calls.append(("rename", os.fspath(src), os.fspath(dst)))
+            how(src, dst)
+
+        return spy
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", rename(real_replace))
+    monkeypatch.setattr(os, "rename", rename(real_rename))
+    folder = tmp_path / "patient_images"
+    name = photos.store_photo(folder, encode(noise((64, 64)), "JPEG"), 800)
+
+    final = str(folder / name)
+    renames = [call for call in calls if call[0] == "rename" and call[2] == final]
+    assert len(renames) == 1, calls
+    temp = renames[0][1]
+    assert temp != final and os.path.dirname(temp) == str(folder)
+    position = calls.index(renames[0])
+    assert ("fsync", temp) in calls[:position], calls  # the data, before it gets its name
+    assert ("fsync", str(folder)) in calls[position + 1 :], calls  # the name, after
+    assert os.listdir(folder) == [name]
