@@ -3,12 +3,12 @@
 // live by the queue feed, and the box's device pages and version.
 
 import { ApiError, api } from "./api.js";
+import { byId, el } from "./dom.js";
 import { QueueFeed } from "./feed.js";
-import { applyTexts, pageData, translator } from "./page.js";
+import { applyTexts, pageData, renderStaffHeader, translator } from "./page.js";
+import { TodayFigures } from "./stats.js";
 
 const MIN_PASSWORD = 8;
-const STATS_EVERY_MS = 5 * 60_000;
-const STATS_DEBOUNCE_MS = 150;
 const SETTING_KEYS = ["clinic_name", "language", "display_names", "display_photos",
   "anonymous_feed", "announce_voice"];
 
@@ -18,47 +18,39 @@ let lang = data.lang;
 let t = translator(data, lang);
 let settings = { ...data.settings }; // what the server has now
 
-const $ = (id) => document.getElementById(id);
 const els = {
-  banner: $("feed-banner"),
-  figures: $("today-figures"),
-  credentialsStatus: $("credentials-status"),
-  credentialsBody: $("credentials-body"),
-  credentialsMessage: $("credentials-message"),
-  createForm: $("create-form"),
-  createRole: $("create-role"),
-  createRoleHint: $("create-role-hint"),
-  createLabel: $("create-label"),
-  createRoomField: $("create-room-field"),
-  createRoom: $("create-room"),
-  createPassword: $("create-password"),
-  createConfirm: $("create-confirm"),
-  createSubmit: $("create-submit"),
-  createStatus: $("create-status"),
-  reveal: $("token-reveal"),
-  revealHeading: $("token-reveal-heading"),
-  revealToken: $("token-reveal-token"),
-  revealDone: $("token-reveal-done"),
-  settingsForm: $("settings-form"),
-  settingsSubmit: $("settings-submit"),
-  settingsStatus: $("settings-status"),
-  anonymousWarning: $("anonymous-warning"),
-  version: $("version"),
-  dialog: $("confirm-dialog"),
-  confirmHeading: $("confirm-heading"),
-  confirmBody: $("confirm-body"),
-  confirmSelf: $("confirm-self"),
-  confirmLastAdmin: $("confirm-last-admin"),
-  confirmError: $("confirm-error"),
-  confirmYes: $("confirm-yes"),
+  banner: byId("feed-banner"),
+  figures: byId("today-figures"),
+  credentialsStatus: byId("credentials-status"),
+  credentialsBody: byId("credentials-body"),
+  credentialsMessage: byId("credentials-message"),
+  createForm: byId("create-form"),
+  createRole: byId("create-role"),
+  createRoleHint: byId("create-role-hint"),
+  createLabel: byId("create-label"),
+  createRoomField: byId("create-room-field"),
+  createRoom: byId("create-room"),
+  createPassword: byId("create-password"),
+  createConfirm: byId("create-confirm"),
+  createSubmit: byId("create-submit"),
+  createStatus: byId("create-status"),
+  reveal: byId("token-reveal"),
+  revealHeading: byId("token-reveal-heading"),
+  revealToken: byId("token-reveal-token"),
+  revealDone: byId("token-reveal-done"),
+  settingsForm: byId("settings-form"),
+  settingsSubmit: byId("settings-submit"),
+  settingsStatus: byId("settings-status"),
+  anonymousWarning: byId("anonymous-warning"),
+  version: byId("version"),
+  dialog: byId("confirm-dialog"),
+  confirmHeading: byId("confirm-heading"),
+  confirmBody: byId("confirm-body"),
+  confirmSelf: byId("confirm-self"),
+  confirmLastAdmin: byId("confirm-last-admin"),
+  confirmError: byId("confirm-error"),
+  confirmYes: byId("confirm-yes"),
 };
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function showStatus(node, kind, text) {
   // kind: "ok" | "error" | "note"; an empty text clears it.
@@ -76,37 +68,10 @@ function errorText(error) {
 
 // --- today's figures ------------------------------------------------------------------------
 
-let stats = null;
-let statsTimer = null;
-
-function renderStats() {
-  for (const dd of els.figures.querySelectorAll("[data-stat]")) {
-    const key = dd.dataset.stat;
-    if (!stats) {
-      dd.textContent = t("admin.no_value");
-    } else if (key === "median_wait_seconds") {
-      const seconds = stats[key];
-      if (seconds === null || seconds === undefined) dd.textContent = t("admin.no_value");
-      else if (seconds < 60) dd.textContent = t("admin.under_a_minute");
-      else dd.textContent = t("common.minutes", { n: Math.round(seconds / 60) });
-    } else {
-      dd.textContent = String(stats[key]);
-    }
-  }
-}
-
-// Coalesces a burst of events into one request; `now` skips the wait (the first load).
-function refreshStats(now = false) {
-  clearTimeout(statsTimer);
-  statsTimer = setTimeout(async () => {
-    try {
-      stats = await api("GET", "/api/stats/today/");
-      renderStats();
-    } catch {
-      // The next event or the periodic refresh tries again.
-    }
-  }, now === true ? 0 : STATS_DEBOUNCE_MS);
-}
+const figures = new TodayFigures(els.figures, (key, values) => t(key, values), {
+  none: "admin.no_value",
+  underAMinute: "admin.under_a_minute",
+});
 
 // --- credentials ----------------------------------------------------------------------------
 
@@ -272,7 +237,7 @@ function askDeactivate(c) {
   els.confirmError.hidden = true;
   els.confirmYes.disabled = false;
   els.dialog.showModal();
-  $("confirm-cancel").focus(); // the safe choice is the default one
+  byId("confirm-cancel").focus(); // the safe choice is the default one
 }
 
 els.dialog.addEventListener("close", () => {
@@ -385,15 +350,8 @@ function useSettings(next, saved = false) {
 // --- the page as a whole --------------------------------------------------------------------
 
 function renderChrome() {
-  document.documentElement.lang = lang;
-  document.title = `${t("admin.title")} · ${settings.clinic_name}`;
-  for (const node of document.querySelectorAll("[data-clinic-name]")) {
-    node.textContent = settings.clinic_name;
-  }
-  const label = document.querySelector(".topbar__label");
-  if (label) label.textContent = t("common.signed_in_as", { label: me.label });
-  const signOut = document.querySelector(".topbar__user button");
-  if (signOut) signOut.textContent = t("common.sign_out");
+  const clinicName = settings.clinic_name;
+  renderStaffHeader(t, { lang, title: "admin.title", clinicName, label: me.label });
   els.version.textContent = t("admin.version", { version: els.version.dataset.version });
   applyTexts(t);
 }
@@ -403,7 +361,7 @@ function renderAll() {
   renderRoleHint();
   renderReveal();
   renderCredentials();
-  renderStats();
+  figures.render();
   renderAnonymousWarning();
   if (!els.createSubmit.disabled) els.createSubmit.textContent = t("admin.create");
   if (!els.settingsSubmit.disabled) els.settingsSubmit.textContent = t("admin.save");
@@ -414,11 +372,12 @@ renderAll();
 loadCredentials();
 
 new QueueFeed({
-  onSnapshot: () => refreshStats(true),
-  onEvent: () => refreshStats(),
-  onSettings: (next) => useSettings(next),
+  onMessage(message) {
+    if (message.kind === "settings") useSettings(message.settings);
+    else figures.refresh(message.kind === "snapshot"); // at once on the first load
+  },
   onStatus(up) {
     els.banner.hidden = up;
   },
 }).start();
-setInterval(() => refreshStats(), STATS_EVERY_MS);
+figures.keepFresh();

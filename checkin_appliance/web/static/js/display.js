@@ -1,6 +1,7 @@
 // The waiting-room TV: the live queue from QueueFeed, the latest calls with a chime (and the
 // name spoken, if the clinic wants), and nothing to touch after sign-in but one sound tap.
 
+import { byId, decorative, el, photo } from "./dom.js";
 import { QueueFeed } from "./feed.js";
 import { applyTexts, clockText, pageData, translator } from "./page.js";
 
@@ -22,79 +23,66 @@ let t = translator(data, lang);
 
 const state = {
   loaded: false,
-  waiting: [], // {id, name, image}, in queue order
-  called: [], // {id, name, image, room, at}, newest first
+  waiting: [], // visits (feed.js), in queue order
+  called: [], // visits with calledAt, newest first
   freshCallId: null, // the call that just arrived live: highlighted once
   seenWaiting: new Set(), // entry ids already rendered, so only newcomers fade in
 };
 
-const $ = (id) => document.getElementById(id);
 const els = {
-  clinic: $("clinic-name"),
-  date: $("date"),
-  clock: $("clock"),
-  banner: $("feed-banner"),
-  current: $("called-current"),
-  calledEmpty: $("called-empty"),
-  earlier: $("earlier"),
-  earlierList: $("earlier-list"),
-  count: $("waiting-count"),
-  loading: $("waiting-loading"),
-  list: $("waiting-list"),
-  more: $("waiting-more"),
-  waitingEmpty: $("waiting-empty"),
-  sound: $("enable-sound"),
+  clinic: byId("clinic-name"),
+  date: byId("date"),
+  clock: byId("clock"),
+  banner: byId("feed-banner"),
+  current: byId("called-current"),
+  calledEmpty: byId("called-empty"),
+  earlier: byId("earlier"),
+  earlierList: byId("earlier-list"),
+  count: byId("waiting-count"),
+  loading: byId("waiting-loading"),
+  list: byId("waiting-list"),
+  more: byId("waiting-more"),
+  waitingEmpty: byId("waiting-empty"),
+  sound: byId("enable-sound"),
 };
 
 // --- what the feed says -----------------------------------------------------------------
 
-function fromQueueItem(item) {
-  return {
-    id: item.id,
-    name: item.patient.fname,
-    image: item.patient.image || null,
-    room: item.room || null,
-    at: item.called_at || null,
-  };
+function onMessage(message) {
+  if (message.kind === "snapshot") onSnapshot(message);
+  else if (message.kind === "added") onAdded(message.visit);
+  else if (message.kind === "called") onCalled(message.visit);
+  else if (message.kind === "settings") onSettings(message.settings);
 }
 
-function onSnapshot(msg) {
-  state.waiting = msg.queue.map(fromQueueItem);
-  state.called = (msg.called || []).map(fromQueueItem).slice(0, EARLIER_CALLS + 1);
+function onSnapshot(snapshot) {
+  state.waiting = snapshot.waiting;
+  state.called = snapshot.called.slice(0, EARLIER_CALLS + 1);
   state.freshCallId = null;
   if (!state.loaded) {
     // The first picture is not news: nothing fades in.
     state.loaded = true;
-    state.seenWaiting = new Set(state.waiting.map((entry) => entry.id));
+    state.seenWaiting = new Set(state.waiting.map((entry) => entry.entryId));
     document.body.classList.remove("is-loading");
   }
   render();
 }
 
-function onEvent(msg) {
-  if (msg.event === "PATIENT_ADDED") {
-    if (!state.waiting.some((entry) => entry.id === msg.id)) {
-      state.waiting.push({ id: msg.id, name: msg.patient.fname, image: msg.patient.image || null });
-    }
-    renderWaiting();
-  } else if (msg.event === "PATIENT_COMPLETED") {
-    state.waiting = state.waiting.filter((entry) => entry.id !== msg.id);
-    const call = {
-      id: msg.id,
-      name: msg.patient.fname,
-      image: msg.patient.image || null,
-      room: msg.room || null,
-      at: msg.at || new Date().toISOString(),
-    };
-    state.called = [call, ...state.called.filter((c) => c.id !== msg.id)].slice(
-      0,
-      EARLIER_CALLS + 1,
-    );
-    state.freshCallId = call.id;
-    render();
-    state.freshCallId = null; // it glows once, not again on the next redraw
-    announcer.add(call);
-  }
+function onAdded(visit) {
+  if (!state.waiting.some((entry) => entry.entryId === visit.entryId)) state.waiting.push(visit);
+  renderWaiting();
+}
+
+function onCalled(call) {
+  state.waiting = state.waiting.filter((entry) => entry.entryId !== call.entryId);
+  state.called = [call, ...state.called.filter((c) => c.entryId !== call.entryId)].slice(
+    0,
+    EARLIER_CALLS + 1,
+  );
+  state.freshCallId = call.entryId;
+  render();
+  state.freshCallId = null; // it glows once, not again on the next redraw
+  announcer.add(call);
 }
 
 function onSettings(next) {
@@ -123,29 +111,12 @@ function onStatus(isUp) {
 
 // --- drawing ----------------------------------------------------------------------------
 
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function photo(src, className) {
-  const img = el("img", className);
-  img.src = src;
-  img.alt = ""; // the name is right beside it
-  img.decoding = "async";
-  return img;
-}
-
 // With photos on, a row without one keeps the column straight with a plain initial.
 function avatar(person, className) {
   if (person.image) return photo(person.image, className);
   if (!settings.display_photos) return null;
   const initial = (person.name.trim()[0] || "").toLocaleUpperCase(lang);
-  const node = el("span", `${className} waiting__photo--none`, initial);
-  node.setAttribute("aria-hidden", "true");
-  return node;
+  return decorative(el("span", `${className} waiting__photo--none`, initial));
 }
 
 function render() {
@@ -160,15 +131,13 @@ function renderCalled() {
   els.current.replaceChildren();
   if (current) {
     const card = el("div", "call");
-    if (current.id === state.freshCallId) card.classList.add("is-fresh");
+    if (current.entryId === state.freshCallId) card.classList.add("is-fresh");
     if (current.image) card.append(photo(current.image, "call__photo"));
     const text = el("div", "call__text");
     text.append(el("p", "call__name", current.name));
     if (current.room) {
       const room = el("p", "call__room");
-      const arrow = el("span", "call__arrow", "→");
-      arrow.setAttribute("aria-hidden", "true");
-      room.append(arrow, ` ${current.room}`);
+      room.append(decorative(el("span", "call__arrow", "→")), ` ${current.room}`);
       text.append(room);
     } else {
       text.append(el("p", "call__room call__room--none", t("display.please_come_in")));
@@ -185,7 +154,9 @@ function renderCalled() {
       if (face) li.append(face);
       li.append(el("span", "earlier__name", call.name));
       if (call.room) li.append(el("span", "earlier__room", `→ ${call.room}`));
-      if (call.at) li.append(el("span", "earlier__time", clockText(lang, new Date(call.at))));
+      if (call.calledAt) {
+        li.append(el("span", "earlier__time", clockText(lang, new Date(call.calledAt))));
+      }
       return li;
     }),
   );
@@ -200,16 +171,16 @@ function renderWaiting() {
     total === 1 ? t("display.count_one") : t("display.count_many", { n: total });
   const rows = state.waiting.slice(0, LIST_LIMIT).map((entry, index) => {
     const li = el("li", "waiting__item");
-    li.dataset.id = entry.id;
-    if (!state.seenWaiting.has(entry.id)) li.classList.add("is-new");
-    li.append(el("span", "waiting__pos", String(index + 1)));
-    li.firstChild.setAttribute("aria-hidden", "true"); // the list itself is ordered
+    li.dataset.id = entry.entryId;
+    if (!state.seenWaiting.has(entry.entryId)) li.classList.add("is-new");
+    // The list itself is ordered: the number is for the eye.
+    li.append(decorative(el("span", "waiting__pos", String(index + 1))));
     const face = avatar(entry, "waiting__photo");
     if (face) li.append(face);
     li.append(el("span", "waiting__name", entry.name));
     return li;
   });
-  state.seenWaiting = new Set(state.waiting.map((entry) => entry.id));
+  state.seenWaiting = new Set(state.waiting.map((entry) => entry.entryId));
   els.list.replaceChildren(...rows);
   fitWaiting();
 }
@@ -418,7 +389,7 @@ async function keepAwake() {
 }
 
 // An admin previewing the TV sees what the TV shows: the display view of names and photos.
-const feed = new QueueFeed({ onSnapshot, onEvent, onSettings, onStatus }, { view: "display" });
+const feed = new QueueFeed({ onMessage, onStatus }, { view: "display" });
 
 showClinicName();
 tick();

@@ -3,13 +3,13 @@
 // The live feed drives the list, so two doctors calling at once always agree.
 
 import { ApiError, api } from "./api.js";
+import { byId, decorative, el, photo } from "./dom.js";
 import { QueueFeed } from "./feed.js";
-import { applyTexts, clockText, minutesSince, pageData, translator } from "./page.js";
+import { applyTexts, clockText, pageData, renderStaffHeader, translator } from "./page.js";
+import { TodayFigures, minutesSince, waitedText } from "./stats.js";
 
 const RECENT_LIMIT = 6;
 const TICK_MS = 30_000; // waiting times move on without a reload
-const STATS_EVERY_MS = 5 * 60_000; // and today's figures roll over at midnight
-const STATS_DEBOUNCE_MS = 150;
 const LONG_WAIT_MINUTES = 30;
 // Where Space and Enter already mean something: never "call next" from there.
 const INTERACTIVE = "a, button, input, select, textarea, summary, label, [contenteditable], " +
@@ -23,42 +23,30 @@ let clinicName = data.settings.clinic_name;
 
 const state = {
   loaded: false,
-  waiting: [], // {patientId, entryId, fname, image, checkInTime}, oldest first
-  recent: [], // {patientId, fname, room, at}, newest first
-  stats: null,
+  waiting: [], // visits (feed.js), oldest first
+  recent: [], // visits with calledAt, newest first
   busy: false,
   result: null, // what the last call said: {kind, key?, name?, room?, at?}
 };
 
-const $ = (id) => document.getElementById(id);
 const els = {
-  banner: $("feed-banner"),
-  roomLine: $("room-line"),
-  count: $("waiting-count"),
-  loading: $("queue-loading"),
-  list: $("queue-list"),
-  empty: $("queue-empty"),
-  callNext: $("call-next"),
-  callNextText: $("call-next-text"),
-  nextUp: $("next-up"),
-  result: $("call-result"),
-  today: $("today"),
-  recent: $("recent-list"),
-  recentEmpty: $("recent-empty"),
-  announcer: $("announcer"),
+  banner: byId("feed-banner"),
+  roomLine: byId("room-line"),
+  count: byId("waiting-count"),
+  loading: byId("queue-loading"),
+  list: byId("queue-list"),
+  empty: byId("queue-empty"),
+  callNext: byId("call-next"),
+  callNextText: byId("call-next-text"),
+  nextUp: byId("next-up"),
+  result: byId("call-result"),
+  today: byId("today"),
+  recent: byId("recent-list"),
+  recentEmpty: byId("recent-empty"),
+  announcer: byId("announcer"),
 };
 
 // --- state changes ------------------------------------------------------------------------
-
-function fromQueueItem(item) {
-  return {
-    patientId: item.patient.id,
-    entryId: item.id,
-    fname: item.patient.fname,
-    image: item.patient.image,
-    checkInTime: item.check_in_time,
-  };
-}
 
 function addWaiting(entry) {
   if (state.waiting.some((w) => w.patientId === entry.patientId)) return false;
@@ -73,18 +61,11 @@ function removeWaiting(patientId) {
 
 function addRecent(call) {
   state.recent = [call, ...state.recent.filter((r) => r.patientId !== call.patientId)]
-    .sort((a, b) => Date.parse(b.at) - Date.parse(a.at))
+    .sort((a, b) => Date.parse(b.calledAt) - Date.parse(a.calledAt))
     .slice(0, RECENT_LIMIT);
 }
 
 // --- rendering ----------------------------------------------------------------------------
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function initials(name) {
   const words = name.trim().split(/\s+/).filter(Boolean);
@@ -92,48 +73,28 @@ function initials(name) {
   return letters.map((w) => w[0]).join("").toUpperCase();
 }
 
-function photo(entry, className) {
-  if (entry.image && entry.image.startsWith("/media/")) {
-    const img = el("img", className);
-    img.src = entry.image;
-    img.alt = ""; // the name is right beside it
-    img.decoding = "async";
-    return img;
-  }
-  const placeholder = el("span", `${className} ${className}--none`, initials(entry.fname));
-  placeholder.setAttribute("aria-hidden", "true");
-  return placeholder;
-}
-
-function waitText(iso) {
-  const minutes = minutesSince(iso);
-  return minutes < 1 ? t("common.just_now") : t("common.minutes", { n: minutes });
-}
-
-function minutesText(seconds) {
-  if (seconds === null || seconds === undefined) return t("doctor.no_value");
-  if (seconds < 60) return t("doctor.under_a_minute");
-  return t("common.minutes", { n: Math.round(seconds / 60) });
+// The patient's photo, or their initials where there is none.
+function avatar(entry, className) {
+  if (entry.image && entry.image.startsWith("/media/")) return photo(entry.image, className);
+  return decorative(el("span", `${className} ${className}--none`, initials(entry.name)));
 }
 
 function updateWait(node, iso) {
-  node.textContent = waitText(iso);
+  node.textContent = waitedText(t, iso);
   node.classList.toggle("patient__wait--long", minutesSince(iso) >= LONG_WAIT_MINUTES);
 }
 
 function patientRow(entry) {
   const li = el("li", "patient");
   li.dataset.patientId = String(entry.patientId);
-  const position = el("span", "patient__pos");
-  position.setAttribute("aria-hidden", "true"); // the list itself tells its order
-  li.append(position);
-  li.append(photo(entry, "patient__photo"));
+  li.append(decorative(el("span", "patient__pos"))); // the list itself tells its order
+  li.append(avatar(entry, "patient__photo"));
   const main = el("div", "patient__main");
-  main.append(el("span", "patient__name", entry.fname));
+  main.append(el("span", "patient__name", entry.name));
   main.append(el("span", "patient__meta"));
   li.append(main);
   const wait = el("span", "patient__wait");
-  wait.dataset.since = entry.checkInTime;
+  wait.dataset.since = entry.checkedInAt;
   li.append(wait);
   const button = el("button", "button patient__call", t("doctor.call"));
   button.type = "button";
@@ -146,11 +107,11 @@ function fillRow(li, entry, index) {
   const position = li.querySelector(".patient__pos");
   position.textContent = String(index + 1);
   li.querySelector(".patient__meta").textContent =
-    t("doctor.arrived", { time: clockText(lang, new Date(entry.checkInTime)) });
-  updateWait(li.querySelector(".patient__wait"), entry.checkInTime);
+    t("doctor.arrived", { time: clockText(lang, new Date(entry.checkedInAt)) });
+  updateWait(li.querySelector(".patient__wait"), entry.checkedInAt);
   const button = li.querySelector(".patient__call");
   button.textContent = t("doctor.call");
-  button.setAttribute("aria-label", t("doctor.call_name", { name: entry.fname }));
+  button.setAttribute("aria-label", t("doctor.call_name", { name: entry.name }));
   button.disabled = state.busy;
 }
 
@@ -193,7 +154,7 @@ function renderCallPanel() {
   els.callNext.disabled = state.busy || !first;
   els.callNext.setAttribute("aria-busy", String(state.busy));
   els.callNextText.textContent = t(state.busy ? "doctor.calling" : "doctor.call_next");
-  els.nextUp.textContent = first ? t("doctor.next_up", { name: first.fname }) : t("doctor.nobody_next");
+  els.nextUp.textContent = first ? t("doctor.next_up", { name: first.name }) : t("doctor.nobody_next");
   for (const button of els.list.querySelectorAll(".patient__call")) button.disabled = state.busy;
 }
 
@@ -218,11 +179,11 @@ function renderResult() {
 function renderRecent() {
   const items = state.recent.map((call) => {
     const li = el("li", "recent");
-    li.append(photo(call, "recent__photo"));
-    li.append(el("span", "recent__name", call.fname));
+    li.append(avatar(call, "recent__photo"));
+    li.append(el("span", "recent__name", call.name));
     if (call.room) li.append(el("span", "recent__room", call.room));
-    const time = el("time", "recent__time", clockText(lang, new Date(call.at)));
-    time.dateTime = call.at;
+    const time = el("time", "recent__time", clockText(lang, new Date(call.calledAt)));
+    time.dateTime = call.calledAt;
     li.append(time);
     return li;
   });
@@ -231,24 +192,8 @@ function renderRecent() {
   els.recentEmpty.hidden = items.length > 0;
 }
 
-function renderStats() {
-  const stats = state.stats;
-  for (const dd of els.today.querySelectorAll("[data-stat]")) {
-    const key = dd.dataset.stat;
-    if (!stats) dd.textContent = t("doctor.no_value");
-    else if (key === "median_wait_seconds") dd.textContent = minutesText(stats[key]);
-    else dd.textContent = String(stats[key]);
-  }
-}
-
 function renderChrome() {
-  document.documentElement.lang = lang;
-  document.title = `${t("doctor.title")} · ${clinicName}`;
-  for (const node of document.querySelectorAll("[data-clinic-name]")) node.textContent = clinicName;
-  const label = document.querySelector(".topbar__label");
-  if (label) label.textContent = t("common.signed_in_as", { label: data.credential.label });
-  const signOut = document.querySelector(".topbar__user button");
-  if (signOut) signOut.textContent = t("common.sign_out");
+  renderStaffHeader(t, { lang, title: "doctor.title", clinicName, label: data.credential.label });
   els.roomLine.textContent = room ? t("doctor.room", { room }) : t("doctor.no_room");
   applyTexts(t);
 }
@@ -258,7 +203,7 @@ function renderAll() {
   renderQueue();
   renderResult();
   renderRecent();
-  renderStats();
+  figures.render();
 }
 
 function tick() {
@@ -271,20 +216,10 @@ function announce(text) {
 
 // --- today's figures ------------------------------------------------------------------------
 
-let statsTimer = null;
-
-// Coalesces a burst of events into one request; `now` skips the wait (the first load).
-function refreshStats(now = false) {
-  clearTimeout(statsTimer);
-  statsTimer = setTimeout(async () => {
-    try {
-      state.stats = await api("GET", "/api/stats/today/");
-      renderStats();
-    } catch {
-      // Figures are a nicety; the next event or the periodic refresh tries again.
-    }
-  }, now === true ? 0 : STATS_DEBOUNCE_MS);
-}
+const figures = new TodayFigures(els.today, (key, values) => t(key, values), {
+  none: "doctor.no_value",
+  underAMinute: "doctor.under_a_minute",
+});
 
 // --- calling --------------------------------------------------------------------------------
 
@@ -307,7 +242,8 @@ async function call(patientId) {
     const at = new Date().toISOString();
     state.result = { kind: "called", name: patient.fname, room, at };
     removeWaiting(patient.id);
-    addRecent({ patientId: patient.id, fname: patient.fname, image: patient.image, room, at });
+    const image = patient.image || null;
+    addRecent({ patientId: patient.id, name: patient.fname, image, room, calledAt: at });
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) {
       // Another doctor was quicker: not an error, just news. The feed updates the list.
@@ -324,7 +260,7 @@ async function call(patientId) {
     renderQueue();
     renderResult();
     renderRecent();
-    refreshStats();
+    figures.refresh();
     const focusLost = !document.activeElement || document.activeElement === document.body;
     if (focusLost) restoreFocus(hadFocus, focusedRow);
   }
@@ -351,57 +287,43 @@ document.addEventListener("keydown", (event) => {
 
 // --- the live feed --------------------------------------------------------------------------
 
-const feed = new QueueFeed({
-  onSnapshot(msg) {
+function onMessage(message) {
+  if (message.kind === "settings") {
+    useSettings(message.settings);
+    return;
+  }
+  if (message.kind === "snapshot") {
     state.loaded = true;
-    state.waiting = msg.queue.map(fromQueueItem).sort((a, b) => a.entryId - b.entryId);
-    state.recent = (msg.called || [])
-      .map((item) => ({
-        patientId: item.patient.id,
-        fname: item.patient.fname,
-        image: item.patient.image,
-        room: item.room,
-        at: item.called_at,
-      }))
-      .slice(0, RECENT_LIMIT);
+    state.waiting = [...message.waiting].sort((a, b) => a.entryId - b.entryId);
+    state.recent = message.called.slice(0, RECENT_LIMIT);
     renderQueue();
     renderRecent();
-    refreshStats(true);
-  },
-  onEvent(msg) {
-    if (msg.event === "PATIENT_ADDED") {
-      const entry = {
-        patientId: msg.patient.id,
-        entryId: msg.id,
-        fname: msg.patient.fname,
-        image: msg.patient.image,
-        checkInTime: msg.check_in_time,
-      };
-      if (addWaiting(entry)) announce(t("doctor.new_patient", { name: entry.fname }));
-    } else if (msg.event === "PATIENT_COMPLETED") {
-      removeWaiting(msg.patient.id);
-      addRecent({
-        patientId: msg.patient.id,
-        fname: msg.patient.fname,
-        image: msg.patient.image,
-        room: msg.room || null,
-        at: msg.at,
-      });
-    } else {
-      return;
-    }
-    renderQueue();
-    renderRecent();
-    refreshStats();
-  },
-  onSettings(settings) {
-    clinicName = settings.clinic_name;
-    if (settings.language !== lang) {
-      lang = settings.language;
-      t = translator(data, lang);
-    }
-    renderAll();
-  },
+    figures.refresh(true);
+    return;
+  }
+  const visit = message.visit;
+  if (message.kind === "added") {
+    if (addWaiting(visit)) announce(t("doctor.new_patient", { name: visit.name }));
+  } else {
+    removeWaiting(visit.patientId);
+    addRecent(visit);
+  }
+  renderQueue();
+  renderRecent();
+  figures.refresh();
+}
+
+function useSettings(settings) {
+  clinicName = settings.clinic_name;
+  if (settings.language !== lang) {
+    lang = settings.language;
+    t = translator(data, lang);
+  }
+  renderAll();
+}
+
+const feed = new QueueFeed({
+  onMessage,
   onStatus(up) {
     els.banner.hidden = up;
   },
@@ -410,4 +332,4 @@ const feed = new QueueFeed({
 renderAll();
 feed.start();
 setInterval(tick, TICK_MS);
-setInterval(() => refreshStats(), STATS_EVERY_MS);
+figures.keepFresh();

@@ -1,10 +1,47 @@
 // The live queue for our pages: a snapshot first, then live events; after any drop it
 // reconnects with ?since=<last seq> (and backoff), so it never misses or repeats an event.
+// The wire format stays in this module, as domain.py keeps it on the server. Pages get:
+//   {kind: "snapshot", seq, waiting: [visit], called: [visit]}  (called: today's, newest first)
+//   {kind: "added", seq, visit}     a patient checked in
+//   {kind: "called", seq, visit}    a doctor called them (calledAt, room)
+//   {kind: "settings", settings}    the clinic's settings changed
+// visit: {entryId, patientId, name, image, checkedInAt, calledAt, room}; image, calledAt and
+// room are null when there is none (or when the display may not show the photo).
 
 const BANNER_AFTER_MS = 3000;
+const CHANGES = { PATIENT_ADDED: "added", PATIENT_COMPLETED: "called" };
+
+// item: a snapshot's queue item or a live event; both carry the visit's id, its patient and
+// check_in_time. calledAt comes from the caller: an item's called_at, an event's own time.
+function visitFrom(item, calledAt) {
+  return {
+    entryId: item.id,
+    patientId: item.patient.id,
+    name: item.patient.fname,
+    image: item.patient.image || null,
+    checkedInAt: item.check_in_time,
+    calledAt: calledAt || null,
+    room: item.room || null,
+  };
+}
+
+function messageFrom(msg) {
+  if (msg.event === "SETTINGS_CHANGED") return { kind: "settings", settings: msg.settings };
+  if (msg.event === "QUEUE_SNAPSHOT") {
+    return {
+      kind: "snapshot",
+      seq: msg.seq,
+      waiting: msg.queue.map((item) => visitFrom(item, null)),
+      called: (msg.called || []).map((item) => visitFrom(item, item.called_at)),
+    };
+  }
+  const kind = CHANGES[msg.event];
+  if (!kind) return null; // an event this page's version does not know: nothing to show
+  return { kind, seq: msg.seq, visit: visitFrom(msg, kind === "called" ? msg.at : null) };
+}
 
 export class QueueFeed {
-  // handlers: onSnapshot(msg), onEvent(msg), onSettings(settings), onStatus(isUp)
+  // handlers: onMessage(message) with a message of the shapes above, onStatus(isUp)
   // view: "display" asks for exactly what a wall display sees, even when staff open the page.
   constructor(handlers, { path = "/ws/queue/", view = null } = {}) {
     this.handlers = handlers;
@@ -65,20 +102,21 @@ export class QueueFeed {
   }
 
   receive(msg) {
-    if (msg.event === "SETTINGS_CHANGED") {
-      this.handlers.onSettings?.(msg.settings);
+    const message = messageFrom(msg);
+    if (message?.kind === "settings") {
+      this.handlers.onMessage(message);
       return;
     }
-    if (msg.event === "QUEUE_SNAPSHOT") {
+    if (message?.kind === "snapshot") {
       this.lastSeq = msg.seq;
       this.setUp(true);
-      this.handlers.onSnapshot?.(msg);
+      this.handlers.onMessage(message);
       return;
     }
     if (this.lastSeq !== null && msg.seq <= this.lastSeq) return;
     this.lastSeq = msg.seq;
     this.setUp(true);
-    this.handlers.onEvent?.(msg);
+    if (message) this.handlers.onMessage(message);
   }
 
   setUp(isUp) {

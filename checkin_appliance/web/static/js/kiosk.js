@@ -5,6 +5,7 @@
 // the clinic's language comes back: nothing of one patient is left for the next.
 
 import { api } from "./api.js";
+import { byId, showText } from "./dom.js";
 import { applyTexts, pageData, translator } from "./page.js";
 
 const SUCCESS_RESET_SECONDS = 10;
@@ -23,40 +24,39 @@ let clinicName = settings.clinic_name;
 let clinicLang = data.lang; // the clinic's language, already checked by the server
 let t = translator(data, clinicLang);
 
-const $ = (id) => document.getElementById(id);
 const els = {
-  clinicName: $("clinic-name"),
+  clinicName: byId("clinic-name"),
   langButtons: [...document.querySelectorAll(".lang-switch__option")],
-  formScreen: $("form-screen"),
-  welcome: $("welcome"),
-  form: $("checkin-form"),
-  name: $("fname"),
-  nameError: $("fname-error"),
-  video: $("preview"),
-  still: $("still"),
-  placeholder: $("placeholder"),
-  placeholderText: $("placeholder-text"),
-  cameraStart: $("camera-start"),
-  takePhoto: $("take-photo"),
-  retake: $("retake"),
-  fileChoose: $("file-choose"),
-  fileInput: $("photo-file"),
-  fileChooseText: $("file-choose-text"),
-  noPhoto: $("no-photo"),
-  cameraNote: $("camera-note"),
-  photoError: $("photo-error"),
-  photoStatus: $("photo-status"),
-  privacyWho: $("privacy-who"),
-  formMessage: $("form-message"),
-  submit: $("submit"),
-  submitText: $("submit-text"),
-  submitSpinner: $("submit-spinner"),
-  sendStatus: $("send-status"),
-  successScreen: $("success-screen"),
-  thanks: $("thanks"),
-  position: $("position"),
-  done: $("done"),
-  countdown: $("countdown"),
+  formScreen: byId("form-screen"),
+  welcome: byId("welcome"),
+  form: byId("checkin-form"),
+  name: byId("fname"),
+  nameError: byId("fname-error"),
+  video: byId("preview"),
+  still: byId("still"),
+  placeholder: byId("placeholder"),
+  placeholderText: byId("placeholder-text"),
+  cameraStart: byId("camera-start"),
+  takePhoto: byId("take-photo"),
+  retake: byId("retake"),
+  fileChoose: byId("file-choose"),
+  fileInput: byId("photo-file"),
+  fileChooseText: byId("file-choose-text"),
+  noPhoto: byId("no-photo"),
+  cameraNote: byId("camera-note"),
+  photoError: byId("photo-error"),
+  photoStatus: byId("photo-status"),
+  privacyWho: byId("privacy-who"),
+  formMessage: byId("form-message"),
+  submit: byId("submit"),
+  submitText: byId("submit-text"),
+  submitSpinner: byId("submit-spinner"),
+  sendStatus: byId("send-status"),
+  successScreen: byId("success-screen"),
+  thanks: byId("thanks"),
+  position: byId("position"),
+  done: byId("done"),
+  countdown: byId("countdown"),
 };
 
 // Everything about the current patient; freshPatient() is what the next one starts from.
@@ -100,11 +100,6 @@ function text(message) {
   return message ? t(message.key, message.values) : "";
 }
 
-function show(el, content) {
-  el.textContent = content || "";
-  el.hidden = !content;
-}
-
 // --- rendering ----------------------------------------------------------------------------
 
 function render() {
@@ -120,7 +115,7 @@ function render() {
   // The name.
   els.name.readOnly = sending;
   els.name.setAttribute("aria-invalid", String(Boolean(state.nameError)));
-  show(els.nameError, state.nameError && t(state.nameError));
+  showText(els.nameError, state.nameError && t(state.nameError));
 
   // The photo: a live preview, the photo taken or chosen, or a calm placeholder.
   els.video.hidden = camera !== "live";
@@ -141,7 +136,7 @@ function render() {
   }
   els.fileChoose.classList.toggle("is-disabled", sending);
   els.cameraNote.hidden = cameraUsable;
-  show(els.photoError, text(state.photoError));
+  showText(els.photoError, text(state.photoError));
   els.photoStatus.textContent = state.photoStatus ? t(state.photoStatus) : "";
 
   // Sending. The button keeps its focus while busy: aria-disabled, not disabled.
@@ -149,7 +144,7 @@ function render() {
   els.submitSpinner.hidden = !sending;
   els.submitText.textContent = t(sending ? "kiosk.sending" : "kiosk.submit");
   els.sendStatus.textContent = state.sendStatus ? t(state.sendStatus) : "";
-  show(els.formMessage, text(state.message));
+  showText(els.formMessage, text(state.message));
   els.formMessage.classList.toggle("kiosk-alert--calm", state.message?.kind === "calm");
 
   // Thank you.

@@ -24,8 +24,15 @@ export function applyTexts(t, root = document) {
   }
 }
 
-export function minutesSince(iso, now = Date.now()) {
-  return Math.max(0, Math.floor((now - Date.parse(iso)) / 60000));
+// The staff pages' title and top bar (_staff_header.html) in the current language.
+export function renderStaffHeader(t, { lang, title, clinicName, label }) {
+  document.documentElement.lang = lang;
+  document.title = `${t(title)} · ${clinicName}`;
+  for (const node of document.querySelectorAll("[data-clinic-name]")) node.textContent = clinicName;
+  const signedInAs = document.querySelector(".topbar__label");
+  if (signedInAs) signedInAs.textContent = t("common.signed_in_as", { label });
+  const signOut = document.querySelector(".topbar__user button");
+  if (signOut) signOut.textContent = t("common.sign_out");
 }
 
 export function clockText(lang, date = new Date()) {
