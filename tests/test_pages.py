@@ -237,6 +237,14 @@ async def test_static_assets_are_local_and_versioned(clinic: Clinic) -> None:
     resp = await clinic.client.get(css)
     assert resp.status == 200
     assert "immutable" in resp.headers["Cache-Control"]
+    # A module a page script imports (./feed.js) has no hash: revalidated every time, so an
+    # upgraded page never runs beside an old cached copy of it.
+    module = await clinic.client.get("/static/js/feed.js")
+    assert module.status == 200 and module.headers["Cache-Control"] == "no-cache"
+    again = await clinic.client.get(
+        "/static/js/feed.js", headers={"If-None-Match": module.headers["ETag"]}
+    )
+    assert again.status == 304
 
 
 async def test_browser_form_posts_count_as_ours_by_sec_fetch_site(clinic: Clinic) -> None:

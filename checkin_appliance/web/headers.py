@@ -16,9 +16,14 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
     headers.setdefault("Content-Security-Policy", API_CSP)
     if request.path.startswith(("/api/", "/healthz", "/media/")):
         headers.setdefault("Cache-Control", "no-store")
-    elif request.path.startswith("/static/") and "v" in request.query:
-        # URLs carry a content hash (?v=…): a new version is a new URL.
-        headers.setdefault("Cache-Control", "public, max-age=31536000, immutable")
+    elif request.path.startswith("/static/"):
+        if "v" in request.query:
+            # URLs carry a content hash (?v=…): a new version is a new URL.
+            headers.setdefault("Cache-Control", "public, max-age=31536000, immutable")
+        else:
+            # Modules imported by a page script (./feed.js) carry no hash: ask every time
+            # (a 304 when unchanged), so after an upgrade no page mixes old and new modules.
+            headers.setdefault("Cache-Control", "no-cache")
 
 
 class AccessLogger(AbstractAccessLogger):
