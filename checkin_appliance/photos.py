@@ -18,6 +18,7 @@ from pathlib import Path
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from checkin_appliance.domain import InvalidInput
+from checkin_appliance.files import TEMP_SUFFIX, write_atomically
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
 # Pillow reports a JPEG that carries extra images (an iPhone HDR gain map, a Samsung or
@@ -28,7 +29,6 @@ MAX_PIXELS = 40_000_000
 JPEG_QUALITY = 85
 # \Z, not $: "$" also matches before a trailing newline ("<hex>.jpg\n").
 PHOTO_NAME = re.compile(r"\A[0-9a-f]{32}\.jpg\Z")
-TEMP_SUFFIX = ".tmp"
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
@@ -125,34 +125,12 @@ def new_photo_name() -> str:
     return secrets.token_hex(16) + ".jpg"
 
 
-def write_durably(directory: Path, name: str, data: bytes) -> None:
-    """Temp file, fsync, rename, fsync the directory: the file is whole or absent."""
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / name
-    temp = directory / (name + TEMP_SUFFIX)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def store_photo(directory: Path, data: bytes, max_side: int) -> str:
     """Re-encodes and stores an uploaded photo; returns its new random file name."""
     jpeg = reencode(data, max_side)
     name = new_photo_name()
-    write_durably(directory, name, jpeg)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_atomically(directory / name, jpeg, 0o640)
     return name
 
 
