@@ -8,6 +8,7 @@ name (sqlite3.Row).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import sqlite3
@@ -64,16 +65,7 @@ def _live_session(now: str) -> str:
 
 def _entry(row: sqlite3.Row) -> QueueEntry:
     """A row with the _ENTRY_COLUMNS names."""
-    return QueueEntry(
-        id=row["id"],
-        patient_id=row["patient_id"],
-        fname=row["fname"],
-        image=row["image"],
-        status=row["status"],
-        check_in_time=row["check_in_time"],
-        called_at=row["called_at"],
-        room=row["room"],
-    )
+    return _record(QueueEntry, row)
 
 
 def _credential(row: sqlite3.Row) -> Credential:
@@ -91,20 +83,25 @@ def _credential(row: sqlite3.Row) -> Credential:
 
 def _audit_entry(row: sqlite3.Row) -> AuditEntry:
     """A row with the AUDIT_COLUMNS names."""
-    return AuditEntry(
-        id=row["id"],
-        at=row["at"],
-        actor=row["actor"],
-        action=row["action"],
-        patient_id=row["patient_id"],
-        address=row["address"],
-        detail=row["detail"],
-        prev_hash=row["prev_hash"],
-        hash=row["hash"],
-    )
+    return _record(AuditEntry, row)
+
+
+R = TypeVar("R")
+
+
+def _record(kind: type[R], row: sqlite3.Row) -> R:
+    """A dataclass whose fields are the row's columns of the same names."""
+    return kind(**{name: row[name] for name in _field_names(kind)})
+
+
+@functools.cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    return tuple(field.name for field in dataclasses.fields(kind))
 
 
 class Store:
+    """The clinic's database: lifecycle and one method per query; writes go to the Writer."""
+
     def __init__(self, path: Path, on_event: Callable[[QueueEvent], None] | None = None) -> None:
         self.path = path
         self._writer = Writer(on_event, on_corruption=self._enter_maintenance)
