@@ -16,7 +16,6 @@ Both raise BackupError with a one-line message; neither prints or logs a patient
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import io
 import json
@@ -31,11 +30,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from checkin_appliance import __version__, photos
 from checkin_appliance.config import Config
-from checkin_appliance.store import lock
+from checkin_appliance.files import fsync_directory, write_atomically
+from checkin_appliance.store import inspect, lock
+from checkin_appliance.store.inspect import Counts
 from checkin_appliance.store.schema import available as available_migrations
 
 FORMAT = "checkin-appliance-backup"
@@ -45,8 +46,6 @@ DATABASE = "checkin.db"
 PHOTO_PREFIX = "media/patient_images/"
 # The database's companions: moved aside with it, never left next to another database.
 SIDE_FILES = ("-wal", "-shm", "-journal")
-# Readers wait this long for a lock (WAL recovery after a crash, a restore in progress).
-BUSY_TIMEOUT = 5.0
 # How long restore waits for the database to be free before it says a server is running.
 IN_USE_TIMEOUT = 0.5
 # The tar is synced every so many bytes while it is written: one large flush at the end
@@ -68,22 +67,6 @@ class BackupError(Exception):
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
-
-
-@dataclass(frozen=True)
-class Counts:
-    """What a database holds, in numbers only (never a name)."""
-
-    patients: int
-    waiting: int
-    credentials: int
-    photos: int
-
-    def describe(self) -> str:
-        return (
-            f"{_count(self.patients, 'patient')} ({self.waiting} waiting), "
-            f"{_count(self.photos, 'photo')}, {_count(self.credentials, 'credential')}"
-        )
 
 
 @dataclass(frozen=True)
@@ -132,31 +115,36 @@ def backup(config: Config, out: str | Path, *, force: bool = False) -> BackupRes
     if not db_path.is_file():
         raise BackupError(f"no database at {db_path} (is --data-dir right?)")
 
-    token = secrets.token_hex(4)
-    temp = target.with_name(f"{target.name}.tmp-{token}")
-    temp_db = target.with_name(f"{target.name}.tmp-{token}-{DATABASE}")
+    temp_db = target.with_name(f"{target.name}.tmp-{secrets.token_hex(4)}-{DATABASE}")
     try:
         created_at = _utc_now()
         _snapshot(db_path, temp_db)
         counts, names = _inspect_copy(temp_db)
-        missing = _write_archive(temp, temp_db, config.photo_dir, names, created_at, counts)
-        if target.exists() and not force:  # it appeared while we worked
-            raise BackupError(f"{target} already exists; add --force to replace it", USAGE)
-        os.replace(temp, target)
-        _fsync_directory(target.parent)
+        missing: list[str] = []
+
+        def write_archive(raw: BinaryIO) -> None:
+            missing.extend(
+                _write_archive(raw, temp_db, config.photo_dir, names, created_at, counts)
+            )
+            if target.exists() and not force:  # it appeared while we worked
+                raise BackupError(f"{target} already exists; add --force to replace it", USAGE)
+
+        write_atomically(target, write_archive, 0o600)
     except OSError as exc:
         raise BackupError(f"cannot write {target}: {_reason(exc)}") from exc
     finally:
         side_files = [temp_db.with_name(temp_db.name + suffix) for suffix in SIDE_FILES]
-        for leftover in (temp, temp_db, *side_files):
+        for leftover in (temp_db, *side_files):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
     return BackupResult(
         path=target,
         size_bytes=target.stat().st_size,
         created_at=created_at,
-        counts=Counts(counts.patients, counts.waiting, counts.credentials, len(names) - missing),
-        missing_photos=missing,
+        counts=Counts(
+            counts.patients, counts.waiting, counts.credentials, len(names) - len(missing)
+        ),
+        missing_photos=len(missing),
         seconds=time.monotonic() - started,
     )
 
@@ -179,26 +167,9 @@ def _backup_target(text: str | Path) -> Path:
 
 
 def _snapshot(db_path: Path, copy: Path) -> None:
-    """A consistent copy of the live database: one read transaction, one backup step.
-
-    In WAL mode a reader never blocks the server's writer, so copying in one step does not
-    hold the server up. Copying in several steps would not help it, and each commit by the
-    server between two steps would make SQLite restart the copy from the first page.
-    """
+    """A consistent copy of the live database, or BackupError."""
     try:
-        source = sqlite3.connect(
-            f"{db_path.resolve().as_uri()}?mode=rw", uri=True, timeout=BUSY_TIMEOUT
-        )
-        try:
-            target = sqlite3.connect(copy, isolation_level=None)
-            try:
-                source.backup(target)
-                # The copy stands alone: no -wal or -shm needed to read it from a USB stick.
-                target.execute("PRAGMA journal_mode = DELETE")
-            finally:
-                target.close()
-        finally:
-            source.close()
+        inspect.copy_database(db_path, copy)
     except sqlite3.OperationalError as exc:
         raise BackupError(f"cannot copy {db_path} to {copy.parent}: {exc}") from exc
     except sqlite3.DatabaseError as exc:
@@ -208,15 +179,12 @@ def _snapshot(db_path: Path, copy: Path) -> None:
 def _inspect_copy(copy: Path) -> tuple[Counts, list[str]]:
     """integrity_check on the copy, then its counts and the photo names it holds."""
     try:
-        with _read_only(copy) as db:
-            problem = _integrity_problem(db)
+        with inspect.read_only(copy) as db:
+            problem = inspect.integrity_problem(db)
             if problem is not None:
                 raise _damaged(problem)
             counts = _counts(db)
-            names = sorted(
-                row[0]
-                for row in db.execute("SELECT DISTINCT image FROM patients WHERE image IS NOT NULL")
-            )
+            names = sorted(inspect.photo_names(db))
     except sqlite3.DatabaseError as exc:
         raise _damaged(str(exc)) from exc
     return counts, names
@@ -230,55 +198,51 @@ def _damaged(problem: str) -> BackupError:
 
 
 def _write_archive(
-    temp: Path, db_copy: Path, photo_dir: Path, names: list[str], created_at: str, counts: Counts
-) -> int:
-    """The tar, fsynced; returns how many named photos were not on disk."""
+    raw: BinaryIO, db_copy: Path, photo_dir: Path, names: list[str], created_at: str, counts: Counts
+) -> list[str]:
+    """The tar into `raw`; returns the named photos that were not on disk."""
     members: dict[str, dict[str, Any]] = {}
     missing: list[str] = []
     mtime = int(time.time())
     synced = 0
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as raw:
-        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            with db_copy.open("rb") as db:
-                size = os.fstat(db.fileno()).st_size
-                hashing = _Hashing(db)
-                tar.addfile(_member(DATABASE, size, mtime), hashing)
-                members[DATABASE] = {"size": size, "sha256": hashing.hexdigest()}
-            for name in names:
-                data = _read_photo(photo_dir, name)
-                if data is None:
-                    missing.append(name)
-                    continue
-                member = PHOTO_PREFIX + name
-                tar.addfile(_member(member, len(data), mtime), io.BytesIO(data))
-                members[member] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-                if raw.tell() - synced >= SYNC_EVERY_BYTES:
-                    raw.flush()
-                    os.fdatasync(raw.fileno())
-                    synced = raw.tell()
-            manifest = {
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "app_version": __version__,
-                "created_at": created_at,
-                "host": socket.gethostname(),
-                "sqlite_version": sqlite3.sqlite_version,
-                "counts": {
-                    "patients": counts.patients,
-                    "waiting": counts.waiting,
-                    "credentials": counts.credentials,
-                    "photos": len(names) - len(missing),
-                },
-                # Photos the database names that were not on disk (random names, not people).
-                "missing_photos": missing,
-                "members": members,
-            }
-            text = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
-            tar.addfile(_member(MANIFEST, len(text), mtime), io.BytesIO(text))
-        raw.flush()
-        os.fsync(raw.fileno())
-    return len(missing)
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        with db_copy.open("rb") as db:
+            size = os.fstat(db.fileno()).st_size
+            hashing = _Hashing(db)
+            tar.addfile(_member(DATABASE, size, mtime), hashing)
+            members[DATABASE] = {"size": size, "sha256": hashing.hexdigest()}
+        for name in names:
+            data = _read_photo(photo_dir, name)
+            if data is None:
+                missing.append(name)
+                continue
+            member = PHOTO_PREFIX + name
+            tar.addfile(_member(member, len(data), mtime), io.BytesIO(data))
+            members[member] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            if raw.tell() - synced >= SYNC_EVERY_BYTES:
+                raw.flush()
+                os.fdatasync(raw.fileno())
+                synced = raw.tell()
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "app_version": __version__,
+            "created_at": created_at,
+            "host": socket.gethostname(),
+            "sqlite_version": sqlite3.sqlite_version,
+            "counts": {
+                "patients": counts.patients,
+                "waiting": counts.waiting,
+                "credentials": counts.credentials,
+                "photos": len(names) - len(missing),
+            },
+            # Photos the database names that were not on disk (random names, not people).
+            "missing_photos": missing,
+            "members": members,
+        }
+        text = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
+        tar.addfile(_member(MANIFEST, len(text), mtime), io.BytesIO(text))
+    return missing
 
 
 def _read_photo(photo_dir: Path, name: str) -> bytes | None:
@@ -386,29 +350,8 @@ def _refuse_if_in_use(config: Config) -> None:
         raise _in_use(config.data_dir, f"process {', '.join(map(str, pids))} has it open")
     if not db_path.exists():
         return
-    # Taking the file exclusively (locking_mode EXCLUSIVE, then a write transaction) fails
-    # while any other connection has the WAL database open. If it succeeds with a WAL left
-    # by a crash, closing folds that WAL into the file: its content is kept, as at any start.
-    try:
-        db = sqlite3.connect(
-            f"{db_path.resolve().as_uri()}?mode=rw",
-            uri=True,
-            timeout=IN_USE_TIMEOUT,
-            isolation_level=None,
-        )
-    except sqlite3.Error:
-        return  # unreadable: the process check above is all we can do
-    try:
-        db.execute("PRAGMA locking_mode = EXCLUSIVE")
-        db.execute("BEGIN EXCLUSIVE")
-        db.execute("ROLLBACK")
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
-            raise _in_use(config.data_dir, "the database is locked") from exc
-    except sqlite3.DatabaseError:
-        pass  # a damaged file: we are replacing it
-    finally:
-        db.close()
+    if inspect.locked_by_another(db_path, IN_USE_TIMEOUT):
+        raise _in_use(config.data_dir, "the database is locked")
 
 
 def _in_use(data_dir: Path, why: str) -> BackupError:
@@ -526,7 +469,7 @@ def _fsync_tree(root: Path) -> None:
     """Every file, then every folder, on disk before the swap makes them the live data.
 
     One pass after all are written lets the disk take them together: for a thousand photos
-    this is a few times faster than a temp file, fsync and rename for each (write_durably).
+    this is a few times faster than a temp file, fsync and rename for each (write_atomically).
     """
     folders = [root]
     for path in sorted(root.rglob("*")):
@@ -539,7 +482,7 @@ def _fsync_tree(root: Path) -> None:
         finally:
             os.close(fd)
     for folder in reversed(folders):
-        _fsync_directory(folder)
+        fsync_directory(folder)
 
 
 def _check_unpacked(staging: Path, manifest: dict[str, Any]) -> tuple[Counts, int]:
@@ -547,23 +490,21 @@ def _check_unpacked(staging: Path, manifest: dict[str, Any]) -> tuple[Counts, in
     db_path = staging / DATABASE
     known = len(available_migrations())
     try:
-        with _read_only(db_path) as db:
-            problem = _integrity_problem(db)
+        with inspect.read_only(db_path) as db:
+            problem = inspect.integrity_problem(db)
             if problem is not None:
                 raise BackupError(
                     f"the database in the backup is damaged ({_first_line(problem)}); "
                     "nothing was changed"
                 )
-            (schema,) = db.execute("PRAGMA user_version").fetchone()
+            schema = inspect.schema_version(db)
             if schema > known:
                 raise BackupError(
                     f"the backup is from a newer checkin-appliance (schema {schema}, this one "
                     f"knows {known}); upgrade it first; nothing was changed"
                 )
             counts = _counts(db)
-            names = {
-                row[0] for row in db.execute("SELECT image FROM patients WHERE image IS NOT NULL")
-            }
+            names = inspect.photo_names(db)
     except sqlite3.DatabaseError as exc:
         raise BackupError(
             f"the database in the backup cannot be read ({exc}); nothing was changed"
@@ -607,14 +548,14 @@ def _swap_in(config: Config, staging: Path) -> tuple[Path | None, list[str]]:
             for path in current:
                 moves.append((path, aside / path.name))
                 os.rename(*moves[-1])
-            _fsync_directory(aside)
+            fsync_directory(aside)
         config.media_dir.mkdir(parents=True, exist_ok=True)
         moves.append((staging / "media" / "patient_images", config.photo_dir))
         os.rename(*moves[-1])
-        _fsync_directory(config.media_dir)
+        fsync_directory(config.media_dir)
         moves.append((staging / DATABASE, config.db_path))
         os.rename(*moves[-1])
-        _fsync_directory(data_dir)
+        fsync_directory(data_dir)
     except BaseException:
         for done_from, done_to in reversed(moves):
             with contextlib.suppress(OSError):
@@ -633,7 +574,7 @@ def _new_aside_dir(data_dir: Path) -> Path:
             path.mkdir(mode=0o700)
         except FileExistsError:
             continue
-        _fsync_directory(data_dir)
+        fsync_directory(data_dir)
         return path
     raise BackupError(f"cannot make a before-restore folder in {data_dir}")
 
@@ -641,43 +582,11 @@ def _new_aside_dir(data_dir: Path) -> Path:
 # --- shared ---------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _read_only(path: Path) -> Iterator[sqlite3.Connection]:
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
-    try:
-        yield db
-    finally:
-        db.close()
-
-
-def _integrity_problem(db: sqlite3.Connection) -> str | None:
-    rows = [str(row[0]) for row in db.execute("PRAGMA integrity_check(20)")]
-    return None if rows == ["ok"] else "; ".join(rows[:3]) or "integrity_check returned nothing"
-
-
 def _counts(db: sqlite3.Connection) -> Counts:
     try:
-        row = db.execute(
-            "SELECT (SELECT count(*) FROM patients), "
-            "(SELECT count(*) FROM queue_entries WHERE status = 'waiting'), "
-            "(SELECT count(*) FROM credentials), "
-            "(SELECT count(DISTINCT image) FROM patients WHERE image IS NOT NULL)"
-        ).fetchone()
-    except sqlite3.OperationalError as exc:  # "no such table": not our database
+        return inspect.counts(db)
+    except inspect.NotOurDatabase as exc:
         raise BackupError(f"not a checkin-appliance database ({exc})") from exc
-    return Counts(*row)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        # Some filesystems (FAT on a USB stick, some network mounts) cannot sync a folder.
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
 
 
 def _utc_now() -> str:
@@ -691,10 +600,6 @@ def _first_line(text: str) -> str:
 def _reason(exc: OSError) -> str:
     where = f" ({exc.filename})" if exc.filename else ""
     return f"{exc.strerror or exc}{where}"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _megabytes(size: int) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -74,19 +73,9 @@ class Unavailable(DomainError):
 # --- records -------------------------------------------------------------------------
 
 
-_second = (0, "")  # (whole second, its text): the part every timestamp in it shares
-
-
 def utc_now() -> str:
-    """Timestamps as the contract writes them: ISO 8601, milliseconds, UTC with Z.
-
-    Several writes per millisecond each take one: the second's text is made once."""
-    global _second
-    now = time.time()
-    whole, second = int(now), _second  # one read: threads may replace it meanwhile
-    if second[0] != whole:
-        second = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
-    return f"{second[1]}.{int((now - whole) * 1000):03d}Z"
+    """Now as the contract writes timestamps: ISO 8601, milliseconds, UTC with Z."""
+    return format_time(datetime.now(UTC))
 
 
 def format_time(moment: datetime) -> str:

@@ -12,12 +12,12 @@ import os
 import re
 import secrets
 import stat
-import warnings
 from pathlib import Path
 
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from checkin_appliance.domain import InvalidInput
+from checkin_appliance.files import TEMP_SUFFIX, write_atomically
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
 # Pillow reports a JPEG that carries extra images (an iPhone HDR gain map, a Samsung or
@@ -28,9 +28,11 @@ MAX_PIXELS = 40_000_000
 JPEG_QUALITY = 85
 # \Z, not $: "$" also matches before a trailing newline ("<hex>.jpg\n").
 PHOTO_NAME = re.compile(r"\A[0-9a-f]{32}\.jpg\Z")
-TEMP_SUFFIX = ".tmp"
 
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# The one pixel limit is ours, read from the header before any decoding (reencode). Pillow's
+# own only warns up to twice its value, and turning that warning into an error takes
+# catch_warnings, which is process-wide and not thread-safe while photos decode in threads.
+Image.MAX_IMAGE_PIXELS = None
 
 
 def reencode(data: bytes, max_side: int = 800) -> bytes:
@@ -38,32 +40,25 @@ def reencode(data: bytes, max_side: int = 800) -> bytes:
     if not data:
         raise InvalidInput("The photo is empty.")
     try:
-        with warnings.catch_warnings():
-            # Pillow warns between 1x and 2x MAX_IMAGE_PIXELS; for us that is already too big.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
-                if img.format not in ALLOWED_FORMATS + JPEG_FAMILY:
-                    raise InvalidInput("The photo must be a JPEG, PNG or WebP image.")
-                # catch_warnings is process-wide and not thread-safe, and several check-ins
-                # can decode at once in worker threads: the header size is the real limit.
-                if img.width * img.height > MAX_PIXELS:
-                    raise Image.DecompressionBombError("larger than MAX_PIXELS")
-                if img.format in JPEG_FAMILY:
-                    # Let libjpeg decode at a reduced scale (1/2, 1/4, 1/8), never below the
-                    # size we keep: four to ten times faster and smaller for camera shots.
-                    img.draft("RGB", _target_size(img.size, max_side))
-                pixels = _flatten_to_rgb(_upright(img))
-                pixels.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-                # Nothing of the upload may ride along: Pillow's JPEG writer takes metadata
-                # only from what save() is given and from `info` (the comment), so with an
-                # empty `info` the new file holds pixels only. No copy: ~1.4 MB less per photo.
-                pixels.info = {}
-                out = io.BytesIO()
-                # No optimize=True: its extra Huffman pass costs 40 % of the encode for ~5 %.
-                pixels.save(out, "JPEG", quality=JPEG_QUALITY)
-                return out.getvalue()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InvalidInput("The photo has too many pixels.") from exc
+        with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
+            if img.format not in ALLOWED_FORMATS + JPEG_FAMILY:
+                raise InvalidInput("The photo must be a JPEG, PNG or WebP image.")
+            if img.width * img.height > MAX_PIXELS:
+                raise InvalidInput("The photo has too many pixels.")
+            if img.format in JPEG_FAMILY:
+                # Let libjpeg decode at a reduced scale (1/2, 1/4, 1/8), never below the
+                # size we keep: four to ten times faster and smaller for camera shots.
+                img.draft("RGB", _target_size(img.size, max_side))
+            pixels = _flatten_to_rgb(_upright(img))
+            pixels.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+            # Nothing of the upload may ride along: Pillow's JPEG writer takes metadata
+            # only from what save() is given and from `info` (the comment), so with an
+            # empty `info` the new file holds pixels only. No copy: ~1.4 MB less per photo.
+            pixels.info = {}
+            out = io.BytesIO()
+            # No optimize=True: its extra Huffman pass costs 40 % of the encode for ~5 %.
+            pixels.save(out, "JPEG", quality=JPEG_QUALITY)
+            return out.getvalue()
     except UnidentifiedImageError as exc:
         raise InvalidInput("The photo must be a JPEG, PNG or WebP image.") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -125,34 +120,12 @@ def new_photo_name() -> str:
     return secrets.token_hex(16) + ".jpg"
 
 
-def write_durably(directory: Path, name: str, data: bytes) -> None:
-    """Temp file, fsync, rename, fsync the directory: the file is whole or absent."""
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / name
-    temp = directory / (name + TEMP_SUFFIX)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def store_photo(directory: Path, data: bytes, max_side: int) -> str:
     """Re-encodes and stores an uploaded photo; returns its new random file name."""
     jpeg = reencode(data, max_side)
     name = new_photo_name()
-    write_durably(directory, name, jpeg)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_atomically(directory / name, jpeg, 0o640)
     return name
 
 

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from checkin_appliance.config import Config
+from checkin_appliance.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +168,8 @@ def ensure_certificates(
     key = ec.generate_private_key(ec.SECP256R1())
     cert = _server_certificate(key, ca_key, ca_cert, names, now)
     # Key first: a crash in between leaves a mismatched pair, which the next start replaces.
-    _write(files.server_key, _private_pem(key), 0o600)
-    _write(files.server_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomically(files.server_key, _private_pem(key), 0o600)
+    write_atomically(files.server_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     log.info(
         "server certificate made for %s (valid until %s)",
         ", ".join([*sorted(names.dns), *sorted(str(ip) for ip in names.ips)]),
@@ -208,8 +209,8 @@ def _load_or_make_ca(
         log.warning("the local CA ends on %s: making a new one", cert.not_valid_after_utc.date())
     key = ec.generate_private_key(ec.SECP256R1())
     cert = _ca_certificate(key, now)
-    _write(files.ca_key, _private_pem(key), 0o600)
-    _write(files.ca_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomically(files.ca_key, _private_pem(key), 0o600)
+    write_atomically(files.ca_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     log.info("made a new local certificate authority, SHA-256 %s", fingerprint(cert))
     return key, cert
 
@@ -333,20 +334,6 @@ def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Atomically, created with its final mode: a key is never readable by others, even briefly."""
-    temporary = path.with_name(f".{path.name}.new")
-    with contextlib.suppress(FileNotFoundError):
-        temporary.unlink()
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(temporary, flags, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
 
 
 # --- which names and addresses the server certificate covers ------------------------------

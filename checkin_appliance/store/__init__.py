@@ -1,5 +1,6 @@
 """SQLite persistence: the only place that speaks SQL."""
 
-from checkin_appliance.store.database import Store, StoreDamaged, StoreUnavailable
+from checkin_appliance.store.database import Store
+from checkin_appliance.store.errors import StoreDamaged, StoreUnavailable
 
 __all__ = ["Store", "StoreDamaged", "StoreUnavailable"]

@@ -1,26 +1,18 @@
-"""The store: one writer thread with group commit, one reader connection.
+"""The store: lifecycle and one method per query; writes go through the writer thread.
 
-A write is a small synchronous function run by the one thread that owns the write
-connection. Writes that arrive while a transaction is committing wait and then share the
-next transaction and its fsync (group commit). The thread takes the next batch as soon as
-one has committed, while the event loop hands out the results of the last. One write that
-fails leaves the others alone: the batch is rolled back and run again with a savepoint per
-write. An event row gets its `seq` in the same transaction as the change it records;
-`on_event` is called on the event loop for each event only after that transaction has
-committed, in `seq` order. Reads go through aiosqlite's own thread.
+Writes are small synchronous jobs run in one transaction by `writer.Writer` (group commit,
+commit then publish). Reads go through aiosqlite's own thread. Every row is read by column
+name (sqlite3.Row).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import dataclasses
+import functools
 import json
 import logging
-import queue
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,9 +30,13 @@ from checkin_appliance.domain import (
     QueueEvent,
     Role,
     Session,
-    utc_now,
 )
+from checkin_appliance.store import inspect
+from checkin_appliance.store.errors import StoreDamaged, StoreUnavailable, is_corruption
 from checkin_appliance.store.schema import migrate
+from checkin_appliance.store.writer import AUDIT_COLUMNS, Transaction, Writer
+
+__all__ = ["Store", "StoreDamaged", "StoreUnavailable", "Transaction", "read_audit_log"]
 
 log = logging.getLogger(__name__)
 
@@ -58,30 +54,8 @@ _ENTRY_COLUMNS = (
 )
 _ENTRY_FROM = "queue_entries e JOIN patients p ON p.id = e.patient_id"
 _CREDENTIAL_COLUMNS = "c.id, c.token, c.role, c.label, c.room, c.active, c.created_at"
-_AUDIT_COLUMNS = "id, at, actor, action, patient_id, address, detail, prev_hash, hash"
 
 T = TypeVar("T")
-# The most writes one transaction takes: bounds how long a batch holds the write lock.
-MAX_BATCH = 256
-
-
-class StoreUnavailable(Exception):
-    """The database cannot be written (disk full, read-only, locked for too long, …)."""
-
-
-class StoreDamaged(Exception):
-    """The database file is corrupt: the box runs in maintenance mode and refuses writes."""
-
-
-def _is_corruption(exc: BaseException) -> bool:
-    # sqlite3 raises the bare DatabaseError for SQLITE_CORRUPT and SQLITE_NOTADB; busy,
-    # I/O and full-disk errors are OperationalError, a subclass.
-    return type(exc) is sqlite3.DatabaseError
-
-
-def _fails_the_batch(exc: BaseException) -> bool:
-    """Errors of the database itself end the whole transaction; others only their write."""
-    return isinstance(exc, sqlite3.OperationalError) or _is_corruption(exc)
 
 
 def _live_session(now: str) -> str:
@@ -89,129 +63,61 @@ def _live_session(now: str) -> str:
     return f"s.revoked_at IS NULL AND (s.ends_at IS NULL OR s.ends_at > {now}) AND c.active = 1"
 
 
-def _entry(row: Iterable[Any]) -> QueueEntry:
-    return QueueEntry(*row)
+def _entry(row: sqlite3.Row) -> QueueEntry:
+    """A row with the _ENTRY_COLUMNS names."""
+    return _record(QueueEntry, row)
 
 
-def _credential(row: Any) -> Credential:
-    id_, token, role, label, room, active, created_at = row
-    return Credential(id_, token, Role(role), label, room, bool(active), created_at)
+def _credential(row: sqlite3.Row) -> Credential:
+    """A row with the _CREDENTIAL_COLUMNS names."""
+    return Credential(
+        id=row["id"],
+        token=row["token"],
+        role=Role(row["role"]),
+        label=row["label"],
+        room=row["room"],
+        active=bool(row["active"]),
+        created_at=row["created_at"],
+    )
 
 
-def _integrity_problem(conn: sqlite3.Connection, path: Path) -> str | None:
-    """None when the file is sound, else what SQLite found (first lines)."""
-    size = path.stat().st_size if path.exists() else 0
-    check = "integrity_check" if size < FULL_CHECK_MAX_BYTES else "quick_check"
-    rows = [str(row[0]) for row in conn.execute(f"PRAGMA {check}(20)").fetchall()]
-    return None if rows == ["ok"] else "; ".join(rows[:5]) or f"{check} returned nothing"
+def _audit_entry(row: sqlite3.Row) -> AuditEntry:
+    """A row with the AUDIT_COLUMNS names."""
+    return _record(AuditEntry, row)
 
 
-@dataclass
-class _Tx:
-    """One write's view of the shared transaction (in the writer thread)."""
-
-    conn: sqlite3.Connection
-    # What the writer knows without asking, until another process writes (None: ask).
-    audit_head: tuple[int, str] | None = None  # the audit chain's last (id, hash)
-    waiting: int | None = None  # how many patients wait
-    events: list[QueueEvent] = field(default_factory=list)
-    now: str = field(default_factory=utc_now)  # one timestamp for everything this write does
-
-    def one(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        # fetchall: the statement finishes, so the savepoint can be released.
-        rows = self.conn.execute(sql, tuple(params)).fetchall()
-        return rows[0] if rows else None
-
-    def run(self, sql: str, params: Iterable[Any] = ()) -> int:
-        return self.conn.execute(sql, tuple(params)).rowcount
-
-    def insert(self, sql: str, params: Iterable[Any] = ()) -> int:
-        """The new row's id. One step, where RETURNING takes two: each step hands the GIL
-        to the event loop's thread and waits to get it back."""
-        row_id = self.conn.execute(sql, tuple(params)).lastrowid
-        assert row_id is not None
-        return row_id
-
-    def waiting_count(self) -> int:
-        if self.waiting is None:
-            sql = "SELECT count(*) FROM queue_entries WHERE status = 'waiting'"
-            (self.waiting,) = self.one(sql)
-        return self.waiting
-
-    def record(self, event: str, entry: QueueEntry) -> None:
-        seq = self.insert(
-            "INSERT INTO events (event, entry_id, at) VALUES (?, ?, ?)", (event, entry.id, self.now)
-        )
-        self.events.append(QueueEvent(seq=seq, event=event, at=self.now, entry=entry))
-
-    def audit(
-        self,
-        action: str,
-        actor: Actor,
-        patient_id: int | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        if self.audit_head is None:
-            last = self.one("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
-            self.audit_head = (last[0], last[1]) if last else (0, audit.GENESIS)
-        last_id, prev_hash = self.audit_head
-        entry = AuditEntry(
-            last_id + 1,
-            self.now,
-            actor.credential_id,
-            action,
-            patient_id,
-            actor.address,
-            audit.encode_detail(detail),
-        )
-        self.run(
-            f"INSERT INTO audit_log ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                entry.id,
-                entry.at,
-                entry.actor,
-                entry.action,
-                entry.patient_id,
-                entry.address,
-                entry.detail,
-                prev_hash,
-                digest := entry.digest(prev_hash),
-            ),
-        )
-        self.audit_head = (entry.id, digest)
+R = TypeVar("R")
 
 
-@dataclass
-class _Outcome:
-    value: Any = None
-    error: Exception | None = None
-    events: list[QueueEvent] = field(default_factory=list)
+def _record(kind: type[R], row: sqlite3.Row) -> R:
+    """A dataclass whose fields are the row's columns of the same names."""
+    return kind(**{name: row[name] for name in _field_names(kind)})
 
 
-_Job = Callable[[_Tx], Any]
-_Item = tuple[Callable[[Any], Any], asyncio.Future[Any], bool]
+@functools.cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    return tuple(field.name for field in dataclasses.fields(kind))
 
 
 class Store:
+    """The clinic's database: lifecycle and one method per query; writes go to the Writer."""
+
     def __init__(self, path: Path, on_event: Callable[[QueueEvent], None] | None = None) -> None:
         self.path = path
-        self.on_event = on_event
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        # What the writer thread is to do, in order: (job, future, in_transaction), or None
-        # to stop.
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
-        self._writer: sqlite3.Connection | None = None  # used only in the writer thread
+        self._writer = Writer(on_event, on_corruption=self._enter_maintenance)
         self._reader: aiosqlite.Connection | None = None
-        # Writer thread only: the audit chain's head and the waiting count as our writes
-        # left them, valid while no other connection (the CLI) has committed since (PRAGMA
-        # data_version).
-        self._audit_head: tuple[int, str] | None = None
-        self._waiting: int | None = None
-        self._seen_version = -1
         # Set at open when the integrity check fails (or later on a corruption error):
         # every write raises StoreDamaged, reads are attempted as they come.
         self.damaged = False
+
+    @property
+    def on_event(self) -> Callable[[QueueEvent], None] | None:
+        """Called on the loop for each event, after its transaction committed, in seq order."""
+        return self._writer.on_event
+
+    @on_event.setter
+    def on_event(self, on_event: Callable[[QueueEvent], None] | None) -> None:
+        self._writer.on_event = on_event
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -219,11 +125,9 @@ class Store:
         """Opens, checks and migrates; a corrupt file opens in maintenance mode, not a crash."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.damaged = False
-        self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._serve_writes, name="store-writer", daemon=True)
-        self._thread.start()
+        self._writer.start()
         try:
-            problem = await self._in_writer_thread(self._open_writer)
+            problem = await self._writer.call(self._open_writer)
             if problem is not None:
                 self._enter_maintenance(problem)
             self._reader = await self._connect_reader(tolerant=self.damaged)
@@ -234,23 +138,25 @@ class Store:
     def _open_writer(self) -> str | None:
         """In the writer thread: connect, check, migrate; what is wrong, or None."""
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
         try:
             try:
                 for pragma in PRAGMAS:
                     conn.execute(pragma)
                 conn.execute("PRAGMA journal_mode = WAL")
-                problem = _integrity_problem(conn, self.path)
+                size = self.path.stat().st_size if self.path.exists() else 0
+                problem = inspect.integrity_problem(conn, quick=size >= FULL_CHECK_MAX_BYTES)
                 if problem is None:
                     migrate(conn)
             except sqlite3.DatabaseError as exc:
-                if not _is_corruption(exc):
+                if not is_corruption(exc):
                     raise
                 problem = str(exc)
         except BaseException:
             conn.close()
             raise
         if problem is None:
-            self._writer = conn
+            self._writer.conn = conn
         else:
             conn.close()
         return problem
@@ -271,6 +177,7 @@ class Store:
     async def _connect_reader(self, *, tolerant: bool) -> aiosqlite.Connection:
         """A configured connection; `tolerant` keeps it even if the file cannot be read."""
         conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
         try:
             for pragma in PRAGMAS:
                 try:
@@ -287,209 +194,45 @@ class Store:
         """Waits for the writes already queued, then closes both connections."""
         if self._reader is not None:
             await self._reader.close()
-        if self._thread is not None:
-            if self._writer is not None:
-                await self._in_writer_thread(self._writer.close)
-            self._queue.put(None)
-            self._thread.join()
-        self._reader = self._writer = self._thread = None
-
-    async def _in_writer_thread(self, fn: Callable[[], T]) -> T:
-        """Runs `fn` in the writer thread, outside any transaction, after what is queued."""
-        assert self._thread is not None, "store is not open"
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put((lambda _conn: fn(), future, False))
-        return await future
+        self._reader = None
+        await self._writer.stop()
 
     async def run_in_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Runs `fn(connection)` on the writer's connection, outside any transaction, after
         the writes already queued (checks and tests: what that connection sees and is)."""
-        writer = self._writer
-        assert writer is not None, "store is not open"
-        return await self._in_writer_thread(lambda: fn(writer))
+        conn = self._writer.conn
+        assert conn is not None, "store is not open"
+        return await self._writer.call(lambda: fn(conn))
 
     @property
     def reader(self) -> aiosqlite.Connection:
         assert self._reader is not None, "store is not open"
         return self._reader
 
-    # --- writing: group commit ---------------------------------------------------------
+    # --- writing and reading -------------------------------------------------------------
 
-    async def write(self, job: Callable[[_Tx], T]) -> T:
+    async def write(self, job: Callable[[Transaction], T]) -> T:
         """Runs `job` in the next transaction; returns once that transaction has committed."""
         if self.damaged:
             raise StoreDamaged("the database is damaged")
-        assert self._writer is not None, "store is not open"
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put((job, future, True))
-        return await future
-
-    def _serve_writes(self) -> None:
-        """The writer thread: runs what is queued in order; writes queued together share
-        one transaction."""
-        items = self._queue
-        stop = False
-        while not stop:
-            batch: list[_Item] = []
-            item = items.get()
-            while True:
-                if item is None:
-                    stop = True
-                    break
-                if not item[2]:  # a call outside the transaction: after the batch before it
-                    self._commit_and_settle(batch)
-                    batch = []
-                    self._call(item)
-                else:
-                    batch.append(item)
-                if len(batch) >= MAX_BATCH:
-                    break
-                try:
-                    item = items.get_nowait()
-                except queue.Empty:
-                    break
-            self._commit_and_settle(batch)
-
-    def _call(self, item: _Item) -> None:
-        fn, future, _ = item
-        try:
-            value = fn(None)
-        except BaseException as exc:  # handed to the caller; the thread goes on
-            self._settle(future.set_exception, future, exc)
-        else:
-            self._settle(future.set_result, future, value)
-
-    def _settle(self, how: Callable[..., None], future: asyncio.Future[Any], *args: Any) -> None:
-        """In the writer thread: `how(*args)` on the loop, unless the caller gave up."""
-
-        def settle() -> None:
-            if not future.done():
-                how(*args)
-
-        self._call_soon(settle)
-
-    def _call_soon(self, fn: Callable[[], None]) -> None:
-        assert self._loop is not None
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
-            self._loop.call_soon_threadsafe(fn)
-
-    def _commit_and_settle(self, batch: list[_Item]) -> None:
-        # A write whose caller gave up before it started is not run.
-        batch = [item for item in batch if not item[1].done()]
-        if not batch:
-            return
-        try:
-            outcomes, failure = self._commit([job for job, _, _ in batch])
-        except BaseException as exc:  # a bug in a write: its batch fails, the thread goes on
-            outcomes, failure = [], exc
-        self._call_soon(lambda: self._deliver(batch, outcomes, failure))
-
-    def _deliver(
-        self, batch: list[_Item], outcomes: list[_Outcome], failure: BaseException | None
-    ) -> None:
-        """On the loop: the events of a committed batch, then each caller's answer."""
-        if failure is not None:
-            error = self._translate(failure)
-            for _, future, _ in batch:
-                if not future.done():
-                    future.set_exception(error)
-            return
-        for (_, future, _), outcome in zip(batch, outcomes, strict=True):
-            self._publish(outcome.events)
-            if future.done():
-                continue
-            if outcome.error is not None:
-                future.set_exception(outcome.error)
-            else:
-                future.set_result(outcome.value)
-
-    def _commit(self, jobs: list[_Job]) -> tuple[list[_Outcome], BaseException | None]:
-        """In the writer thread: all `jobs` in one transaction.
-
-        Without savepoints first; if one of several jobs fails, everything is rolled back and
-        run again with a savepoint per job, so that job fails alone."""
-        if len(jobs) > 1:
-            outcomes, failure = self._transaction(jobs, savepoints=False)
-            if failure is not None or all(outcome.error is None for outcome in outcomes):
-                return outcomes, failure
-        return self._transaction(jobs, savepoints=len(jobs) > 1)
-
-    def _transaction(
-        self, jobs: list[_Job], *, savepoints: bool
-    ) -> tuple[list[_Outcome], BaseException | None]:
-        conn = self._writer
-        assert conn is not None
-        outcomes: list[_Outcome] = []
-        head, waiting = self._audit_head, self._waiting
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            (version,) = conn.execute("PRAGMA data_version").fetchone()
-            if version != self._seen_version:  # someone else wrote: look them up again
-                self._seen_version, head, waiting = version, None, None
-            for job in jobs:
-                if savepoints:
-                    conn.execute("SAVEPOINT job")
-                tx = _Tx(conn, head, waiting)
-                try:
-                    value = job(tx)
-                except Exception as exc:
-                    if _fails_the_batch(exc):
-                        raise
-                    outcomes.append(_Outcome(error=exc))  # its audit row goes with it
-                    if not savepoints:  # the caller runs the batch again, with savepoints
-                        conn.execute("ROLLBACK")
-                        return outcomes, None
-                    conn.execute("ROLLBACK TO job")
-                else:
-                    outcomes.append(_Outcome(value, events=tx.events))
-                    head, waiting = tx.audit_head, tx.waiting
-                if savepoints:
-                    conn.execute("RELEASE job")
-            if conn.in_transaction:
-                conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._audit_head = self._waiting = None
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            return [], exc
-        self._audit_head, self._waiting = head, waiting
-        return outcomes, None
-
-    def _translate(self, exc: BaseException) -> BaseException:
-        if isinstance(exc, sqlite3.OperationalError):
-            return StoreUnavailable(str(exc))
-        if isinstance(exc, sqlite3.DatabaseError) and _is_corruption(exc):
-            return self._damage(exc)
-        return exc
-
-    def _publish(self, events: list[QueueEvent]) -> None:
-        if self.on_event is None:
-            return
-        for event in events:
-            try:
-                self.on_event(event)
-            except Exception:
-                log.exception("publishing event %d failed", event.seq)
-
-    # --- reading ---------------------------------------------------------------------
+        return await self._writer.write(job)
 
     def _damage(self, exc: sqlite3.DatabaseError) -> StoreDamaged:
         self._enter_maintenance(str(exc))
         return StoreDamaged(str(exc))
 
-    async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+    async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         try:
             return list(await self.reader.execute_fetchall(sql, tuple(params)))
         except sqlite3.DatabaseError as exc:
-            if _is_corruption(exc):
+            if is_corruption(exc):
                 raise self._damage(exc) from exc
             if self.damaged:
                 # e.g. "no such table" on a file too broken to have been migrated.
                 raise StoreDamaged(str(exc)) from exc
             raise
 
-    async def _one(self, sql: str, params: Iterable[Any] = ()) -> Any:
+    async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         rows = await self._all(sql, params)
         return rows[0] if rows else None
 
@@ -498,7 +241,7 @@ class Store:
     async def write_probe(self) -> None:
         """A real committed write: proves the disk and the writer work."""
 
-        def job(tx: _Tx) -> None:
+        def job(tx: Transaction) -> None:
             tx.run(
                 "INSERT INTO health (id, at) VALUES (1, ?) "
                 "ON CONFLICT (id) DO UPDATE SET at = excluded.at",
@@ -510,16 +253,14 @@ class Store:
     async def outside_version(self) -> int:
         """Changes when another process (the CLI) commits. Read on the writer's own
         connection, so our writes leave it alone: under load it stays quiet."""
-        writer = self._writer
-        assert writer is not None, "store is not open"
 
-        def read() -> int:
-            return int(writer.execute("PRAGMA data_version").fetchone()[0])
+        def read(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("PRAGMA data_version").fetchone()["data_version"])
 
         try:
-            return await self._in_writer_thread(read)
+            return await self.run_in_writer(read)
         except sqlite3.DatabaseError as exc:
-            if _is_corruption(exc):
+            if is_corruption(exc):
                 raise self._damage(exc) from exc
             raise
 
@@ -541,7 +282,7 @@ class Store:
         `only_if_no_admin` is the first-run setup, recorded as such in the audit trail.
         """
 
-        def job(tx: _Tx) -> Credential | None:
+        def job(tx: Transaction) -> Credential | None:
             if only_if_no_admin and tx.one(
                 "SELECT 1 FROM credentials WHERE role = 'admin' AND active = 1"
             ):
@@ -552,13 +293,13 @@ class Store:
                     break
             else:
                 raise RuntimeError("could not find an unused credential token")
-            credential = _credential(
-                tx.one(
-                    "INSERT INTO credentials (token, role, label, room, password_hash, created_at)"
-                    f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {_CREDENTIAL_COLUMNS.replace('c.', '')}",
-                    (token, role.value, label, room, password_hash, tx.now),
-                )
+            row = tx.one(
+                "INSERT INTO credentials (token, role, label, room, password_hash, created_at)"
+                f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {_CREDENTIAL_COLUMNS.replace('c.', '')}",
+                (token, role.value, label, room, password_hash, tx.now),
             )
+            assert row is not None  # RETURNING of an INSERT that did not fail
+            credential = _credential(row)
             tx.audit(
                 audit.SETUP if only_if_no_admin else audit.CREDENTIAL_CREATED,
                 actor,
@@ -577,7 +318,7 @@ class Store:
             f"SELECT {_CREDENTIAL_COLUMNS}, c.password_hash FROM credentials c WHERE c.token = ?",
             (token,),
         )
-        return (_credential(row[:7]), row[7]) if row else None
+        return (_credential(row), row["password_hash"]) if row else None
 
     async def list_credentials(self) -> list[Credential]:
         rows = await self._all(f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials c ORDER BY c.id")
@@ -586,7 +327,7 @@ class Store:
     async def deactivate_credential(self, token: str, *, actor: Actor) -> Credential | None:
         """Deactivates and revokes every session; None when no such token exists."""
 
-        def job(tx: _Tx) -> Credential | None:
+        def job(tx: Transaction) -> Credential | None:
             now = tx.now
             row = tx.one(
                 "UPDATE credentials SET active = 0, deactivated_at = coalesce(deactivated_at, ?) "
@@ -595,12 +336,13 @@ class Store:
             )
             if row is None:
                 return None
+            credential = _credential(row)
             tx.run(
                 "UPDATE sessions SET revoked_at = ? WHERE credential_id = ? AND revoked_at IS NULL",
-                (now, row[0]),
+                (now, credential.id),
             )
-            tx.audit(audit.CREDENTIAL_DEACTIVATED, actor, detail={"credential": row[0]})
-            return _credential(row)
+            tx.audit(audit.CREDENTIAL_DEACTIVATED, actor, detail={"credential": credential.id})
+            return credential
 
         return await self.write(job)
 
@@ -612,15 +354,15 @@ class Store:
 
     async def audit_entries(self, after: int = 0, limit: int = 1000) -> list[AuditEntry]:
         rows = await self._all(
-            f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE id > ? ORDER BY id LIMIT ?",
+            f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id > ? ORDER BY id LIMIT ?",
             (after, limit),
         )
-        return [AuditEntry(*row) for row in rows]
+        return [_audit_entry(row) for row in rows]
 
     async def audit_head(self) -> audit.Verdict:
         """The newest row: how many there are and the chain's head hash (not verified)."""
         row = await self._one("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
-        return audit.Verdict(row[0], row[1]) if row else audit.Verdict(0, audit.GENESIS)
+        return audit.Verdict(row["id"], row["hash"]) if row else audit.Verdict(0, audit.GENESIS)
 
     # --- sessions --------------------------------------------------------------------
 
@@ -636,25 +378,27 @@ class Store:
     ) -> int:
         """A signed-in session: (hash, expiry) of the access and refresh secrets."""
 
-        def job(tx: _Tx) -> int:
-            (session_id,) = tx.one(
+        def job(tx: Transaction) -> int:
+            session_id = tx.insert(
                 "INSERT INTO sessions (credential_id, access_hash, access_expires, refresh_hash,"
-                " refresh_expires, ends_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                " refresh_expires, ends_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (credential_id, *access, *refresh, ends_at, tx.now),
             )
             tx.audit(audit.LOGIN, actor, detail=detail)
-            return int(session_id)
+            return session_id
 
         return await self.write(job)
 
     async def session_by_access(self, access_hash: str, now: str) -> Session | None:
         row = await self._one(
-            f"SELECT s.id, s.access_expires, {_CREDENTIAL_COLUMNS} FROM sessions s "
+            f"SELECT s.id AS session_id, s.access_expires, {_CREDENTIAL_COLUMNS} FROM sessions s "
             "JOIN credentials c ON c.id = s.credential_id "
             f"WHERE s.access_hash = ?1 AND s.access_expires > ?2 AND {_live_session('?2')}",
             (access_hash, now),
         )
-        return Session(row[0], _credential(row[2:]), row[1]) if row else None
+        if row is None:
+            return None
+        return Session(row["session_id"], _credential(row), row["access_expires"])
 
     async def extend_session(self, session_id: int, access_expires: str) -> None:
         """Slides the idle expiry, never past the session's absolute end."""
@@ -671,7 +415,7 @@ class Store:
     async def refresh_session(
         self, refresh_hash: str, new_access_hash: str, access_expires: str, now: str
     ) -> Session | None:
-        def job(tx: _Tx) -> Session | None:
+        def job(tx: Transaction) -> Session | None:
             row = tx.one(
                 "UPDATE sessions SET access_hash = ?1, "
                 "access_expires = min(?2, coalesce(ends_at, ?2)) "
@@ -684,16 +428,18 @@ class Store:
             if row is None:
                 return None
             cred = tx.one(
-                f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials c WHERE c.id = ?", (row[1],)
+                f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials c WHERE c.id = ?",
+                (row["credential_id"],),
             )
-            return Session(row[0], _credential(cred))
+            assert cred is not None  # the UPDATE found it active
+            return Session(row["id"], _credential(cred))
 
         return await self.write(job)
 
     async def revoke_session(self, session_id: int, *, actor: Actor) -> None:
         """Ends a session (logout)."""
 
-        def job(tx: _Tx) -> None:
+        def job(tx: Transaction) -> None:
             if tx.run(
                 "UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (tx.now, session_id),
@@ -714,7 +460,7 @@ class Store:
             f"WHERE s.id IN ({marks}) AND {_live_session('?')}",
             [*ids, now],
         )
-        return {row[0] for row in rows}
+        return {row["id"] for row in rows}
 
     # --- the queue -------------------------------------------------------------------
 
@@ -732,7 +478,7 @@ class Store:
         """
         by = actor.credential_id
 
-        def job(tx: _Tx) -> tuple[QueueEntry, int, bool]:
+        def job(tx: Transaction) -> tuple[QueueEntry, int, bool]:
             if idempotency_key is not None:
                 row = tx.one(
                     f"SELECT {_ENTRY_COLUMNS}, k.position FROM idempotency_keys k "
@@ -742,12 +488,15 @@ class Store:
                     (by, idempotency_key),
                 )
                 if row is not None:
-                    first = _entry(row[:-1])
                     # The answer the kiosk missed: the patient as they were checked in.
-                    as_checked_in = QueueEntry(*row[:4], "waiting", first.check_in_time)
-                    return as_checked_in, int(row[-1]), True
+                    as_checked_in = dataclasses.replace(
+                        _entry(row), status="waiting", called_at=None, room=None
+                    )
+                    return as_checked_in, int(row["position"]), True
             now = tx.now
-            ahead = tx.waiting_count()  # the new entry's id is the highest: it queues last
+            # The new entry's id is the highest: it queues last, behind everyone waiting.
+            ahead = tx.one("SELECT count(*) AS n FROM queue_entries WHERE status = 'waiting'")
+            assert ahead is not None
             patient_id = tx.insert(
                 "INSERT INTO patients (fname, image, created_at) VALUES (?, ?, ?)",
                 (fname, image, now),
@@ -757,7 +506,7 @@ class Store:
                 "VALUES (?, 'waiting', ?, ?)",
                 (patient_id, now, by),
             )
-            position = tx.waiting = ahead + 1
+            position = int(ahead["n"]) + 1
             if idempotency_key is not None:
                 tx.run(
                     "INSERT INTO idempotency_keys (credential_id, key, entry_id, position,"
@@ -767,7 +516,7 @@ class Store:
             entry = QueueEntry(entry_id, patient_id, fname, image, "waiting", now)
             tx.record(PATIENT_ADDED, entry)
             tx.audit(audit.CHECK_IN, actor, patient_id)
-            return entry, int(position), False
+            return entry, position, False
 
         return await self.write(job)
 
@@ -776,7 +525,7 @@ class Store:
     ) -> QueueEntry | None:
         """Completes the given patient's waiting entry, or the longest-waiting one if None."""
 
-        def job(tx: _Tx) -> QueueEntry | None:
+        def job(tx: Transaction) -> QueueEntry | None:
             where = "e.status = 'waiting'"
             params: tuple[Any, ...] = ()
             if patient_id is not None:
@@ -792,11 +541,9 @@ class Store:
             tx.run(
                 "UPDATE queue_entries SET status = 'completed', called_at = ?, completed_at = ?,"
                 " called_by = ?, room = ? WHERE id = ?",
-                (now, now, actor.credential_id, room, row[0]),
+                (now, now, actor.credential_id, room, row["id"]),
             )
-            if tx.waiting is not None:
-                tx.waiting -= 1
-            entry = QueueEntry(*row[:4], "completed", row[5], now, room)
+            entry = dataclasses.replace(_entry(row), status="completed", called_at=now, room=room)
             tx.record(PATIENT_COMPLETED, entry)
             action = audit.CALL if patient_id is None else audit.COMPLETE
             tx.audit(action, actor, entry.patient_id, {"room": room} if room else None)
@@ -812,7 +559,8 @@ class Store:
         One statement, so all three agree: a call is either in the list or after the seq.
         """
         rows = await self._all(
-            "SELECT m.seq, 'w', w.* FROM (SELECT coalesce(max(seq), 0) AS seq FROM events) m "
+            "SELECT m.seq AS seq, 'w' AS list, w.* "
+            "FROM (SELECT coalesce(max(seq), 0) AS seq FROM events) m "
             f"LEFT JOIN (SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} "
             "WHERE e.status = 'waiting') w ON 1 "
             "UNION ALL "
@@ -821,36 +569,46 @@ class Store:
             "ORDER BY e.completed_at DESC, e.id DESC LIMIT ?2) c",
             (called_since if called_since is not None else "9999", called_limit),
         )
-        seq = next(int(row[0]) for row in rows if row[1] == "w")
+        seq = next(int(row["seq"]) for row in rows if row["list"] == "w")
         waiting = sorted(
-            (_entry(row[2:]) for row in rows if row[1] == "w" and row[2] is not None),
+            (_entry(row) for row in rows if row["list"] == "w" and row["id"] is not None),
             key=lambda entry: entry.id,
         )
         called = sorted(
-            (_entry(row[2:]) for row in rows if row[1] == "c"),
+            (_entry(row) for row in rows if row["list"] == "c"),
             key=lambda entry: (entry.called_at or "", entry.id),
             reverse=True,
         )
         return seq, waiting, called
 
     async def waiting(self) -> list[QueueEntry]:
-        return (await self.snapshot())[1]
+        """The waiting queue, in check-in order."""
+        rows = await self._all(
+            f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} WHERE e.status = 'waiting' ORDER BY e.id"
+        )
+        return [_entry(row) for row in rows]
 
     async def day_figures(self, start: str, end: str) -> tuple[int, int, int, list[float]]:
         """(checked in, called, waiting now, wait seconds of each call) between start and end."""
         row = await self._one(
             "SELECT (SELECT count(*) FROM queue_entries WHERE check_in_time >= ?1 "
-            "AND check_in_time < ?2), (SELECT count(*) FROM queue_entries "
-            "WHERE completed_at >= ?1 AND completed_at < ?2), "
-            "(SELECT count(*) FROM queue_entries WHERE status = 'waiting')",
+            "AND check_in_time < ?2) AS checked_in, (SELECT count(*) FROM queue_entries "
+            "WHERE completed_at >= ?1 AND completed_at < ?2) AS called, "
+            "(SELECT count(*) FROM queue_entries WHERE status = 'waiting') AS waiting",
             (start, end),
         )
+        assert row is not None  # counts always make one row
         waits = await self._all(
-            "SELECT (julianday(completed_at) - julianday(check_in_time)) * 86400.0 "
+            "SELECT (julianday(completed_at) - julianday(check_in_time)) * 86400.0 AS seconds "
             "FROM queue_entries WHERE completed_at >= ? AND completed_at < ?",
             (start, end),
         )
-        return int(row[0]), int(row[1]), int(row[2]), [float(w[0]) for w in waits]
+        return (
+            int(row["checked_in"]),
+            int(row["called"]),
+            int(row["waiting"]),
+            [float(wait["seconds"]) for wait in waits],
+        )
 
     async def prune_idempotency_keys(self, before: str) -> int:
         return await self.write(
@@ -859,8 +617,11 @@ class Store:
 
     async def event_log_bounds(self) -> tuple[int, int]:
         """(oldest kept seq, last seq); (0, 0) when the log is empty."""
-        row = await self._one("SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM events")
-        return int(row[0]), int(row[1])
+        row = await self._one(
+            "SELECT coalesce(min(seq), 0) AS oldest, coalesce(max(seq), 0) AS last FROM events"
+        )
+        assert row is not None  # aggregates always make one row
+        return int(row["oldest"]), int(row["last"])
 
     async def events_after(self, seq: int, limit: int = 500) -> list[QueueEvent]:
         rows = await self._all(
@@ -870,14 +631,17 @@ class Store:
             (seq, limit),
         )
         events = []
-        for s, kind, at, entry_id, pid, fname, image, _status, checked_in, called, room in rows:
+        for row in rows:
+            kind = row["event"]
+            added = kind == PATIENT_ADDED
             # The entry as this event left it, not as it is now.
-            if kind == PATIENT_ADDED:
-                called = room = None
-            entry = QueueEntry(
-                entry_id, pid, fname, image, EVENT_STATUS[kind], checked_in, called, room
+            entry = dataclasses.replace(
+                _entry(row),
+                status=EVENT_STATUS[kind],
+                called_at=None if added else row["called_at"],
+                room=None if added else row["room"],
             )
-            events.append(QueueEvent(seq=s, event=kind, at=at, entry=entry))
+            events.append(QueueEvent(seq=row["seq"], event=kind, at=row["at"], entry=entry))
         return events
 
     async def prune_events(self, keep: int, before: str) -> int:
@@ -891,17 +655,17 @@ class Store:
 
     async def photo_names(self) -> set[str]:
         rows = await self._all("SELECT image FROM patients WHERE image IS NOT NULL")
-        return {row[0] for row in rows}
+        return {row["image"] for row in rows}
 
     # --- settings --------------------------------------------------------------------
 
     async def load_settings(self) -> dict[str, str]:
         """Raw JSON texts by key; the domain decides what they mean."""
         rows = await self._all("SELECT key, value FROM settings")
-        return {key: value for key, value in rows}
+        return {row["key"]: row["value"] for row in rows}
 
     async def save_settings(self, values: dict[str, str], *, actor: Actor) -> None:
-        def job(tx: _Tx) -> None:
+        def job(tx: Transaction) -> None:
             tx.conn.executemany(
                 "INSERT INTO settings (key, value) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -915,12 +679,8 @@ class Store:
 
 def read_audit_log(path: Path) -> Iterator[AuditEntry]:
     """Every audit row in id order, read-only (for `audit verify`, even with the server up)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    with inspect.read_only(path) as conn:
         yield from (
-            AuditEntry(*row)
-            for row in conn.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit_log ORDER BY id")
+            _audit_entry(row)
+            for row in conn.execute(f"SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY id")
         )
-    finally:
-        conn.close()

@@ -7,6 +7,8 @@ import re
 import sqlite3
 from importlib import resources
 
+from checkin_appliance.store.inspect import schema_version
+
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -29,7 +31,7 @@ def available() -> list[tuple[int, str]]:
 
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema up to date, one transaction per migration; returns the version."""
-    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    current = schema_version(conn)
     migrations = available()
     if current > len(migrations):
         raise RuntimeError(

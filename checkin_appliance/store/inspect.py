@@ -1,0 +1,138 @@
+"""Synchronous looks at a database file: integrity, counts, photo names, schema version.
+
+Used where no server's store is open on the file (backup copies, restore's staging) and by
+`Store.open` before it migrates. The rows here never leave as names: counts and photo file
+names only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+# Readers wait this long for a lock (WAL recovery after a crash, a restore in progress).
+BUSY_TIMEOUT = 5.0
+
+
+class NotOurDatabase(Exception):
+    """The file is an SQLite database without our tables."""
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What a database holds, in numbers only (never a name)."""
+
+    patients: int
+    waiting: int
+    credentials: int
+    photos: int
+
+    def describe(self) -> str:
+        return (
+            f"{_count(self.patients, 'patient')} ({self.waiting} waiting), "
+            f"{_count(self.photos, 'photo')}, {_count(self.credentials, 'credential')}"
+        )
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection whose rows are read by column name."""
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+    db.row_factory = sqlite3.Row
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def integrity_problem(db: sqlite3.Connection, *, quick: bool = False) -> str | None:
+    """None when the file is sound, else what SQLite found (its first lines).
+
+    `quick` runs quick_check: no index cross-checks, much faster on a large file."""
+    check = "quick_check" if quick else "integrity_check"
+    rows = [str(row[check]) for row in _rows(db, f"PRAGMA {check}(20)")]
+    return None if rows == ["ok"] else "; ".join(rows[:5]) or f"{check} returned nothing"
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    return int(_rows(db, "PRAGMA user_version")[0]["user_version"])
+
+
+def counts(db: sqlite3.Connection) -> Counts:
+    try:
+        (row,) = _rows(
+            db,
+            "SELECT (SELECT count(*) FROM patients) AS patients, "
+            "(SELECT count(*) FROM queue_entries WHERE status = 'waiting') AS waiting, "
+            "(SELECT count(*) FROM credentials) AS credentials, "
+            "(SELECT count(DISTINCT image) FROM patients WHERE image IS NOT NULL) AS photos",
+        )
+    except sqlite3.OperationalError as exc:  # "no such table": not our database
+        raise NotOurDatabase(str(exc)) from exc
+    return Counts(row["patients"], row["waiting"], row["credentials"], row["photos"])
+
+
+def photo_names(db: sqlite3.Connection) -> set[str]:
+    """The stored file names the patients' rows point at."""
+    rows = _rows(db, "SELECT DISTINCT image FROM patients WHERE image IS NOT NULL")
+    return {row["image"] for row in rows}
+
+
+def copy_database(source: Path, copy: Path) -> None:
+    """A consistent copy of a live database: one read transaction, one backup step.
+
+    In WAL mode a reader never blocks the server's writer, so copying in one step does not
+    hold the server up. Copying in several steps would not help it, and each commit by the
+    server between two steps would make SQLite restart the copy from the first page.
+    """
+    db = sqlite3.connect(f"{source.resolve().as_uri()}?mode=rw", uri=True, timeout=BUSY_TIMEOUT)
+    try:
+        target = sqlite3.connect(copy, isolation_level=None)
+        try:
+            db.backup(target)
+            # The copy stands alone: no -wal or -shm needed to read it from a USB stick.
+            target.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            target.close()
+    finally:
+        db.close()
+
+
+def locked_by_another(path: Path, timeout: float) -> bool:
+    """True when another connection has the (WAL) database open, as far as SQLite shows.
+
+    Taking the file exclusively (locking_mode EXCLUSIVE, then a write transaction) fails
+    while any other connection has a WAL database open. If it succeeds with a WAL left by a
+    crash, closing folds that WAL into the file: its content is kept, as at any start. A
+    file SQLite cannot open or read counts as free (a damaged file is being replaced).
+    """
+    try:
+        db = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=timeout, isolation_level=None
+        )
+    except sqlite3.Error:
+        return False
+    try:
+        db.execute("PRAGMA locking_mode = EXCLUSIVE")
+        db.execute("BEGIN EXCLUSIVE")
+        db.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        return "locked" in str(exc) or "busy" in str(exc)
+    except sqlite3.DatabaseError:
+        pass
+    finally:
+        db.close()
+    return False
+
+
+def _rows(db: sqlite3.Connection, sql: str) -> list[sqlite3.Row]:
+    cursor = db.cursor()  # the connection's own row_factory is left as it is
+    cursor.row_factory = sqlite3.Row
+    return cursor.execute(sql).fetchall()
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
