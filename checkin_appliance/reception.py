@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import os
+import statistics
 from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -129,7 +130,7 @@ class Reception:
             "checked_in": checked_in,
             "called": called,
             "waiting": waiting,
-            "median_wait_seconds": round(_median(waits)) if waits else None,
+            "median_wait_seconds": round(statistics.median(waits)) if waits else None,
         }
 
     async def snapshot(self) -> tuple[int, list[QueueEntry], list[QueueEntry]]:
@@ -142,9 +143,3 @@ class Reception:
         if removed:
             log.info("removed %d orphaned photo file(s)", removed)
         return removed
-
-
-def _median(values: list[float]) -> float:
-    """statistics.median, without the half MB of resident memory its imports cost."""
-    ordered, middle = sorted(values), len(values) // 2
-    return ordered[middle] if len(values) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
