@@ -36,16 +36,18 @@ JSON_BODY_LIMIT = 1024 * 1024
 
 
 def create_app(config: Config) -> web.Application:
-    store = Store(config.db_path)
+    # Each part is built before the ones that tell it things: the store hands every committed
+    # event to the hub (in seq order), reception every change of settings.
+    hub = Hub(config.feed_queue_size)
+    store = Store(config.db_path, on_event=hub.publish)
+    reception = Reception(
+        store, config.photo_dir, config.photo_max_side, on_settings=hub.publish_settings
+    )
     app = web.Application(
         middlewares=[error_middleware(lambda: store.damaged)],
         client_max_size=JSON_BODY_LIMIT,
     )
     app[CONFIG] = config
-    reception = Reception(store, config.photo_dir, config.photo_max_side)
-    hub = Hub(lambda: reception.settings, config.feed_queue_size)
-    store.on_event = hub.publish  # after commit, in seq order
-    reception.on_settings = hub.publish_settings
     app[STORE], app[HUB], app[RECEPTION] = store, hub, reception
     app[AUTH] = Authenticator(store, hub, config, PasswordHasher())
 

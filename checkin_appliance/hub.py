@@ -1,11 +1,12 @@
 """Live-feed fan-out: serialise each event once per audience, never wait for a client.
 
-Each event becomes one WebSocket frame per audience, byte for byte the same for every
-client (server frames are unmasked and the feed is uncompressed). A subscriber that is
-keeping up gets it written straight into its socket's buffer. One that is behind (its
-buffer is full, or frames are already waiting) gets it through its own bounded queue,
-emptied by its writer task; when that queue is full it is disconnected with 1013 (try again
-later), so one frozen TV never slows the clinic or grows memory.
+Each event becomes one JSON text per audience, the same bytes for every client of that
+audience. `publish` hands it to each subscriber through `Subscriber.deliver`, which only
+appends it to that subscriber's bounded deque and wakes its writer task; the writer sends
+with aiohttp's own `send_frame`, which writes into the socket's buffer without waiting
+while the client keeps up. A subscriber whose deque is full (its writer is stuck waiting
+for a client that stopped reading) is disconnected with 1013 (try again later), so one
+frozen TV never slows the clinic or grows memory.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import struct
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -34,41 +35,23 @@ log = logging.getLogger(__name__)
 CLOSE_TRY_AGAIN_LATER = WSCloseCode.TRY_AGAIN_LATER  # 1013: the client fell behind
 CLOSE_ACCESS_REVOKED = 4403  # the credential was deactivated or the session ended
 CLOSE_TIMEOUT = 2.0
-# Bytes a client may have unsent in its socket buffer before frames go through its queue.
-DIRECT_WRITE_LIMIT = 64 * 1024
 
 
-# Built once: json.dumps with options other than the defaults builds an encoder per call.
-encode: Callable[[object], str] = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-def text_frame(payload: bytes) -> bytes:
-    """A final, unmasked TEXT frame (RFC 6455, section 5.2) as a server sends it."""
-    size = len(payload)
-    if size < 126:
-        header = struct.pack("!BB", 0x81, size)
-    elif size < 1 << 16:
-        header = struct.pack("!BBH", 0x81, 126, size)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, size)
-    return header + payload
+def feed_json(message: object) -> str:
+    """A feed message as the wire carries it: compact, non-ASCII left as UTF-8."""
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One event, encoded once (UTF-8 JSON) and sent as is to every subscriber of an audience."""
+    """One message, encoded once (UTF-8 JSON) and sent as is to every subscriber of an audience."""
 
     seq: int | None  # None: not a queue change (settings); always sent, never replayed
     data: bytes
-    wire: bytes = b""  # the whole WebSocket frame, for writing straight to a socket
 
     @classmethod
     def of(cls, seq: int | None, message: object) -> Frame:
-        data = encode(message).encode("utf-8")
-        return cls(seq, data, text_frame(data))
-
-    async def send(self, ws: web.WebSocketResponse) -> None:
-        await ws.send_frame(self.data, WSMsgType.TEXT)
+        return cls(seq, feed_json(message).encode("utf-8"))
 
 
 @dataclass(eq=False)
@@ -79,55 +62,47 @@ class Subscriber:
     credential_id: int | None
     limit: int  # frames that may wait; one more and the client is cut off
     wants_settings: bool = False
-    transport: asyncio.Transport | None = None  # asyncio's or uvloop's (not a subclass)
+    # The socket under `ws`, aborted when a close cannot get through to a stalled peer.
+    transport: asyncio.Transport | None = None
     closing: bool = False
-    # True while the writer waits on an empty queue: publish may write to the socket itself.
-    idle: bool = False
     last_seq: int = 0  # the newest event this client has (from the snapshot, replay or live)
     writer: asyncio.Task[None] | None = field(default=None, repr=False)
-    # Frames waiting for the writer, oldest first, and the future it waits on when there
-    # are none. Not an asyncio.Queue: that is four deques, 2.5 KiB for every open screen.
-    waiting: list[Frame] = field(default_factory=list, repr=False)
+    # Frames waiting for the writer, oldest first, and the future it waits on when there are
+    # none. Not an asyncio.Queue: that is four deques and more, for every open screen.
+    pending: deque[Frame] = field(default_factory=deque, repr=False)
     wakeup: asyncio.Future[None] | None = field(default=None, repr=False)
 
-    def put(self, frame: Frame) -> bool:
-        """Queues a frame for the writer; False if `limit` frames are already waiting."""
-        if len(self.waiting) >= self.limit:
+    def deliver(self, frame: Frame) -> bool:
+        """Hands a frame to this subscriber's writer; False if `limit` frames already wait."""
+        if len(self.pending) >= self.limit:
             return False
-        self.waiting.append(frame)
+        self.pending.append(frame)
         if self.wakeup is not None and not self.wakeup.done():
             self.wakeup.set_result(None)
         return True
 
-    async def get(self) -> Frame:
-        while not self.waiting:
+    async def send_pending(self) -> None:
+        """Waits for frames, then sends each one the client does not have yet, in order."""
+        while not self.pending:
             self.wakeup = asyncio.get_running_loop().create_future()
             await self.wakeup
-        return self.waiting.pop(0)
-
-    def write_now(self, frame: Frame) -> bool:
-        """Writes the frame straight into the socket's buffer if the client is keeping up."""
-        transport = self.transport
-        if (
-            not self.idle
-            or self.waiting
-            or transport is None
-            or transport.is_closing()
-            or self.ws.closed
-            or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
-        ):
-            return False
-        if frame.seq is not None:
-            if frame.seq <= self.last_seq:
-                return True  # the snapshot or the replay already had it
-            self.last_seq = frame.seq
-        transport.write(frame.wire)
-        return True
+        while self.pending:
+            frame = self.pending.popleft()
+            if frame.seq is not None:
+                if frame.seq <= self.last_seq:
+                    continue  # the snapshot or the replay already had it
+                self.last_seq = frame.seq
+            # Without compression, send_frame writes at once and only waits when the
+            # socket's buffer is over its limit: then this client is behind, and frames
+            # pile up in `pending` until deliver() refuses them.
+            await self.ws.send_frame(frame.data, WSMsgType.TEXT)
 
 
 class Hub:
-    def __init__(self, settings: Callable[[], Settings], queue_size: int = 512) -> None:
-        self._settings = settings
+    def __init__(self, queue_size: int = 512) -> None:
+        # The settings events are rendered with; Reception pushes each change through
+        # publish_settings(), starting from the same defaults.
+        self._settings = Settings()
         self._queue_size = queue_size
         self._subscribers: set[Subscriber] = set()
         self._closers: set[asyncio.Task[None]] = set()
@@ -135,28 +110,28 @@ class Hub:
     def __len__(self) -> int:
         return len(self._subscribers)
 
-    def render(self, event: QueueEvent, audience: Audience) -> Frame:
-        return Frame.of(event.seq, event_message(event, audience, self._settings()))
-
     def publish(self, event: QueueEvent) -> None:
         """Called once per committed event, in seq order; never awaits."""
         frames: dict[Audience, Frame] = {}
         for sub in self._subscribers:  # disconnect() defers removal, so no copy is needed
             frame = frames.get(sub.audience)
             if frame is None:
-                frame = frames[sub.audience] = self.render(event, sub.audience)
-            self._offer(sub, frame)
+                message = event_message(event, sub.audience, self._settings)
+                frame = frames[sub.audience] = Frame.of(event.seq, message)
+            self._deliver(sub, frame)
 
     def publish_settings(self, settings: Settings) -> None:
-        """Ours, to subscribers that asked (?settings=1): the pages update without a reload."""
+        """New settings: events are rendered with them from now on, and subscribers that
+        asked (?settings=1) get them, so the pages update without a reload."""
+        self._settings = settings
         message = {"type": MESSAGE_TYPE, "event": SETTINGS_CHANGED, "settings": settings.public()}
         frame = Frame.of(None, message)
         for sub in self._subscribers:
             if sub.wants_settings:
-                self._offer(sub, frame)
+                self._deliver(sub, frame)
 
-    def _offer(self, sub: Subscriber, frame: Frame) -> None:
-        if sub.closing or sub.write_now(frame) or sub.put(frame):
+    def _deliver(self, sub: Subscriber, frame: Frame) -> None:
+        if sub.closing or sub.deliver(frame):
             return
         log.warning("live-feed subscriber fell behind; disconnecting it (1013)")
         self.disconnect(sub, CLOSE_TRY_AGAIN_LATER, "too slow")
@@ -170,7 +145,7 @@ class Hub:
         wants_settings: bool = False,
         transport: asyncio.Transport | None = None,
     ) -> Subscriber:
-        """`transport` (the socket under `ws`) lets frames skip the queue; None: never."""
+        """From now on every event is delivered to `ws`; start_writer() starts sending."""
         sub = Subscriber(
             ws, audience, session_id, credential_id, self._queue_size, wants_settings, transport
         )
@@ -178,21 +153,18 @@ class Hub:
         return sub
 
     def start_writer(self, sub: Subscriber, send_backlog: Callable[[], Awaitable[int]]) -> None:
-        """One task per subscriber sends its backlog (replay), then live frames in order."""
+        """One task per subscriber sends its backlog, then live frames in order.
+
+        `send_backlog` sends the snapshot or the replay and returns the newest seq the client
+        then has: the live frames delivered meanwhile wait, and those it covered are skipped.
+        """
         sub.writer = asyncio.create_task(self._write(sub, send_backlog))
 
     async def _write(self, sub: Subscriber, send_backlog: Callable[[], Awaitable[int]]) -> None:
         try:
             sub.last_seq = await send_backlog()
             while True:
-                sub.idle = True
-                frame = await sub.get()
-                sub.idle = False
-                if frame.seq is None:
-                    await frame.send(sub.ws)
-                elif frame.seq > sub.last_seq:  # else covered by the snapshot or the replay
-                    sub.last_seq = frame.seq
-                    await frame.send(sub.ws)
+                await sub.send_pending()
         except (ConnectionError, RuntimeError):
             # The peer went away mid-send; the handler's receive loop notices and cleans up.
             pass

@@ -10,19 +10,24 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Callable
+import statistics
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 from checkin_appliance import photos
 from checkin_appliance.domain import (
     Actor,
+    Audience,
     NotFound,
     QueueEntry,
     Settings,
     clean_name,
+    event_message,
     format_time,
     settings_from_stored,
+    snapshot_message,
     updated_settings,
 )
 from checkin_appliance.store import Store
@@ -31,6 +36,7 @@ log = logging.getLogger(__name__)
 
 NOBODY_WAITING = "No patients in the waiting."
 NO_SUCH_PATIENT = "No waiting patient with that id."
+REPLAY_BATCH = 500  # events read from the log at a time when a feed client catches up
 
 
 def photo_decoders() -> int:
@@ -54,13 +60,19 @@ def local_day_bounds(now: datetime | None = None) -> tuple[str, str]:
 
 
 class Reception:
-    def __init__(self, store: Store, photo_dir: Path, photo_max_side: int = 800) -> None:
+    def __init__(
+        self,
+        store: Store,
+        photo_dir: Path,
+        photo_max_side: int = 800,
+        on_settings: Callable[[Settings], None] | None = None,
+    ) -> None:
         self.store = store
         self.photo_dir = photo_dir
         self.photo_max_side = photo_max_side
         self.settings = Settings()
         # Told about every change of settings, wherever it came from (API or CLI).
-        self.on_settings: Callable[[Settings], None] | None = None
+        self.on_settings = on_settings
         # Decoding a large photo takes real memory and CPU: off the loop, few at a time.
         self._photo_slots = asyncio.Semaphore(photo_decoders())
 
@@ -129,12 +141,44 @@ class Reception:
             "checked_in": checked_in,
             "called": called,
             "waiting": waiting,
-            "median_wait_seconds": round(_median(waits)) if waits else None,
+            "median_wait_seconds": round(statistics.median(waits)) if waits else None,
         }
 
-    async def snapshot(self) -> tuple[int, list[QueueEntry], list[QueueEntry]]:
-        """(seq, waiting, today's recent calls), consistent with each other."""
-        return await self.store.snapshot(called_since=local_day_bounds()[0])
+    async def backlog(
+        self, since: int | None, want_snapshot: bool, audience: Audience
+    ) -> AsyncIterator[dict[str, Any]]:
+        """What a feed client gets before live events, in order; each message's seq is the
+        newest event the client has once it has that message.
+
+        `since`: the client has every event up to it, so it gets the ones after it, read
+        from the log in batches. A `since` the log cannot answer (newer than its newest
+        event: another database; older than its oldest kept one: pruned) gets a snapshot
+        instead, and so does a gap found mid-replay. No `since`: a snapshot if asked for.
+        """
+        if since is None:
+            if want_snapshot:
+                yield await self._snapshot_message(audience)
+            return
+        oldest, newest = await self.store.event_log_bounds()
+        if since > newest or since < oldest - 1:
+            yield await self._snapshot_message(audience)
+            return
+        after = since
+        while batch := await self.store.events_after(after, REPLAY_BATCH):
+            if batch[0].seq != after + 1:
+                # Pruned since the bounds were read: seq has no other gaps, so start over.
+                yield await self._snapshot_message(audience)
+                return
+            for event in batch:
+                yield event_message(event, audience, self.settings)
+            after = batch[-1].seq
+            if len(batch) < REPLAY_BATCH:
+                return
+
+    async def _snapshot_message(self, audience: Audience) -> dict[str, Any]:
+        """The waiting queue and today's recent calls, consistent with each other and `seq`."""
+        seq, waiting, called = await self.store.snapshot(called_since=local_day_bounds()[0])
+        return snapshot_message(seq, waiting, audience, self.settings, called)
 
     async def sweep_photos(self) -> int:
         known = await self.store.photo_names()
@@ -142,9 +186,3 @@ class Reception:
         if removed:
             log.info("removed %d orphaned photo file(s)", removed)
         return removed
-
-
-def _median(values: list[float]) -> float:
-    """statistics.median, without the half MB of resident memory its imports cost."""
-    ordered, middle = sorted(values), len(values) // 2
-    return ordered[middle] if len(values) % 2 else (ordered[middle - 1] + ordered[middle]) / 2

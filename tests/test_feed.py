@@ -11,8 +11,8 @@ import pytest
 from aiohttp import WSMsgType, WSServerHandshakeError, web
 
 from checkin_appliance.config import Config
-from checkin_appliance.domain import QueueEntry, QueueEvent, Role
-from checkin_appliance.hub import Frame
+from checkin_appliance.domain import Audience, QueueEntry, QueueEvent, Role
+from checkin_appliance.hub import Frame, Hub
 from checkin_appliance.web.keys import HUB, STORE
 from tests.conftest import (
     Clinic,
@@ -379,17 +379,27 @@ async def test_staff_can_ask_for_the_wall_display_view_but_not_the_reverse(clini
 
 
 @pytest.mark.parametrize("size", [5, 125, 126, 65535, 65536, 200_000])
-async def test_frames_written_straight_to_sockets_parse_in_a_real_client(
+async def test_frames_of_every_length_form_reach_a_real_client(
     aiohttp_client: Any, size: int
 ) -> None:
-    """The hub writes pre-built frames past aiohttp's writer: every length form must parse."""
+    """A frame delivered to a subscriber arrives whole, whichever length form it needs."""
     text = "é" * (size // 2) + "x" * (size % 2)  # multi-byte UTF-8, exactly `size` bytes
+    hub = Hub()
+
+    async def no_backlog() -> int:
+        return 0
 
     async def handler(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(compress=False)
         await ws.prepare(request)
-        request.transport.write(Frame.of(1, text).wire)
-        await ws.close()
+        sub = hub.subscribe(ws, Audience.DISPLAY)
+        hub.start_writer(sub, no_backlog)
+        assert sub.deliver(Frame.of(1, text))
+        try:
+            async for _ in ws:  # until the client has it and closes
+                pass
+        finally:
+            hub.unsubscribe(sub)
         return ws
 
     app = web.Application()
@@ -398,3 +408,4 @@ async def test_frames_written_straight_to_sockets_parse_in_a_real_client(
     ws = await client.ws_connect("/", max_msg_size=0)
     msg = await ws.receive(timeout=5)
     assert msg.type is WSMsgType.TEXT and json.loads(msg.data) == text
+    await ws.close()

@@ -6,8 +6,8 @@ import logging
 
 from aiohttp import WSMsgType, web
 
-from checkin_appliance.domain import Audience, InvalidInput, audience_for, snapshot_message
-from checkin_appliance.hub import Subscriber, encode
+from checkin_appliance.domain import Audience, InvalidInput, audience_for
+from checkin_appliance.hub import feed_json
 from checkin_appliance.web.auth import (
     INVALID_TOKEN,
     NOT_PROVIDED,
@@ -17,12 +17,11 @@ from checkin_appliance.web.auth import (
     client_address,
     same_origin,
 )
-from checkin_appliance.web.keys import AUTH, CONFIG, HUB, RECEPTION, STORE
+from checkin_appliance.web.keys import AUTH, CONFIG, HUB, RECEPTION
 
 log = logging.getLogger(__name__)
 
 MAX_CLIENT_MESSAGE = 4096  # clients have nothing to say; a big frame closes the socket
-REPLAY_BATCH = 500
 
 
 def _non_negative_int(request: web.Request, name: str) -> int | None:
@@ -71,7 +70,7 @@ async def queue_feed(request: web.Request) -> web.StreamResponse:
         timeout=5.0,
     )
     await ws.prepare(request)
-    hub, store = request.app[HUB], request.app[STORE]
+    hub = request.app[HUB]
     audience = audience_for(caller.credential.role) if caller else Audience.DISPLAY
     if request.query.get("view") == "display":
         audience = Audience.DISPLAY  # staff previewing a wall display; never the other way
@@ -86,34 +85,12 @@ async def queue_feed(request: web.Request) -> web.StreamResponse:
         transport=request.transport,
     )
 
-    async def send_snapshot() -> int:
-        seq, waiting, called = await reception.snapshot()
-        await ws.send_str(
-            encode(snapshot_message(seq, waiting, audience, reception.settings, called))
-        )
-        return seq
-
     async def send_backlog() -> int:
-        if since is not None:
-            oldest, last = await store.event_log_bounds()
-            if since > last or (since < oldest - 1):
-                return await send_snapshot()  # a gap we cannot fill, or another database
-            return await _replay(sub, since)
-        if want_snapshot:
-            return await send_snapshot()
-        return 0
-
-    async def _replay(sub: Subscriber, after: int) -> int:
-        while batch := await store.events_after(after, REPLAY_BATCH):
-            if batch[0].seq != after + 1:
-                # Pruned since the bounds were read: seq has no other gaps, so start over.
-                return await send_snapshot()
-            for event in batch:
-                await hub.render(event, sub.audience).send(ws)
-            after = batch[-1].seq
-            if len(batch) < REPLAY_BATCH:
-                break
-        return after
+        newest = since or 0  # what the client says it has
+        async for message in reception.backlog(since, want_snapshot, audience):
+            await ws.send_str(feed_json(message))
+            newest = message["seq"]
+        return newest
 
     hub.start_writer(sub, send_backlog)
     try:
