@@ -103,21 +103,14 @@ class Store:
     """The clinic's database: lifecycle and one method per query; writes go to the Writer."""
 
     def __init__(self, path: Path, on_event: Callable[[QueueEvent], None] | None = None) -> None:
+        """`on_event` is called on the loop for each event after its transaction committed,
+        in seq order."""
         self.path = path
         self._writer = Writer(on_event, on_corruption=self._enter_maintenance)
         self._reader: aiosqlite.Connection | None = None
         # Set at open when the integrity check fails (or later on a corruption error):
         # every write raises StoreDamaged, reads are attempted as they come.
         self.damaged = False
-
-    @property
-    def on_event(self) -> Callable[[QueueEvent], None] | None:
-        """Called on the loop for each event, after its transaction committed, in seq order."""
-        return self._writer.on_event
-
-    @on_event.setter
-    def on_event(self, on_event: Callable[[QueueEvent], None] | None) -> None:
-        self._writer.on_event = on_event
 
     # --- lifecycle -------------------------------------------------------------------
 
