@@ -17,6 +17,7 @@ from pathlib import Path
 
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from checkin_appliance import errors
 from checkin_appliance.domain import InvalidInput
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
@@ -29,6 +30,7 @@ JPEG_QUALITY = 85
 # \Z, not $: "$" also matches before a trailing newline ("<hex>.jpg\n").
 PHOTO_NAME = re.compile(r"\A[0-9a-f]{32}\.jpg\Z")
 TEMP_SUFFIX = ".tmp"
+NOT_AN_IMAGE = "The photo must be a JPEG, PNG or WebP image."
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
@@ -36,14 +38,14 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 def reencode(data: bytes, max_side: int = 800) -> bytes:
     """A fresh JPEG of at most `max_side` px with no metadata; InvalidInput names the problem."""
     if not data:
-        raise InvalidInput("The photo is empty.")
+        raise InvalidInput("The photo is empty.", errors.PHOTO_EMPTY)
     try:
         with warnings.catch_warnings():
             # Pillow warns between 1x and 2x MAX_IMAGE_PIXELS; for us that is already too big.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
                 if img.format not in ALLOWED_FORMATS + JPEG_FAMILY:
-                    raise InvalidInput("The photo must be a JPEG, PNG or WebP image.")
+                    raise InvalidInput(NOT_AN_IMAGE, errors.PHOTO_NOT_AN_IMAGE)
                 # catch_warnings is process-wide and not thread-safe, and several check-ins
                 # can decode at once in worker threads: the header size is the real limit.
                 if img.width * img.height > MAX_PIXELS:
@@ -63,11 +65,11 @@ def reencode(data: bytes, max_side: int = 800) -> bytes:
                 pixels.save(out, "JPEG", quality=JPEG_QUALITY)
                 return out.getvalue()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InvalidInput("The photo has too many pixels.") from exc
+        raise InvalidInput("The photo has too many pixels.", errors.PHOTO_TOO_MANY_PIXELS) from exc
     except UnidentifiedImageError as exc:
-        raise InvalidInput("The photo must be a JPEG, PNG or WebP image.") from exc
+        raise InvalidInput(NOT_AN_IMAGE, errors.PHOTO_NOT_AN_IMAGE) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidInput("The photo is damaged or truncated.") from exc
+        raise InvalidInput("The photo is damaged or truncated.", errors.PHOTO_DAMAGED) from exc
 
 
 def _target_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:

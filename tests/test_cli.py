@@ -39,7 +39,8 @@ TIMEOUT = 5.0  # seconds for one event or one HTTP answer
 PICKUP_TIMEOUT = 5.0  # the server looks for CLI changes every second
 CLOSE_DEADLINE = 3.0  # a deactivated credential's feed must be closed by then
 CLOSE_ACCESS_REVOKED = 4403
-BAD_LOGIN = {"error": "Invalid credentials or inactive token."}
+SETUP_COMPLETE = {"error": "Setup is already complete.", "code": "setup_complete"}
+BAD_LOGIN = {"error": "Invalid credentials or inactive token.", "code": "bad_login"}
 DEFAULT_SETTINGS = {
     "clinic_name": "Clinic",
     "language": "en",
@@ -331,7 +332,8 @@ async def test_token_deactivate_closes_its_feeds_and_ends_its_sessions(
         ):
             assert resp.status == 401
             assert (await resp.json()) == {
-                "detail": "Authentication credentials were invalid or expired."
+                "detail": "Authentication credentials were invalid or expired.",
+                "code": "token_not_valid",
             }
         assert login_status(shared_server, doomed) == (401, BAD_LOGIN)
         assert await refused_status(f"{ws_url}?token={doomed_access}") == 401
@@ -444,7 +446,7 @@ def test_serve_prints_a_one_time_setup_code(server: Server, tmp_path: Path) -> N
 
     assert http_json("POST", setup_url, {"code": "AAAA-BBBB-CCCC", "password": PASSWORD}) == (
         403,
-        {"error": "Invalid setup code."},
+        {"error": "Invalid setup code.", "code": "setup_code_invalid"},
     )
     status, body = http_json("POST", setup_url, {"code": code, "password": PASSWORD})
     assert status == 201, body
@@ -457,7 +459,7 @@ def test_serve_prints_a_one_time_setup_code(server: Server, tmp_path: Path) -> N
     # Used once, it is gone: a second use (same or other password) is refused.
     for password in (PASSWORD, "another password"):
         status, again = http_json("POST", setup_url, {"code": code, "password": password})
-        assert (status, again) == (403, {"error": "Setup is already complete."})
+        assert (status, again) == (403, SETUP_COMPLETE)
 
     # A restart with an administrator in the database prints no code at all.
     server.stop()
@@ -467,7 +469,7 @@ def test_serve_prints_a_one_time_setup_code(server: Server, tmp_path: Path) -> N
         status, body = http_json(
             "POST", f"{restarted.base_url}/api/setup/", {"code": code, "password": PASSWORD}
         )
-        assert (status, body) == (403, {"error": "Setup is already complete."})
+        assert (status, body) == (403, SETUP_COMPLETE)
 
 
 def test_serve_on_a_busy_port_fails_with_a_clear_message(

@@ -14,7 +14,7 @@ from checkin_appliance.app import create_app
 from checkin_appliance.config import Config
 from checkin_appliance.domain import Role
 from checkin_appliance.web.i18n import LANGUAGES, catalog
-from checkin_appliance.web.keys import AUTH
+from checkin_appliance.web.keys import ACCESS
 from tests.conftest import PASSWORD, Clinic
 
 WEB = Path(__file__).resolve().parent.parent / "checkin_appliance" / "web"
@@ -77,7 +77,7 @@ async def test_first_run_goes_to_setup_and_creates_the_admin(
     assert form.status == 200
     assert 'name="code"' in await form.text()
 
-    code = client.app[AUTH].setup_code
+    code = client.app[ACCESS].setup_code
     fields = {"code": code, "password": "adm1n password", "confirm": "adm1n password"}
     foreign = await client.post("/setup", data=fields, headers={"Origin": "http://evil.example"})
     assert foreign.status == 403
