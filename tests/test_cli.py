@@ -480,6 +480,20 @@ def test_serve_on_a_busy_port_fails_with_a_clear_message(
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr
     assert port in result.stderr and "in use" in result.stderr, result.stderr
+    assert "ERROR" in result.stderr  # logged with its priority, not printed
+
+
+def test_a_data_directory_that_cannot_be_made_is_named(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the data directory should be")
+    data_dir = blocker / "data"
+    result = run_cli(
+        "serve", "--host", HOST, "--port", str(free_port()), "--data-dir", str(data_dir)
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert f"cannot create the data directory {data_dir}" in result.stderr, result.stderr
+    assert "ERROR" in result.stderr  # logged with its priority, not printed
 
 
 def test_a_second_server_on_the_same_data_directory_refuses_to_start(

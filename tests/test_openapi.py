@@ -211,6 +211,9 @@ def test_the_documented_error_codes_are_the_ones_the_server_answers_with() -> No
     document = json.loads(openapi.document())
     documented = document["components"]["schemas"]["ErrorCode"]["enum"]
     assert documented == [code.code for code in errors.ALL]
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [code.code for code in errors.ALL if f"| `{code.code}` |" not in readme]
+    assert missing == [], "the README's API overview lists every code"
 
 
 def test_every_route_is_documented_and_every_documented_route_exists(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import DummyCookieJar
 
+from checkin_appliance import errors
 from checkin_appliance.app import create_app
 from checkin_appliance.config import Config
 from checkin_appliance.domain import Role
@@ -62,6 +63,23 @@ def test_every_key_the_templates_and_scripts_use_is_in_the_catalog() -> None:
     assert used, "no catalog keys found: the pattern is wrong"
     missing = used - catalog()["en"].keys()
     assert not missing, f"keys used but not in the catalog: {sorted(missing)}"
+
+
+def test_the_scripts_branch_on_error_codes_the_server_has_and_show_catalog_texts() -> None:
+    """Pages map the server's codes (errors.py) to their own texts, never its wording."""
+    codes = {code.code for code in errors.ALL}
+    known: set[str] = set()
+    keys: set[str] = set()
+    for path in WEB.glob("static/js/*.js"):
+        text = path.read_text()
+        for block in re.findall(r"const (?:PROBLEMS|ERROR_TEXTS) = \{(.*?)\n\};", text, re.S):
+            known |= set(re.findall(r"^\s+([a-z_]+):", block, re.M))
+        for listed in re.findall(r"\[([^\]]*)\]\.includes\(error\.code\)", text):
+            known |= set(re.findall(r'"([a-z_]+)"', listed))
+        keys |= set(re.findall(r'"((?:kiosk|admin|doctor|display|common)\.[a-z0-9_.]+)"', text))
+    assert {"photo_too_large", "name_required", "password_too_short"} <= known
+    assert known <= codes, f"codes the server never sends: {sorted(known - codes)}"
+    assert keys - catalog()["en"].keys() == set()
 
 
 # --- first run ----------------------------------------------------------------------------
