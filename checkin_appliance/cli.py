@@ -292,7 +292,7 @@ def serve_command(args: argparse.Namespace, config: Config) -> int:
 
 
 @dataclass
-class _Box:
+class _Services:
     """What a command works through: the same services the server uses."""
 
     store: Store
@@ -300,7 +300,7 @@ class _Box:
     reception: Reception
 
 
-def _with_box(config: Config, action: Callable[[_Box], Awaitable[int]]) -> int:
+def _with_services(config: Config, action: Callable[[_Services], Awaitable[int]]) -> int:
     async def run() -> int:
         store = Store(config.db_path)
         await store.open()
@@ -314,7 +314,9 @@ def _with_box(config: Config, action: Callable[[_Box], Awaitable[int]]) -> int:
                 return 1
             reception = Reception(store, config.photo_dir, config.photo_max_side)
             await reception.load_settings()
-            return await action(_Box(store, Access(store, config, PasswordHasher()), reception))
+            return await action(
+                _Services(store, Access(store, config, PasswordHasher()), reception)
+            )
         finally:
             await store.close()
 
@@ -329,9 +331,9 @@ def _refused(exc: DomainError, exit_code: int) -> int:
 def token_create(args: argparse.Namespace, config: Config) -> int:
     password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else args.password
 
-    async def create(box: _Box) -> int:
+    async def create(services: _Services) -> int:
         try:
-            credential = await box.access.create_credential(
+            credential = await services.access.create_credential(
                 args.role, args.label, args.room, password, CLI
             )
         except InvalidInput as exc:
@@ -339,41 +341,41 @@ def token_create(args: argparse.Namespace, config: Config) -> int:
         print(credential.token)
         return 0
 
-    return _with_box(config, create)
+    return _with_services(config, create)
 
 
 def token_list(args: argparse.Namespace, config: Config) -> int:
-    async def show(box: _Box) -> int:
+    async def show(services: _Services) -> int:
         print(f"{'TOKEN':<9} {'ROLE':<7} {'ACTIVE':<7} {'ROOM':<10} LABEL")
-        for c in await box.access.list_credentials():
+        for c in await services.access.list_credentials():
             print(
                 f"{c.token:<9} {c.role.value:<7} {'yes' if c.active else 'no':<7} "
                 f"{c.room or '-':<10} {c.label}"
             )
         return 0
 
-    return _with_box(config, show)
+    return _with_services(config, show)
 
 
 def token_deactivate(args: argparse.Namespace, config: Config) -> int:
-    async def deactivate(box: _Box) -> int:
+    async def deactivate(services: _Services) -> int:
         try:
-            credential = await box.access.deactivate(args.token, CLI)
+            credential = await services.access.deactivate(args.token, CLI)
         except NotFound:
             print(f"error: no credential with token {args.token}", file=sys.stderr)
             return 1
         print(f"deactivated {credential.token} ({credential.role.value}, {credential.label})")
         return 0
 
-    return _with_box(config, deactivate)
+    return _with_services(config, deactivate)
 
 
 def settings_show(args: argparse.Namespace, config: Config) -> int:
-    async def show(box: _Box) -> int:
-        print(json.dumps(box.reception.settings.public(), indent=2))
+    async def show(services: _Services) -> int:
+        print(json.dumps(services.reception.settings.public(), indent=2))
         return 0
 
-    return _with_box(config, show)
+    return _with_services(config, show)
 
 
 def settings_set(args: argparse.Namespace, config: Config) -> int:
@@ -381,15 +383,15 @@ def settings_set(args: argparse.Namespace, config: Config) -> int:
     is_switch = isinstance(getattr(Settings(), args.key, None), bool)
     value = json.loads(args.value) if is_switch and args.value in ("true", "false") else args.value
 
-    async def change(box: _Box) -> int:
+    async def change(services: _Services) -> int:
         try:
-            new = await box.reception.update_settings({args.key: value}, CLI)
+            new = await services.reception.update_settings({args.key: value}, CLI)
         except InvalidInput as exc:
             return _refused(exc, 2)
         print(json.dumps(new.public(), indent=2))
         return 0
 
-    return _with_box(config, change)
+    return _with_services(config, change)
 
 
 def _audit_entries(config: Config) -> list[AuditEntry] | None:
@@ -455,12 +457,14 @@ def backup_command(args: argparse.Namespace, config: Config) -> int:
         )
     print(result.summary())
 
-    async def record(box: _Box) -> int:
+    async def record(services: _Services) -> int:
         detail = {"file": result.path.name, "bytes": result.size_bytes}
-        await box.store.record_audit(audit.BACKUP, CLI, detail | dataclasses.asdict(result.counts))
+        await services.store.record_audit(
+            audit.BACKUP, CLI, detail | dataclasses.asdict(result.counts)
+        )
         return 0
 
-    return _with_box(config, record)
+    return _with_services(config, record)
 
 
 def restore_command(args: argparse.Namespace, config: Config) -> int:

@@ -104,6 +104,10 @@ async def test_first_run_goes_to_setup_and_creates_the_admin(
     assert mismatch.status == 400
     wrong = await client.post("/setup", data={**fields, "code": "AAAA-BBBB-CCCC"}, headers=ours)
     assert wrong.status == 403
+    short = {**fields, "password": "short", "confirm": "short"}
+    too_short = await client.post("/setup", data=short, headers=ours)
+    assert too_short.status == 400
+    assert "at least 8 characters" in await too_short.text()
     done = await client.post("/setup", data=fields, headers=ours)
     assert done.status == 200
     token = re.search(r"data-admin-token>(\d{8})<", await done.text()).group(1)

@@ -261,7 +261,7 @@ async def setup_submit(request: web.Request) -> web.StreamResponse:
     except InvalidInput as exc:
         if exc.code is errors.SETUP_FIELDS_REQUIRED:  # no code typed: as a wrong one
             return _setup_refused(request, t("setup.bad_code"), 403)
-        return _setup_refused(request, exc.message, 400)
+        return _setup_refused(request, t(f"setup.{exc.code.code}"), 400)  # a password rule
     except NotAllowed as exc:
         if exc.code is errors.SETUP_COMPLETE:
             raise web.HTTPSeeOther("/login") from exc
