@@ -12,6 +12,8 @@ import contextlib
 import json
 import re
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -481,6 +483,30 @@ def test_serve_on_a_busy_port_fails_with_a_clear_message(
     assert "Traceback" not in result.stderr, result.stderr
     assert port in result.stderr and "in use" in result.stderr, result.stderr
     assert "ERROR" in result.stderr  # logged with its priority, not printed
+
+
+def test_the_commands_and_the_services_below_the_web_load_no_aiohttp() -> None:
+    """access.py, errors.py and reception.py speak no HTTP; only `serve` loads the web side."""
+    probe = (
+        "import sys, checkin_appliance.cli, checkin_appliance.access, checkin_appliance.errors; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'aiohttp'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_no_command_pays_for_the_dummy_password_hash_at_start() -> None:
+    """It costs a 16 MiB scrypt; only a login with an unknown token needs it."""
+    probe = (
+        "import checkin_appliance.cli as cli, checkin_appliance.security as security; "
+        "print(security.dummy_hash.cache_info().currsize)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "0"
 
 
 def test_a_data_directory_that_cannot_be_made_is_named(tmp_path: Path) -> None:
