@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
 from checkin_appliance import systemd
+from checkin_appliance.access import Access, CloseFeeds
 from checkin_appliance.config import Config
 from checkin_appliance.domain import format_time, utc_now
 from checkin_appliance.hub import CLOSE_ACCESS_REVOKED, Hub
@@ -20,11 +21,10 @@ from checkin_appliance.security import PasswordHasher
 from checkin_appliance.store import Store, lock
 from checkin_appliance.store.database import StoreDamaged
 from checkin_appliance.web import api, openapi, pages
-from checkin_appliance.web.auth import Authenticator
-from checkin_appliance.web.errors import error_middleware
+from checkin_appliance.web.errors import error_middleware, maintenance_middleware
 from checkin_appliance.web.feed import queue_feed
 from checkin_appliance.web.headers import add_security_headers
-from checkin_appliance.web.keys import AUTH, CONFIG, HUB, RECEPTION, STORE
+from checkin_appliance.web.keys import ACCESS, CONFIG, HUB, RECEPTION, STORE
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,12 @@ def create_app(config: Config) -> web.Application:
         store, config.photo_dir, config.photo_max_side, on_settings=hub.publish_settings
     )
     app = web.Application(
-        middlewares=[error_middleware(lambda: store.damaged)],
+        middlewares=[error_middleware(), maintenance_middleware(lambda: store.damaged)],
         client_max_size=JSON_BODY_LIMIT,
     )
     app[CONFIG] = config
     app[STORE], app[HUB], app[RECEPTION] = store, hub, reception
-    app[AUTH] = Authenticator(store, hub, config, PasswordHasher())
+    app[ACCESS] = Access(store, config, PasswordHasher(), _feed_closer(hub))
 
     app.add_routes(api.routes)
     app.add_routes(openapi.routes)
@@ -60,6 +60,26 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_background_jobs)
     app.on_shutdown.append(_close_feeds)
+    return app
+
+
+def create_redirect_app(config: Config) -> web.Application:
+    """The plain-HTTP port beside HTTPS: every request goes to HTTPS, except /ca.crt, which a
+    device fetches to trust us."""
+    https_port = None if config.port == 443 else config.port
+
+    async def to_https(request: web.Request) -> web.StreamResponse:
+        target = request.url.with_scheme("https").with_port(https_port)
+        # 308 keeps the method and body; GET and HEAD get the 301 every browser knows.
+        if request.method in ("GET", "HEAD"):
+            raise web.HTTPMovedPermanently(target)
+        raise web.HTTPPermanentRedirect(target)
+
+    app = web.Application(middlewares=[error_middleware()])
+    app[CONFIG] = config
+    app.router.add_get("/ca.crt", api.ca_certificate)
+    app.router.add_route("*", "/{path:.*}", to_https)
+    app.on_response_prepare.append(add_security_headers)
     return app
 
 
@@ -76,7 +96,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             else:
                 await app[RECEPTION].load_settings()
                 await app[RECEPTION].sweep_photos()
-                await app[AUTH].prepare_setup()
+                await app[ACCESS].prepare_setup()
             yield
         finally:
             await store.close()
@@ -84,7 +104,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 def setup_banner(app: web.Application, base_url: str) -> str | None:
     """The one-time setup code message, while no admin exists; printed, never logged."""
-    code = app[AUTH].setup_code
+    code = app[ACCESS].setup_code
     if code is None:
         return None
     return (
@@ -94,6 +114,17 @@ def setup_banner(app: web.Application, base_url: str) -> str | None:
         f"    curl -X POST {base_url}/api/setup/ -H 'Content-Type: application/json' \\\n"
         f'         -d \'{{"code": "{code}", "password": "<new admin password>"}}\'\n'
     )
+
+
+def _feed_closer(hub: Hub) -> CloseFeeds:
+    """How Access closes the live feeds a logout or deactivation ended (4403)."""
+
+    def close(ended: Callable[[int | None, int | None], bool], reason: str) -> None:
+        hub.disconnect_where(
+            lambda sub: ended(sub.session_id, sub.credential_id), CLOSE_ACCESS_REVOKED, reason
+        )
+
+    return close
 
 
 async def _close_feeds(app: web.Application) -> None:
@@ -146,7 +177,7 @@ async def _watch_other_writers(app: web.Application) -> None:
 async def _apply_stored_changes(app: web.Application) -> None:
     """Reload settings; close feeds whose session ended or whose anonymous access was withdrawn."""
     settings = await app[RECEPTION].load_settings()
-    app[AUTH].forget_sessions()  # a credential the CLI deactivated stops working now
+    app[ACCESS].forget_sessions()  # a credential the CLI deactivated stops working now
     hub = app[HUB]
     open_sessions = hub.session_ids()
     ended = open_sessions - await app[STORE].live_sessions(open_sessions, utc_now())

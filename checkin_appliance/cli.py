@@ -1,4 +1,5 @@
-"""The `checkin-appliance` command: serve, manage credentials and settings, audit."""
+"""The `checkin-appliance` command: its arguments, and one handler per command (the server
+itself is server.py)."""
 
 from __future__ import annotations
 
@@ -6,30 +7,23 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import logging
 import platform
-import socket
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from checkin_appliance import __version__, audit, logs, memory, systemd
+from checkin_appliance import __version__, audit, logs
+from checkin_appliance.access import Access
+from checkin_appliance.audit import AuditEntry
 from checkin_appliance.config import TLS_MODES, Config, ConfigError, load_config
-from checkin_appliance.domain import (
-    CLI,
-    InvalidInput,
-    Role,
-    Settings,
-    credential_fields,
-    settings_from_stored,
-    updated_settings,
-)
-from checkin_appliance.security import check_password_rules, hash_password, new_credential_token
+from checkin_appliance.domain import CLI, DomainError, InvalidInput, NotFound, Role, Settings
+from checkin_appliance.reception import Reception
+from checkin_appliance.security import PasswordHasher
 from checkin_appliance.store import Store
 from checkin_appliance.store.database import read_audit_log
-from checkin_appliance.store.lock import DataDirInUse
 
 DESCRIPTION = """\
 Patient check-in and waiting-room queue for small clinics: one process serves the REST API,
@@ -133,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="logging level (default: INFO)",
     )
+    serve.set_defaults(handler=serve_command, config_flags=SERVE_FLAGS)
 
     token = commands.add_parser(
         "token",
@@ -164,13 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the password from standard input (first line)",
     )
     data_options(create)
+    create.set_defaults(handler=token_create)
     listing = token_commands.add_parser("list", help="list credentials (no secrets)")
     data_options(listing)
+    listing.set_defaults(handler=token_list)
     deactivate = token_commands.add_parser(
         "deactivate", help="deactivate a credential, ending its sessions and live feeds"
     )
     deactivate.add_argument("token", help="the 8-digit token")
     data_options(deactivate)
+    deactivate.set_defaults(handler=token_deactivate)
 
     settings = commands.add_parser(
         "settings",
@@ -183,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show = settings_commands.add_parser("show", help="print the settings as JSON")
     data_options(show)
+    show.set_defaults(handler=settings_show)
     setter = settings_commands.add_parser(
         "set", help="change one setting, e.g. `settings set anonymous_feed true`"
     )
@@ -193,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     setter.add_argument("value", help="the new value (JSON for true/false, else text)")
     data_options(setter)
+    setter.set_defaults(handler=settings_set)
 
     audit_parser = commands.add_parser(
         "audit",
@@ -212,10 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
         "journal had and the database no longer has.",
     )
     data_options(verify)
+    verify.set_defaults(handler=audit_verify)
     recent = audit_commands.add_parser("show", help="print the newest rows")
     recent.add_argument("--limit", type=int, default=50, help="how many rows (default: 50)")
     recent.add_argument("--json", action="store_true", help="one JSON object per line")
     data_options(recent)
+    recent.set_defaults(handler=audit_show)
     _add_backup_commands(commands, data_options)
     return parser
 
@@ -249,6 +251,7 @@ example:
     )
     backup.add_argument("--force", action="store_true", help="replace OUT if it exists")
     data_options(backup)
+    backup.set_defaults(handler=backup_command)
 
     restore = commands.add_parser(
         "restore",
@@ -272,13 +275,32 @@ example:
     )
     restore.add_argument("backup_file", type=Path, metavar="IN", help="a .tar made by `backup`")
     data_options(restore)
+    restore.set_defaults(handler=restore_command)
 
 
-def _config(args: argparse.Namespace, **extra: Any) -> Config:
-    return load_config(args.config, data_dir=args.data_dir, **extra)
+# --- the commands: each takes the parsed arguments and the configuration, returns the exit code
 
 
-def _with_store(config: Config, action: Callable[[Store], Awaitable[int]]) -> int:
+# The flags of `serve` that override the configuration file.
+SERVE_FLAGS = ("host", "port", "log_level", "tls", "tls_cert", "tls_key", "http_port")
+
+
+def serve_command(args: argparse.Namespace, config: Config) -> int:
+    from checkin_appliance import server  # aiohttp and the web side: only to serve
+
+    return server.serve(config)
+
+
+@dataclass
+class _Services:
+    """What a command works through: the same services the server uses."""
+
+    store: Store
+    access: Access
+    reception: Reception
+
+
+def _with_services(config: Config, action: Callable[[_Services], Awaitable[int]]) -> int:
     async def run() -> int:
         store = Store(config.db_path)
         await store.open()
@@ -290,108 +312,121 @@ def _with_store(config: Config, action: Callable[[Store], Awaitable[int]]) -> in
                     file=sys.stderr,
                 )
                 return 1
-            return await action(store)
+            reception = Reception(store, config.photo_dir, config.photo_max_side)
+            await reception.load_settings()
+            return await action(
+                _Services(store, Access(store, config, PasswordHasher()), reception)
+            )
         finally:
             await store.close()
 
     return asyncio.run(run())
 
 
-def _token_command(args: argparse.Namespace, config: Config) -> int:
-    if args.token_command == "create":
-        password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else args.password
+def _refused(exc: DomainError, exit_code: int) -> int:
+    print(f"error: {exc.message}", file=sys.stderr)
+    return exit_code
+
+
+def token_create(args: argparse.Namespace, config: Config) -> int:
+    password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else args.password
+
+    async def create(services: _Services) -> int:
         try:
-            role, label, room = credential_fields(args.role, args.label, args.room)
-        except InvalidInput as exc:
-            print(f"error: {exc.message}", file=sys.stderr)
-            return 2
-        problem = check_password_rules(password)
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            return 2
-        password_hash = hash_password(password)
-
-        async def create(store: Store) -> int:
-            credential = await store.create_credential(
-                new_credential_token, role, label, room, password_hash, actor=CLI
+            credential = await services.access.create_credential(
+                args.role, args.label, args.room, password, CLI
             )
-            assert credential is not None
-            print(credential.token)
-            return 0
+        except InvalidInput as exc:
+            return _refused(exc, 2)
+        print(credential.token)
+        return 0
 
-        return _with_store(config, create)
+    return _with_services(config, create)
 
-    if args.token_command == "list":
 
-        async def show(store: Store) -> int:
-            print(f"{'TOKEN':<9} {'ROLE':<7} {'ACTIVE':<7} {'ROOM':<10} LABEL")
-            for c in await store.list_credentials():
-                print(
-                    f"{c.token:<9} {c.role.value:<7} {'yes' if c.active else 'no':<7} "
-                    f"{c.room or '-':<10} {c.label}"
-                )
-            return 0
+def token_list(args: argparse.Namespace, config: Config) -> int:
+    async def show(services: _Services) -> int:
+        print(f"{'TOKEN':<9} {'ROLE':<7} {'ACTIVE':<7} {'ROOM':<10} LABEL")
+        for c in await services.access.list_credentials():
+            print(
+                f"{c.token:<9} {c.role.value:<7} {'yes' if c.active else 'no':<7} "
+                f"{c.room or '-':<10} {c.label}"
+            )
+        return 0
 
-        return _with_store(config, show)
+    return _with_services(config, show)
 
-    async def deactivate(store: Store) -> int:
-        credential = await store.deactivate_credential(args.token, actor=CLI)
-        if credential is None:
+
+def token_deactivate(args: argparse.Namespace, config: Config) -> int:
+    async def deactivate(services: _Services) -> int:
+        try:
+            credential = await services.access.deactivate(args.token, CLI)
+        except NotFound:
             print(f"error: no credential with token {args.token}", file=sys.stderr)
             return 1
         print(f"deactivated {credential.token} ({credential.role.value}, {credential.label})")
         return 0
 
-    return _with_store(config, deactivate)
+    return _with_services(config, deactivate)
 
 
-def _settings_command(args: argparse.Namespace, config: Config) -> int:
-    async def run(store: Store) -> int:
-        current = settings_from_stored(await store.load_settings())
-        if args.settings_command == "show":
-            print(json.dumps(current.public(), indent=2))
-            return 0
+def settings_show(args: argparse.Namespace, config: Config) -> int:
+    async def show(services: _Services) -> int:
+        print(json.dumps(services.reception.settings.public(), indent=2))
+        return 0
+
+    return _with_services(config, show)
+
+
+def settings_set(args: argparse.Namespace, config: Config) -> int:
+    # true/false are booleans only for the on/off settings; a clinic may be named "true".
+    is_switch = isinstance(getattr(Settings(), args.key, None), bool)
+    value = json.loads(args.value) if is_switch and args.value in ("true", "false") else args.value
+
+    async def change(services: _Services) -> int:
         try:
-            # true/false are booleans only for the on/off settings; a clinic may be named "true".
-            is_switch = isinstance(getattr(Settings(), args.key, None), bool)
-            value = (
-                json.loads(args.value)
-                if is_switch and args.value in ("true", "false")
-                else args.value
-            )
-            new = updated_settings(current, {args.key: value})
+            new = await services.reception.update_settings({args.key: value}, CLI)
         except InvalidInput as exc:
-            print(f"error: {exc.message}", file=sys.stderr)
-            return 2
-        await store.save_settings({args.key: json.dumps(new.public()[args.key])}, actor=CLI)
+            return _refused(exc, 2)
         print(json.dumps(new.public(), indent=2))
         return 0
 
-    return _with_store(config, run)
+    return _with_services(config, change)
 
 
-def _audit_command(args: argparse.Namespace, config: Config) -> int:
+def _audit_entries(config: Config) -> list[AuditEntry] | None:
     if not config.db_path.exists():
         print(f"error: no database at {config.db_path}", file=sys.stderr)
-        return 1
+        return None
     try:
-        entries = list(read_audit_log(config.db_path))
+        return list(read_audit_log(config.db_path))
     except sqlite3.DatabaseError as exc:
         print(f"error: cannot read the audit trail of {config.db_path}: {exc}", file=sys.stderr)
+        return None
+
+
+def audit_show(args: argparse.Namespace, config: Config) -> int:
+    entries = _audit_entries(config)
+    if entries is None:
         return 1
-    if args.audit_command == "show":
-        for entry in entries[-args.limit :] if args.limit > 0 else []:
-            if args.json:
-                print(json.dumps(entry.public()))
-            else:
-                detail = f" {entry.detail}" if entry.detail else ""
-                patient = f" patient {entry.patient_id}" if entry.patient_id else ""
-                who = f"credential {entry.actor}" if entry.actor else "-"
-                print(
-                    f"{entry.id:>6} {entry.at} {entry.address:<15} {who:<14} "
-                    f"{entry.action}{patient}{detail}"
-                )
-        return 0
+    for entry in entries[-args.limit :] if args.limit > 0 else []:
+        if args.json:
+            print(json.dumps(entry.public()))
+        else:
+            detail = f" {entry.detail}" if entry.detail else ""
+            patient = f" patient {entry.patient_id}" if entry.patient_id else ""
+            who = f"credential {entry.actor}" if entry.actor else "-"
+            print(
+                f"{entry.id:>6} {entry.at} {entry.address:<15} {who:<14} "
+                f"{entry.action}{patient}{detail}"
+            )
+    return 0
+
+
+def audit_verify(args: argparse.Namespace, config: Config) -> int:
+    entries = _audit_entries(config)
+    if entries is None:
+        return 1
     verdict = audit.verify(entries)
     if verdict.ok:
         print(f"audit trail intact: {verdict.count} entries, head {verdict.head}")
@@ -403,7 +438,7 @@ def _audit_command(args: argparse.Namespace, config: Config) -> int:
     return 1
 
 
-def _backup_command(args: argparse.Namespace, config: Config) -> int:
+def backup_command(args: argparse.Namespace, config: Config) -> int:
     from checkin_appliance import backup
 
     try:
@@ -422,15 +457,17 @@ def _backup_command(args: argparse.Namespace, config: Config) -> int:
         )
     print(result.summary())
 
-    async def record(store: Store) -> int:
+    async def record(services: _Services) -> int:
         detail = {"file": result.path.name, "bytes": result.size_bytes}
-        await store.record_audit(audit.BACKUP, CLI, detail | dataclasses.asdict(result.counts))
+        await services.store.record_audit(
+            audit.BACKUP, CLI, detail | dataclasses.asdict(result.counts)
+        )
         return 0
 
-    return _with_store(config, record)
+    return _with_services(config, record)
 
 
-def _restore_command(args: argparse.Namespace, config: Config) -> int:
+def restore_command(args: argparse.Namespace, config: Config) -> int:
     from checkin_appliance import backup
 
     try:
@@ -461,205 +498,17 @@ def _restore_command(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace, config: Config) -> int:
-    from aiohttp import web
-
-    from checkin_appliance.app import create_app, setup_banner
-    from checkin_appliance.web.api import local_ca
-    from checkin_appliance.web.headers import AccessLogger
-
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    logging.getLogger(__name__).info(
-        "checkin-appliance %s: data in %s", __version__, config.data_dir.resolve()
-    )
-    memory.keep_large_allocations_returnable()
-    ssl_context = None
-    if config.tls_mode != "off":
-        from checkin_appliance import tls  # cryptography: ~5 MB, only for HTTPS
-
-        try:
-            ssl_context = tls.server_context(config)
-        except (tls.TLSError, OSError) as exc:
-            print(f"error: HTTPS cannot start: {exc}", file=sys.stderr)
-            return 1
-    app = create_app(config)
-    if config.redirect_port is not None:
-        app.cleanup_ctx.append(_plain_http_listener(config))
-
-    def started(_: str) -> None:
-        # Called once the port is bound, so a setup code is only shown for a server that runs.
-        base_url = _base_url(config, https=ssl_context is not None)
-        print(
-            f"checkin-appliance {__version__} serving on {base_url} "
-            f"(data: {config.data_dir.resolve()}); press Ctrl+C to stop",
-            flush=True,
-        )
-        ca = local_ca(config)
-        if ca is not None:
-            print(
-                f"  Devices trust this box once: {_ca_url(config)} (SHA-256 {ca.fingerprint})",
-                flush=True,
-            )
-        banner = setup_banner(app, base_url)
-        if banner:
-            print(banner, flush=True)
-        systemd.notify("READY=1")
-
-    try:
-        web.run_app(
-            app,
-            host=config.host,
-            port=config.port,
-            ssl_context=ssl_context,
-            access_log_class=AccessLogger,
-            shutdown_timeout=5.0,
-            keepalive_timeout=60.0,
-            # After an answer sent before the body was read (408, 413), read on for at most
-            # this long so the client sees the answer; aiohttp's 10 s kept trickles around.
-            lingering_time=2.0,
-            print=started,
-            loop=_event_loop(),
-        )
-    except _CannotListen as exc:
-        print(f"error: cannot serve on {exc}", file=sys.stderr)
-        return 1
-    except DataDirInUse as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(
-            f"error: cannot serve on {config.host}:{config.port}: {exc.strerror or exc}",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
-
-
-def _event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where it is installed (the box: a dependency), else asyncio's own loop.
-
-    The same server either way; uvloop's loop and transports answer ~15 % more check-ins
-    per second on the box (bench/README.md)."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
-class _CannotListen(Exception):
-    """A second port (plain HTTP) could not be bound; the message names it and why."""
-
-
-def _public_host(config: Config, *, https: bool) -> str:
-    """The host to print; with HTTPS on every interface, the mDNS name the certificate has."""
-    host = config.host
-    if https and host in ("0.0.0.0", "::", ""):  # noqa: S104 - recognising, not binding
-        return f"{socket.gethostname().split('.')[0] or 'localhost'}.local"
-    return f"[{host}]" if ":" in host else host
-
-
-def _url(scheme: str, host: str, port: int, path: str = "") -> str:
-    default = {"http": 80, "https": 443}[scheme]
-    return f"{scheme}://{host}{'' if port == default else f':{port}'}{path}"
-
-
-def _base_url(config: Config, *, https: bool) -> str:
-    return _url("https" if https else "http", _public_host(config, https=https), config.port)
-
-
-def _ca_url(config: Config) -> str:
-    """Where a device that does not trust the box yet downloads the CA: plain HTTP if served."""
-    host = _public_host(config, https=True)
-    if config.redirect_port is None:
-        return _url("https", host, config.port, "/ca.crt")
-    return _url("http", host, config.redirect_port, "/ca.crt")
-
-
-def _plain_http_listener(config: Config) -> Callable[[Any], AsyncIterator[None]]:
-    """A cleanup_ctx: the plain-HTTP port, owned by the main app so it starts and stops with it."""
-
-    async def listener(_: Any) -> AsyncIterator[None]:
-        from aiohttp import web
-
-        from checkin_appliance.web.headers import AccessLogger
-
-        port = config.redirect_port
-        runner = web.AppRunner(
-            _plain_http_app(config), access_log_class=AccessLogger, shutdown_timeout=1.0
-        )
-        await runner.setup()
-        try:
-            try:
-                await web.TCPSite(runner, config.host, port).start()
-            except OSError as exc:
-                raise _CannotListen(
-                    f"{config.host}:{port} (plain HTTP): {exc.strerror or exc}"
-                ) from exc
-            yield
-        finally:
-            await runner.cleanup()
-
-    return listener
-
-
-def _plain_http_app(config: Config) -> Any:
-    """Every plain-HTTP request goes to HTTPS, except /ca.crt: a device fetches it to trust us."""
-    from aiohttp import web
-
-    from checkin_appliance.web import api
-    from checkin_appliance.web.errors import error_middleware
-    from checkin_appliance.web.headers import add_security_headers
-    from checkin_appliance.web.keys import CONFIG
-
-    https_port = None if config.port == 443 else config.port
-
-    async def to_https(request: web.Request) -> web.StreamResponse:
-        target = request.url.with_scheme("https").with_port(https_port)
-        # 308 keeps the method and body; GET and HEAD get the 301 every browser knows.
-        if request.method in ("GET", "HEAD"):
-            raise web.HTTPMovedPermanently(target)
-        raise web.HTTPPermanentRedirect(target)
-
-    app = web.Application(middlewares=[error_middleware()])
-    app[CONFIG] = config
-    app.router.add_get("/ca.crt", api.ca_certificate)
-    app.router.add_route("*", "/{path:.*}", to_https)
-    app.on_response_prepare.append(add_security_headers)
-    return app
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    flags = {name: getattr(args, name) for name in getattr(args, "config_flags", ())}
     try:
-        if args.command == "serve":
-            config = _config(
-                args,
-                host=args.host,
-                port=args.port,
-                log_level=args.log_level,
-                tls=args.tls,
-                tls_cert=args.tls_cert,
-                tls_key=args.tls_key,
-                http_port=args.http_port,
-            )
-        else:
-            config = _config(args)
+        config = load_config(args.config, data_dir=args.data_dir, **flags)
     except ConfigError as exc:
         parser.error(str(exc))
-    logs.configure(config.log_level if args.command == "serve" else "WARNING")
-    if args.command == "serve":
-        return _serve(args, config)
-    if args.command == "token":
-        return _token_command(args, config)
-    if args.command == "audit":
-        return _audit_command(args, config)
-    if args.command == "backup":
-        return _backup_command(args, config)
-    if args.command == "restore":
-        return _restore_command(args, config)
-    return _settings_command(args, config)
+    # The server logs at its configured level; other commands only say what went wrong.
+    logs.configure(config.log_level if args.handler is serve_command else "WARNING")
+    return args.handler(args, config)
 
 
 if __name__ == "__main__":

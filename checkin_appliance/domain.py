@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from checkin_appliance import errors
+from checkin_appliance.errors import ErrorCode
+
 MAX_NAME_LENGTH = 255
 PHOTO_URL_PREFIX = "/media/patient_images/"
 MESSAGE_TYPE = "send.queue.update"
@@ -39,11 +42,13 @@ def audience_for(role: Role | None) -> Audience:
 
 
 class DomainError(Exception):
-    """A request the rules refuse; the message is safe to show (never a name or secret)."""
+    """A request the rules refuse; the message is safe to show (never a name or secret), and
+    the code (errors.py) says which case it is, for clients and pages to branch on."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, code: ErrorCode) -> None:
         super().__init__(message)
         self.message = message
+        self.code = code
 
 
 class InvalidInput(DomainError):
@@ -68,6 +73,18 @@ class NotAllowed(DomainError):
 
 class Unavailable(DomainError):
     pass
+
+
+class NotAuthenticated(DomainError):
+    """Wrong credentials; the caller may sign in again."""
+
+
+class TooManyAttempts(DomainError):
+    """Repeated failed logins: refused for `retry_after` seconds."""
+
+    def __init__(self, message: str, code: ErrorCode, retry_after: int) -> None:
+        super().__init__(message, code)
+        self.retry_after = retry_after
 
 
 # --- records -------------------------------------------------------------------------
@@ -113,11 +130,13 @@ def credential_fields(role: object, label: object, room: object) -> tuple[Role, 
     try:
         checked_role = Role(role)
     except ValueError as exc:
-        raise InvalidInput("role must be one of form, doctor, queue, admin.") from exc
+        raise InvalidInput(
+            "role must be one of form, doctor, queue, admin.", errors.ROLE_INVALID
+        ) from exc
     if not isinstance(label, str) or not label.strip() or len(label.strip()) > 100:
-        raise InvalidInput("label must be 1-100 characters.")
+        raise InvalidInput("label must be 1-100 characters.", errors.LABEL_INVALID)
     if room is not None and (not isinstance(room, str) or len(room.strip()) > 50):
-        raise InvalidInput("room must be at most 50 characters.")
+        raise InvalidInput("room must be at most 50 characters.", errors.ROOM_TOO_LONG)
     return checked_role, label.strip(), (room or "").strip() or None
 
 
@@ -167,18 +186,20 @@ SETTING_CHOICES: dict[str, tuple[Any, ...]] = {
 def updated_settings(current: Settings, changes: dict[str, Any]) -> Settings:
     """Validate a partial update; unknown keys and bad values are refused, naming the key."""
     if not isinstance(changes, dict) or not changes:
-        raise InvalidInput("Send a JSON object with the settings to change.")
+        raise InvalidInput("Send a JSON object with the settings to change.", errors.SETTINGS_EMPTY)
     values = current.public()
     for key, value in changes.items():
         if key not in values:
-            raise InvalidInput(f"Unknown setting '{key}'.")
+            raise InvalidInput(f"Unknown setting '{key}'.", errors.SETTING_UNKNOWN)
         if key == "clinic_name":
             if not isinstance(value, str) or not value.strip() or len(value) > 100:
-                raise InvalidInput("clinic_name must be 1-100 characters.")
+                raise InvalidInput(
+                    "clinic_name must be 1-100 characters.", errors.CLINIC_NAME_INVALID
+                )
             value = value.strip()
         elif value not in SETTING_CHOICES[key] or type(value) is not type(SETTING_CHOICES[key][0]):
             allowed = ", ".join(json.dumps(choice) for choice in SETTING_CHOICES[key])
-            raise InvalidInput(f"{key} must be one of {allowed}.")
+            raise InvalidInput(f"{key} must be one of {allowed}.", errors.SETTING_VALUE_INVALID)
         values[key] = value
     return Settings(**values)
 
@@ -220,12 +241,14 @@ EVENT_STATUS = {PATIENT_ADDED: "waiting", PATIENT_COMPLETED: "completed"}
 
 def clean_name(value: object) -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
-        raise InvalidInput("fname is required.")
+        raise InvalidInput("fname is required.", errors.NAME_REQUIRED)
     if not isinstance(value, str):
-        raise InvalidInput("fname must be text.")
+        raise InvalidInput("fname must be text.", errors.NAME_NOT_TEXT)
     name = " ".join(value.split())
     if len(name) > MAX_NAME_LENGTH:
-        raise InvalidInput(f"fname must be at most {MAX_NAME_LENGTH} characters.")
+        raise InvalidInput(
+            f"fname must be at most {MAX_NAME_LENGTH} characters.", errors.NAME_TOO_LONG
+        )
     return name
 
 

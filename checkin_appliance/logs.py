@@ -63,9 +63,8 @@ class TimeFormatter(logging.Formatter):
 
 def configure(level: str | int) -> None:
     """The root logger writes to stderr at `level`."""
-    # The Logging HOWTO's "Optimization": no line names its caller's frame, thread or
-    # process, so none of them is looked up (findCaller alone was a third of a line's cost).
-    logging._srcfile = None  # type: ignore[attr-defined]
+    # The Logging HOWTO's "Optimization": no line names its thread or process, so neither
+    # is looked up.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JournalFormatter() if to_journal(sys.stderr) else TimeFormatter())

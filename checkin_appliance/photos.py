@@ -16,6 +16,7 @@ from pathlib import Path
 
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from checkin_appliance import errors
 from checkin_appliance.domain import InvalidInput
 from checkin_appliance.files import TEMP_SUFFIX, write_atomically
 
@@ -28,6 +29,7 @@ MAX_PIXELS = 40_000_000
 JPEG_QUALITY = 85
 # \Z, not $: "$" also matches before a trailing newline ("<hex>.jpg\n").
 PHOTO_NAME = re.compile(r"\A[0-9a-f]{32}\.jpg\Z")
+NOT_AN_IMAGE = "The photo must be a JPEG, PNG or WebP image."
 
 # The one pixel limit is ours, read from the header before any decoding (reencode). Pillow's
 # own only warns up to twice its value, and turning that warning into an error takes
@@ -38,13 +40,13 @@ Image.MAX_IMAGE_PIXELS = None
 def reencode(data: bytes, max_side: int = 800) -> bytes:
     """A fresh JPEG of at most `max_side` px with no metadata; InvalidInput names the problem."""
     if not data:
-        raise InvalidInput("The photo is empty.")
+        raise InvalidInput("The photo is empty.", errors.PHOTO_EMPTY)
     try:
         with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
             if img.format not in ALLOWED_FORMATS + JPEG_FAMILY:
-                raise InvalidInput("The photo must be a JPEG, PNG or WebP image.")
+                raise InvalidInput(NOT_AN_IMAGE, errors.PHOTO_NOT_AN_IMAGE)
             if img.width * img.height > MAX_PIXELS:
-                raise InvalidInput("The photo has too many pixels.")
+                raise InvalidInput("The photo has too many pixels.", errors.PHOTO_TOO_MANY_PIXELS)
             if img.format in JPEG_FAMILY:
                 # Let libjpeg decode at a reduced scale (1/2, 1/4, 1/8), never below the
                 # size we keep: four to ten times faster and smaller for camera shots.
@@ -60,9 +62,9 @@ def reencode(data: bytes, max_side: int = 800) -> bytes:
             pixels.save(out, "JPEG", quality=JPEG_QUALITY)
             return out.getvalue()
     except UnidentifiedImageError as exc:
-        raise InvalidInput("The photo must be a JPEG, PNG or WebP image.") from exc
+        raise InvalidInput(NOT_AN_IMAGE, errors.PHOTO_NOT_AN_IMAGE) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidInput("The photo is damaged or truncated.") from exc
+        raise InvalidInput("The photo is damaged or truncated.", errors.PHOTO_DAMAGED) from exc
 
 
 def _target_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:

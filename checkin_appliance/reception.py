@@ -16,7 +16,7 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from checkin_appliance import photos
+from checkin_appliance import errors, photos
 from checkin_appliance.domain import (
     Actor,
     Audience,
@@ -130,7 +130,9 @@ class Reception:
         """The longest-waiting patient (or the given one) is completed, exactly once."""
         entry = await self.store.complete(patient_id, actor, room)
         if entry is None:
-            raise NotFound(NOBODY_WAITING if patient_id is None else NO_SUCH_PATIENT)
+            if patient_id is None:
+                raise NotFound(NOBODY_WAITING, errors.NOBODY_WAITING)
+            raise NotFound(NO_SUCH_PATIENT, errors.NO_SUCH_PATIENT)
         return entry
 
     async def today(self) -> dict[str, object]:
@@ -179,6 +181,13 @@ class Reception:
         """The waiting queue and today's recent calls, consistent with each other and `seq`."""
         seq, waiting, called = await self.store.snapshot(called_since=local_day_bounds()[0])
         return snapshot_message(seq, waiting, audience, self.settings, called)
+
+    async def waiting(self) -> list[QueueEntry]:
+        return await self.store.waiting()
+
+    async def check_writable(self) -> None:
+        """A real committed write (/healthz); StoreUnavailable when the disk or lock says no."""
+        await self.store.write_probe()
 
     async def sweep_photos(self) -> int:
         known = await self.store.photo_names()

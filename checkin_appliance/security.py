@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -11,8 +12,6 @@ import secrets
 # scrypt with n=2**14, r=8 uses 16 MiB per hash; PasswordHasher caps concurrent hashes.
 _N, _R, _P, _DKLEN = 2**14, 8, 1, 32
 _MAXMEM = 64 * 1024 * 1024
-
-MIN_PASSWORD_LENGTH = 8
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
@@ -39,8 +38,11 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(actual, base64.b64decode(digest))
 
 
-# Verifying against this keeps an unknown token as slow as a wrong password.
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+@functools.cache
+def dummy_hash() -> str:
+    """What an unknown token is verified against, so it fails as slowly as a wrong password.
+    Made at the first such login, not at import: every CLI command would pay 16 MiB for it."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 class PasswordHasher:
@@ -55,8 +57,13 @@ class PasswordHasher:
 
     async def verify(self, password: str, stored: str | None) -> bool:
         async with self._slots:
-            ok = await asyncio.to_thread(verify_password, password, stored or _DUMMY_HASH)
+            ok = await asyncio.to_thread(_verify_or_waste_time, password, stored)
         return ok and stored is not None
+
+
+def _verify_or_waste_time(password: str, stored: str | None) -> bool:
+    """In the worker thread: the first unknown token makes the dummy hash there too."""
+    return verify_password(password, stored or dummy_hash())
 
 
 def new_credential_token() -> str:
@@ -77,14 +84,3 @@ def new_setup_code() -> str:
     alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
     code = "".join(secrets.choice(alphabet) for _ in range(12))
     return f"{code[:4]}-{code[4:8]}-{code[8:]}"
-
-
-def check_password_rules(password: object) -> str | None:
-    """Why a new password is unacceptable, or None."""
-    if not isinstance(password, str) or not password:
-        return "A password is required."
-    if len(password) < MIN_PASSWORD_LENGTH:
-        return f"The password must have at least {MIN_PASSWORD_LENGTH} characters."
-    if len(password) > 1024:
-        return "The password is too long."
-    return None

@@ -10,11 +10,21 @@ from typing import Any
 import aiohttp
 import pytest
 
+from checkin_appliance import errors
 from checkin_appliance.domain import Role
-from checkin_appliance.web.keys import AUTH
+from checkin_appliance.web.keys import ACCESS
 from tests.conftest import PASSWORD, Clinic, StartClinic
 
-NOT_PROVIDED = {"detail": "Authentication credentials were not provided."}
+NOT_PROVIDED = {
+    "detail": "Authentication credentials were not provided.",
+    "code": "not_authenticated",
+}
+INVALID_TOKEN = {
+    "detail": "Authentication credentials were invalid or expired.",
+    "code": "token_not_valid",
+}
+
+ERROR_CODES = {code.code: code for code in errors.ALL}
 
 
 # --- login, refresh, logout -------------------------------------------------------------
@@ -39,7 +49,10 @@ async def test_login_returns_tokens_and_role(clinic: Clinic) -> None:
 async def test_login_without_token_or_password_is_400(clinic: Clinic, body: dict[str, Any]) -> None:
     resp = await clinic.client.post("/api/login/", json=body)
     assert resp.status == 400
-    assert await resp.json() == {"error": "Please provide both token and password."}
+    assert await resp.json() == {
+        "error": "Please provide both token and password.",
+        "code": "login_fields_required",
+    }
 
 
 async def test_wrong_password_and_unknown_token_get_the_same_401(clinic: Clinic) -> None:
@@ -49,7 +62,7 @@ async def test_wrong_password_and_unknown_token_get_the_same_401(clinic: Clinic)
     unknown = await clinic.client.post(
         "/api/login/", json={"token": "99999999", "password": PASSWORD}
     )
-    expected = {"error": "Invalid credentials or inactive token."}
+    expected = {"error": "Invalid credentials or inactive token.", "code": "bad_login"}
     assert (wrong.status, await wrong.json()) == (401, expected)
     assert (unknown.status, await unknown.json()) == (401, expected)
 
@@ -94,7 +107,7 @@ async def test_logout_ends_the_session(clinic: Clinic) -> None:
     assert resp.status == 200
     after = await clinic.client.get("/api/patients/", headers=headers)
     assert after.status == 401
-    assert await after.json() == {"detail": "Authentication credentials were invalid or expired."}
+    assert await after.json() == INVALID_TOKEN
 
 
 # --- authentication headers and roles ---------------------------------------------------
@@ -120,7 +133,7 @@ async def test_both_bearer_headers_are_accepted(clinic: Clinic, header: str) -> 
 async def test_invalid_bearer_is_401(clinic: Clinic, value: str) -> None:
     resp = await clinic.client.get("/api/queue/", headers={"Authorization": value})
     assert resp.status == 401
-    assert await resp.json() == {"detail": "Authentication credentials were invalid or expired."}
+    assert await resp.json() == INVALID_TOKEN
 
 
 # (method, path, json body, roles allowed besides admin)
@@ -161,7 +174,8 @@ async def test_role_matrix(
             needed = "admin" if not allowed else ROLE_NAMES[min(allowed, key=list(Role).index)]
             assert await resp.json() == {
                 "detail": f"Access Denied: You must have the '{needed}' role to access "
-                "this resource."
+                "this resource.",
+                "code": "permission_denied",
             }
 
 
@@ -296,7 +310,10 @@ async def test_complete_a_given_patient(clinic: Clinic) -> None:
         headers=clinic.headers(Role.DOCTOR),
     )
     assert again.status == 404
-    assert await again.json() == {"error": "No waiting patient with that id."}
+    assert await again.json() == {
+        "error": "No waiting patient with that id.",
+        "code": "no_such_patient",
+    }
     queue = await (
         await clinic.client.get("/api/queue/", headers=clinic.headers(Role.DOCTOR))
     ).json()
@@ -306,7 +323,7 @@ async def test_complete_a_given_patient(clinic: Clinic) -> None:
 async def test_nobody_waiting_is_404(clinic: Clinic) -> None:
     resp = await clinic.call_next()
     assert resp.status == 404
-    assert await resp.json() == {"error": "No patients in the waiting."}
+    assert await resp.json() == {"error": "No patients in the waiting.", "code": "nobody_waiting"}
 
 
 @pytest.mark.parametrize(
@@ -325,7 +342,10 @@ async def test_invalid_action_is_400(clinic: Clinic, body: dict[str, Any]) -> No
     await clinic.check_in("Still Waiting")
     resp = await clinic.client.post("/api/doctors/", json=body, headers=clinic.headers(Role.DOCTOR))
     assert resp.status == 400
-    assert await resp.json() == {"error": "Invalid action or missing patient."}
+    assert await resp.json() == {
+        "error": "Invalid action or missing patient.",
+        "code": "invalid_action",
+    }
 
 
 async def test_concurrent_call_next_never_hands_out_a_patient_twice(clinic: Clinic) -> None:
@@ -496,7 +516,7 @@ async def test_setup_code_creates_the_first_admin_exactly_once(
     from checkin_appliance.app import create_app
 
     client = await aiohttp_client(create_app(config))
-    code = client.app[AUTH].setup_code
+    code = client.app[ACCESS].setup_code
     assert code
     wrong = await client.post(
         "/api/setup/", json={"code": "AAAA-BBBB-CCCC", "password": "adm1n pass"}
@@ -521,7 +541,7 @@ async def test_setup_code_creates_the_first_admin_exactly_once(
     assert (await login.json())["role"] == "admin"
     again = await client.post("/api/setup/", json={"code": code, "password": "adm1n pass"})
     assert again.status == 403
-    assert await again.json() == {"error": "Setup is already complete."}
+    assert await again.json() == {"error": "Setup is already complete.", "code": "setup_complete"}
 
 
 # --- health, errors, headers, storage ---------------------------------------------------
@@ -599,11 +619,11 @@ async def test_check_in_is_on_disk_when_acknowledged(clinic: Clinic, config: Any
 
 async def test_an_admin_made_elsewhere_closes_setup(clinic: Clinic) -> None:
     # The clinic fixture adds its admin after start-up, as `token create --role admin` would.
-    code = clinic.app[AUTH].setup_code
+    code = clinic.app[ACCESS].setup_code
     assert code is not None
     resp = await clinic.client.post("/api/setup/", json={"code": code, "password": "adm1n pass"})
     assert resp.status == 403
-    assert await resp.json() == {"error": "Setup is already complete."}
+    assert await resp.json() == {"error": "Setup is already complete.", "code": "setup_complete"}
 
 
 async def test_form_bodies_work_like_json_for_actions_and_login(clinic: Clinic) -> None:
@@ -627,6 +647,7 @@ async def test_every_route_answers_bad_requests_with_one_json_error_shape(clinic
         if route.method not in ("HEAD", "*") and route.resource is not None
     ]
     assert len(routes) >= 15
+    assert len(ERROR_CODES) == len(errors.ALL), "two errors share a code"
     attempts = [
         {},
         {"data": b"\x00garbage{", "headers": {"Content-Type": "application/json"}},
@@ -647,9 +668,14 @@ async def test_every_route_answers_bad_requests_with_one_json_error_shape(clinic
                 continue
             assert resp.content_type == "application/json", (method, path, resp.status)
             body = await resp.json()
-            assert len(body) == 1 and set(body) <= {"error", "detail"}, (method, path, body)
-            assert isinstance(next(iter(body.values())), str)
-            assert "Traceback" not in next(iter(body.values()))
+            # One shape: the original's key with its text, and our code, which says the
+            # status and the key it comes with (errors.py).
+            code = ERROR_CODES.get(body.get("code"))
+            assert code is not None, (method, path, body)
+            assert set(body) == {code.key, "code"}, (method, path, body)
+            assert code.status == resp.status or code is errors.HTTP_ERROR, (method, path, body)
+            assert isinstance(body[code.key], str) and body[code.key]
+            assert "Traceback" not in body[code.key]
     assert (await clinic.client.get("/healthz")).status == 200
 
 

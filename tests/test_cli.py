@@ -12,6 +12,8 @@ import contextlib
 import json
 import re
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,8 @@ TIMEOUT = 5.0  # seconds for one event or one HTTP answer
 PICKUP_TIMEOUT = 5.0  # the server looks for CLI changes every second
 CLOSE_DEADLINE = 3.0  # a deactivated credential's feed must be closed by then
 CLOSE_ACCESS_REVOKED = 4403
-BAD_LOGIN = {"error": "Invalid credentials or inactive token."}
+SETUP_COMPLETE = {"error": "Setup is already complete.", "code": "setup_complete"}
+BAD_LOGIN = {"error": "Invalid credentials or inactive token.", "code": "bad_login"}
 DEFAULT_SETTINGS = {
     "clinic_name": "Clinic",
     "language": "en",
@@ -331,7 +334,8 @@ async def test_token_deactivate_closes_its_feeds_and_ends_its_sessions(
         ):
             assert resp.status == 401
             assert (await resp.json()) == {
-                "detail": "Authentication credentials were invalid or expired."
+                "detail": "Authentication credentials were invalid or expired.",
+                "code": "token_not_valid",
             }
         assert login_status(shared_server, doomed) == (401, BAD_LOGIN)
         assert await refused_status(f"{ws_url}?token={doomed_access}") == 401
@@ -444,7 +448,7 @@ def test_serve_prints_a_one_time_setup_code(server: Server, tmp_path: Path) -> N
 
     assert http_json("POST", setup_url, {"code": "AAAA-BBBB-CCCC", "password": PASSWORD}) == (
         403,
-        {"error": "Invalid setup code."},
+        {"error": "Invalid setup code.", "code": "setup_code_invalid"},
     )
     status, body = http_json("POST", setup_url, {"code": code, "password": PASSWORD})
     assert status == 201, body
@@ -457,7 +461,7 @@ def test_serve_prints_a_one_time_setup_code(server: Server, tmp_path: Path) -> N
     # Used once, it is gone: a second use (same or other password) is refused.
     for password in (PASSWORD, "another password"):
         status, again = http_json("POST", setup_url, {"code": code, "password": password})
-        assert (status, again) == (403, {"error": "Setup is already complete."})
+        assert (status, again) == (403, SETUP_COMPLETE)
 
     # A restart with an administrator in the database prints no code at all.
     server.stop()
@@ -467,7 +471,7 @@ def test_serve_prints_a_one_time_setup_code(server: Server, tmp_path: Path) -> N
         status, body = http_json(
             "POST", f"{restarted.base_url}/api/setup/", {"code": code, "password": PASSWORD}
         )
-        assert (status, body) == (403, {"error": "Setup is already complete."})
+        assert (status, body) == (403, SETUP_COMPLETE)
 
 
 def test_serve_on_a_busy_port_fails_with_a_clear_message(
@@ -478,6 +482,44 @@ def test_serve_on_a_busy_port_fails_with_a_clear_message(
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr
     assert port in result.stderr and "in use" in result.stderr, result.stderr
+    assert "ERROR" in result.stderr  # logged with its priority, not printed
+
+
+def test_the_commands_and_the_services_below_the_web_load_no_aiohttp() -> None:
+    """access.py, errors.py and reception.py speak no HTTP; only `serve` loads the web side."""
+    probe = (
+        "import sys, checkin_appliance.cli, checkin_appliance.access, checkin_appliance.errors; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'aiohttp'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_no_command_pays_for_the_dummy_password_hash_at_start() -> None:
+    """It costs a 16 MiB scrypt; only a login with an unknown token needs it."""
+    probe = (
+        "import checkin_appliance.cli as cli, checkin_appliance.security as security; "
+        "print(security.dummy_hash.cache_info().currsize)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "0"
+
+
+def test_a_data_directory_that_cannot_be_made_is_named(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the data directory should be")
+    data_dir = blocker / "data"
+    result = run_cli(
+        "serve", "--host", HOST, "--port", str(free_port()), "--data-dir", str(data_dir)
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert f"cannot create the data directory {data_dir}" in result.stderr, result.stderr
+    assert "ERROR" in result.stderr  # logged with its priority, not printed
 
 
 def test_a_second_server_on_the_same_data_directory_refuses_to_start(

@@ -23,6 +23,7 @@ from checkin_appliance.domain import Role
 from checkin_appliance.web.errors import DAMAGED
 from tests.conftest import PASSWORD, Clinic, StartClinic
 
+DAMAGED_BODY = {"error": DAMAGED, "code": "database_damaged"}
 PATIENTS = ("Ada", "Grace", "Edsger")
 
 
@@ -103,7 +104,7 @@ async def _assert_writes_refused(client: TestClient, clinic: Clinic) -> None:
     for method, path, body, headers in attempts:
         resp = await client.request(method, path, json=body, headers=headers)
         assert resp.status == 503, (method, path, await resp.text())
-        assert await resp.json() == {"error": DAMAGED}, (method, path)
+        assert await resp.json() == DAMAGED_BODY, (method, path)
 
 
 async def _assert_healthz_damaged(client: TestClient) -> None:
@@ -112,7 +113,8 @@ async def _assert_healthz_damaged(client: TestClient) -> None:
     body = await resp.json()
     assert body["db"] == "damaged"
     assert body["status"] == "error"
-    assert {"status", "db", "version", "error"} <= body.keys()
+    assert body.keys() == {"status", "db", "version", "error", "code"}
+    assert body["code"] == "database_damaged"
 
 
 def _assert_logged_what_to_do(caplog: pytest.LogCaptureFixture) -> None:
@@ -168,7 +170,7 @@ async def test_unreadable_file_starts_in_maintenance_mode_with_clear_errors(
     for path in ("/api/queue/", "/api/stats/today/"):
         resp = await client.get(path, headers=clinic.headers(Role.DOCTOR))
         assert resp.status == 503, (path, await resp.text())
-        assert await resp.json() == {"error": DAMAGED}
+        assert await resp.json() == DAMAGED_BODY
     # Pages still load (they read nothing from the database).
     resp = await client.get("/")
     assert resp.status < 500

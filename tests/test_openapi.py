@@ -32,6 +32,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from checkin_appliance import errors
 from checkin_appliance.app import create_app
 from checkin_appliance.config import Config
 from checkin_appliance.web import openapi
@@ -90,14 +91,14 @@ anonymous_schema = _load_schema(generate_auth=True)
 def beyond_json_schema(ctx: Any, failure: Any, case: Any, response: schemathesis.Response) -> bool:
     """One rule of the server that JSON Schema cannot state, so that a schema-valid request
     rightly gets its documented 400 (ST202 would call that a rejected valid request): the
-    `image` part must be the bytes of a JPEG, PNG or WebP image ("The photo ...").
+    `image` part must be the bytes of a JPEG, PNG or WebP image (codes photo_...).
 
     Every other failure, and this one anywhere else, still fails the test."""
     if failure.code != "ST202":
         return True
-    error = response.json().get("error", "")
+    code = response.json().get("code", "")
     if case.operation.label == "POST /api/patients/":
-        return not error.startswith("The photo ")
+        return not code.startswith("photo_")
     return True
 
 
@@ -204,6 +205,15 @@ def _served(tmp_path: Path) -> set[tuple[str, str]]:
         served.add((route.method, resource.canonical))
     # aiohttp answers HEAD for every GET route; the document describes the GET.
     return {(m, p) for m, p in served if not (m == "HEAD" and ("GET", p) in served)}
+
+
+def test_the_documented_error_codes_are_the_ones_the_server_answers_with() -> None:
+    document = json.loads(openapi.document())
+    documented = document["components"]["schemas"]["ErrorCode"]["enum"]
+    assert documented == [code.code for code in errors.ALL]
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [code.code for code in errors.ALL if f"| `{code.code}` |" not in readme]
+    assert missing == [], "the README's API overview lists every code"
 
 
 def test_every_route_is_documented_and_every_documented_route_exists(tmp_path: Path) -> None:

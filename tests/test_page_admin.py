@@ -168,7 +168,7 @@ async def test_settings_are_saved_from_the_form(
     # The server's refusal is shown next to the form, and nothing changes.
     await form.get_by_label("Clinic name").fill("   ")
     await form.get_by_role("button", name="Save settings").click()
-    await expect(status).to_have_text("clinic_name must be 1-100 characters.")
+    await expect(status).to_have_text("The clinic name must be 1 to 100 characters.")
     await expect(status).to_have_class(re.compile(r"alert--error"))
     assert api(appliance, "GET", "/api/settings/", reader)[1]["clinic_name"] == (
         "Riverside Family Clinic"

@@ -330,7 +330,10 @@ async def test_a_lost_answer_is_retried_with_the_same_key_and_adds_one_patient(
             await route.fetch()  # the server checks the patient in…
             await route.abort("failed")  # …and the answer never reaches the kiosk
         elif len(keys) == 2:
-            await route.fulfill(status=503, json={"error": "The database is unavailable."})
+            await route.fulfill(
+                status=503,
+                json={"error": "The database is unavailable.", "code": "database_unavailable"},
+            )
         else:
             await seen_trying.wait()
             await route.continue_()
@@ -611,7 +614,10 @@ async def test_a_photo_the_server_finds_too_big_is_explained(
     page = await open_kiosk(browser, appliance)
 
     async def too_big(route: Route) -> None:
-        await route.fulfill(status=413, json={"error": "The photo is larger than the 5 MB limit."})
+        await route.fulfill(
+            status=413,
+            json={"error": "The photo is larger than the 5 MB limit.", "code": "photo_too_large"},
+        )
 
     await page.route("**/api/patients/", too_big)
     await name_field(page).fill("Bea Martín")

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from aiohttp import DummyCookieJar
 
+from checkin_appliance import errors
 from checkin_appliance.app import create_app
 from checkin_appliance.config import Config
 from checkin_appliance.domain import Role
 from checkin_appliance.web.i18n import LANGUAGES, catalog
-from checkin_appliance.web.keys import AUTH
+from checkin_appliance.web.keys import ACCESS
 from tests.conftest import PASSWORD, Clinic
 
 WEB = Path(__file__).resolve().parent.parent / "checkin_appliance" / "web"
@@ -64,6 +65,23 @@ def test_every_key_the_templates_and_scripts_use_is_in_the_catalog() -> None:
     assert not missing, f"keys used but not in the catalog: {sorted(missing)}"
 
 
+def test_the_scripts_branch_on_error_codes_the_server_has_and_show_catalog_texts() -> None:
+    """Pages map the server's codes (errors.py) to their own texts, never its wording."""
+    codes = {code.code for code in errors.ALL}
+    known: set[str] = set()
+    keys: set[str] = set()
+    for path in WEB.glob("static/js/*.js"):
+        text = path.read_text()
+        for block in re.findall(r"const (?:PROBLEMS|ERROR_TEXTS) = \{(.*?)\n\};", text, re.S):
+            known |= set(re.findall(r"^\s+([a-z_]+):", block, re.M))
+        for listed in re.findall(r"\[([^\]]*)\]\.includes\(error\.code\)", text):
+            known |= set(re.findall(r'"([a-z_]+)"', listed))
+        keys |= set(re.findall(r'"((?:kiosk|admin|doctor|display|common)\.[a-z0-9_.]+)"', text))
+    assert {"photo_too_large", "name_required", "password_too_short"} <= known
+    assert known <= codes, f"codes the server never sends: {sorted(known - codes)}"
+    assert keys - catalog()["en"].keys() == set()
+
+
 # --- first run ----------------------------------------------------------------------------
 
 
@@ -77,7 +95,7 @@ async def test_first_run_goes_to_setup_and_creates_the_admin(
     assert form.status == 200
     assert 'name="code"' in await form.text()
 
-    code = client.app[AUTH].setup_code
+    code = client.app[ACCESS].setup_code
     fields = {"code": code, "password": "adm1n password", "confirm": "adm1n password"}
     foreign = await client.post("/setup", data=fields, headers={"Origin": "http://evil.example"})
     assert foreign.status == 403
@@ -86,6 +104,10 @@ async def test_first_run_goes_to_setup_and_creates_the_admin(
     assert mismatch.status == 400
     wrong = await client.post("/setup", data={**fields, "code": "AAAA-BBBB-CCCC"}, headers=ours)
     assert wrong.status == 403
+    short = {**fields, "password": "short", "confirm": "short"}
+    too_short = await client.post("/setup", data=short, headers=ours)
+    assert too_short.status == 400
+    assert "at least 8 characters" in await too_short.text()
     done = await client.post("/setup", data=fields, headers=ours)
     assert done.status == 200
     token = re.search(r"data-admin-token>(\d{8})<", await done.text()).group(1)

@@ -183,7 +183,7 @@ async def assert_rejected(
     assert resp.status == status, await resp.text()
     assert resp.content_type == "application/json"
     body = await resp.json()
-    assert set(body) == {"error"}
+    assert set(body) == {"error", "code"}
     for word in words:
         assert word.lower() in body["error"].lower(), body
     assert await queue(clinic) == []
@@ -529,7 +529,7 @@ async def test_unknown_photo_name_is_a_json_404(clinic: Clinic, stored_name: str
 
     assert resp.status == 404
     assert resp.content_type == "application/json"
-    assert set(await resp.json()) == {"error"}
+    assert await resp.json() == {"error": "Not found.", "code": "not_found"}
 
 
 NOT_STORED_NAMES = [

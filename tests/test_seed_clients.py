@@ -414,18 +414,22 @@ async def test_queue_manager_from_the_document_renders_the_queue(
 
 
 @pytest.mark.parametrize(
-    ("query", "detail"),
+    ("query", "detail", "code"),
     [
-        ("", "Authentication credentials were not provided."),
-        ("?token=not-a-session", "Authentication credentials were invalid or expired."),
+        ("", "Authentication credentials were not provided.", "not_authenticated"),
+        (
+            "?token=not-a-session",
+            "Authentication credentials were invalid or expired.",
+            "token_not_valid",
+        ),
     ],
 )
 async def test_feed_refuses_a_client_without_a_valid_token(
-    server: Server, query: str, detail: str
+    server: Server, query: str, detail: str, code: str
 ) -> None:
     with pytest.raises(InvalidStatus) as refused:
         async with asyncio.timeout(TIMEOUT), websockets.connect(server.ws_url + query):
             pass
     response = refused.value.response
     assert response.status_code == 401
-    assert json.loads(response.body) == {"detail": detail}
+    assert json.loads(response.body) == {"detail": detail, "code": code}

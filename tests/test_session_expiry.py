@@ -14,7 +14,7 @@ from checkin_appliance import app as app_module
 from checkin_appliance.config import Config, ConfigError, load_config
 from checkin_appliance.domain import Role, format_time, parse_time
 from checkin_appliance.hub import CLOSE_ACCESS_REVOKED
-from checkin_appliance.web.keys import AUTH, CONFIG
+from checkin_appliance.web.keys import ACCESS, CONFIG
 from tests.conftest import Clinic
 from tests.test_pages import cookie_header, page_login
 
@@ -36,7 +36,7 @@ def set_newest_session(clinic: Clinic, **columns: str) -> None:
             f"UPDATE sessions SET {assignments} WHERE id = (SELECT max(id) FROM sessions)",  # noqa: S608
             tuple(columns.values()),
         )
-    clinic.app[AUTH].forget_sessions()
+    clinic.app[ACCESS].forget_sessions()
 
 
 def from_now(seconds: float) -> str:

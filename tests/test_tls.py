@@ -382,7 +382,7 @@ def test_the_clinics_own_certificate_is_served_as_is(tmp_path: Path) -> None:
         assert (status, served) == (200, der)
         # No local CA in this mode: nothing to download, no trust section, no files made.
         status, _, body, _ = https(server.port, server.context(), path="/ca.crt")
-        assert status == 404 and json.loads(body) == {"error": "Not found."}
+        assert status == 404 and json.loads(body) == {"error": "Not found.", "code": "not_found"}
         _, _, setup, _ = https(server.port, server.context(), path="/setup")
         assert b"ca-fingerprint" not in setup
         assert not (data / "tls").exists()
@@ -620,7 +620,7 @@ async def test_the_admin_page_shows_how_to_trust_the_box(clinic: Clinic, config:
 async def test_ca_crt_is_there_only_with_the_local_ca(aiohttp_client: Any, tmp_path: Path) -> None:
     off = await aiohttp_client(create_app(Config(data_dir=tmp_path / "off")))
     resp = await off.get("/ca.crt")
-    assert (resp.status, await resp.json()) == (404, {"error": "Not found."})
+    assert (resp.status, await resp.json()) == (404, {"error": "Not found.", "code": "not_found"})
     setup = await (await off.get("/setup")).text()
     assert "ca-fingerprint" not in setup
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from checkin_appliance import __version__, photos
+from checkin_appliance import __version__, errors, photos
 from checkin_appliance.config import Config
 from checkin_appliance.domain import (
     Audience,
@@ -18,22 +18,18 @@ from checkin_appliance.domain import (
     Role,
     TooLarge,
     audience_for,
-    credential_fields,
     patient_view,
     queue_item,
 )
-from checkin_appliance.security import check_password_rules, new_credential_token
 from checkin_appliance.store import StoreUnavailable
 from checkin_appliance.web.auth import (
-    BAD_LOGIN,
-    MISSING_LOGIN,
     SESSION_COOKIE,
-    ApiError,
     client_address,
+    require,
     set_session_cookie,
 )
-from checkin_appliance.web.errors import encode_json, json_response
-from checkin_appliance.web.keys import AUTH, CONFIG, RECEPTION, STORE
+from checkin_appliance.web.errors import ApiError, error_response, health_error, json_response
+from checkin_appliance.web.keys import ACCESS, CONFIG, RECEPTION
 
 if TYPE_CHECKING:
     from checkin_appliance.tls import LocalCA
@@ -54,7 +50,7 @@ async def read_body(request: web.Request) -> dict[str, Any]:
         try:
             form = await request.post()  # bounded by client_max_size
         except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
-            raise InvalidInput("The form body is malformed.") from exc
+            raise InvalidInput("The form body is malformed.", errors.FORM_MALFORMED) from exc
         return {key: value for key, value in form.items() if isinstance(value, str)}
     if request.content_type not in (
         "application/json",
@@ -62,7 +58,7 @@ async def read_body(request: web.Request) -> dict[str, Any]:
         "text/plain",
         "",
     ):
-        raise ApiError(415, error="Send the request body as application/json.")
+        raise ApiError(errors.UNSUPPORTED_MEDIA_TYPE, "Send the request body as application/json.")
     raw = await request.read()
     if not raw.strip():
         return {}
@@ -73,21 +69,23 @@ async def read_body(request: web.Request) -> dict[str, Any]:
         # A lone surrogate ("\ud800") is valid JSON but no text: refuse it here, not in
         # SQLite or on the way out. Only an escape can make one.
         if "\\u" in text:
-            encode_json(body).encode("utf-8")
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
     except (ValueError, UnicodeError, RecursionError) as exc:
-        raise InvalidInput("The request body is not valid JSON text.") from exc
+        raise InvalidInput("The request body is not valid JSON text.", errors.INVALID_JSON) from exc
     if not isinstance(body, dict):
-        raise InvalidInput(NO_BODY)
+        raise InvalidInput(NO_BODY, errors.BODY_NOT_AN_OBJECT)
     return body
 
 
-async def _read_part(part: BodyPartReader, limit: int, too_large: str) -> bytes:
+async def _read_part(
+    part: BodyPartReader, limit: int, too_large: str, code: errors.ErrorCode
+) -> bytes:
     """Reads one multipart part, counting bytes as they arrive (client_max_size does not)."""
     chunks, size = [], 0
     while chunk := await part.read_chunk(64 * 1024):
         size += len(chunk)
         if size > limit:
-            raise TooLarge(too_large)
+            raise TooLarge(too_large, code)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -111,18 +109,22 @@ async def read_check_in(request: web.Request) -> tuple[dict[str, Any], bytes | N
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):
-                raise InvalidInput("Nested multipart bodies are not supported.")
+                raise InvalidInput(
+                    "Nested multipart bodies are not supported.", errors.MULTIPART_NESTED
+                )
             if part.name == "image":
-                data = await _read_part(part, max_photo, too_large)
+                data = await _read_part(part, max_photo, too_large, errors.PHOTO_TOO_LARGE)
                 if data and photo is None:
                     photo = data
                 continue
-            data = await _read_part(part, min(FIELD_LIMIT, budget), "A form field is too large.")
+            data = await _read_part(
+                part, min(FIELD_LIMIT, budget), "A form field is too large.", errors.FIELD_TOO_LARGE
+            )
             budget -= len(data)
             if part.name and part.name not in fields and part.filename is None:
                 fields[part.name] = data.decode(part.get_charset("utf-8"), errors="replace")
     except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
-        raise InvalidInput("The multipart body is malformed.") from exc
+        raise InvalidInput("The multipart body is malformed.", errors.FORM_MALFORMED) from exc
     return fields, photo
 
 
@@ -131,36 +133,21 @@ async def read_check_in(request: web.Request) -> tuple[dict[str, Any], bytes | N
 
 @routes.post("/api/setup/")
 async def setup(request: web.Request) -> web.Response:
-    auth = request.app[AUTH]
-    if not await auth.setup_open():
-        raise ApiError(403, error="Setup is already complete.")
+    access = request.app[ACCESS]
+    await access.require_setup_open()  # before reading the body, as the original did
     body = await read_body(request)
-    code, password = body.get("code"), body.get("password")
-    if not isinstance(code, str) or not code:
-        raise InvalidInput("Please provide the setup code and a password.")
-    problem = check_password_rules(password)
-    if problem:
-        raise InvalidInput(problem)
-    credential = await auth.complete_setup(code, password, client_address(request))
-    if credential is None:
-        if auth.setup_code is None:
-            raise ApiError(403, error="Setup is already complete.")
-        raise ApiError(403, error="Invalid setup code.")
+    credential = await access.complete_setup(
+        body.get("code"), body.get("password"), client_address(request)
+    )
     return json_response({"token": credential.token, **credential.public()}, 201)
 
 
 @routes.post("/api/login/")
 async def login(request: web.Request) -> web.Response:
     body = await read_body(request)
-    token, password = body.get("token"), body.get("password")
-    if isinstance(token, int) and not isinstance(token, bool):
-        token = str(token)
-    if not token or not password:
-        raise InvalidInput(MISSING_LOGIN)
-    if not isinstance(token, str) or not isinstance(password, str):
-        raise ApiError(401, error=BAD_LOGIN)
-    auth = request.app[AUTH]
-    tokens = await auth.login(token.strip(), password, client_address(request))
+    tokens = await request.app[ACCESS].login(
+        body.get("token"), body.get("password"), client_address(request)
+    )
     response = json_response(
         {"access": tokens.access, "refresh": tokens.refresh, "role": tokens.credential.role.value}
     )
@@ -171,19 +158,14 @@ async def login(request: web.Request) -> web.Response:
 @routes.post("/api/token/refresh/")
 async def refresh(request: web.Request) -> web.Response:
     body = await read_body(request)
-    token = body.get("refresh")
-    if not isinstance(token, str) or not token:
-        raise InvalidInput("Please provide the refresh token.")
-    access = await request.app[AUTH].refresh(token)
-    if access is None:
-        raise ApiError(401, detail="Token is invalid or expired.")
+    access = await request.app[ACCESS].refresh(body.get("refresh"))
     return json_response({"access": access})
 
 
 @routes.post("/api/logout/")
 async def logout(request: web.Request) -> web.Response:
-    caller = await request.app[AUTH].require(request)
-    await request.app[AUTH].end_session(caller, "logged out")
+    caller = await require(request)
+    await request.app[ACCESS].logout(caller.session, caller.actor, "logged out")
     response = json_response({"message": "Logged out."})
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
@@ -194,7 +176,7 @@ async def logout(request: web.Request) -> web.Response:
 
 @routes.get("/api/patients/")
 async def patients_welcome(request: web.Request) -> web.Response:
-    caller = await request.app[AUTH].require(request, Role.FORM)
+    caller = await require(request, Role.FORM)
     return json_response(
         {"message": f"Welcome {caller.credential.label}, you can check patients in."}
     )
@@ -202,15 +184,20 @@ async def patients_welcome(request: web.Request) -> web.Response:
 
 @routes.post("/api/patients/")
 async def check_in(request: web.Request) -> web.Response:
-    caller = await request.app[AUTH].require(request, Role.FORM)
+    caller = await require(request, Role.FORM)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not IDEMPOTENCY_KEY.match(key):
-        raise InvalidInput("Idempotency-Key must be 1-100 letters, digits, '-' or '_'.")
+        raise InvalidInput(
+            "Idempotency-Key must be 1-100 letters, digits, '-' or '_'.",
+            errors.IDEMPOTENCY_KEY_INVALID,
+        )
     try:
         async with asyncio.timeout(request.app[CONFIG].upload_timeout):
             fields, photo = await read_check_in(request)
     except TimeoutError:
-        response = json_response({"error": "The upload took too long; please try again."}, 408)
+        response = error_response(
+            errors.REQUEST_TIMEOUT, "The upload took too long; please try again."
+        )
         response.force_close()  # do not linger reading the rest of a trickle
         return response
     entry, position, replayed = await request.app[RECEPTION].check_in(
@@ -223,7 +210,7 @@ async def check_in(request: web.Request) -> web.Response:
 
 @routes.get("/api/doctors/")
 async def doctors_welcome(request: web.Request) -> web.Response:
-    caller = await request.app[AUTH].require(request, Role.DOCTOR)
+    caller = await require(request, Role.DOCTOR)
     return json_response({"message": f"Welcome Doctor {caller.credential.label}."})
 
 
@@ -240,16 +227,16 @@ def _patient_id(value: Any) -> int | None:
 
 @routes.post("/api/doctors/")
 async def doctors_action(request: web.Request) -> web.Response:
-    caller = await request.app[AUTH].require(request, Role.DOCTOR)
+    caller = await require(request, Role.DOCTOR)
     body = await read_body(request)
     action = body.get("action")
     patient_id = None
     if action == "complete" and body.get("patient_id") not in (None, ""):
         patient_id = _patient_id(body["patient_id"])
         if patient_id is None:
-            raise InvalidInput(INVALID_ACTION)
+            raise InvalidInput(INVALID_ACTION, errors.INVALID_ACTION)
     elif action not in ("call_next", "complete"):
-        raise InvalidInput(INVALID_ACTION)
+        raise InvalidInput(INVALID_ACTION, errors.INVALID_ACTION)
     reception = request.app[RECEPTION]
     entry = await reception.call(patient_id, caller.actor, caller.credential.room)
     return json_response(
@@ -262,17 +249,17 @@ async def doctors_action(request: web.Request) -> web.Response:
 
 @routes.get("/api/queue/")
 async def queue(request: web.Request) -> web.Response:
-    caller = await request.app[AUTH].require(request)
+    caller = await require(request)
     reception = request.app[RECEPTION]
     audience = audience_for(caller.credential.role)
-    waiting = await request.app[STORE].waiting()
+    waiting = await reception.waiting()
     return json_response([queue_item(e, audience, reception.settings) for e in waiting])
 
 
 @routes.get("/api/stats/today/")
 async def stats_today(request: web.Request) -> web.Response:
     """Ours: today's figures for the doctor console and the admin summary (no names)."""
-    await request.app[AUTH].require(request)
+    await require(request)
     return json_response(await request.app[RECEPTION].today())
 
 
@@ -281,46 +268,38 @@ async def stats_today(request: web.Request) -> web.Response:
 
 @routes.get("/api/settings/")
 async def get_settings(request: web.Request) -> web.Response:
-    await request.app[AUTH].require(request)
+    await require(request)
     return json_response(request.app[RECEPTION].settings.public())
 
 
 @routes.patch("/api/settings/")
 async def change_settings(request: web.Request) -> web.Response:
-    caller = await request.app[AUTH].require(request, Role.ADMIN)
+    caller = await require(request, Role.ADMIN)
     settings = await request.app[RECEPTION].update_settings(await read_body(request), caller.actor)
     return json_response(settings.public())
 
 
 @routes.get("/api/credentials/")
 async def list_credentials(request: web.Request) -> web.Response:
-    await request.app[AUTH].require(request, Role.ADMIN)
-    credentials = await request.app[STORE].list_credentials()
+    await require(request, Role.ADMIN)
+    credentials = await request.app[ACCESS].list_credentials()
     return json_response([c.public() for c in credentials])
 
 
 @routes.post("/api/credentials/")
 async def create_credential(request: web.Request) -> web.Response:
-    caller = await request.app[AUTH].require(request, Role.ADMIN)
+    caller = await require(request, Role.ADMIN)
     body = await read_body(request)
-    role, label, room = credential_fields(body.get("role"), body.get("label"), body.get("room"))
-    problem = check_password_rules(body.get("password"))
-    if problem:
-        raise InvalidInput(problem)
-    password_hash = await request.app[AUTH].hasher.hash(body["password"])
-    credential = await request.app[STORE].create_credential(
-        new_credential_token, role, label, room, password_hash, actor=caller.actor
+    credential = await request.app[ACCESS].create_credential(
+        body.get("role"), body.get("label"), body.get("room"), body.get("password"), caller.actor
     )
-    assert credential is not None
     return json_response(credential.public(), 201)
 
 
 @routes.post("/api/credentials/{token}/deactivate/")
 async def deactivate_credential(request: web.Request) -> web.Response:
-    caller = await request.app[AUTH].require(request, Role.ADMIN)
-    credential = await request.app[AUTH].deactivate(request.match_info["token"], caller.actor)
-    if credential is None:
-        raise ApiError(404, error="No credential with that token.")
+    caller = await require(request, Role.ADMIN)
+    credential = await request.app[ACCESS].deactivate(request.match_info["token"], caller.actor)
     return json_response(credential.public())
 
 
@@ -330,17 +309,9 @@ async def deactivate_credential(request: web.Request) -> web.Response:
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     try:
-        await request.app[STORE].write_probe()
+        await request.app[RECEPTION].check_writable()
     except StoreUnavailable:
-        return json_response(
-            {
-                "status": "error",
-                "db": "error",
-                "version": __version__,
-                "error": "The database cannot be written.",
-            },
-            503,
-        )
+        return health_error("error", errors.DATABASE_UNAVAILABLE, "The database cannot be written.")
     return json_response({"status": "ok", "db": "ok", "version": __version__})
 
 

@@ -1,4 +1,7 @@
-"""One JSON error shape for every route: {"error": …} or, for auth, {"detail": …}."""
+"""One JSON error shape for every route: {"error": …, "code": …} or, for auth, {"detail": …}.
+
+The body is always errors.error_body's; the codes and their statuses are in errors.py.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from checkin_appliance import __version__, domain
+from checkin_appliance import __version__, domain, errors
+from checkin_appliance.errors import ErrorCode, error_body
 from checkin_appliance.store import StoreUnavailable
 from checkin_appliance.store.database import StoreDamaged
 
@@ -17,29 +21,20 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_DOMAIN_STATUS: dict[type[domain.DomainError], int] = {
-    domain.InvalidInput: 400,
-    domain.NotAllowed: 403,
-    domain.NotFound: 404,
-    domain.Conflict: 409,
-    domain.TooLarge: 413,
-    domain.Unavailable: 503,
-}
-
 DAMAGED = (
     "The database is damaged; the box is in maintenance mode. "
     "Restore a backup (see the README) or contact support."
 )
-# What every JSON answer is written with (built once; json.dumps builds one per call).
-encode_json = json.JSONEncoder(ensure_ascii=False).encode
+UNAVAILABLE = "The database is unavailable; try again shortly."
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-_HTTP_MESSAGES = {
-    400: "Bad request.",
-    404: "Not found.",
-    405: "Method not allowed.",
-    413: "Request body is too large.",
-    415: "Unsupported media type.",
+# aiohttp's own refusals (routing, body limits): our text and code for each.
+_HTTP_ERRORS = {
+    400: ("Bad request.", errors.BAD_REQUEST),
+    404: ("Not found.", errors.NOT_FOUND),
+    405: ("Method not allowed.", errors.METHOD_NOT_ALLOWED),
+    413: ("Request body is too large.", errors.REQUEST_TOO_LARGE),
+    415: ("Unsupported media type.", errors.UNSUPPORTED_MEDIA_TYPE),
 }
 
 
@@ -47,16 +42,11 @@ class ApiError(Exception):
     """An HTTP answer decided by the web layer (auth, malformed bodies)."""
 
     def __init__(
-        self,
-        status: int,
-        *,
-        error: str | None = None,
-        detail: str | None = None,
-        headers: dict[str, str] | None = None,
+        self, code: ErrorCode, message: str, *, headers: dict[str, str] | None = None
     ) -> None:
-        super().__init__(error or detail)
-        self.status = status
-        self.body = {"detail": detail} if detail is not None else {"error": error}
+        super().__init__(message)
+        self.code = code
+        self.message = message
         self.headers = headers or {}
 
 
@@ -64,59 +54,86 @@ def json_response(
     body: object, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.Response(
-        text=encode_json(body),
+        text=json.dumps(body, ensure_ascii=False),
         status=status,
         content_type="application/json",
         headers=headers,
     )
 
 
-def error_response(error: ApiError) -> web.Response:
-    return json_response(error.body, error.status, error.headers)
+def error_response(
+    code: ErrorCode,
+    message: str,
+    *,
+    status: int | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, object] | None = None,
+) -> web.Response:
+    """Every error answer: error_body (after `extra`, e.g. /healthz's fields) at the code's
+    status (`status` only for aiohttp's own refusals that share one code)."""
+    body = {**(extra or {}), **error_body(code, message)}
+    return json_response(body, status or code.status, headers)
 
 
-def error_middleware(is_damaged: Callable[[], bool] = lambda: False) -> Middleware:
-    """Every failure as a JSON answer; and on a damaged database, every state change
-    answers 503 before its body is read (one middleware: each one more is a coroutine
-    frame per request, and per open live feed for as long as it stays open).
-
-    Reads go on where the file still allows; the store raises StoreDamaged where it does not.
-    """
+def error_middleware() -> Middleware:
+    """Every failure as a JSON answer: ours by their code, aiohttp's by status, bugs as 500."""
 
     @web.middleware
-    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            if is_damaged() and (request.method not in _SAFE_METHODS or request.path == "/healthz"):
-                return _damaged_response(request)
             return await handler(request)
         except ApiError as exc:
-            return error_response(exc)
+            return error_response(exc.code, exc.message, headers=exc.headers)
+        except domain.TooManyAttempts as exc:
+            return error_response(
+                exc.code, exc.message, headers={"Retry-After": str(exc.retry_after)}
+            )
         except domain.DomainError as exc:
-            status = _DOMAIN_STATUS.get(type(exc), 400)
-            return json_response({"error": exc.message}, status)
+            return error_response(exc.code, exc.message)
         except StoreDamaged:
-            return _damaged_response(request)
+            return damaged_response(request)
         except StoreUnavailable:
             log.exception("database unavailable")
-            return json_response({"error": "The database is unavailable; try again shortly."}, 503)
+            return error_response(errors.DATABASE_UNAVAILABLE, UNAVAILABLE)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            message = _HTTP_MESSAGES.get(exc.status, exc.reason + ".")
-            return json_response({"error": message}, exc.status, _passthrough_headers(exc))
+            message, code = _HTTP_ERRORS.get(exc.status, (exc.reason + ".", errors.HTTP_ERROR))
+            return error_response(
+                code, message, status=exc.status, headers=_passthrough_headers(exc)
+            )
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.path)
-            return json_response({"error": "Internal server error."}, 500)
+            return error_response(errors.INTERNAL_ERROR, "Internal server error.")
 
-    return errors
+    return json_errors
+
+
+def maintenance_middleware(is_damaged: Callable[[], bool]) -> Middleware:
+    """On a damaged database every state change (and /healthz) answers 503 before its body
+    is read. Reads go on where the file still allows; the store raises StoreDamaged where
+    it does not."""
+
+    @web.middleware
+    async def maintenance(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if is_damaged() and (request.method not in _SAFE_METHODS or request.path == "/healthz"):
+            return damaged_response(request)
+        return await handler(request)
+
+    return maintenance
 
 
 def _passthrough_headers(exc: web.HTTPException) -> dict[str, str]:
     return {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
 
 
-def _damaged_response(request: web.Request) -> web.Response:
+def health_error(db: str, code: ErrorCode, message: str) -> web.Response:
+    """/healthz when the database cannot be used: its own fields, then the error body."""
+    extra = {"status": "error", "db": db, "version": __version__}
+    return error_response(code, message, extra=extra)
+
+
+def damaged_response(request: web.Request) -> web.Response:
     if request.path == "/healthz":
-        body = {"status": "error", "db": "damaged", "version": __version__, "error": DAMAGED}
-        return json_response(body, 503)
-    return json_response({"error": DAMAGED}, 503)
+        return health_error("damaged", errors.DATABASE_DAMAGED, DAMAGED)
+    return error_response(errors.DATABASE_DAMAGED, DAMAGED)

@@ -6,18 +6,19 @@ import logging
 
 from aiohttp import WSMsgType, web
 
+from checkin_appliance import errors
 from checkin_appliance.domain import Audience, InvalidInput, audience_for
 from checkin_appliance.hub import feed_json
 from checkin_appliance.web.auth import (
-    INVALID_TOKEN,
-    NOT_PROVIDED,
     SESSION_COOKIE,
-    ApiError,
     Caller,
     client_address,
-    same_origin,
+    identify,
+    not_authenticated,
+    require_same_origin,
+    token_not_valid,
 )
-from checkin_appliance.web.keys import AUTH, CONFIG, HUB, RECEPTION
+from checkin_appliance.web.keys import ACCESS, CONFIG, HUB, RECEPTION
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,9 @@ def _non_negative_int(request: web.Request, name: str) -> int | None:
     if value is None:
         return None
     if not value.isdecimal() or len(value) > 18:
-        raise InvalidInput(f"{name} must be a whole number of 0 or more.")
+        raise InvalidInput(
+            f"{name} must be a whole number of 0 or more.", errors.NOT_A_WHOLE_NUMBER
+        )
     return int(value)
 
 
@@ -39,16 +42,15 @@ def _flag(request: web.Request, name: str) -> bool:
 
 async def _caller(request: web.Request) -> Caller | None:
     """By ?token=, a bearer header, or the session cookie (only from our own origin)."""
-    auth = request.app[AUTH]
     token = request.query.get("token")
     if token is not None:
-        session = await auth.session_for(token)
+        session = await request.app[ACCESS].session_for(token)
         if session is None:
-            raise ApiError(401, detail=INVALID_TOKEN)
+            raise token_not_valid()
         return Caller(session, False, client_address(request))
-    caller = await auth.identify(request)
-    if caller is not None and caller.by_cookie and not same_origin(request):
-        raise ApiError(403, detail="Cross-origin request refused.")
+    caller = await identify(request)
+    if caller is not None and caller.by_cookie:
+        require_same_origin(request)
     return caller
 
 
@@ -57,8 +59,8 @@ async def queue_feed(request: web.Request) -> web.StreamResponse:
     reception = request.app[RECEPTION]
     if caller is None and not reception.settings.anonymous_feed:
         if request.cookies.get(SESSION_COOKIE):
-            raise ApiError(401, detail=INVALID_TOKEN)
-        raise ApiError(401, detail=NOT_PROVIDED)
+            raise token_not_valid()
+        raise not_authenticated()
     since = _non_negative_int(request, "since")
     want_snapshot = _flag(request, "snapshot")
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from checkin_appliance.access import Access
 from checkin_appliance.config import Config
 from checkin_appliance.hub import Hub
 from checkin_appliance.reception import Reception
 from checkin_appliance.store import Store
-from checkin_appliance.web.auth import Authenticator
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", Store)
 HUB = web.AppKey("hub", Hub)
 RECEPTION = web.AppKey("reception", Reception)
-AUTH = web.AppKey("auth", Authenticator)
+ACCESS = web.AppKey("access", Access)
 
 # Set by a page request whose cookie session was slid forward: (cookie value, max-age).
 RENEWED_COOKIE = web.RequestKey("renewed_cookie", tuple)

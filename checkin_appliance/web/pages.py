@@ -11,20 +11,24 @@ import jinja2
 from aiohttp import web
 from yarl import URL
 
-from checkin_appliance import __version__
-from checkin_appliance.domain import Role
-from checkin_appliance.security import check_password_rules
+from checkin_appliance import __version__, errors
+from checkin_appliance.domain import (
+    InvalidInput,
+    NotAllowed,
+    NotAuthenticated,
+    Role,
+    TooManyAttempts,
+)
 from checkin_appliance.web.api import local_ca
 from checkin_appliance.web.auth import (
     SESSION_COOKIE,
     Caller,
     client_address,
-    same_origin,
+    require_same_origin,
     set_session_cookie,
 )
-from checkin_appliance.web.errors import ApiError
 from checkin_appliance.web.i18n import for_page, language_or_default, translator
-from checkin_appliance.web.keys import AUTH, CONFIG, RECEPTION, RENEWED_COOKIE
+from checkin_appliance.web.keys import ACCESS, CONFIG, RECEPTION, RENEWED_COOKIE
 
 routes = web.RouteTableDef()
 
@@ -115,13 +119,13 @@ def trust_section(request: web.Request) -> dict[str, str] | None:
 
 async def page_caller(request: web.Request) -> Caller | None:
     """The signed-in browser (cookie only), its session slid forward while in use."""
-    auth = request.app[AUTH]
+    access = request.app[ACCESS]
     token = request.cookies.get(SESSION_COOKIE)
-    session = await auth.session_for(token) if token else None
+    session = await access.session_for(token) if token else None
     if session is None:
         return None
     caller = Caller(session, True, client_address(request))
-    renewed = await auth.renew_page_session(session)
+    renewed = await access.renew_page_session(session)
     if renewed is not None:
         request[RENEWED_COOKIE] = (token, renewed)
     return caller
@@ -174,7 +178,7 @@ async def role_page(
 async def home(request: web.Request) -> web.StreamResponse:
     caller = await page_caller(request)
     if caller is None:
-        if await request.app[AUTH].setup_open():
+        if await request.app[ACCESS].setup_open():
             raise web.HTTPSeeOther("/setup")
         raise web.HTTPSeeOther("/login")
     raise _renewed(request, web.HTTPSeeOther(HOME[caller.credential.role]))
@@ -198,24 +202,24 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/login")
 async def login_submit(request: web.Request) -> web.StreamResponse:
-    if not same_origin(request):
-        raise ApiError(403, detail="Cross-origin request refused.")
+    require_same_origin(request)
     form = await request.post()
     token = str(form.get("token", "")).strip()
     password = str(form.get("password", ""))
     next_page = _safe_next(str(form.get("next", "")))
     context: dict[str, Any] = {"next": next_page or "", "token": token}
     t = translator(request.app[RECEPTION].settings.language)
-    if not token or not password:
-        return render(request, "login.html", {**context, "error": t("login.missing")}, status=400)
     try:
-        tokens = await request.app[AUTH].login(token, password, client_address(request), page=True)
-    except ApiError as exc:
-        if exc.status == 429:
-            message = t("login.throttled", seconds=exc.headers.get("Retry-After", "60"))
+        tokens = await request.app[ACCESS].login(
+            token, password, client_address(request), page=True
+        )
+    except (InvalidInput, NotAuthenticated, TooManyAttempts) as exc:
+        if isinstance(exc, TooManyAttempts):
+            message = t("login.throttled", seconds=exc.retry_after)
         else:
-            message = t("login.failed")
-        return render(request, "login.html", {**context, "error": message}, status=exc.status)
+            message = t("login.missing" if isinstance(exc, InvalidInput) else "login.failed")
+        context["error"] = message
+        return render(request, "login.html", context, status=exc.code.status)
     role = tokens.credential.role
     target = next_page if next_page and (role is Role.ADMIN or HOME[role] == next_page) else None
     response = web.HTTPSeeOther(target or HOME[role])
@@ -225,11 +229,10 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/logout")
 async def logout_submit(request: web.Request) -> web.StreamResponse:
-    if not same_origin(request):
-        raise ApiError(403, detail="Cross-origin request refused.")
+    require_same_origin(request)
     caller = await page_caller(request)
     if caller is not None:
-        await request.app[AUTH].end_session(caller, "signed out")
+        await request.app[ACCESS].logout(caller.session, caller.actor, "signed out")
     response = web.HTTPSeeOther("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     raise response
@@ -237,38 +240,42 @@ async def logout_submit(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/setup")
 async def setup_page(request: web.Request) -> web.StreamResponse:
-    if not await request.app[AUTH].setup_open():
+    if not await request.app[ACCESS].setup_open():
         raise web.HTTPSeeOther("/login")
     return render(request, "setup.html", {"error": None}, message_parts=SETUP_TEXTS)
 
 
 @routes.post("/setup")
 async def setup_submit(request: web.Request) -> web.StreamResponse:
-    if not same_origin(request):
-        raise ApiError(403, detail="Cross-origin request refused.")
-    auth = request.app[AUTH]
-    if not await auth.setup_open():
+    require_same_origin(request)
+    access = request.app[ACCESS]
+    if not await access.setup_open():
         raise web.HTTPSeeOther("/login")
     form = await request.post()
     code, password = str(form.get("code", "")), str(form.get("password", ""))
     t = translator(request.app[RECEPTION].settings.language)
-    problem = check_password_rules(password)
     if password != str(form.get("confirm", "")):
-        problem = t("setup.mismatch")
-    if problem:
-        return render(
-            request, "setup.html", {"error": problem}, status=400, message_parts=SETUP_TEXTS
-        )
-    credential = await auth.complete_setup(code, password, client_address(request))
-    if credential is None:
-        if not await auth.setup_open():
-            raise web.HTTPSeeOther("/login")
-        context = {"error": t("setup.bad_code")}
-        return render(request, "setup.html", context, status=403, message_parts=SETUP_TEXTS)
-    tokens = await auth.login(credential.token, password, client_address(request), page=True)
+        return _setup_refused(request, t("setup.mismatch"), 400)
+    try:
+        credential = await access.complete_setup(code, password, client_address(request))
+    except InvalidInput as exc:
+        if exc.code is errors.SETUP_FIELDS_REQUIRED:  # no code typed: as a wrong one
+            return _setup_refused(request, t("setup.bad_code"), 403)
+        return _setup_refused(request, t(f"setup.{exc.code.code}"), 400)  # a password rule
+    except NotAllowed as exc:
+        if exc.code is errors.SETUP_COMPLETE:
+            raise web.HTTPSeeOther("/login") from exc
+        return _setup_refused(request, t("setup.bad_code"), 403)
+    tokens = await access.login(credential.token, password, client_address(request), page=True)
     response = render(request, "setup_done.html", {"token": credential.token})
     set_session_cookie(response, request, tokens.access, tokens.lifetime)
     return response
+
+
+def _setup_refused(request: web.Request, message: str, status: int) -> web.Response:
+    return render(
+        request, "setup.html", {"error": message}, status=status, message_parts=SETUP_TEXTS
+    )
 
 
 # --- one page per role (admin may open them all) ------------------------------------------

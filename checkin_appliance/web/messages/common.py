@@ -30,6 +30,9 @@ MESSAGES = {
         "setup.confirm": "Repeat the password",
         "setup.submit": "Create administrator",
         "setup.mismatch": "The two passwords are not the same.",
+        "setup.password_required": "Please choose a password.",
+        "setup.password_too_short": "The password must have at least 8 characters.",
+        "setup.password_too_long": "The password is too long.",
         "setup.bad_code": "That setup code is not right. Check the box's start-up messages.",
         "setup.done_title": "The administrator is ready",
         "setup.done_token": "The administrator's access token is {token}. Write it down: you "
@@ -75,6 +78,9 @@ MESSAGES = {
         "setup.confirm": "Repita la contraseña",
         "setup.submit": "Crear administrador",
         "setup.mismatch": "Las dos contraseñas no coinciden.",
+        "setup.password_required": "Elija una contraseña.",
+        "setup.password_too_short": "La contraseña debe tener al menos 8 caracteres.",
+        "setup.password_too_long": "La contraseña es demasiado larga.",
         "setup.bad_code": "Ese código de configuración no es correcto. Revise los mensajes de "
         "arranque del equipo.",
         "setup.done_title": "El administrador está listo",

@@ -85,6 +85,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.mismatch": "The two passwords are not the same.",
         "admin.too_short": "The password must have at least 8 characters.",
         "admin.label_missing": "Please enter a label.",
+        "admin.error.password_too_long": "The password is too long.",
+        "admin.error.label_invalid": "The label must be 1 to 100 characters.",
+        "admin.error.room_too_long": "The room must be at most 50 characters.",
+        "admin.error.role_invalid": "Choose one of the roles in the list.",
+        "admin.error.clinic_name_invalid": "The clinic name must be 1 to 100 characters.",
+        "admin.error.setting_invalid": "One of these settings has a value the box does not "
+        "accept. Reload the page and try again.",
+        "admin.error.no_such_credential": "There is no credential with that token any more.",
         "admin.new_token_heading": "New access token for {label}",
         "admin.new_token_note": "Write it down now: it is shown in this box only once. Sign in "
         "on the device with this token and the password you just chose.",
@@ -216,6 +224,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.mismatch": "Las dos contraseñas no coinciden.",
         "admin.too_short": "La contraseña debe tener al menos 8 caracteres.",
         "admin.label_missing": "Introduzca un nombre.",
+        "admin.error.password_too_long": "La contraseña es demasiado larga.",
+        "admin.error.label_invalid": "El nombre debe tener de 1 a 100 caracteres.",
+        "admin.error.room_too_long": "La consulta debe tener como máximo 50 caracteres.",
+        "admin.error.role_invalid": "Elija uno de los roles de la lista.",
+        "admin.error.clinic_name_invalid": "El nombre de la clínica debe tener de 1 a 100 "
+        "caracteres.",
+        "admin.error.setting_invalid": "Uno de estos ajustes tiene un valor que el equipo no "
+        "acepta. Recargue la página e inténtelo de nuevo.",
+        "admin.error.no_such_credential": "Ya no existe ninguna credencial con ese código.",
         "admin.new_token_heading": "Nuevo código de acceso para {label}",
         "admin.new_token_note": "Anótelo ahora: este recuadro solo se muestra una vez. Entre en "
         "el dispositivo con este código y la contraseña que acaba de elegir.",

@@ -59,10 +59,22 @@ function showStatus(node, kind, text) {
   if (kind === "note") node.classList.add("muted");
 }
 
+// The server's error codes (errors.py) this page can meet, as texts of its own catalog.
+const ERROR_TEXTS = {
+  password_required: "admin.too_short",
+  password_too_short: "admin.too_short",
+  password_too_long: "admin.error.password_too_long",
+  label_invalid: "admin.error.label_invalid",
+  room_too_long: "admin.error.room_too_long",
+  role_invalid: "admin.error.role_invalid",
+  clinic_name_invalid: "admin.error.clinic_name_invalid",
+  setting_value_invalid: "admin.error.setting_invalid",
+  setting_unknown: "admin.error.setting_invalid",
+  no_such_credential: "admin.error.no_such_credential",
+};
+
 function errorText(error) {
-  if (error instanceof ApiError) {
-    return error.status === 400 && error.message ? error.message : t("common.error.generic");
-  }
+  if (error instanceof ApiError) return t(ERROR_TEXTS[error.code] || "common.error.generic");
   return t("common.error.network");
 }
 

@@ -1,9 +1,12 @@
 // JSON requests to our own API with the page's session cookie.
 
+// `code` is the server's stable error code (errors.py): pages branch on it and show their
+// own catalog's text; the message is the server's English, for the console only.
 export class ApiError extends Error {
   constructor(status, body) {
     super(body?.error || body?.detail || `HTTP ${status}`);
     this.status = status;
+    this.code = body?.code ?? null;
     this.body = body;
   }
 }

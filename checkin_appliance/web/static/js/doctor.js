@@ -245,7 +245,7 @@ async function call(patientId) {
     const image = patient.image || null;
     addRecent({ patientId: patient.id, name: patient.fname, image, room, calledAt: at });
   } catch (error) {
-    if (error instanceof ApiError && error.status === 404) {
+    if (error instanceof ApiError && ["nobody_waiting", "no_such_patient"].includes(error.code)) {
       // Another doctor was quicker: not an error, just news. The feed updates the list.
       const key = patientId === null ? "doctor.already_empty" : "doctor.already_called";
       state.result = { kind: "info", key };

@@ -398,18 +398,25 @@ async function send(name, photo, key, gen) {
   }
 }
 
-// What a 4xx means for the patient, in their language, and what they can change.
+// What the server's error code (errors.py) means for the patient, in their language, and
+// what they can change. The server's own text is for the log, never shown or matched.
+const PROBLEMS = {
+  photo_too_large: { photo: true, key: "kiosk.error_photo_too_large" },
+  photo_not_an_image: { photo: true, key: "kiosk.error_photo_type" },
+  photo_empty: { photo: true, key: "kiosk.error_photo_damaged" },
+  photo_damaged: { photo: true, key: "kiosk.error_photo_damaged" },
+  photo_too_many_pixels: { photo: true, key: "kiosk.error_photo_damaged" },
+  name_required: { name: "kiosk.name_missing" },
+  name_too_long: { name: "kiosk.error_name_too_long" },
+};
+
 function problem(status, body) {
-  const said = String(body?.error || body?.detail || "");
-  if (status === 413 || /photo is larger than/i.test(said)) {
-    return { photo: true, key: "kiosk.error_photo_too_large" };
-  }
-  if (/JPEG, PNG or WebP/i.test(said)) return { photo: true, key: "kiosk.error_photo_type" };
-  if (/\bphoto\b/i.test(said)) return { photo: true, key: "kiosk.error_photo_damaged" };
-  if (/fname is required/i.test(said)) return { name: "kiosk.name_missing" };
-  if (/fname must be at most/i.test(said)) return { name: "kiosk.error_name_too_long" };
+  const known = PROBLEMS[body?.code];
+  if (known) return known;
+  // A proxy's own 413 or 403 carries no code: the status says enough.
+  if (status === 413) return PROBLEMS.photo_too_large;
   if (status === 403) return { key: "kiosk.error_refused" };
-  return { key: "kiosk.error_other", values: { message: said || t("common.error.generic") } };
+  return { key: "kiosk.error_other", values: { message: t("common.error.generic") } };
 }
 
 async function submit(event) {

@@ -1,0 +1,376 @@
+"""Who may do what: the setup code, credentials, login, sessions and login throttling.
+
+The one place each of these operations is written; the API, the pages and the CLI call it.
+Speaks no HTTP: failures are domain errors carrying their code (errors.py).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from checkin_appliance import audit, errors
+from checkin_appliance.config import Config
+from checkin_appliance.domain import (
+    Actor,
+    Credential,
+    InvalidInput,
+    NotAllowed,
+    NotAuthenticated,
+    NotFound,
+    Role,
+    Session,
+    TooManyAttempts,
+    credential_fields,
+    format_time,
+    parse_time,
+    utc_now,
+)
+from checkin_appliance.security import (
+    PasswordHasher,
+    new_credential_token,
+    new_session_secret,
+    new_setup_code,
+    secret_hash,
+)
+from checkin_appliance.store import Store
+
+log = logging.getLogger(__name__)
+
+BAD_LOGIN = "Invalid credentials or inactive token."
+MISSING_LOGIN = "Please provide both token and password."
+SETUP_COMPLETE = "Setup is already complete."
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+
+T = TypeVar("T")
+
+# Closes the live feeds a change ended: (does it end this feed's (session id, credential
+# id)?, reason). The web side passes the hub's; this module never touches a socket.
+CloseFeeds = Callable[[Callable[[int | None, int | None], bool], str], None]
+
+
+def check_password(password: object) -> str:
+    """A new password that meets the rules; else InvalidInput saying which."""
+    if not isinstance(password, str) or not password:
+        raise InvalidInput("A password is required.", errors.PASSWORD_REQUIRED)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"The password must have at least {MIN_PASSWORD_LENGTH} characters.",
+            errors.PASSWORD_TOO_SHORT,
+        )
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput("The password is too long.", errors.PASSWORD_TOO_LONG)
+    return password
+
+
+@dataclass
+class Tokens:
+    access: str
+    refresh: str
+    credential: Credential
+    lifetime: int  # seconds the access token (and a page's cookie) lasts
+
+
+@dataclass
+class _Failures:
+    count: int = 0
+    locked_until: float = 0.0
+
+
+@dataclass
+class LoginThrottle:
+    """Growing lockouts after repeated failures, per client address and per token."""
+
+    allowed: int = 5
+    max_lock: float = 15 * 60
+    _by_key: dict[str, _Failures] = field(default_factory=dict)
+
+    def retry_after(self, keys: Iterable[str], now: float) -> int:
+        wait = max(
+            (self._by_key[k].locked_until - now for k in keys if k in self._by_key), default=0.0
+        )
+        return int(wait) + 1 if wait > 0 else 0
+
+    def failed(self, keys: Iterable[str], now: float) -> None:
+        for key in keys:
+            entry = self._by_key.setdefault(key, _Failures())
+            entry.count += 1
+            if entry.count >= self.allowed:
+                extra = entry.count - self.allowed
+                entry.locked_until = now + min(self.max_lock, 2.0 ** min(extra, 10))
+        if len(self._by_key) > 10_000:  # bounded memory under a spray of addresses
+            stale = [k for k, v in self._by_key.items() if v.locked_until < now]
+            for key in stale:
+                del self._by_key[key]
+
+    def succeeded(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._by_key.pop(key, None)
+
+
+class SessionCache:
+    """Sessions found by access token, kept `seconds` so a kiosk's burst costs one lookup.
+
+    In memory only, like the request that sent the token. Access forgets entries in one
+    place (`Access._changed`) whenever it changes a session or credential; a change made by
+    another process (the CLI) shows within `seconds`. `seconds=0` turns the cache off.
+    """
+
+    SECONDS = 1.0
+    SIZE = 4096
+
+    def __init__(self, seconds: float = SECONDS) -> None:
+        self.seconds = seconds
+        self._found: dict[str, tuple[float, Session]] = {}  # access token: (when, session)
+
+    def get(self, access: str, now: float) -> Session | None:
+        cached = self._found.get(access)
+        if cached is not None and now - cached[0] < self.seconds:
+            return cached[1]
+        return None
+
+    def put(self, access: str, session: Session, now: float) -> None:
+        if not self.seconds:
+            return
+        if len(self._found) >= self.SIZE:
+            self._found.clear()
+        self._found[access] = (now, session)
+
+    def forget(self, session_id: int | None = None) -> None:
+        """One session's entries, or all (None)."""
+        if session_id is None:
+            self._found.clear()
+            return
+        for key in [k for k, (_, s) in self._found.items() if s.id == session_id]:
+            del self._found[key]
+
+
+class Access:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        hasher: PasswordHasher,
+        close_feeds: CloseFeeds | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.hasher = hasher
+        self.close_feeds = close_feeds
+        self.throttle = LoginThrottle(allowed=config.login_failures_allowed)
+        self.setup_code: str | None = None
+        self.sessions = SessionCache()
+
+    # --- first run -------------------------------------------------------------------
+
+    async def prepare_setup(self) -> str | None:
+        """A fresh one-time setup code while no admin exists (printed, never logged)."""
+        self.setup_code = None if await self.store.has_admin() else new_setup_code()
+        return self.setup_code
+
+    async def setup_open(self) -> bool:
+        """Whether the setup code still works (an admin made with the CLI also closes it)."""
+        if self.setup_code is not None and await self.store.has_admin():
+            self.setup_code = None
+        return self.setup_code is not None
+
+    async def require_setup_open(self) -> None:
+        if not await self.setup_open():
+            raise NotAllowed(SETUP_COMPLETE, errors.SETUP_COMPLETE)
+
+    async def complete_setup(self, code: object, password: object, address: str) -> Credential:
+        """Creates the first admin exactly once, even when raced."""
+        await self.require_setup_open()
+        if not isinstance(code, str) or not code:
+            raise InvalidInput(
+                "Please provide the setup code and a password.", errors.SETUP_FIELDS_REQUIRED
+            )
+        password = check_password(password)
+        expected = self.setup_code
+        if expected is None:
+            raise NotAllowed(SETUP_COMPLETE, errors.SETUP_COMPLETE)
+        if not hmac.compare_digest(code.strip().upper().encode(), expected.encode()):
+            raise NotAllowed("Invalid setup code.", errors.SETUP_CODE_INVALID)
+        credential = await self._create(
+            Role.ADMIN, "Administrator", None, password, Actor(None, address), first_admin=True
+        )
+        if credential is None:  # another request made the admin meanwhile
+            raise NotAllowed(SETUP_COMPLETE, errors.SETUP_COMPLETE)
+        self.setup_code = None
+        return credential
+
+    # --- credentials -----------------------------------------------------------------
+
+    async def create_credential(
+        self, role: object, label: object, room: object, password: object, actor: Actor
+    ) -> Credential:
+        """A new credential with a fresh 8-digit token; InvalidInput names a bad field."""
+        checked_role, checked_label, checked_room = credential_fields(role, label, room)
+        credential = await self._create(
+            checked_role, checked_label, checked_room, check_password(password), actor
+        )
+        assert credential is not None
+        return credential
+
+    async def _create(
+        self,
+        role: Role,
+        label: str,
+        room: str | None,
+        password: str,
+        actor: Actor,
+        *,
+        first_admin: bool = False,
+    ) -> Credential | None:
+        password_hash = await self.hasher.hash(password)
+        return await self.store.create_credential(
+            new_credential_token,
+            role,
+            label,
+            room,
+            password_hash,
+            actor=actor,
+            only_if_no_admin=first_admin,
+        )
+
+    async def list_credentials(self) -> list[Credential]:
+        return await self.store.list_credentials()
+
+    async def deactivate(self, token: str, actor: Actor) -> Credential:
+        """Deactivates a credential: its sessions end and its live feeds close at once."""
+        credential = await self._changed(self.store.deactivate_credential(token, actor=actor))
+        if credential is None:
+            raise NotFound("No credential with that token.", errors.NO_SUCH_CREDENTIAL)
+        self._close_feeds(
+            lambda _, credential_id: credential_id == credential.id, "credential deactivated"
+        )
+        return credential
+
+    # --- sessions --------------------------------------------------------------------
+
+    def _expiry(self, seconds: int) -> str:
+        return format_time(datetime.now(UTC) + timedelta(seconds=seconds))
+
+    def page_session_limits(self, role: Role) -> tuple[int, int | None]:
+        """(idle, absolute) lifetime in seconds of a page session; absolute None: no limit."""
+        config, day = self.config, 24 * 3600
+        if role in (Role.FORM, Role.QUEUE):
+            idle, max_days = config.device_session_idle_days * day, config.device_session_max_days
+        else:
+            idle, max_days = config.staff_session_idle_hours * 3600, config.staff_session_max_days
+        return idle, max_days * day or None
+
+    async def login(
+        self, token: object, password: object, address: str, *, page: bool = False
+    ) -> Tokens:
+        """A new session; NotAuthenticated for a wrong token or password, TooManyAttempts
+        (with its wait) after repeated failures from this address or against this token."""
+        if isinstance(token, int) and not isinstance(token, bool):
+            token = str(token)  # the original accepted the token as a JSON number
+        if not token or not password:
+            raise InvalidInput(MISSING_LOGIN, errors.LOGIN_FIELDS_REQUIRED)
+        if not isinstance(token, str) or not isinstance(password, str):
+            raise NotAuthenticated(BAD_LOGIN, errors.BAD_LOGIN)
+        token = token.strip()
+        keys = (f"addr:{address}", f"token:{token}")
+        wait = self.throttle.retry_after(keys, time.monotonic())
+        if wait:
+            raise TooManyAttempts(
+                "Too many failed attempts. Try again later.", errors.TOO_MANY_ATTEMPTS, wait
+            )
+        found = await self.store.credential_for_login(token)
+        credential, stored = found if found else (None, None)
+        ok = await self.hasher.verify(password, stored)
+        if not ok or credential is None or not credential.active:
+            self.throttle.failed(keys, time.monotonic())
+            log.info("failed login from %s", address)
+            # The trail names the credential only if the token exists; what was typed is
+            # never stored (it may be a password typed in the wrong field).
+            who = Actor(credential.id if credential else None, address)
+            await self.store.record_audit(audit.LOGIN_FAILED, who)
+            raise NotAuthenticated(BAD_LOGIN, errors.BAD_LOGIN)
+        self.throttle.succeeded(keys)
+        access, refresh = new_session_secret(), new_session_secret()
+        refresh_expires = self._expiry(self.config.refresh_ttl)
+        if page:
+            lifetime, absolute = self.page_session_limits(credential.role)
+            ends_at = self._expiry(absolute) if absolute else None
+        else:  # an API session ends with its refresh token
+            lifetime, ends_at = self.config.access_ttl, refresh_expires
+        await self.store.create_session(
+            credential.id,
+            (secret_hash(access), self._expiry(lifetime)),
+            (secret_hash(refresh), refresh_expires),
+            ends_at,
+            actor=Actor(credential.id, address),
+            detail={"page": True} if page else None,
+        )
+        log.info("login: credential %s (%s)", credential.id, credential.role.value)
+        return Tokens(access, refresh, credential, lifetime)
+
+    async def refresh(self, refresh: object) -> str:
+        """A new access token for a live refresh token; the old access token stops working."""
+        if not isinstance(refresh, str) or not refresh:
+            raise InvalidInput("Please provide the refresh token.", errors.REFRESH_REQUIRED)
+        access = new_session_secret()
+        renewed = self.store.refresh_session(
+            secret_hash(refresh),
+            secret_hash(access),
+            self._expiry(self.config.access_ttl),
+            utc_now(),
+        )
+        if await self._changed(renewed) is None:  # which session is known after: forget all
+            raise NotAuthenticated("Token is invalid or expired.", errors.REFRESH_NOT_VALID)
+        return access
+
+    async def logout(self, session: Session, actor: Actor, reason: str) -> None:
+        """The session is revoked and its live feeds are closed (4403) at once."""
+        await self._changed(self.store.revoke_session(session.id, actor=actor), session.id)
+        self._close_feeds(lambda session_id, _: session_id == session.id, reason)
+
+    async def renew_page_session(self, session: Session) -> int | None:
+        """Slides a page session's idle expiry; returns the new cookie max-age, if renewed.
+
+        Renewed at most every 1/20 of its idle time (an hour at most), so a page in use
+        writes rarely and an unused one ends within that much of its idle time.
+        """
+        idle, _ = self.page_session_limits(session.credential.role)
+        left = (parse_time(session.expires) - datetime.now(UTC)).total_seconds()
+        if idle - left < min(idle / 20, 3600):
+            return None
+        await self._changed(self.store.extend_session(session.id, self._expiry(idle)), session.id)
+        return idle
+
+    async def session_for(self, access: str) -> Session | None:
+        """The live session of an access token (see SessionCache for how fresh)."""
+        if not access or len(access) > 200 or not access.isascii():
+            return None  # ours are URL-safe ASCII; other bytes can only be a wrong token
+        now = time.monotonic()
+        session = self.sessions.get(access, now)
+        if session is None:
+            session = await self.store.session_by_access(secret_hash(access), utc_now())
+            if session is not None:
+                self.sessions.put(access, session, now)
+        return session
+
+    def forget_sessions(self) -> None:
+        """Another process changed sessions or credentials (the CLI): look them up again."""
+        self.sessions.forget()
+
+    async def _changed(self, change: Awaitable[T], session_id: int | None = None) -> T:
+        """Every change to sessions or credentials made here: the cache forgets what it
+        touched (one session, or all)."""
+        try:
+            return await change
+        finally:
+            self.sessions.forget(session_id)
+
+    def _close_feeds(self, ended: Callable[[int | None, int | None], bool], reason: str) -> None:
+        if self.close_feeds is not None:
+            self.close_feeds(ended, reason)

@@ -1,0 +1,116 @@
+"""Every error the box answers with: a stable code, its HTTP status and its body key.
+
+Pages and clients branch on `code` and show their own catalog text; the human `error` or
+`detail` text beside it keeps the original system's exact wording. Imports nothing of the
+web, so the domain, the services and the CLI raise the same codes the API answers with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    code: str  # snake_case, stable: clients and page scripts branch on it
+    status: int  # the HTTP status it is answered with
+    when: str  # for the README's table and the reader
+    key: str = "error"  # "detail" for authentication and roles, as the original wrote them
+
+    def __str__(self) -> str:
+        return self.code
+
+
+def error_body(code: ErrorCode, message: str) -> dict[str, str]:
+    """The one shape of every error body: the original's key and text, and our code."""
+    return {code.key: message, "code": code.code}
+
+
+def _code(code: str, status: int, when: str, key: str = "error") -> ErrorCode:
+    made = ErrorCode(code, status, when, key)
+    ALL.append(made)
+    return made
+
+
+ALL: list[ErrorCode] = []
+
+# --- check-in --------------------------------------------------------------------------
+NAME_REQUIRED = _code("name_required", 400, "a check-in without fname")
+NAME_NOT_TEXT = _code("name_not_text", 400, "fname is not text")
+NAME_TOO_LONG = _code("name_too_long", 400, "fname longer than 255 characters")
+PHOTO_EMPTY = _code("photo_empty", 400, "an empty image part")
+PHOTO_NOT_AN_IMAGE = _code("photo_not_an_image", 400, "the image is not a JPEG, PNG or WebP")
+PHOTO_TOO_MANY_PIXELS = _code("photo_too_many_pixels", 400, "the image has too many pixels")
+PHOTO_DAMAGED = _code("photo_damaged", 400, "the image is truncated or cannot be decoded")
+PHOTO_TOO_LARGE = _code("photo_too_large", 413, "the image is larger than max_photo_bytes")
+FIELD_TOO_LARGE = _code("field_too_large", 413, "a text field of a multipart form over 64 KB")
+IDEMPOTENCY_KEY_INVALID = _code(
+    "idempotency_key_invalid", 400, "Idempotency-Key is not 1-100 letters, digits, - or _"
+)
+REQUEST_TIMEOUT = _code("request_timeout", 408, "the upload took longer than upload_timeout")
+
+# --- calls -----------------------------------------------------------------------------
+INVALID_ACTION = _code("invalid_action", 400, "a doctor's action or patient_id is not valid")
+NOBODY_WAITING = _code("nobody_waiting", 404, "call_next with nobody waiting")
+NO_SUCH_PATIENT = _code("no_such_patient", 404, "complete names no waiting patient")
+
+# --- request bodies --------------------------------------------------------------------
+INVALID_JSON = _code("invalid_json", 400, "the body is not UTF-8 JSON text")
+BODY_NOT_AN_OBJECT = _code("body_not_an_object", 400, "the JSON body is not an object")
+FORM_MALFORMED = _code("form_malformed", 400, "a urlencoded or multipart form cannot be read")
+MULTIPART_NESTED = _code("multipart_nested", 400, "a multipart part is itself multipart")
+UNSUPPORTED_MEDIA_TYPE = _code("unsupported_media_type", 415, "a body that is not JSON or a form")
+REQUEST_TOO_LARGE = _code("request_too_large", 413, "a body over the 1 MB limit")
+
+# --- sign-in and sessions --------------------------------------------------------------
+NOT_AUTHENTICATED = _code("not_authenticated", 401, "no credentials were sent", "detail")
+TOKEN_NOT_VALID = _code(
+    "token_not_valid", 401, "an access token or session that is invalid or ended", "detail"
+)
+REFRESH_NOT_VALID = _code(
+    "refresh_not_valid", 401, "a refresh token that is invalid or expired", "detail"
+)
+PERMISSION_DENIED = _code("permission_denied", 403, "the credential lacks the role", "detail")
+CROSS_ORIGIN = _code(
+    "cross_origin", 403, "a cookie request that did not come from our own pages", "detail"
+)
+LOGIN_FIELDS_REQUIRED = _code("login_fields_required", 400, "a login without token or password")
+REFRESH_REQUIRED = _code("refresh_required", 400, "a refresh without the refresh token")
+BAD_LOGIN = _code("bad_login", 401, "wrong token or password, or an inactive credential")
+TOO_MANY_ATTEMPTS = _code(
+    "too_many_attempts", 429, "repeated failed logins; wait Retry-After seconds"
+)
+
+# --- first run -------------------------------------------------------------------------
+SETUP_FIELDS_REQUIRED = _code("setup_fields_required", 400, "setup without code or password")
+SETUP_COMPLETE = _code("setup_complete", 403, "an administrator already exists")
+SETUP_CODE_INVALID = _code("setup_code_invalid", 403, "the setup code is wrong")
+
+# --- credentials and settings ----------------------------------------------------------
+PASSWORD_REQUIRED = _code("password_required", 400, "a new credential without a password")
+PASSWORD_TOO_SHORT = _code("password_too_short", 400, "a new password under 8 characters")
+PASSWORD_TOO_LONG = _code("password_too_long", 400, "a new password over 1024 characters")
+ROLE_INVALID = _code("role_invalid", 400, "role is not form, doctor, queue or admin")
+LABEL_INVALID = _code("label_invalid", 400, "label is not 1-100 characters")
+ROOM_TOO_LONG = _code("room_too_long", 400, "room is not text of at most 50 characters")
+NO_SUCH_CREDENTIAL = _code("no_such_credential", 404, "no credential has that token")
+SETTINGS_EMPTY = _code("settings_empty", 400, "a settings change that is not a non-empty object")
+SETTING_UNKNOWN = _code("setting_unknown", 400, "a settings key the box does not have")
+CLINIC_NAME_INVALID = _code("clinic_name_invalid", 400, "clinic_name is not 1-100 characters")
+SETTING_VALUE_INVALID = _code("setting_value_invalid", 400, "a setting's value is not allowed")
+
+# --- live feed -------------------------------------------------------------------------
+NOT_A_WHOLE_NUMBER = _code("not_a_whole_number", 400, "?since= is not a whole number of 0 or more")
+
+# --- the box ---------------------------------------------------------------------------
+NOT_FOUND = _code("not_found", 404, "no such path (or photo)")
+METHOD_NOT_ALLOWED = _code("method_not_allowed", 405, "the path does not take this method")
+BAD_REQUEST = _code("bad_request", 400, "a request HTTP itself refuses (e.g. not a WebSocket)")
+HTTP_ERROR = _code("http_error", 400, "any other HTTP refusal; the status says which")
+DATABASE_DAMAGED = _code(
+    "database_damaged", 503, "the database is corrupt: maintenance mode, restore a backup"
+)
+DATABASE_UNAVAILABLE = _code(
+    "database_unavailable", 503, "the database cannot be written right now (disk, lock)"
+)
+INTERNAL_ERROR = _code("internal_error", 500, "a bug: the log has the traceback")

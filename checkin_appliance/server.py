@@ -1,0 +1,188 @@
+"""The server runtime behind `serve`: TLS, the event loop, the ports, the start-up banner.
+
+Start-up failures are logged (with their priority under systemd) and end `serve` with
+exit code 1; each names what failed: the port, the data directory, the certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+
+from checkin_appliance import __version__, memory, systemd
+from checkin_appliance.app import create_app, create_redirect_app, setup_banner
+from checkin_appliance.config import Config
+from checkin_appliance.store.lock import DataDirInUse
+from checkin_appliance.web.api import local_ca
+from checkin_appliance.web.headers import AccessLogger
+
+log = logging.getLogger(__name__)
+
+# What a failed bind means, by errno; anything else is reported as the OS words it.
+_BIND_ERRORS = {
+    errno.EADDRINUSE: "the address is already in use (is another server running on it?)",
+    errno.EACCES: "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)",
+    errno.EADDRNOTAVAIL: "this machine has no such address",
+}
+
+
+class CannotListen(Exception):
+    """A port could not be bound; the message names it and why."""
+
+
+def serve(config: Config) -> int:
+    """Runs until stopped; 0 after a clean stop, 1 when the server could not start."""
+    problem = _data_dir_problem(config)
+    if problem:
+        log.error("%s", problem)
+        return 1
+    log.info("checkin-appliance %s: data in %s", __version__, config.data_dir.resolve())
+    memory.keep_large_allocations_returnable()
+    ssl_context = None
+    if config.tls_mode != "off":
+        from checkin_appliance import tls  # cryptography: ~5 MB, only for HTTPS
+
+        try:
+            ssl_context = tls.server_context(config)
+        except (tls.TLSError, OSError) as exc:
+            log.error("HTTPS cannot start: %s", exc)
+            return 1
+    app = create_app(config)
+    if config.redirect_port is not None:
+        app.cleanup_ctx.append(_plain_http_listener(config))
+    try:
+        web.run_app(
+            app,
+            host=config.host,
+            port=config.port,
+            ssl_context=ssl_context,
+            access_log_class=AccessLogger,
+            shutdown_timeout=5.0,
+            keepalive_timeout=60.0,
+            # After an answer sent before the body was read (408, 413), read on for at most
+            # this long so the client sees the answer; aiohttp's 10 s kept trickles around.
+            lingering_time=2.0,
+            print=_banner(app, config, https=ssl_context is not None),
+            loop=_event_loop(),
+        )
+    except CannotListen as exc:
+        log.error("cannot serve on %s", exc)
+        return 1
+    except DataDirInUse as exc:
+        log.error("%s", exc)
+        return 1
+    except OSError as exc:
+        if exc.filename:  # a file of the data directory, not the port
+            log.error("cannot use %s: %s", exc.filename, exc.strerror or exc)
+        else:
+            log.error("cannot serve on %s", _bind_error(config.host, config.port, exc))
+        return 1
+    return 0
+
+
+def _data_dir_problem(config: Config) -> str | None:
+    """Why the server could not keep its data in the data directory, naming it; or None."""
+    data_dir = config.data_dir
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create the data directory {data_dir}: {exc.strerror or exc}"
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        return f"cannot write in the data directory {data_dir.resolve()}: permission denied"
+    return None
+
+
+def _bind_error(host: str, port: int | None, exc: OSError) -> str:
+    reason = _BIND_ERRORS.get(exc.errno or 0, exc.strerror or str(exc))
+    return f"{host}:{port}: {reason}"
+
+
+def _banner(app: web.Application, config: Config, *, https: bool) -> Callable[[str], None]:
+    """What run_app calls once the port is bound, so a setup code is only shown for a
+    server that runs. Printed to stdout, never logged: the setup code is a secret."""
+
+    def started(_: str) -> None:
+        base_url = _base_url(config, https=https)
+        print(
+            f"checkin-appliance {__version__} serving on {base_url} "
+            f"(data: {config.data_dir.resolve()}); press Ctrl+C to stop",
+            flush=True,
+        )
+        ca = local_ca(config)
+        if ca is not None:
+            print(
+                f"  Devices trust this box once: {_ca_url(config)} (SHA-256 {ca.fingerprint})",
+                flush=True,
+            )
+        banner = setup_banner(app, base_url)
+        if banner:
+            print(banner, flush=True)
+        systemd.notify("READY=1")
+
+    return started
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (the box: a dependency), else asyncio's own loop.
+
+    The same server either way; uvloop's loop and transports answer ~15 % more check-ins
+    per second on the box (bench/README.md)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _public_host(config: Config, *, https: bool) -> str:
+    """The host to print; with HTTPS on every interface, the mDNS name the certificate has."""
+    host = config.host
+    if https and host in ("0.0.0.0", "::", ""):  # noqa: S104 - recognising, not binding
+        return f"{socket.gethostname().split('.')[0] or 'localhost'}.local"
+    return f"[{host}]" if ":" in host else host
+
+
+def _url(scheme: str, host: str, port: int, path: str = "") -> str:
+    default = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}{'' if port == default else f':{port}'}{path}"
+
+
+def _base_url(config: Config, *, https: bool) -> str:
+    return _url("https" if https else "http", _public_host(config, https=https), config.port)
+
+
+def _ca_url(config: Config) -> str:
+    """Where a device that does not trust the box yet downloads the CA: plain HTTP if served."""
+    host = _public_host(config, https=True)
+    if config.redirect_port is None:
+        return _url("https", host, config.port, "/ca.crt")
+    return _url("http", host, config.redirect_port, "/ca.crt")
+
+
+def _plain_http_listener(config: Config) -> Callable[[Any], AsyncIterator[None]]:
+    """A cleanup_ctx: the plain-HTTP port, owned by the main app so it starts and stops with it."""
+
+    async def listener(_: Any) -> AsyncIterator[None]:
+        port = config.redirect_port
+        runner = web.AppRunner(
+            create_redirect_app(config), access_log_class=AccessLogger, shutdown_timeout=1.0
+        )
+        await runner.setup()
+        try:
+            try:
+                await web.TCPSite(runner, config.host, port).start()
+            except OSError as exc:
+                reason = _bind_error(config.host, port, exc)
+                raise CannotListen(f"{reason} (plain HTTP)") from exc
+            yield
+        finally:
+            await runner.cleanup()
+
+    return listener
