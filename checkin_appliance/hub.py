@@ -1,12 +1,11 @@
 """Live-feed fan-out: serialise each event once per audience, never wait for a client.
 
 Each event becomes one JSON text per audience, the same bytes for every client of that
-audience. `publish` hands it to each subscriber through `Subscriber.deliver`, which only
-appends it to that subscriber's bounded deque and wakes its writer task; the writer sends
-with aiohttp's own `send_frame`, which writes into the socket's buffer without waiting
-while the client keeps up. A subscriber whose deque is full (its writer is stuck waiting
-for a client that stopped reading) is disconnected with 1013 (try again later), so one
-frozen TV never slows the clinic or grows memory.
+audience. `publish` hands it to each subscriber through `Subscriber.deliver`: a client
+that is keeping up gets it written into its socket at once (by the web side's `write_now`),
+one that is behind gets it through its bounded deque, emptied by its writer task with
+aiohttp's `send_frame`. A subscriber whose deque is full is disconnected with 1013 (try
+again later), so one frozen TV never slows the clinic or grows memory.
 """
 
 from __future__ import annotations
@@ -64,7 +63,11 @@ class Subscriber:
     wants_settings: bool = False
     # The socket under `ws`, aborted when a close cannot get through to a stalled peer.
     transport: asyncio.Transport | None = None
+    # Set by the web side: writes a frame's data into the socket now and says whether it
+    # did (False: the client is behind). None: every frame goes through the writer task.
+    write_now: Callable[[bytes], bool] | None = None
     closing: bool = False
+    idle: bool = False  # the writer waits for frames: none of ours is being sent
     last_seq: int = 0  # the newest event this client has (from the snapshot, replay or live)
     writer: asyncio.Task[None] | None = field(default=None, repr=False)
     # Frames waiting for the writer, oldest first, and the future it waits on when there are
@@ -73,7 +76,14 @@ class Subscriber:
     wakeup: asyncio.Future[None] | None = field(default=None, repr=False)
 
     def deliver(self, frame: Frame) -> bool:
-        """Hands a frame to this subscriber's writer; False if `limit` frames already wait."""
+        """Writes the frame now if the client keeps up, else hands it to the writer task;
+        False if `limit` frames already wait."""
+        if self.idle and not self.pending and self.write_now is not None:
+            if not self._is_new(frame):
+                return True
+            if self.write_now(frame.data):
+                self._has(frame)
+                return True
         if len(self.pending) >= self.limit:
             return False
         self.pending.append(frame)
@@ -83,19 +93,27 @@ class Subscriber:
 
     async def send_pending(self) -> None:
         """Waits for frames, then sends each one the client does not have yet, in order."""
+        self.idle = True
         while not self.pending:
             self.wakeup = asyncio.get_running_loop().create_future()
             await self.wakeup
+        self.idle = False
         while self.pending:
             frame = self.pending.popleft()
-            if frame.seq is not None:
-                if frame.seq <= self.last_seq:
-                    continue  # the snapshot or the replay already had it
-                self.last_seq = frame.seq
-            # Without compression, send_frame writes at once and only waits when the
-            # socket's buffer is over its limit: then this client is behind, and frames
-            # pile up in `pending` until deliver() refuses them.
-            await self.ws.send_frame(frame.data, WSMsgType.TEXT)
+            if self._is_new(frame):
+                self._has(frame)
+                # Without compression, send_frame writes at once and only waits when the
+                # socket's buffer is over its limit: then this client is behind, and frames
+                # pile up in `pending` until deliver() refuses them.
+                await self.ws.send_frame(frame.data, WSMsgType.TEXT)
+
+    def _is_new(self, frame: Frame) -> bool:
+        """False for an event the snapshot or the replay already had; settings always."""
+        return frame.seq is None or frame.seq > self.last_seq
+
+    def _has(self, frame: Frame) -> None:
+        if frame.seq is not None:
+            self.last_seq = frame.seq
 
 
 class Hub:
@@ -144,10 +162,18 @@ class Hub:
         credential_id: int | None = None,
         wants_settings: bool = False,
         transport: asyncio.Transport | None = None,
+        write_now: Callable[[bytes], bool] | None = None,
     ) -> Subscriber:
         """From now on every event is delivered to `ws`; start_writer() starts sending."""
         sub = Subscriber(
-            ws, audience, session_id, credential_id, self._queue_size, wants_settings, transport
+            ws,
+            audience,
+            session_id,
+            credential_id,
+            self._queue_size,
+            wants_settings,
+            transport,
+            write_now,
         )
         self._subscribers.add(sub)
         return sub

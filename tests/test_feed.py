@@ -13,6 +13,7 @@ from aiohttp import WSMsgType, WSServerHandshakeError, web
 from checkin_appliance.config import Config
 from checkin_appliance.domain import Audience, QueueEntry, QueueEvent, Role
 from checkin_appliance.hub import Frame, Hub
+from checkin_appliance.web.feed import text_frame
 from checkin_appliance.web.keys import HUB, STORE
 from tests.conftest import (
     Clinic,
@@ -409,3 +410,25 @@ async def test_frames_of_every_length_form_reach_a_real_client(
     msg = await ws.receive(timeout=5)
     assert msg.type is WSMsgType.TEXT and json.loads(msg.data) == text
     await ws.close()
+
+
+@pytest.mark.parametrize("size", [5, 125, 126, 65535, 65536, 200_000])
+async def test_frames_written_straight_to_sockets_parse_in_a_real_client(
+    aiohttp_client: Any, size: int
+) -> None:
+    """The fast path writes its own frames past aiohttp's writer: every length form must parse."""
+    text = "é" * (size // 2) + "x" * (size % 2)  # multi-byte UTF-8, exactly `size` bytes
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False)
+        await ws.prepare(request)
+        request.transport.write(text_frame(Frame.of(1, text).data))
+        await ws.close()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    client = await aiohttp_client(app)
+    ws = await client.ws_connect("/", max_msg_size=0)
+    msg = await ws.receive(timeout=5)
+    assert msg.type is WSMsgType.TEXT and json.loads(msg.data) == text
