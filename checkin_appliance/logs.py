@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 from typing import TextIO
 
 # syslog priorities (sd-daemon(3)) by logging level.
@@ -44,21 +43,8 @@ class JournalFormatter(logging.Formatter):
         return f"<{priority}>{super().format(record)}"
 
 
-class TimeFormatter(logging.Formatter):
-    """ "2026-11-26 10:47:24,531 INFO name: message", the text of each second made once."""
-
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        self._second: tuple[int, str] = (-1, "")
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        whole, second = int(record.created), self._second
-        if second[0] != whole:
-            second = self._second = (
-                whole,
-                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(whole)),
-            )
-        return f"{second[1]},{int(record.msecs):03d}"
+# Elsewhere: "2026-11-26 10:47:24,531 INFO name: message", logging's own local time.
+TIME_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def configure(level: str | int) -> None:
@@ -67,5 +53,7 @@ def configure(level: str | int) -> None:
     # is looked up.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JournalFormatter() if to_journal(sys.stderr) else TimeFormatter())
+    handler.setFormatter(
+        JournalFormatter() if to_journal(sys.stderr) else logging.Formatter(TIME_FORMAT)
+    )
     logging.basicConfig(level=level, handlers=[handler], force=True)
