@@ -4,6 +4,11 @@ With `tls = "self-signed"` the first start makes a local CA (kept for ten years:
 trusts it once) and a server certificate signed by it for the box's names and addresses. The
 server certificate is remade whenever those change or it nears its end; the CA is kept.
 Files live in <data_dir>/tls/: ca.crt, ca.key, server.crt, server.key (keys mode 0600).
+
+The CA carries critical X.509 Name Constraints: it may vouch only for `.local` and `localhost`
+names, the hostname it was made under, private and loopback addresses, and the addresses the
+box had then. A device that trusts it therefore trusts it for no website on the internet,
+even if ca.key leaks. `_name_constraints` says why they are not exactly the box's own names.
 """
 
 from __future__ import annotations
@@ -45,6 +50,23 @@ LOOPBACK: frozenset[IPAddress] = frozenset(
     {ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1")}
 )
 CA_NAME_PREFIX = "checkin-appliance local CA"
+# Names no public website can have: mDNS (RFC 6762) and loopback (RFC 6761). A constraint
+# covers the name and every name under it.
+LOCAL_DOMAINS = ("local", "localhost")
+# Addresses no public website has: RFC 1918, loopback, link-local, IPv6 unique-local.
+PRIVATE_NETWORKS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
 CN_MAX = 64  # X.509 upper bound for a common name
 
 SIOCGIFADDR = 0x8915  # Linux ioctl: the IPv4 address of one interface
@@ -162,9 +184,20 @@ def ensure_certificates(
     names = names or server_names()
     files = TLSFiles.in_dir(tls_dir)
     _private_dir(tls_dir)
-    ca_key, ca_cert = _load_or_make_ca(files, now)
+    ca_key, ca_cert = _load_or_make_ca(files, now, names)
+    wanted = names
+    names = vouched_names(ca_cert, wanted)
     if _server_cert_fits(files, ca_cert, names, now):
         return files
+    if left_out := _listed(wanted.dns - names.dns, wanted.ips - names.ips):
+        # Not fatal: the box still answers as <hostname>.local and on its private addresses.
+        log.warning(
+            "the local CA may not vouch for %s (it was made when the box had other names or "
+            "addresses), so the server certificate leaves them out; devices reach the box as "
+            "<hostname>.local or on a private address. To cover them, make a new CA (README: "
+            "HTTPS on the LAN)",
+            left_out,
+        )
     key = ec.generate_private_key(ec.SECP256R1())
     cert = _server_certificate(key, ca_key, ca_cert, names, now)
     # Key first: a crash in between leaves a mismatched pair, which the next start replaces.
@@ -172,10 +205,14 @@ def ensure_certificates(
     write_atomically(files.server_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     log.info(
         "server certificate made for %s (valid until %s)",
-        ", ".join([*sorted(names.dns), *sorted(str(ip) for ip in names.ips)]),
+        _listed(names.dns, names.ips),
         cert.not_valid_after_utc.date().isoformat(),
     )
     return files
+
+
+def _listed(dns: frozenset[str], ips: frozenset[IPAddress]) -> str:
+    return ", ".join([*sorted(dns), *(str(ip) for ip in sorted(ips, key=_ip_order))])
 
 
 def _private_dir(path: Path) -> None:
@@ -185,7 +222,7 @@ def _private_dir(path: Path) -> None:
 
 
 def _load_or_make_ca(
-    files: TLSFiles, now: dt.datetime
+    files: TLSFiles, now: dt.datetime, names: ServerNames
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     if files.ca_cert.exists() and files.ca_key.exists():
         try:
@@ -205,17 +242,95 @@ def _load_or_make_ca(
                 "backup, or delete both to make a new CA (every device must then trust it)"
             )
         if cert.not_valid_after_utc - now > RENEW_BEFORE:
+            if not _has_name_constraints(cert):
+                _warn_unconstrained(files)
             return key, cert
         log.warning("the local CA ends on %s: making a new one", cert.not_valid_after_utc.date())
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = _ca_certificate(key, now)
+    cert = _ca_certificate(key, now, names)
     write_atomically(files.ca_key, _private_pem(key), 0o600)
     write_atomically(files.ca_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     log.info("made a new local certificate authority, SHA-256 %s", fingerprint(cert))
     return key, cert
 
 
-def _ca_certificate(key: ec.EllipticCurvePrivateKey, now: dt.datetime) -> x509.Certificate:
+def _warn_unconstrained(files: TLSFiles) -> None:
+    """A CA made before name constraints keeps working (replacing it silently would break every
+    device's trust at once), but the operator hears at every start what it risks and the fix."""
+    log.warning(
+        "the local CA in %s has no name constraints (it was made by an older version): if "
+        "ca.key leaks, it can vouch for any website on every device that trusts it. To replace "
+        "it: stop the box, delete %s, start the box, then remove the old CA from every device "
+        "and trust the new one (README: HTTPS on the LAN)",
+        files.ca_cert,
+        files.ca_cert.parent,
+    )
+
+
+def _has_name_constraints(cert: x509.Certificate) -> bool:
+    try:
+        cert.extensions.get_extension_for_class(x509.NameConstraints)
+    except x509.ExtensionNotFound:
+        return False
+    return True
+
+
+def _name_constraints(names: ServerNames) -> x509.NameConstraints:
+    """What the CA may ever vouch for: local names and private addresses, and the box's own.
+
+    Not exactly the box's own names: the CA lives ten years and every device trusts it by
+    hand, so renaming or re-addressing the box must not need a new CA; `.local` and the
+    private ranges keep covering it. Its hostname (and any public address it has now) are
+    added because a tablet may use them. A DNS constraint covers every name under it too,
+    so nothing broader goes in: a one-word hostname that is also a top-level domain
+    (`clinic`, `doctor` and `health` are) covers every site under that domain (README).
+    """
+    local_suffixes = tuple(f".{domain}" for domain in LOCAL_DOMAINS)
+    domains = [
+        name
+        for name in sorted(names.dns)
+        if name not in LOCAL_DOMAINS and not name.endswith(local_suffixes)
+    ]
+    own_public = [
+        ip
+        for ip in sorted(names.ips, key=_ip_order)
+        if not any(ip in network for network in PRIVATE_NETWORKS)
+    ]
+    permitted: list[x509.GeneralName] = [x509.DNSName(d) for d in (*LOCAL_DOMAINS, *domains)]
+    permitted += [x509.IPAddress(network) for network in PRIVATE_NETWORKS]
+    permitted += [x509.IPAddress(ipaddress.ip_network(ip)) for ip in own_public]
+    return x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=None)
+
+
+def vouched_names(ca_cert: x509.Certificate, names: ServerNames) -> ServerNames:
+    """The part of `names` that `ca_cert`'s name constraints let it vouch for.
+
+    Devices refuse a server certificate whole if one of its names is outside the constraints,
+    so it must carry only these."""
+    try:
+        constraints = ca_cert.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        return names  # a CA from before name constraints
+    permitted = constraints.permitted_subtrees or []
+    domains = [n.value.lower().lstrip(".") for n in permitted if isinstance(n, x509.DNSName)]
+    networks = [n.value for n in permitted if isinstance(n, x509.IPAddress)]
+    # A kind of name the constraints do not mention is not constrained (RFC 5280, 4.2.1.10).
+    dns = frozenset(
+        name
+        for name in names.dns
+        if not domains or any(name == d or name.endswith(f".{d}") for d in domains)
+    )
+    ips = frozenset(
+        ip
+        for ip in names.ips
+        if not networks or any(ip.version == net.version and ip in net for net in networks)
+    )
+    return ServerNames(dns, ips)
+
+
+def _ca_certificate(
+    key: ec.EllipticCurvePrivateKey, now: dt.datetime, names: ServerNames
+) -> x509.Certificate:
     public = key.public_key()
     ski = x509.SubjectKeyIdentifier.from_public_key(public)
     name = x509.Name(
@@ -242,6 +357,8 @@ def _ca_certificate(key: ec.EllipticCurvePrivateKey, now: dt.datetime) -> x509.C
             critical=True,
         )
         .add_extension(ski, critical=False)
+        # Critical: a device that cannot apply the constraints must refuse the CA, not ignore them.
+        .add_extension(_name_constraints(names), critical=True)
         .sign(key, hashes.SHA256())
     )
 

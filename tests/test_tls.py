@@ -14,11 +14,13 @@ import hashlib
 import http.client
 import ipaddress
 import json
+import logging
 import os
 import re
 import socket
 import ssl
 import stat
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ import websockets
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from checkin_appliance import tls
@@ -106,6 +109,41 @@ def plain(port: int, method: str = "GET", path: str = "/") -> http.client.HTTPRe
     response.read()
     conn.close()
     return response
+
+
+def handshake(
+    ca_file: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey, name: str
+) -> None:
+    """One TLS handshake in memory: a client trusting only `ca_file` (OpenSSL, as in most
+    tablets' browsers) meets a server with `cert` for `name`; raises if the client refuses."""
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory() as folder:
+        cert_file, key_file = Path(folder, "cert.pem"), Path(folder, "key.pem")
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        server_context.load_cert_chain(cert_file, key_file)
+    to_client, to_server = ssl.MemoryBIO(), ssl.MemoryBIO()
+    from_client, from_server = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = trusting(ca_file).wrap_bio(to_client, from_client, server_hostname=name)
+    server = server_context.wrap_bio(to_server, from_server, server_side=True)
+    for _ in range(10):  # a TLS 1.3 handshake takes three rounds
+        finished = True
+        for side in (client, server):
+            try:
+                side.do_handshake()
+            except ssl.SSLWantReadError:
+                finished = False
+        to_server.write(from_client.read())
+        to_client.write(from_server.read())
+        if finished:
+            return
+    raise AssertionError("the in-memory handshake did not finish")
 
 
 def sha256_fingerprint(pem_file: Path) -> str:
@@ -314,6 +352,16 @@ def test_the_setup_page_shows_the_fingerprint_of_the_ca_file(box: TLSServer) -> 
     assert fingerprint in box.stdout()
 
 
+def test_the_boxs_ca_cannot_vouch_for_websites_even_with_its_key(box: TLSServer) -> None:
+    ca = load(box.ca_file)
+    assert ca.extensions.get_extension_for_class(x509.NameConstraints).critical
+    ca_key = load_key(box.data_dir / "tls" / "ca.key")
+    for name in ("www.example.com", "8.8.8.8"):
+        with pytest.raises(ssl.SSLCertVerificationError):
+            handshake(box.ca_file, *signed_by(ca, ca_key, name), name)
+    handshake(box.ca_file, *signed_by(ca, ca_key, "localhost"), "localhost")
+
+
 # --- across starts ------------------------------------------------------------------------
 
 
@@ -328,6 +376,26 @@ def test_fresh_boxes_get_their_own_ca_and_a_restart_keeps_it(tmp_path: Path) -> 
         assert sha256_fingerprint(again.ca_file) == first_ca
         assert (again.data_dir / "tls" / "ca.key").read_bytes() == first_key
         assert https(again.port, trusting(first.ca_file))[0] == 200
+
+
+def test_an_old_unconstrained_ca_keeps_working_and_says_how_to_replace_it(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    folder = data_dir / "tls"
+    folder.mkdir(parents=True, mode=0o700)
+    ca, ca_key = unconstrained_ca()
+    (folder / "ca.key").write_bytes(private_pem(ca_key))
+    (folder / "ca.key").chmod(0o600)
+    (folder / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    old = (folder / "ca.crt").read_bytes()
+    # Replacing it would silently break every device's trust: it is kept, and still works.
+    with serving(tmp_path, data_dir) as server:
+        assert https(server.port, server.context())[0] == 200
+        output = server.stdout() + server.stderr()
+    assert (folder / "ca.crt").read_bytes() == old
+    assert "WARNING" in output and "has no name constraints" in output, output
+    assert f"delete {folder}" in output
 
 
 def test_sigterm_stops_the_https_box_cleanly(tmp_path: Path) -> None:
@@ -453,6 +521,87 @@ def load(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(path.read_bytes())
 
 
+def load_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
+def private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def general_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def signed_by(
+    ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, *names: str
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """What someone holding the CA's key could sign: a server certificate for any `names`,
+    with the same profile as the box's own."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([general_name(n) for n in names]), critical=False
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def verify(ca: x509.Certificate, leaf: x509.Certificate, name: str) -> None:
+    """cryptography's RFC 5280 path validation (name constraints included), for `name`."""
+    verifier = (
+        verification.PolicyBuilder()
+        .store(verification.Store([ca]))
+        .build_server_verifier(general_name(name))  # type: ignore[arg-type]
+    )
+    verifier.verify(leaf, [])
+
+
+def unconstrained_ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A CA as versions before name constraints made it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "checkin-appliance local CA old")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
 def test_the_ca_and_server_certificates_have_the_right_profile(tmp_path: Path) -> None:
     files = tls.ensure_certificates(tmp_path / "tls", names("192.168.1.20"))
     ca, server = load(files.ca_cert), load(files.server_cert)
@@ -513,6 +662,108 @@ def test_a_damaged_ca_is_reported_not_silently_replaced(tmp_path: Path) -> None:
     files.ca_key.write_bytes(other.ca_key.read_bytes())
     with pytest.raises(tls.TLSError, match="does not belong to"):
         tls.ensure_certificates(folder, names())
+
+
+def test_a_new_ca_may_vouch_only_for_local_names_and_private_addresses(tmp_path: Path) -> None:
+    files = tls.ensure_certificates(tmp_path / "tls", names("192.168.1.20", "203.0.113.5"))
+    extension = load(files.ca_cert).extensions.get_extension_for_class(x509.NameConstraints)
+    assert extension.critical
+    assert extension.value.excluded_subtrees is None
+    permitted = extension.value.permitted_subtrees or []
+    assert {n.value for n in permitted if isinstance(n, x509.DNSName)} == {
+        "local",
+        "localhost",
+        "clinicbox",
+    }
+    assert {str(n.value) for n in permitted if isinstance(n, x509.IPAddress)} == {
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+        "203.0.113.5/32",  # the box's own public address, and only that one
+    }
+
+
+def test_the_server_certificate_verifies_under_the_constraints(tmp_path: Path) -> None:
+    files = tls.ensure_certificates(tmp_path / "tls", names("192.168.1.20", "fd00::2"))
+    ca, server, key = load(files.ca_cert), load(files.server_cert), load_key(files.server_key)
+    for name in ("clinicbox", "clinicbox.local", "localhost", "192.168.1.20", "fd00::2", "::1"):
+        verify(ca, server, name)
+        handshake(files.ca_cert, server, key, name)
+
+
+@pytest.mark.parametrize(
+    "names_signed",
+    [
+        ("www.example.com",),
+        ("8.8.8.8",),
+        ("2001:4860:4860::8888",),
+        ("www.clinicbox.example",),
+        # One permitted name does not carry a forbidden one: the whole certificate is refused.
+        ("clinicbox.local", "www.example.com"),
+        ("clinicbox.local", "192.0.2.1"),
+    ],
+)
+def test_a_leaked_ca_key_cannot_forge_a_website(tmp_path: Path, names_signed: tuple[str]) -> None:
+    files = tls.ensure_certificates(tmp_path / "tls", names("192.168.1.20"))
+    ca, ca_key = load(files.ca_cert), load_key(files.ca_key)
+    forged, forged_key = signed_by(ca, ca_key, *names_signed)
+    target = names_signed[-1]
+    with pytest.raises(verification.VerificationError):
+        verify(ca, forged, target)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        handshake(files.ca_cert, forged, forged_key, target)
+    # The same key signing for a name it may vouch for passes both: the refusal is the constraints.
+    allowed, allowed_key = signed_by(ca, ca_key, "printer.local", "10.1.2.3")
+    verify(ca, allowed, "printer.local")
+    handshake(files.ca_cert, allowed, allowed_key, "10.1.2.3")
+
+
+def test_a_renamed_box_keeps_its_ca_and_its_local_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "tls"
+    files = tls.ensure_certificates(folder, names("192.168.1.20"))
+    ca_bytes = files.ca_cert.read_bytes()
+    caplog.set_level(logging.WARNING, logger=tls.__name__)
+    tls.ensure_certificates(folder, names("192.168.1.20", "198.51.100.7", host="frontdesk"))
+    assert files.ca_cert.read_bytes() == ca_bytes  # every device keeps trusting the box
+    server = load(files.server_cert)
+    alt = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(alt.get_values_for_type(x509.DNSName)) == {"frontdesk.local", "localhost"}
+    assert ipaddress.ip_address("198.51.100.7") not in alt.get_values_for_type(x509.IPAddress)
+    verify(load(files.ca_cert), server, "frontdesk.local")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "frontdesk, 198.51.100.7" in warnings[0], warnings
+    # Nothing changed: the certificate is not remade and the warning not repeated.
+    tls.ensure_certificates(folder, names("192.168.1.20", "198.51.100.7", host="frontdesk"))
+    assert load(files.server_cert).serial_number == server.serial_number
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+def test_an_unconstrained_ca_is_kept_with_a_warning_at_every_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "tls"
+    folder.mkdir(mode=0o700)
+    ca, ca_key = unconstrained_ca()
+    (folder / "ca.key").write_bytes(private_pem(ca_key))
+    (folder / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    caplog.set_level(logging.WARNING, logger=tls.__name__)
+    for start in (1, 2):
+        files = tls.ensure_certificates(folder, names("192.168.1.20", "198.51.100.7"))
+        assert load(files.ca_cert) == ca
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == start and "has no name constraints" in warnings[-1]
+        assert f"delete {folder}" in warnings[-1] and "trust the new one" in warnings[-1]
+    # Unconstrained, it still vouches for every name the box has, as before.
+    alt = load(files.server_cert).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert ipaddress.ip_address("198.51.100.7") in alt.value.get_values_for_type(x509.IPAddress)
+    verify(ca, load(files.server_cert), "clinicbox")
 
 
 def test_a_wider_tls_folder_is_narrowed_to_its_owner(tmp_path: Path) -> None:
