@@ -4,8 +4,28 @@ from __future__ import annotations
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.typedefs import Handler, Middleware
+
+from checkin_appliance import errors
+from checkin_appliance.own_names import HostAllowList
+from checkin_appliance.web.errors import ApiError
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+def host_check(allowed: HostAllowList) -> Middleware:
+    """421 for a Host header that is not one of the box's names: a DNS-rebinding page (an
+    attacker's name resolving to the box) must not read the anonymous feed or our answers.
+    A request without Host (HTTP/1.0 tools) is served; browsers always send one."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        host = request.headers.get("Host")
+        if host is not None and not allowed.allows(host):
+            raise ApiError(errors.HOST_NOT_ALLOWED, "This box does not answer to that name.")
+        return await handler(request)
+
+    return check
 
 
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
