@@ -11,6 +11,11 @@ from checkin_appliance.own_names import HostAllowList
 from checkin_appliance.web.errors import ApiError
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
+# A year, as browsers' HSTS guidance asks, and without includeSubDomains: the box's name
+# (say clinic.lan) may be the parent of other devices on the LAN (printers, a NAS) that have
+# no HTTPS, and this header would lock browsers out of them. Sent only over HTTPS (RFC 6797:
+# ignored over plain HTTP), so the plain port's /ca.crt stays reachable before trust.
+HSTS = "max-age=31536000"
 
 
 def host_check(allowed: HostAllowList) -> Middleware:
@@ -34,6 +39,8 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
     headers.setdefault("Referrer-Policy", "no-referrer")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Content-Security-Policy", API_CSP)
+    if request.secure:
+        headers.setdefault("Strict-Transport-Security", HSTS)
     if request.path.startswith(("/api/", "/healthz", "/media/")):
         headers.setdefault("Cache-Control", "no-store")
     elif request.path.startswith("/static/"):
