@@ -24,7 +24,7 @@ from checkin_appliance.config import Config
 from checkin_appliance.connections import ConnectionGuard, open_file_limit
 from checkin_appliance.store.lock import DataDirInUse
 from checkin_appliance.web.api import local_ca
-from checkin_appliance.web.headers import AccessLogger
+from checkin_appliance.web.headers import AccessLogger, MalformedRequestLog
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ def serve(config: Config) -> int:
         return 1
     log.info("checkin-appliance %s: data in %s", __version__, config.data_dir.resolve())
     memory.keep_large_allocations_returnable()
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequestLog())
     ssl_context = None
     if config.tls_mode != "off":
         from checkin_appliance import tls  # cryptography: ~5 MB, only for HTTPS
