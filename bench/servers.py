@@ -183,7 +183,17 @@ class ServerProcess:
             str(self.data_dir),
             "--log-level",
             self.log_level,
+            "--config",
+            str(self.limits_file()),
         ]
+
+    def limits_file(self) -> Path:
+        """The bench's hundreds of screens all come from this one machine and share one
+        credential: lift the per-address and per-credential limits a LAN never reaches."""
+        path = self.workdir / "bench-limits.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("max_connections_per_address = 4096\nmax_feeds_per_credential = 4096\n")
+        return path
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)

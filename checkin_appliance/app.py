@@ -16,6 +16,7 @@ from checkin_appliance.access import Access, CloseFeeds
 from checkin_appliance.config import Config
 from checkin_appliance.domain import format_time, utc_now
 from checkin_appliance.hub import CLOSE_ACCESS_REVOKED, Hub
+from checkin_appliance.own_names import HostAllowList
 from checkin_appliance.reception import Reception
 from checkin_appliance.security import PasswordHasher
 from checkin_appliance.store import Store, lock
@@ -23,7 +24,7 @@ from checkin_appliance.store.database import StoreDamaged
 from checkin_appliance.web import api, openapi, pages
 from checkin_appliance.web.errors import error_middleware, maintenance_middleware
 from checkin_appliance.web.feed import queue_feed
-from checkin_appliance.web.headers import add_security_headers
+from checkin_appliance.web.headers import add_security_headers, host_check
 from checkin_appliance.web.keys import ACCESS, CONFIG, HUB, RECEPTION, STORE
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,11 @@ def create_app(config: Config) -> web.Application:
         store, config.photo_dir, config.photo_max_side, on_settings=hub.publish_settings
     )
     app = web.Application(
-        middlewares=[error_middleware(), maintenance_middleware(lambda: store.damaged)],
+        middlewares=[
+            error_middleware(),
+            host_check(HostAllowList(config.allowed_hosts)),
+            maintenance_middleware(lambda: store.damaged),
+        ],
         client_max_size=JSON_BODY_LIMIT,
     )
     app[CONFIG] = config
@@ -75,7 +80,9 @@ def create_redirect_app(config: Config) -> web.Application:
             raise web.HTTPMovedPermanently(target)
         raise web.HTTPPermanentRedirect(target)
 
-    app = web.Application(middlewares=[error_middleware()])
+    app = web.Application(
+        middlewares=[error_middleware(), host_check(HostAllowList(config.allowed_hosts))]
+    )
     app[CONFIG] = config
     app.router.add_get("/ca.crt", api.ca_certificate)
     app.router.add_route("*", "/{path:.*}", to_https)

@@ -58,6 +58,17 @@ class Config:
     # With HTTPS, a plain-HTTP port that redirects browsers to HTTPS and serves /ca.crt.
     # None: 80 when port is 443, else no such port. 0: never.
     http_port: int | None = None
+    # Open connections one client address may hold (idle, requests and live feeds together);
+    # the next is closed at once. The box itself (the bench, a local proxy) is one address too.
+    max_connections_per_address: int = 256
+    # Live feeds (/ws/queue/) open at once with one credential, over all its sessions; the
+    # next gets 429 too_many_feeds. Anonymous feeds count against their address only.
+    max_feeds_per_credential: int = 128
+    # Seconds a new connection has to finish TLS and send its first request's headers.
+    header_timeout: float = 10.0
+    # Host names (or addresses) the box also answers to, beside its own hostname,
+    # hostname.local, LAN addresses and localhost: e.g. a DNS name the clinic gave it.
+    allowed_hosts: tuple[str, ...] = ()
 
     @property
     def db_path(self) -> Path:
@@ -106,6 +117,12 @@ def _coerce(name: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
             raise ConfigError("http_port must be a port number from 1 to 65535, or 0 for none")
         return value
+    if name == "allowed_hosts":
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(host, str) and host.strip() for host in value
+        ):
+            raise ConfigError('allowed_hosts must be a list of host names, e.g. ["checkin.lan"]')
+        return tuple(host.strip() for host in value)
     if name == "tls" and value not in TLS_MODES:
         raise ConfigError(f"tls must be one of {', '.join(map(repr, TLS_MODES))}, not {value!r}")
     default = getattr(Config(), name)

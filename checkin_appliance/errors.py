@@ -48,6 +48,12 @@ IDEMPOTENCY_KEY_INVALID = _code(
     "idempotency_key_invalid", 400, "Idempotency-Key is not 1-100 letters, digits, - or _"
 )
 REQUEST_TIMEOUT = _code("request_timeout", 408, "the upload took longer than upload_timeout")
+HOST_NOT_ALLOWED = _code(
+    "host_not_allowed", 421, "the Host header is not one of the box's names (allowed_hosts)"
+)
+TOO_MANY_FEEDS = _code(
+    "too_many_feeds", 429, "a live feed over max_feeds_per_credential open with one credential"
+)
 
 # --- calls -----------------------------------------------------------------------------
 INVALID_ACTION = _code("invalid_action", 400, "a doctor's action or patient_id is not valid")

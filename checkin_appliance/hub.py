@@ -235,6 +235,10 @@ class Hub:
             self.disconnect(sub, code, reason)
         return len(chosen)
 
+    def feeds_of(self, credential_id: int) -> int:
+        """Live feeds open with this credential, over all its sessions."""
+        return sum(1 for sub in self._subscribers if sub.credential_id == credential_id)
+
     def session_ids(self) -> set[int]:
         return {sub.session_id for sub in self._subscribers if sub.session_id is not None}
 

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 NOBODY_WAITING = "No patients in the waiting."
 NO_SUCH_PATIENT = "No waiting patient with that id."
 REPLAY_BATCH = 500  # events read from the log at a time when a feed client catches up
+# A good write probe vouches for the disk this long: /healthz is anonymous, and a commit per
+# call let any LAN client wear the SD card (issue 13, 17). A failure is never remembered.
+WRITE_PROBE_INTERVAL = 5.0
 
 
 def photo_decoders() -> int:
@@ -75,6 +78,8 @@ class Reception:
         self.on_settings = on_settings
         # Decoding a large photo takes real memory and CPU: off the loop, few at a time.
         self._photo_slots = asyncio.Semaphore(photo_decoders())
+        self._probed_ok_at: float | None = None  # loop time of the last good write probe
+        self._probe: asyncio.Future[None] | None = None  # the one probe in flight
 
     async def load_settings(self) -> Settings:
         self._use(settings_from_stored(await self.store.load_settings()))
@@ -186,8 +191,32 @@ class Reception:
         return await self.store.waiting()
 
     async def check_writable(self) -> None:
-        """A real committed write (/healthz); StoreUnavailable when the disk or lock says no."""
-        await self.store.write_probe()
+        """A real committed write (/healthz); StoreUnavailable when the disk or lock says no.
+
+        At most one commit per WRITE_PROBE_INTERVAL while the probes succeed; once one fails,
+        every call probes again (a failed write commits nothing), so /healthz turns 503 no
+        later than the interval after the disk or lock goes bad. Concurrent calls share one
+        probe rather than queueing behind the writer."""
+        loop = asyncio.get_running_loop()
+        if (
+            self._probed_ok_at is not None
+            and loop.time() - self._probed_ok_at < WRITE_PROBE_INTERVAL
+        ):
+            return
+        if self._probe is None:
+            self._probe = asyncio.ensure_future(self._write_probe())
+        await asyncio.shield(self._probe)
+
+    async def _write_probe(self) -> None:
+        try:
+            await self.store.write_probe()
+        except BaseException:
+            self._probed_ok_at = None
+            raise
+        else:
+            self._probed_ok_at = asyncio.get_running_loop().time()
+        finally:
+            self._probe = None
 
     async def sweep_photos(self) -> int:
         known = await self.store.photo_names()

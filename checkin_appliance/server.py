@@ -7,10 +7,12 @@ exit code 1; each names what failed: the port, the data directory, the certifica
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -19,9 +21,10 @@ from aiohttp import web
 from checkin_appliance import __version__, memory, systemd
 from checkin_appliance.app import create_app, create_redirect_app, setup_banner
 from checkin_appliance.config import Config
+from checkin_appliance.connections import ConnectionGuard, open_file_limit
 from checkin_appliance.store.lock import DataDirInUse
 from checkin_appliance.web.api import local_ca
-from checkin_appliance.web.headers import AccessLogger
+from checkin_appliance.web.headers import AccessLogger, MalformedRequestLog
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ def serve(config: Config) -> int:
         return 1
     log.info("checkin-appliance %s: data in %s", __version__, config.data_dir.resolve())
     memory.keep_large_allocations_returnable()
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequestLog())
     ssl_context = None
     if config.tls_mode != "off":
         from checkin_appliance import tls  # cryptography: ~5 MB, only for HTTPS
@@ -55,23 +59,14 @@ def serve(config: Config) -> int:
             log.error("HTTPS cannot start: %s", exc)
             return 1
     app = create_app(config)
+    # One guard for both ports: an address's connections count together.
+    guard = ConnectionGuard(
+        config.max_connections_per_address, config.header_timeout, open_file_limit()
+    )
     if config.redirect_port is not None:
-        app.cleanup_ctx.append(_plain_http_listener(config))
+        app.cleanup_ctx.append(_plain_http_listener(config, guard))
     try:
-        web.run_app(
-            app,
-            host=config.host,
-            port=config.port,
-            ssl_context=ssl_context,
-            access_log_class=AccessLogger,
-            shutdown_timeout=5.0,
-            keepalive_timeout=60.0,
-            # After an answer sent before the body was read (408, 413), read on for at most
-            # this long so the client sees the answer; aiohttp's 10 s kept trickles around.
-            lingering_time=2.0,
-            print=_banner(app, config, https=ssl_context is not None),
-            loop=_event_loop(),
-        )
+        _run(app, config, ssl_context, guard, _banner(app, config, https=ssl_context is not None))
     except CannotListen as exc:
         log.error("cannot serve on %s", exc)
         return 1
@@ -85,6 +80,102 @@ def serve(config: Config) -> int:
             log.error("cannot serve on %s", _bind_error(config.host, config.port, exc))
         return 1
     return 0
+
+
+def _run(
+    app: web.Application,
+    config: Config,
+    ssl_context: ssl.SSLContext | None,
+    guard: ConnectionGuard,
+    started: Callable[[], None],
+) -> None:
+    """What web.run_app does (a loop, SIGTERM/SIGINT as a clean stop, every task ended
+    after), with our own listening site: run_app would give the socket aiohttp's protocol
+    directly, and the connection guard has to stand in front of it."""
+    loop = _event_loop()
+    asyncio.set_event_loop(loop)
+    main = loop.create_task(_serve_app(app, config, ssl_context, guard, started))
+    try:
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        try:
+            if not main.done():
+                main.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    loop.run_until_complete(main)
+        finally:
+            _cancel_remaining_tasks(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            asyncio.set_event_loop(None)
+
+
+async def _serve_app(
+    app: web.Application,
+    config: Config,
+    ssl_context: ssl.SSLContext | None,
+    guard: ConnectionGuard,
+    started: Callable[[], None],
+) -> None:
+    runner = web.AppRunner(
+        app,
+        handle_signals=True,
+        access_log_class=AccessLogger,
+        shutdown_timeout=5.0,
+        keepalive_timeout=60.0,
+        # After an answer sent before the body was read (408, 413), read on for at most
+        # this long so the client sees the answer; aiohttp's 10 s kept trickles around.
+        lingering_time=2.0,
+    )
+    await runner.setup()
+    try:
+        await GuardedSite(runner, config.host, config.port, guard, ssl_context).start()
+        started()
+        await asyncio.Event().wait()  # until SIGTERM or SIGINT ends the loop
+    finally:
+        await runner.cleanup()
+
+
+def _cancel_remaining_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
+
+class GuardedSite(web.BaseSite):
+    """A TCP site whose connections pass the ConnectionGuard before aiohttp sees them."""
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        guard: ConnectionGuard,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context)
+        self.runner, self.host, self.port = runner, host, port
+        self.guard, self.tls = guard, ssl_context
+
+    @property
+    def name(self) -> str:
+        return _url("https" if self.tls else "http", self.host, self.port)
+
+    async def start(self) -> None:
+        await super().start()
+        server = self.runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self.guard.protocol_factory(server),
+            self.host,
+            self.port,
+            ssl=self.tls,
+            ssl_handshake_timeout=self.guard.header_timeout if self.tls else None,
+            backlog=128,
+        )
 
 
 def _data_dir_problem(config: Config) -> str | None:
@@ -104,11 +195,11 @@ def _bind_error(host: str, port: int | None, exc: OSError) -> str:
     return f"{host}:{port}: {reason}"
 
 
-def _banner(app: web.Application, config: Config, *, https: bool) -> Callable[[str], None]:
-    """What run_app calls once the port is bound, so a setup code is only shown for a
+def _banner(app: web.Application, config: Config, *, https: bool) -> Callable[[], None]:
+    """What _serve_app calls once the port is bound, so a setup code is only shown for a
     server that runs. Printed to stdout, never logged: the setup code is a secret."""
 
-    def started(_: str) -> None:
+    def started() -> None:
         base_url = _base_url(config, https=https)
         print(
             f"checkin-appliance {__version__} serving on {base_url} "
@@ -166,18 +257,23 @@ def _ca_url(config: Config) -> str:
     return _url("http", host, config.redirect_port, "/ca.crt")
 
 
-def _plain_http_listener(config: Config) -> Callable[[Any], AsyncIterator[None]]:
+def _plain_http_listener(
+    config: Config, guard: ConnectionGuard
+) -> Callable[[Any], AsyncIterator[None]]:
     """A cleanup_ctx: the plain-HTTP port, owned by the main app so it starts and stops with it."""
 
     async def listener(_: Any) -> AsyncIterator[None]:
         port = config.redirect_port
         runner = web.AppRunner(
-            create_redirect_app(config), access_log_class=AccessLogger, shutdown_timeout=1.0
+            create_redirect_app(config),
+            access_log_class=AccessLogger,
+            shutdown_timeout=1.0,
+            keepalive_timeout=60.0,
         )
         await runner.setup()
         try:
             try:
-                await web.TCPSite(runner, config.host, port).start()
+                await GuardedSite(runner, config.host, port, guard).start()
             except OSError as exc:
                 reason = _bind_error(config.host, port, exc)
                 raise CannotListen(f"{reason} (plain HTTP)") from exc

@@ -13,16 +13,12 @@ even if ca.key leaks. `_name_constraints` says why they are not exactly the box'
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import ipaddress
 import logging
 import os
 import socket
 import ssl
 import stat
-import struct
-import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -35,10 +31,15 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from checkin_appliance.config import Config
 from checkin_appliance.files import write_atomically
+from checkin_appliance.own_names import (  # here first; kept importable from tls
+    LOOPBACK,
+    IPAddress,
+    host_names,
+    lan_addresses,
+)
+from checkin_appliance.own_names import ipv6_addresses as ipv6_addresses  # tests read it here
 
 log = logging.getLogger(__name__)
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 CA_LIFETIME = dt.timedelta(days=3650)
 # Browsers refuse server certificates valid for more than 398 days (Apple, Chrome).
@@ -46,9 +47,6 @@ SERVER_LIFETIME = dt.timedelta(days=397)
 RENEW_BEFORE = dt.timedelta(days=30)
 # A tablet whose clock is a little behind still accepts a certificate made a moment ago.
 BACKDATE = dt.timedelta(hours=1)
-LOOPBACK: frozenset[IPAddress] = frozenset(
-    {ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1")}
-)
 CA_NAME_PREFIX = "checkin-appliance local CA"
 # Names no public website can have: mDNS (RFC 6762) and loopback (RFC 6761). A constraint
 # covers the name and every name under it.
@@ -68,11 +66,6 @@ PRIVATE_NETWORKS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tu
     )
 )
 CN_MAX = 64  # X.509 upper bound for a common name
-
-SIOCGIFADDR = 0x8915  # Linux ioctl: the IPv4 address of one interface
-# /proc/net/if_inet6 flags of addresses that come and go (privacy addresses, old prefixes).
-IFA_F_TEMPORARY = 0x01
-IFA_F_DEPRECATED = 0x20
 
 
 class TLSError(Exception):
@@ -461,91 +454,6 @@ def server_names(
     if addresses is None:
         addresses = lan_addresses()
     return ServerNames(frozenset(host_names(hostname)), frozenset(addresses) | LOOPBACK)
-
-
-def host_names(hostname: str | None = None) -> list[str]:
-    name = (hostname if hostname is not None else socket.gethostname()).strip().rstrip(".")
-    name = name.lower()
-    names: list[str] = []
-    if name and not _is_address(name) and name != "localhost":
-        short = name.split(".")[0]
-        names += [name, short, f"{short}.local"]
-    names.append("localhost")
-    return list(dict.fromkeys(names))
-
-
-def lan_addresses() -> set[IPAddress]:
-    """This machine's own addresses, asked of the kernel: nothing is sent anywhere."""
-    found: set[IPAddress] = set()
-    if sys.platform.startswith("linux"):
-        found |= _ipv4_by_interface()
-        found |= ipv6_addresses(Path("/proc/net/if_inet6"))
-    else:  # a developer's laptop: what the hostname resolves to locally is good enough
-        with contextlib.suppress(OSError):
-            for *_, sockaddr in socket.getaddrinfo(socket.gethostname(), None):
-                with contextlib.suppress(ValueError):
-                    found.add(ipaddress.ip_address(str(sockaddr[0]).split("%")[0]))
-    return {address for address in found if _reachable_on_lan(address)}
-
-
-def _ipv4_by_interface() -> set[IPAddress]:
-    import fcntl  # Unix only; imported here so the module loads anywhere
-
-    found: set[IPAddress] = set()
-    try:
-        interfaces = socket.if_nameindex()
-        # A socket only to ask the kernel about interfaces; it is never bound or connected.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    except OSError:
-        return found
-    with sock:
-        for _, name in interfaces:
-            request = struct.pack("256s", name.encode()[:15])
-            try:
-                reply = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, request)
-            except OSError:
-                continue  # no IPv4 address on this interface
-            found.add(ipaddress.IPv4Address(reply[20:24]))  # struct ifreq → sockaddr_in.sin_addr
-    return found
-
-
-def ipv6_addresses(path: Path) -> set[IPAddress]:
-    """Stable IPv6 addresses from /proc/net/if_inet6 (temporary and deprecated ones skipped)."""
-    try:
-        text = path.read_text()
-    except OSError:
-        return set()
-    found: set[IPAddress] = set()
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 6:
-            continue
-        try:
-            address = ipaddress.IPv6Address(bytes.fromhex(fields[0]))
-            flags = int(fields[4], 16)
-        except ValueError:
-            continue
-        if not flags & (IFA_F_TEMPORARY | IFA_F_DEPRECATED):
-            found.add(address)
-    return found
-
-
-def _reachable_on_lan(address: IPAddress) -> bool:
-    # Loopback is named separately; IPv6 link-local needs a zone a URL cannot carry well.
-    return not (
-        address.is_loopback
-        or address.is_unspecified
-        or address.is_multicast
-        or (address.version == 6 and address.is_link_local)
-    )
-
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _ip_order(address: IPAddress) -> tuple[int, int]:

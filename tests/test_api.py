@@ -825,7 +825,7 @@ async def test_a_json_body_may_start_with_a_utf8_bom(clinic: Clinic) -> None:
 async def test_a_bearer_token_with_bytes_that_are_not_utf8_is_401(clinic: Clinic) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", clinic.client.port)
     writer.write(
-        b"GET /api/queue/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n"
+        b"GET /api/queue/ HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \xff\xfe\r\n"
         b"Connection: close\r\n\r\n"
     )
     status_line = await asyncio.wait_for(reader.readline(), 5)

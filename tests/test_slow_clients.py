@@ -65,22 +65,20 @@ CUT_OFF_MARGIN = 5.0  # seconds past the configured limit in which a cut-off mus
 EARLY_TOLERANCE = 0.5  # a cut-off this much before the limit is not that limit at work
 
 # `python -c LAUNCHER <keepalive> serve …`: runs checkin_appliance.cli.main unchanged, except
-# that the keepalive_timeout `serve` hands to aiohttp's run_app is printed, then replaced.
+# that the keepalive_timeout `serve` hands to aiohttp's AppRunner is printed, then replaced.
 LAUNCHER = """\
-import inspect, sys
+import sys
 from aiohttp import web
 from checkin_appliance import cli
 
-real_run_app = web.run_app
+real_app_runner = web.AppRunner
 
-def run_app(*args, **kwargs):
-    bound = inspect.signature(real_run_app).bind(*args, **kwargs)
-    bound.apply_defaults()
-    print(f"serve keepalive_timeout={bound.arguments['keepalive_timeout']!r}", flush=True)
-    bound.arguments["keepalive_timeout"] = float(sys.argv[1])
-    return real_run_app(*bound.args, **bound.kwargs)
+def app_runner(*args, **kwargs):
+    print(f"serve keepalive_timeout={kwargs['keepalive_timeout']!r}", flush=True)
+    kwargs["keepalive_timeout"] = float(sys.argv[1])
+    return real_app_runner(*args, **kwargs)
 
-web.run_app = run_app
+web.AppRunner = app_runner
 sys.exit(cli.main(sys.argv[2:]))
 """
 SERVE_KEEPALIVE = re.compile(r"serve keepalive_timeout=(\S+)")

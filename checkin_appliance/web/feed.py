@@ -10,6 +10,7 @@ from collections.abc import Callable
 from aiohttp import WSMsgType, web
 
 from checkin_appliance import errors
+from checkin_appliance.connections import RefusalLog
 from checkin_appliance.domain import Audience, InvalidInput, audience_for
 from checkin_appliance.hub import feed_json
 from checkin_appliance.web.auth import (
@@ -21,6 +22,7 @@ from checkin_appliance.web.auth import (
     require_same_origin,
     token_not_valid,
 )
+from checkin_appliance.web.errors import ApiError
 from checkin_appliance.web.keys import ACCESS, CONFIG, HUB, RECEPTION
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 MAX_CLIENT_MESSAGE = 4096  # clients have nothing to say; a big frame closes the socket
 # Bytes a client may have unsent in its socket buffer before frames go through its writer.
 DIRECT_WRITE_LIMIT = 64 * 1024
+_feed_refusals = RefusalLog("live feeds")
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -105,6 +108,16 @@ async def queue_feed(request: web.Request) -> web.StreamResponse:
     want_snapshot = _flag(request, "snapshot")
 
     config = request.app[CONFIG]
+    hub = request.app[HUB]
+    # One credential (a wall display's, say) held 4,000 feeds and the box's open files with
+    # them; anonymous feeds are bounded by max_connections_per_address instead.
+    if caller is not None and hub.feeds_of(caller.credential.id) >= config.max_feeds_per_credential:
+        _feed_refusals.refused("over max_feeds_per_credential")
+        raise ApiError(
+            errors.TOO_MANY_FEEDS,
+            "Too many live feeds are open with this credential.",
+            headers={"Retry-After": "60"},
+        )
     ws = web.WebSocketResponse(
         heartbeat=config.heartbeat,
         max_msg_size=MAX_CLIENT_MESSAGE,
@@ -112,7 +125,6 @@ async def queue_feed(request: web.Request) -> web.StreamResponse:
         timeout=5.0,
     )
     await ws.prepare(request)
-    hub = request.app[HUB]
     audience = audience_for(caller.credential.role) if caller else Audience.DISPLAY
     if request.query.get("view") == "display":
         audience = Audience.DISPLAY  # staff previewing a wall display; never the other way
