@@ -46,6 +46,12 @@ PHOTO_TOO_LARGE_TO_DECODE = _code(
     400,
     "decoding would need more memory than one photo may (big PNG, WebP, progressive JPEG)",
 )
+PHOTO_TOO_MANY_SCANS = _code(
+    "photo_too_many_scans", 400, "a JPEG of more than 50 scans (a progressive-JPEG scan bomb)"
+)
+PHOTO_TOO_SLOW_TO_DECODE = _code(
+    "photo_too_slow_to_decode", 400, "decoding the image took more than its second of CPU time"
+)
 PHOTO_DAMAGED = _code("photo_damaged", 400, "the image is truncated or cannot be decoded")
 PHOTO_TOO_LARGE = _code("photo_too_large", 413, "the image is larger than max_photo_bytes")
 FIELD_TOO_LARGE = _code("field_too_large", 413, "a text field of a multipart form over 64 KB")

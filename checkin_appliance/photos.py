@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import stat
+import time
 from pathlib import Path
 
 from PIL import ExifTags, Image, UnidentifiedImageError
@@ -51,10 +52,26 @@ DECODE_BYTES_PER_PIXEL = {
 # libwebp decodes into its own RGBA canvases, Pillow copies them out as bytes, then into
 # the image: about four copies of 4 bytes a pixel, whatever the mode.
 WEBP_BYTES_PER_PIXEL = 17
-# A progressive JPEG keeps every DCT coefficient of the full-size image
-# until its last scan, 2 bytes each, whatever size draft() decodes to: 3 bytes a pixel at
-# 4:2:0, 6 at 4:4:4, 8 for CMYK.
+# A JPEG of more than one scan (progressive, or one scan per component) keeps every DCT
+# coefficient of the full-size image until its last scan, 2 bytes each, whatever size
+# draft() decodes to: 3 bytes a pixel at 4:2:0, 6 at 4:4:4, 8 for CMYK.
 JPEG_COEFFICIENT_BYTES = 2
+# Each scan of a progressive JPEG is one more pass over every block of the image, and a
+# refinement scan of a plain area is 26 bytes: 2,000 repeats over 12 Mpx fit in 125 KB and
+# take 15-18 s to decode. libjpeg's progressive script writes 10 scans (6 for grey),
+# mozjpeg's optimised scripts a few more; 50 leaves room for any encoder, and 50 passes
+# over 12 Mpx take ~0.6 s (over the ~27 Mpx the memory budget allows a progressive JPEG,
+# the CPU allowance below stops them at a second).
+MAX_JPEG_SCANS = 50
+# CPU time one photo may spend in the decoder (its thread's own, so a busy box does not
+# make it fail). Photos decode one at a time (reception.photo_decoders), so this is what a
+# patient's photo can wait behind another's. A 12 Mpx camera JPEG takes ~50 ms here.
+DECODE_CPU_SECONDS = 1.0
+# Pillow feeds a JPEG to libjpeg this much at a time and the allowance is checked between
+# feeds, so a feed must be quick to decode: ten 26-byte scans over 27 Mpx take ~0.3 s.
+# Costs ~20 ms on a 3.5 MB photo (Pillow's own is 64 KB). PNG and WebP keep Pillow's: their
+# decode time is bounded by the pixels the memory budget lets through.
+DECODE_FEED_BYTES = 256
 JPEG_QUALITY = 85
 # \Z, not $: "$" also matches before a trailing newline ("<hex>.jpg\n").
 PHOTO_NAME = re.compile(r"\A[0-9a-f]{32}\.jpg\Z")
@@ -62,6 +79,11 @@ NOT_AN_IMAGE = "The photo must be a JPEG, PNG or WebP image."
 TOO_LARGE_TO_DECODE = (
     "The photo has too many pixels to decode safely for its kind; send a JPEG or a smaller image."
 )
+TOO_MANY_SCANS = "The photo is a JPEG with too many scans; send it as an ordinary JPEG."
+TOO_SLOW_TO_DECODE = "The photo took too long to decode; send a smaller or ordinary JPEG."
+# Where the entropy-coded data of a scan ends: an FF that is not stuffing (FF00), a restart
+# marker (RSTn) or fill (FF before FF).
+_MARKER_AFTER_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 # The one pixel limit is ours, read from the header before any decoding (reencode). Pillow's
 # own only warns up to twice its value, and turning that warning into an error takes
@@ -78,19 +100,28 @@ def reencode(data: bytes, max_side: int = 800) -> bytes:
         # Pillow's WebP reader allocates libwebp's canvases as it opens the file: check
         # the size first (the kernel may not hand the memory out lazily, or not at all).
         _check_pixels(webp_size, webp_size[0] * webp_size[1] * WEBP_BYTES_PER_PIXEL)
+    source = _DecodeAllowance(data)
     try:
-        with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
+        with Image.open(source, formats=ALLOWED_FORMATS) as img:
             if img.format not in ALLOWED_FORMATS + JPEG_FAMILY:
                 raise InvalidInput(NOT_AN_IMAGE, errors.PHOTO_NOT_AN_IMAGE)
             _check_pixels(img.size, 0)
             full_size = img.size
+            scans = 1
             if img.format in JPEG_FAMILY:
+                scans = jpeg_scan_count(data, MAX_JPEG_SCANS)
+                if scans > MAX_JPEG_SCANS:
+                    raise InvalidInput(TOO_MANY_SCANS, errors.PHOTO_TOO_MANY_SCANS)
                 # Let libjpeg decode at a reduced scale (1/2, 1/4, 1/8), never below the
                 # size we keep: four to ten times faster and smaller for camera shots.
                 img.draft("RGB", _target_size(img.size, max_side))
             # Before a single pixel is decoded: the header alone says what decoding costs.
-            _check_pixels(full_size, _decode_bytes(img, full_size))
+            _check_pixels(full_size, _decode_bytes(img, full_size, scans))
+            if img.format in JPEG_FAMILY:
+                img.decodermaxblock = DECODE_FEED_BYTES
+            source.start(DECODE_CPU_SECONDS)
             img.load()
+            source.stop()
             orientation = _orientation(img)
             pixels = _flatten_to_rgb(img)
             pixels.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
@@ -107,8 +138,64 @@ def reencode(data: bytes, max_side: int = 800) -> bytes:
             return out.getvalue()
     except UnidentifiedImageError as exc:
         raise InvalidInput(NOT_AN_IMAGE, errors.PHOTO_NOT_AN_IMAGE) from exc
+    except _DecodeTooSlow as exc:
+        raise InvalidInput(TOO_SLOW_TO_DECODE, errors.PHOTO_TOO_SLOW_TO_DECODE) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidInput("The photo is damaged or truncated.", errors.PHOTO_DAMAGED) from exc
+
+
+class _DecodeTooSlow(Exception):
+    """Not an OSError: Pillow and reencode() read those as a damaged file."""
+
+
+class _DecodeAllowance(io.BytesIO):
+    """The upload as Pillow reads it, fed to the decoder a block at a time: once the
+    decoding thread has used its CPU allowance, the next read raises _DecodeTooSlow."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self._deadline = math.inf
+
+    def start(self, seconds: float) -> None:
+        self._deadline = time.thread_time() + seconds
+
+    def stop(self) -> None:
+        self._deadline = math.inf
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if time.thread_time() > self._deadline:
+            raise _DecodeTooSlow
+        return super().read(size)
+
+
+def jpeg_scan_count(data: bytes, stop_after: int) -> int:
+    """The scans (SOS markers) of a JPEG's first image, found by walking its marker
+    segments and skipping each scan's coded data, without decoding; counting stops once
+    past `stop_after`. A file this cannot walk is left to the decoder to refuse."""
+    scans = 0
+    i = 2  # after SOI
+    while i < len(data) and data[i] == 0xFF and scans <= stop_after:
+        while i < len(data) and data[i] == 0xFF:  # fill bytes before a marker
+            i += 1
+        if i >= len(data):
+            break
+        marker = data[i]
+        i += 1
+        if marker == 0xD9:  # EOI: the end of the first image (an MPO's others follow)
+            break
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length field
+            continue
+        length = int.from_bytes(data[i : i + 2], "big")
+        if length < 2:
+            break
+        i += length
+        if marker == 0xDA:  # SOS
+            scans += 1
+            after = _MARKER_AFTER_SCAN.search(data, i)
+            if after is None:
+                break
+            i = after.start()
+    return scans
 
 
 def _check_pixels(size: tuple[int, int], decode_bytes: int) -> None:
@@ -180,7 +267,7 @@ def _turned(img: Image.Image, orientation: object) -> Image.Image:
     return img.transpose(method) if method is not None else img
 
 
-def _decode_bytes(img: Image.Image, full_size: tuple[int, int]) -> int:
+def _decode_bytes(img: Image.Image, full_size: tuple[int, int], scans: int) -> int:
     """The most memory reencode() holds at once for this opened (not yet loaded) image.
 
     `img.size` is what will be decoded (a JPEG's after draft()); `full_size` the header's.
@@ -192,7 +279,7 @@ def _decode_bytes(img: Image.Image, full_size: tuple[int, int]) -> int:
     if mode == "P" and "transparency" in img.info:
         mode = "P+transparency"
     held = pixels * DECODE_BYTES_PER_PIXEL.get(mode, max(DECODE_BYTES_PER_PIXEL.values()))
-    if img.format in JPEG_FAMILY and img.info.get("progressive"):
+    if img.format in JPEG_FAMILY and (img.info.get("progressive") or scans > 1):
         held += _jpeg_coefficient_bytes(img, full_size)
     return held
 

@@ -24,10 +24,13 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from checkin_appliance import errors, photos
+from checkin_appliance.domain import InvalidInput
 from tests.serverproc import HOST, POLL_INTERVAL, Server, cli_command, free_port, launched
 from tests.test_photos import BOUNDARY, encode, multipart
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "checkin-appliance.service"
+WAIT_BEHIND_A_BOMB = 3.0  # seconds a normal photo may take behind a scan bomb (about 1 s)
 UPLOAD_TIMEOUT = 60.0  # seconds: a bomb decoded before the fix takes a few
 EXIT_TIMEOUT = 2.0  # seconds for a server that closed its socket to be seen to have died
 CGROUP_EMPTY_TIMEOUT = 10.0  # seconds for the stopped server to leave its cgroup
@@ -170,16 +173,25 @@ def limited(tmp_path: Path) -> Iterator[tuple[Server, MemoryLimit]]:
 # --- requests ------------------------------------------------------------------------------
 
 
-def check_in(server: Server, access: str, image: bytes, fname: str = "Ada Lovelace") -> Any:
-    """(status, JSON body) of a multipart check-in; AssertionError if the server died on it."""
-    body = multipart({"fname": fname}, image)
+def send_check_in(server: Server, access: str, image: bytes) -> http.client.HTTPConnection:
+    """A multipart check-in sent whole; its answer is read with `answer`."""
+    body = multipart({"fname": "Ada Lovelace"}, image)
     headers = {
         "Authorization": f"Bearer {access}",
         "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
     }
     conn = http.client.HTTPConnection(HOST, server.port, timeout=UPLOAD_TIMEOUT)
+    conn.request("POST", "/api/patients/", body=body, headers=headers)
+    return conn
+
+
+def check_in(server: Server, access: str, image: bytes) -> Any:
+    """(status, JSON body) of a multipart check-in; AssertionError if the server died on it."""
+    return answer(server, send_check_in(server, access, image))
+
+
+def answer(server: Server, conn: http.client.HTTPConnection) -> Any:
     try:
-        conn.request("POST", "/api/patients/", body=body, headers=headers)
         response = conn.getresponse()
         status, raw = response.status, response.read()
     except (OSError, http.client.HTTPException) as exc:
@@ -280,3 +292,94 @@ def test_the_limit_is_really_applied(limited: tuple[Server, MemoryLimit]) -> Non
     else:
         soft = Path(f"/proc/{pid}/limits").read_text()
         assert re.search(rf"Max address space\s+{unit_memory_max()}\s", soft), soft
+
+
+# --- the progressive-JPEG scan bomb ---------------------------------------------------------
+
+
+def scan_spans(jpeg: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each scan: its SOS segment and the coded data after it, to the next
+    marker (not FF00 stuffing or a restart marker)."""
+    spans = []
+    i = 2
+    while jpeg[i + 1] != 0xD9:  # EOI
+        start, marker = i, jpeg[i + 1]
+        i += 2 + int.from_bytes(jpeg[i + 2 : i + 4], "big")
+        if marker == 0xDA:
+            while jpeg[i] != 0xFF or jpeg[i + 1] == 0x00 or 0xD0 <= jpeg[i + 1] <= 0xD7:
+                i += 1
+            spans.append((start, i))
+    return spans
+
+
+def scan_bomb(repeats: int = 2000, size: tuple[int, int] = (4000, 3000)) -> bytes:
+    """A valid progressive JPEG whose first AC refinement scan is repeated `repeats` times
+    before EOI: a plain area makes that scan a few bytes, yet each is a pass over every
+    block of the 12 Mpx image (the review's: 184 KB, 7-10 s to decode)."""
+    plain = encode(Image.new("RGB", size, (90, 120, 150)), "JPEG", progressive=True)
+    spans = scan_spans(plain)
+    assert len(spans) == 10, len(spans)  # libjpeg's progressive script
+
+    def refines_ac(span: tuple[int, int]) -> bool:
+        header = plain[span[0] + 4 :]
+        components = header[0]
+        ss, _, ah_al = header[1 + 2 * components : 4 + 2 * components]
+        return ss > 0 and ah_al >> 4 > 0
+
+    start, end = next(span for span in spans if refines_ac(span))
+    last = spans[-1][1]
+    return plain[:last] + plain[start:end] * repeats + plain[last:]
+
+
+def test_a_jpeg_scan_bomb_is_refused_and_the_next_photo_does_not_wait(
+    limited: tuple[Server, MemoryLimit],
+) -> None:
+    server, _ = limited
+    bomb = scan_bomb()
+    assert 100_000 < len(bomb) < 200_000, len(bomb)
+    normal = encode(Image.linear_gradient("L").resize((3000, 2000)).convert("RGB"), "JPEG")
+    access = kiosk(server)
+
+    # The bomb first, the next patient's photo right behind it (photos decode one at a time).
+    started = time.monotonic()
+    bomb_conn = send_check_in(server, access, bomb)
+    normal_sent = time.monotonic()
+    status, body = check_in(server, access, normal)
+    normal_waited = time.monotonic() - normal_sent
+    bomb_status, bomb_body = answer(server, bomb_conn)
+    bomb_took = time.monotonic() - started
+    print(
+        f"scan bomb ({len(bomb)} bytes): {bomb_took:.2f} s; the photo behind: {normal_waited:.2f} s"
+    )
+
+    assert (bomb_status, bomb_body.get("code")) == (400, "photo_too_many_scans"), bomb_body
+    assert status == 201, body
+    assert normal_waited < WAIT_BEHIND_A_BOMB, normal_waited
+    assert bomb_took < WAIT_BEHIND_A_BOMB, bomb_took
+
+
+def test_scans_are_counted_without_decoding() -> None:
+    normal = encode(Image.new("RGB", (64, 48)), "JPEG", progressive=True)
+    assert photos.jpeg_scan_count(normal, photos.MAX_JPEG_SCANS) == 10
+    baseline = encode(Image.new("RGB", (64, 48)), "JPEG")
+    assert photos.jpeg_scan_count(baseline, photos.MAX_JPEG_SCANS) == 1
+    # Counting stops just past the limit: a file of thousands of scans is not walked to its end.
+    bomb = scan_bomb(repeats=5_000, size=(64, 48))
+    assert photos.jpeg_scan_count(bomb, photos.MAX_JPEG_SCANS) == photos.MAX_JPEG_SCANS + 1
+    # Just within the limit is an ordinary photo.
+    within = scan_bomb(repeats=photos.MAX_JPEG_SCANS - 10, size=(64, 48))
+    assert photos.jpeg_scan_count(within, photos.MAX_JPEG_SCANS) == photos.MAX_JPEG_SCANS
+    assert photos.reencode(within)
+
+
+def test_a_decode_past_its_cpu_allowance_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The backstop behind the scan count: whatever makes a decode slow, it stops at its
+    # allowance (checked between feeds of 256 bytes). 50 scans over 12 Mpx take ~0.5 s of
+    # CPU; here the allowance is 20 ms.
+    within_the_count = scan_bomb(repeats=photos.MAX_JPEG_SCANS - 10)
+    monkeypatch.setattr(photos, "DECODE_CPU_SECONDS", 0.02)
+    started = time.thread_time()
+    with pytest.raises(InvalidInput) as refused:
+        photos.reencode(within_the_count)
+    assert refused.value.code is errors.PHOTO_TOO_SLOW_TO_DECODE
+    assert time.thread_time() - started < 0.4
