@@ -383,3 +383,60 @@ def test_a_decode_past_its_cpu_allowance_is_refused(monkeypatch: pytest.MonkeyPa
         photos.reencode(within_the_count)
     assert refused.value.code is errors.PHOTO_TOO_SLOW_TO_DECODE
     assert time.thread_time() - started < 0.4
+
+
+# --- the budget holds what it says ----------------------------------------------------------
+
+# Measured in a fresh interpreter: its resident high-water mark (VmHWM, which unlike
+# ru_maxrss starts afresh at exec) over reencode() of a photo just inside the budget. The
+# libraries' first use adds a few MB of their own.
+_MEASURE = """
+import re, sys
+from checkin_appliance import photos
+def kb(field):
+    status = open("/proc/self/status").read()
+    return int(re.search(field + r":\\s+(\\d+) kB", status).group(1))
+data = open(sys.argv[1], "rb").read()
+before = kb("VmRSS")
+photos.reencode(data)
+print((kb("VmHWM") - before) * 1024)
+"""
+FIRST_USE_SLACK = 12 * 2**20
+
+
+def _grain(size: tuple[int, int], mode: str) -> Image.Image:
+    """A smooth picture (compresses, but is not one flat colour) in `mode`."""
+    grey = Image.linear_gradient("L").resize(size)
+    if mode == "I;16":
+        return grey.convert("I").point(lambda v: v * 257).convert("I;16")
+    return grey.convert(mode)
+
+
+AT_THE_BUDGET = {
+    "RGBA PNG 2700x2700": lambda: encode(_grain((2700, 2700), "RGBA"), "PNG"),
+    "LA PNG 2400x2400": lambda: encode(_grain((2400, 2400), "LA"), "PNG"),
+    "16-bit grey PNG 2700x2700": lambda: encode(_grain((2700, 2700), "I;16"), "PNG"),
+    "WebP 2000x2400": lambda: encode(_grain((2000, 2400), "RGB"), "WEBP"),
+    "progressive JPEG 5600x4200": lambda: encode(
+        _grain((5600, 4200), "RGB"), "JPEG", progressive=True
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", AT_THE_BUDGET)
+def test_a_photo_just_inside_the_budget_holds_no_more_than_the_budget(
+    tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "photo"
+    path.write_bytes(AT_THE_BUDGET[kind]())
+    measured = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=UPLOAD_TIMEOUT,
+        check=False,
+    )
+    assert measured.returncode == 0, measured.stderr  # accepted: inside the budget
+    peak = int(measured.stdout)
+    print(f"{kind}: peak +{peak / 2**20:.1f} MiB (budget {photos.DECODE_BUDGET_BYTES / 2**20:.0f})")
+    assert peak <= photos.DECODE_BUDGET_BYTES + FIRST_USE_SLACK
