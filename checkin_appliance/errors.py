@@ -41,6 +41,17 @@ NAME_TOO_LONG = _code("name_too_long", 400, "fname longer than 255 characters")
 PHOTO_EMPTY = _code("photo_empty", 400, "an empty image part")
 PHOTO_NOT_AN_IMAGE = _code("photo_not_an_image", 400, "the image is not a JPEG, PNG or WebP")
 PHOTO_TOO_MANY_PIXELS = _code("photo_too_many_pixels", 400, "the image has too many pixels")
+PHOTO_TOO_LARGE_TO_DECODE = _code(
+    "photo_too_large_to_decode",
+    400,
+    "decoding would need more memory than one photo may (big PNG, WebP, progressive JPEG)",
+)
+PHOTO_TOO_MANY_SCANS = _code(
+    "photo_too_many_scans", 400, "a JPEG of more than 50 scans (a progressive-JPEG scan bomb)"
+)
+PHOTO_TOO_SLOW_TO_DECODE = _code(
+    "photo_too_slow_to_decode", 400, "decoding the image took more than its second of CPU time"
+)
 PHOTO_DAMAGED = _code("photo_damaged", 400, "the image is truncated or cannot be decoded")
 PHOTO_TOO_LARGE = _code("photo_too_large", 413, "the image is larger than max_photo_bytes")
 FIELD_TOO_LARGE = _code("field_too_large", 413, "a text field of a multipart form over 64 KB")
