@@ -14,6 +14,7 @@ even if ca.key leaks. `_name_constraints` says why they are not exactly the box'
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import logging
 import os
 import socket
