@@ -16,10 +16,12 @@ Both raise BackupError with a one-line message; neither prints or logs a patient
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -34,7 +36,7 @@ from typing import IO, Any, BinaryIO
 
 from checkin_appliance import __version__, photos
 from checkin_appliance.config import Config
-from checkin_appliance.files import fsync_directory, write_atomically
+from checkin_appliance.files import TEMP_SUFFIX, fsync_directory
 from checkin_appliance.store import inspect, lock
 from checkin_appliance.store.inspect import Counts
 from checkin_appliance.store.schema import available as available_migrations
@@ -51,6 +53,14 @@ IN_USE_TIMEOUT = 0.5
 # The tar is synced every so many bytes while it is written: one large flush at the end
 # would hold up the server's own commits (each an fsync) on the same disk for a moment.
 SYNC_EVERY_BYTES = 8 * 1024 * 1024
+# A killed backup's temp files: OUT.<token>.tmp and OUT.<token>.tmp-checkin.db(-journal).
+_TEMP_NAME = re.compile(
+    r"^(?P<tar>.+\.[0-9a-f]{8}"
+    + re.escape(TEMP_SUFFIX)
+    + r")(?:-checkin\.db(?:-journal|-wal|-shm)?)?$"
+)
+# A temp file younger than this may belong to a backup that has not locked it yet.
+LEFTOVER_GRACE = 10.0
 # A manifest lists every photo; this is far above any clinic and far below harm.
 MANIFEST_MAX_BYTES = 64 * 1024 * 1024
 # Taken by restore for its whole run; a server that holds it is running (see restore()).
@@ -115,28 +125,33 @@ def backup(config: Config, out: str | Path, *, force: bool = False) -> BackupRes
     if not db_path.is_file():
         raise BackupError(f"no database at {db_path} (is --data-dir right?)")
 
-    temp_db = target.with_name(f"{target.name}.tmp-{secrets.token_hex(4)}-{DATABASE}")
+    _sweep_leftovers(target.parent)
+    # Both temp files share one random token: TEMP_TAR is flocked while the backup runs, so a
+    # later backup can tell a killed one's leftovers from a running one's (_sweep_leftovers).
+    temp_tar = target.with_name(f"{target.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    temp_db = temp_tar.with_name(f"{temp_tar.name}-{DATABASE}")
     try:
-        created_at = _utc_now()
-        _snapshot(db_path, temp_db)
-        counts, names = _inspect_copy(temp_db)
-        missing: list[str] = []
-
-        def write_archive(raw: BinaryIO) -> None:
-            missing.extend(
-                _write_archive(raw, temp_db, config.photo_dir, names, created_at, counts)
-            )
+        with _private_file(temp_tar) as raw:
+            fcntl.flock(raw.fileno(), fcntl.LOCK_EX)
+            # Made here 0600 before SQLite opens it (SQLite gives its journal the same mode):
+            # the copy holds every patient's name, next to the backups, on a USB stick.
+            _private_file(temp_db).close()
+            created_at = _utc_now()
+            _snapshot(db_path, temp_db)
+            counts, names = _inspect_copy(temp_db)
+            missing = _write_archive(raw, temp_db, config.photo_dir, names, created_at, counts)
+            raw.flush()
+            os.fsync(raw.fileno())
             if target.exists() and not force:  # it appeared while we worked
                 raise BackupError(f"{target} already exists; add --force to replace it", USAGE)
-
-        write_atomically(target, write_archive, 0o600)
+            os.replace(temp_tar, target)
+        fsync_directory(target.parent)
     except OSError as exc:
         raise BackupError(f"cannot write {target}: {_reason(exc)}") from exc
     finally:
-        side_files = [temp_db.with_name(temp_db.name + suffix) for suffix in SIDE_FILES]
-        for leftover in (temp_db, *side_files):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
+        # However it ends (an error, Ctrl-C, SIGTERM: the CLI turns it into KeyboardInterrupt),
+        # no copy of the database stays behind; a SIGKILL's leftovers go at the next backup.
+        _remove_temp_files(temp_tar, temp_db)
     return BackupResult(
         path=target,
         size_bytes=target.stat().st_size,
@@ -147,6 +162,61 @@ def backup(config: Config, out: str | Path, *, force: bool = False) -> BackupRes
         missing_photos=len(missing),
         seconds=time.monotonic() - started,
     )
+
+
+def _private_file(path: Path) -> BinaryIO:
+    """A new file only its owner can read; never an existing file or a link planted there."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.fdopen(os.open(path, flags, 0o600), "r+b")
+
+
+def _remove_temp_files(temp_tar: Path, temp_db: Path) -> None:
+    side_files = [temp_db.with_name(temp_db.name + suffix) for suffix in SIDE_FILES]
+    for leftover in (temp_tar, temp_db, *side_files):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+
+
+def _sweep_leftovers(folder: Path) -> int:
+    """Removes the temp files of earlier backups into `folder` that were killed outright
+    (SIGKILL, a power cut): each is a copy of the database. Returns how many groups went.
+
+    A running backup holds a flock on its TEMP_TAR; a group whose TEMP_TAR is locked, or
+    younger than LEFTOVER_GRACE (created, not yet locked), is left alone.
+    """
+    groups: dict[str, list[Path]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            match = _TEMP_NAME.match(entry.name)
+            if match and entry.is_file(follow_symlinks=False):
+                groups.setdefault(match["tar"], []).append(Path(entry.path))
+    removed = 0
+    for tar_name, paths in groups.items():
+        if _backup_running(folder / tar_name, paths):
+            continue
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        removed += 1
+    return removed
+
+
+def _backup_running(temp_tar: Path, group: list[Path]) -> bool:
+    try:
+        if any(time.time() - p.lstat().st_mtime < LEFTOVER_GRACE for p in group):
+            return True
+        fd = os.open(temp_tar, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False  # the temp tar is created first: a copy without it is a leftover
+    except OSError:
+        return True  # cannot tell: leave it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True  # locked by a running backup (or no locks here: leave it)
+    finally:
+        os.close(fd)
+    return False
 
 
 def default_backup_name(now: datetime | None = None) -> str:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import platform
+import signal
 import sqlite3
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -438,11 +440,28 @@ def audit_verify(args: argparse.Namespace, config: Config) -> int:
     return 1
 
 
+@contextlib.contextmanager
+def _stopping_signals_interrupt() -> Iterator[None]:
+    """SIGTERM (systemctl stop, a timeout) and SIGHUP end a backup or restore the way Ctrl-C
+    does, through its clean-up: no temp copy of the database is left behind."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def backup_command(args: argparse.Namespace, config: Config) -> int:
     from checkin_appliance import backup
 
     try:
-        result = backup.backup(config, args.out, force=args.force)
+        with _stopping_signals_interrupt():
+            result = backup.backup(config, args.out, force=args.force)
     except backup.BackupError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code
@@ -471,7 +490,8 @@ def restore_command(args: argparse.Namespace, config: Config) -> int:
     from checkin_appliance import backup
 
     try:
-        result = backup.restore(config, args.backup_file)
+        with _stopping_signals_interrupt():
+            result = backup.restore(config, args.backup_file)
     except backup.BackupError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import io
 import itertools
 import json
+import os
 import re
+import signal
 import sqlite3
 import stat
 import subprocess
 import tarfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -593,3 +597,99 @@ def test_help(command: list[str], mentions: list[str]) -> None:
     assert result.returncode == 0, result.stderr
     for word in mentions:
         assert word in result.stdout, word
+
+
+# --- the temporary copy of the database (issue 13, item 18) -------------------------------------
+
+
+def _temp_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if ".tmp" in p.name)
+
+
+def test_the_temporary_copy_is_private_and_removed_when_the_backup_fails(
+    stopped_data_dir: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "usb"
+    out.mkdir()
+    seen: dict[str, int] = {}
+    real_inspect = backup._inspect_copy
+
+    def inspect_then_fail(copy: Path) -> Any:
+        real_inspect(copy)
+        for path in _temp_files(out):
+            seen[path.name] = stat.S_IMODE(path.lstat().st_mode)
+        raise backup.BackupError("failed on purpose")
+
+    monkeypatch.setattr(backup, "_inspect_copy", inspect_then_fail)
+    with pytest.raises(backup.BackupError, match="failed on purpose"):
+        backup.backup(stopped_data_dir, out / "b.tar")
+    assert any(name.endswith("-checkin.db") for name in seen), seen
+    assert set(seen.values()) == {0o600}, seen
+    assert list(out.iterdir()) == []
+
+
+@contextlib.contextmanager
+def _database_held(db: Path) -> Iterator[Callable[[], None]]:
+    """An exclusive lock on a rollback-journal database: a backup waits in its copy step
+    (with its temp files made) until the returned function releases it."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("BEGIN EXCLUSIVE")
+    try:
+        yield lambda: conn.execute("ROLLBACK") if conn.in_transaction else None
+    finally:
+        conn.close()
+
+
+def _backup_waiting_in_copy(config: Config, out: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        cli_command("backup", str(out / "b.tar"), "--data-dir", str(config.data_dir)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 10
+    while not any(p.name.endswith("-checkin.db") for p in _temp_files(out)):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the backup never made its temp copy"
+        time.sleep(0.02)  # a poll with a deadline, not synchronisation
+    return proc
+
+
+def test_a_backup_stopped_with_sigterm_leaves_no_copy_behind(
+    stopped_data_dir: Config, tmp_path: Path
+) -> None:
+    out = tmp_path / "usb"
+    out.mkdir()
+    with _database_held(stopped_data_dir.db_path) as release:
+        proc = _backup_waiting_in_copy(stopped_data_dir, out)
+        assert {stat.S_IMODE(p.lstat().st_mode) for p in _temp_files(out)} == {0o600}
+        proc.send_signal(signal.SIGTERM)
+        release()
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode != 0
+    assert "Traceback" not in err, err
+    assert list(out.iterdir()) == []
+
+
+def test_a_killed_backups_leftovers_go_at_the_next_backup(
+    stopped_data_dir: Config, tmp_path: Path
+) -> None:
+    out = tmp_path / "usb"
+    out.mkdir()
+    with _database_held(stopped_data_dir.db_path):
+        proc = _backup_waiting_in_copy(stopped_data_dir, out)
+        proc.kill()
+        proc.communicate(timeout=20)
+    leftovers = _temp_files(out)
+    assert leftovers, "SIGKILL should have left the temp files"
+    # A backup still running into the same folder: its (locked) temp file must stay.
+    running = out / "other.tar.0123abcd.tmp"
+    running.write_bytes(b"")
+    an_hour_ago = time.time() - 3600
+    for path in [*leftovers, running]:
+        os.utime(path, (an_hour_ago, an_hour_ago))  # as the next night's backup finds them
+    with running.open("rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        result = run_cli("backup", str(out / "c.tar"), "--data-dir", str(stopped_data_dir.data_dir))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["c.tar", running.name]
