@@ -374,6 +374,7 @@ def restore(config: Config, source: Path) -> RestoreResult:
     staging = data_dir / f".restore-{secrets.token_hex(4)}.tmp"
     try:
         with _restore_lock(data_dir):
+            _refuse_links(config)
             _refuse_if_in_use(config)
             staging.mkdir(mode=0o700)
             manifest = _unpack(source, staging)
@@ -409,8 +410,20 @@ def _restore_lock(data_dir: Path) -> Iterator[None]:
     try:
         with lock.hold(data_dir):
             yield
+    except lock.UnsafeLockFile as exc:
+        raise BackupError(f"{exc}; nothing was changed") from exc
     except lock.DataDirInUse as exc:
         raise _in_use(data_dir, f"{LOCK_FILE} is held") from exc
+
+
+def _refuse_links(config: Config) -> None:
+    """Restore (often run as root) renames into media/: a link planted there by the service's
+    user would put the photos, owned by that user, in any folder of the box."""
+    if config.media_dir.is_symlink():
+        raise BackupError(
+            f"{config.media_dir} is a symbolic link; remove it if you did not put it there; "
+            "nothing was changed"
+        )
 
 
 def _refuse_if_in_use(config: Config) -> None:
@@ -603,8 +616,9 @@ def _swap_in(config: Config, staging: Path) -> tuple[Path | None, list[str]]:
     current = [config.db_path.with_name(config.db_path.name + suffix) for suffix in SIDE_FILES] + [
         config.db_path
     ]
-    current = [p for p in current if p.exists()]
-    old_photos = config.photo_dir if config.photo_dir.exists() else None
+    # lexists: a (dangling) link is moved aside too, never written through.
+    current = [p for p in current if os.path.lexists(p)]
+    old_photos = config.photo_dir if os.path.lexists(config.photo_dir) else None
     aside: Path | None = None
     moves: list[tuple[Path, Path]] = []
     if current or old_photos is not None:

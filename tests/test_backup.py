@@ -693,3 +693,42 @@ def test_a_killed_backups_leftovers_go_at_the_next_backup(
         result = run_cli("backup", str(out / "c.tar"), "--data-dir", str(stopped_data_dir.data_dir))
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["c.tar", running.name]
+
+
+# --- links planted in the data directory (issue 13, item 22) ------------------------------------
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the attack is on a restore run as root (CI is)")
+def test_restore_as_root_does_not_follow_a_link_planted_at_the_lock_file(
+    busy: BusyBackup, stopped_data_dir: Config, tmp_path: Path
+) -> None:
+    """The service's user plants checkin.lock -> a file root would then create."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = outside / "created-by-root"
+    planted = stopped_data_dir.data_dir / backup.LOCK_FILE
+    planted.unlink(missing_ok=True)
+    before = _tree(stopped_data_dir.data_dir)
+    planted.symlink_to(target)
+    result = run_cli("restore", str(busy.path), "--data-dir", str(stopped_data_dir.data_dir))
+    assert result.returncode == 1, result.stdout
+    line = _one_error_line(result)
+    assert "checkin.lock is a link" in line and "nothing was changed" in line, line
+    assert not os.path.lexists(target)
+    assert planted.is_symlink()
+    planted.unlink()
+    assert _tree(stopped_data_dir.data_dir) == before
+
+
+def test_restore_does_not_move_photos_through_a_linked_media_folder(
+    busy: BusyBackup, stopped_data_dir: Config, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    media = stopped_data_dir.media_dir
+    media.rename(tmp_path / "real-media")
+    media.symlink_to(outside)
+    result = run_cli("restore", str(busy.path), "--data-dir", str(stopped_data_dir.data_dir))
+    assert result.returncode == 1, result.stdout
+    assert "is a symbolic link" in _one_error_line(result)
+    assert list(outside.iterdir()) == []
