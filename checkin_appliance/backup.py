@@ -63,6 +63,12 @@ _TEMP_NAME = re.compile(
 LEFTOVER_GRACE = 10.0
 # A manifest lists every photo; this is far above any clinic and far below harm.
 MANIFEST_MAX_BYTES = 64 * 1024 * 1024
+# What restore reads and writes at a time: memory stays flat whatever the backup's size.
+COPY_CHUNK = 1024 * 1024
+# Far above any clinic (1,000 patients with photos are about 120 MB), far below harm.
+RESTORE_MAX_BYTES = 32 * 1024**3
+# Restore leaves at least this much free on the data directory's disk.
+RESTORE_SPARE_BYTES = 64 * 1024 * 1024
 # Taken by restore for its whole run; a server that holds it is running (see restore()).
 LOCK_FILE = lock.LOCK_FILE
 USAGE = 2  # exit code: the command cannot be done as asked (like argparse's errors)
@@ -467,23 +473,55 @@ def _processes_with_open(db_path: Path) -> list[int]:
     return sorted(found)
 
 
+@dataclass(frozen=True)
+class _Listed:
+    """A member as the manifest lists it."""
+
+    size: int
+    sha256: str
+
+
 def _unpack(source: Path, staging: Path) -> dict[str, Any]:
-    """Every member into `staging`, checked against the manifest; returns the manifest."""
-    hashes: dict[str, tuple[int, str]] = {}
+    """Every member into `staging`, checked against the manifest; returns the manifest.
+
+    Two passes over the file. The first writes nothing: it reads the archive as `backup`
+    writes it (a plain tar of regular files with our names, the manifest last), hashes every
+    member and checks it against the manifest, and the total against free space. Only then
+    does the second pass write each member, stopping at the size the manifest gives it. A
+    compressed archive (a `.tar.gz` bomb) is not a plain tar and is refused at its first
+    block; a plain tar stores every byte it unpacks, so nothing expands beyond the file.
+    """
+    listed = _read_members(source)
+    manifest = listed.pop(MANIFEST)
+    _refuse_if_no_room(source, staging.parent, sum(m.size for m in listed.values()))
+    (staging / "media" / "patient_images").mkdir(parents=True, mode=0o700)
+    written = _read_members(source, staging, listed)
+    written.pop(MANIFEST)
+    if written != listed:  # the file changed between the passes
+        raise _not_a_backup(source, "it changed while it was read")
+    return manifest  # type: ignore[return-value]
+
+
+def _read_members(
+    source: Path, staging: Path | None = None, expected: dict[str, _Listed] | None = None
+) -> dict[str, Any]:
+    """One pass over the archive: {member: _Listed} checked against the manifest, plus
+    {MANIFEST: the manifest}. With `staging`, each member is also written there, no more of
+    it than `expected` (what the first pass found) says."""
+    seen: dict[str, _Listed] = {}
     manifest_bytes: bytes | None = None
-    photo_dir = staging / "media" / "patient_images"
-    photo_dir.mkdir(parents=True, mode=0o700)
+    total = 0
     try:
-        tar = tarfile.open(source, mode="r:*")  # noqa: SIM115 - closed below, errors differ
-    except (tarfile.TarError, EOFError) as exc:
-        raise _not_a_backup(source, "it is not a tar file") from exc
-    try:
-        with tar:
+        with source.open("rb") as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
             for member in tar:
                 name = member.name
-                if name in hashes or (name == MANIFEST and manifest_bytes is not None):
+                if manifest_bytes is not None:
+                    raise _not_a_backup(source, f"unexpected entry {name!r} after the manifest")
+                if name in seen:
                     raise _not_a_backup(source, f"{name} appears twice")
-                if not member.isfile():
+                # Only plain files: no links, folders, devices, or sparse files (which
+                # unpack to far more than they store).
+                if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or member.sparse:
                     raise _not_a_backup(source, f"unexpected entry {name!r}")
                 reader = tar.extractfile(member)
                 assert reader is not None  # a regular file always has one
@@ -491,22 +529,47 @@ def _unpack(source: Path, staging: Path) -> dict[str, Any]:
                     if member.size > MANIFEST_MAX_BYTES:
                         raise _not_a_backup(source, "the manifest is too large")
                     manifest_bytes = reader.read()
-                elif name == DATABASE:
-                    hashes[name] = _write_file(staging / DATABASE, reader, 0o600)
-                elif name.startswith(PHOTO_PREFIX) and photos.PHOTO_NAME.match(
-                    name[len(PHOTO_PREFIX) :]
-                ):
-                    hashes[name] = _write_file(photo_dir / name[len(PHOTO_PREFIX) :], reader, 0o640)
+                    continue
+                target = _member_path(source, name, staging)
+                if expected is not None and expected.get(name, _Listed(-1, "")).size != member.size:
+                    raise _not_a_backup(source, "it changed while it was read")
+                total += member.size
+                if total > RESTORE_MAX_BYTES:
+                    raise _not_a_backup(source, "it is larger than any backup we write")
+                if target is None:
+                    seen[name] = _hash_stream(reader, member.size)
                 else:
-                    raise _not_a_backup(source, f"unexpected entry {name!r}")
+                    seen[name] = _write_file(target, reader, member.size)
     except (tarfile.TarError, EOFError) as exc:
         raise _not_a_backup(source, f"unreadable or cut short ({_first_line(str(exc))})") from exc
     if manifest_bytes is None:
         raise _not_a_backup(source, f"no {MANIFEST}: the file is incomplete")
+    manifest, listed = _parse_manifest(source, manifest_bytes)
+    for name in sorted(set(listed) | set(seen)):
+        if name not in seen:
+            raise _not_a_backup(source, f"{name} is missing: the file is incomplete")
+        if name not in listed:
+            raise _not_a_backup(source, f"{name} is not in the manifest")
+        if seen[name] != listed[name]:
+            raise _not_a_backup(source, f"{name} does not match its checksum: the file is damaged")
+    return {**seen, MANIFEST: manifest}
+
+
+def _member_path(source: Path, name: str, staging: Path | None) -> Path | None:
+    """Where a member goes in `staging` (None without one); refuses names we never write."""
+    if name == DATABASE:
+        return None if staging is None else staging / DATABASE
+    photo = name[len(PHOTO_PREFIX) :]
+    if name.startswith(PHOTO_PREFIX) and photos.PHOTO_NAME.match(photo):
+        return None if staging is None else staging / "media" / "patient_images" / photo
+    raise _not_a_backup(source, f"unexpected entry {name!r}")
+
+
+def _parse_manifest(source: Path, data: bytes) -> tuple[dict[str, Any], dict[str, _Listed]]:
     try:
-        manifest = json.loads(manifest_bytes)
+        manifest = json.loads(data)
         listed = {
-            name: (int(entry["size"]), str(entry["sha256"]))
+            name: _Listed(int(entry["size"]), str(entry["sha256"]))
             for name, entry in manifest["members"].items()
         }
         fmt, version = manifest["format"], manifest["format_version"]
@@ -521,31 +584,46 @@ def _unpack(source: Path, staging: Path) -> dict[str, Any]:
         )
     if DATABASE not in listed:
         raise _not_a_backup(source, f"the manifest lists no {DATABASE}")
-    for name in sorted(set(listed) | set(hashes)):
-        if name not in hashes:
-            raise _not_a_backup(source, f"{name} is missing: the file is incomplete")
-        if name not in listed:
-            raise _not_a_backup(source, f"{name} is not in the manifest")
-        if hashes[name] != listed[name]:
-            raise _not_a_backup(source, f"{name} does not match its checksum: the file is damaged")
-    return manifest
+    return manifest, listed
+
+
+def _refuse_if_no_room(source: Path, data_dir: Path, needed: int) -> None:
+    """The unpacked backup must fit with room to spare: a full disk stops the server too."""
+    st = os.statvfs(data_dir)
+    free = st.f_bavail * st.f_frsize
+    if needed + RESTORE_SPARE_BYTES > free:
+        raise BackupError(
+            f"{source} unpacks to {_megabytes(needed)} and {data_dir} has {_megabytes(free)} "
+            "free; make room first; nothing was changed"
+        )
 
 
 def _not_a_backup(source: Path, why: str) -> BackupError:
     return BackupError(f"{source} is not a usable backup: {why}; nothing was changed")
 
 
-def _write_file(path: Path, reader: IO[bytes], mode: int) -> tuple[int, str]:
-    """Streams `reader` into a new file (synced later, once checked); returns (size, sha256)."""
+def _hash_stream(reader: IO[bytes], size: int) -> _Listed:
+    digest = hashlib.sha256()
+    read = 0
+    while chunk := reader.read(min(COPY_CHUNK, size - read)):
+        digest.update(chunk)
+        read += len(chunk)
+    return _Listed(read, digest.hexdigest())
+
+
+def _write_file(path: Path, reader: IO[bytes], limit: int) -> _Listed:
+    """Streams at most `limit` bytes of `reader` into a new file (synced later, once
+    checked); O_EXCL and O_NOFOLLOW: never an existing file or a planted link."""
     digest = hashlib.sha256()
     size = 0
+    mode = 0o600 if path.name == DATABASE else 0o640
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     with os.fdopen(fd, "wb") as f:
-        while chunk := reader.read(1024 * 1024):
+        while chunk := reader.read(min(COPY_CHUNK, limit - size)):
             digest.update(chunk)
             size += len(chunk)
             f.write(chunk)
-    return size, digest.hexdigest()
+    return _Listed(size, digest.hexdigest())
 
 
 def _fsync_tree(root: Path) -> None:

@@ -22,6 +22,7 @@ import signal
 import sqlite3
 import stat
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -732,3 +733,80 @@ def test_restore_does_not_move_photos_through_a_linked_media_folder(
     assert result.returncode == 1, result.stdout
     assert "is a symbolic link" in _one_error_line(result)
     assert list(outside.iterdir()) == []
+
+
+# --- only what backup writes (issue 13, item 21) ------------------------------------------------
+
+BOMB_BYTES = 300 * 1024 * 1024  # what the .tar.gz would unpack to
+MOST_RESTORE_MAY_WRITE = 4 * 1024 * 1024
+
+
+class _Zeros(io.RawIOBase):
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self.left)
+        buffer[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def _gzip_bomb(path: Path) -> None:
+    """A .tar.gz of a few hundred KB: a 300 MB checkin.db of zeros and a manifest that
+    lists it correctly, so only the format (and the sizes) can refuse it."""
+    digest = hashlib.sha256()
+    zeros = bytes(1024 * 1024)
+    for _ in range(BOMB_BYTES // len(zeros)):
+        digest.update(zeros)
+    manifest = json.dumps(
+        {
+            "format": backup.FORMAT,
+            "format_version": backup.FORMAT_VERSION,
+            "members": {backup.DATABASE: {"size": BOMB_BYTES, "sha256": digest.hexdigest()}},
+        }
+    ).encode()
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo(backup.DATABASE)
+        info.size = BOMB_BYTES
+        tar.addfile(info, io.BufferedReader(_Zeros(BOMB_BYTES)))
+        info = tarfile.TarInfo(backup.MANIFEST)
+        info.size = len(manifest)
+        tar.addfile(info, io.BytesIO(manifest))
+
+
+# Runs the CLI and reports how many bytes it passed to write() (/proc/self/io's wchar).
+_COUNTING_WRITES = """
+import re, sys
+from checkin_appliance.cli import main
+code = main(sys.argv[1:])
+io = open("/proc/self/io").read()
+print("wchar", re.search(r"wchar: (\\d+)", io).group(1), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def test_restore_refuses_a_tar_gz_bomb_before_writing_much(
+    stopped_data_dir: Config, tmp_path: Path
+) -> None:
+    bomb = tmp_path / "backup.tar.gz"
+    _gzip_bomb(bomb)
+    assert bomb.stat().st_size < 1024 * 1024
+    before = _tree(stopped_data_dir.data_dir)
+    data_dir = str(stopped_data_dir.data_dir)
+    result = subprocess.run(
+        [sys.executable, "-c", _COUNTING_WRITES, "restore", str(bomb), "--data-dir", data_dir],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    *errors, counted = result.stderr.splitlines()
+    written = int(counted.split()[1])
+    assert result.returncode == 1, result.stdout
+    assert len(errors) == 1 and "not a usable backup" in errors[0], result.stderr
+    assert written < MOST_RESTORE_MAY_WRITE, f"restore wrote {written} bytes"
+    assert _tree(stopped_data_dir.data_dir) == before
