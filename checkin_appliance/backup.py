@@ -649,7 +649,8 @@ def _fsync_tree(root: Path) -> None:
 def _check_unpacked(staging: Path, manifest: dict[str, Any]) -> tuple[Counts, int]:
     """integrity_check and schema version of the unpacked database; (counts, missing photos)."""
     db_path = staging / DATABASE
-    known = len(available_migrations())
+    migrations = available_migrations()
+    known = len(migrations)
     try:
         with inspect.read_only(db_path) as db:
             problem = inspect.integrity_problem(db)
@@ -663,6 +664,12 @@ def _check_unpacked(staging: Path, manifest: dict[str, Any]) -> tuple[Counts, in
                 raise BackupError(
                     f"the backup is from a newer checkin-appliance (schema {schema}, this one "
                     f"knows {known}); upgrade it first; nothing was changed"
+                )
+            odd = inspect.schema_problem(db, migrations)
+            if odd is not None:
+                raise BackupError(
+                    f"the database in the backup is not one checkin-appliance writes ({odd}): "
+                    "it was changed after the backup was made; nothing was changed"
                 )
             counts = _counts(db)
             names = inspect.photo_names(db)

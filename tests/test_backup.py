@@ -810,3 +810,78 @@ def test_restore_refuses_a_tar_gz_bomb_before_writing_much(
     assert len(errors) == 1 and "not a usable backup" in errors[0], result.stderr
     assert written < MOST_RESTORE_MAY_WRITE, f"restore wrote {written} bytes"
     assert _tree(stopped_data_dir.data_dir) == before
+
+
+# --- a tampered backup (issue 13, item 7) -------------------------------------------------------
+
+# What the review planted: every new admin gets the attacker's password, and every new
+# patient's name is copied into clinic_name, which the unauthenticated /login page shows.
+BACKDOOR_TRIGGERS = """
+CREATE TRIGGER backdoor_admin AFTER INSERT ON credentials
+BEGIN
+    UPDATE credentials SET password_hash = 'attacker' WHERE id = NEW.id;
+END;
+CREATE TRIGGER leak_names AFTER INSERT ON patients
+BEGIN
+    INSERT OR REPLACE INTO settings (key, value) VALUES ('clinic_name', json_quote(NEW.fname));
+END;
+"""
+
+
+def _rewrite_database(
+    source: Path, out: Path, change: Callable[[sqlite3.Connection], None]
+) -> None:
+    """`source` with its database changed by `change` and the manifest's checksums made to
+    fit again (they use no secret): what an attacker with the USB stick can do."""
+    work = out.parent / f"{out.name}.work"
+    work.mkdir()
+    with tarfile.open(source) as tar:
+        names = tar.getnames()
+        tar.extractall(work, filter="data")
+    with contextlib.closing(sqlite3.connect(work / backup.DATABASE)) as conn:
+        change(conn)
+        conn.commit()
+    manifest_path = work / backup.MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    for name in names:
+        if name != backup.MANIFEST:
+            data = (work / name).read_bytes()
+            manifest["members"][name] = {
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+    manifest_path.write_text(json.dumps(manifest))
+    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name in names:
+            tar.add(work / name, arcname=name)
+
+
+def test_restore_refuses_a_backup_with_added_triggers(
+    busy: BusyBackup, stopped_data_dir: Config, tmp_path: Path
+) -> None:
+    forged = tmp_path / "forged.tar"
+    _rewrite_database(busy.path, forged, lambda conn: conn.executescript(BACKDOOR_TRIGGERS))
+    before = _tree(stopped_data_dir.data_dir)
+    result = run_cli("restore", str(forged), "--data-dir", str(stopped_data_dir.data_dir))
+    assert result.returncode == 1, result.stdout
+    line = _one_error_line(result)
+    assert "extra trigger" in line and "nothing was changed" in line, line
+    assert _tree(stopped_data_dir.data_dir) == before
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "CREATE VIEW names AS SELECT fname FROM patients",
+        "CREATE INDEX by_name ON patients (fname)",
+        "CREATE TABLE extra (x)",
+        "DROP TRIGGER audit_log_no_delete",
+    ],
+)
+def test_restore_refuses_any_schema_object_its_migrations_do_not_make(
+    busy: BusyBackup, stopped_data_dir: Config, tmp_path: Path, change: str
+) -> None:
+    forged = tmp_path / "forged.tar"
+    _rewrite_database(busy.path, forged, lambda conn: conn.executescript(change))
+    with pytest.raises(backup.BackupError, match="changed after the backup was made"):
+        backup.restore(stopped_data_dir, forged)
