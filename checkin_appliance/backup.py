@@ -28,13 +28,13 @@ import socket
 import sqlite3
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from checkin_appliance import __version__, photos
+from checkin_appliance import __version__, agefile, photos
 from checkin_appliance.config import Config
 from checkin_appliance.files import TEMP_SUFFIX, fsync_directory
 from checkin_appliance.store import inspect, lock
@@ -42,6 +42,7 @@ from checkin_appliance.store.inspect import Counts
 from checkin_appliance.store.schema import available as available_migrations
 
 FORMAT = "checkin-appliance-backup"
+ENCRYPTED_SUFFIX = ".age"  # an encrypted backup is an age file holding the tar
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 DATABASE = "checkin.db"
@@ -120,11 +121,15 @@ class RestoreResult:
 # --- backup ---------------------------------------------------------------------------------
 
 
-def backup(config: Config, out: str | Path, *, force: bool = False) -> BackupResult:
+def backup(
+    config: Config, out: str | Path, *, force: bool = False, passphrase: bytes | None = None
+) -> BackupResult:
     """Writes a backup of the data directory to `out`: a file, or a folder to put one in
-    (an existing folder, or any text ending in "/")."""
+    (an existing folder, or any text ending in "/"). With `passphrase`, the tar is
+    encrypted and authenticated as an age file (agefile.py); without, it is a plain tar
+    (the CLI asks for --no-encryption to say so)."""
     started = time.monotonic()
-    target = _backup_target(out)
+    target = _backup_target(out, encrypted=passphrase is not None)
     if target.exists() and not force:
         raise BackupError(f"{target} already exists; add --force to replace it", USAGE)
     db_path = config.db_path
@@ -145,7 +150,13 @@ def backup(config: Config, out: str | Path, *, force: bool = False) -> BackupRes
             created_at = _utc_now()
             _snapshot(db_path, temp_db)
             counts, names = _inspect_copy(temp_db)
-            missing = _write_archive(raw, temp_db, config.photo_dir, names, created_at, counts)
+            # With a passphrase, the tar goes through age encryption on its way to the file.
+            sink = raw if passphrase is None else agefile.Encryptor(raw, passphrase)
+            missing = _write_archive(
+                sink, raw, temp_db, config.photo_dir, names, created_at, counts
+            )
+            if isinstance(sink, agefile.Encryptor):
+                sink.close()  # the last chunk, marked last: a cut file is then refused
             raw.flush()
             os.fsync(raw.fileno())
             if target.exists() and not force:  # it appeared while we worked
@@ -225,17 +236,19 @@ def _backup_running(temp_tar: Path, group: list[Path]) -> bool:
     return False
 
 
-def default_backup_name(now: datetime | None = None) -> str:
-    """checkin-backup-20261126-213000.tar: sorts by date; no ':', which FAT cannot store."""
-    return f"checkin-backup-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}.tar"
+def default_backup_name(now: datetime | None = None, *, encrypted: bool = False) -> str:
+    """checkin-backup-20261126-213000.tar(.age): sorts by date; no ':', which FAT cannot
+    store; .age when encrypted (`age -d` opens it)."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    return f"checkin-backup-{stamp}.tar" + (ENCRYPTED_SUFFIX if encrypted else "")
 
 
-def _backup_target(text: str | Path) -> Path:
+def _backup_target(text: str | Path, *, encrypted: bool) -> Path:
     out = Path(text)
     if out.is_dir() or str(text).endswith(os.sep):  # Path() drops a trailing "/"
         if not out.is_dir():
             raise BackupError(f"the folder {out} does not exist (is the disk mounted?)", USAGE)
-        return out / default_backup_name()
+        return out / default_backup_name(encrypted=encrypted)
     if not out.parent.is_dir():
         # Never create it: an unmounted USB stick would silently fill the box's own disk.
         raise BackupError(f"the folder {out.parent} does not exist (is the disk mounted?)", USAGE)
@@ -274,14 +287,22 @@ def _damaged(problem: str) -> BackupError:
 
 
 def _write_archive(
-    raw: BinaryIO, db_copy: Path, photo_dir: Path, names: list[str], created_at: str, counts: Counts
+    sink: BinaryIO,
+    raw: BinaryIO,
+    db_copy: Path,
+    photo_dir: Path,
+    names: list[str],
+    created_at: str,
+    counts: Counts,
 ) -> list[str]:
-    """The tar into `raw`; returns the named photos that were not on disk."""
+    """The tar into `sink` (`raw`, the file, or an encryptor writing into it); returns the
+    named photos that were not on disk."""
     members: dict[str, dict[str, Any]] = {}
     missing: list[str] = []
     mtime = int(time.time())
     synced = 0
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    # "w|": a stream, written front to back; an encryptor cannot seek.
+    with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         with db_copy.open("rb") as db:
             size = os.fstat(db.fileno()).st_size
             hashing = _Hashing(db)
@@ -361,7 +382,13 @@ class _Hashing:
 # --- restore --------------------------------------------------------------------------------
 
 
-def restore(config: Config, source: Path) -> RestoreResult:
+def restore(
+    config: Config,
+    source: Path,
+    *,
+    passphrase: bytes | None = None,
+    allow_unencrypted: bool = True,
+) -> RestoreResult:
     """Puts a backup in place of the data directory's database and photos (server stopped).
 
     The whole backup is unpacked into a folder inside the data directory and checked
@@ -383,7 +410,8 @@ def restore(config: Config, source: Path) -> RestoreResult:
             _refuse_links(config)
             _refuse_if_in_use(config)
             staging.mkdir(mode=0o700)
-            manifest = _unpack(source, staging)
+            opener = _opener(source, passphrase, allow_unencrypted)
+            manifest = _unpack(source, staging, opener)
             counts, missing = _check_unpacked(staging, manifest)
             _give_to_data_dir_owner(data_dir, staging)
             _fsync_tree(staging)
@@ -481,7 +509,34 @@ class _Listed:
     sha256: str
 
 
-def _unpack(source: Path, staging: Path) -> dict[str, Any]:
+def _opener(
+    source: Path, passphrase: bytes | None, allow_unencrypted: bool
+) -> Callable[[BinaryIO], BinaryIO]:
+    """What turns the open file into the plain tar stream: nothing, or age decryption.
+
+    An unencrypted file is restored only when the caller allows it: a forged plain tar
+    must not pass for the clinic's encrypted backup."""
+    with source.open("rb") as f:
+        encrypted = agefile.is_age(f.read(len(agefile.MAGIC)))
+    if encrypted:
+        if passphrase is None:
+            raise BackupError(
+                f"{source} is encrypted; give its passphrase with --passphrase-file FILE or "
+                "--passphrase-stdin",
+                USAGE,
+            )
+        return lambda raw: agefile.Decryptor(raw, passphrase)  # type: ignore[return-value]
+    if passphrase is not None or not allow_unencrypted:
+        raise BackupError(
+            f"{source} is not encrypted, so anyone could have written it; if you made it "
+            "without encryption (--no-encryption, or before backups were encrypted), "
+            "restore it with --no-encryption; nothing was changed",
+            USAGE,
+        )
+    return lambda raw: raw
+
+
+def _unpack(source: Path, staging: Path, opener: Callable[[BinaryIO], BinaryIO]) -> dict[str, Any]:
     """Every member into `staging`, checked against the manifest; returns the manifest.
 
     Two passes over the file. The first writes nothing: it reads the archive as `backup`
@@ -491,11 +546,11 @@ def _unpack(source: Path, staging: Path) -> dict[str, Any]:
     compressed archive (a `.tar.gz` bomb) is not a plain tar and is refused at its first
     block; a plain tar stores every byte it unpacks, so nothing expands beyond the file.
     """
-    listed = _read_members(source)
+    listed = _read_members(source, opener)
     manifest = listed.pop(MANIFEST)
     _refuse_if_no_room(source, staging.parent, sum(m.size for m in listed.values()))
     (staging / "media" / "patient_images").mkdir(parents=True, mode=0o700)
-    written = _read_members(source, staging, listed)
+    written = _read_members(source, opener, staging, listed)
     written.pop(MANIFEST)
     if written != listed:  # the file changed between the passes
         raise _not_a_backup(source, "it changed while it was read")
@@ -503,7 +558,10 @@ def _unpack(source: Path, staging: Path) -> dict[str, Any]:
 
 
 def _read_members(
-    source: Path, staging: Path | None = None, expected: dict[str, _Listed] | None = None
+    source: Path,
+    opener: Callable[[BinaryIO], BinaryIO],
+    staging: Path | None = None,
+    expected: dict[str, _Listed] | None = None,
 ) -> dict[str, Any]:
     """One pass over the archive: {member: _Listed} checked against the manifest, plus
     {MANIFEST: the manifest}. With `staging`, each member is also written there, no more of
@@ -512,7 +570,10 @@ def _read_members(
     manifest_bytes: bytes | None = None
     total = 0
     try:
-        with source.open("rb") as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
+        with (
+            source.open("rb") as raw,
+            tarfile.open(fileobj=opener(raw), mode="r|") as tar,
+        ):
             for member in tar:
                 name = member.name
                 if manifest_bytes is not None:
@@ -540,6 +601,8 @@ def _read_members(
                     seen[name] = _hash_stream(reader, member.size)
                 else:
                     seen[name] = _write_file(target, reader, member.size)
+    except agefile.AgeError as exc:
+        raise BackupError(f"cannot decrypt {source}: {exc}; nothing was changed") from exc
     except (tarfile.TarError, EOFError) as exc:
         raise _not_a_backup(source, f"unreadable or cut short ({_first_line(str(exc))})") from exc
     if manifest_bytes is None:
