@@ -1,9 +1,11 @@
-"""Backups: one .tar with a consistent copy of the database and the photos it names.
+"""Backups: one .tar with a consistent copy of the database and the photos it names,
+encrypted with the operator's passphrase (an age file, agefile.py) unless asked otherwise.
 
-A backup is an uncompressed tar file (`tar -tvf` lists it) with these members:
+Inside, an uncompressed tar (`age -d FILE | tar -tvf -` lists it) with these members:
 
     checkin.db                        the database, copied with SQLite's online backup API
                                       (rollback-journal mode, passes integrity_check)
+    audit.key                         the audit chain's key, when there is one (format 2)
     media/patient_images/<hex>.jpg    every photo that copy names, and no other
     manifest.json                     last; what the backup is and the SHA-256 of each member
 
@@ -34,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from checkin_appliance import __version__, agefile, photos
+from checkin_appliance import __version__, agefile, audit, photos
 from checkin_appliance.config import Config
 from checkin_appliance.files import TEMP_SUFFIX, fsync_directory
 from checkin_appliance.store import inspect, lock
@@ -43,9 +45,12 @@ from checkin_appliance.store.schema import available as available_migrations
 
 FORMAT = "checkin-appliance-backup"
 ENCRYPTED_SUFFIX = ".age"  # an encrypted backup is an age file holding the tar
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: audit.key is a member (restore still reads 1)
+READABLE_FORMATS = (1, 2)
 MANIFEST = "manifest.json"
 DATABASE = "checkin.db"
+# The audit chain's key (audit.py): without it a restored trail could not be verified.
+AUDIT_KEY = audit.KEY_FILE
 PHOTO_PREFIX = "media/patient_images/"
 # The database's companions: moved aside with it, never left next to another database.
 SIDE_FILES = ("-wal", "-shm", "-journal")
@@ -152,9 +157,7 @@ def backup(
             counts, names = _inspect_copy(temp_db)
             # With a passphrase, the tar goes through age encryption on its way to the file.
             sink = raw if passphrase is None else agefile.Encryptor(raw, passphrase)
-            missing = _write_archive(
-                sink, raw, temp_db, config.photo_dir, names, created_at, counts
-            )
+            missing = _write_archive(sink, raw, temp_db, config, names, created_at, counts)
             if isinstance(sink, agefile.Encryptor):
                 sink.close()  # the last chunk, marked last: a cut file is then refused
             raw.flush()
@@ -290,7 +293,7 @@ def _write_archive(
     sink: BinaryIO,
     raw: BinaryIO,
     db_copy: Path,
-    photo_dir: Path,
+    config: Config,
     names: list[str],
     created_at: str,
     counts: Counts,
@@ -308,8 +311,12 @@ def _write_archive(
             hashing = _Hashing(db)
             tar.addfile(_member(DATABASE, size, mtime), hashing)
             members[DATABASE] = {"size": size, "sha256": hashing.hexdigest()}
+        key = _read_private(config.data_dir / AUDIT_KEY)
+        if key is not None:
+            tar.addfile(_member(AUDIT_KEY, len(key), mtime), io.BytesIO(key))
+            members[AUDIT_KEY] = {"size": len(key), "sha256": hashlib.sha256(key).hexdigest()}
         for name in names:
-            data = _read_photo(photo_dir, name)
+            data = _read_photo(config.photo_dir, name)
             if data is None:
                 missing.append(name)
                 continue
@@ -340,6 +347,16 @@ def _write_archive(
         text = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
         tar.addfile(_member(MANIFEST, len(text), mtime), io.BytesIO(text))
     return missing
+
+
+def _read_private(path: Path) -> bytes | None:
+    """A small file of ours (never through a link), or None if there is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        return f.read(64 * 1024)
 
 
 def _read_photo(photo_dir: Path, name: str) -> bytes | None:
@@ -620,8 +637,8 @@ def _read_members(
 
 def _member_path(source: Path, name: str, staging: Path | None) -> Path | None:
     """Where a member goes in `staging` (None without one); refuses names we never write."""
-    if name == DATABASE:
-        return None if staging is None else staging / DATABASE
+    if name in (DATABASE, AUDIT_KEY):
+        return None if staging is None else staging / name
     photo = name[len(PHOTO_PREFIX) :]
     if name.startswith(PHOTO_PREFIX) and photos.PHOTO_NAME.match(photo):
         return None if staging is None else staging / "media" / "patient_images" / photo
@@ -640,7 +657,7 @@ def _parse_manifest(source: Path, data: bytes) -> tuple[dict[str, Any], dict[str
         raise _not_a_backup(source, f"{MANIFEST} is not readable") from exc
     if fmt != FORMAT:
         raise _not_a_backup(source, f"{MANIFEST} is not a checkin-appliance manifest")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_FORMATS:
         raise BackupError(
             f"{source} is backup format {version}; this checkin-appliance reads format "
             f"{FORMAT_VERSION} (upgrade it to restore this backup); nothing was changed"
@@ -679,7 +696,7 @@ def _write_file(path: Path, reader: IO[bytes], limit: int) -> _Listed:
     checked); O_EXCL and O_NOFOLLOW: never an existing file or a planted link."""
     digest = hashlib.sha256()
     size = 0
-    mode = 0o600 if path.name == DATABASE else 0o640
+    mode = 0o600 if path.name in (DATABASE, AUDIT_KEY) else 0o640
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     with os.fdopen(fd, "wb") as f:
         while chunk := reader.read(min(COPY_CHUNK, limit - size)):
@@ -762,7 +779,8 @@ def _swap_in(config: Config, staging: Path) -> tuple[Path | None, list[str]]:
     """
     data_dir = config.data_dir
     current = [config.db_path.with_name(config.db_path.name + suffix) for suffix in SIDE_FILES] + [
-        config.db_path
+        data_dir / AUDIT_KEY,  # it keys the current trail, not the restored one
+        config.db_path,
     ]
     # lexists: a (dangling) link is moved aside too, never written through.
     current = [p for p in current if os.path.lexists(p)]
@@ -785,6 +803,9 @@ def _swap_in(config: Config, staging: Path) -> tuple[Path | None, list[str]]:
         moves.append((staging / "media" / "patient_images", config.photo_dir))
         os.rename(*moves[-1])
         fsync_directory(config.media_dir)
+        if (staging / AUDIT_KEY).exists():
+            moves.append((staging / AUDIT_KEY, data_dir / AUDIT_KEY))
+            os.rename(*moves[-1])
         moves.append((staging / DATABASE, config.db_path))
         os.rename(*moves[-1])
         fsync_directory(data_dir)

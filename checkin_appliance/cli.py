@@ -209,9 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_commands.add_parser(
         "verify",
         help="check that no row was edited or removed (exit code 1 if one was)",
-        description="Walks the hash chain. Prints the number of rows and the head hash: the "
-        "server logs the head every hour, so rows removed from the end show as a head the "
-        "journal had and the database no longer has.",
+        description="Walks the hash chain, keyed with DATA_DIR/audit.key (HMAC-SHA-256): "
+        "an edited or removed row, or a trail re-chained by someone without that file, "
+        "breaks it. Prints the number of rows and the head hash: the server logs the head "
+        "every hour, so rows removed from the end show as a head the journal had and the "
+        "database no longer has. Whoever can read audit.key (root, the service's user) can "
+        "re-chain undetected but for that journal.",
     )
     data_options(verify)
     verify.set_defaults(handler=audit_verify)
@@ -503,9 +506,16 @@ def audit_verify(args: argparse.Namespace, config: Config) -> int:
     entries = _audit_entries(config)
     if entries is None:
         return 1
-    verdict = audit.verify(entries)
+    try:
+        key = audit.load_key(config.data_dir)
+    except audit.KeyFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    verdict = audit.verify(entries, key)
     if verdict.ok:
         print(f"audit trail intact: {verdict.count} entries, head {verdict.head}")
+        if key is None and verdict.count:
+            print(f"note: no {audit.KEY_FILE} in {config.data_dir}: checked as an unkeyed chain")
         return 0
     print(
         f"audit trail BROKEN: {verdict.problem} ({verdict.count} entries before it verify)",

@@ -131,6 +131,8 @@ def _unpack(tar_path: Path, into: Path) -> Unpacked:
                 manifest = json.loads(data)
             elif member.name == backup.DATABASE:
                 (into / backup.DATABASE).write_bytes(data)
+            elif member.name == backup.AUDIT_KEY:
+                (into / backup.AUDIT_KEY).write_bytes(data)
             else:
                 assert member.name.startswith(backup.PHOTO_PREFIX), member.name
                 photos[member.name.removeprefix(backup.PHOTO_PREFIX)] = data
@@ -295,7 +297,8 @@ def test_backup_file_is_complete_private_and_described_by_its_manifest(busy: Bus
     unpacked = busy.unpacked
     assert unpacked.members[0] == backup.DATABASE and unpacked.members[-1] == backup.MANIFEST
     manifest = unpacked.manifest
-    assert manifest["format"] == "checkin-appliance-backup" and manifest["format_version"] == 1
+    assert manifest["format"] == "checkin-appliance-backup" and manifest["format_version"] == 2
+    assert backup.AUDIT_KEY in unpacked.members  # the audit trail verifies after a restore
     assert set(manifest["members"]) == set(unpacked.members) - {backup.MANIFEST}
     assert unpacked.sha256_matches(busy.path)
     assert manifest["counts"]["patients"] == len(unpacked.rows)
