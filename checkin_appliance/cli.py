@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import platform
 import signal
 import sqlite3
@@ -339,6 +340,12 @@ def _read_passphrase(args: argparse.Namespace, *, writing: bool) -> bytes | None
         try:
             with args.passphrase_file.open("rb") as f:
                 line = f.readline()
+                if os.fstat(f.fileno()).st_mode & 0o077:
+                    print(
+                        f"warning: other users can read {args.passphrase_file}; "
+                        f"chmod 600 {args.passphrase_file}",
+                        file=sys.stderr,
+                    )
         except OSError as exc:
             raise BackupError(
                 f"cannot read the passphrase file {args.passphrase_file}: {exc.strerror}", USAGE

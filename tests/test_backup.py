@@ -1089,3 +1089,15 @@ def test_memory_stays_flat_for_a_large_encrypted_backup(
     assert made.size_bytes > 150 * 1024 * 1024
     assert peak_backup < 24 * 1024 * 1024, peak_backup
     assert peak_restore < 24 * 1024 * 1024, peak_restore
+
+
+def test_a_passphrase_file_others_can_read_is_named_in_a_warning(
+    busy: BusyBackup, tmp_path: Path
+) -> None:
+    secret = _passphrase_file(tmp_path)
+    secret.chmod(0o644)
+    result = busy.server.cli(
+        "backup", str(tmp_path / "b.tar.age"), "--passphrase-file", str(secret)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith(f"warning: other users can read {secret}"), result.stderr
