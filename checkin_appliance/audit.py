@@ -4,17 +4,30 @@ Rows are append-only (triggers refuse UPDATE and DELETE) and chained: each row's
 its own fields and the previous row's hash, so editing or removing a row breaks the chain at
 that row. Removing the newest rows leaves a shorter chain that still verifies, which is why
 the server logs the chain's head (count and hash) every hour: compare with the journal.
+
+The chain is keyed: a row's hash is an HMAC-SHA-256 with the secret in DATA_DIR/audit.key
+(mode 0600, in every backup), so someone who can change the database but not read that file
+cannot delete rows and recompute the hashes after them. Rows written before the key existed
+keep their plain SHA-256: the key file says from which row on the chain is keyed (its version
+marker), and those older rows still verify as they did.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import hmac
 import json
+import os
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 GENESIS = "0" * 64
+KEY_FILE = "audit.key"
+KEY_FORMAT = 1
 _compact = json.JSONEncoder(separators=(",", ":")).encode  # built once, not per row
 
 # What the trail records (`action`); `detail` never holds a patient's name.
@@ -43,11 +56,14 @@ class AuditEntry:
     prev_hash: str = GENESIS
     hash: str = ""
 
-    def digest(self, prev_hash: str) -> str:
-        """The hash this row must carry when it follows a row whose hash is `prev_hash`."""
+    def digest(self, prev_hash: str, key: ChainKey | None = None) -> str:
+        """The hash this row must carry when it follows a row whose hash is `prev_hash`:
+        an HMAC with `key` from its first keyed row on, a plain SHA-256 before."""
         fields = [self.id, self.at, self.actor, self.action, self.patient_id, self.address]
-        payload = _compact([prev_hash, *fields, self.detail])
-        return hashlib.sha256(payload.encode()).hexdigest()
+        payload = _compact([prev_hash, *fields, self.detail]).encode()
+        if key is not None and self.id >= key.from_row:
+            return hmac.new(key.secret, payload, hashlib.sha256).hexdigest()
+        return hashlib.sha256(payload).hexdigest()
 
     def public(self) -> dict[str, Any]:
         return {
@@ -76,15 +92,89 @@ class Verdict:
         return self.problem is None
 
 
-def verify(entries: Iterable[AuditEntry]) -> Verdict:
-    """Walks the chain in id order; reports the first row that was edited, or a gap."""
+def verify(entries: Iterable[AuditEntry], key: ChainKey | None = None) -> Verdict:
+    """Walks the chain in id order; reports the first row that was edited, or a gap.
+
+    Without `key` (no audit.key yet) every row is checked as a plain SHA-256 chain."""
     prev_hash, expected_id, count = GENESIS, 1, 0
     for entry in entries:
         if entry.id != expected_id:
             return Verdict(count, prev_hash, f"row {expected_id} is missing (next is {entry.id})")
         if entry.prev_hash != prev_hash:
             return Verdict(count, prev_hash, f"row {entry.id} does not follow row {entry.id - 1}")
-        if entry.digest(prev_hash) != entry.hash:
+        if not hmac.compare_digest(entry.digest(prev_hash, key), entry.hash):
             return Verdict(count, prev_hash, f"row {entry.id} was changed after it was written")
         prev_hash, expected_id, count = entry.hash, expected_id + 1, count + 1
     return Verdict(count, prev_hash)
+
+
+@dataclass(frozen=True)
+class ChainKey:
+    """The audit chain's secret, and the first row it keys (the rows before are plain)."""
+
+    secret: bytes
+    from_row: int
+
+    def __repr__(self) -> str:  # never the secret, in a traceback or a log
+        return f"ChainKey(from_row={self.from_row})"
+
+
+class KeyFileError(Exception):
+    """audit.key exists but cannot be used; the message says which file and why."""
+
+
+def load_key(data_dir: Path) -> ChainKey | None:
+    """The chain key of `data_dir`, or None when there is none yet."""
+    path = data_dir / KEY_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise KeyFileError(f"cannot read {path}: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as f:
+        text = f.read(4096)
+    try:
+        fields = json.loads(text)
+        if fields["format"] != KEY_FORMAT:
+            raise ValueError(fields["format"])
+        key = ChainKey(bytes.fromhex(fields["key"]), int(fields["from_row"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise KeyFileError(f"{path} is not an audit key file") from exc
+    if len(key.secret) != 32 or key.from_row < 1:
+        raise KeyFileError(f"{path} is not an audit key file")
+    return key
+
+
+def load_or_create_key(data_dir: Path, next_row: int) -> ChainKey:
+    """The chain key; made on first use, keying the chain from `next_row` on.
+
+    Called inside the write transaction that adds row `next_row`, so two processes cannot
+    both make one (and if one did first, its file is the one used)."""
+    existing = load_key(data_dir)
+    if existing is not None:
+        return existing
+    path = data_dir / KEY_FILE
+    body = {"format": KEY_FORMAT, "from_row": next_row, "key": secrets.token_hex(32)}
+    temp = path.with_name(f"{KEY_FILE}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(json.dumps(body).encode() + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if os.geteuid() == 0:  # a CLI run with sudo: the service must still read it
+            owner = data_dir.stat()
+            os.chown(temp, owner.st_uid, owner.st_gid)
+        with contextlib.suppress(FileExistsError):
+            os.link(temp, path)  # never replaces a key another process made first
+    finally:
+        os.unlink(temp)
+    dir_fd = os.open(data_dir, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    key = load_key(data_dir)
+    assert key is not None
+    return key

@@ -1,9 +1,11 @@
-"""Backups: one .tar with a consistent copy of the database and the photos it names.
+"""Backups: one .tar with a consistent copy of the database and the photos it names,
+encrypted with the operator's passphrase (an age file, agefile.py) unless asked otherwise.
 
-A backup is an uncompressed tar file (`tar -tvf` lists it) with these members:
+Inside, an uncompressed tar (`age -d FILE | tar -tvf -` lists it) with these members:
 
     checkin.db                        the database, copied with SQLite's online backup API
                                       (rollback-journal mode, passes integrity_check)
+    audit.key                         the audit chain's key, when there is one (format 2)
     media/patient_images/<hex>.jpg    every photo that copy names, and no other
     manifest.json                     last; what the backup is and the SHA-256 of each member
 
@@ -16,33 +18,39 @@ Both raise BackupError with a one-line message; neither prints or logs a patient
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
 import sqlite3
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from checkin_appliance import __version__, photos
+from checkin_appliance import __version__, agefile, audit, photos
 from checkin_appliance.config import Config
-from checkin_appliance.files import fsync_directory, write_atomically
+from checkin_appliance.files import TEMP_SUFFIX, fsync_directory
 from checkin_appliance.store import inspect, lock
 from checkin_appliance.store.inspect import Counts
 from checkin_appliance.store.schema import available as available_migrations
 
 FORMAT = "checkin-appliance-backup"
-FORMAT_VERSION = 1
+ENCRYPTED_SUFFIX = ".age"  # an encrypted backup is an age file holding the tar
+FORMAT_VERSION = 2  # 2: audit.key is a member (restore still reads 1)
+READABLE_FORMATS = (1, 2)
 MANIFEST = "manifest.json"
 DATABASE = "checkin.db"
+# The audit chain's key (audit.py): without it a restored trail could not be verified.
+AUDIT_KEY = audit.KEY_FILE
 PHOTO_PREFIX = "media/patient_images/"
 # The database's companions: moved aside with it, never left next to another database.
 SIDE_FILES = ("-wal", "-shm", "-journal")
@@ -51,8 +59,22 @@ IN_USE_TIMEOUT = 0.5
 # The tar is synced every so many bytes while it is written: one large flush at the end
 # would hold up the server's own commits (each an fsync) on the same disk for a moment.
 SYNC_EVERY_BYTES = 8 * 1024 * 1024
+# A killed backup's temp files: OUT.<token>.tmp and OUT.<token>.tmp-checkin.db(-journal).
+_TEMP_NAME = re.compile(
+    r"^(?P<tar>.+\.[0-9a-f]{8}"
+    + re.escape(TEMP_SUFFIX)
+    + r")(?:-checkin\.db(?:-journal|-wal|-shm)?)?$"
+)
+# A temp file younger than this may belong to a backup that has not locked it yet.
+LEFTOVER_GRACE = 10.0
 # A manifest lists every photo; this is far above any clinic and far below harm.
 MANIFEST_MAX_BYTES = 64 * 1024 * 1024
+# What restore reads and writes at a time: memory stays flat whatever the backup's size.
+COPY_CHUNK = 1024 * 1024
+# Far above any clinic (1,000 patients with photos are about 120 MB), far below harm.
+RESTORE_MAX_BYTES = 32 * 1024**3
+# Restore leaves at least this much free on the data directory's disk.
+RESTORE_SPARE_BYTES = 64 * 1024 * 1024
 # Taken by restore for its whole run; a server that holds it is running (see restore()).
 LOCK_FILE = lock.LOCK_FILE
 USAGE = 2  # exit code: the command cannot be done as asked (like argparse's errors)
@@ -104,39 +126,52 @@ class RestoreResult:
 # --- backup ---------------------------------------------------------------------------------
 
 
-def backup(config: Config, out: str | Path, *, force: bool = False) -> BackupResult:
+def backup(
+    config: Config, out: str | Path, *, force: bool = False, passphrase: bytes | None = None
+) -> BackupResult:
     """Writes a backup of the data directory to `out`: a file, or a folder to put one in
-    (an existing folder, or any text ending in "/")."""
+    (an existing folder, or any text ending in "/"). With `passphrase`, the tar is
+    encrypted and authenticated as an age file (agefile.py); without, it is a plain tar
+    (the CLI asks for --no-encryption to say so)."""
     started = time.monotonic()
-    target = _backup_target(out)
+    target = _backup_target(out, encrypted=passphrase is not None)
     if target.exists() and not force:
         raise BackupError(f"{target} already exists; add --force to replace it", USAGE)
     db_path = config.db_path
     if not db_path.is_file():
         raise BackupError(f"no database at {db_path} (is --data-dir right?)")
 
-    temp_db = target.with_name(f"{target.name}.tmp-{secrets.token_hex(4)}-{DATABASE}")
+    _sweep_leftovers(target.parent)
+    # Both temp files share one random token: TEMP_TAR is flocked while the backup runs, so a
+    # later backup can tell a killed one's leftovers from a running one's (_sweep_leftovers).
+    temp_tar = target.with_name(f"{target.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    temp_db = temp_tar.with_name(f"{temp_tar.name}-{DATABASE}")
     try:
-        created_at = _utc_now()
-        _snapshot(db_path, temp_db)
-        counts, names = _inspect_copy(temp_db)
-        missing: list[str] = []
-
-        def write_archive(raw: BinaryIO) -> None:
-            missing.extend(
-                _write_archive(raw, temp_db, config.photo_dir, names, created_at, counts)
-            )
+        with _private_file(temp_tar) as raw:
+            fcntl.flock(raw.fileno(), fcntl.LOCK_EX)
+            # Made here 0600 before SQLite opens it (SQLite gives its journal the same mode):
+            # the copy holds every patient's name, next to the backups, on a USB stick.
+            _private_file(temp_db).close()
+            created_at = _utc_now()
+            _snapshot(db_path, temp_db)
+            counts, names = _inspect_copy(temp_db)
+            # With a passphrase, the tar goes through age encryption on its way to the file.
+            sink = raw if passphrase is None else agefile.Encryptor(raw, passphrase)
+            missing = _write_archive(sink, raw, temp_db, config, names, created_at, counts)
+            if isinstance(sink, agefile.Encryptor):
+                sink.close()  # the last chunk, marked last: a cut file is then refused
+            raw.flush()
+            os.fsync(raw.fileno())
             if target.exists() and not force:  # it appeared while we worked
                 raise BackupError(f"{target} already exists; add --force to replace it", USAGE)
-
-        write_atomically(target, write_archive, 0o600)
+            os.replace(temp_tar, target)
+        fsync_directory(target.parent)
     except OSError as exc:
         raise BackupError(f"cannot write {target}: {_reason(exc)}") from exc
     finally:
-        side_files = [temp_db.with_name(temp_db.name + suffix) for suffix in SIDE_FILES]
-        for leftover in (temp_db, *side_files):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
+        # However it ends (an error, Ctrl-C, SIGTERM: the CLI turns it into KeyboardInterrupt),
+        # no copy of the database stays behind; a SIGKILL's leftovers go at the next backup.
+        _remove_temp_files(temp_tar, temp_db)
     return BackupResult(
         path=target,
         size_bytes=target.stat().st_size,
@@ -149,17 +184,74 @@ def backup(config: Config, out: str | Path, *, force: bool = False) -> BackupRes
     )
 
 
-def default_backup_name(now: datetime | None = None) -> str:
-    """checkin-backup-20261126-213000.tar: sorts by date; no ':', which FAT cannot store."""
-    return f"checkin-backup-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}.tar"
+def _private_file(path: Path) -> BinaryIO:
+    """A new file only its owner can read; never an existing file or a link planted there."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.fdopen(os.open(path, flags, 0o600), "r+b")
 
 
-def _backup_target(text: str | Path) -> Path:
+def _remove_temp_files(temp_tar: Path, temp_db: Path) -> None:
+    side_files = [temp_db.with_name(temp_db.name + suffix) for suffix in SIDE_FILES]
+    for leftover in (temp_tar, temp_db, *side_files):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+
+
+def _sweep_leftovers(folder: Path) -> int:
+    """Removes the temp files of earlier backups into `folder` that were killed outright
+    (SIGKILL, a power cut): each is a copy of the database. Returns how many groups went.
+
+    A running backup holds a flock on its TEMP_TAR; a group whose TEMP_TAR is locked, or
+    younger than LEFTOVER_GRACE (created, not yet locked), is left alone.
+    """
+    groups: dict[str, list[Path]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            match = _TEMP_NAME.match(entry.name)
+            if match and entry.is_file(follow_symlinks=False):
+                groups.setdefault(match["tar"], []).append(Path(entry.path))
+    removed = 0
+    for tar_name, paths in groups.items():
+        if _backup_running(folder / tar_name, paths):
+            continue
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        removed += 1
+    return removed
+
+
+def _backup_running(temp_tar: Path, group: list[Path]) -> bool:
+    try:
+        if any(time.time() - p.lstat().st_mtime < LEFTOVER_GRACE for p in group):
+            return True
+        fd = os.open(temp_tar, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False  # the temp tar is created first: a copy without it is a leftover
+    except OSError:
+        return True  # cannot tell: leave it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True  # locked by a running backup (or no locks here: leave it)
+    finally:
+        os.close(fd)
+    return False
+
+
+def default_backup_name(now: datetime | None = None, *, encrypted: bool = False) -> str:
+    """checkin-backup-20261126-213000.tar(.age): sorts by date; no ':', which FAT cannot
+    store; .age when encrypted (`age -d` opens it)."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    return f"checkin-backup-{stamp}.tar" + (ENCRYPTED_SUFFIX if encrypted else "")
+
+
+def _backup_target(text: str | Path, *, encrypted: bool) -> Path:
     out = Path(text)
     if out.is_dir() or str(text).endswith(os.sep):  # Path() drops a trailing "/"
         if not out.is_dir():
             raise BackupError(f"the folder {out} does not exist (is the disk mounted?)", USAGE)
-        return out / default_backup_name()
+        return out / default_backup_name(encrypted=encrypted)
     if not out.parent.is_dir():
         # Never create it: an unmounted USB stick would silently fill the box's own disk.
         raise BackupError(f"the folder {out.parent} does not exist (is the disk mounted?)", USAGE)
@@ -198,21 +290,33 @@ def _damaged(problem: str) -> BackupError:
 
 
 def _write_archive(
-    raw: BinaryIO, db_copy: Path, photo_dir: Path, names: list[str], created_at: str, counts: Counts
+    sink: BinaryIO,
+    raw: BinaryIO,
+    db_copy: Path,
+    config: Config,
+    names: list[str],
+    created_at: str,
+    counts: Counts,
 ) -> list[str]:
-    """The tar into `raw`; returns the named photos that were not on disk."""
+    """The tar into `sink` (`raw`, the file, or an encryptor writing into it); returns the
+    named photos that were not on disk."""
     members: dict[str, dict[str, Any]] = {}
     missing: list[str] = []
     mtime = int(time.time())
     synced = 0
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    # "w|": a stream, written front to back; an encryptor cannot seek.
+    with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         with db_copy.open("rb") as db:
             size = os.fstat(db.fileno()).st_size
             hashing = _Hashing(db)
             tar.addfile(_member(DATABASE, size, mtime), hashing)
             members[DATABASE] = {"size": size, "sha256": hashing.hexdigest()}
+        key = _read_private(config.data_dir / AUDIT_KEY)
+        if key is not None:
+            tar.addfile(_member(AUDIT_KEY, len(key), mtime), io.BytesIO(key))
+            members[AUDIT_KEY] = {"size": len(key), "sha256": hashlib.sha256(key).hexdigest()}
         for name in names:
-            data = _read_photo(photo_dir, name)
+            data = _read_photo(config.photo_dir, name)
             if data is None:
                 missing.append(name)
                 continue
@@ -243,6 +347,16 @@ def _write_archive(
         text = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
         tar.addfile(_member(MANIFEST, len(text), mtime), io.BytesIO(text))
     return missing
+
+
+def _read_private(path: Path) -> bytes | None:
+    """A small file of ours (never through a link), or None if there is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        return f.read(64 * 1024)
 
 
 def _read_photo(photo_dir: Path, name: str) -> bytes | None:
@@ -285,7 +399,13 @@ class _Hashing:
 # --- restore --------------------------------------------------------------------------------
 
 
-def restore(config: Config, source: Path) -> RestoreResult:
+def restore(
+    config: Config,
+    source: Path,
+    *,
+    passphrase: bytes | None = None,
+    allow_unencrypted: bool = True,
+) -> RestoreResult:
     """Puts a backup in place of the data directory's database and photos (server stopped).
 
     The whole backup is unpacked into a folder inside the data directory and checked
@@ -304,9 +424,11 @@ def restore(config: Config, source: Path) -> RestoreResult:
     staging = data_dir / f".restore-{secrets.token_hex(4)}.tmp"
     try:
         with _restore_lock(data_dir):
+            _refuse_links(config)
             _refuse_if_in_use(config)
             staging.mkdir(mode=0o700)
-            manifest = _unpack(source, staging)
+            opener = _opener(source, passphrase, allow_unencrypted)
+            manifest = _unpack(source, staging, opener)
             counts, missing = _check_unpacked(staging, manifest)
             _give_to_data_dir_owner(data_dir, staging)
             _fsync_tree(staging)
@@ -339,8 +461,20 @@ def _restore_lock(data_dir: Path) -> Iterator[None]:
     try:
         with lock.hold(data_dir):
             yield
+    except lock.UnsafeLockFile as exc:
+        raise BackupError(f"{exc}; nothing was changed") from exc
     except lock.DataDirInUse as exc:
         raise _in_use(data_dir, f"{LOCK_FILE} is held") from exc
+
+
+def _refuse_links(config: Config) -> None:
+    """Restore (often run as root) renames into media/: a link planted there by the service's
+    user would put the photos, owned by that user, in any folder of the box."""
+    if config.media_dir.is_symlink():
+        raise BackupError(
+            f"{config.media_dir} is a symbolic link; remove it if you did not put it there; "
+            "nothing was changed"
+        )
 
 
 def _refuse_if_in_use(config: Config) -> None:
@@ -384,23 +518,88 @@ def _processes_with_open(db_path: Path) -> list[int]:
     return sorted(found)
 
 
-def _unpack(source: Path, staging: Path) -> dict[str, Any]:
-    """Every member into `staging`, checked against the manifest; returns the manifest."""
-    hashes: dict[str, tuple[int, str]] = {}
+@dataclass(frozen=True)
+class _Listed:
+    """A member as the manifest lists it."""
+
+    size: int
+    sha256: str
+
+
+def _opener(
+    source: Path, passphrase: bytes | None, allow_unencrypted: bool
+) -> Callable[[BinaryIO], BinaryIO]:
+    """What turns the open file into the plain tar stream: nothing, or age decryption.
+
+    An unencrypted file is restored only when the caller allows it: a forged plain tar
+    must not pass for the clinic's encrypted backup."""
+    with source.open("rb") as f:
+        encrypted = agefile.is_age(f.read(len(agefile.MAGIC)))
+    if encrypted:
+        if passphrase is None:
+            raise BackupError(
+                f"{source} is encrypted; give its passphrase with --passphrase-file FILE or "
+                "--passphrase-stdin",
+                USAGE,
+            )
+        return lambda raw: agefile.Decryptor(raw, passphrase)  # type: ignore[return-value]
+    if passphrase is not None or not allow_unencrypted:
+        raise BackupError(
+            f"{source} is not encrypted, so anyone could have written it; if you made it "
+            "without encryption (--no-encryption, or before backups were encrypted), "
+            "restore it with --no-encryption; nothing was changed",
+            USAGE,
+        )
+    return lambda raw: raw
+
+
+def _unpack(source: Path, staging: Path, opener: Callable[[BinaryIO], BinaryIO]) -> dict[str, Any]:
+    """Every member into `staging`, checked against the manifest; returns the manifest.
+
+    Two passes over the file. The first writes nothing: it reads the archive as `backup`
+    writes it (a plain tar of regular files with our names, the manifest last), hashes every
+    member and checks it against the manifest, and the total against free space. Only then
+    does the second pass write each member, stopping at the size the manifest gives it. A
+    compressed archive (a `.tar.gz` bomb) is not a plain tar and is refused at its first
+    block; a plain tar stores every byte it unpacks, so nothing expands beyond the file.
+    """
+    listed = _read_members(source, opener)
+    manifest = listed.pop(MANIFEST)
+    _refuse_if_no_room(source, staging.parent, sum(m.size for m in listed.values()))
+    (staging / "media" / "patient_images").mkdir(parents=True, mode=0o700)
+    written = _read_members(source, opener, staging, listed)
+    written.pop(MANIFEST)
+    if written != listed:  # the file changed between the passes
+        raise _not_a_backup(source, "it changed while it was read")
+    return manifest  # type: ignore[return-value]
+
+
+def _read_members(
+    source: Path,
+    opener: Callable[[BinaryIO], BinaryIO],
+    staging: Path | None = None,
+    expected: dict[str, _Listed] | None = None,
+) -> dict[str, Any]:
+    """One pass over the archive: {member: _Listed} checked against the manifest, plus
+    {MANIFEST: the manifest}. With `staging`, each member is also written there, no more of
+    it than `expected` (what the first pass found) says."""
+    seen: dict[str, _Listed] = {}
     manifest_bytes: bytes | None = None
-    photo_dir = staging / "media" / "patient_images"
-    photo_dir.mkdir(parents=True, mode=0o700)
+    total = 0
     try:
-        tar = tarfile.open(source, mode="r:*")  # noqa: SIM115 - closed below, errors differ
-    except (tarfile.TarError, EOFError) as exc:
-        raise _not_a_backup(source, "it is not a tar file") from exc
-    try:
-        with tar:
+        with (
+            source.open("rb") as raw,
+            tarfile.open(fileobj=opener(raw), mode="r|") as tar,
+        ):
             for member in tar:
                 name = member.name
-                if name in hashes or (name == MANIFEST and manifest_bytes is not None):
+                if manifest_bytes is not None:
+                    raise _not_a_backup(source, f"unexpected entry {name!r} after the manifest")
+                if name in seen:
                     raise _not_a_backup(source, f"{name} appears twice")
-                if not member.isfile():
+                # Only plain files: no links, folders, devices, or sparse files (which
+                # unpack to far more than they store).
+                if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or member.sparse:
                     raise _not_a_backup(source, f"unexpected entry {name!r}")
                 reader = tar.extractfile(member)
                 assert reader is not None  # a regular file always has one
@@ -408,22 +607,49 @@ def _unpack(source: Path, staging: Path) -> dict[str, Any]:
                     if member.size > MANIFEST_MAX_BYTES:
                         raise _not_a_backup(source, "the manifest is too large")
                     manifest_bytes = reader.read()
-                elif name == DATABASE:
-                    hashes[name] = _write_file(staging / DATABASE, reader, 0o600)
-                elif name.startswith(PHOTO_PREFIX) and photos.PHOTO_NAME.match(
-                    name[len(PHOTO_PREFIX) :]
-                ):
-                    hashes[name] = _write_file(photo_dir / name[len(PHOTO_PREFIX) :], reader, 0o640)
+                    continue
+                target = _member_path(source, name, staging)
+                if expected is not None and expected.get(name, _Listed(-1, "")).size != member.size:
+                    raise _not_a_backup(source, "it changed while it was read")
+                total += member.size
+                if total > RESTORE_MAX_BYTES:
+                    raise _not_a_backup(source, "it is larger than any backup we write")
+                if target is None:
+                    seen[name] = _hash_stream(reader, member.size)
                 else:
-                    raise _not_a_backup(source, f"unexpected entry {name!r}")
+                    seen[name] = _write_file(target, reader, member.size)
+    except agefile.AgeError as exc:
+        raise BackupError(f"cannot decrypt {source}: {exc}; nothing was changed") from exc
     except (tarfile.TarError, EOFError) as exc:
         raise _not_a_backup(source, f"unreadable or cut short ({_first_line(str(exc))})") from exc
     if manifest_bytes is None:
         raise _not_a_backup(source, f"no {MANIFEST}: the file is incomplete")
+    manifest, listed = _parse_manifest(source, manifest_bytes)
+    for name in sorted(set(listed) | set(seen)):
+        if name not in seen:
+            raise _not_a_backup(source, f"{name} is missing: the file is incomplete")
+        if name not in listed:
+            raise _not_a_backup(source, f"{name} is not in the manifest")
+        if seen[name] != listed[name]:
+            raise _not_a_backup(source, f"{name} does not match its checksum: the file is damaged")
+    return {**seen, MANIFEST: manifest}
+
+
+def _member_path(source: Path, name: str, staging: Path | None) -> Path | None:
+    """Where a member goes in `staging` (None without one); refuses names we never write."""
+    if name in (DATABASE, AUDIT_KEY):
+        return None if staging is None else staging / name
+    photo = name[len(PHOTO_PREFIX) :]
+    if name.startswith(PHOTO_PREFIX) and photos.PHOTO_NAME.match(photo):
+        return None if staging is None else staging / "media" / "patient_images" / photo
+    raise _not_a_backup(source, f"unexpected entry {name!r}")
+
+
+def _parse_manifest(source: Path, data: bytes) -> tuple[dict[str, Any], dict[str, _Listed]]:
     try:
-        manifest = json.loads(manifest_bytes)
+        manifest = json.loads(data)
         listed = {
-            name: (int(entry["size"]), str(entry["sha256"]))
+            name: _Listed(int(entry["size"]), str(entry["sha256"]))
             for name, entry in manifest["members"].items()
         }
         fmt, version = manifest["format"], manifest["format_version"]
@@ -431,38 +657,53 @@ def _unpack(source: Path, staging: Path) -> dict[str, Any]:
         raise _not_a_backup(source, f"{MANIFEST} is not readable") from exc
     if fmt != FORMAT:
         raise _not_a_backup(source, f"{MANIFEST} is not a checkin-appliance manifest")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_FORMATS:
         raise BackupError(
             f"{source} is backup format {version}; this checkin-appliance reads format "
             f"{FORMAT_VERSION} (upgrade it to restore this backup); nothing was changed"
         )
     if DATABASE not in listed:
         raise _not_a_backup(source, f"the manifest lists no {DATABASE}")
-    for name in sorted(set(listed) | set(hashes)):
-        if name not in hashes:
-            raise _not_a_backup(source, f"{name} is missing: the file is incomplete")
-        if name not in listed:
-            raise _not_a_backup(source, f"{name} is not in the manifest")
-        if hashes[name] != listed[name]:
-            raise _not_a_backup(source, f"{name} does not match its checksum: the file is damaged")
-    return manifest
+    return manifest, listed
+
+
+def _refuse_if_no_room(source: Path, data_dir: Path, needed: int) -> None:
+    """The unpacked backup must fit with room to spare: a full disk stops the server too."""
+    st = os.statvfs(data_dir)
+    free = st.f_bavail * st.f_frsize
+    if needed + RESTORE_SPARE_BYTES > free:
+        raise BackupError(
+            f"{source} unpacks to {_megabytes(needed)} and {data_dir} has {_megabytes(free)} "
+            "free; make room first; nothing was changed"
+        )
 
 
 def _not_a_backup(source: Path, why: str) -> BackupError:
     return BackupError(f"{source} is not a usable backup: {why}; nothing was changed")
 
 
-def _write_file(path: Path, reader: IO[bytes], mode: int) -> tuple[int, str]:
-    """Streams `reader` into a new file (synced later, once checked); returns (size, sha256)."""
+def _hash_stream(reader: IO[bytes], size: int) -> _Listed:
+    digest = hashlib.sha256()
+    read = 0
+    while chunk := reader.read(min(COPY_CHUNK, size - read)):
+        digest.update(chunk)
+        read += len(chunk)
+    return _Listed(read, digest.hexdigest())
+
+
+def _write_file(path: Path, reader: IO[bytes], limit: int) -> _Listed:
+    """Streams at most `limit` bytes of `reader` into a new file (synced later, once
+    checked); O_EXCL and O_NOFOLLOW: never an existing file or a planted link."""
     digest = hashlib.sha256()
     size = 0
+    mode = 0o600 if path.name in (DATABASE, AUDIT_KEY) else 0o640
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     with os.fdopen(fd, "wb") as f:
-        while chunk := reader.read(1024 * 1024):
+        while chunk := reader.read(min(COPY_CHUNK, limit - size)):
             digest.update(chunk)
             size += len(chunk)
             f.write(chunk)
-    return size, digest.hexdigest()
+    return _Listed(size, digest.hexdigest())
 
 
 def _fsync_tree(root: Path) -> None:
@@ -488,7 +729,8 @@ def _fsync_tree(root: Path) -> None:
 def _check_unpacked(staging: Path, manifest: dict[str, Any]) -> tuple[Counts, int]:
     """integrity_check and schema version of the unpacked database; (counts, missing photos)."""
     db_path = staging / DATABASE
-    known = len(available_migrations())
+    migrations = available_migrations()
+    known = len(migrations)
     try:
         with inspect.read_only(db_path) as db:
             problem = inspect.integrity_problem(db)
@@ -502,6 +744,12 @@ def _check_unpacked(staging: Path, manifest: dict[str, Any]) -> tuple[Counts, in
                 raise BackupError(
                     f"the backup is from a newer checkin-appliance (schema {schema}, this one "
                     f"knows {known}); upgrade it first; nothing was changed"
+                )
+            odd = inspect.schema_problem(db, migrations)
+            if odd is not None:
+                raise BackupError(
+                    f"the database in the backup is not one checkin-appliance writes ({odd}): "
+                    "it was changed after the backup was made; nothing was changed"
                 )
             counts = _counts(db)
             names = inspect.photo_names(db)
@@ -531,10 +779,12 @@ def _swap_in(config: Config, staging: Path) -> tuple[Path | None, list[str]]:
     """
     data_dir = config.data_dir
     current = [config.db_path.with_name(config.db_path.name + suffix) for suffix in SIDE_FILES] + [
-        config.db_path
+        data_dir / AUDIT_KEY,  # it keys the current trail, not the restored one
+        config.db_path,
     ]
-    current = [p for p in current if p.exists()]
-    old_photos = config.photo_dir if config.photo_dir.exists() else None
+    # lexists: a (dangling) link is moved aside too, never written through.
+    current = [p for p in current if os.path.lexists(p)]
+    old_photos = config.photo_dir if os.path.lexists(config.photo_dir) else None
     aside: Path | None = None
     moves: list[tuple[Path, Path]] = []
     if current or old_photos is not None:
@@ -553,6 +803,9 @@ def _swap_in(config: Config, staging: Path) -> tuple[Path | None, list[str]]:
         moves.append((staging / "media" / "patient_images", config.photo_dir))
         os.rename(*moves[-1])
         fsync_directory(config.media_dir)
+        if (staging / AUDIT_KEY).exists():
+            moves.append((staging / AUDIT_KEY, data_dir / AUDIT_KEY))
+            os.rename(*moves[-1])
         moves.append((staging / DATABASE, config.db_path))
         os.rename(*moves[-1])
         fsync_directory(data_dir)

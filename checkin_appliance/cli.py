@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
+import os
 import platform
+import signal
 import sqlite3
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,9 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_commands.add_parser(
         "verify",
         help="check that no row was edited or removed (exit code 1 if one was)",
-        description="Walks the hash chain. Prints the number of rows and the head hash: the "
-        "server logs the head every hour, so rows removed from the end show as a head the "
-        "journal had and the database no longer has.",
+        description="Walks the hash chain, keyed with DATA_DIR/audit.key (HMAC-SHA-256): "
+        "an edited or removed row, or a trail re-chained by someone without that file, "
+        "breaks it. Prints the number of rows and the head hash: the server logs the head "
+        "every hour, so rows removed from the end show as a head the journal had and the "
+        "database no longer has. Whoever can read audit.key (root, the service's user) can "
+        "re-chain undetected but for that journal.",
     )
     data_options(verify)
     verify.set_defaults(handler=audit_verify)
@@ -227,12 +233,18 @@ def _add_backup_commands(
 ) -> None:
     backup = commands.add_parser(
         "backup",
-        help="write a backup (database and photos) to one .tar file; works while serving",
+        help="write an encrypted backup (database and photos) to one file; works while serving",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="""\
-Write a consistent backup of the data directory to one .tar file: checkin.db
+Write a consistent backup of the data directory to one file: a tar of checkin.db
 (copied with SQLite's online backup API, checked with integrity_check), every
-photo it names, and manifest.json with the SHA-256 of each member.
+photo it names, and manifest.json with the SHA-256 of each member, encrypted
+and authenticated with your passphrase in the age format (`age -d` opens it).
+
+The passphrase comes from a file (--passphrase-file, first line) or standard
+input (--passphrase-stdin), never from the command line; keep it somewhere
+other than the backup. Without it the backup cannot be read or restored.
+--no-encryption writes a plain .tar instead (for a disk you encrypt yourself).
 
 Safe while the server runs: check-ins go on during the copy. The file appears
 only when complete (temp file, fsync, rename); only its owner can read it.
@@ -241,15 +253,17 @@ Prints one line with counts and size, never a patient's name.""",
 exit status: 0 written, 1 failed (nothing written), 2 bad usage
 
 example:
-  sudo checkin-appliance backup /media/usb/ --data-dir /var/lib/checkin-appliance""",
+  sudo checkin-appliance backup /media/usb/ --data-dir /var/lib/checkin-appliance \\
+      --passphrase-file /etc/checkin-appliance/backup-passphrase""",
     )
     backup.add_argument(
         "out",
         metavar="OUT",
-        help="the file to write, e.g. /media/usb/clinic.tar; or an existing folder, to write "
-        "checkin-backup-YYYYMMDD-HHMMSS.tar in it",
+        help="the file to write, e.g. /media/usb/clinic.tar.age; or an existing folder, to "
+        "write checkin-backup-YYYYMMDD-HHMMSS.tar.age (.tar without encryption) in it",
     )
     backup.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    _passphrase_options(backup, writing=True)
     data_options(backup)
     backup.set_defaults(handler=backup_command)
 
@@ -259,8 +273,13 @@ example:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="""\
 Restore a backup made by `checkin-appliance backup`. Refuses while a server
-runs on the data directory. The whole file is checked first (manifest, every
-SHA-256, integrity_check): a damaged or incomplete backup changes nothing.
+runs on the data directory. The whole file is checked first (passphrase and
+authenticity, manifest, every SHA-256, integrity_check, the schema): a wrong
+passphrase, or a damaged, incomplete or altered backup, changes nothing.
+
+An encrypted backup needs its passphrase (--passphrase-file or
+--passphrase-stdin). A plain .tar (made with --no-encryption, or by an older
+version) is restored only with --no-encryption: nothing proves who wrote it.
 
 The current checkin.db (with its -wal and -shm) and photos are moved to
 DATA_DIR/before-restore-<time>/, never deleted; tls/ is left as it is.""",
@@ -269,13 +288,80 @@ exit status: 0 restored, 1 refused or failed (nothing changed), 2 bad usage
 
 example:
   sudo systemctl stop checkin-appliance
-  sudo checkin-appliance restore /media/usb/clinic.tar \\
-      --data-dir /var/lib/checkin-appliance
+  sudo checkin-appliance restore /media/usb/clinic.tar.age \\
+      --data-dir /var/lib/checkin-appliance \\
+      --passphrase-file /etc/checkin-appliance/backup-passphrase
   sudo systemctl start checkin-appliance""",
     )
-    restore.add_argument("backup_file", type=Path, metavar="IN", help="a .tar made by `backup`")
+    restore.add_argument(
+        "backup_file", type=Path, metavar="IN", help="a .tar.age (or .tar) made by `backup`"
+    )
+    _passphrase_options(restore, writing=False)
     data_options(restore)
     restore.set_defaults(handler=restore_command)
+
+
+# A passphrase guards every patient's name and photo against anyone who finds the stick;
+# scrypt slows each guess to about a second, and this keeps the guesses from being few.
+MIN_PASSPHRASE_CHARS = 12
+
+
+def _passphrase_options(p: argparse.ArgumentParser, *, writing: bool) -> None:
+    way = p.add_mutually_exclusive_group()
+    way.add_argument(
+        "--passphrase-file",
+        type=Path,
+        metavar="FILE",
+        help="read the passphrase from the first line of FILE (keep it mode 600, root's)",
+    )
+    way.add_argument(
+        "--passphrase-stdin",
+        action="store_true",
+        help="read the passphrase from standard input (first line)",
+    )
+    way.add_argument(
+        "--no-encryption",
+        action="store_true",
+        help="write a plain .tar anyone with the file can read (only onto a disk you "
+        "encrypt yourself)"
+        if writing
+        else "restore a plain .tar (made with --no-encryption or by an older version)",
+    )
+
+
+def _read_passphrase(args: argparse.Namespace, *, writing: bool) -> bytes | None:
+    """The passphrase the options name (None with --no-encryption or none given); raises
+    BackupError(USAGE) when it cannot be read or is too short to encrypt with."""
+    from checkin_appliance.backup import USAGE, BackupError
+
+    if args.passphrase_stdin:
+        line = sys.stdin.buffer.readline()
+    elif args.passphrase_file is not None:
+        try:
+            with args.passphrase_file.open("rb") as f:
+                line = f.readline()
+                if os.fstat(f.fileno()).st_mode & 0o077:
+                    print(
+                        f"warning: other users can read {args.passphrase_file}; "
+                        f"chmod 600 {args.passphrase_file}",
+                        file=sys.stderr,
+                    )
+        except OSError as exc:
+            raise BackupError(
+                f"cannot read the passphrase file {args.passphrase_file}: {exc.strerror}", USAGE
+            ) from exc
+    else:
+        return None
+    passphrase = line.rstrip(b"\r\n")
+    if not passphrase:
+        raise BackupError("the passphrase is empty", USAGE)
+    if writing and len(passphrase.decode("utf-8", "replace")) < MIN_PASSPHRASE_CHARS:
+        raise BackupError(
+            f"the passphrase is shorter than {MIN_PASSPHRASE_CHARS} characters; use a longer "
+            "one (e.g. four random words)",
+            USAGE,
+        )
+    return passphrase
 
 
 # --- the commands: each takes the parsed arguments and the configuration, returns the exit code
@@ -427,9 +513,16 @@ def audit_verify(args: argparse.Namespace, config: Config) -> int:
     entries = _audit_entries(config)
     if entries is None:
         return 1
-    verdict = audit.verify(entries)
+    try:
+        key = audit.load_key(config.data_dir)
+    except audit.KeyFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    verdict = audit.verify(entries, key)
     if verdict.ok:
         print(f"audit trail intact: {verdict.count} entries, head {verdict.head}")
+        if key is None and verdict.count:
+            print(f"note: no {audit.KEY_FILE} in {config.data_dir}: checked as an unkeyed chain")
         return 0
     print(
         f"audit trail BROKEN: {verdict.problem} ({verdict.count} entries before it verify)",
@@ -438,11 +531,35 @@ def audit_verify(args: argparse.Namespace, config: Config) -> int:
     return 1
 
 
+@contextlib.contextmanager
+def _stopping_signals_interrupt() -> Iterator[None]:
+    """SIGTERM (systemctl stop, a timeout) and SIGHUP end a backup or restore the way Ctrl-C
+    does, through its clean-up: no temp copy of the database is left behind."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def backup_command(args: argparse.Namespace, config: Config) -> int:
     from checkin_appliance import backup
 
     try:
-        result = backup.backup(config, args.out, force=args.force)
+        passphrase = _read_passphrase(args, writing=True)
+        if passphrase is None and not args.no_encryption:
+            raise backup.BackupError(
+                "give --passphrase-file FILE or --passphrase-stdin to encrypt the backup (it "
+                "holds every patient's name and photo), or --no-encryption for a plain .tar",
+                backup.USAGE,
+            )
+        with _stopping_signals_interrupt():
+            result = backup.backup(config, args.out, force=args.force, passphrase=passphrase)
     except backup.BackupError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code
@@ -458,7 +575,11 @@ def backup_command(args: argparse.Namespace, config: Config) -> int:
     print(result.summary())
 
     async def record(services: _Services) -> int:
-        detail = {"file": result.path.name, "bytes": result.size_bytes}
+        detail = {
+            "file": result.path.name,
+            "bytes": result.size_bytes,
+            "encrypted": passphrase is not None,
+        }
         await services.store.record_audit(
             audit.BACKUP, CLI, detail | dataclasses.asdict(result.counts)
         )
@@ -471,7 +592,14 @@ def restore_command(args: argparse.Namespace, config: Config) -> int:
     from checkin_appliance import backup
 
     try:
-        result = backup.restore(config, args.backup_file)
+        passphrase = _read_passphrase(args, writing=False)
+        with _stopping_signals_interrupt():
+            result = backup.restore(
+                config,
+                args.backup_file,
+                passphrase=passphrase,
+                allow_unencrypted=args.no_encryption,
+            )
     except backup.BackupError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code

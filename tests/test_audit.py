@@ -145,7 +145,8 @@ async def test_verify_finds_an_edited_or_removed_row(
 
 
 async def test_a_rehashed_row_still_breaks_the_link_to_the_next(clinic: Clinic) -> None:
-    from checkin_appliance.audit import AuditEntry
+    """Even someone who has the chain's key cannot edit a row without breaking the next."""
+    from checkin_appliance.audit import AuditEntry, load_key
 
     for name in ("Ann Lee", "Bob Stone"):
         await clinic.check_in(name)
@@ -155,7 +156,7 @@ async def test_a_rehashed_row_still_breaks_the_link_to_the_next(clinic: Clinic) 
     _tamper(
         db,
         "UPDATE audit_log SET patient_id = 99, hash = ? WHERE id = ?",
-        (forged.digest(row["prev_hash"]), row["id"]),
+        (forged.digest(row["prev_hash"], load_key(db.parent)), row["id"]),
     )
     code, _, err = verify(db)
     assert code == 1 and f"row {row['id'] + 1} does not follow" in err
@@ -207,7 +208,7 @@ async def test_patient_names_never_reach_the_logs(tmp_path: Path) -> None:
 def test_a_backup_is_recorded(tmp_path: Path) -> None:
     with running(tmp_path) as server:
         server.login(server.create_token("form", "Kiosk 1"))
-        result = server.cli("backup", str(tmp_path / "b.tar"))
+        result = server.cli("backup", str(tmp_path / "b.tar"), "--no-encryption")
         assert result.returncode == 0, result.stderr
         rows = audit_rows(server.data_dir / "checkin.db")
     assert (rows[-1]["action"], rows[-1]["actor"], rows[-1]["address"]) == ("backup", None, "cli")
@@ -236,3 +237,99 @@ async def test_the_chain_holds_when_the_cli_writes_between_the_servers_writes(
     assert code == 0, err
     actions = [row["action"] for row in audit_rows(server.data_dir / "checkin.db")]
     assert actions.count("settings_changed") == 3 and actions.count("check_in") == 9
+
+
+# --- a keyed chain (issue 13, item 19) ----------------------------------------------------------
+
+
+def _rechain(db: Path, delete_ids: list[int]) -> None:
+    """What someone with the database file but not audit.key does: delete rows, renumber,
+    and recompute every hash after them (with the only hash they can compute)."""
+    from checkin_appliance.audit import GENESIS, AuditEntry
+
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        conn.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
+        conn.execute("DROP TRIGGER IF EXISTS audit_log_no_delete")
+        kept = [
+            r
+            for r in conn.execute("SELECT * FROM audit_log ORDER BY id")
+            if r["id"] not in delete_ids
+        ]
+        conn.execute("DELETE FROM audit_log")
+        prev = GENESIS
+        for new_id, r in enumerate(kept, start=1):
+            entry = AuditEntry(
+                new_id, r["at"], r["actor"], r["action"], r["patient_id"], r["address"], r["detail"]
+            )
+            digest = entry.digest(prev)
+            conn.execute(
+                "INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    new_id,
+                    r["at"],
+                    r["actor"],
+                    r["action"],
+                    r["patient_id"],
+                    r["address"],
+                    r["detail"],
+                    prev,
+                    digest,
+                ),
+            )
+            prev = digest
+
+
+async def test_verify_finds_a_trail_rechained_without_the_key(clinic: Clinic) -> None:
+    for name in ("Ann Lee", "Bob Stone", "Cara Diaz"):
+        await clinic.check_in(name)
+    db = db_of(clinic)
+    key_file = db.parent / "audit.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    removed = [r["id"] for r in audit_rows(db) if r["action"] == "check_in"][:1]
+    _rechain(db, removed)
+    code, _, err = verify(db)
+    assert code == 1
+    assert "audit trail BROKEN" in err and "row 1 was changed" in err, err
+
+
+def test_rows_written_before_the_key_still_verify(tmp_path: Path) -> None:
+    """A trail from before keyed chains (plain hashes, no audit.key) verifies; after the
+    upgrade the key starts at the next row, the whole trail verifies, and re-chaining it
+    without the key is found."""
+    data_dir = tmp_path / "data"
+    with running(tmp_path, data_dir) as server:
+        server.login(server.create_token("form", "Kiosk"))
+    db = data_dir / "checkin.db"
+    (data_dir / "audit.key").unlink()
+    _rechain(db, [])  # as an older version left it: plain SHA-256 only
+    old_rows = len(audit_rows(db))
+    code, out, _ = verify(db)
+    assert code == 0 and "unkeyed" in out
+    with running(tmp_path, data_dir) as server:  # the upgraded box writes on
+        server.login(server.create_token("doctor", "Dr. Lee"))
+    assert f'"from_row": {old_rows + 1}' in (data_dir / "audit.key").read_text()
+    code, out, err = verify(db)
+    assert code == 0, err
+    assert "unkeyed" not in out and len(audit_rows(db)) > old_rows + 1
+    _rechain(db, [2])
+    code, _, err = verify(db)
+    assert code == 1 and "BROKEN" in err
+
+
+def test_the_key_travels_with_the_backup_and_the_restored_trail_verifies(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with running(tmp_path, data_dir) as server:
+        server.login(server.create_token("form", "Kiosk"))
+        made = server.cli("backup", str(tmp_path / "b.tar"), "--no-encryption")
+        assert made.returncode == 0, made.stderr
+    key = (data_dir / "audit.key").read_bytes()
+    new_box = tmp_path / "new-box"
+    restored = run_cli(
+        "restore", str(tmp_path / "b.tar"), "--data-dir", str(new_box), "--no-encryption"
+    )
+    assert restored.returncode == 0, restored.stderr
+    assert (new_box / "audit.key").read_bytes() == key
+    assert (new_box / "audit.key").stat().st_mode & 0o777 == 0o600
+    code, out, err = verify(new_box / "checkin.db")
+    assert code == 0 and "unkeyed" not in out, err

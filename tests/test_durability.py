@@ -177,7 +177,9 @@ async def _check_survivors(server: Server, access: str, acked: Acknowledged) -> 
     db = sqlite3.connect(f"file:{server.data_dir / 'checkin.db'}?mode=ro", uri=True)
     try:
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        verdict = audit.verify(read_audit_log(server.data_dir / "checkin.db"))
+        verdict = audit.verify(
+            read_audit_log(server.data_dir / "checkin.db"), audit.load_key(server.data_dir)
+        )
         assert verdict.ok, f"audit trail broken after a crash: {verdict.problem}"
         rows = db.execute(
             "SELECT p.id, p.fname, p.image, e.status FROM patients p "

@@ -100,7 +100,7 @@ async def test_one_failing_write_fails_alone_and_the_others_commit(
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("SELECT count(*) FROM patients").fetchone() == (15,)
     # The failed write's audit row went with it; the chain still verifies.
-    verdict = audit.verify(read_audit_log(store.path))
+    verdict = audit.verify(read_audit_log(store.path), audit.load_key(store.path.parent))
     assert verdict.ok and verdict.count == 15
 
 

@@ -61,6 +61,45 @@ def schema_version(db: sqlite3.Connection) -> int:
     return int(_rows(db, "PRAGMA user_version")[0]["user_version"])
 
 
+def schema_problem(db: sqlite3.Connection, migrations: list[tuple[int, str]]) -> str | None:
+    """None when the database's tables, indexes, triggers and views are exactly those its
+    schema version's migrations create (same names, same SQL), else the first difference.
+
+    A backup's database is code as well as data: a trigger added to it runs with the
+    server's rights (it could give new admins a known password, or copy patients' names into
+    a page anyone can read). The SQL text is compared as SQLite stores it, so an object
+    changed in place (a column's DEFAULT, a view's body) is found as surely as a new one.
+    ANALYZE's statistics tables (sqlite_stat*) only steer the planner and are not compared.
+    """
+    version = schema_version(db)
+    expected = sqlite3.connect(":memory:")
+    try:
+        for _, sql in migrations[:version]:
+            expected.executescript(sql)
+        want = _schema_objects(expected)
+    finally:
+        expected.close()
+    have = _schema_objects(db)
+    for key in sorted(have.keys() | want.keys()):
+        kind, name = key
+        if key not in want:
+            return f"an extra {kind} {name!r}"
+        if key not in have:
+            return f"the {kind} {name!r} is missing"
+        if have[key] != want[key]:
+            return f"the {kind} {name!r} is not as schema {version} defines it"
+    return None
+
+
+def _schema_objects(db: sqlite3.Connection) -> dict[tuple[str, str], tuple[str, str | None]]:
+    """{(type, name): (table, sql)} of every object in sqlite_master."""
+    rows = _rows(
+        db,
+        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_stat%'",
+    )
+    return {(row["type"], row["name"]): (row["tbl_name"], row["sql"]) for row in rows}
+
+
 def counts(db: sqlite3.Connection) -> Counts:
     try:
         (row,) = _rows(

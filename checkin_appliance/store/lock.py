@@ -6,6 +6,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,13 @@ class DataDirInUse(Exception):
     """Another server (or a restore) holds the data directory."""
 
 
+class UnsafeLockFile(DataDirInUse):
+    """checkin.lock is a link, or not a plain file of its own: someone put it there.
+
+    Run as root (restore with sudo), following a link planted by the service's user would
+    create or lock any file on the box."""
+
+
 @contextlib.contextmanager
 def hold(data_dir: Path) -> Iterator[None]:
     """Holds `data_dir/checkin.lock` (flock, released by the kernel however we exit).
@@ -23,8 +31,21 @@ def hold(data_dir: Path) -> Iterator[None]:
     The file itself is never deleted: deleting it would let two holders lock two files.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    path = data_dir / LOCK_FILE
+    unsafe = UnsafeLockFile(
+        f"{path} is a link or not a plain file; remove it if you did not put it there"
+    )
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
     try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
+            raise unsafe from exc
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            raise unsafe
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:

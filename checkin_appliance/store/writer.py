@@ -20,6 +20,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from checkin_appliance import audit
@@ -45,6 +46,8 @@ class Transaction:
     """One write's view of the shared transaction (in the writer thread)."""
 
     conn: sqlite3.Connection
+    # The audit chain's key for a given next row (made on first use); None: unkeyed.
+    chain_key: Callable[[int], audit.ChainKey | None] = lambda next_row: None
     events: list[QueueEvent] = field(default_factory=list)
     now: str = field(default_factory=utc_now)  # one timestamp for everything this write does
 
@@ -100,7 +103,7 @@ class Transaction:
                 entry.address,
                 entry.detail,
                 prev_hash,
-                entry.digest(prev_hash),
+                entry.digest(prev_hash, self.chain_key(entry.id)),
             ),
         )
 
@@ -139,6 +142,17 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._requests: queue.SimpleQueue[WriteRequest | None] = queue.SimpleQueue()
+        self._audit_key: audit.ChainKey | None = None
+
+    def _chain_key(self, next_row: int) -> audit.ChainKey | None:
+        """In the thread: the audit key beside the database file, made on first use."""
+        if self._audit_key is None:
+            assert self.conn is not None
+            (row,) = [r for r in self.conn.execute("PRAGMA database_list") if r[1] == "main"]
+            if not row[2]:  # an in-memory database: nothing to keep a key beside
+                return None
+            self._audit_key = audit.load_or_create_key(Path(row[2]).parent, next_row)
+        return self._audit_key
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -264,7 +278,7 @@ class Writer:
             for job in jobs:
                 if savepoints:
                     conn.execute("SAVEPOINT job")
-                tx = Transaction(conn)
+                tx = Transaction(conn, self._chain_key)
                 try:
                     value = job(tx)
                 except Exception as exc:
