@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -44,6 +45,10 @@ log = logging.getLogger(__name__)
 
 BAD_LOGIN = "Invalid credentials or inactive token."
 MISSING_LOGIN = "Please provide both token and password."
+TOKEN_FORMAT = "The token is the credential's 8 digits."
+# What a credential's token is (security.new_credential_token); anything else is refused
+# before it reaches the throttle, whose keys must stay small.
+CREDENTIAL_TOKEN = re.compile(r"[0-9]{8}")
 SETUP_COMPLETE = "Setup is already complete."
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
@@ -81,15 +86,28 @@ class Tokens:
 class _Failures:
     count: int = 0
     locked_until: float = 0.0
+    last: float = 0.0  # monotonic time of the latest failure
 
 
 @dataclass
 class LoginThrottle:
-    """Growing lockouts after repeated failures, per client address and per token."""
+    """Growing lockouts after repeated failures, per client address and per token.
+
+    Bounded by entries and by the bytes of their keys, so a spray of addresses cannot grow
+    it without limit: past either bound, entries whose lock has run out go first, then the
+    oldest.
+    """
 
     allowed: int = 5
     max_lock: float = 15 * 60
+    max_entries: int = 10_000
+    max_bytes: int = 2 * 1024 * 1024
     _by_key: dict[str, _Failures] = field(default_factory=dict)
+    _bytes: int = 0
+
+    # What one entry costs beside its key's characters: the dict slot, the str and the
+    # _Failures object (measured with sys.getsizeof, rounded up).
+    ENTRY_OVERHEAD = 200
 
     def retry_after(self, keys: Iterable[str], now: float) -> int:
         wait = max(
@@ -99,19 +117,47 @@ class LoginThrottle:
 
     def failed(self, keys: Iterable[str], now: float) -> None:
         for key in keys:
-            entry = self._by_key.setdefault(key, _Failures())
+            entry = self._by_key.pop(key, None)  # re-inserted last: the dict is oldest first
+            if entry is None:
+                entry = _Failures()
+                self._bytes += self._cost(key)
+            self._by_key[key] = entry
             entry.count += 1
+            entry.last = now
             if entry.count >= self.allowed:
                 extra = entry.count - self.allowed
                 entry.locked_until = now + min(self.max_lock, 2.0 ** min(extra, 10))
-        if len(self._by_key) > 10_000:  # bounded memory under a spray of addresses
-            stale = [k for k, v in self._by_key.items() if v.locked_until < now]
-            for key in stale:
-                del self._by_key[key]
+        self._shrink(now)
 
     def succeeded(self, keys: Iterable[str]) -> None:
         for key in keys:
-            self._by_key.pop(key, None)
+            self._forget(key)
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    @property
+    def size_bytes(self) -> int:
+        """What the table holds, as counted against max_bytes."""
+        return self._bytes
+
+    def _cost(self, key: str) -> int:
+        return len(key.encode("utf-8")) + self.ENTRY_OVERHEAD
+
+    def _forget(self, key: str) -> None:
+        if self._by_key.pop(key, None) is not None:
+            self._bytes -= self._cost(key)
+
+    def _full(self) -> bool:
+        return len(self._by_key) > self.max_entries or self._bytes > self.max_bytes
+
+    def _shrink(self, now: float) -> None:
+        if not self._full():
+            return
+        for key in [k for k, v in self._by_key.items() if v.locked_until < now]:
+            self._forget(key)
+        while self._full():
+            self._forget(next(iter(self._by_key)))
 
 
 class SessionCache:
@@ -278,9 +324,11 @@ class Access:
             token = str(token)  # the original accepted the token as a JSON number
         if not token or not password:
             raise InvalidInput(MISSING_LOGIN, errors.LOGIN_FIELDS_REQUIRED)
-        if not isinstance(token, str) or not isinstance(password, str):
+        if not isinstance(password, str):
             raise NotAuthenticated(BAD_LOGIN, errors.BAD_LOGIN)
-        token = token.strip()
+        if not isinstance(token, str) or not CREDENTIAL_TOKEN.fullmatch(token := token.strip()):
+            # Never a throttle key: what was typed may be any size (item 4 of issue 13).
+            raise InvalidInput(TOKEN_FORMAT, errors.TOKEN_INVALID)
         keys = (f"addr:{address}", f"token:{token}")
         wait = self.throttle.retry_after(keys, time.monotonic())
         if wait:

@@ -75,6 +75,7 @@ CROSS_ORIGIN = _code(
     "cross_origin", 403, "a cookie request that did not come from our own pages", "detail"
 )
 LOGIN_FIELDS_REQUIRED = _code("login_fields_required", 400, "a login without token or password")
+TOKEN_INVALID = _code("token_invalid", 400, "a login token that is not 8 digits (text or number)")
 REFRESH_REQUIRED = _code("refresh_required", 400, "a refresh without the refresh token")
 BAD_LOGIN = _code("bad_login", 401, "wrong token or password, or an inactive credential")
 TOO_MANY_ATTEMPTS = _code(

@@ -1,0 +1,123 @@
+"""Login abuse against the real server: memory pinned by failed logins, the throttle's reset,
+and the throttle as a weapon (issue 13, items 4-6). Other addresses come from the loopback
+range: a client socket bound to 127.0.0.2, 127.0.0.3, … reaches the server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checkin_appliance.access import LoginThrottle
+from tests.conftest import Clinic
+from tests.serverproc import HOST, PASSWORD, Server, running
+
+TOKEN_SIZE = 1_000_000  # under the 1 MiB body limit with the JSON around it
+MB = 1024 * 1024
+
+
+def post_login(
+    server: Server, token: Any, password: str, source: str = HOST, timeout: float = 30
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """POST /api/login/ from `source` (a loopback address); (status, body, headers)."""
+    conn = http.client.HTTPConnection(
+        HOST, server.port, timeout=timeout, source_address=(source, 0)
+    )
+    try:
+        body = json.dumps({"token": token, "password": password})
+        conn.request("POST", "/api/login/", body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        raw = response.read()
+        return response.status, json.loads(raw), dict(response.getheaders())
+    finally:
+        conn.close()
+
+
+def rss_bytes(server: Server) -> int:
+    status = Path(f"/proc/{server.proc.pid}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+def big_token(n: int) -> str:
+    """A different 1 MB "token" each time (as an attacker would send)."""
+    return f"{n:06d}".ljust(TOKEN_SIZE, "9")
+
+
+def source(n: int) -> str:
+    return f"127.0.0.{n + 2}"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    with running(tmp_path) as srv:
+        yield srv
+
+
+# --- item 4: what a failed login keeps --------------------------------------------------
+
+
+def test_huge_tokens_are_400_and_pin_no_memory(server: Server) -> None:
+    """60 failures with 1 MB tokens (from 12 addresses), then 5 from each of 20 addresses:
+    each is refused at once, and the server's memory stays where it was."""
+    post_login(server, "12345678", "warm up the path")  # imports and first allocations
+    before = rss_bytes(server)
+    attempts = [source(n % 12) for n in range(60)] + [source(n // 5) for n in range(100)]
+    for n, address in enumerate(attempts):
+        status, body, _ = post_login(server, big_token(n), "x" * 9, address)
+        assert (status, body["code"]) == (400, "token_invalid"), body
+    grown = rss_bytes(server) - before
+    assert grown < 8 * MB, f"RSS grew by {grown / MB:.1f} MB"
+    # Nothing was counted against those addresses: the right password still works there.
+    token = server.create_token("form", "Kiosk")
+    assert post_login(server, token, PASSWORD, source(0))[0] == 200
+
+
+@pytest.mark.parametrize("token", [12345678, " 12345678 "])
+def test_an_8_digit_number_or_padded_text_is_still_a_token(server: Server, token: Any) -> None:
+    real = server.create_token("form", "Kiosk")
+    typed = int(real) if isinstance(token, int) else f" {real} "
+    status, body, _ = post_login(server, typed, PASSWORD)
+    assert status == 200, body
+
+
+FULLWIDTH_DIGITS = "".join(chr(0xFF10 + d) for d in range(1, 9))  # isdigit(), but not ours
+
+
+@pytest.mark.parametrize(
+    "token", ["1234567", "123456789", "1234567a", FULLWIDTH_DIGITS, 1234567, 1.5, [1]]
+)
+def test_tokens_that_are_not_8_digits_are_400(server: Server, token: Any) -> None:
+    status, body, _ = post_login(server, token, "x" * 9)
+    assert (status, body["code"]) == (400, "token_invalid"), body
+
+
+def test_the_throttle_table_is_bounded_by_entries_and_bytes() -> None:
+    throttle = LoginThrottle(max_entries=1000, max_bytes=100_000)
+    now = time.monotonic()
+    for n in range(20_000):  # a spray of addresses, each failing once (none locked)
+        throttle.failed([f"addr:fd00::{n:x}", f"token:{10_000_000 + n}"], now)
+    assert len(throttle) <= 1000
+    assert throttle.size_bytes <= 100_000
+    # Locked entries are kept over unlocked ones while there is room to choose.
+    for _ in range(5):
+        throttle.failed(["addr:attacker"], now)
+    for n in range(500):
+        throttle.failed([f"addr:10.0.{n // 250}.{n % 250}"], now)
+    assert throttle.retry_after(["addr:attacker"], now) > 0
+
+
+async def test_the_sign_in_page_shows_a_malformed_token_as_a_failed_sign_in(clinic: Clinic) -> None:
+    resp = await clinic.client.post(
+        "/login",
+        data={"token": "not a token", "password": PASSWORD},
+        headers={"Origin": f"http://{clinic.client.host}:{clinic.client.port}"},
+        allow_redirects=False,
+    )
+    assert resp.status == 400
+    assert "do not match an active credential" in await resp.text()
