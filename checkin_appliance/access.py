@@ -6,6 +6,7 @@ Speaks no HTTP: failures are domain errors carrying their code (errors.py).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -91,47 +92,77 @@ class _Failures:
 
 @dataclass
 class LoginThrottle:
-    """Growing lockouts after repeated failures, per client address and per token.
+    """Failed logins, counted three ways.
 
+    - Per client address and per (token, address): after `allowed` failures that device is
+      refused (429) for a lock that doubles with each further failure, up to `max_lock`.
+      The address counts every token it tried, so spraying one password over many tokens
+      is limited too. A success clears only its own (token, address) counter: signing in
+      with a kiosk's credential does not wipe what the same device guessed at a doctor's.
+    - Per token, from everywhere: after `allowed` failures, every attempt at that token
+      from a device not known for it waits (a delay doubling from `base_delay` up to
+      `max_delay`) instead of being refused, so guessing from many addresses slows down
+      while nobody can lock a doctor or the admin out of their own token. A device that
+      signed in with the token before (same address) is known, and never waits.
+
+    A counter is forgotten `max_lock` after its last failure, once its lock has run out.
     Bounded by entries and by the bytes of their keys, so a spray of addresses cannot grow
-    it without limit: past either bound, entries whose lock has run out go first, then the
-    oldest.
+    it without limit: past either bound, entries not locked go first, then the oldest.
     """
 
     allowed: int = 5
     max_lock: float = 15 * 60
+    base_delay: float = 0.5
+    max_delay: float = 10.0
     max_entries: int = 10_000
     max_bytes: int = 2 * 1024 * 1024
+    max_known: int = 4096
     _by_key: dict[str, _Failures] = field(default_factory=dict)
     _bytes: int = 0
+    _known: dict[str, None] = field(default_factory=dict)  # "token@address", oldest first
 
     # What one entry costs beside its key's characters: the dict slot, the str and the
     # _Failures object (measured with sys.getsizeof, rounded up).
     ENTRY_OVERHEAD = 200
 
-    def retry_after(self, keys: Iterable[str], now: float) -> int:
+    @staticmethod
+    def _lock_keys(token: str, address: str) -> tuple[str, str]:
+        return f"addr:{address}", f"pair:{token}@{address}"
+
+    def retry_after(self, token: str, address: str, now: float) -> int:
+        """Seconds this device must wait before trying this token again (0: it may)."""
         wait = max(
-            (self._by_key[k].locked_until - now for k in keys if k in self._by_key), default=0.0
+            (e.locked_until - now for e in self._entries(self._lock_keys(token, address), now)),
+            default=0.0,
         )
         return int(wait) + 1 if wait > 0 else 0
 
-    def failed(self, keys: Iterable[str], now: float) -> None:
-        for key in keys:
-            entry = self._by_key.pop(key, None)  # re-inserted last: the dict is oldest first
-            if entry is None:
-                entry = _Failures()
-                self._bytes += self._cost(key)
-            self._by_key[key] = entry
-            entry.count += 1
-            entry.last = now
+    def delay(self, token: str, address: str, now: float) -> float:
+        """Seconds an attempt at this token from this device is held before it is checked."""
+        if f"{token}@{address}" in self._known:
+            return 0.0
+        entries = self._entries((f"token:{token}",), now)
+        extra = entries[0].count - self.allowed if entries else -1
+        if extra < 0:
+            return 0.0
+        return min(self.max_delay, self.base_delay * 2.0 ** min(extra, 20))
+
+    def failed(self, token: str, address: str, now: float) -> None:
+        for key in self._lock_keys(token, address):
+            entry = self._count(key, now)
             if entry.count >= self.allowed:
                 extra = entry.count - self.allowed
                 entry.locked_until = now + min(self.max_lock, 2.0 ** min(extra, 10))
+        self._count(f"token:{token}", now)
         self._shrink(now)
 
-    def succeeded(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            self._forget(key)
+    def succeeded(self, token: str, address: str) -> None:
+        self._forget(f"pair:{token}@{address}")
+        known = f"{token}@{address}"
+        self._known.pop(known, None)
+        self._known[known] = None
+        if len(self._known) > self.max_known:
+            del self._known[next(iter(self._known))]
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -140,6 +171,32 @@ class LoginThrottle:
     def size_bytes(self) -> int:
         """What the table holds, as counted against max_bytes."""
         return self._bytes
+
+    def _entries(self, keys: Iterable[str], now: float) -> list[_Failures]:
+        found = []
+        for key in keys:
+            entry = self._by_key.get(key)
+            if entry is None:
+                continue
+            if self._stale(entry, now):
+                self._forget(key)
+            else:
+                found.append(entry)
+        return found
+
+    def _stale(self, entry: _Failures, now: float) -> bool:
+        return entry.locked_until < now and entry.last + self.max_lock < now
+
+    def _count(self, key: str, now: float) -> _Failures:
+        entry = self._by_key.pop(key, None)  # re-inserted last: the dict is oldest first
+        if entry is None:
+            self._bytes += self._cost(key)
+        if entry is None or self._stale(entry, now):
+            entry = _Failures()
+        self._by_key[key] = entry
+        entry.count += 1
+        entry.last = now
+        return entry
 
     def _cost(self, key: str) -> int:
         return len(key.encode("utf-8")) + self.ENTRY_OVERHEAD
@@ -319,7 +376,8 @@ class Access:
         self, token: object, password: object, address: str, *, page: bool = False
     ) -> Tokens:
         """A new session; NotAuthenticated for a wrong token or password, TooManyAttempts
-        (with its wait) after repeated failures from this address or against this token."""
+        (with its wait) after repeated failures from this address, or from it against this
+        token; held a while when the token is being guessed (see LoginThrottle)."""
         if isinstance(token, int) and not isinstance(token, bool):
             token = str(token)  # the original accepted the token as a JSON number
         if not token or not password:
@@ -329,24 +387,26 @@ class Access:
         if not isinstance(token, str) or not CREDENTIAL_TOKEN.fullmatch(token := token.strip()):
             # Never a throttle key: what was typed may be any size (item 4 of issue 13).
             raise InvalidInput(TOKEN_FORMAT, errors.TOKEN_INVALID)
-        keys = (f"addr:{address}", f"token:{token}")
-        wait = self.throttle.retry_after(keys, time.monotonic())
+        wait = self.throttle.retry_after(token, address, time.monotonic())
         if wait:
             raise TooManyAttempts(
                 "Too many failed attempts. Try again later.", errors.TOO_MANY_ATTEMPTS, wait
             )
+        delay = self.throttle.delay(token, address, time.monotonic())
+        if delay:  # this token is being guessed: slowed down for unknown devices, not locked
+            await asyncio.sleep(delay)
         found = await self.store.credential_for_login(token)
         credential, stored = found if found else (None, None)
         ok = await self.hasher.verify(password, stored)
         if not ok or credential is None or not credential.active:
-            self.throttle.failed(keys, time.monotonic())
+            self.throttle.failed(token, address, time.monotonic())
             log.info("failed login from %s", address)
             # The trail names the credential only if the token exists; what was typed is
             # never stored (it may be a password typed in the wrong field).
             who = Actor(credential.id if credential else None, address)
             await self.store.record_audit(audit.LOGIN_FAILED, who)
             raise NotAuthenticated(BAD_LOGIN, errors.BAD_LOGIN)
-        self.throttle.succeeded(keys)
+        self.throttle.succeeded(token, address)
         access, refresh = new_session_secret(), new_session_secret()
         refresh_expires = self._expiry(self.config.refresh_ttl)
         if page:

@@ -100,16 +100,77 @@ def test_tokens_that_are_not_8_digits_are_400(server: Server, token: Any) -> Non
 def test_the_throttle_table_is_bounded_by_entries_and_bytes() -> None:
     throttle = LoginThrottle(max_entries=1000, max_bytes=100_000)
     now = time.monotonic()
-    for n in range(20_000):  # a spray of addresses, each failing once (none locked)
-        throttle.failed([f"addr:fd00::{n:x}", f"token:{10_000_000 + n}"], now)
+    for n in range(20_000):  # a spray of addresses and tokens, each failing once
+        throttle.failed(str(10_000_000 + n), f"fd00::{n:x}", now)
     assert len(throttle) <= 1000
     assert throttle.size_bytes <= 100_000
     # Locked entries are kept over unlocked ones while there is room to choose.
     for _ in range(5):
-        throttle.failed(["addr:attacker"], now)
+        throttle.failed("12345678", "attacker", now)
     for n in range(500):
-        throttle.failed([f"addr:10.0.{n // 250}.{n % 250}"], now)
-    assert throttle.retry_after(["addr:attacker"], now) > 0
+        throttle.failed("87654321", f"10.0.{n // 250}.{n % 250}", now)
+    assert throttle.retry_after("12345678", "attacker", now) > 0
+    assert throttle.size_bytes == sum(  # the running count is the real one
+        len(key) + throttle.ENTRY_OVERHEAD for key in throttle._by_key
+    )
+
+
+# --- item 5: a success resets only its own counter -------------------------------------
+
+
+def test_signing_in_with_one_token_does_not_reset_the_guesses_at_another(server: Server) -> None:
+    """A kiosk's credential in hand, an attacker sprays a guessed password over many tokens
+    from the kiosk's address, signing in with the kiosk between guesses: the address still
+    runs out of tries."""
+    kiosk = server.create_token("form", "Kiosk")
+    guessed = [server.create_token("doctor", "Dr. Lee"), server.create_token("admin", "Boss")]
+    guessed += [str(20_000_000 + n) for n in range(10)]  # and tokens that may exist
+    attacker = source(0)
+    statuses = []
+    for round_ in range(3):
+        for token in guessed[round_ * 4 : round_ * 4 + 4]:
+            statuses.append(post_login(server, token, "clinic2026", attacker)[0])
+        assert post_login(server, kiosk, PASSWORD, attacker)[0] in (200, 429)
+    assert statuses[:5] == [401] * 5, statuses
+    assert set(statuses[5:]) == {429}, statuses
+
+
+# --- item 6: nobody can lock a token out for everyone ---------------------------------------
+
+
+def test_guessing_a_token_from_one_device_does_not_lock_out_the_others(server: Server) -> None:
+    doctor = server.create_token("doctor", "Dr. Lee")
+    own_pc, new_pc, attacker = source(50), source(60), source(0)
+    assert post_login(server, doctor, PASSWORD, own_pc)[0] == 200  # the doctor's PC is known
+    statuses = [post_login(server, doctor, "guess 1234", attacker)[0] for _ in range(6)]
+    assert statuses == [401] * 5 + [429]
+    status, _, headers = post_login(server, doctor, PASSWORD, attacker)
+    assert status == 429 and int(headers["Retry-After"]) >= 1  # the guesser stays locked
+    started = time.monotonic()
+    assert post_login(server, doctor, PASSWORD, own_pc)[0] == 200
+    assert time.monotonic() - started < 0.5  # a known device is not held
+    started = time.monotonic()
+    assert post_login(server, doctor, PASSWORD, new_pc)[0] == 200
+    assert time.monotonic() - started >= 0.5  # another device is slowed down, not refused
+
+
+def test_the_slowdown_grows_with_the_failures_and_is_capped() -> None:
+    throttle = LoginThrottle(allowed=5, base_delay=0.5, max_delay=10.0)
+    now = 1000.0
+    delays = []
+    for n in range(12):
+        throttle.failed("12345678", f"10.0.0.{n}", now)  # one failure each from many places
+        delays.append(throttle.delay("12345678", "10.0.0.200", now))
+    assert delays[:4] == [0.0] * 4
+    assert delays[4:9] == [0.5, 1.0, 2.0, 4.0, 8.0]
+    assert set(delays[9:]) == {10.0}
+    assert throttle.retry_after("12345678", "10.0.0.200", now) == 0  # never a lock for it
+    throttle.succeeded("12345678", "10.0.0.200")
+    assert throttle.delay("12345678", "10.0.0.200", now) == 0.0  # known from now on
+    # Quiet for the longest lock: everything is forgotten.
+    later = now + throttle.max_lock + 1
+    assert throttle.delay("12345678", "10.0.0.201", later) == 0.0
+    assert throttle.retry_after("12345678", "10.0.0.1", later) == 0
 
 
 async def test_the_sign_in_page_shows_a_malformed_token_as_a_failed_sign_in(clinic: Clinic) -> None:
