@@ -425,20 +425,31 @@ class Access:
         log.info("login: credential %s (%s)", credential.id, credential.role.value)
         return Tokens(access, refresh, credential, lifetime)
 
-    async def refresh(self, refresh: object) -> str:
-        """A new access token for a live refresh token; the old access token stops working."""
+    async def refresh(self, refresh: object, address: str) -> tuple[str, str]:
+        """(new access token, new refresh token) for a live refresh token, which is used up:
+        the old access token stops working, and the old refresh token presented again ends
+        the session and closes its live feeds (4403), since only a copy can be that late."""
         if not isinstance(refresh, str) or not refresh:
             raise InvalidInput("Please provide the refresh token.", errors.REFRESH_REQUIRED)
-        access = new_session_secret()
-        renewed = self.store.refresh_session(
+        access, rotated = new_session_secret(), new_session_secret()
+        renewal = self.store.refresh_session(
             secret_hash(refresh),
-            secret_hash(access),
-            self._expiry(self.config.access_ttl),
+            (secret_hash(access), self._expiry(self.config.access_ttl)),
+            secret_hash(rotated),
             utc_now(),
+            address,
         )
-        if await self._changed(renewed) is None:  # which session is known after: forget all
+        # Which session is known only after: the cache forgets all.
+        session, ended = await self._changed(renewal)
+        if ended is not None:
+            log.warning("a used refresh token came back: session %s ended", ended)
+            self._close_feeds(lambda session_id, _: session_id == ended, "refresh token reused")
+            raise NotAuthenticated(
+                "Token was already used; the session has ended.", errors.REFRESH_REUSED
+            )
+        if session is None:
             raise NotAuthenticated("Token is invalid or expired.", errors.REFRESH_NOT_VALID)
-        return access
+        return access, rotated
 
     async def logout(self, session: Session, actor: Actor, reason: str) -> None:
         """The session is revoked and its live feeds are closed (4403) at once."""

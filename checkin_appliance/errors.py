@@ -70,6 +70,12 @@ TOKEN_NOT_VALID = _code(
 REFRESH_NOT_VALID = _code(
     "refresh_not_valid", 401, "a refresh token that is invalid or expired", "detail"
 )
+REFRESH_REUSED = _code(
+    "refresh_reused",
+    401,
+    "a refresh token already used once: taken as stolen, its session has ended",
+    "detail",
+)
 PERMISSION_DENIED = _code("permission_denied", 403, "the credential lacks the role", "detail")
 CROSS_ORIGIN = _code(
     "cross_origin", 403, "a cookie request that did not come from our own pages", "detail"

@@ -4,6 +4,7 @@ range: a client socket bound to 127.0.0.2, 127.0.0.3, … reaches the server on 
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import time
@@ -11,11 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from checkin_appliance.access import LoginThrottle
 from tests.conftest import Clinic
-from tests.serverproc import HOST, PASSWORD, Server, running
+from tests.serverproc import HOST, PASSWORD, Server, http_json, running
 
 TOKEN_SIZE = 1_000_000  # under the 1 MiB body limit with the JSON around it
 MB = 1024 * 1024
@@ -171,6 +173,46 @@ def test_the_slowdown_grows_with_the_failures_and_is_capped() -> None:
     later = now + throttle.max_lock + 1
     assert throttle.delay("12345678", "10.0.0.201", later) == 0.0
     assert throttle.retry_after("12345678", "10.0.0.1", later) == 0
+
+
+# --- item 24: refresh tokens rotate, and a reused one ends the session --------------------
+
+
+async def test_a_reused_refresh_token_ends_the_session_and_its_feeds(server: Server) -> None:
+    token = server.create_token("queue", "TV")
+    status, tokens = http_json(
+        "POST", f"{server.base_url}/api/login/", {"token": token, "password": PASSWORD}
+    )
+    assert status == 200
+    stolen = tokens["refresh"]
+    # The rightful client refreshes a few times: each answer brings the next refresh token.
+    current = stolen
+    for _ in range(3):
+        status, renewed = refresh(server, current)
+        assert status == 200 and set(renewed) == {"access", "refresh"}, renewed
+        assert renewed["refresh"] != current
+        current, access = renewed["refresh"], renewed["access"]
+    async with aiohttp.ClientSession() as http:
+        feed = await http.ws_connect(f"{server.ws_url}?token={access}")
+        try:
+            # The thief presents the copy it took at the start: the session ends.
+            status, body = await asyncio.to_thread(refresh, server, stolen)
+            assert (status, body["code"]) == (401, "refresh_reused"), body
+            closed = await feed.receive(timeout=5)
+            assert closed.type is aiohttp.WSMsgType.CLOSE and feed.close_code == 4403
+        finally:
+            await feed.close()
+    # Neither holder gets in any more: not with the access token, nor with the newest refresh.
+    status, body = http_json(
+        "GET", f"{server.base_url}/api/queue/", headers={"Authorization": f"Bearer {access}"}
+    )
+    assert (status, body["code"]) == (401, "token_not_valid")
+    assert refresh(server, current)[0] == 401
+    assert refresh(server, "never-issued")[1]["code"] == "refresh_not_valid"
+
+
+def refresh(server: Server, token: str) -> tuple[int, Any]:
+    return http_json("POST", f"{server.base_url}/api/token/refresh/", {"refresh": token})
 
 
 async def test_the_sign_in_page_shows_a_malformed_token_as_a_failed_sign_in(clinic: Clinic) -> None:

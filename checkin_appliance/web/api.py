@@ -158,8 +158,12 @@ async def login(request: web.Request) -> web.Response:
 @routes.post("/api/token/refresh/")
 async def refresh(request: web.Request) -> web.Response:
     body = await read_body(request)
-    access = await request.app[ACCESS].refresh(body.get("refresh"))
-    return json_response({"access": access})
+    access, rotated = await request.app[ACCESS].refresh(
+        body.get("refresh"), client_address(request)
+    )
+    # The refresh token rotates: the one sent is used up ("refresh" is ours; the original's
+    # clients read only "access").
+    return json_response({"access": access, "refresh": rotated})
 
 
 @routes.post("/api/logout/")
