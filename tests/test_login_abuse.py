@@ -215,6 +215,51 @@ def refresh(server: Server, token: str) -> tuple[int, Any]:
     return http_json("POST", f"{server.base_url}/api/token/refresh/", {"refresh": token})
 
 
+# --- item 10: no login CSRF through the API --------------------------------------------------
+
+
+def raw_login(
+    server: Server, body: bytes, headers: dict[str, str]
+) -> tuple[int, dict[str, Any], str | None]:
+    """(status, body, Set-Cookie) of a POST /api/login/ sent exactly as given."""
+    conn = http.client.HTTPConnection(HOST, server.port, timeout=30)
+    try:
+        conn.request("POST", "/api/login/", body, headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read()), response.getheader("Set-Cookie")
+    finally:
+        conn.close()
+
+
+def test_a_form_on_another_site_cannot_sign_the_browser_in(server: Server) -> None:
+    """What a page on any site can make the clinic's browser send, without a preflight."""
+    token = server.create_token("admin", "Attacker's own", PASSWORD)
+    form = f"token={token}&password={PASSWORD.replace(' ', '+')}".encode()
+    # enctype="text/plain": the field name and value join into JSON that we would read.
+    plain = json.dumps({"token": token, "password": PASSWORD, "x": "="}).encode()
+    cross_site = [
+        (
+            form,
+            {"Content-Type": "application/x-www-form-urlencoded", "Sec-Fetch-Site": "cross-site"},
+        ),
+        (form, {"Content-Type": "application/x-www-form-urlencoded", "Origin": "null"}),
+        (plain, {"Content-Type": "text/plain", "Origin": "http://evil.example"}),
+        (plain, {"Content-Type": "text/plain", "Sec-Fetch-Site": "same-site"}),
+    ]
+    for body, headers in cross_site:
+        status, answer, cookie = raw_login(server, body, headers)
+        assert (status, answer.get("code"), cookie) == (403, "cross_origin", None), headers
+    # Our own origin, and scripts (which send neither header), sign in as before.
+    own = {"Content-Type": "application/x-www-form-urlencoded", "Sec-Fetch-Site": "same-origin"}
+    status, answer, cookie = raw_login(server, form, own)
+    assert status == 200 and cookie is not None and cookie.startswith("checkin_session=")
+    script = {"Content-Type": "application/json"}
+    status, answer, cookie = raw_login(server, plain, script)
+    assert status == 200 and answer["role"] == "admin" and cookie is not None
+    status, _, _ = raw_login(server, form, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 200
+
+
 async def test_the_sign_in_page_shows_a_malformed_token_as_a_failed_sign_in(clinic: Clinic) -> None:
     resp = await clinic.client.post(
         "/login",
