@@ -31,6 +31,7 @@ from checkin_appliance.domain import (
     credential_fields,
     format_time,
     parse_time,
+    settings_from_stored,
     utc_now,
 )
 from checkin_appliance.security import (
@@ -38,6 +39,7 @@ from checkin_appliance.security import (
     new_credential_token,
     new_session_secret,
     new_setup_code,
+    password_strength,
     secret_hash,
 )
 from checkin_appliance.store import Store
@@ -52,7 +54,17 @@ TOKEN_FORMAT = "The token is the credential's 8 digits."
 CREDENTIAL_TOKEN = re.compile(r"[0-9]{8}")
 SETUP_COMPLETE = "Setup is already complete."
 MIN_PASSWORD_LENGTH = 8
+MIN_ADMIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
+# Least zxcvbn score (security.password_strength) of a new password. 2: at least 10^6
+# guesses, beyond reach online behind the login throttle. An admin's reaches everything, and
+# a stolen SD card lets its hash be attacked offline: 3, at least 10^8 scrypt guesses.
+MIN_STRENGTH = 2
+MIN_ADMIN_STRENGTH = 3
+TOO_WEAK = (
+    "This password is too easy to guess: avoid common passwords, the clinic's name, the "
+    "token, names, dates, and repeated or sequential characters."
+)
 
 T = TypeVar("T")
 
@@ -61,17 +73,24 @@ T = TypeVar("T")
 CloseFeeds = Callable[[Callable[[int | None, int | None], bool], str], None]
 
 
-def check_password(password: object) -> str:
-    """A new password that meets the rules; else InvalidInput saying which."""
+def check_password(password: object, admin: bool = False) -> str:
+    """A new password that meets the length rules; else InvalidInput saying which.
+    (Access.check_password adds the strength rule, which needs the clinic's context.)"""
     if not isinstance(password, str) or not password:
         raise InvalidInput("A password is required.", errors.PASSWORD_REQUIRED)
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput("The password is too long.", errors.PASSWORD_TOO_LONG)
+    if admin and len(password) < MIN_ADMIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"An administrator's password must have at least {MIN_ADMIN_PASSWORD_LENGTH} "
+            "characters.",
+            errors.ADMIN_PASSWORD_TOO_SHORT,
+        )
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(
             f"The password must have at least {MIN_PASSWORD_LENGTH} characters.",
             errors.PASSWORD_TOO_SHORT,
         )
-    if len(password) > MAX_PASSWORD_LENGTH:
-        raise InvalidInput("The password is too long.", errors.PASSWORD_TOO_LONG)
     return password
 
 
@@ -297,14 +316,17 @@ class Access:
             raise InvalidInput(
                 "Please provide the setup code and a password.", errors.SETUP_FIELDS_REQUIRED
             )
-        password = check_password(password)
+        check_password(password, admin=True)  # the cheap rules first, as before
         expected = self.setup_code
         if expected is None:
             raise NotAllowed(SETUP_COMPLETE, errors.SETUP_COMPLETE)
         if not hmac.compare_digest(code.strip().upper().encode(), expected.encode()):
             raise NotAllowed("Invalid setup code.", errors.SETUP_CODE_INVALID)
+        # Strength only for the holder of the code: nobody else learns what it refuses.
+        token = new_credential_token()
+        password = await self.check_password(password, Role.ADMIN, token)
         credential = await self._create(
-            Role.ADMIN, "Administrator", None, password, Actor(None, address), first_admin=True
+            token, Role.ADMIN, "Administrator", None, password, Actor(None, address), True
         )
         if credential is None:  # another request made the admin meanwhile
             raise NotAllowed(SETUP_COMPLETE, errors.SETUP_COMPLETE)
@@ -318,25 +340,45 @@ class Access:
     ) -> Credential:
         """A new credential with a fresh 8-digit token; InvalidInput names a bad field."""
         checked_role, checked_label, checked_room = credential_fields(role, label, room)
+        token = new_credential_token()
+        checked = await self.check_password(
+            password, checked_role, token, checked_label, checked_room or ""
+        )
         credential = await self._create(
-            checked_role, checked_label, checked_room, check_password(password), actor
+            token, checked_role, checked_label, checked_room, checked, actor
         )
         assert credential is not None
         return credential
 
+    async def check_password(self, password: object, role: Role, *context: str) -> str:
+        """A new password for a credential of `role`: long enough, and not easy to guess
+        (common, or built on the clinic's name or the `context` words: the token, the
+        label); else InvalidInput with its code. Stricter for an admin."""
+        admin = role is Role.ADMIN
+        checked = check_password(password, admin)
+        settings = settings_from_stored(await self.store.load_settings())
+        words = (settings.clinic_name, *settings.clinic_name.split(), role.value, *context)
+        strength = await asyncio.to_thread(password_strength, checked, words)
+        if strength < (MIN_ADMIN_STRENGTH if admin else MIN_STRENGTH):
+            raise InvalidInput(TOO_WEAK, errors.PASSWORD_TOO_WEAK)
+        return checked
+
     async def _create(
         self,
+        token: str,
         role: Role,
         label: str,
         room: str | None,
         password: str,
         actor: Actor,
-        *,
         first_admin: bool = False,
     ) -> Credential | None:
+        """`token` is tried first (the password was checked against it); should it be taken
+        meanwhile, the store draws fresh ones."""
+        offered = iter((token,))
         password_hash = await self.hasher.hash(password)
         return await self.store.create_credential(
-            new_credential_token,
+            lambda: next(offered, None) or new_credential_token(),
             role,
             label,
             room,

@@ -97,6 +97,15 @@ SETUP_CODE_INVALID = _code("setup_code_invalid", 403, "the setup code is wrong")
 PASSWORD_REQUIRED = _code("password_required", 400, "a new credential without a password")
 PASSWORD_TOO_SHORT = _code("password_too_short", 400, "a new password under 8 characters")
 PASSWORD_TOO_LONG = _code("password_too_long", 400, "a new password over 1024 characters")
+ADMIN_PASSWORD_TOO_SHORT = _code(
+    "admin_password_too_short", 400, "a new administrator's password under 12 characters"
+)
+PASSWORD_TOO_WEAK = _code(
+    "password_too_weak",
+    400,
+    "a new password that is common or easy to guess (the clinic's name, the token, "
+    "repeats, sequences; stricter for an administrator)",
+)
 ROLE_INVALID = _code("role_invalid", 400, "role is not form, doctor, queue or admin")
 LABEL_INVALID = _code("label_invalid", 400, "label is not 1-100 characters")
 ROOM_TOO_LONG = _code("room_too_long", 400, "room is not text of at most 50 characters")

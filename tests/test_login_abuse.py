@@ -14,8 +14,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import DummyCookieJar
 
+from checkin_appliance import errors
 from checkin_appliance.access import LoginThrottle
+from checkin_appliance.app import create_app
+from checkin_appliance.config import Config
+from checkin_appliance.domain import InvalidInput, Role
+from checkin_appliance.web.keys import ACCESS
 from tests.conftest import Clinic
 from tests.serverproc import HOST, PASSWORD, Server, http_json, running
 
@@ -199,7 +205,7 @@ async def test_a_reused_refresh_token_ends_the_session_and_its_feeds(server: Ser
             status, body = await asyncio.to_thread(refresh, server, stolen)
             assert (status, body["code"]) == (401, "refresh_reused"), body
             closed = await feed.receive(timeout=5)
-            assert closed.type is aiohttp.WSMsgType.CLOSE and feed.close_code == 4403
+            assert (closed.type, closed.data) == (aiohttp.WSMsgType.CLOSE, 4403)
         finally:
             await feed.close()
     # Neither holder gets in any more: not with the access token, nor with the newest refresh.
@@ -258,6 +264,93 @@ def test_a_form_on_another_site_cannot_sign_the_browser_in(server: Server) -> No
     assert status == 200 and answer["role"] == "admin" and cookie is not None
     status, _, _ = raw_login(server, form, {"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 200
+
+
+# --- item 20: weak passwords --------------------------------------------------------------
+
+WEAK_FOR_EVERYONE = [
+    "12345678",
+    "password",
+    "clinic2026",
+    "Sunrise Clinic 1",  # the clinic's name (set below)
+    "aaaaaaaaaaaa",  # repeated
+    "abcdefghijkl",  # sequential
+    "qwertyuiop12",  # a keyboard row
+    "P@ssw0rd2026",  # l33t spelling of a common one
+]
+
+
+def test_common_and_guessable_passwords_are_refused(server: Server) -> None:
+    """Through the API and the CLI; an admin needs a longer and stronger one."""
+    admin = server.create_token("admin", "Boss")
+    headers = {"Authorization": f"Bearer {server.login(admin)}"}
+    base = server.base_url
+    status, _ = http_json(
+        "PATCH", f"{base}/api/settings/", {"clinic_name": "Sunrise Clinic"}, headers
+    )
+    assert status == 200
+
+    def create(role: str, password: str) -> tuple[int, Any]:
+        body = {"role": role, "label": "Dr. Lee", "password": password}
+        return http_json("POST", f"{base}/api/credentials/", body, headers)
+
+    for password in WEAK_FOR_EVERYONE:
+        for role in ("form", "doctor", "admin"):
+            status, body = create(role, password)
+            assert status == 400, (role, password, body)
+            expected = {"password_too_weak"}
+            if role == "admin" and len(password) < 12:
+                expected = {"admin_password_too_short"}
+            assert body["code"] in expected, (role, password, body)
+            assert password == "password" or password not in json.dumps(body)  # not echoed
+    # Stricter for an admin: fine for a kiosk, not for the key to everything.
+    assert create("form", "s3cret pass")[0] == 201
+    assert create("admin", "s3cret pass")[1]["code"] == "admin_password_too_short"
+    assert create("form", "blue elephant")[0] == 201  # two common words: enough online
+    assert create("admin", "blue elephant")[1]["code"] == "password_too_weak"
+    assert create("admin", "violet kettle harbour")[0] == 201
+    cli = server.cli(
+        "token",
+        "create",
+        "--role",
+        "doctor",
+        "--label",
+        "Dr. Kim",
+        "--password-stdin",
+        stdin="clinic2026\n",
+    )
+    assert cli.returncode == 2 and "too easy to guess" in cli.stderr
+
+
+async def test_the_token_itself_and_its_label_are_refused(clinic: Clinic) -> None:
+    access = clinic.app[ACCESS]
+    for password, context in [
+        ("48213377", ["48213377"]),
+        ("4821337748213377", ["48213377"]),
+        ("Front desk kiosk", ["Front desk kiosk"]),
+    ]:
+        with pytest.raises(InvalidInput) as refused:
+            await access.check_password(password, Role.FORM, *context)
+        assert refused.value.code is errors.PASSWORD_TOO_WEAK
+
+
+async def test_the_setup_page_explains_a_weak_password(aiohttp_client: Any, config: Config) -> None:
+    client = await aiohttp_client(create_app(config), cookie_jar=DummyCookieJar())
+    code = client.app[ACCESS].setup_code
+    ours = {"Origin": f"http://{client.host}:{client.port}"}
+    for password, text in [
+        ("password1234", "too easy to guess"),
+        ("clinic2026", "at least 12 characters"),
+    ]:
+        fields = {"code": code, "password": password, "confirm": password}
+        resp = await client.post("/setup", data=fields, headers=ours)
+        assert resp.status == 400
+        assert text in await resp.text()
+    strong = "violet kettle harbour"
+    done = await client.post(
+        "/setup", data={"code": code, "password": strong, "confirm": strong}, headers=ours
+    )
+    assert done.status == 200
 
 
 async def test_the_sign_in_page_shows_a_malformed_token_as_a_failed_sign_in(clinic: Clinic) -> None:
