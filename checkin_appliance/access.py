@@ -326,7 +326,13 @@ class Access:
         token = new_credential_token()
         password = await self.check_password(password, Role.ADMIN, token)
         credential = await self._create(
-            token, Role.ADMIN, "Administrator", None, password, Actor(None, address), True
+            token,
+            Role.ADMIN,
+            "Administrator",
+            None,
+            password,
+            Actor(None, address),
+            first_admin=True,
         )
         if credential is None:  # another request made the admin meanwhile
             raise NotAllowed(SETUP_COMPLETE, errors.SETUP_COMPLETE)
@@ -371,6 +377,7 @@ class Access:
         room: str | None,
         password: str,
         actor: Actor,
+        *,
         first_admin: bool = False,
     ) -> Credential | None:
         """`token` is tried first (the password was checked against it); should it be taken
