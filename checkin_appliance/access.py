@@ -6,8 +6,10 @@ Speaks no HTTP: failures are domain errors carrying their code (errors.py).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from checkin_appliance.domain import (
     credential_fields,
     format_time,
     parse_time,
+    settings_from_stored,
     utc_now,
 )
 from checkin_appliance.security import (
@@ -36,6 +39,7 @@ from checkin_appliance.security import (
     new_credential_token,
     new_session_secret,
     new_setup_code,
+    password_strength,
     secret_hash,
 )
 from checkin_appliance.store import Store
@@ -44,9 +48,23 @@ log = logging.getLogger(__name__)
 
 BAD_LOGIN = "Invalid credentials or inactive token."
 MISSING_LOGIN = "Please provide both token and password."
+TOKEN_FORMAT = "The token is the credential's 8 digits."
+# What a credential's token is (security.new_credential_token); anything else is refused
+# before it reaches the throttle, whose keys must stay small.
+CREDENTIAL_TOKEN = re.compile(r"[0-9]{8}")
 SETUP_COMPLETE = "Setup is already complete."
 MIN_PASSWORD_LENGTH = 8
+MIN_ADMIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
+# Least zxcvbn score (security.password_strength) of a new password. 2: at least 10^6
+# guesses, beyond reach online behind the login throttle. An admin's reaches everything, and
+# a stolen SD card lets its hash be attacked offline: 3, at least 10^8 scrypt guesses.
+MIN_STRENGTH = 2
+MIN_ADMIN_STRENGTH = 3
+TOO_WEAK = (
+    "This password is too easy to guess: avoid common passwords, the clinic's name, the "
+    "token, names, dates, and repeated or sequential characters."
+)
 
 T = TypeVar("T")
 
@@ -55,17 +73,24 @@ T = TypeVar("T")
 CloseFeeds = Callable[[Callable[[int | None, int | None], bool], str], None]
 
 
-def check_password(password: object) -> str:
-    """A new password that meets the rules; else InvalidInput saying which."""
+def check_password(password: object, admin: bool = False) -> str:
+    """A new password that meets the length rules; else InvalidInput saying which.
+    (Access.check_password adds the strength rule, which needs the clinic's context.)"""
     if not isinstance(password, str) or not password:
         raise InvalidInput("A password is required.", errors.PASSWORD_REQUIRED)
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput("The password is too long.", errors.PASSWORD_TOO_LONG)
+    if admin and len(password) < MIN_ADMIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"An administrator's password must have at least {MIN_ADMIN_PASSWORD_LENGTH} "
+            "characters.",
+            errors.ADMIN_PASSWORD_TOO_SHORT,
+        )
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(
             f"The password must have at least {MIN_PASSWORD_LENGTH} characters.",
             errors.PASSWORD_TOO_SHORT,
         )
-    if len(password) > MAX_PASSWORD_LENGTH:
-        raise InvalidInput("The password is too long.", errors.PASSWORD_TOO_LONG)
     return password
 
 
@@ -81,37 +106,134 @@ class Tokens:
 class _Failures:
     count: int = 0
     locked_until: float = 0.0
+    last: float = 0.0  # monotonic time of the latest failure
 
 
 @dataclass
 class LoginThrottle:
-    """Growing lockouts after repeated failures, per client address and per token."""
+    """Failed logins, counted three ways.
+
+    - Per client address and per (token, address): after `allowed` failures that device is
+      refused (429) for a lock that doubles with each further failure, up to `max_lock`.
+      The address counts every token it tried, so spraying one password over many tokens
+      is limited too. A success clears only its own (token, address) counter: signing in
+      with a kiosk's credential does not wipe what the same device guessed at a doctor's.
+    - Per token, from everywhere: after `allowed` failures, every attempt at that token
+      from a device not known for it waits (a delay doubling from `base_delay` up to
+      `max_delay`) instead of being refused, so guessing from many addresses slows down
+      while nobody can lock a doctor or the admin out of their own token. A device that
+      signed in with the token before (same address) is known, and never waits.
+
+    A counter is forgotten `max_lock` after its last failure, once its lock has run out.
+    Bounded by entries and by the bytes of their keys, so a spray of addresses cannot grow
+    it without limit: past either bound, entries not locked go first, then the oldest.
+    """
 
     allowed: int = 5
     max_lock: float = 15 * 60
+    base_delay: float = 0.5
+    max_delay: float = 10.0
+    max_entries: int = 10_000
+    max_bytes: int = 2 * 1024 * 1024
+    max_known: int = 4096
     _by_key: dict[str, _Failures] = field(default_factory=dict)
+    _bytes: int = 0
+    _known: dict[str, None] = field(default_factory=dict)  # "token@address", oldest first
 
-    def retry_after(self, keys: Iterable[str], now: float) -> int:
+    # What one entry costs beside its key's characters: the dict slot, the str and the
+    # _Failures object (measured with sys.getsizeof, rounded up).
+    ENTRY_OVERHEAD = 200
+
+    @staticmethod
+    def _lock_keys(token: str, address: str) -> tuple[str, str]:
+        return f"addr:{address}", f"pair:{token}@{address}"
+
+    def retry_after(self, token: str, address: str, now: float) -> int:
+        """Seconds this device must wait before trying this token again (0: it may)."""
         wait = max(
-            (self._by_key[k].locked_until - now for k in keys if k in self._by_key), default=0.0
+            (e.locked_until - now for e in self._entries(self._lock_keys(token, address), now)),
+            default=0.0,
         )
         return int(wait) + 1 if wait > 0 else 0
 
-    def failed(self, keys: Iterable[str], now: float) -> None:
-        for key in keys:
-            entry = self._by_key.setdefault(key, _Failures())
-            entry.count += 1
+    def delay(self, token: str, address: str, now: float) -> float:
+        """Seconds an attempt at this token from this device is held before it is checked."""
+        if f"{token}@{address}" in self._known:
+            return 0.0
+        entries = self._entries((f"token:{token}",), now)
+        extra = entries[0].count - self.allowed if entries else -1
+        if extra < 0:
+            return 0.0
+        return min(self.max_delay, self.base_delay * 2.0 ** min(extra, 20))
+
+    def failed(self, token: str, address: str, now: float) -> None:
+        for key in self._lock_keys(token, address):
+            entry = self._count(key, now)
             if entry.count >= self.allowed:
                 extra = entry.count - self.allowed
                 entry.locked_until = now + min(self.max_lock, 2.0 ** min(extra, 10))
-        if len(self._by_key) > 10_000:  # bounded memory under a spray of addresses
-            stale = [k for k, v in self._by_key.items() if v.locked_until < now]
-            for key in stale:
-                del self._by_key[key]
+        self._count(f"token:{token}", now)
+        self._shrink(now)
 
-    def succeeded(self, keys: Iterable[str]) -> None:
+    def succeeded(self, token: str, address: str) -> None:
+        self._forget(f"pair:{token}@{address}")
+        known = f"{token}@{address}"
+        self._known.pop(known, None)
+        self._known[known] = None
+        if len(self._known) > self.max_known:
+            del self._known[next(iter(self._known))]
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    @property
+    def size_bytes(self) -> int:
+        """What the table holds, as counted against max_bytes."""
+        return self._bytes
+
+    def _entries(self, keys: Iterable[str], now: float) -> list[_Failures]:
+        found = []
         for key in keys:
-            self._by_key.pop(key, None)
+            entry = self._by_key.get(key)
+            if entry is None:
+                continue
+            if self._stale(entry, now):
+                self._forget(key)
+            else:
+                found.append(entry)
+        return found
+
+    def _stale(self, entry: _Failures, now: float) -> bool:
+        return entry.locked_until < now and entry.last + self.max_lock < now
+
+    def _count(self, key: str, now: float) -> _Failures:
+        entry = self._by_key.pop(key, None)  # re-inserted last: the dict is oldest first
+        if entry is None:
+            self._bytes += self._cost(key)
+        if entry is None or self._stale(entry, now):
+            entry = _Failures()
+        self._by_key[key] = entry
+        entry.count += 1
+        entry.last = now
+        return entry
+
+    def _cost(self, key: str) -> int:
+        return len(key.encode("utf-8")) + self.ENTRY_OVERHEAD
+
+    def _forget(self, key: str) -> None:
+        if self._by_key.pop(key, None) is not None:
+            self._bytes -= self._cost(key)
+
+    def _full(self) -> bool:
+        return len(self._by_key) > self.max_entries or self._bytes > self.max_bytes
+
+    def _shrink(self, now: float) -> None:
+        if not self._full():
+            return
+        for key in [k for k, v in self._by_key.items() if v.locked_until < now]:
+            self._forget(key)
+        while self._full():
+            self._forget(next(iter(self._by_key)))
 
 
 class SessionCache:
@@ -194,14 +316,23 @@ class Access:
             raise InvalidInput(
                 "Please provide the setup code and a password.", errors.SETUP_FIELDS_REQUIRED
             )
-        password = check_password(password)
+        check_password(password, admin=True)  # the cheap rules first, as before
         expected = self.setup_code
         if expected is None:
             raise NotAllowed(SETUP_COMPLETE, errors.SETUP_COMPLETE)
         if not hmac.compare_digest(code.strip().upper().encode(), expected.encode()):
             raise NotAllowed("Invalid setup code.", errors.SETUP_CODE_INVALID)
+        # Strength only for the holder of the code: nobody else learns what it refuses.
+        token = new_credential_token()
+        password = await self.check_password(password, Role.ADMIN, token)
         credential = await self._create(
-            Role.ADMIN, "Administrator", None, password, Actor(None, address), first_admin=True
+            token,
+            Role.ADMIN,
+            "Administrator",
+            None,
+            password,
+            Actor(None, address),
+            first_admin=True,
         )
         if credential is None:  # another request made the admin meanwhile
             raise NotAllowed(SETUP_COMPLETE, errors.SETUP_COMPLETE)
@@ -215,14 +346,32 @@ class Access:
     ) -> Credential:
         """A new credential with a fresh 8-digit token; InvalidInput names a bad field."""
         checked_role, checked_label, checked_room = credential_fields(role, label, room)
+        token = new_credential_token()
+        checked = await self.check_password(
+            password, checked_role, token, checked_label, checked_room or ""
+        )
         credential = await self._create(
-            checked_role, checked_label, checked_room, check_password(password), actor
+            token, checked_role, checked_label, checked_room, checked, actor
         )
         assert credential is not None
         return credential
 
+    async def check_password(self, password: object, role: Role, *context: str) -> str:
+        """A new password for a credential of `role`: long enough, and not easy to guess
+        (common, or built on the clinic's name or the `context` words: the token, the
+        label); else InvalidInput with its code. Stricter for an admin."""
+        admin = role is Role.ADMIN
+        checked = check_password(password, admin)
+        settings = settings_from_stored(await self.store.load_settings())
+        words = (settings.clinic_name, *settings.clinic_name.split(), role.value, *context)
+        strength = await asyncio.to_thread(password_strength, checked, words)
+        if strength < (MIN_ADMIN_STRENGTH if admin else MIN_STRENGTH):
+            raise InvalidInput(TOO_WEAK, errors.PASSWORD_TOO_WEAK)
+        return checked
+
     async def _create(
         self,
+        token: str,
         role: Role,
         label: str,
         room: str | None,
@@ -231,9 +380,12 @@ class Access:
         *,
         first_admin: bool = False,
     ) -> Credential | None:
+        """`token` is tried first (the password was checked against it); should it be taken
+        meanwhile, the store draws fresh ones."""
+        offered = iter((token,))
         password_hash = await self.hasher.hash(password)
         return await self.store.create_credential(
-            new_credential_token,
+            lambda: next(offered, None) or new_credential_token(),
             role,
             label,
             room,
@@ -273,32 +425,37 @@ class Access:
         self, token: object, password: object, address: str, *, page: bool = False
     ) -> Tokens:
         """A new session; NotAuthenticated for a wrong token or password, TooManyAttempts
-        (with its wait) after repeated failures from this address or against this token."""
+        (with its wait) after repeated failures from this address, or from it against this
+        token; held a while when the token is being guessed (see LoginThrottle)."""
         if isinstance(token, int) and not isinstance(token, bool):
             token = str(token)  # the original accepted the token as a JSON number
         if not token or not password:
             raise InvalidInput(MISSING_LOGIN, errors.LOGIN_FIELDS_REQUIRED)
-        if not isinstance(token, str) or not isinstance(password, str):
+        if not isinstance(password, str):
             raise NotAuthenticated(BAD_LOGIN, errors.BAD_LOGIN)
-        token = token.strip()
-        keys = (f"addr:{address}", f"token:{token}")
-        wait = self.throttle.retry_after(keys, time.monotonic())
+        if not isinstance(token, str) or not CREDENTIAL_TOKEN.fullmatch(token := token.strip()):
+            # Never a throttle key: what was typed may be any size (item 4 of issue 13).
+            raise InvalidInput(TOKEN_FORMAT, errors.TOKEN_INVALID)
+        wait = self.throttle.retry_after(token, address, time.monotonic())
         if wait:
             raise TooManyAttempts(
                 "Too many failed attempts. Try again later.", errors.TOO_MANY_ATTEMPTS, wait
             )
+        delay = self.throttle.delay(token, address, time.monotonic())
+        if delay:  # this token is being guessed: slowed down for unknown devices, not locked
+            await asyncio.sleep(delay)
         found = await self.store.credential_for_login(token)
         credential, stored = found if found else (None, None)
         ok = await self.hasher.verify(password, stored)
         if not ok or credential is None or not credential.active:
-            self.throttle.failed(keys, time.monotonic())
+            self.throttle.failed(token, address, time.monotonic())
             log.info("failed login from %s", address)
             # The trail names the credential only if the token exists; what was typed is
             # never stored (it may be a password typed in the wrong field).
             who = Actor(credential.id if credential else None, address)
             await self.store.record_audit(audit.LOGIN_FAILED, who)
             raise NotAuthenticated(BAD_LOGIN, errors.BAD_LOGIN)
-        self.throttle.succeeded(keys)
+        self.throttle.succeeded(token, address)
         access, refresh = new_session_secret(), new_session_secret()
         refresh_expires = self._expiry(self.config.refresh_ttl)
         if page:
@@ -317,20 +474,31 @@ class Access:
         log.info("login: credential %s (%s)", credential.id, credential.role.value)
         return Tokens(access, refresh, credential, lifetime)
 
-    async def refresh(self, refresh: object) -> str:
-        """A new access token for a live refresh token; the old access token stops working."""
+    async def refresh(self, refresh: object, address: str) -> tuple[str, str]:
+        """(new access token, new refresh token) for a live refresh token, which is used up:
+        the old access token stops working, and the old refresh token presented again ends
+        the session and closes its live feeds (4403), since only a copy can be that late."""
         if not isinstance(refresh, str) or not refresh:
             raise InvalidInput("Please provide the refresh token.", errors.REFRESH_REQUIRED)
-        access = new_session_secret()
-        renewed = self.store.refresh_session(
+        access, rotated = new_session_secret(), new_session_secret()
+        renewal = self.store.refresh_session(
             secret_hash(refresh),
-            secret_hash(access),
-            self._expiry(self.config.access_ttl),
+            (secret_hash(access), self._expiry(self.config.access_ttl)),
+            secret_hash(rotated),
             utc_now(),
+            address,
         )
-        if await self._changed(renewed) is None:  # which session is known after: forget all
+        # Which session is known only after: the cache forgets all.
+        session, ended = await self._changed(renewal)
+        if ended is not None:
+            log.warning("a used refresh token came back: session %s ended", ended)
+            self._close_feeds(lambda session_id, _: session_id == ended, "refresh token reused")
+            raise NotAuthenticated(
+                "Token was already used; the session has ended.", errors.REFRESH_REUSED
+            )
+        if session is None:
             raise NotAuthenticated("Token is invalid or expired.", errors.REFRESH_NOT_VALID)
-        return access
+        return access, rotated
 
     async def logout(self, session: Session, actor: Actor, reason: str) -> None:
         """The session is revoked and its live feeds are closed (4403) at once."""

@@ -87,11 +87,18 @@ TOKEN_NOT_VALID = _code(
 REFRESH_NOT_VALID = _code(
     "refresh_not_valid", 401, "a refresh token that is invalid or expired", "detail"
 )
+REFRESH_REUSED = _code(
+    "refresh_reused",
+    401,
+    "a refresh token already used once: taken as stolen, its session has ended",
+    "detail",
+)
 PERMISSION_DENIED = _code("permission_denied", 403, "the credential lacks the role", "detail")
 CROSS_ORIGIN = _code(
     "cross_origin", 403, "a cookie request that did not come from our own pages", "detail"
 )
 LOGIN_FIELDS_REQUIRED = _code("login_fields_required", 400, "a login without token or password")
+TOKEN_INVALID = _code("token_invalid", 400, "a login token that is not 8 digits (text or number)")
 REFRESH_REQUIRED = _code("refresh_required", 400, "a refresh without the refresh token")
 BAD_LOGIN = _code("bad_login", 401, "wrong token or password, or an inactive credential")
 TOO_MANY_ATTEMPTS = _code(
@@ -107,6 +114,15 @@ SETUP_CODE_INVALID = _code("setup_code_invalid", 403, "the setup code is wrong")
 PASSWORD_REQUIRED = _code("password_required", 400, "a new credential without a password")
 PASSWORD_TOO_SHORT = _code("password_too_short", 400, "a new password under 8 characters")
 PASSWORD_TOO_LONG = _code("password_too_long", 400, "a new password over 1024 characters")
+ADMIN_PASSWORD_TOO_SHORT = _code(
+    "admin_password_too_short", 400, "a new administrator's password under 12 characters"
+)
+PASSWORD_TOO_WEAK = _code(
+    "password_too_weak",
+    400,
+    "a new password that is common or easy to guess (the clinic's name, the token, "
+    "repeats, sequences; stricter for an administrator)",
+)
 ROLE_INVALID = _code("role_invalid", 400, "role is not form, doctor, queue or admin")
 LABEL_INVALID = _code("label_invalid", 400, "label is not 1-100 characters")
 ROOM_TOO_LONG = _code("room_too_long", 400, "room is not text of at most 50 characters")

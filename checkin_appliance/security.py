@@ -1,4 +1,5 @@
-"""Secrets: password hashing (scrypt), credential tokens, session tokens and their hashes."""
+"""Secrets: password hashing (scrypt) and strength, credential tokens, session tokens and
+their hashes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import functools
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 
 # scrypt with n=2**14, r=8 uses 16 MiB per hash; PasswordHasher caps concurrent hashes.
 _N, _R, _P, _DKLEN = 2**14, 8, 1, 32
@@ -84,3 +86,26 @@ def new_setup_code() -> str:
     alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
     code = "".join(secrets.choice(alphabet) for _ in range(12))
     return f"{code[:4]}-{code[4:8]}-{code[8:]}"
+
+
+# zxcvbn looks at this much of a password (it refuses longer ones: its matching grows
+# quadratically); what follows can only make a password stronger.
+STRENGTH_PREFIX = 72
+# Words every password here may be built on; zxcvbn weighs them like the clinic's own.
+OWN_WORDS = ("clinic", "checkin", "check-in", "kiosk", "doctor", "admin", "administrator")
+
+
+def password_strength(password: str, context: Iterable[str]) -> int:
+    """zxcvbn's score, 0 (a top-10 password) to 4 (over 10^10 guesses): common passwords,
+    dictionary words, names, dates, keyboard walks, repeats and sequences, l33t spellings,
+    and the `context` words (the clinic's name, the token) all count as easy.
+
+    zxcvbn (Dropbox's estimator, MIT, maintained on PyPI) ships its frequency lists, so it
+    works offline. It is imported at the first password set, not at start: its lists take
+    about 14 MB, which a box that never changes a password should not pay. CPU work: call
+    it in a thread.
+    """
+    from zxcvbn import zxcvbn  # late on purpose: memory, above
+
+    words = [w for w in (*OWN_WORDS, *context) if w]
+    return int(zxcvbn(password[:STRENGTH_PREFIX], user_inputs=words)["score"])

@@ -519,7 +519,7 @@ async def test_setup_code_creates_the_first_admin_exactly_once(
     code = client.app[ACCESS].setup_code
     assert code
     wrong = await client.post(
-        "/api/setup/", json={"code": "AAAA-BBBB-CCCC", "password": "adm1n pass"}
+        "/api/setup/", json={"code": "AAAA-BBBB-CCCC", "password": "adm1n password"}
     )
     assert wrong.status == 403
     short = await client.post("/api/setup/", json={"code": code, "password": "short"})
@@ -527,7 +527,7 @@ async def test_setup_code_creates_the_first_admin_exactly_once(
 
     attempts = await asyncio.gather(
         *(
-            client.post("/api/setup/", json={"code": code, "password": "adm1n pass"})
+            client.post("/api/setup/", json={"code": code, "password": "adm1n password"})
             for _ in range(20)
         )
     )
@@ -536,10 +536,10 @@ async def test_setup_code_creates_the_first_admin_exactly_once(
     created = next([await r.json() for r in attempts if r.status == 201].__iter__())
     assert created["role"] == "admin"
     login = await client.post(
-        "/api/login/", json={"token": created["token"], "password": "adm1n pass"}
+        "/api/login/", json={"token": created["token"], "password": "adm1n password"}
     )
     assert (await login.json())["role"] == "admin"
-    again = await client.post("/api/setup/", json={"code": code, "password": "adm1n pass"})
+    again = await client.post("/api/setup/", json={"code": code, "password": "adm1n password"})
     assert again.status == 403
     assert await again.json() == {"error": "Setup is already complete.", "code": "setup_complete"}
 
@@ -621,7 +621,9 @@ async def test_an_admin_made_elsewhere_closes_setup(clinic: Clinic) -> None:
     # The clinic fixture adds its admin after start-up, as `token create --role admin` would.
     code = clinic.app[ACCESS].setup_code
     assert code is not None
-    resp = await clinic.client.post("/api/setup/", json={"code": code, "password": "adm1n pass"})
+    resp = await clinic.client.post(
+        "/api/setup/", json={"code": code, "password": "adm1n password"}
+    )
     assert resp.status == 403
     assert await resp.json() == {"error": "Setup is already complete.", "code": "setup_complete"}
 

@@ -69,6 +69,12 @@ async def test_credentials_made_in_the_form_sign_in_and_deactivated_ones_stop(
     await page.get_by_role("button", name="Create credential").click()
     await expect(page.locator("#create-status")).to_have_text("The two passwords are not the same.")
     await expect(page.locator("#token-reveal")).to_be_hidden()
+    # One easy to guess: the server refuses it (password_too_weak) and the page says why.
+    await page.get_by_label("Password", exact=True).fill("password123")
+    await page.get_by_label("Repeat the password").fill("password123")
+    await page.get_by_role("button", name="Create credential").click()
+    await expect(page.locator("#create-status")).to_contain_text("too easy to guess")
+    await expect(page.locator("#token-reveal")).to_be_hidden()
 
     made: dict[str, tuple[str, str, str | None]] = {}
     for role, label, room in [

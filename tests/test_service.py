@@ -88,7 +88,7 @@ async def _admin_feed_token(http: aiohttp.ClientSession, port: int, tmp_path: Pa
             "--data-dir",
             str(tmp_path / "d"),
         ),
-        input="tv password\n",
+        input="tv in the hall\n",
         capture_output=True,
         text=True,
         timeout=30,
@@ -96,7 +96,7 @@ async def _admin_feed_token(http: aiohttp.ClientSession, port: int, tmp_path: Pa
     )
     async with http.post(
         f"http://{HOST}:{port}/api/login/",
-        data=json.dumps({"token": created.stdout.strip(), "password": "tv password"}),
+        data=json.dumps({"token": created.stdout.strip(), "password": "tv in the hall"}),
         headers={"Content-Type": "application/json"},
     ) as resp:
         return (await resp.json())["access"]

@@ -406,28 +406,63 @@ class Store:
         )
 
     async def refresh_session(
-        self, refresh_hash: str, new_access_hash: str, access_expires: str, now: str
-    ) -> Session | None:
-        def job(tx: Transaction) -> Session | None:
+        self,
+        refresh_hash: str,
+        new_access: tuple[str, str],
+        new_refresh_hash: str,
+        now: str,
+        address: str,
+    ) -> tuple[Session | None, int | None]:
+        """Rotates a live refresh token: the session gets the new access (hash, expiry) and
+        refresh hash, and the old refresh hash is retired. Returns (the renewed session,
+        None); for a retired refresh token, ends its session and returns (None, its id)
+        (the token was copied: one of the two holders is a thief); else (None, None)."""
+        access_hash, access_expires = new_access
+
+        def job(tx: Transaction) -> tuple[Session | None, int | None]:
             row = tx.one(
                 "UPDATE sessions SET access_hash = ?1, "
-                "access_expires = min(?2, coalesce(ends_at, ?2)) "
+                "access_expires = min(?2, coalesce(ends_at, ?2)), refresh_hash = ?5 "
                 "WHERE refresh_hash = ?3 AND revoked_at IS NULL AND refresh_expires > ?4 "
                 "AND (ends_at IS NULL OR ends_at > ?4) "
                 "AND credential_id IN (SELECT id FROM credentials WHERE active = 1) "
-                "RETURNING id, credential_id",
-                (new_access_hash, access_expires, refresh_hash, now),
+                "RETURNING id, credential_id, refresh_expires",
+                (access_hash, access_expires, refresh_hash, now, new_refresh_hash),
             )
             if row is None:
-                return None
+                return None, self._end_for_reuse(tx, refresh_hash, now, address)
+            tx.run("DELETE FROM retired_refresh_tokens WHERE expires <= ?", (now,))
+            tx.run(
+                "INSERT INTO retired_refresh_tokens (refresh_hash, session_id, expires) "
+                "VALUES (?, ?, ?)",
+                (refresh_hash, row["id"], row["refresh_expires"]),
+            )
             cred = tx.one(
                 f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials c WHERE c.id = ?",
                 (row["credential_id"],),
             )
             assert cred is not None  # the UPDATE found it active
-            return Session(row["id"], _credential(cred))
+            return Session(row["id"], _credential(cred)), None
 
         return await self.write(job)
+
+    @staticmethod
+    def _end_for_reuse(tx: Transaction, refresh_hash: str, now: str, address: str) -> int | None:
+        """Revokes the session a retired refresh token belonged to; its id, if one was."""
+        row = tx.one(
+            "SELECT s.id, s.credential_id FROM retired_refresh_tokens r "
+            "JOIN sessions s ON s.id = r.session_id WHERE r.refresh_hash = ? AND r.expires > ?",
+            (refresh_hash, now),
+        )
+        if row is None:
+            return None
+        if tx.run(
+            "UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            (tx.now, row["id"]),
+        ):
+            who = Actor(row["credential_id"], address)
+            tx.audit(audit.LOGOUT, who, detail={"reason": "refresh token reused"})
+        return int(row["id"])
 
     async def revoke_session(self, session_id: int, *, actor: Actor) -> None:
         """Ends a session (logout)."""

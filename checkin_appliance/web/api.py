@@ -25,6 +25,7 @@ from checkin_appliance.store import StoreUnavailable
 from checkin_appliance.web.auth import (
     SESSION_COOKIE,
     client_address,
+    refuse_other_sites,
     require,
     set_session_cookie,
 )
@@ -144,6 +145,7 @@ async def setup(request: web.Request) -> web.Response:
 
 @routes.post("/api/login/")
 async def login(request: web.Request) -> web.Response:
+    refuse_other_sites(request)  # it sets the page cookie: no login CSRF
     body = await read_body(request)
     tokens = await request.app[ACCESS].login(
         body.get("token"), body.get("password"), client_address(request)
@@ -158,8 +160,12 @@ async def login(request: web.Request) -> web.Response:
 @routes.post("/api/token/refresh/")
 async def refresh(request: web.Request) -> web.Response:
     body = await read_body(request)
-    access = await request.app[ACCESS].refresh(body.get("refresh"))
-    return json_response({"access": access})
+    access, rotated = await request.app[ACCESS].refresh(
+        body.get("refresh"), client_address(request)
+    )
+    # The refresh token rotates: the one sent is used up ("refresh" is ours; the original's
+    # clients read only "access").
+    return json_response({"access": access, "refresh": rotated})
 
 
 @routes.post("/api/logout/")

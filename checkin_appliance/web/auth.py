@@ -111,6 +111,21 @@ def require_same_origin(request: web.Request) -> None:
         raise ApiError(errors.CROSS_ORIGIN, CROSS_ORIGIN)
 
 
+def refuse_other_sites(request: web.Request) -> None:
+    """403 for a request a browser says another site made; a script, which says nothing
+    (no Sec-Fetch-Site, no Origin), passes.
+
+    For /api/login/, which sets the page cookie: a form on any web page could otherwise sign
+    the clinic's browser in as the attacker's credential (login CSRF). A form can send
+    urlencoded, multipart or text/plain bodies (the last read as JSON) without a preflight,
+    and every current browser marks such a cross-site post, so the mark decides; a JSON
+    body from another site needs a preflight we never answer. Integrations keep posting
+    any body they like.
+    """
+    if "Sec-Fetch-Site" in request.headers or "Origin" in request.headers:
+        require_same_origin(request)
+
+
 def set_session_cookie(
     response: web.StreamResponse, request: web.Request, access: str, max_age: int
 ) -> None:

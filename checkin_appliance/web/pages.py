@@ -216,8 +216,10 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     except (InvalidInput, NotAuthenticated, TooManyAttempts) as exc:
         if isinstance(exc, TooManyAttempts):
             message = t("login.throttled", seconds=exc.retry_after)
-        else:
-            message = t("login.missing" if isinstance(exc, InvalidInput) else "login.failed")
+        elif exc.code is errors.LOGIN_FIELDS_REQUIRED:
+            message = t("login.missing")
+        else:  # a wrong password, or a token that cannot be one (not 8 digits)
+            message = t("login.failed")
         context["error"] = message
         return render(request, "login.html", context, status=exc.code.status)
     role = tokens.credential.role

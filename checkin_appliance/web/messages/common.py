@@ -33,6 +33,11 @@ MESSAGES = {
         "setup.password_required": "Please choose a password.",
         "setup.password_too_short": "The password must have at least 8 characters.",
         "setup.password_too_long": "The password is too long.",
+        "setup.admin_password_too_short": "The administrator's password must have at least 12 "
+        "characters.",
+        "setup.password_too_weak": "That password is too easy to guess. Avoid common passwords, "
+        "the clinic's name, names and dates, and repeated or sequential characters; a few "
+        "unrelated words work well.",
         "setup.bad_code": "That setup code is not right. Check the box's start-up messages.",
         "setup.done_title": "The administrator is ready",
         "setup.done_token": "The administrator's access token is {token}. Write it down: you "
@@ -81,6 +86,11 @@ MESSAGES = {
         "setup.password_required": "Elija una contraseña.",
         "setup.password_too_short": "La contraseña debe tener al menos 8 caracteres.",
         "setup.password_too_long": "La contraseña es demasiado larga.",
+        "setup.admin_password_too_short": "La contraseña del administrador debe tener al menos "
+        "12 caracteres.",
+        "setup.password_too_weak": "Esa contraseña es demasiado fácil de adivinar. Evite las "
+        "contraseñas comunes, el nombre de la clínica, nombres y fechas, y caracteres repetidos "
+        "o consecutivos; unas cuantas palabras sin relación entre sí funcionan bien.",
         "setup.bad_code": "Ese código de configuración no es correcto. Revise los mensajes de "
         "arranque del equipo.",
         "setup.done_title": "El administrador está listo",

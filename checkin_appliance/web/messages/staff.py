@@ -86,6 +86,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.too_short": "The password must have at least 8 characters.",
         "admin.label_missing": "Please enter a label.",
         "admin.error.password_too_long": "The password is too long.",
+        "admin.error.admin_password_too_short": "An administrator's password must have at "
+        "least 12 characters.",
+        "admin.error.password_too_weak": "That password is too easy to guess. Avoid common "
+        "passwords, the clinic's name, names and dates, and repeated or sequential characters; "
+        "a few unrelated words work well.",
         "admin.error.label_invalid": "The label must be 1 to 100 characters.",
         "admin.error.room_too_long": "The room must be at most 50 characters.",
         "admin.error.role_invalid": "Choose one of the roles in the list.",
@@ -225,6 +230,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.too_short": "La contraseña debe tener al menos 8 caracteres.",
         "admin.label_missing": "Introduzca un nombre.",
         "admin.error.password_too_long": "La contraseña es demasiado larga.",
+        "admin.error.admin_password_too_short": "La contraseña de un administrador debe tener "
+        "al menos 12 caracteres.",
+        "admin.error.password_too_weak": "Esa contraseña es demasiado fácil de adivinar. Evite "
+        "las contraseñas comunes, el nombre de la clínica, nombres y fechas, y caracteres "
+        "repetidos o consecutivos; unas cuantas palabras sin relación entre sí funcionan bien.",
         "admin.error.label_invalid": "El nombre debe tener de 1 a 100 caracteres.",
         "admin.error.room_too_long": "La consulta debe tener como máximo 50 caracteres.",
         "admin.error.role_invalid": "Elija uno de los roles de la lista.",

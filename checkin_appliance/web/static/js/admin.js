@@ -64,6 +64,8 @@ const ERROR_TEXTS = {
   password_required: "admin.too_short",
   password_too_short: "admin.too_short",
   password_too_long: "admin.error.password_too_long",
+  admin_password_too_short: "admin.error.admin_password_too_short",
+  password_too_weak: "admin.error.password_too_weak",
   label_invalid: "admin.error.label_invalid",
   room_too_long: "admin.error.room_too_long",
   role_invalid: "admin.error.role_invalid",
