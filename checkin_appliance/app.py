@@ -14,7 +14,7 @@ from aiohttp import web
 from checkin_appliance import systemd
 from checkin_appliance.access import Access, CloseFeeds
 from checkin_appliance.config import Config
-from checkin_appliance.domain import format_time, utc_now
+from checkin_appliance.domain import Settings, format_time, utc_now
 from checkin_appliance.hub import CLOSE_ACCESS_REVOKED, Hub
 from checkin_appliance.reception import Reception
 from checkin_appliance.security import PasswordHasher
@@ -41,7 +41,7 @@ def create_app(config: Config) -> web.Application:
     hub = Hub(config.feed_queue_size)
     store = Store(config.db_path, on_event=hub.publish)
     reception = Reception(
-        store, config.photo_dir, config.photo_max_side, on_settings=hub.publish_settings
+        store, config.photo_dir, config.photo_max_side, on_settings=_settings_listener(hub)
     )
     app = web.Application(
         middlewares=[error_middleware(), maintenance_middleware(lambda: store.damaged)],
@@ -116,6 +116,21 @@ def setup_banner(app: web.Application, base_url: str) -> str | None:
     )
 
 
+def _settings_listener(hub: Hub) -> Callable[[Settings], None]:
+    """Every change of settings (API at once, CLI within WATCH_INTERVAL) reaches the hub; one
+    that withdraws anonymous access also closes the token-less feeds now, before the next
+    event is published, instead of at the next minute's look at the sessions."""
+
+    def changed(settings: Settings) -> None:
+        if not settings.anonymous_feed:
+            hub.disconnect_where(
+                lambda sub: sub.session_id is None, CLOSE_ACCESS_REVOKED, "access revoked"
+            )
+        hub.publish_settings(settings)
+
+    return changed
+
+
 def _feed_closer(hub: Hub) -> CloseFeeds:
     """How Access closes the live feeds a logout or deactivation ended (4403)."""
 
@@ -175,7 +190,8 @@ async def _watch_other_writers(app: web.Application) -> None:
 
 
 async def _apply_stored_changes(app: web.Application) -> None:
-    """Reload settings; close feeds whose session ended or whose anonymous access was withdrawn."""
+    """Reload settings; close feeds whose session ended or whose anonymous access was withdrawn
+    (the settings listener already closed those when the change reached it)."""
     settings = await app[RECEPTION].load_settings()
     app[ACCESS].forget_sessions()  # a credential the CLI deactivated stops working now
     hub = app[HUB]

@@ -232,6 +232,25 @@ async def test_anonymous_feed_when_the_operator_enables_it(clinic: Clinic) -> No
     assert (await next_message(ws))["patient"]["fname"] == "John D."
 
 
+async def test_turning_the_anonymous_feed_off_closes_open_anonymous_feeds_at_once(
+    clinic: Clinic,
+) -> None:
+    """Not at the next minute's look at the store: the check-in right after the admin's
+    change must not reach the token-less feed (issue 13, item 12)."""
+    admin = clinic.headers(Role.ADMIN)
+    await clinic.client.patch("/api/settings/", json={"anonymous_feed": True}, headers=admin)
+    anonymous = await clinic.subscribe(None)
+    staff = await clinic.subscribe(Role.QUEUE)
+    resp = await clinic.client.patch(
+        "/api/settings/", json={"anonymous_feed": False}, headers=admin
+    )
+    assert resp.status == 200
+    await clinic.check_in("After Off")
+    msg = await anonymous.receive(timeout=3)
+    assert (msg.type, msg.data) == (WSMsgType.CLOSE, 4403)
+    assert (await next_message(staff))["event"] == "PATIENT_ADDED"  # tokens keep their feed
+
+
 async def test_cookie_feed_needs_our_origin(clinic: Clinic) -> None:
     cookie = {"Cookie": f"checkin_session={clinic.access[Role.QUEUE]}"}
     origin = f"http://{clinic.client.host}:{clinic.client.port}"
