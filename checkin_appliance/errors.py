@@ -59,6 +59,9 @@ INVALID_JSON = _code("invalid_json", 400, "the body is not UTF-8 JSON text")
 BODY_NOT_AN_OBJECT = _code("body_not_an_object", 400, "the JSON body is not an object")
 FORM_MALFORMED = _code("form_malformed", 400, "a urlencoded or multipart form cannot be read")
 MULTIPART_NESTED = _code("multipart_nested", 400, "a multipart part is itself multipart")
+CHARSET_UNSUPPORTED = _code(
+    "charset_unsupported", 400, "a form or form field declares a charset other than UTF-8"
+)
 UNSUPPORTED_MEDIA_TYPE = _code("unsupported_media_type", 415, "a body that is not JSON or a form")
 REQUEST_TOO_LARGE = _code("request_too_large", 413, "a body over the 1 MB limit")
 

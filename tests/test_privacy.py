@@ -1,0 +1,111 @@
+"""Issue 13's smaller leaks, tried as an attacker on the LAN would, against the real `serve`:
+form charsets, names and labels that hide or reorder text, a reused Idempotency-Key, what
+a kiosk credential may read, and who may load a photo.
+"""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import Iterator
+
+import pytest
+
+from tests.serverproc import HOST, Server, running
+
+TIMEOUT = 5.0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running(tmp_path_factory.mktemp("privacy")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def kiosk(server: Server) -> str:
+    return server.login(server.create_token("form", "Kiosk"))
+
+
+def request(
+    server: Server,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes, dict[str, str]]:
+    """One raw HTTP request (the bytes exactly as an attacker would send them)."""
+    conn = http.client.HTTPConnection(HOST, server.port, timeout=TIMEOUT)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read(), dict(response.getheaders())
+    finally:
+        conn.close()
+
+
+def multipart(fields: list[tuple[str, str, bytes]], boundary: str = "b0undary") -> bytes:
+    """A multipart body of (name, part Content-Type, bytes) parts."""
+    out = b""
+    for name, content_type, data in fields:
+        out += (
+            (
+                f"--{boundary}\r\n"
+                f'Content-Disposition: form-data; name="{name}"\r\n'
+                f"Content-Type: {content_type}\r\n\r\n"
+            ).encode()
+            + data
+            + b"\r\n"
+        )
+    return out + f"--{boundary}--\r\n".encode()
+
+
+def form_headers(access: str, boundary: str = "b0undary") -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {access}",
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+    }
+
+
+# --- item 14: a multipart part's charset ---------------------------------------------------
+
+
+@pytest.mark.parametrize("charset", ["unicode_escape", "utf-7", "latin-1", "utf-16", "rot13"])
+def test_a_form_field_in_another_charset_is_refused_with_400(
+    server: Server, kiosk: str, charset: str
+) -> None:
+    # "+AFw-" is utf-7 for a backslash; "\\x41" is what unicode_escape would turn into "A".
+    body = multipart([("fname", f"text/plain; charset={charset}", b"Ann \\x41 +AFw- Lee")])
+    status, raw, _ = request(server, "POST", "/api/patients/", body, form_headers(kiosk))
+    assert status == 400, raw
+    assert b'"code": "charset_unsupported"' in raw
+    assert b"Traceback" not in raw
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", "utf8", "us-ascii"])
+def test_a_form_field_in_utf8_or_ascii_is_accepted(
+    server: Server, kiosk: str, charset: str
+) -> None:
+    body = multipart([("fname", f"text/plain; charset={charset}", "Zoë Lee".encode())])
+    status, raw, _ = request(server, "POST", "/api/patients/", body, form_headers(kiosk))
+    assert status == 201, raw
+
+
+def test_a_login_form_in_another_charset_is_refused_with_400(server: Server) -> None:
+    body = multipart([("token", "text/plain; charset=utf-7", b"12345678")])
+    status, raw, _ = request(server, "POST", "/api/login/", body, form_headers("x"))
+    assert status == 400 and b'"code": "charset_unsupported"' in raw, raw
+    status, raw, _ = request(
+        server,
+        "POST",
+        "/api/login/",
+        b"token=12345678&password=x",
+        {"Content-Type": "application/x-www-form-urlencoded; charset=unicode_escape"},
+    )
+    assert status == 400 and b'"code": "charset_unsupported"' in raw, raw
+
+
+def test_a_multipart_check_in_without_a_charset_is_utf8(server: Server, kiosk: str) -> None:
+    body = multipart([("fname", "text/plain", "Zoë Lee".encode())])
+    status, raw, _ = request(server, "POST", "/api/patients/", body, form_headers(kiosk))
+    assert status == 201, raw
+    assert "Zoë Lee".encode() in raw
