@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -239,12 +240,42 @@ SETTINGS_CHANGED = "SETTINGS_CHANGED"  # ours, only to subscribers that ask for 
 EVENT_STATUS = {PATIENT_ADDED: "waiting", PATIENT_COMPLETED: "completed"}
 
 
+# Characters that draw nothing though Unicode does not file them as format characters
+# (Hangul fillers, the braille blank): a name of only these shows as empty.
+BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+# Embeddings, overrides and isolates reorder the text after them: a name holding one can
+# turn the names around it on a staff page or a wall display backwards (U+202A-202E,
+# U+2066-2069). The marks LRM, RLM and ALM stay allowed: they only nudge neutral characters.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+WHITESPACE_CONTROLS = frozenset("\t\n\v\f\r")  # folded into single spaces below
+
+
+def is_invisible(char: str) -> bool:
+    """Draws nothing: whitespace, a format character (zero-width space, joiners, marks, BOM)
+    or a blank letter."""
+    return char.isspace() or unicodedata.category(char) == "Cf" or char in BLANK_LETTERS
+
+
 def clean_name(value: object) -> str:
+    """A patient's name as stored and shown: NFC, runs of whitespace as one space; refused
+    when it shows nothing, or holds NUL, another control character or a bidi control."""
     if value is None or (isinstance(value, str) and not value.strip()):
         raise InvalidInput("fname is required.", errors.NAME_REQUIRED)
     if not isinstance(value, str):
         raise InvalidInput("fname must be text.", errors.NAME_NOT_TEXT)
-    name = " ".join(value.split())
+    for char in value:
+        if char in BIDI_CONTROLS or (
+            unicodedata.category(char) == "Cc" and char not in WHITESPACE_CONTROLS
+        ):
+            raise InvalidInput(
+                "fname must not contain control characters or bidi overrides.",
+                errors.NAME_INVALID_CHARACTER,
+            )
+    # NFC: one spelling per name ("e" + combining acute is stored as "é"), so equal names
+    # compare, count and truncate alike.
+    name = " ".join(unicodedata.normalize("NFC", value).split())
+    if all(is_invisible(char) for char in name):
+        raise InvalidInput("fname is required.", errors.NAME_REQUIRED)
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidInput(
             f"fname must be at most {MAX_NAME_LENGTH} characters.", errors.NAME_TOO_LONG

@@ -35,9 +35,12 @@ def _code(code: str, status: int, when: str, key: str = "error") -> ErrorCode:
 ALL: list[ErrorCode] = []
 
 # --- check-in --------------------------------------------------------------------------
-NAME_REQUIRED = _code("name_required", 400, "a check-in without fname")
+NAME_REQUIRED = _code("name_required", 400, "a check-in without fname (or one that shows nothing)")
 NAME_NOT_TEXT = _code("name_not_text", 400, "fname is not text")
 NAME_TOO_LONG = _code("name_too_long", 400, "fname longer than 255 characters")
+NAME_INVALID_CHARACTER = _code(
+    "name_invalid_character", 400, "fname holds NUL, another control character or a bidi control"
+)
 PHOTO_EMPTY = _code("photo_empty", 400, "an empty image part")
 PHOTO_NOT_AN_IMAGE = _code("photo_not_an_image", 400, "the image is not a JPEG, PNG or WebP")
 PHOTO_TOO_MANY_PIXELS = _code("photo_too_many_pixels", 400, "the image has too many pixels")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.serverproc import HOST, Server, running
+from tests.serverproc import HOST, Server, http_json, running
 
 TIMEOUT = 5.0
 
@@ -109,3 +109,67 @@ def test_a_multipart_check_in_without_a_charset_is_utf8(server: Server, kiosk: s
     status, raw, _ = request(server, "POST", "/api/patients/", body, form_headers(kiosk))
     assert status == 201, raw
     assert "Zoë Lee".encode() in raw
+
+
+# --- item 26: names that show nothing or reorder the page ----------------------------------
+
+
+def check_in(server: Server, access: str, fname: object) -> tuple[int, dict[str, object]]:
+    status, body = http_json(
+        "POST",
+        f"{server.base_url}/api/patients/",
+        {"fname": fname},
+        {"Authorization": f"Bearer {access}"},
+    )
+    return status, body
+
+
+@pytest.mark.parametrize(
+    ("fname", "code"),
+    [
+        ("\u200b", "name_required"),  # zero-width space
+        ("\u200b\u200c\u200d\u2060\ufeff", "name_required"),  # joiners, word joiner, BOM
+        ("\u3164 \u115f", "name_required"),  # Hangul fillers: blank letters
+        ("\u200e\u200f", "name_required"),  # only direction marks
+        ("Ann\x00Lee", "name_invalid_character"),
+        ("Ann\x1b[2JLee", "name_invalid_character"),  # a terminal escape
+        ("Ann\x7fLee", "name_invalid_character"),
+        ("Ann\x85Lee", "name_invalid_character"),  # a C1 control
+        ("Ann \u202eeeL", "name_invalid_character"),  # right-to-left override
+        ("\u202aAnn Lee\u202c", "name_invalid_character"),  # embedding
+        ("Ann \u2067Lee\u2069", "name_invalid_character"),  # isolate
+    ],
+)
+def test_names_that_show_nothing_or_hold_controls_are_refused(
+    server: Server, kiosk: str, fname: str, code: str
+) -> None:
+    status, body = check_in(server, kiosk, fname)
+    assert (status, body["code"]) == (400, code), body
+    assert "fname" in body["error"]
+
+
+@pytest.mark.parametrize(
+    "fname",
+    [
+        "Zoë Ångström",
+        "王小明",
+        "山田太郎",
+        "김민준",
+        "محمد علي",
+        "דוד לוי",
+        "Anna\u200dKowalska",  # a joiner inside a name is kept (Persian and Indic need it)
+        "x" * 255,
+        "A\tB\nC",  # whitespace is folded, as before
+    ],
+)
+def test_real_names_in_any_script_are_still_accepted(
+    server: Server, kiosk: str, fname: str
+) -> None:
+    status, body = check_in(server, kiosk, fname)
+    assert status == 201, body
+    assert body["fname"] == " ".join(fname.split())
+
+
+def test_names_are_stored_in_nfc(server: Server, kiosk: str) -> None:
+    status, body = check_in(server, kiosk, "Zoe\u0308 Lee")  # e + combining diaeresis
+    assert (status, body["fname"]) == (201, "Zo\u00eb Lee")
