@@ -138,6 +138,16 @@ def credential_fields(role: object, label: object, room: object) -> tuple[Role, 
         raise InvalidInput("label must be 1-100 characters.", errors.LABEL_INVALID)
     if room is not None and (not isinstance(room, str) or len(room.strip()) > 50):
         raise InvalidInput("room must be at most 50 characters.", errors.ROOM_TOO_LONG)
+    # One line of plain text: an escape sequence in a label would run in the terminal of
+    # whoever types `token list`, a bidi override would turn the admin page around.
+    if has_control_characters(label):
+        raise InvalidInput(
+            "label must not contain control characters.", errors.LABEL_INVALID_CHARACTER
+        )
+    if room is not None and has_control_characters(room):
+        raise InvalidInput(
+            "room must not contain control characters.", errors.ROOM_INVALID_CHARACTER
+        )
     return checked_role, label.strip(), (room or "").strip() or None
 
 
@@ -248,6 +258,14 @@ BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 # U+2066-2069). The marks LRM, RLM and ALM stay allowed: they only nudge neutral characters.
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 WHITESPACE_CONTROLS = frozenset("\t\n\v\f\r")  # folded into single spaces below
+
+
+def has_control_characters(text: str) -> bool:
+    """Control characters (tab and newline too), line separators or bidi controls: what a
+    one-line label or room must not hold."""
+    return any(
+        char in BIDI_CONTROLS or unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in text
+    )
 
 
 def is_invisible(char: str) -> bool:

@@ -99,6 +99,12 @@ PASSWORD_TOO_LONG = _code("password_too_long", 400, "a new password over 1024 ch
 ROLE_INVALID = _code("role_invalid", 400, "role is not form, doctor, queue or admin")
 LABEL_INVALID = _code("label_invalid", 400, "label is not 1-100 characters")
 ROOM_TOO_LONG = _code("room_too_long", 400, "room is not text of at most 50 characters")
+LABEL_INVALID_CHARACTER = _code(
+    "label_invalid_character", 400, "label holds a control character or a bidi control"
+)
+ROOM_INVALID_CHARACTER = _code(
+    "room_invalid_character", 400, "room holds a control character or a bidi control"
+)
 NO_SUCH_CREDENTIAL = _code("no_such_credential", 404, "no credential has that token")
 SETTINGS_EMPTY = _code("settings_empty", 400, "a settings change that is not a non-empty object")
 SETTING_UNKNOWN = _code("setting_unknown", 400, "a settings key the box does not have")
