@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import json
 import unicodedata
 from dataclasses import dataclass
@@ -299,6 +300,24 @@ def clean_name(value: object) -> str:
             f"fname must be at most {MAX_NAME_LENGTH} characters.", errors.NAME_TOO_LONG
         )
     return name
+
+
+def check_in_fingerprint(name: str, photo: bytes | None) -> str:
+    """SHA-256 of a check-in's body as the kiosk sent it (the cleaned name and the photo's
+    bytes), stored with its Idempotency-Key: a retry sends the same, a new patient not."""
+    digest = hashlib.sha256()
+    for part in (name.encode(), photo if photo is not None else b""):
+        digest.update(len(part).to_bytes(8, "big"))  # lengths first: no two bodies collide
+        digest.update(part)
+    digest.update(b"photo" if photo is not None else b"none")
+    return digest.hexdigest()
+
+
+def idempotency_key_reused() -> Conflict:
+    return Conflict(
+        "This Idempotency-Key was used for a different check-in; send a new key.",
+        errors.IDEMPOTENCY_KEY_REUSED,
+    )
 
 
 def display_name(fname: str, style: str) -> str:

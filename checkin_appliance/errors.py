@@ -50,6 +50,9 @@ FIELD_TOO_LARGE = _code("field_too_large", 413, "a text field of a multipart for
 IDEMPOTENCY_KEY_INVALID = _code(
     "idempotency_key_invalid", 400, "Idempotency-Key is not 1-100 letters, digits, - or _"
 )
+IDEMPOTENCY_KEY_REUSED = _code(
+    "idempotency_key_reused", 422, "the Idempotency-Key was used before with another name or photo"
+)
 REQUEST_TIMEOUT = _code("request_timeout", 408, "the upload took longer than upload_timeout")
 
 # --- calls -----------------------------------------------------------------------------

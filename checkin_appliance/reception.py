@@ -23,6 +23,7 @@ from checkin_appliance.domain import (
     NotFound,
     QueueEntry,
     Settings,
+    check_in_fingerprint,
     clean_name,
     event_message,
     format_time,
@@ -101,8 +102,10 @@ class Reception:
         actor: Actor,
         idempotency_key: str | None = None,
     ) -> tuple[QueueEntry, int, bool]:
-        """(entry, position, replayed): a retried key returns the first answer, adds nobody."""
+        """(entry, position, replayed): a retried key returns the first answer, adds nobody;
+        the key again with another name or photo is refused (Conflict, 422)."""
         name = clean_name(fname)
+        fingerprint = check_in_fingerprint(name, photo) if idempotency_key is not None else None
         image = None
         if photo is not None:
             async with self._photo_slots:
@@ -111,7 +114,7 @@ class Reception:
                 )
         try:
             entry, position, replayed = await self.store.check_in(
-                name, image, actor, idempotency_key
+                name, image, actor, idempotency_key, fingerprint
             )
         except Exception:  # not on cancellation: the write may still commit (an orphan is swept)
             await self._discard_photo(image)

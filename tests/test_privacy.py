@@ -6,9 +6,13 @@ a kiosk credential may read, and who may load a photo.
 from __future__ import annotations
 
 import http.client
+import io
+import json
+import uuid
 from collections.abc import Iterator
 
 import pytest
+from PIL import Image
 
 from tests.serverproc import HOST, Server, http_json, running
 
@@ -173,3 +177,63 @@ def test_real_names_in_any_script_are_still_accepted(
 def test_names_are_stored_in_nfc(server: Server, kiosk: str) -> None:
     status, body = check_in(server, kiosk, "Zoe\u0308 Lee")  # e + combining diaeresis
     assert (status, body["fname"]) == (201, "Zo\u00eb Lee")
+
+
+# --- item 25: one Idempotency-Key, two different check-ins ---------------------------------
+
+
+def tiny_jpeg(colour: tuple[int, int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), colour).save(out, "JPEG")
+    return out.getvalue()
+
+
+def photo_check_in(
+    server: Server, access: str, key: str, fname: str, photo: bytes | None
+) -> tuple[int, bytes, dict[str, str]]:
+    boundary = "k3yb0undary"
+    parts = f'--{boundary}\r\nContent-Disposition: form-data; name="fname"\r\n\r\n{fname}\r\n'
+    body = parts.encode()
+    if photo is not None:
+        body += (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
+                'filename="me.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+            ).encode()
+            + photo
+            + b"\r\n"
+        )
+    body += f"--{boundary}--\r\n".encode()
+    headers = {**form_headers(access, boundary), "Idempotency-Key": key}
+    return request(server, "POST", "/api/patients/", body, headers)
+
+
+def waiting_names(server: Server) -> list[str]:
+    admin = server.login(server.create_token("admin", "Queue reader"))
+    status, queue = http_json(
+        "GET", f"{server.base_url}/api/queue/", None, {"Authorization": f"Bearer {admin}"}
+    )
+    assert status == 200, queue
+    return [item["patient"]["fname"] for item in queue]
+
+
+def test_the_same_key_with_another_body_is_422_and_adds_nobody(server: Server, kiosk: str) -> None:
+    key = uuid.uuid4().hex
+    red, blue = tiny_jpeg((200, 0, 0)), tiny_jpeg((0, 0, 200))
+    status, first, _ = photo_check_in(server, kiosk, key, "Key Holder", red)
+    assert status == 201, first
+    before = waiting_names(server)
+    photo_dir = server.data_dir / "media" / "patient_images"
+    photos_before = sorted(photo_dir.iterdir())
+    for fname, photo in [("Someone Else", red), ("Key Holder", blue), ("Key Holder", None)]:
+        status, raw, headers = photo_check_in(server, kiosk, key, fname, photo)
+        assert status == 422, raw
+        assert json.loads(raw)["code"] == "idempotency_key_reused"
+        assert b"Key Holder" not in raw and "Idempotent-Replayed" not in headers
+    assert waiting_names(server) == before
+    assert sorted(photo_dir.iterdir()) == photos_before  # the refused photos are not kept
+    # The same body again is a retry: the first answer, once more.
+    status, again, headers = photo_check_in(server, kiosk, key, "Key  Holder", red)
+    assert (status, headers.get("Idempotent-Replayed")) == (201, "true"), again
+    assert json.loads(again) == json.loads(first)
+    assert waiting_names(server) == before
