@@ -16,6 +16,7 @@ from checkin_appliance.access import Access, CloseFeeds
 from checkin_appliance.config import Config
 from checkin_appliance.domain import Settings, format_time, utc_now
 from checkin_appliance.hub import CLOSE_ACCESS_REVOKED, Hub
+from checkin_appliance.photo_links import PhotoLinks
 from checkin_appliance.reception import Reception
 from checkin_appliance.security import PasswordHasher
 from checkin_appliance.store import Store, lock
@@ -38,10 +39,15 @@ JSON_BODY_LIMIT = 1024 * 1024
 def create_app(config: Config) -> web.Application:
     # Each part is built before the ones that tell it things: the store hands every committed
     # event to the hub (in seq order), reception every change of settings.
-    hub = Hub(config.feed_queue_size)
+    photo_links = PhotoLinks()  # its key is loaded at start, with the database
+    hub = Hub(config.feed_queue_size, photo_url=photo_links.url)
     store = Store(config.db_path, on_event=hub.publish)
     reception = Reception(
-        store, config.photo_dir, config.photo_max_side, on_settings=_settings_listener(hub)
+        store,
+        config.photo_dir,
+        config.photo_max_side,
+        on_settings=_settings_listener(hub),
+        photo_links=photo_links,
     )
     app = web.Application(
         middlewares=[error_middleware(), maintenance_middleware(lambda: store.damaged)],
@@ -86,6 +92,7 @@ def create_redirect_app(config: Config) -> web.Application:
 async def _database(app: web.Application) -> AsyncIterator[None]:
     store = app[STORE]
     with lock.hold(app[CONFIG].data_dir):  # DataDirInUse: another server, or a restore
+        app[RECEPTION].photo_links.load(app[CONFIG].data_dir)
         await store.open()
         try:
             if store.damaged:

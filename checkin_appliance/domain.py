@@ -10,6 +10,7 @@ import enum
 import hashlib
 import json
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from checkin_appliance.errors import ErrorCode
 MAX_NAME_LENGTH = 255
 PHOTO_URL_PREFIX = "/media/patient_images/"
 MESSAGE_TYPE = "send.queue.update"
+PhotoUrl = Callable[[str], str]  # a stored photo's name -> the URL clients get
 
 
 class Role(enum.StrEnum):
@@ -37,7 +39,10 @@ class Audience(enum.Enum):
 
 
 def audience_for(role: Role | None) -> Audience:
-    return Audience.STAFF if role in (Role.FORM, Role.DOCTOR, Role.ADMIN) else Audience.DISPLAY
+    """Doctors and admins see full names and photos. The kiosk (form) sees what a wall
+    display sees: its tablet faces the patients, and it needs only the position its own
+    check-in answer carries."""
+    return Audience.STAFF if role in (Role.DOCTOR, Role.ADMIN) else Audience.DISPLAY
 
 
 # --- errors; the web layer maps each kind to one status code ---------------------------
@@ -331,14 +336,24 @@ def display_name(fname: str, style: str) -> str:
 
 
 def patient_view(
-    entry: QueueEntry, audience: Audience, settings: Settings, *, status: bool = True
+    entry: QueueEntry,
+    audience: Audience,
+    settings: Settings,
+    *,
+    status: bool = True,
+    photo_url: PhotoUrl | None = None,
 ) -> dict[str, Any]:
-    """The `patient` object of the seed's events and REST bodies, reduced for wall displays."""
+    """The `patient` object of the seed's events and REST bodies, reduced for wall displays.
+
+    `photo_url` turns a stored photo's name into the URL clients get (a signed link,
+    photo_links.py); without it, the bare path."""
+    image = None
+    if entry.image and (audience is Audience.STAFF or settings.display_photos):
+        image = photo_url(entry.image) if photo_url else entry.image_url
     if audience is Audience.DISPLAY:
         fname = display_name(entry.fname, settings.display_names)
-        image = entry.image_url if settings.display_photos else None
     else:
-        fname, image = entry.fname, entry.image_url
+        fname = entry.fname
     view: dict[str, Any] = {"id": entry.patient_id, "fname": fname}
     if status:
         view["status"] = entry.status
@@ -346,12 +361,14 @@ def patient_view(
     return view
 
 
-def event_message(event: QueueEvent, audience: Audience, settings: Settings) -> dict[str, Any]:
+def event_message(
+    event: QueueEvent, audience: Audience, settings: Settings, photo_url: PhotoUrl | None = None
+) -> dict[str, Any]:
     """The seed's exact shape first; our additions are extra top-level keys old clients ignore."""
     message = {
         "type": MESSAGE_TYPE,
         "event": event.event,
-        "patient": patient_view(event.entry, audience, settings),
+        "patient": patient_view(event.entry, audience, settings, photo_url=photo_url),
         "seq": event.seq,
         "id": event.entry.id,
         "check_in_time": event.entry.check_in_time,
@@ -362,10 +379,12 @@ def event_message(event: QueueEvent, audience: Audience, settings: Settings) -> 
     return message
 
 
-def queue_item(entry: QueueEntry, audience: Audience, settings: Settings) -> dict[str, Any]:
+def queue_item(
+    entry: QueueEntry, audience: Audience, settings: Settings, photo_url: PhotoUrl | None = None
+) -> dict[str, Any]:
     item = {
         "id": entry.id,
-        "patient": patient_view(entry, audience, settings, status=False),
+        "patient": patient_view(entry, audience, settings, status=False, photo_url=photo_url),
         "status": entry.status,
         "check_in_time": entry.check_in_time,
     }
@@ -380,14 +399,15 @@ def snapshot_message(
     audience: Audience,
     settings: Settings,
     called: list[QueueEntry] | None = None,
+    photo_url: PhotoUrl | None = None,
 ) -> dict[str, Any]:
     """The waiting queue at `seq`, and (ours) today's most recent calls, newest first."""
     return {
         "type": MESSAGE_TYPE,
         "event": QUEUE_SNAPSHOT,
         "seq": seq,
-        "queue": [queue_item(entry, audience, settings) for entry in waiting],
-        "called": [queue_item(entry, audience, settings) for entry in called or []],
+        "queue": [queue_item(entry, audience, settings, photo_url) for entry in waiting],
+        "called": [queue_item(entry, audience, settings, photo_url) for entry in called or []],
     }
 
 

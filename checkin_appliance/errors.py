@@ -114,6 +114,14 @@ SETTING_UNKNOWN = _code("setting_unknown", 400, "a settings key the box does not
 CLINIC_NAME_INVALID = _code("clinic_name_invalid", 400, "clinic_name is not 1-100 characters")
 SETTING_VALUE_INVALID = _code("setting_value_invalid", 400, "a setting's value is not allowed")
 
+# --- photos ----------------------------------------------------------------------------
+PHOTO_LINK_INVALID = _code(
+    "photo_link_invalid", 403, "a photo link whose signature is wrong or whose time ran out"
+)
+PHOTO_NOT_ALLOWED = _code(
+    "photo_not_allowed", 403, "a photo without a link, from a kiosk (or a display without photos)"
+)
+
 # --- live feed -------------------------------------------------------------------------
 NOT_A_WHOLE_NUMBER = _code("not_a_whole_number", 400, "?since= is not a whole number of 0 or more")
 

@@ -31,6 +31,7 @@ from checkin_appliance.domain import (
     snapshot_message,
     updated_settings,
 )
+from checkin_appliance.photo_links import PhotoLinks
 from checkin_appliance.store import Store
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,11 @@ class Reception:
         photo_dir: Path,
         photo_max_side: int = 800,
         on_settings: Callable[[Settings], None] | None = None,
+        photo_links: PhotoLinks | None = None,
     ) -> None:
         self.store = store
+        # Photo URLs in bodies and feed messages are signed links (photo_links.py).
+        self.photo_links = photo_links or PhotoLinks()
         self.photo_dir = photo_dir
         self.photo_max_side = photo_max_side
         self.settings = Settings()
@@ -175,7 +179,7 @@ class Reception:
                 yield await self._snapshot_message(audience)
                 return
             for event in batch:
-                yield event_message(event, audience, self.settings)
+                yield event_message(event, audience, self.settings, self.photo_links.url)
             after = batch[-1].seq
             if len(batch) < REPLAY_BATCH:
                 return
@@ -183,7 +187,7 @@ class Reception:
     async def _snapshot_message(self, audience: Audience) -> dict[str, Any]:
         """The waiting queue and today's recent calls, consistent with each other and `seq`."""
         seq, waiting, called = await self.store.snapshot(called_since=local_day_bounds()[0])
-        return snapshot_message(seq, waiting, audience, self.settings, called)
+        return snapshot_message(seq, waiting, audience, self.settings, called, self.photo_links.url)
 
     async def waiting(self) -> list[QueueEntry]:
         return await self.store.waiting()

@@ -46,7 +46,8 @@ class Desk:
 
     async def queue_names(self) -> list[str]:
         url = f"{self.server.base_url}/api/queue/"
-        async with self.http.get(url, headers=self.kiosk) as resp:
+        # As a doctor: the kiosk's own read of the queue gets only the wall display's view.
+        async with self.http.get(url, headers=self.other_doctor) as resp:
             assert resp.status == 200
             return [item["patient"]["fname"] for item in await resp.json()]
 

@@ -5,9 +5,12 @@ a kiosk credential may read, and who may load a photo.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
 import io
 import json
+import stat
 import uuid
 from collections.abc import Iterator
 
@@ -237,3 +240,81 @@ def test_the_same_key_with_another_body_is_422_and_adds_nobody(server: Server, k
     assert (status, headers.get("Idempotent-Replayed")) == (201, "true"), again
     assert json.loads(again) == json.loads(first)
     assert waiting_names(server) == before
+
+
+# --- item 8: the kiosk reads the queue; photos without a credential -----------------------
+
+
+def get(server: Server, path: str, access: str | None = None, **headers: str) -> tuple[int, bytes]:
+    if access:
+        headers["Authorization"] = f"Bearer {access}"
+    status, raw, _ = request(server, "GET", path, None, headers)
+    return status, raw
+
+
+def test_the_kiosk_reads_only_the_wall_displays_view_of_the_queue(
+    server: Server, kiosk: str
+) -> None:
+    status, first, _ = photo_check_in(
+        server, kiosk, uuid.uuid4().hex, "Kiosk Victim Longname", tiny_jpeg((0, 150, 0))
+    )
+    assert status == 201, first
+    status, raw = get(server, "/api/queue/", kiosk)
+    assert status == 200, raw  # compat: every role may read the queue
+    mine = [item for item in json.loads(raw) if item["id"] == json.loads(first)["queue_entry_id"]]
+    assert [item["patient"] for item in mine] == [
+        {"id": json.loads(first)["id"], "fname": "Kiosk L.", "image": None}
+    ]
+    assert b"Victim" not in raw and b"/media/" not in raw
+    doctor = server.login(server.create_token("doctor", "Dr. Feed"))
+    assert b"Kiosk Victim Longname" in get(server, "/api/queue/", doctor)[1]
+
+
+def test_a_photo_needs_a_staff_session_or_a_signed_link(server: Server, kiosk: str) -> None:
+    status, raw, _ = photo_check_in(
+        server, kiosk, uuid.uuid4().hex, "Photo Owner", tiny_jpeg((10, 20, 200))
+    )
+    assert status == 201, raw
+    link = json.loads(raw)["image"]
+    path, _, query = link.partition("?")
+
+    # The bare name, as the kiosk's 400-day session (or anyone who saw it) would try it.
+    assert get(server, path)[0] == 401
+    assert query.startswith("exp=") and "&sig=" in query
+    status, body = get(server, path, kiosk)
+    assert (status, json.loads(body)["code"]) == (403, "photo_not_allowed")
+    queue_tv = server.login(server.create_token("queue", "TV no photos"))
+    assert get(server, path, queue_tv)[0] == 403  # display_photos is off
+    doctor = server.login(server.create_token("doctor", "Dr. Photo"))
+    status, body = get(server, path, doctor)
+    assert status == 200 and body[:2] == b"\xff\xd8"
+    cookie = f"checkin_session={doctor}"
+    assert get(server, path, None, Cookie=cookie)[0] == 200  # a page's <img>
+
+    # The signed link works with no credential: integrators' clients keep working.
+    status, body = get(server, link)
+    assert status == 200 and body[:2] == b"\xff\xd8"
+    # Tampered, moved to another photo, or expired: refused.
+    exp, sig = (part.split("=")[1] for part in query.split("&"))
+    other = "0" * 32 + ".jpg"
+    bad_sig = ("1" if sig[0] != "1" else "2") + sig[1:]
+    for tampered in (
+        f"{path}?exp={exp}&sig={bad_sig}",
+        f"{path}?exp={int(exp) + 3600}&sig={sig}",
+        f"/media/patient_images/{other}?{query}",
+        f"{path}?exp={exp}",
+    ):
+        status, body = get(server, tampered)
+        assert (status, json.loads(body)["code"]) == (403, "photo_link_invalid"), tampered
+    key = (server.data_dir / "photo-links.key").read_bytes()
+    name = path.rsplit("/", 1)[1]
+    past = 1_000_000_000
+    expired_sig = hmac.new(key, f"{name}\n{past}".encode(), hashlib.sha256).hexdigest()
+    status, body = get(server, f"{path}?exp={past}&sig={expired_sig}")
+    assert (status, json.loads(body)["code"]) == (403, "photo_link_invalid")
+
+
+def test_the_photo_link_key_is_private_to_the_box(server: Server) -> None:
+    key = server.data_dir / "photo-links.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert len(key.read_bytes()) == 32

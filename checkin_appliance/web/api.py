@@ -25,6 +25,8 @@ from checkin_appliance.store import StoreUnavailable
 from checkin_appliance.web.auth import (
     SESSION_COOKIE,
     client_address,
+    identify,
+    not_authenticated,
     require,
     set_session_cookie,
 )
@@ -234,7 +236,10 @@ async def check_in(request: web.Request) -> web.Response:
     entry, position, replayed = await request.app[RECEPTION].check_in(
         fields.get("fname"), photo, caller.actor, key
     )
-    body = patient_view(entry, Audience.STAFF, request.app[RECEPTION].settings)
+    reception = request.app[RECEPTION]
+    body = patient_view(
+        entry, Audience.STAFF, reception.settings, photo_url=reception.photo_links.url
+    )
     body.update(check_in_time=entry.check_in_time, queue_entry_id=entry.id, position=position)
     return json_response(body, 201, {"Idempotent-Replayed": "true"} if replayed else None)
 
@@ -273,18 +278,23 @@ async def doctors_action(request: web.Request) -> web.Response:
     return json_response(
         {
             "message": "Action successful.",
-            "patient": patient_view(entry, Audience.STAFF, reception.settings),
+            "patient": patient_view(
+                entry, Audience.STAFF, reception.settings, photo_url=reception.photo_links.url
+            ),
         }
     )
 
 
 @routes.get("/api/queue/")
 async def queue(request: web.Request) -> web.Response:
+    """Every role may read the queue (compat); the kiosk and wall displays get the reduced
+    view (domain.audience_for), doctors and admins the full one."""
     caller = await require(request)
     reception = request.app[RECEPTION]
     audience = audience_for(caller.credential.role)
     waiting = await reception.waiting()
-    return json_response([queue_item(e, audience, reception.settings) for e in waiting])
+    url = reception.photo_links.url
+    return json_response([queue_item(e, audience, reception.settings, url) for e in waiting])
 
 
 @routes.get("/api/stats/today/")
@@ -372,8 +382,33 @@ async def ca_certificate(request: web.Request) -> web.Response:
     )
 
 
+async def _may_see_photo(request: web.Request, name: str) -> None:
+    """A signed link (?exp=&sig=, from a body or the feed), or a session that may see photos:
+    doctors and admins, a wall display while display_photos is on; never the kiosk. Checked
+    before the name, so the answer says nothing about which photos exist."""
+    reception = request.app[RECEPTION]
+    if "sig" in request.query or "exp" in request.query:
+        expires, signature = request.query.get("exp", ""), request.query.get("sig", "")
+        if not reception.photo_links.valid(name, expires, signature):
+            raise ApiError(
+                errors.PHOTO_LINK_INVALID,
+                "This photo link has expired or is not valid; reload the queue for a new one.",
+            )
+        return
+    caller = await identify(request)
+    if caller is None:
+        raise not_authenticated()
+    role = caller.credential.role
+    if role in (Role.DOCTOR, Role.ADMIN) or (
+        role is Role.QUEUE and reception.settings.display_photos
+    ):
+        return
+    raise ApiError(errors.PHOTO_NOT_ALLOWED, "This credential may not load patients' photos.")
+
+
 @routes.get("/media/patient_images/{name}")
 async def photo(request: web.Request) -> web.StreamResponse:
+    await _may_see_photo(request, request.match_info["name"])
     path = photos.open_photo(request.app[CONFIG].photo_dir, request.match_info["name"])
     if path is None:
         raise web.HTTPNotFound()
