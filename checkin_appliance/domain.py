@@ -9,6 +9,7 @@ import dataclasses
 import enum
 import hashlib
 import json
+import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -325,14 +326,68 @@ def idempotency_key_reused() -> Conflict:
     )
 
 
+# Where one name part ends and the next begins, besides white space: a zero-width space or
+# word joiner typed between given and family name, commas ("Smith,John", also the CJK and
+# Arabic commas) and the middle dots of transcribed names ("Anna·Kowalska", "アンナ・コワルスカ").
+COMMAS = ",\uff0c\u3001\u060c"  # comma, fullwidth, ideographic, Arabic
+NAME_SEPARATORS = re.compile(f"[\\s\u200b\u2060\ufeff\u00b7\u30fb{COMMAS}]+")
+ELLIPSIS = "\u2026"
+
+
 def display_name(fname: str, style: str) -> str:
-    """'John Doe' -> 'John D.' unless the clinic chose full names on the wall display."""
+    """The wall display's short form of a name, unless the clinic chose full names.
+
+    first_initial keeps the given name and only the first letter of the family name, and
+    never shows a name whole:
+    - "John Doe" -> "John D."; "Mary Ann Smith" -> "Mary S."; "Smith, John" -> "John S."
+      (a comma means family name first); a zero-width space, a middle dot or a comma
+      separates words as a space does ("Anna\u200bKowalska" -> "Anna K.").
+    - A name in Chinese, Japanese or Korean script puts the family name first, often with
+      no space: its first character and an ellipsis ("王小明" -> "王…", "김민준" -> "김…").
+    - One word that cannot be split (a mononym, or parts run together): its first letter
+      and an ellipsis ("Madonna" -> "M…").
+    """
     if style == "full":
         return fname
-    parts = fname.split()
-    if len(parts) < 2:
-        return fname
-    return f"{parts[0]} {parts[-1][0]}."
+    if _is_east_asian(fname):
+        return _first_letter(fname) + ELLIPSIS
+    head, comma, tail = _split_at_comma(fname)
+    words = [w for w in NAME_SEPARATORS.split(f"{tail} {head}" if comma else fname) if w]
+    if len(words) < 2:
+        return _first_letter(words[0] if words else fname) + ELLIPSIS
+    return f"{words[0]} {_first_letter(words[-1])}."
+
+
+def _split_at_comma(fname: str) -> tuple[str, bool, str]:
+    for index, char in enumerate(fname):
+        if char in COMMAS:
+            head, tail = fname[:index].strip(), fname[index + 1 :].strip()
+            if head and tail:
+                return head, True, tail
+    return fname, False, ""
+
+
+def _first_letter(text: str) -> str:
+    """The first visible character with the marks that belong to it (so "É" stays whole)."""
+    visible = [c for c in text if not is_invisible(c) and not NAME_SEPARATORS.match(c)]
+    if not visible:
+        return ""
+    start = text.index(visible[0])
+    end = start + 1
+    while end < len(text) and unicodedata.category(text[end]) in ("Mn", "Mc", "Me"):
+        end += 1
+    return text[start:end]
+
+
+def _is_east_asian(fname: str) -> bool:
+    """Whether the name's first letter is Han, kana or Hangul."""
+    letter = _first_letter(fname)
+    if not letter:
+        return False
+    name = unicodedata.name(letter[0], "")
+    return name.startswith(
+        ("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH", "HANGUL", "HIRAGANA", "KATAKANA")
+    )
 
 
 def patient_view(

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 from PIL import Image
 
+from checkin_appliance.domain import display_name
 from tests.serverproc import HOST, Server, http_json, running
 
 TIMEOUT = 5.0
@@ -318,3 +319,46 @@ def test_the_photo_link_key_is_private_to_the_box(server: Server) -> None:
     key = server.data_dir / "photo-links.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert len(key.read_bytes()) == 32
+
+
+# --- item 11: a short form of every name ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fname", "short"),
+    [
+        ("John Doe", "John D."),
+        ("Mary Ann Smith", "Mary S."),
+        ("Émile Zola", "Émile Z."),
+        ("محمد علي", "محمد ع."),
+        ("王小明", "王…"),  # family name first, no space: never the whole name
+        ("山田太郎", "山…"),
+        ("山田 太郎", "山…"),
+        ("김민준", "김…"),
+        ("アンナ・コワルスカ", "ア…"),
+        ("Anna\u200bKowalska", "Anna K."),  # a zero-width space separates
+        ("Anna·Kowalska", "Anna K."),
+        ("Smith,John", "John S."),  # a comma means family name first
+        ("Smith, John Paul", "John S."),
+        ("Madonna", "M…"),  # one word: its first letter only
+        ("AnnaKowalska", "A…"),
+        ("Ångström", "Å…"),
+        ("A\u030angström Lee", "A\u030angström L."),  # a letter keeps its marks
+    ],
+)
+def test_first_initial_never_shows_a_name_whole(fname: str, short: str) -> None:
+    assert display_name(fname, "first_initial") == short
+    assert display_name(fname, "full") == fname
+
+
+def test_the_wall_display_gets_the_short_form_of_every_script(server: Server, kiosk: str) -> None:
+    tv = server.login(server.create_token("queue", "Lobby TV"))
+    names = ["王小明", "김민준", "Anna\u200bKowalska", "Smith,John", "Madonna"]
+    for name in names:
+        assert check_in(server, kiosk, name)[0] == 201
+    status, raw = get(server, "/api/queue/", tv)
+    assert status == 200
+    shown = [item["patient"]["fname"] for item in json.loads(raw)]
+    assert shown[-5:] == ["王…", "김…", "Anna K.", "John S.", "M…"]
+    for name in names:
+        assert name.encode() not in raw
