@@ -14,9 +14,10 @@ from aiohttp import web
 from checkin_appliance import systemd
 from checkin_appliance.access import Access, CloseFeeds
 from checkin_appliance.config import Config
-from checkin_appliance.domain import format_time, utc_now
+from checkin_appliance.domain import Settings, format_time, utc_now
 from checkin_appliance.hub import CLOSE_ACCESS_REVOKED, Hub
 from checkin_appliance.own_names import HostAllowList
+from checkin_appliance.photo_links import PhotoLinks
 from checkin_appliance.reception import Reception
 from checkin_appliance.security import PasswordHasher
 from checkin_appliance.store import Store, lock
@@ -39,10 +40,15 @@ JSON_BODY_LIMIT = 1024 * 1024
 def create_app(config: Config) -> web.Application:
     # Each part is built before the ones that tell it things: the store hands every committed
     # event to the hub (in seq order), reception every change of settings.
-    hub = Hub(config.feed_queue_size)
+    photo_links = PhotoLinks()  # its key is loaded at start, with the database
+    hub = Hub(config.feed_queue_size, photo_url=photo_links.url)
     store = Store(config.db_path, on_event=hub.publish)
     reception = Reception(
-        store, config.photo_dir, config.photo_max_side, on_settings=hub.publish_settings
+        store,
+        config.photo_dir,
+        config.photo_max_side,
+        on_settings=_settings_listener(hub),
+        photo_links=photo_links,
     )
     app = web.Application(
         middlewares=[
@@ -93,6 +99,7 @@ def create_redirect_app(config: Config) -> web.Application:
 async def _database(app: web.Application) -> AsyncIterator[None]:
     store = app[STORE]
     with lock.hold(app[CONFIG].data_dir):  # DataDirInUse: another server, or a restore
+        app[RECEPTION].photo_links.load(app[CONFIG].data_dir)
         await store.open()
         try:
             if store.damaged:
@@ -121,6 +128,21 @@ def setup_banner(app: web.Application, base_url: str) -> str | None:
         f"    curl -X POST {base_url}/api/setup/ -H 'Content-Type: application/json' \\\n"
         f'         -d \'{{"code": "{code}", "password": "<new admin password>"}}\'\n'
     )
+
+
+def _settings_listener(hub: Hub) -> Callable[[Settings], None]:
+    """Every change of settings (API at once, CLI within WATCH_INTERVAL) reaches the hub; one
+    that withdraws anonymous access also closes the token-less feeds now, before the next
+    event is published, instead of at the next minute's look at the sessions."""
+
+    def changed(settings: Settings) -> None:
+        if not settings.anonymous_feed:
+            hub.disconnect_where(
+                lambda sub: sub.session_id is None, CLOSE_ACCESS_REVOKED, "access revoked"
+            )
+        hub.publish_settings(settings)
+
+    return changed
 
 
 def _feed_closer(hub: Hub) -> CloseFeeds:
@@ -182,7 +204,8 @@ async def _watch_other_writers(app: web.Application) -> None:
 
 
 async def _apply_stored_changes(app: web.Application) -> None:
-    """Reload settings; close feeds whose session ended or whose anonymous access was withdrawn."""
+    """Reload settings; close feeds whose session ended or whose anonymous access was withdrawn
+    (the settings listener already closed those when the change reached it)."""
     settings = await app[RECEPTION].load_settings()
     app[ACCESS].forget_sessions()  # a credential the CLI deactivated stops working now
     hub = app[HUB]

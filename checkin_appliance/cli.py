@@ -13,6 +13,7 @@ import platform
 import signal
 import sqlite3
 import sys
+import unicodedata
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -430,13 +431,29 @@ def token_create(args: argparse.Namespace, config: Config) -> int:
     return _with_services(config, create)
 
 
+def printable(text: str) -> str:
+    """Text for the terminal: control, format and separator characters written as escapes
+    (\\x1b, \\u202e), so a label stored before they were refused cannot drive the terminal."""
+    out = []
+    for char in text:
+        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs"):
+            code = ord(char)
+            if code < 0x100:
+                out.append(f"\\x{code:02x}")
+            else:
+                out.append(f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def token_list(args: argparse.Namespace, config: Config) -> int:
     async def show(services: _Services) -> int:
         print(f"{'TOKEN':<9} {'ROLE':<7} {'ACTIVE':<7} {'ROOM':<10} LABEL")
         for c in await services.access.list_credentials():
             print(
                 f"{c.token:<9} {c.role.value:<7} {'yes' if c.active else 'no':<7} "
-                f"{c.room or '-':<10} {c.label}"
+                f"{printable(c.room or '-'):<10} {printable(c.label)}"
             )
         return 0
 
@@ -450,7 +467,10 @@ def token_deactivate(args: argparse.Namespace, config: Config) -> int:
         except NotFound:
             print(f"error: no credential with token {args.token}", file=sys.stderr)
             return 1
-        print(f"deactivated {credential.token} ({credential.role.value}, {credential.label})")
+        print(
+            f"deactivated {credential.token} "
+            f"({credential.role.value}, {printable(credential.label)})"
+        )
         return 0
 
     return _with_services(config, deactivate)

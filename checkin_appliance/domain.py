@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import json
+import re
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +22,7 @@ from checkin_appliance.errors import ErrorCode
 MAX_NAME_LENGTH = 255
 PHOTO_URL_PREFIX = "/media/patient_images/"
 MESSAGE_TYPE = "send.queue.update"
+PhotoUrl = Callable[[str], str]  # a stored photo's name -> the URL clients get
 
 
 class Role(enum.StrEnum):
@@ -35,7 +40,10 @@ class Audience(enum.Enum):
 
 
 def audience_for(role: Role | None) -> Audience:
-    return Audience.STAFF if role in (Role.FORM, Role.DOCTOR, Role.ADMIN) else Audience.DISPLAY
+    """Doctors and admins see full names and photos. The kiosk (form) sees what a wall
+    display sees: its tablet faces the patients, and it needs only the position its own
+    check-in answer carries."""
+    return Audience.STAFF if role in (Role.DOCTOR, Role.ADMIN) else Audience.DISPLAY
 
 
 # --- errors; the web layer maps each kind to one status code ---------------------------
@@ -137,6 +145,16 @@ def credential_fields(role: object, label: object, room: object) -> tuple[Role, 
         raise InvalidInput("label must be 1-100 characters.", errors.LABEL_INVALID)
     if room is not None and (not isinstance(room, str) or len(room.strip()) > 50):
         raise InvalidInput("room must be at most 50 characters.", errors.ROOM_TOO_LONG)
+    # One line of plain text: an escape sequence in a label would run in the terminal of
+    # whoever types `token list`, a bidi override would turn the admin page around.
+    if has_control_characters(label):
+        raise InvalidInput(
+            "label must not contain control characters.", errors.LABEL_INVALID_CHARACTER
+        )
+    if room is not None and has_control_characters(room):
+        raise InvalidInput(
+            "room must not contain control characters.", errors.ROOM_INVALID_CHARACTER
+        )
     return checked_role, label.strip(), (room or "").strip() or None
 
 
@@ -239,12 +257,50 @@ SETTINGS_CHANGED = "SETTINGS_CHANGED"  # ours, only to subscribers that ask for 
 EVENT_STATUS = {PATIENT_ADDED: "waiting", PATIENT_COMPLETED: "completed"}
 
 
+# Characters that draw nothing though Unicode does not file them as format characters
+# (Hangul fillers, the braille blank): a name of only these shows as empty.
+BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+# Embeddings, overrides and isolates reorder the text after them: a name holding one can
+# turn the names around it on a staff page or a wall display backwards (U+202A-202E,
+# U+2066-2069). The marks LRM, RLM and ALM stay allowed: they only nudge neutral characters.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+WHITESPACE_CONTROLS = frozenset("\t\n\v\f\r")  # folded into single spaces below
+
+
+def has_control_characters(text: str) -> bool:
+    """Control characters (tab and newline too), line separators or bidi controls: what a
+    one-line label or room must not hold."""
+    return any(
+        char in BIDI_CONTROLS or unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in text
+    )
+
+
+def is_invisible(char: str) -> bool:
+    """Draws nothing: whitespace, a format character (zero-width space, joiners, marks, BOM)
+    or a blank letter."""
+    return char.isspace() or unicodedata.category(char) == "Cf" or char in BLANK_LETTERS
+
+
 def clean_name(value: object) -> str:
+    """A patient's name as stored and shown: NFC, runs of whitespace as one space; refused
+    when it shows nothing, or holds NUL, another control character or a bidi control."""
     if value is None or (isinstance(value, str) and not value.strip()):
         raise InvalidInput("fname is required.", errors.NAME_REQUIRED)
     if not isinstance(value, str):
         raise InvalidInput("fname must be text.", errors.NAME_NOT_TEXT)
-    name = " ".join(value.split())
+    for char in value:
+        if char in BIDI_CONTROLS or (
+            unicodedata.category(char) == "Cc" and char not in WHITESPACE_CONTROLS
+        ):
+            raise InvalidInput(
+                "fname must not contain control characters or bidi overrides.",
+                errors.NAME_INVALID_CHARACTER,
+            )
+    # NFC: one spelling per name ("e" + combining acute is stored as "é"), so equal names
+    # compare, count and truncate alike.
+    name = " ".join(unicodedata.normalize("NFC", value).split())
+    if all(is_invisible(char) for char in name):
+        raise InvalidInput("fname is required.", errors.NAME_REQUIRED)
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidInput(
             f"fname must be at most {MAX_NAME_LENGTH} characters.", errors.NAME_TOO_LONG
@@ -252,25 +308,107 @@ def clean_name(value: object) -> str:
     return name
 
 
+def check_in_fingerprint(name: str, photo: bytes | None) -> str:
+    """SHA-256 of a check-in's body as the kiosk sent it (the cleaned name and the photo's
+    bytes), stored with its Idempotency-Key: a retry sends the same, a new patient not."""
+    digest = hashlib.sha256()
+    for part in (name.encode(), photo if photo is not None else b""):
+        digest.update(len(part).to_bytes(8, "big"))  # lengths first: no two bodies collide
+        digest.update(part)
+    digest.update(b"photo" if photo is not None else b"none")
+    return digest.hexdigest()
+
+
+def idempotency_key_reused() -> Conflict:
+    return Conflict(
+        "This Idempotency-Key was used for a different check-in; send a new key.",
+        errors.IDEMPOTENCY_KEY_REUSED,
+    )
+
+
+# Where one name part ends and the next begins, besides white space: a zero-width space or
+# word joiner typed between given and family name, commas ("Smith,John", also the CJK and
+# Arabic commas) and the middle dots of transcribed names ("Anna·Kowalska", "アンナ・コワルスカ").
+COMMAS = ",\uff0c\u3001\u060c"  # comma, fullwidth, ideographic, Arabic
+NAME_SEPARATORS = re.compile(f"[\\s\u200b\u2060\ufeff\u00b7\u30fb{COMMAS}]+")
+ELLIPSIS = "\u2026"
+
+
 def display_name(fname: str, style: str) -> str:
-    """'John Doe' -> 'John D.' unless the clinic chose full names on the wall display."""
+    """The wall display's short form of a name, unless the clinic chose full names.
+
+    first_initial keeps the given name and only the first letter of the family name, and
+    never shows a name whole:
+    - "John Doe" -> "John D."; "Mary Ann Smith" -> "Mary S."; "Smith, John" -> "John S."
+      (a comma means family name first); a zero-width space, a middle dot or a comma
+      separates words as a space does ("Anna\u200bKowalska" -> "Anna K.").
+    - A name in Chinese, Japanese or Korean script puts the family name first, often with
+      no space: its first character and an ellipsis ("王小明" -> "王…", "김민준" -> "김…").
+    - One word that cannot be split (a mononym, or parts run together): its first letter
+      and an ellipsis ("Madonna" -> "M…").
+    """
     if style == "full":
         return fname
-    parts = fname.split()
-    if len(parts) < 2:
-        return fname
-    return f"{parts[0]} {parts[-1][0]}."
+    if _is_east_asian(fname):
+        return _first_letter(fname) + ELLIPSIS
+    head, comma, tail = _split_at_comma(fname)
+    words = [w for w in NAME_SEPARATORS.split(f"{tail} {head}" if comma else fname) if w]
+    if len(words) < 2:
+        return _first_letter(words[0] if words else fname) + ELLIPSIS
+    return f"{words[0]} {_first_letter(words[-1])}."
+
+
+def _split_at_comma(fname: str) -> tuple[str, bool, str]:
+    for index, char in enumerate(fname):
+        if char in COMMAS:
+            head, tail = fname[:index].strip(), fname[index + 1 :].strip()
+            if head and tail:
+                return head, True, tail
+    return fname, False, ""
+
+
+def _first_letter(text: str) -> str:
+    """The first visible character with the marks that belong to it (so "É" stays whole)."""
+    visible = [c for c in text if not is_invisible(c) and not NAME_SEPARATORS.match(c)]
+    if not visible:
+        return ""
+    start = text.index(visible[0])
+    end = start + 1
+    while end < len(text) and unicodedata.category(text[end]) in ("Mn", "Mc", "Me"):
+        end += 1
+    return text[start:end]
+
+
+def _is_east_asian(fname: str) -> bool:
+    """Whether the name's first letter is Han, kana or Hangul."""
+    letter = _first_letter(fname)
+    if not letter:
+        return False
+    name = unicodedata.name(letter[0], "")
+    return name.startswith(
+        ("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH", "HANGUL", "HIRAGANA", "KATAKANA")
+    )
 
 
 def patient_view(
-    entry: QueueEntry, audience: Audience, settings: Settings, *, status: bool = True
+    entry: QueueEntry,
+    audience: Audience,
+    settings: Settings,
+    *,
+    status: bool = True,
+    photo_url: PhotoUrl | None = None,
 ) -> dict[str, Any]:
-    """The `patient` object of the seed's events and REST bodies, reduced for wall displays."""
+    """The `patient` object of the seed's events and REST bodies, reduced for wall displays.
+
+    `photo_url` turns a stored photo's name into the URL clients get (a signed link,
+    photo_links.py); without it, the bare path."""
+    image = None
+    if entry.image and (audience is Audience.STAFF or settings.display_photos):
+        image = photo_url(entry.image) if photo_url else entry.image_url
     if audience is Audience.DISPLAY:
         fname = display_name(entry.fname, settings.display_names)
-        image = entry.image_url if settings.display_photos else None
     else:
-        fname, image = entry.fname, entry.image_url
+        fname = entry.fname
     view: dict[str, Any] = {"id": entry.patient_id, "fname": fname}
     if status:
         view["status"] = entry.status
@@ -278,12 +416,14 @@ def patient_view(
     return view
 
 
-def event_message(event: QueueEvent, audience: Audience, settings: Settings) -> dict[str, Any]:
+def event_message(
+    event: QueueEvent, audience: Audience, settings: Settings, photo_url: PhotoUrl | None = None
+) -> dict[str, Any]:
     """The seed's exact shape first; our additions are extra top-level keys old clients ignore."""
     message = {
         "type": MESSAGE_TYPE,
         "event": event.event,
-        "patient": patient_view(event.entry, audience, settings),
+        "patient": patient_view(event.entry, audience, settings, photo_url=photo_url),
         "seq": event.seq,
         "id": event.entry.id,
         "check_in_time": event.entry.check_in_time,
@@ -294,10 +434,12 @@ def event_message(event: QueueEvent, audience: Audience, settings: Settings) -> 
     return message
 
 
-def queue_item(entry: QueueEntry, audience: Audience, settings: Settings) -> dict[str, Any]:
+def queue_item(
+    entry: QueueEntry, audience: Audience, settings: Settings, photo_url: PhotoUrl | None = None
+) -> dict[str, Any]:
     item = {
         "id": entry.id,
-        "patient": patient_view(entry, audience, settings, status=False),
+        "patient": patient_view(entry, audience, settings, status=False, photo_url=photo_url),
         "status": entry.status,
         "check_in_time": entry.check_in_time,
     }
@@ -312,14 +454,15 @@ def snapshot_message(
     audience: Audience,
     settings: Settings,
     called: list[QueueEntry] | None = None,
+    photo_url: PhotoUrl | None = None,
 ) -> dict[str, Any]:
     """The waiting queue at `seq`, and (ours) today's most recent calls, newest first."""
     return {
         "type": MESSAGE_TYPE,
         "event": QUEUE_SNAPSHOT,
         "seq": seq,
-        "queue": [queue_item(entry, audience, settings) for entry in waiting],
-        "called": [queue_item(entry, audience, settings) for entry in called or []],
+        "queue": [queue_item(entry, audience, settings, photo_url) for entry in waiting],
+        "called": [queue_item(entry, audience, settings, photo_url) for entry in called or []],
     }
 
 

@@ -35,9 +35,12 @@ def _code(code: str, status: int, when: str, key: str = "error") -> ErrorCode:
 ALL: list[ErrorCode] = []
 
 # --- check-in --------------------------------------------------------------------------
-NAME_REQUIRED = _code("name_required", 400, "a check-in without fname")
+NAME_REQUIRED = _code("name_required", 400, "a check-in without fname (or one that shows nothing)")
 NAME_NOT_TEXT = _code("name_not_text", 400, "fname is not text")
 NAME_TOO_LONG = _code("name_too_long", 400, "fname longer than 255 characters")
+NAME_INVALID_CHARACTER = _code(
+    "name_invalid_character", 400, "fname holds NUL, another control character or a bidi control"
+)
 PHOTO_EMPTY = _code("photo_empty", 400, "an empty image part")
 PHOTO_NOT_AN_IMAGE = _code("photo_not_an_image", 400, "the image is not a JPEG, PNG or WebP")
 PHOTO_TOO_MANY_PIXELS = _code("photo_too_many_pixels", 400, "the image has too many pixels")
@@ -58,6 +61,9 @@ FIELD_TOO_LARGE = _code("field_too_large", 413, "a text field of a multipart for
 IDEMPOTENCY_KEY_INVALID = _code(
     "idempotency_key_invalid", 400, "Idempotency-Key is not 1-100 letters, digits, - or _"
 )
+IDEMPOTENCY_KEY_REUSED = _code(
+    "idempotency_key_reused", 422, "the Idempotency-Key was used before with another name or photo"
+)
 REQUEST_TIMEOUT = _code("request_timeout", 408, "the upload took longer than upload_timeout")
 HOST_NOT_ALLOWED = _code(
     "host_not_allowed", 421, "the Host header is not one of the box's names (allowed_hosts)"
@@ -76,6 +82,9 @@ INVALID_JSON = _code("invalid_json", 400, "the body is not UTF-8 JSON text")
 BODY_NOT_AN_OBJECT = _code("body_not_an_object", 400, "the JSON body is not an object")
 FORM_MALFORMED = _code("form_malformed", 400, "a urlencoded or multipart form cannot be read")
 MULTIPART_NESTED = _code("multipart_nested", 400, "a multipart part is itself multipart")
+CHARSET_UNSUPPORTED = _code(
+    "charset_unsupported", 400, "a form or form field declares a charset other than UTF-8"
+)
 UNSUPPORTED_MEDIA_TYPE = _code("unsupported_media_type", 415, "a body that is not JSON or a form")
 REQUEST_TOO_LARGE = _code("request_too_large", 413, "a body over the 1 MB limit")
 
@@ -126,11 +135,25 @@ PASSWORD_TOO_WEAK = _code(
 ROLE_INVALID = _code("role_invalid", 400, "role is not form, doctor, queue or admin")
 LABEL_INVALID = _code("label_invalid", 400, "label is not 1-100 characters")
 ROOM_TOO_LONG = _code("room_too_long", 400, "room is not text of at most 50 characters")
+LABEL_INVALID_CHARACTER = _code(
+    "label_invalid_character", 400, "label holds a control character or a bidi control"
+)
+ROOM_INVALID_CHARACTER = _code(
+    "room_invalid_character", 400, "room holds a control character or a bidi control"
+)
 NO_SUCH_CREDENTIAL = _code("no_such_credential", 404, "no credential has that token")
 SETTINGS_EMPTY = _code("settings_empty", 400, "a settings change that is not a non-empty object")
 SETTING_UNKNOWN = _code("setting_unknown", 400, "a settings key the box does not have")
 CLINIC_NAME_INVALID = _code("clinic_name_invalid", 400, "clinic_name is not 1-100 characters")
 SETTING_VALUE_INVALID = _code("setting_value_invalid", 400, "a setting's value is not allowed")
+
+# --- photos ----------------------------------------------------------------------------
+PHOTO_LINK_INVALID = _code(
+    "photo_link_invalid", 403, "a photo link whose signature is wrong or whose time ran out"
+)
+PHOTO_NOT_ALLOWED = _code(
+    "photo_not_allowed", 403, "a photo without a link, from a kiosk (or a display without photos)"
+)
 
 # --- live feed -------------------------------------------------------------------------
 NOT_A_WHOLE_NUMBER = _code("not_a_whole_number", 400, "?since= is not a whole number of 0 or more")

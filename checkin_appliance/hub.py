@@ -24,6 +24,7 @@ from checkin_appliance.domain import (
     MESSAGE_TYPE,
     SETTINGS_CHANGED,
     Audience,
+    PhotoUrl,
     QueueEvent,
     Settings,
     event_message,
@@ -117,7 +118,8 @@ class Subscriber:
 
 
 class Hub:
-    def __init__(self, queue_size: int = 512) -> None:
+    def __init__(self, queue_size: int = 512, photo_url: PhotoUrl | None = None) -> None:
+        self._photo_url = photo_url  # how photo names become URLs in events (signed links)
         # The settings events are rendered with; Reception pushes each change through
         # publish_settings(), starting from the same defaults.
         self._settings = Settings()
@@ -134,7 +136,7 @@ class Hub:
         for sub in self._subscribers:  # disconnect() defers removal, so no copy is needed
             frame = frames.get(sub.audience)
             if frame is None:
-                message = event_message(event, sub.audience, self._settings)
+                message = event_message(event, sub.audience, self._settings, self._photo_url)
                 frame = frames[sub.audience] = Frame.of(event.seq, message)
             self._deliver(sub, frame)
 

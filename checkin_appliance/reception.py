@@ -23,6 +23,7 @@ from checkin_appliance.domain import (
     NotFound,
     QueueEntry,
     Settings,
+    check_in_fingerprint,
     clean_name,
     event_message,
     format_time,
@@ -30,6 +31,7 @@ from checkin_appliance.domain import (
     snapshot_message,
     updated_settings,
 )
+from checkin_appliance.photo_links import PhotoLinks
 from checkin_appliance.store import Store
 
 log = logging.getLogger(__name__)
@@ -69,8 +71,11 @@ class Reception:
         photo_dir: Path,
         photo_max_side: int = 800,
         on_settings: Callable[[Settings], None] | None = None,
+        photo_links: PhotoLinks | None = None,
     ) -> None:
         self.store = store
+        # Photo URLs in bodies and feed messages are signed links (photo_links.py).
+        self.photo_links = photo_links or PhotoLinks()
         self.photo_dir = photo_dir
         self.photo_max_side = photo_max_side
         self.settings = Settings()
@@ -106,8 +111,10 @@ class Reception:
         actor: Actor,
         idempotency_key: str | None = None,
     ) -> tuple[QueueEntry, int, bool]:
-        """(entry, position, replayed): a retried key returns the first answer, adds nobody."""
+        """(entry, position, replayed): a retried key returns the first answer, adds nobody;
+        the key again with another name or photo is refused (Conflict, 422)."""
         name = clean_name(fname)
+        fingerprint = check_in_fingerprint(name, photo) if idempotency_key is not None else None
         image = None
         if photo is not None:
             async with self._photo_slots:
@@ -116,7 +123,7 @@ class Reception:
                 )
         try:
             entry, position, replayed = await self.store.check_in(
-                name, image, actor, idempotency_key
+                name, image, actor, idempotency_key, fingerprint
             )
         except Exception:  # not on cancellation: the write may still commit (an orphan is swept)
             await self._discard_photo(image)
@@ -177,7 +184,7 @@ class Reception:
                 yield await self._snapshot_message(audience)
                 return
             for event in batch:
-                yield event_message(event, audience, self.settings)
+                yield event_message(event, audience, self.settings, self.photo_links.url)
             after = batch[-1].seq
             if len(batch) < REPLAY_BATCH:
                 return
@@ -185,7 +192,7 @@ class Reception:
     async def _snapshot_message(self, audience: Audience) -> dict[str, Any]:
         """The waiting queue and today's recent calls, consistent with each other and `seq`."""
         seq, waiting, called = await self.store.snapshot(called_since=local_day_bounds()[0])
-        return snapshot_message(seq, waiting, audience, self.settings, called)
+        return snapshot_message(seq, waiting, audience, self.settings, called, self.photo_links.url)
 
     async def waiting(self) -> list[QueueEntry]:
         return await self.store.waiting()

@@ -446,12 +446,17 @@ async def test_restore_round_trip(tmp_path: Path) -> None:
         # Sessions came back with the database: the kiosk's access token still works.
         status, queue = http_json("GET", f"{server.base_url}/api/queue/", headers=_bearer(access))
         assert status == 200, queue
+        # The full queue as a doctor reads it (the kiosk gets the wall display's view).
+        doctor = server.login(server.create_token("doctor", "Dr. After Restore"))
+        status, queue = http_json("GET", f"{server.base_url}/api/queue/", headers=_bearer(doctor))
+        assert status == 200, queue
         assert [(item["id"], item["patient"]["fname"]) for item in queue] == _waiting(in_backup.db)
         for item in queue:
             image = item["patient"]["image"]
             if image is not None:
-                name = image.rsplit("/", 1)[-1]
-                status, _ = http_json("GET", f"{server.base_url}{image}")
+                name = image.partition("?")[0].rsplit("/", 1)[-1]  # a signed link's photo
+                # http_json sends the path alone: the doctor's session is the credential.
+                status, _ = http_json("GET", f"{server.base_url}{image}", headers=_bearer(doctor))
                 assert status == 200 and name in in_backup.photos
         async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session:
             await _check_in(session, server, access, "After restore", _jpeg())

@@ -303,6 +303,56 @@ def test_token_list_shows_tokens_roles_and_labels_but_no_secret(shared_server: S
             assert part not in listing.stdout
 
 
+ESCAPE_LABEL = "Kiosk\x1b]0;pwned\x07\x1b[2J"  # sets the terminal title, clears the screen
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--label", ESCAPE_LABEL),
+        ("--label", "Kiosk\nfake 00000000 admin yes"),  # a forged row in the listing
+        ("--label", "Kiosk \u202eksed tnorF"),  # right-to-left override
+        ("--room", "Room\x1b[31m 3"),
+    ],
+)
+def test_labels_and_rooms_with_control_characters_are_refused(
+    shared_server: Server, option: str, value: str
+) -> None:
+    args = ["--label", "Dr. Okafor", "--room", "Room 3"]
+    args[args.index(option) + 1] = value
+    result = shared_server.cli("token", "create", "--role", "doctor", *args, "--password", PASSWORD)
+    assert result.returncode != 0, f"created {result.stdout.strip()} with {value!r}"
+    assert option[2:] in result.stderr and "\x1b" not in result.stderr
+    admin = shared_server.login(shared_server.create_token("admin", "Admin for labels"))
+    body = {"role": "doctor", "label": "Dr. Okafor", "room": "Room 3", "password": PASSWORD}
+    body[option[2:]] = value
+    status, answer = http_json(
+        "POST", f"{shared_server.base_url}/api/credentials/", body, bearer(admin)
+    )
+    assert (status, answer["code"]) == (400, f"{option[2:]}_invalid_character"), answer
+
+
+def test_token_list_escapes_control_characters_already_stored(shared_server: Server) -> None:
+    """A label saved before they were refused (or written into the database) is shown with
+    its control characters escaped: the listing never drives the admin's terminal."""
+    token = shared_server.create_token("form", "Lobby kiosk")
+    path = shared_server.data_dir / "checkin.db"
+    with contextlib.closing(sqlite3.connect(path, timeout=5)) as db, db:
+        db.execute(
+            "UPDATE credentials SET label = ?, room = ? WHERE token = ?",
+            (ESCAPE_LABEL + "\u202e", "R\x9b1", token),
+        )
+    listing = shared_server.cli("token", "list")
+    assert listing.returncode == 0, listing.stderr
+    line = token_line(listing.stdout, token)
+    assert line.endswith(r"Kiosk\x1b]0;pwned\x07\x1b[2J\u202e"), line
+    assert r"R\x9b1" in line
+    assert not any(
+        ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in listing.stdout if char != "\n"
+    )
+    assert "\u202e" not in listing.stdout
+
+
 # --- token deactivate while the server runs -------------------------------------------------
 
 

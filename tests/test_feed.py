@@ -77,12 +77,14 @@ async def test_twenty_subscribers_each_see_every_event_once_in_order(clinic: Cli
 
 async def test_wall_display_gets_reduced_names_and_no_photo(clinic: Clinic) -> None:
     display = await clinic.subscribe(Role.QUEUE)
-    staff = await clinic.subscribe(Role.FORM)
+    kiosk = await clinic.subscribe(Role.FORM)  # faces the patients: a display's view too
+    staff = await clinic.subscribe(Role.DOCTOR)
     await clinic.check_in("Mary Ann Smith")
-    shown, full = await next_message(display), await next_message(staff)
-    assert shown["patient"]["fname"] == "Mary S."
+    shown, at_kiosk = await next_message(display), await next_message(kiosk)
+    full = await next_message(staff)
+    assert shown["patient"]["fname"] == at_kiosk["patient"]["fname"] == "Mary S."
     assert full["patient"]["fname"] == "Mary Ann Smith"
-    assert shown["seq"] == full["seq"]
+    assert shown["seq"] == at_kiosk["seq"] == full["seq"]
 
 
 async def test_privacy_settings_apply_to_the_feed_at_once(clinic: Clinic) -> None:
@@ -230,6 +232,25 @@ async def test_anonymous_feed_when_the_operator_enables_it(clinic: Clinic) -> No
     ws = await clinic.subscribe(None)
     await clinic.check_in("John Doe")
     assert (await next_message(ws))["patient"]["fname"] == "John D."
+
+
+async def test_turning_the_anonymous_feed_off_closes_open_anonymous_feeds_at_once(
+    clinic: Clinic,
+) -> None:
+    """Not at the next minute's look at the store: the check-in right after the admin's
+    change must not reach the token-less feed (issue 13, item 12)."""
+    admin = clinic.headers(Role.ADMIN)
+    await clinic.client.patch("/api/settings/", json={"anonymous_feed": True}, headers=admin)
+    anonymous = await clinic.subscribe(None)
+    staff = await clinic.subscribe(Role.QUEUE)
+    resp = await clinic.client.patch(
+        "/api/settings/", json={"anonymous_feed": False}, headers=admin
+    )
+    assert resp.status == 200
+    await clinic.check_in("After Off")
+    msg = await anonymous.receive(timeout=3)
+    assert (msg.type, msg.data) == (WSMsgType.CLOSE, 4403)
+    assert (await next_message(staff))["event"] == "PATIENT_ADDED"  # tokens keep their feed
 
 
 async def test_cookie_feed_needs_our_origin(clinic: Clinic) -> None:

@@ -89,16 +89,18 @@ anonymous_schema = _load_schema(generate_auth=True)
 
 @staff_schema.hook("filter_failure")
 def beyond_json_schema(ctx: Any, failure: Any, case: Any, response: schemathesis.Response) -> bool:
-    """One rule of the server that JSON Schema cannot state, so that a schema-valid request
-    rightly gets its documented 400 (ST202 would call that a rejected valid request): the
-    `image` part must be the bytes of a JPEG, PNG or WebP image (codes photo_...).
+    """Rules of the server that JSON Schema cannot state, so that a schema-valid request
+    rightly gets its documented 400 or 422 (ST202 would call that a rejected valid request):
+    the `image` part must be the bytes of a JPEG, PNG or WebP image (codes photo_...), and
+    an Idempotency-Key already used with another body is refused (idempotency_key_reused:
+    state across requests).
 
     Every other failure, and this one anywhere else, still fails the test."""
     if failure.code != "ST202":
         return True
     code = response.json().get("code", "")
     if case.operation.label == "POST /api/patients/":
-        return not code.startswith("photo_")
+        return not (code.startswith("photo_") or code == "idempotency_key_reused")
     return True
 
 

@@ -416,3 +416,23 @@ async def test_a_call_made_while_the_tv_was_away_is_announced_when_it_is_back(
     assert await page.evaluate("window.soundLog.oscillators") > 0
     assert "snapshot=1" in feeds[0] and "since=" not in feeds[0], feeds
     assert len(feeds) >= 2 and all(re.search(r"[?&]since=\d+", url) for url in feeds[1:]), feeds
+
+
+async def test_names_on_the_tv_are_bidi_isolated(
+    browser: Browser,
+    appliance: Server,
+    clinic: Clinic,
+) -> None:
+    """A right-to-left name never reorders the room or the names beside it (issue 13,
+    item 11): every name element is its own isolated run."""
+    page = await open_display(browser, appliance)
+    await clinic.check_in("دانة خليل")
+    await clinic.check_in("Ann Lee")
+    names = waiting(page).locator(".waiting__name")
+    await expect(names).to_have_text(["دانة خ.", "Ann L."])
+    for index in range(2):
+        assert await names.nth(index).evaluate("n => getComputedStyle(n).unicodeBidi") == "isolate"
+    await clinic.call_next()
+    call = page.locator(".call__name")
+    await expect(call).to_have_text("دانة خ.")
+    assert await call.evaluate("n => getComputedStyle(n).unicodeBidi") == "isolate"

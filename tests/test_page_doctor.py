@@ -46,7 +46,8 @@ class Desk:
 
     async def queue_names(self) -> list[str]:
         url = f"{self.server.base_url}/api/queue/"
-        async with self.http.get(url, headers=self.kiosk) as resp:
+        # As a doctor: the kiosk's own read of the queue gets only the wall display's view.
+        async with self.http.get(url, headers=self.other_doctor) as resp:
             assert resp.status == 200
             return [item["patient"]["fname"] for item in await resp.json()]
 
@@ -283,3 +284,28 @@ async def test_the_console_follows_the_clinic_settings_without_a_reload(
     await expect(page.locator("[data-clinic-name]")).to_have_text("Clínica Norte")
     await expect(page.locator("html")).to_have_attribute("lang", "es")
     await expect(page).to_have_title(re.compile(r"Consola del médico · Clínica Norte"))
+
+
+async def test_names_are_bidi_isolated_so_a_right_to_left_name_reorders_nothing(
+    browser,
+    appliance: Server,
+    desk: Desk,
+) -> None:
+    """A Hebrew name before "→ Room 3" would otherwise pull the arrow and the room into its
+    right-to-left run; each name sits in its own isolated run (issue 13, item 11)."""
+    page = await open_console(browser, appliance)
+    await desk.check_in("דוד לוי")
+    await desk.check_in("Ann Lee")
+    names = rows(page).locator(".patient__name")
+    await expect(names).to_have_text(["דוד לוי", "Ann Lee"])
+    for index in range(2):
+        bidi = await names.nth(index).evaluate("n => getComputedStyle(n).unicodeBidi")
+        assert bidi == "isolate"
+    await expect(page.locator("#next-up")).to_have_text("Next: דוד לוי")
+    await expect(page.locator("#next-up bdi")).to_have_text("דוד לוי")
+
+    await page.get_by_role("button", name="Call next").click()
+    await expect(result(page)).to_have_text(re.compile(r"Called: דוד לוי → Room 3"))
+    await expect(result(page).locator("bdi")).to_have_text("דוד לוי")
+    recent = page.locator("#recent-list .recent__name").first
+    assert await recent.evaluate("n => getComputedStyle(n).unicodeBidi") == "isolate"

@@ -23,7 +23,8 @@ from tests.browser import (
 )
 from tests.serverproc import Server
 
-PHOTO_URL = re.compile(r"/media/patient_images/[0-9a-f]{32,}\.jpg")
+# A signed, expiring link to the stored photo (photo_links.py).
+PHOTO_URL = re.compile(r"/media/patient_images/[0-9a-f]{32,}\.jpg\?exp=[0-9]{10}&sig=[0-9a-f]{64}")
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 # Watches the camera without changing it: every stream the page opens is kept for the test.

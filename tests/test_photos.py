@@ -24,7 +24,10 @@ from checkin_appliance.domain import Role
 from checkin_appliance.reception import photo_decoders
 from tests.conftest import Clinic, StartClinic, messages, next_message
 
-IMAGE_URL = re.compile(r"^/media/patient_images/([0-9a-f]{32,}\.jpg)$")
+# A signed link: the stored name, then its expiry and HMAC (photo_links.py).
+IMAGE_URL = re.compile(
+    r"^/media/patient_images/([0-9a-f]{32,}\.jpg)\?exp=[0-9]{10}&sig=[0-9a-f]{64}$"
+)
 STORED_NAME = re.compile(r"^[0-9a-f]{32,}\.jpg$")
 BOUNDARY = "checkin-test-boundary-5b1e"
 WRONG_TYPE = "JPEG, PNG or WebP"
@@ -172,7 +175,9 @@ def verbatim(clinic: Clinic, path: str) -> URL:
 
 
 async def get_verbatim(clinic: Clinic, path: str) -> tuple[int, str, bytes]:
-    async with clinic.client.session.get(verbatim(clinic, path)) as resp:
+    """As a doctor (who may see photos): what decides here is the name alone."""
+    url = verbatim(clinic, path)
+    async with clinic.client.session.get(url, headers=clinic.headers(Role.DOCTOR)) as resp:
         return resp.status, resp.content_type, await resp.read()
 
 
@@ -525,7 +530,9 @@ async def stored_name(clinic: Clinic) -> str:
 
 async def test_unknown_photo_name_is_a_json_404(clinic: Clinic, stored_name: str) -> None:
     other = "0" * 32 + ".jpg" if stored_name != "0" * 32 + ".jpg" else "1" * 32 + ".jpg"
-    resp = await clinic.client.get("/media/patient_images/" + other)
+    resp = await clinic.client.get(
+        "/media/patient_images/" + other, headers=clinic.headers(Role.DOCTOR)
+    )
 
     assert resp.status == 404
     assert resp.content_type == "application/json"
@@ -571,10 +578,14 @@ async def test_symlink_in_the_photo_folder_is_not_followed(
     to_database.symlink_to(config.db_path)
 
     for link in (to_photo, to_database):
-        resp = await clinic.client.get("/media/patient_images/" + link.name)
+        resp = await clinic.client.get(
+            "/media/patient_images/" + link.name, headers=clinic.headers(Role.DOCTOR)
+        )
         assert resp.status == 404, link
         assert b"SQLite format" not in await resp.read()
-    resp, _ = await fetch_photo(clinic, "/media/patient_images/" + stored_name)
+    resp = await clinic.client.get(
+        "/media/patient_images/" + stored_name, headers=clinic.headers(Role.DOCTOR)
+    )
     assert resp.status == 200  # the real file is still served
 
 
@@ -592,12 +603,22 @@ async def test_name_with_trailing_newline_is_not_served(
 # --- who sees a photo -----------------------------------------------------------------------
 
 
+def photo_name(url: str | None) -> str | None:
+    """The stored name a signed photo link points at (its expiry may differ by source)."""
+    if url is None:
+        return None
+    match = IMAGE_URL.match(url)
+    assert match, url
+    return match.group(1)
+
+
 def images_in(message: dict[str, Any]) -> list[str | None]:
-    """Every photo URL a feed message or REST body carries, wherever it carries one."""
+    """Every photo a feed message or REST body links to, wherever it carries one."""
     if "patient" in message:
-        return [message["patient"]["image"]]
+        return [photo_name(message["patient"]["image"])]
     return [
-        item["patient"]["image"] for item in message.get("queue", []) + message.get("called", [])
+        photo_name(item["patient"]["image"])
+        for item in message.get("queue", []) + message.get("called", [])
     ]
 
 
@@ -607,7 +628,7 @@ async def test_wall_displays_never_get_photo_urls_unless_the_clinic_allows_it(
     display = await clinic.subscribe(Role.QUEUE)
     staff = await clinic.subscribe(Role.DOCTOR)
     photos = [
-        (await checked_in(clinic, encode(noise((64, 64), seed), "JPEG")))["image"]
+        photo_name((await checked_in(clinic, encode(noise((64, 64), seed), "JPEG")))["image"])
         for seed in range(2)
     ]
     assert all(photos)
@@ -647,9 +668,9 @@ def shared_prefix(a: str, b: str) -> int:
 
 
 async def test_photo_names_are_random_and_share_no_structure(clinic: Clinic) -> None:
-    # /media/ serves a photo to anyone who knows its name: the name is the only lock, so
-    # names made in one burst must not be guessable from each other (time-ordered names,
-    # counters or a fixed part would be).
+    # A leaked name must not lead to the others (a session or a signed link is the lock
+    # now, but a name is still not to be guessed): names made in one burst must not be
+    # guessable from each other (time-ordered names, counters or a fixed part would be).
     photo = encode(noise((64, 64)), "JPEG")
     urls = [(await checked_in(clinic, photo))["image"] for _ in range(24)]
     names = [IMAGE_URL.match(url)[1].removesuffix(".jpg") for url in urls]  # type: ignore[index]

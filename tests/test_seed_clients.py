@@ -37,7 +37,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TIMEOUT = 10.0  # seconds for any one wait on the server or the browser
-PHOTO_URL = re.compile(r"/media/patient_images/[0-9a-f]{32,}\.jpg")
+# The seed's path, plus (ours) the query string of a signed, expiring link.
+PHOTO_URL = re.compile(r"/media/patient_images/[0-9a-f]{32,}\.jpg\?exp=[0-9]{10}&sig=[0-9a-f]{64}")
 EVENT_KEYS = {"type", "event", "patient", "seq", "id", "check_in_time", "at"}
 PATIENT_KEYS = {"id", "fname", "status", "image"}
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -365,7 +366,9 @@ async def test_queue_manager_from_the_document_renders_the_queue(
     clinic: Clinic, chromium: str
 ) -> None:
     html = PAGE.replace("QUEUE_MANAGER_JS", QUEUE_MANAGER_JS).replace(
-        "WS_URL", json.dumps(clinic.feed_url(clinic.form_access))
+        # A staff credential: the kiosk's (form) feed now gets the wall display's short names.
+        "WS_URL",
+        json.dumps(clinic.feed_url(clinic.doctor_access)),
     )
     runner = await serve_page(html)
     host, port = runner.addresses[0][:2]

@@ -30,6 +30,7 @@ from checkin_appliance.domain import (
     QueueEvent,
     Role,
     Session,
+    idempotency_key_reused,
 )
 from checkin_appliance.store import inspect
 from checkin_appliance.store.errors import StoreDamaged, StoreUnavailable, is_corruption
@@ -498,24 +499,29 @@ class Store:
         image: str | None,
         actor: Actor,
         idempotency_key: str | None = None,
+        body_sha256: str | None = None,
     ) -> tuple[QueueEntry, int, bool]:
         """A new patient at the end of the queue: (entry, 1-based position, replayed).
 
         With an idempotency key the credential already used, nothing is written and the
-        first check-in is returned with replayed=True (the caller discards its photo).
+        first check-in is returned with replayed=True (the caller discards its photo); if
+        that first check-in had another body (`body_sha256`), Conflict instead.
         """
         by = actor.credential_id
 
         def job(tx: Transaction) -> tuple[QueueEntry, int, bool]:
             if idempotency_key is not None:
                 row = tx.one(
-                    f"SELECT {_ENTRY_COLUMNS}, k.position FROM idempotency_keys k "
+                    f"SELECT {_ENTRY_COLUMNS}, k.position, k.body_sha256 FROM idempotency_keys k "
                     "JOIN queue_entries e ON e.id = k.entry_id "
                     "JOIN patients p ON p.id = e.patient_id "
                     "WHERE k.credential_id = ? AND k.key = ?",
                     (by, idempotency_key),
                 )
                 if row is not None:
+                    stored = row["body_sha256"]
+                    if stored is not None and stored != body_sha256:
+                        raise idempotency_key_reused()
                     # The answer the kiosk missed: the patient as they were checked in.
                     as_checked_in = dataclasses.replace(
                         _entry(row), status="waiting", called_at=None, room=None
@@ -538,8 +544,8 @@ class Store:
             if idempotency_key is not None:
                 tx.run(
                     "INSERT INTO idempotency_keys (credential_id, key, entry_id, position,"
-                    " created_at) VALUES (?, ?, ?, ?, ?)",
-                    (by, idempotency_key, entry_id, position, now),
+                    " created_at, body_sha256) VALUES (?, ?, ?, ?, ?, ?)",
+                    (by, idempotency_key, entry_id, position, now, body_sha256),
                 )
             entry = QueueEntry(entry_id, patient_id, fname, image, "waiting", now)
             tx.record(PATIENT_ADDED, entry)

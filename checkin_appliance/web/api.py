@@ -25,6 +25,8 @@ from checkin_appliance.store import StoreUnavailable
 from checkin_appliance.web.auth import (
     SESSION_COOKIE,
     client_address,
+    identify,
+    not_authenticated,
     refuse_other_sites,
     require,
     set_session_cookie,
@@ -43,11 +45,16 @@ INVALID_ACTION = "Invalid action or missing patient."
 NO_BODY = "The request body must be a JSON object."
 # A kiosk's retry key (the page sends a UUID); answers are kept for 24 hours.
 IDEMPOTENCY_KEY = re.compile(r"\A[A-Za-z0-9_-]{1,100}\Z")
+TEXT_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 
 
 async def read_body(request: web.Request) -> dict[str, Any]:
     """A JSON object, or the text fields of a form (as the original accepted); else 400/415."""
-    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+    if request.content_type == "multipart/form-data":
+        fields, _ = await read_multipart(request, None)
+        return fields
+    if request.content_type == "application/x-www-form-urlencoded":
+        _check_charset(request.charset)
         try:
             form = await request.post()  # bounded by client_max_size
         except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
@@ -97,15 +104,32 @@ def _size_text(size: int) -> str:
     return f"{max(1, round(size / 1024))} KB"
 
 
+def _check_charset(charset: str | None) -> None:
+    """Form text is UTF-8 (ASCII is part of it): any other declared charset is refused, not
+    handed to Python's codecs (`unicode_escape` raised a 500, `utf-7` was honoured)."""
+    if charset is not None and charset.strip().lower() not in TEXT_CHARSETS:
+        raise InvalidInput(
+            "Form fields must be UTF-8 text (charset utf-8).", errors.CHARSET_UNSUPPORTED
+        )
+
+
 async def read_check_in(request: web.Request) -> tuple[dict[str, Any], bytes | None]:
     """The form fields and the photo (if any) of a check-in, multipart or JSON."""
     if not request.content_type.startswith("multipart/"):
         return await read_body(request), None
-    max_photo = request.app[CONFIG].max_photo_bytes
-    too_large = f"The photo is larger than the {_size_text(max_photo)} limit."
+    return await read_multipart(request, request.app[CONFIG].max_photo_bytes)
+
+
+async def read_multipart(
+    request: web.Request, max_photo: int | None
+) -> tuple[dict[str, Any], bytes | None]:
+    """A multipart form's text fields (the first of each name) and, when `max_photo` is
+    given, its `image` part; other file parts are read and dropped. Counted as they arrive:
+    the photo up to `max_photo`, everything else up to 1 MB."""
+    too_large = f"The photo is larger than the {_size_text(max_photo or 0)} limit."
     fields: dict[str, Any] = {}
     photo: bytes | None = None
-    budget = max_photo + 1024 * 1024  # everything that is not the photo
+    budget = (max_photo or 0) + 1024 * 1024  # everything that is not the photo
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
@@ -113,17 +137,26 @@ async def read_check_in(request: web.Request) -> tuple[dict[str, Any], bytes | N
                 raise InvalidInput(
                     "Nested multipart bodies are not supported.", errors.MULTIPART_NESTED
                 )
-            if part.name == "image":
+            if max_photo is not None and part.name == "image":
                 data = await _read_part(part, max_photo, too_large, errors.PHOTO_TOO_LARGE)
                 if data and photo is None:
                     photo = data
                 continue
-            data = await _read_part(
-                part, min(FIELD_LIMIT, budget), "A form field is too large.", errors.FIELD_TOO_LARGE
-            )
+            if max_photo is None:  # a form posted to the JSON endpoints: 1 MB in all, as before
+                data = await _read_part(
+                    part, budget, "Request body is too large.", errors.REQUEST_TOO_LARGE
+                )
+            else:
+                data = await _read_part(
+                    part,
+                    min(FIELD_LIMIT, budget),
+                    "A form field is too large.",
+                    errors.FIELD_TOO_LARGE,
+                )
             budget -= len(data)
             if part.name and part.name not in fields and part.filename is None:
-                fields[part.name] = data.decode(part.get_charset("utf-8"), errors="replace")
+                _check_charset(part.get_charset("utf-8"))
+                fields[part.name] = data.decode("utf-8", errors="replace")
     except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
         raise InvalidInput("The multipart body is malformed.", errors.FORM_MALFORMED) from exc
     return fields, photo
@@ -209,7 +242,10 @@ async def check_in(request: web.Request) -> web.Response:
     entry, position, replayed = await request.app[RECEPTION].check_in(
         fields.get("fname"), photo, caller.actor, key
     )
-    body = patient_view(entry, Audience.STAFF, request.app[RECEPTION].settings)
+    reception = request.app[RECEPTION]
+    body = patient_view(
+        entry, Audience.STAFF, reception.settings, photo_url=reception.photo_links.url
+    )
     body.update(check_in_time=entry.check_in_time, queue_entry_id=entry.id, position=position)
     return json_response(body, 201, {"Idempotent-Replayed": "true"} if replayed else None)
 
@@ -248,18 +284,23 @@ async def doctors_action(request: web.Request) -> web.Response:
     return json_response(
         {
             "message": "Action successful.",
-            "patient": patient_view(entry, Audience.STAFF, reception.settings),
+            "patient": patient_view(
+                entry, Audience.STAFF, reception.settings, photo_url=reception.photo_links.url
+            ),
         }
     )
 
 
 @routes.get("/api/queue/")
 async def queue(request: web.Request) -> web.Response:
+    """Every role may read the queue (compat); the kiosk and wall displays get the reduced
+    view (domain.audience_for), doctors and admins the full one."""
     caller = await require(request)
     reception = request.app[RECEPTION]
     audience = audience_for(caller.credential.role)
     waiting = await reception.waiting()
-    return json_response([queue_item(e, audience, reception.settings) for e in waiting])
+    url = reception.photo_links.url
+    return json_response([queue_item(e, audience, reception.settings, url) for e in waiting])
 
 
 @routes.get("/api/stats/today/")
@@ -347,8 +388,33 @@ async def ca_certificate(request: web.Request) -> web.Response:
     )
 
 
+async def _may_see_photo(request: web.Request, name: str) -> None:
+    """A signed link (?exp=&sig=, from a body or the feed), or a session that may see photos:
+    doctors and admins, a wall display while display_photos is on; never the kiosk. Checked
+    before the name, so the answer says nothing about which photos exist."""
+    reception = request.app[RECEPTION]
+    if "sig" in request.query or "exp" in request.query:
+        expires, signature = request.query.get("exp", ""), request.query.get("sig", "")
+        if not reception.photo_links.valid(name, expires, signature):
+            raise ApiError(
+                errors.PHOTO_LINK_INVALID,
+                "This photo link has expired or is not valid; reload the queue for a new one.",
+            )
+        return
+    caller = await identify(request)
+    if caller is None:
+        raise not_authenticated()
+    role = caller.credential.role
+    if role in (Role.DOCTOR, Role.ADMIN) or (
+        role is Role.QUEUE and reception.settings.display_photos
+    ):
+        return
+    raise ApiError(errors.PHOTO_NOT_ALLOWED, "This credential may not load patients' photos.")
+
+
 @routes.get("/media/patient_images/{name}")
 async def photo(request: web.Request) -> web.StreamResponse:
+    await _may_see_photo(request, request.match_info["name"])
     path = photos.open_photo(request.app[CONFIG].photo_dir, request.match_info["name"])
     if path is None:
         raise web.HTTPNotFound()

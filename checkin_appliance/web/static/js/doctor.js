@@ -3,7 +3,7 @@
 // The live feed drives the list, so two doctors calling at once always agree.
 
 import { ApiError, api } from "./api.js";
-import { byId, decorative, el, photo } from "./dom.js";
+import { NAME_SLOT, byId, decorative, el, photo, withIsolatedName } from "./dom.js";
 import { QueueFeed } from "./feed.js";
 import { applyTexts, clockText, pageData, renderStaffHeader, translator } from "./page.js";
 import { TodayFigures, minutesSince, waitedText } from "./stats.js";
@@ -154,7 +154,9 @@ function renderCallPanel() {
   els.callNext.disabled = state.busy || !first;
   els.callNext.setAttribute("aria-busy", String(state.busy));
   els.callNextText.textContent = t(state.busy ? "doctor.calling" : "doctor.call_next");
-  els.nextUp.textContent = first ? t("doctor.next_up", { name: first.name }) : t("doctor.nobody_next");
+  els.nextUp.replaceChildren(
+    ...(first ? withIsolatedName(t("doctor.next_up", { name: NAME_SLOT }), first.name) : [t("doctor.nobody_next")]),
+  );
   for (const button of els.list.querySelectorAll(".patient__call")) button.disabled = state.busy;
 }
 
@@ -166,9 +168,11 @@ function renderResult() {
   if (!r) return;
   if (r.kind === "called") {
     box.classList.add("call-result--called");
-    const text = r.room ? t("doctor.called_room", { name: r.name, room: r.room })
-      : t("doctor.called", { name: r.name });
-    box.append(el("p", "call-result__text", text));
+    const text = r.room ? t("doctor.called_room", { name: NAME_SLOT, room: r.room })
+      : t("doctor.called", { name: NAME_SLOT });
+    const line = el("p", "call-result__text");
+    line.append(...withIsolatedName(text, r.name));
+    box.append(line);
     box.append(el("p", "call-result__time", t("doctor.called_at", { time: clockText(lang, new Date(r.at)) })));
   } else {
     box.classList.add(r.kind === "info" ? "call-result--info" : "call-result--error");

@@ -10,6 +10,16 @@ export function el(tag, className, text) {
   return node;
 }
 
+// A translated sentence with a patient's name in it ("Next: {name}") as nodes, the name in
+// a <bdi>, so a right-to-left name never reorders the words around it. Translate with
+// NAME_SLOT as the name (the server refuses names with NUL), then split there.
+export const NAME_SLOT = "\u0000";
+
+export function withIsolatedName(text, name) {
+  const [before, after = ""] = text.split(NAME_SLOT);
+  return [before, el("bdi", undefined, name), after];
+}
+
 // Decoration that screen readers skip, because the text beside it says the same.
 export function decorative(node) {
   node.setAttribute("aria-hidden", "true");
