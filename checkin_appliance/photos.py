@@ -67,10 +67,10 @@ MAX_JPEG_SCANS = 50
 # make it fail). Photos decode one at a time (reception.photo_decoders), so this is what a
 # patient's photo can wait behind another's. A 12 Mpx camera JPEG takes ~50 ms here.
 DECODE_CPU_SECONDS = 1.0
-# Pillow feeds a JPEG to libjpeg this much at a time and the allowance is checked between
-# feeds, so a feed must be quick to decode: ten 26-byte scans over 27 Mpx take ~0.3 s.
-# Costs ~20 ms on a 3.5 MB photo (Pillow's own is 64 KB). PNG and WebP keep Pillow's: their
-# decode time is bounded by the pixels the memory budget lets through.
+# Pillow feeds a progressive JPEG to libjpeg this much at a time and the allowance is
+# checked between feeds, so a feed must be quick to decode: ten 26-byte scans over 27 Mpx
+# take ~0.3 s. Baseline JPEGs, PNG and WebP keep Pillow's 64 KB: their decode time is
+# bounded by the pixels the memory budget lets through.
 DECODE_FEED_BYTES = 256
 JPEG_QUALITY = 85
 # \Z, not $: "$" also matches before a trailing newline ("<hex>.jpg\n").
@@ -117,7 +117,10 @@ def reencode(data: bytes, max_side: int = 800) -> bytes:
                 img.draft("RGB", _target_size(img.size, max_side))
             # Before a single pixel is decoded: the header alone says what decoding costs.
             _check_pixels(full_size, _decode_bytes(img, full_size, scans))
-            if img.format in JPEG_FAMILY:
+            if scans > 1:
+                # A progressive JPEG: its decode time grows with its scans, not its bytes.
+                # A baseline one (a phone's) keeps Pillow's 64 KB feed: 256-byte feeds cost
+                # a 200 KB photo check-in about a third of its speed in `make bench`.
                 img.decodermaxblock = DECODE_FEED_BYTES
             source.start(DECODE_CPU_SECONDS)
             img.load()
