@@ -45,7 +45,8 @@ class Config:
     # The event log keeps at least this many events and at least this many hours.
     event_log_keep: int = 10_000
     event_log_keep_hours: int = 24
-    # Failed logins (per address, per token) allowed before answering 429.
+    # Failed logins from one address (or from it against one token) before 429; failures
+    # against a token from elsewhere slow other devices down instead (access.LoginThrottle).
     login_failures_allowed: int = 5
     log_level: str = "INFO"
     # HTTPS: "self-signed" makes a local certificate authority in data_dir/tls/ on first start
