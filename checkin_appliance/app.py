@@ -22,7 +22,7 @@ from checkin_appliance.reception import Reception
 from checkin_appliance.security import PasswordHasher
 from checkin_appliance.store import Store, lock
 from checkin_appliance.store.database import StoreDamaged
-from checkin_appliance.web import api, openapi, pages
+from checkin_appliance.web import api, cors, openapi, pages
 from checkin_appliance.web.errors import error_middleware, maintenance_middleware
 from checkin_appliance.web.feed import queue_feed
 from checkin_appliance.web.headers import add_security_headers, host_check
@@ -68,6 +68,7 @@ def create_app(config: Config) -> web.Application:
     pages.setup_templates(app)
     app.router.add_get("/ws/queue/", queue_feed)
     app.on_response_prepare.append(add_security_headers)
+    cors.setup(app, config.cors_origins)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_background_jobs)
     app.on_shutdown.append(_close_feeds)

@@ -8,12 +8,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from yarl import URL
+
 
 class ConfigError(ValueError):
     """The configuration file or a flag has a value the server cannot use."""
 
 
 TLS_MODES = ("off", "self-signed")
+CORS_EXAMPLE = (
+    'cors_origins must be a list of origins (scheme://host[:port], no path, no "*"), '
+    'e.g. ["https://frontdesk.clinic.lan"]'
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,9 @@ class Config:
     # Host names (or addresses) the box also answers to, beside its own hostname,
     # hostname.local, LAN addresses and localhost: e.g. a DNS name the clinic gave it.
     allowed_hosts: tuple[str, ...] = ()
+    # Origins of browser apps elsewhere (e.g. "https://frontdesk.clinic.lan") that may call the
+    # API and the feed with a bearer header (CORS); empty: none. Never with the page cookie.
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def db_path(self) -> Path:
@@ -124,6 +133,10 @@ def _coerce(name: str, value: Any) -> Any:
         ):
             raise ConfigError('allowed_hosts must be a list of host names, e.g. ["checkin.lan"]')
         return tuple(host.strip() for host in value)
+    if name == "cors_origins":
+        if not isinstance(value, list | tuple):
+            raise ConfigError(CORS_EXAMPLE)
+        return tuple(_origin(item) for item in value)
     if name == "tls" and value not in TLS_MODES:
         raise ConfigError(f"tls must be one of {', '.join(map(repr, TLS_MODES))}, not {value!r}")
     default = getattr(Config(), name)
@@ -148,6 +161,24 @@ def _coerce(name: str, value: Any) -> Any:
     if not isinstance(value, str):
         raise ConfigError(f"{name} must be text")
     return value
+
+
+def _origin(value: Any) -> str:
+    """An origin as a browser sends it in Origin: scheme://host[:port], lower case, no
+    default port, no path; one written with a trailing slash or capitals is made so."""
+    if not isinstance(value, str):
+        raise ConfigError(CORS_EXAMPLE)
+    url = URL(value.strip())
+    if (
+        url.scheme not in ("http", "https")
+        or not url.host
+        or url.user is not None
+        or url.path not in ("", "/")
+        or url.query_string
+        or url.fragment
+    ):
+        raise ConfigError(f"cors_origins: {value!r} is not an origin; {CORS_EXAMPLE}")
+    return str(url.origin())
 
 
 def load_config(path: Path | None = None, **overrides: Any) -> Config:

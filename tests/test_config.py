@@ -30,6 +30,10 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
         ("port = -1", "port must be a positive whole number"),
         ("heartbeat = true", "heartbeat must be a number"),
         ("port = [", "not valid TOML"),
+        ("cors_origins = '*'", "cors_origins must be a list of origins"),
+        ("cors_origins = ['*']", "'\\*' is not an origin"),
+        ("cors_origins = ['https://frontdesk.clinic.lan/app']", "is not an origin"),
+        ("cors_origins = ['frontdesk.clinic.lan']", "is not an origin"),
     ],
 )
 def test_bad_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
@@ -42,3 +46,10 @@ def test_bad_files_name_the_problem(tmp_path: Path, text: str, message: str) -> 
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_cors_origins_are_written_as_browsers_send_them(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('cors_origins = ["HTTPS://FrontDesk.Clinic.LAN/", "http://tablet.lan:8080"]\n')
+    config = load_config(path)
+    assert config.cors_origins == ("https://frontdesk.clinic.lan", "http://tablet.lan:8080")
