@@ -13,7 +13,7 @@ import pytest
 from checkin_appliance.config import Config
 from checkin_appliance.domain import Role
 from checkin_appliance.web.auth import SESSION_COOKIE
-from tests.conftest import Clinic, StartClinic
+from tests.conftest import PASSWORD, Clinic, StartClinic
 from tests.serverproc import HOST, Server, cli_command, free_port, launched
 
 FRONT_DESK = "https://frontdesk.clinic.lan"
@@ -151,6 +151,22 @@ async def test_a_cookie_from_an_allowed_origin_is_still_refused(cors_clinic: Cli
         assert "Access-Control-Allow-Credentials" not in resp.headers
 
 
+async def test_an_app_on_an_allowed_origin_can_sign_in(cors_clinic: Clinic) -> None:
+    body = {"token": cors_clinic.tokens[Role.FORM], "password": PASSWORD}
+    for site in ("cross-site", "same-site"):  # frontdesk.clinic.lan beside checkin.clinic.lan
+        resp = await cors_clinic.client.post(
+            "/api/login/", json=body, headers={"Origin": FRONT_DESK, "Sec-Fetch-Site": site}
+        )
+        assert resp.status == 200, await resp.text()
+        assert resp.headers["Access-Control-Allow-Origin"] == FRONT_DESK
+    # Any other site is still refused: its form must not sign the clinic's browser in.
+    resp = await cors_clinic.client.post(
+        "/api/login/", json=body, headers={"Origin": STRANGER, "Sec-Fetch-Site": "cross-site"}
+    )
+    assert resp.status == 403
+    assert (await resp.json())["code"] == "cross_origin"
+
+
 # --- the real server ---------------------------------------------------------------------
 
 
@@ -170,14 +186,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 async def test_real_server_answers_the_front_desk_app(server: Server, tmp_path: Path) -> None:
-    access = server.login(server.create_token("form", "Front desk"))
+    token = server.create_token("form", "Front desk")
+    origin = {"Origin": FRONT_DESK, "Sec-Fetch-Site": "cross-site"}
     async with aiohttp.ClientSession(base_url=server.base_url) as http:
+        async with http.options("/api/login/", headers=preflight_headers(FRONT_DESK)) as resp:
+            assert_preflight_allowed(resp.status, resp.headers, {"POST"})
+        login = {"token": token, "password": PASSWORD}
+        async with http.post("/api/login/", json=login, headers=origin) as resp:
+            assert resp.status == 200
+            assert resp.headers["Access-Control-Allow-Origin"] == FRONT_DESK
+            access = (await resp.json())["access"]
         async with http.options("/api/patients/", headers=preflight_headers(FRONT_DESK)) as resp:
             assert_preflight_allowed(resp.status, resp.headers, {"GET", "POST"})
         async with http.options("/api/patients/", headers=preflight_headers(STRANGER)) as resp:
             assert resp.status == 405 and cors_headers(resp.headers) == {}
 
-        origin = {"Origin": FRONT_DESK, "Sec-Fetch-Site": "cross-site"}
         bearer = {"Authorization": f"Bearer {access}"}
         async with http.get("/api/patients/", headers={**bearer, **origin}) as resp:
             assert resp.status == 200

@@ -22,6 +22,7 @@ from checkin_appliance.domain import (
     queue_item,
 )
 from checkin_appliance.store import StoreUnavailable
+from checkin_appliance.web import cors
 from checkin_appliance.web.auth import (
     SESSION_COOKIE,
     client_address,
@@ -178,7 +179,8 @@ async def setup(request: web.Request) -> web.Response:
 
 @routes.post("/api/login/")
 async def login(request: web.Request) -> web.Response:
-    refuse_other_sites(request)  # it sets the page cookie: no login CSRF
+    if not cors.from_listed_origin(request):  # the operator's apps sign in with a header
+        refuse_other_sites(request)  # it sets the page cookie: no login CSRF
     body = await read_body(request)
     tokens = await request.app[ACCESS].login(
         body.get("token"), body.get("password"), client_address(request)

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from checkin_appliance.web.keys import CONFIG
+
 PATH_PREFIXES = ("/api/", "/ws/queue/")
 # Every spelling of the bearer header the API reads, the JSON body's type and the kiosk's
 # retry key; safelisted headers (Accept, …) need no mention.
@@ -36,6 +38,11 @@ def setup(app: web.Application, origins: Iterable[str]) -> None:
         return
     app.middlewares.append(_preflight(allowed))
     app.on_response_prepare.append(_response_headers(allowed))
+
+
+def from_listed_origin(request: web.Request) -> bool:
+    """Whether the request says it comes from one of the operator's `cors_origins`."""
+    return request.headers.get("Origin") in request.app[CONFIG].cors_origins
 
 
 def _applies(request: web.Request) -> bool:
