@@ -13,7 +13,7 @@ import pytest
 from checkin_appliance.config import Config
 from checkin_appliance.domain import Role
 from checkin_appliance.web.auth import SESSION_COOKIE
-from tests.conftest import PASSWORD, Clinic, StartClinic
+from tests.conftest import PASSWORD, Clinic, StartClinic, next_message
 from tests.serverproc import HOST, Server, cli_command, free_port, launched
 
 FRONT_DESK = "https://frontdesk.clinic.lan"
@@ -136,6 +136,24 @@ async def test_bearer_requests_from_an_allowed_origin_are_readable(cors_clinic: 
     # Pages are not for other origins.
     resp = await client.get("/healthz", headers=origin)
     assert cors_headers(resp.headers) == {}
+
+
+async def test_the_feed_opens_for_an_allowed_origin_with_a_token(cors_clinic: Clinic) -> None:
+    access = cors_clinic.access[Role.QUEUE]
+    ws = await cors_clinic.client.ws_connect(
+        f"/ws/queue/?token={access}", headers={"Origin": FRONT_DESK}
+    )
+    try:
+        await cors_clinic.check_in("Ada Lovelace")
+        assert (await next_message(ws))["event"] == "PATIENT_ADDED"
+    finally:
+        await ws.close()
+    # With only the cookie it is still refused, whatever the list says.
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await cors_clinic.client.ws_connect(
+            "/ws/queue/", headers={"Origin": FRONT_DESK, "Cookie": f"{SESSION_COOKIE}={access}"}
+        )
+    assert refused.value.status == 403
 
 
 async def test_a_cookie_from_an_allowed_origin_is_still_refused(cors_clinic: Clinic) -> None:
