@@ -29,6 +29,7 @@ from checkin_appliance.web.auth import (
     not_authenticated,
     refuse_other_sites,
     require,
+    same_origin,
     set_session_cookie,
 )
 from checkin_appliance.web.errors import ApiError, error_response, health_error, json_response
@@ -186,7 +187,10 @@ async def login(request: web.Request) -> web.Response:
     response = json_response(
         {"access": tokens.access, "refresh": tokens.refresh, "role": tokens.credential.role.value}
     )
-    set_session_cookie(response, request, tokens.access, tokens.lifetime)
+    # The page cookie only for our own pages: a script or an integrator (no Sec-Fetch-Site,
+    # no Origin of ours) gets none, so no cookie it kept by accident can ride along later.
+    if same_origin(request):
+        set_session_cookie(response, request, tokens.access, tokens.lifetime)
     return response
 
 

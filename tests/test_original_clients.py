@@ -1,0 +1,142 @@
+"""Clients written for the original CheckIn, against the real server: its header spelling
+(RoniAuthorization), its open queue reads, its trailing-slash redirects and its auth errors."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiohttp import WSServerHandshakeError
+
+from checkin_appliance.domain import Role
+from tests.conftest import Clinic, next_message
+from tests.serverproc import HOST, PASSWORD, Server, running
+
+# Every spelling a client of the original (or of its docs) sends; aiohttp matches names
+# case-insensitively, as the original does.
+SPELLINGS = ("RoniAuthorization", "roniauthorization", "Roni-Authorization", "Authorization")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running(tmp_path_factory.mktemp("original-clients")) as srv:
+        yield srv
+
+
+def call(
+    server: Server,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any, http.client.HTTPMessage]:
+    """(status, parsed JSON or text, headers) of one plain request to the real server."""
+    request_headers = dict(headers or {})
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        request_headers["Content-Type"] = "application/json"
+    conn = http.client.HTTPConnection(HOST, server.port, timeout=5)
+    try:
+        conn.request(method, path, body=data, headers=request_headers)
+        response = conn.getresponse()
+        raw = response.read()
+    finally:
+        conn.close()
+    try:
+        parsed: Any = json.loads(raw)
+    except ValueError:
+        parsed = raw.decode(errors="replace")
+    return response.status, parsed, response.headers
+
+
+def login(server: Server, token: str, headers: dict[str, str] | None = None) -> tuple[str, Any]:
+    status, body, answer = call(
+        server, "POST", "/api/login/", {"token": token, "password": PASSWORD}, headers
+    )
+    assert status == 200, body
+    return body["access"], answer.get("Set-Cookie")
+
+
+# --- item 1: the three header spellings --------------------------------------------------
+
+
+@pytest.mark.parametrize("header", SPELLINGS)
+def test_an_original_client_checks_in_reads_and_calls_with_its_header(
+    server: Server, header: str
+) -> None:
+    kiosk, _ = login(server, server.create_token("form", f"Kiosk {header}"))
+    doctor, _ = login(server, server.create_token("doctor", f"Dr. {header}"))
+    status, body, _ = call(
+        server,
+        "POST",
+        "/api/patients/",
+        {"fname": f"Pat {header}"},
+        {header: f"Bearer {kiosk}"},
+    )
+    assert status == 201, body
+    status, queue, _ = call(server, "GET", "/api/queue/", headers={header: f"Bearer {doctor}"})
+    assert status == 200 and body["id"] in [item["patient"]["id"] for item in queue]
+    status, called, _ = call(
+        server, "POST", "/api/doctors/", {"action": "call_next"}, {header: f"Bearer {doctor}"}
+    )
+    assert status == 200 and called["patient"]["status"] == "completed", called
+
+
+def test_a_header_wins_over_a_cookie_and_escapes_the_cookies_origin_rule(server: Server) -> None:
+    """A client that kept our login cookie and sends its header: the header decides, and no
+    Origin is asked of it (it was 403 "Cross-origin request refused." on every POST)."""
+    kiosk, _ = login(server, server.create_token("form", "Kiosk with cookie"))
+    doctor, _ = login(server, server.create_token("doctor", "Dr. with cookie"))
+    call(
+        server,
+        "POST",
+        "/api/patients/",
+        {"fname": "Cookie Pat"},
+        {"Authorization": f"Bearer {kiosk}"},
+    )
+    kept = {"Cookie": f"checkin_session={kiosk}"}
+    status, body, _ = call(
+        server,
+        "POST",
+        "/api/doctors/",
+        {"action": "call_next"},
+        {**kept, "RoniAuthorization": f"Bearer {doctor}"},
+    )
+    assert status == 200, body  # the doctor's header, not the kiosk's cookie
+    # The cookie alone still needs our own origin for a state change.
+    status, body, _ = call(server, "POST", "/api/patients/", {"fname": "X Y"}, kept)
+    assert (status, body["code"]) == (403, "cross_origin")
+    # A header that is present but bad is refused, even beside a good cookie.
+    status, body, _ = call(
+        server, "GET", "/api/queue/", headers={**kept, "RoniAuthorization": "Bearer nope"}
+    )
+    assert (status, body["code"]) == (401, "token_not_valid")
+
+
+def test_api_login_sets_the_page_cookie_only_for_our_pages(server: Server) -> None:
+    token = server.create_token("doctor", "Dr. Cookie")
+    _, cookie = login(server, token)  # a script or an integrator
+    assert cookie is None
+    _, cookie = login(server, token, {"Sec-Fetch-Site": "same-origin"})
+    assert cookie is not None and cookie.startswith("checkin_session=")
+    _, cookie = login(server, token, {"Origin": f"http://{HOST}:{server.port}"})
+    assert cookie is not None and cookie.startswith("checkin_session=")
+
+
+@pytest.mark.parametrize("header", ["RoniAuthorization", "Roni-Authorization", "Authorization"])
+async def test_the_feed_handshake_takes_every_spelling(clinic: Clinic, header: str) -> None:
+    ws = await clinic.client.ws_connect(
+        "/ws/queue/", headers={header: f"Bearer {clinic.access[Role.QUEUE]}"}
+    )
+    try:
+        await clinic.check_in("John Doe")
+        assert (await next_message(ws))["event"] == "PATIENT_ADDED"
+    finally:
+        await ws.close()
+    with pytest.raises(WSServerHandshakeError) as refused:
+        await clinic.client.ws_connect("/ws/queue/", headers={header: "Bearer nope"})
+    assert refused.value.status == 401
