@@ -140,3 +140,48 @@ async def test_the_feed_handshake_takes_every_spelling(clinic: Clinic, header: s
     with pytest.raises(WSServerHandshakeError) as refused:
         await clinic.client.ws_connect("/ws/queue/", headers={header: "Bearer nope"})
     assert refused.value.status == 401
+
+
+# --- item 2: open reads follow anonymous_feed ---------------------------------------------
+
+
+def test_open_queue_reads_follow_anonymous_feed(server: Server) -> None:
+    admin, _ = login(server, server.create_token("admin", "Admin open reads"))
+    as_admin = {"Authorization": f"Bearer {admin}"}
+    kiosk, _ = login(server, server.create_token("form", "Kiosk open reads"))
+    call(
+        server,
+        "POST",
+        "/api/patients/",
+        {"fname": "Open Reader"},
+        {"RoniAuthorization": f"Bearer {kiosk}"},
+    )
+    status, body, _ = call(server, "GET", "/api/queue/")
+    assert (status, body["code"]) == (401, "not_authenticated")
+    try:
+        status, _, _ = call(server, "PATCH", "/api/settings/", {"anonymous_feed": True}, as_admin)
+        assert status == 200
+        status, queue, _ = call(server, "GET", "/api/queue/")
+        assert status == 200
+        names = [item["patient"]["fname"] for item in queue]
+        assert "Open R." in names and "Open Reader" not in names  # the display's view
+        assert all(item["patient"]["image"] is None for item in queue)
+        # What anonymous readers see follows the display settings.
+        call(server, "PATCH", "/api/settings/", {"display_names": "full"}, as_admin)
+        status, queue, _ = call(server, "GET", "/api/queue/")
+        assert "Open Reader" in [item["patient"]["fname"] for item in queue]
+        # A bad header is still refused, open reads or not.
+        status, body, _ = call(
+            server, "GET", "/api/queue/", headers={"RoniAuthorization": "Bearer nope"}
+        )
+        assert (status, body["code"]) == (401, "token_not_valid")
+    finally:
+        call(
+            server,
+            "PATCH",
+            "/api/settings/",
+            {"anonymous_feed": False, "display_names": "first_initial"},
+            as_admin,
+        )
+    status, body, _ = call(server, "GET", "/api/queue/")
+    assert (status, body["code"]) == (401, "not_authenticated")
