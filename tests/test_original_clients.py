@@ -185,3 +185,41 @@ def test_open_queue_reads_follow_anonymous_feed(server: Server) -> None:
         )
     status, body, _ = call(server, "GET", "/api/queue/")
     assert (status, body["code"]) == (401, "not_authenticated")
+
+
+# --- item 6: trailing slashes and the original's auth error keys -------------------------
+
+
+def test_a_missing_trailing_slash_redirects_keeping_the_method(server: Server) -> None:
+    for method in ("GET", "HEAD"):
+        status, _, headers = call(server, method, "/api/queue?x=1&y=2")
+        assert (status, headers["Location"]) == (301, "/api/queue/?x=1&y=2"), method
+    # A POST that followed a 301 would come back as a GET without its body: 308 keeps both.
+    for method, path in (("POST", "/api/patients"), ("POST", "/api/login"), ("PUT", "/api/queue")):
+        status, _, headers = call(server, method, path, {"fname": "A B"})
+        assert (status, headers["Location"]) == (308, path + "/"), (method, path)
+    status, _, headers = call(server, "GET", "/api/credentials/12345678/deactivate")
+    assert (status, headers["Location"]) == (301, "/api/credentials/12345678/deactivate/")
+    status, _, headers = call(server, "GET", "/ws/queue")
+    assert (status, headers["Location"]) == (301, "/ws/queue/")
+    # Unknown paths stay 404 JSON; pages and files have no slashed form.
+    for path in ("/api/nothing", "/api", "/kiosk/", "/api/openapi.json/", "/api/x%25y%3F"):
+        status, body, _ = call(server, "GET", path)
+        assert (status, body["code"]) == (404, "not_found"), path
+    status, _, _ = call(server, "GET", "/api/openapi.json")
+    assert status == 200
+
+
+def test_a_bad_token_answers_with_the_originals_keys_and_ours(server: Server) -> None:
+    """The original (simplejwt) says code token_not_valid and a messages list; we add our
+    detail text and stable code in the same body."""
+    for headers in ({"RoniAuthorization": "Bearer nope"}, {"Authorization": "Bearer a.b.c"}):
+        status, body, _ = call(server, "GET", "/api/patients/", headers=headers)
+        assert status == 401
+        assert body["code"] == "token_not_valid" and body["detail"]
+        (message,) = body["messages"]
+        assert message["token_class"] == "AccessToken" and message["token_type"] == "access"
+        assert message["message"]
+    # No credentials at all: the original has no messages there, nor do we.
+    status, body, _ = call(server, "GET", "/api/patients/")
+    assert (status, body["code"]) == (401, "not_authenticated") and "messages" not in body
