@@ -22,7 +22,7 @@ from checkin_appliance.reception import Reception
 from checkin_appliance.security import PasswordHasher
 from checkin_appliance.store import Store, lock
 from checkin_appliance.store.database import StoreDamaged
-from checkin_appliance.web import api, cors, openapi, pages
+from checkin_appliance.web import api, cors, openapi, pages, slashes
 from checkin_appliance.web.errors import error_middleware, maintenance_middleware
 from checkin_appliance.web.feed import queue_feed
 from checkin_appliance.web.headers import add_security_headers, host_check
@@ -54,6 +54,7 @@ def create_app(config: Config) -> web.Application:
         middlewares=[
             error_middleware(),
             host_check(HostAllowList(config.allowed_hosts)),
+            slashes.add_slash_middleware(),  # /api/queue → /api/queue/ (301 GET/HEAD, else 308)
             maintenance_middleware(lambda: store.damaged),
         ],
         client_max_size=JSON_BODY_LIMIT,

@@ -16,18 +16,29 @@ class ErrorCode:
     status: int  # the HTTP status it is answered with
     when: str  # for the README's table and the reader
     key: str = "error"  # "detail" for authentication and roles, as the original wrote them
+    # The original's `messages` (djangorestframework-simplejwt's), for the codes that had them.
+    token_messages: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return self.code
 
 
-def error_body(code: ErrorCode, message: str) -> dict[str, str]:
-    """The one shape of every error body: the original's key and text, and our code."""
-    return {code.key: message, "code": code.code}
+def error_body(code: ErrorCode, message: str) -> dict[str, object]:
+    """The one shape of every error body: the original's key and text, and our code; plus the
+    original's `messages` list where it had one, so its clients find the keys they read."""
+    body: dict[str, object] = {code.key: message, "code": code.code}
+    if code.token_messages:
+        body["messages"] = [
+            {"token_class": "AccessToken", "token_type": "access", "message": text}
+            for text in code.token_messages
+        ]
+    return body
 
 
-def _code(code: str, status: int, when: str, key: str = "error") -> ErrorCode:
-    made = ErrorCode(code, status, when, key)
+def _code(
+    code: str, status: int, when: str, key: str = "error", token_messages: tuple[str, ...] = ()
+) -> ErrorCode:
+    made = ErrorCode(code, status, when, key, token_messages)
     ALL.append(made)
     return made
 
@@ -91,7 +102,11 @@ REQUEST_TOO_LARGE = _code("request_too_large", 413, "a body over the 1 MB limit"
 # --- sign-in and sessions --------------------------------------------------------------
 NOT_AUTHENTICATED = _code("not_authenticated", 401, "no credentials were sent", "detail")
 TOKEN_NOT_VALID = _code(
-    "token_not_valid", 401, "an access token or session that is invalid or ended", "detail"
+    "token_not_valid",
+    401,
+    "an access token or session that is invalid or ended",
+    "detail",
+    ("Token is invalid or expired",),
 )
 REFRESH_NOT_VALID = _code(
     "refresh_not_valid", 401, "a refresh token that is invalid or expired", "detail"

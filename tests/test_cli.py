@@ -386,6 +386,13 @@ async def test_token_deactivate_closes_its_feeds_and_ends_its_sessions(
             assert (await resp.json()) == {
                 "detail": "Authentication credentials were invalid or expired.",
                 "code": "token_not_valid",
+                "messages": [  # the original's list too (issue 14)
+                    {
+                        "token_class": "AccessToken",
+                        "token_type": "access",
+                        "message": "Token is invalid or expired",
+                    }
+                ],
             }
         assert login_status(shared_server, doomed) == (401, BAD_LOGIN)
         assert await refused_status(f"{ws_url}?token={doomed_access}") == 401

@@ -87,13 +87,14 @@ def https(
     *,
     name: str = HOST,
     body: Any = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, http.client.HTTPMessage, bytes, bytes]:
     """(status, headers, body, the server's certificate in DER) of one HTTPS request."""
     conn = _Loopback(name, port, context)
     try:
         data = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if data is not None else {}
-        conn.request(method, path, body=data, headers=headers)
+        sent = {"Content-Type": "application/json"} if data is not None else {}
+        conn.request(method, path, body=data, headers={**sent, **(headers or {})})
         response = conn.getresponse()
         assert conn.sock is not None
         peer = conn.sock.getpeercert(binary_form=True)
@@ -316,6 +317,7 @@ def test_the_session_cookie_is_secure_over_https(box: TLSServer) -> None:
         "POST",
         "/api/login/",
         body={"token": token, "password": PASSWORD},
+        headers={"Sec-Fetch-Site": "same-origin"},  # our sign-in page: only it gets the cookie
     )
     assert status == 200
     cookie = headers["Set-Cookie"]

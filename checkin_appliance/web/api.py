@@ -30,6 +30,7 @@ from checkin_appliance.web.auth import (
     not_authenticated,
     refuse_other_sites,
     require,
+    same_origin,
     set_session_cookie,
 )
 from checkin_appliance.web.errors import ApiError, error_response, health_error, json_response
@@ -188,7 +189,10 @@ async def login(request: web.Request) -> web.Response:
     response = json_response(
         {"access": tokens.access, "refresh": tokens.refresh, "role": tokens.credential.role.value}
     )
-    set_session_cookie(response, request, tokens.access, tokens.lifetime)
+    # The page cookie only for our own pages: a script or an integrator (no Sec-Fetch-Site,
+    # no Origin of ours) gets none, so no cookie it kept by accident can ride along later.
+    if same_origin(request):
+        set_session_cookie(response, request, tokens.access, tokens.lifetime)
     return response
 
 
@@ -296,10 +300,13 @@ async def doctors_action(request: web.Request) -> web.Response:
 @routes.get("/api/queue/")
 async def queue(request: web.Request) -> web.Response:
     """Every role may read the queue (compat); the kiosk and wall displays get the reduced
-    view (domain.audience_for), doctors and admins the full one."""
-    caller = await require(request)
+    view (domain.audience_for), doctors and admins the full one. Without credentials (open
+    in the original) only while `anonymous_feed` is on, like /ws/queue/: the display's view."""
     reception = request.app[RECEPTION]
-    audience = audience_for(caller.credential.role)
+    caller = await identify(request)  # a bad header is 401 here, open reads or not
+    if caller is None and not reception.settings.anonymous_feed:
+        raise not_authenticated()
+    audience = audience_for(caller.credential.role) if caller else Audience.DISPLAY
     waiting = await reception.waiting()
     url = reception.photo_links.url
     return json_response([queue_item(e, audience, reception.settings, url) for e in waiting])

@@ -51,13 +51,20 @@ class Caller:
         return Actor(self.credential.id, self.address)
 
 
-async def identify(request: web.Request) -> Caller | None:
-    """The caller by Authorization / Roni-Authorization bearer header, else the cookie.
+# The original reads RoniAuthorization (every working client of it sends that); its docs say
+# Roni-Authorization; careful REST clients send Authorization. aiohttp matches any case.
+BEARER_HEADERS = ("Authorization", "Roni-Authorization", "RoniAuthorization")
 
-    Raises 401 for a bearer token that is present but invalid.
+
+async def identify(request: web.Request) -> Caller | None:
+    """The caller by a bearer header (any of BEARER_HEADERS), else the cookie.
+
+    A header always wins over the cookie, and a caller by header is never by_cookie, so the
+    cookie's same-origin rule never applies to it. Raises 401 for a bearer token that is
+    present but invalid.
     """
     access = request.app[ACCESS]
-    for header in ("Authorization", "Roni-Authorization"):
+    for header in BEARER_HEADERS:
         value = request.headers.get(header)
         if value:
             scheme, _, secret = value.partition(" ")
