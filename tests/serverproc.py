@@ -85,10 +85,10 @@ async def run_cli_async(*args: str, stdin: str | None = None) -> subprocess.Comp
     return subprocess.CompletedProcess(command, proc.returncode, out.decode(), err.decode())
 
 
-def http_json(
+def http_request(
     method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
-) -> tuple[int, Any]:
-    """A small blocking JSON request for fixtures; returns (status, parsed body or text).
+) -> tuple[int, Any, http.client.HTTPMessage]:
+    """A small blocking JSON request: (status, parsed body or text, response headers).
 
     Plain http.client on purpose: no proxy settings apply, only loopback is ever reached.
     """
@@ -99,17 +99,27 @@ def http_json(
     if body is not None:
         data = json.dumps(body).encode()
         request_headers["Content-Type"] = "application/json"
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     conn = http.client.HTTPConnection(HOST, parts.port, timeout=5)
     try:
-        conn.request(method, parts.path or "/", body=data, headers=request_headers)
+        conn.request(method, target, body=data, headers=request_headers)
         response = conn.getresponse()
-        status, raw = response.status, response.read()
+        raw = response.read()
     finally:
         conn.close()
     try:
-        return status, json.loads(raw)
+        parsed: Any = json.loads(raw)
     except ValueError:
-        return status, raw.decode(errors="replace")
+        parsed = raw.decode(errors="replace")
+    return response.status, parsed, response.headers
+
+
+def http_json(
+    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    """http_request without the response headers, for fixtures."""
+    status, parsed, _ = http_request(method, url, body, headers)
+    return status, parsed
 
 
 @dataclass

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import http.client
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +12,7 @@ from aiohttp import WSServerHandshakeError
 
 from checkin_appliance.domain import Role
 from tests.conftest import Clinic, next_message
-from tests.serverproc import HOST, PASSWORD, Server, running
+from tests.serverproc import HOST, PASSWORD, Server, http_request, running
 
 # Every spelling a client of the original (or of its docs) sends; aiohttp matches names
 # case-insensitively, as the original does.
@@ -34,23 +33,7 @@ def call(
     headers: dict[str, str] | None = None,
 ) -> tuple[int, Any, http.client.HTTPMessage]:
     """(status, parsed JSON or text, headers) of one plain request to the real server."""
-    request_headers = dict(headers or {})
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        request_headers["Content-Type"] = "application/json"
-    conn = http.client.HTTPConnection(HOST, server.port, timeout=5)
-    try:
-        conn.request(method, path, body=data, headers=request_headers)
-        response = conn.getresponse()
-        raw = response.read()
-    finally:
-        conn.close()
-    try:
-        parsed: Any = json.loads(raw)
-    except ValueError:
-        parsed = raw.decode(errors="replace")
-    return response.status, parsed, response.headers
+    return http_request(method, f"{server.base_url}{path}", body, headers)
 
 
 def login(server: Server, token: str, headers: dict[str, str] | None = None) -> tuple[str, Any]:
