@@ -14,6 +14,7 @@ from aiohttp import web
 from checkin_appliance import systemd
 from checkin_appliance.access import Access, CloseFeeds
 from checkin_appliance.config import Config
+from checkin_appliance.connections import RefusalLog
 from checkin_appliance.domain import Settings, format_time, utc_now
 from checkin_appliance.hub import CLOSE_ACCESS_REVOKED, Hub
 from checkin_appliance.own_names import HostAllowList
@@ -26,7 +27,7 @@ from checkin_appliance.web import api, cors, openapi, pages, slashes
 from checkin_appliance.web.errors import error_middleware, maintenance_middleware
 from checkin_appliance.web.feed import queue_feed
 from checkin_appliance.web.headers import add_security_headers, host_check
-from checkin_appliance.web.keys import ACCESS, CONFIG, HUB, RECEPTION, STORE
+from checkin_appliance.web.keys import ACCESS, CONFIG, FEED_REFUSALS, HUB, RECEPTION, STORE
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[STORE], app[HUB], app[RECEPTION] = store, hub, reception
     app[ACCESS] = Access(store, config, PasswordHasher(), _feed_closer(hub))
+    app[FEED_REFUSALS] = RefusalLog("live feeds")
 
     app.add_routes(api.routes)
     app.add_routes(openapi.routes)

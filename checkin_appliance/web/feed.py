@@ -10,7 +10,6 @@ from collections.abc import Callable
 from aiohttp import WSMsgType, web
 
 from checkin_appliance import errors
-from checkin_appliance.connections import RefusalLog
 from checkin_appliance.domain import Audience, InvalidInput, audience_for
 from checkin_appliance.hub import feed_json
 from checkin_appliance.web.auth import (
@@ -23,14 +22,13 @@ from checkin_appliance.web.auth import (
     token_not_valid,
 )
 from checkin_appliance.web.errors import ApiError
-from checkin_appliance.web.keys import ACCESS, CONFIG, HUB, RECEPTION
+from checkin_appliance.web.keys import ACCESS, CONFIG, FEED_REFUSALS, HUB, RECEPTION
 
 log = logging.getLogger(__name__)
 
 MAX_CLIENT_MESSAGE = 4096  # clients have nothing to say; a big frame closes the socket
 # Bytes a client may have unsent in its socket buffer before frames go through its writer.
 DIRECT_WRITE_LIMIT = 64 * 1024
-_feed_refusals = RefusalLog("live feeds")
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -112,7 +110,7 @@ async def queue_feed(request: web.Request) -> web.StreamResponse:
     # One credential (a wall display's, say) held 4,000 feeds and the box's open files with
     # them; anonymous feeds are bounded by max_connections_per_address instead.
     if caller is not None and hub.feeds_of(caller.credential.id) >= config.max_feeds_per_credential:
-        _feed_refusals.refused("over max_feeds_per_credential")
+        request.app[FEED_REFUSALS].refused("over max_feeds_per_credential")
         raise ApiError(
             errors.TOO_MANY_FEEDS,
             "Too many live feeds are open with this credential.",

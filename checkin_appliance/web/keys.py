@@ -6,6 +6,7 @@ from aiohttp import web
 
 from checkin_appliance.access import Access
 from checkin_appliance.config import Config
+from checkin_appliance.connections import RefusalLog
 from checkin_appliance.hub import Hub
 from checkin_appliance.reception import Reception
 from checkin_appliance.store import Store
@@ -15,6 +16,8 @@ STORE = web.AppKey("store", Store)
 HUB = web.AppKey("hub", Hub)
 RECEPTION = web.AppKey("reception", Reception)
 ACCESS = web.AppKey("access", Access)
+# Live feeds refused for being over max_feeds_per_credential, logged at most once per 10 s.
+FEED_REFUSALS = web.AppKey("feed_refusals", RefusalLog)
 
 # Set by a page request whose cookie session was slid forward: (cookie value, max-age).
 RENEWED_COOKIE = web.RequestKey("renewed_cookie", tuple)
