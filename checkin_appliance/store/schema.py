@@ -38,16 +38,30 @@ def migrate(conn: sqlite3.Connection) -> int:
             f"the database is at schema version {current}, newer than this program "
             f"({len(migrations)}); upgrade checkin-appliance"
         )
-    for version, sql in migrations[current:]:
-        # executescript commits first, so the transaction is spelled out inside the script.
-        try:
-            conn.executescript(
-                f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;"
-            )
-        except Exception:
-            if conn.in_transaction:
-                conn.rollback()
-            raise
-        log.info("database schema migrated to version %d", version)
-        current = version
+    if current == len(migrations):
+        return current
+    # Foreign keys off while migrating, as SQLite's way of rebuilding a table asks (a
+    # migration may replace a table others point at); each one is checked before it commits.
+    # The pragma is a no-op inside a transaction, so it is set around them.
+    enforced = conn.execute("PRAGMA foreign_keys").fetchone()[0]
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        for version, sql in migrations[current:]:
+            # executescript commits first, so the transaction is spelled out inside the script.
+            try:
+                conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};")
+                broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(
+                        f"migration {version} leaves {len(broken)} broken reference(s)"
+                    )
+                conn.execute("COMMIT")
+            except Exception:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise
+            log.info("database schema migrated to version %d", version)
+            current = version
+    finally:
+        conn.execute(f"PRAGMA foreign_keys = {'ON' if enforced else 'OFF'}")
     return current
