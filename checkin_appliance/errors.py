@@ -108,6 +108,12 @@ TOKEN_NOT_VALID = _code(
     "detail",
     ("Token is invalid or expired",),
 )
+BAD_AUTHORIZATION_HEADER = _code(
+    "bad_authorization_header",
+    401,
+    "a bearer header without exactly one token after `Bearer`",
+    "detail",
+)
 REFRESH_NOT_VALID = _code(
     "refresh_not_valid", 401, "a refresh token that is invalid or expired", "detail"
 )

@@ -137,7 +137,7 @@ async def test_both_bearer_headers_are_accepted(clinic: Clinic, header: str) -> 
     assert resp.status == 201
 
 
-@pytest.mark.parametrize("value", ["Bearer nonsense", "Token abc", "Bearer "])
+@pytest.mark.parametrize("value", ["Bearer nonsense", "bearer nonsense"])
 async def test_invalid_bearer_is_401(clinic: Clinic, value: str) -> None:
     resp = await clinic.client.get("/api/queue/", headers={"Authorization": value})
     assert resp.status == 401

@@ -206,3 +206,56 @@ def test_a_bad_token_answers_with_the_originals_keys_and_ours(server: Server) ->
     # No credentials at all: the original has no messages there, nor do we.
     status, body, _ = call(server, "GET", "/api/patients/")
     assert (status, body["code"]) == (401, "not_authenticated") and "messages" not in body
+
+
+# The original's answers to malformed headers (original-intake.md §3): another scheme counts
+# as no header at all; `Bearer` must be followed by exactly one token.
+MALFORMED_HEADERS = [
+    ("JWT abc", 401, "not_authenticated"),
+    ("abc", 401, "not_authenticated"),
+    ("Basic dXNlcjpwYXNz", 401, "not_authenticated"),
+    ("Bearer", 401, "bad_authorization_header"),
+    ("Bearer a b", 401, "bad_authorization_header"),
+    ("Bearer nope", 401, "token_not_valid"),
+]
+
+
+@pytest.mark.parametrize(("value", "status", "code"), MALFORMED_HEADERS)
+def test_every_401_names_its_scheme_and_malformed_headers_answer_as_the_original(
+    server: Server, value: str, status: int, code: str
+) -> None:
+    answer_status, body, headers = call(
+        server, "GET", "/api/patients/", headers={"RoniAuthorization": value}
+    )
+    assert (answer_status, body["code"]) == (status, code)
+    assert headers["WWW-Authenticate"] == 'Bearer realm="api"'
+    if code == "bad_authorization_header":
+        assert body["detail"] == "Authorization header must contain two space-delimited values"
+
+
+def test_a_header_of_another_scheme_leaves_the_cookie_and_open_reads_alone(server: Server) -> None:
+    """A proxy's Basic header (or a bare token) is not ours: the queue stays an open read
+    while anonymous_feed is on, and the page cookie still signs the request in."""
+    admin, _ = login(server, server.create_token("admin", "Admin schemes"))
+    as_admin = {"Authorization": f"Bearer {admin}"}
+    status, _, _ = call(server, "PATCH", "/api/settings/", {"anonymous_feed": True}, as_admin)
+    assert status == 200
+    try:
+        status, body, _ = call(server, "GET", "/api/queue/", headers={"Authorization": "JWT x"})
+        assert status == 200 and isinstance(body, list)
+    finally:
+        call(server, "PATCH", "/api/settings/", {"anonymous_feed": False}, as_admin)
+    doctor, _ = login(server, server.create_token("doctor", "Doctor schemes"))
+    status, body, _ = call(
+        server,
+        "GET",
+        "/api/doctors/",
+        headers={"Authorization": "Basic dXNlcjpwYXNz", "Cookie": f"checkin_session={doctor}"},
+    )
+    assert status == 200, body
+    # A 403 is not a 401: no WWW-Authenticate there.
+    kiosk, _ = login(server, server.create_token("form", "Kiosk schemes"))
+    status, _, headers = call(
+        server, "GET", "/api/doctors/", headers={"RoniAuthorization": f"Bearer {kiosk}"}
+    )
+    assert status == 403 and "WWW-Authenticate" not in headers

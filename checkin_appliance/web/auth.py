@@ -16,6 +16,7 @@ SESSION_COOKIE = "checkin_session"
 NOT_PROVIDED = "Authentication credentials were not provided."
 INVALID_TOKEN = "Authentication credentials were invalid or expired."
 CROSS_ORIGIN = "Cross-origin request refused."
+TWO_VALUES = "Authorization header must contain two space-delimited values"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -32,6 +33,10 @@ def not_authenticated() -> ApiError:
 
 def token_not_valid() -> ApiError:
     return ApiError(errors.TOKEN_NOT_VALID, INVALID_TOKEN)
+
+
+def bad_authorization_header() -> ApiError:
+    return ApiError(errors.BAD_AUTHORIZATION_HEADER, TWO_VALUES)
 
 
 @dataclass
@@ -60,20 +65,22 @@ async def identify(request: web.Request) -> Caller | None:
     """The caller by a bearer header (any of BEARER_HEADERS), else the cookie.
 
     A header always wins over the cookie, and a caller by header is never by_cookie, so the
-    cookie's same-origin rule never applies to it. Raises 401 for a bearer token that is
-    present but invalid.
+    cookie's same-origin rule never applies to it. As in the original, a header of another
+    scheme (`JWT …`, a bare token, a proxy's `Basic …`) counts as no credentials; `Bearer`
+    without exactly one token is 401 `bad_authorization_header`, and a bearer token that is
+    not valid 401 `token_not_valid`.
     """
     access = request.app[ACCESS]
     for header in BEARER_HEADERS:
-        value = request.headers.get(header)
-        if value:
-            scheme, _, secret = value.partition(" ")
-            session = (
-                await access.session_for(secret.strip()) if scheme.lower() == "bearer" else None
-            )
-            if session is None:
-                raise token_not_valid()
-            return Caller(session, False, client_address(request))
+        parts = request.headers.get(header, "").split()
+        if not parts or parts[0].lower() != "bearer":
+            continue
+        if len(parts) != 2:
+            raise bad_authorization_header()
+        session = await access.session_for(parts[1])
+        if session is None:
+            raise token_not_valid()
+        return Caller(session, False, client_address(request))
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         session = await access.session_for(cookie)

@@ -72,7 +72,10 @@ def error_response(
     """Every error answer: error_body (after `extra`, e.g. /healthz's fields) at the code's
     status (`status` only for aiohttp's own refusals that share one code)."""
     body = {**(extra or {}), **error_body(code, message)}
-    return json_response(body, status or code.status, headers)
+    status = status or code.status
+    if status == 401:  # RFC 9110: a 401 says how to authenticate (the original's realm)
+        headers = {"WWW-Authenticate": 'Bearer realm="api"', **(headers or {})}
+    return json_response(body, status, headers)
 
 
 def error_middleware() -> Middleware:
