@@ -342,10 +342,18 @@ class Access:
     # --- credentials -----------------------------------------------------------------
 
     async def create_credential(
-        self, role: object, label: object, room: object, password: object, actor: Actor
+        self,
+        role: object,
+        label: object,
+        room: object,
+        password: object,
+        actor: Actor,
+        lines: object = None,
     ) -> Credential:
-        """A new credential with a fresh 8-digit token; InvalidInput names a bad field."""
+        """A new credential with a fresh 8-digit token; InvalidInput names a bad field.
+        `lines`: the prefixes of the lines a doctor serves (none: every line)."""
         checked_role, checked_label, checked_room = credential_fields(role, label, room)
+        served = await self._served_lines(lines) if lines is not None else None
         token = new_credential_token()
         checked = await self.check_password(
             password, checked_role, token, checked_label, checked_room or ""
@@ -354,7 +362,41 @@ class Access:
             token, checked_role, checked_label, checked_room, checked, actor
         )
         assert credential is not None
+        if served:
+            changed = await self.store.change_credential(
+                credential.token, {"lines": served}, actor=actor
+            )
+            assert changed is not None
+            credential = changed
         return credential
+
+    async def change_credential(self, token: str, body: object, actor: Actor) -> Credential:
+        """An admin changes a credential's `room` (null: none) and/or `lines` (prefixes; []:
+        every line); other keys are refused."""
+        if not isinstance(body, dict) or not body or set(body) - {"room", "lines"}:
+            raise InvalidInput(
+                "Send a JSON object with room and/or lines.", errors.CREDENTIAL_CHANGE_INVALID
+            )
+        changes: dict[str, object] = {}
+        if "room" in body:
+            changes["room"] = credential_fields("queue", "x", body["room"])[2]
+        if "lines" in body:
+            changes["lines"] = await self._served_lines(body["lines"])
+        credential = await self._changed(self.store.change_credential(token, changes, actor=actor))
+        if credential is None:
+            raise NotFound("No credential with that token.", errors.NO_SUCH_CREDENTIAL)
+        return credential
+
+    async def _served_lines(self, value: object) -> list[str]:
+        """A list of existing lines' prefixes (any case), each once."""
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidInput("lines must be a list of line prefixes.", errors.LINE_INVALID)
+        known = {line.prefix for line in await self.store.list_lines()}
+        wanted = list(dict.fromkeys(v.strip().upper() for v in value))
+        unknown = [prefix for prefix in wanted if prefix not in known]
+        if unknown:
+            raise InvalidInput("lines names a line that does not exist.", errors.LINE_INVALID)
+        return wanted
 
     async def check_password(self, password: object, role: Role, *context: str) -> str:
         """A new password for a credential of `role`: long enough, and not easy to guess

@@ -43,6 +43,10 @@ CREDENTIAL_DEACTIVATED = "credential_deactivated"
 SETTINGS_CHANGED = "settings_changed"
 BACKUP = "backup"
 PATIENT_VIEWED = "patient_viewed"  # a staff member opened a patient's intake answers
+PRIORITY_CHANGED = "priority_changed"  # staff set a waiting patient's priority class
+LINE_CREATED = "line_created"
+LINE_CHANGED = "line_changed"
+CREDENTIAL_CHANGED = "credential_changed"  # a credential's room or lines
 
 
 @dataclass(frozen=True, slots=True)

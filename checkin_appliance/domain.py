@@ -125,6 +125,7 @@ class Credential:
     room: str | None
     active: bool
     created_at: str
+    lines: tuple[str, ...] = ()  # prefixes of the lines a doctor serves; none: every line
 
     def public(self) -> dict[str, Any]:
         return {
@@ -132,6 +133,7 @@ class Credential:
             "role": self.role.value,
             "label": self.label,
             "room": self.room,
+            "lines": list(self.lines),
             "active": self.active,
             "created_at": self.created_at,
         }
@@ -193,6 +195,10 @@ class Settings:
     announce_voice: bool = False
     # The kiosk's questions (intake.py): {"preset": "name"}, "original" or a custom form.
     intake_form: dict[str, Any] = dataclasses.field(default_factory=lambda: {"preset": "name"})
+    # IANA name: the clinic's day (tickets, today's figures) starts at its local midnight.
+    time_zone: str = "UTC"
+    # The kiosk asks whether the patient needs priority (elderly, pregnant, disability).
+    priority_question: bool = False
 
     def public(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -227,6 +233,7 @@ SETTING_CHOICES: dict[str, tuple[Any, ...]] = {
     "display_photos": (True, False),
     "anonymous_feed": (True, False),
     "announce_voice": (True, False),
+    "priority_question": (True, False),
 }
 
 
@@ -248,6 +255,10 @@ def updated_settings(current: Settings, changes: dict[str, Any]) -> Settings:
             from checkin_appliance import intake  # intake builds on this module
 
             value = intake.checked_form(value)
+        elif key == "time_zone":
+            from checkin_appliance import lines  # lines builds on this module
+
+            value = lines.checked_time_zone(value)
         elif value not in SETTING_CHOICES[key] or type(value) is not type(SETTING_CHOICES[key][0]):
             allowed = ", ".join(json.dumps(choice) for choice in SETTING_CHOICES[key])
             raise InvalidInput(f"{key} must be one of {allowed}.", errors.SETTING_VALUE_INVALID)
@@ -267,6 +278,10 @@ class QueueEntry:
     check_in_time: str
     called_at: str | None = None
     room: str | None = None  # the calling doctor's room, once called
+    line_id: int = 1
+    line: str | None = None  # the line's ticket prefix
+    ticket: str | None = None  # "A-012"; None for entries from before tickets
+    priority: str = "normal"  # normal | priority | urgent
 
     @property
     def image_url(self) -> str | None:
@@ -297,7 +312,7 @@ class QueueEvent:
     """A committed change, as the event log holds it."""
 
     seq: int
-    event: str  # PATIENT_ADDED | PATIENT_COMPLETED
+    event: str  # PATIENT_ADDED | PATIENT_COMPLETED | PATIENT_UPDATED
     at: str
     entry: QueueEntry
 
@@ -306,7 +321,15 @@ PATIENT_ADDED = "PATIENT_ADDED"
 PATIENT_COMPLETED = "PATIENT_COMPLETED"
 QUEUE_SNAPSHOT = "QUEUE_SNAPSHOT"
 SETTINGS_CHANGED = "SETTINGS_CHANGED"  # ours, only to subscribers that ask for it
-EVENT_STATUS = {PATIENT_ADDED: "waiting", PATIENT_COMPLETED: "completed"}
+# Ours: a waiting patient's priority changed. Only to subscribers that ask for every event
+# (?events=all): the original's clients never see an event type they do not know.
+PATIENT_UPDATED = "PATIENT_UPDATED"
+SEED_EVENTS = frozenset({PATIENT_ADDED, PATIENT_COMPLETED})
+EVENT_STATUS = {
+    PATIENT_ADDED: "waiting",
+    PATIENT_COMPLETED: "completed",
+    PATIENT_UPDATED: "waiting",
+}
 
 
 # Characters that draw nothing though Unicode does not file them as format characters
@@ -484,6 +507,9 @@ def event_message(
         "id": event.entry.id,
         "check_in_time": event.entry.check_in_time,
         "at": event.at,
+        "ticket": event.entry.ticket,
+        "line": event.entry.line,
+        "priority": event.entry.priority,
     }
     if event.event == PATIENT_COMPLETED:
         message["room"] = event.entry.room
@@ -491,16 +517,27 @@ def event_message(
 
 
 def queue_item(
-    entry: QueueEntry, audience: Audience, settings: Settings, photo_url: PhotoUrl | None = None
+    entry: QueueEntry,
+    audience: Audience,
+    settings: Settings,
+    photo_url: PhotoUrl | None = None,
+    place: int | None = None,
 ) -> dict[str, Any]:
+    """A queue entry as GET /api/queue/ lists it; ticket, line, priority and (waiting) place
+    in its line's call order are ours (tickets are not personal: displays get them too)."""
     item = {
         "id": entry.id,
         "patient": patient_view(entry, audience, settings, status=False, photo_url=photo_url),
         "status": entry.status,
         "check_in_time": entry.check_in_time,
+        "ticket": entry.ticket,
+        "line": entry.line,
+        "priority": entry.priority,
     }
     if entry.status == "completed":
         item.update(called_at=entry.called_at, room=entry.room)
+    elif place is not None:
+        item["place"] = place
     return item
 
 
@@ -511,13 +548,18 @@ def snapshot_message(
     settings: Settings,
     called: list[QueueEntry] | None = None,
     photo_url: PhotoUrl | None = None,
+    places: dict[int, int] | None = None,
 ) -> dict[str, Any]:
     """The waiting queue at `seq`, and (ours) today's most recent calls, newest first."""
+    where = places or {}
     return {
         "type": MESSAGE_TYPE,
         "event": QUEUE_SNAPSHOT,
         "seq": seq,
-        "queue": [queue_item(entry, audience, settings, photo_url) for entry in waiting],
+        "queue": [
+            queue_item(entry, audience, settings, photo_url, where.get(entry.id))
+            for entry in waiting
+        ],
         "called": [queue_item(entry, audience, settings, photo_url) for entry in called or []],
     }
 

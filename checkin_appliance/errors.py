@@ -116,6 +116,20 @@ INVALID_ACTION = _code("invalid_action", 400, "a doctor's action or patient_id i
 NOBODY_WAITING = _code("nobody_waiting", 404, "call_next with nobody waiting")
 NO_SUCH_PATIENT = _code("no_such_patient", 404, "complete names no waiting patient")
 PATIENT_NOT_FOUND = _code("patient_not_found", 404, "the patient detail view names no patient")
+PRIORITY_INVALID = _code(
+    "priority_invalid", 400, "priority is not normal, priority or urgent (urgent: staff only)"
+)
+
+# --- lines -----------------------------------------------------------------------------
+LINE_INVALID = _code(
+    "line_invalid", 400, "a line's prefix, name, colour, icon, hours or position is not valid"
+)
+LINE_NOT_FOUND = _code("line_not_found", 404, "no line has that id (or a credential names no line)")
+LINE_PREFIX_TAKEN = _code("line_prefix_taken", 409, "another line already has that ticket prefix")
+LINE_LAST_ACTIVE = _code("line_last_active", 409, "deactivating the only active line")
+LINE_UNAVAILABLE = _code(
+    "line_unavailable", 400, "a check-in for a line that does not exist, is inactive or is closed"
+)
 
 # --- request bodies --------------------------------------------------------------------
 INVALID_JSON = _code("invalid_json", 400, "the body is not UTF-8 JSON text")
@@ -192,6 +206,9 @@ ROOM_INVALID_CHARACTER = _code(
     "room_invalid_character", 400, "room holds a control character or a bidi control"
 )
 NO_SUCH_CREDENTIAL = _code("no_such_credential", 404, "no credential has that token")
+CREDENTIAL_CHANGE_INVALID = _code(
+    "credential_change_invalid", 400, "a credential change that is not an object of room/lines"
+)
 SETTINGS_EMPTY = _code("settings_empty", 400, "a settings change that is not a non-empty object")
 SETTING_UNKNOWN = _code("setting_unknown", 400, "a settings key the box does not have")
 CLINIC_NAME_INVALID = _code("clinic_name_invalid", 400, "clinic_name is not 1-100 characters")

@@ -22,6 +22,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from checkin_appliance.domain import (
     MESSAGE_TYPE,
+    SEED_EVENTS,
     SETTINGS_CHANGED,
     Audience,
     PhotoUrl,
@@ -62,6 +63,9 @@ class Subscriber:
     credential_id: int | None
     limit: int  # frames that may wait; one more and the client is cut off
     wants_settings: bool = False
+    # ?events=all: our event types beyond the seed's two (PATIENT_UPDATED); without it a
+    # subscriber never sees a type the original's clients do not know.
+    wants_all_events: bool = False
     # The socket under `ws`, aborted when a close cannot get through to a stalled peer.
     transport: asyncio.Transport | None = None
     # Set by the web side: writes a frame's data into the socket now and says whether it
@@ -133,7 +137,10 @@ class Hub:
     def publish(self, event: QueueEvent) -> None:
         """Called once per committed event, in seq order; never awaits."""
         frames: dict[Audience, Frame] = {}
+        seed = event.event in SEED_EVENTS
         for sub in self._subscribers:  # disconnect() defers removal, so no copy is needed
+            if not seed and not sub.wants_all_events:
+                continue
             frame = frames.get(sub.audience)
             if frame is None:
                 message = event_message(event, sub.audience, self._settings, self._photo_url)
@@ -165,6 +172,7 @@ class Hub:
         wants_settings: bool = False,
         transport: asyncio.Transport | None = None,
         write_now: Callable[[bytes], bool] | None = None,
+        wants_all_events: bool = False,
     ) -> Subscriber:
         """From now on every event is delivered to `ws`; start_writer() starts sending."""
         sub = Subscriber(
@@ -174,6 +182,7 @@ class Hub:
             credential_id,
             self._queue_size,
             wants_settings,
+            wants_all_events,
             transport,
             write_now,
         )

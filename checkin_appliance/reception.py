@@ -13,12 +13,13 @@ import os
 import statistics
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from checkin_appliance import audit, errors, intake, photos
+from checkin_appliance import audit, errors, intake, lines, photos
 from checkin_appliance.domain import (
+    SEED_EVENTS,
     Actor,
     Audience,
     InvalidInput,
@@ -33,6 +34,7 @@ from checkin_appliance.domain import (
     settings_from_stored,
     snapshot_message,
     updated_settings,
+    utc_now,
 )
 from checkin_appliance.photo_links import PhotoLinks
 from checkin_appliance.store import Store
@@ -58,19 +60,21 @@ def photo_decoders() -> int:
     return min(2, max(1, cores - 1))
 
 
-def local_day_bounds(now: datetime | None = None) -> tuple[str, str]:
-    """Midnight to midnight of the box's local day, as UTC timestamps like the stored ones."""
-    day = (now or datetime.now()).astimezone().date()
-    # Naive local midnights, then astimezone(): right on days when the clock changes.
-    start = datetime.combine(day, time()).astimezone()
-    end = datetime.combine(day + timedelta(days=1), time()).astimezone()
+def local_day_bounds(now: datetime | None = None, time_zone: str = "UTC") -> tuple[str, str]:
+    """Midnight to midnight of the clinic's local day (the time_zone setting, not the OS's),
+    as UTC timestamps like the stored ones."""
+    tz = lines.zone(time_zone)
+    day = (now or datetime.now(UTC)).astimezone(tz).date()
+    # Wall-clock midnights in the zone (fold 0): right on days when the clock changes.
+    start = datetime.combine(day, time(), tzinfo=tz)
+    end = datetime.combine(day + timedelta(days=1), time(), tzinfo=tz)
     return format_time(start), format_time(end)
 
 
 @dataclass(frozen=True, slots=True)
 class CheckedIn:
     entry: QueueEntry
-    position: int  # 1-based place in the queue when checked in
+    position: int  # 1-based place in its line's call order when checked in
     replayed: bool  # the answer to a retried Idempotency-Key: nobody was added
     answers: dict[str, str | None]  # the intake form's answers beyond the name, as stored
 
@@ -123,10 +127,21 @@ class Reception:
         idempotency_key: str | None = None,
         *,
         from_form: bool = False,
+        staff: bool = False,
     ) -> CheckedIn:
         """A patient checked in with the answers the intake form asks for (IntakeInvalid
         names every problem). A retried key returns the first answer and adds nobody; the
-        key again with other answers or photo is refused (Conflict, 422)."""
+        key again with other answers or photo is refused (Conflict, 422).
+
+        `line` (prefix or id) picks the line (default: the first active one open now, by
+        position); `priority` is taken from the kiosk only while the priority_question
+        setting is on (normal or priority), from `staff` (admin) always, urgent included."""
+        fields = dict(fields)
+        line = lines.line_selector(fields.pop("line", None))
+        asked = fields.pop("priority", None)
+        priority = "normal"
+        if asked not in (None, "") and (staff or self.settings.priority_question):
+            priority = lines.checked_priority(asked, staff=staff)
         answers = intake.check(self.settings.intake_form, fields, photo, from_form=from_form)
         stored = answers.stored()
         fingerprint = None
@@ -143,7 +158,15 @@ class Reception:
                 raise intake.IntakeInvalid({"image": (exc.message, exc.code)}) from exc
         try:
             entry, position, replayed = await self.store.check_in(
-                answers.name, image, actor, idempotency_key, fingerprint, stored
+                answers.name,
+                image,
+                actor,
+                idempotency_key,
+                fingerprint,
+                stored,
+                line,
+                priority,
+                self.settings.time_zone,
             )
         except Exception:  # not on cancellation: the write may still commit (an orphan is swept)
             await self._discard_photo(image)
@@ -181,9 +204,37 @@ class Reception:
             raise NotFound(NO_SUCH_PATIENT, errors.NO_SUCH_PATIENT)
         return entry
 
+    async def set_priority(self, patient_id: int, priority: object, actor: Actor) -> QueueEntry:
+        """Staff set a waiting patient's priority class (urgent included)."""
+        checked = lines.checked_priority(priority, staff=True)
+        done = await self.store.set_priority(patient_id, checked, actor)
+        if done is None:
+            raise NotFound(NO_SUCH_PATIENT, errors.NO_SUCH_PATIENT)
+        return done[0]
+
+    # --- lines -----------------------------------------------------------------------
+
+    async def lines(self) -> list[dict[str, Any]]:
+        now, tz = utc_now(), self.settings.time_zone
+        return [line.public(now, tz) for line in await self.store.list_lines()]
+
+    async def create_line(self, body: object, actor: Actor) -> dict[str, Any]:
+        line = await self.store.create_line(lines.checked_fields(body, creating=True), actor=actor)
+        return line.public(utc_now(), self.settings.time_zone)
+
+    async def change_line(self, line_id: int, body: object, actor: Actor) -> dict[str, Any]:
+        fields = lines.checked_fields(body, creating=False)
+        line = await self.store.change_line(line_id, fields, actor=actor)
+        return line.public(utc_now(), self.settings.time_zone)
+
+    async def places(self) -> dict[int, int]:
+        """Each waiting entry's place in its own line's call order (now)."""
+        waiting, rules, histories = await self.store.call_context()
+        return lines.places(waiting, rules, histories, utc_now())
+
     async def today(self) -> dict[str, object]:
-        """Today's figures (the box's local day): checked in, called, waiting, median wait."""
-        start, end = local_day_bounds()
+        """Today's figures (the clinic's local day): checked in, called, waiting, median wait."""
+        start, end = local_day_bounds(time_zone=self.settings.time_zone)
         checked_in, called, waiting, waits = await self.store.day_figures(start, end)
         return {
             "checked_in": checked_in,
@@ -193,7 +244,7 @@ class Reception:
         }
 
     async def backlog(
-        self, since: int | None, want_snapshot: bool, audience: Audience
+        self, since: int | None, want_snapshot: bool, audience: Audience, all_events: bool = False
     ) -> AsyncIterator[dict[str, Any]]:
         """What a feed client gets before live events, in order; each message's seq is the
         newest event the client has once it has that message.
@@ -202,6 +253,7 @@ class Reception:
         from the log in batches. A `since` the log cannot answer (newer than its newest
         event: another database; older than its oldest kept one: pruned) gets a snapshot
         instead, and so does a gap found mid-replay. No `since`: a snapshot if asked for.
+        Without `all_events`, only the seed's event types are replayed (as live).
         """
         if since is None:
             if want_snapshot:
@@ -218,15 +270,20 @@ class Reception:
                 yield await self._snapshot_message(audience)
                 return
             for event in batch:
-                yield event_message(event, audience, self.settings, self.photo_links.url)
+                if all_events or event.event in SEED_EVENTS:
+                    yield event_message(event, audience, self.settings, self.photo_links.url)
             after = batch[-1].seq
             if len(batch) < REPLAY_BATCH:
                 return
 
     async def _snapshot_message(self, audience: Audience) -> dict[str, Any]:
         """The waiting queue and today's recent calls, consistent with each other and `seq`."""
-        seq, waiting, called = await self.store.snapshot(called_since=local_day_bounds()[0])
-        return snapshot_message(seq, waiting, audience, self.settings, called, self.photo_links.url)
+        since = local_day_bounds(time_zone=self.settings.time_zone)[0]
+        seq, waiting, called = await self.store.snapshot(called_since=since)
+        places = await self.places()
+        return snapshot_message(
+            seq, waiting, audience, self.settings, called, self.photo_links.url, places
+        )
 
     async def waiting(self) -> list[QueueEntry]:
         return await self.store.waiting()

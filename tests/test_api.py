@@ -219,6 +219,9 @@ async def test_check_in_json_returns_the_contract_body(clinic: Clinic) -> None:
         "check_in_time",
         "queue_entry_id",
         "position",
+        "ticket",
+        "line",
+        "priority",
     ]
     assert body["fname"] == "John Doe"
     assert body["wait_time"] is None and body["created_at"] == body["check_in_time"]
@@ -405,12 +408,20 @@ async def test_queue_lists_waiting_in_check_in_order(clinic: Clinic) -> None:
             "patient": {"id": a["id"], "fname": "John Doe", "image": None},
             "status": "waiting",
             "check_in_time": a["check_in_time"],
+            "ticket": "A-001",
+            "line": "A",
+            "priority": "normal",
+            "place": 1,
         },
         {
             "id": c["queue_entry_id"],
             "patient": {"id": c["id"], "fname": "Cher", "image": None},
             "status": "waiting",
             "check_in_time": c["check_in_time"],
+            "ticket": "A-003",
+            "line": "A",
+            "priority": "normal",
+            "place": 2,
         },
     ]
 
@@ -491,7 +502,8 @@ async def test_admin_creates_and_deactivates_a_credential(clinic: Clinic) -> Non
     listing = await (await clinic.client.get("/api/credentials/", headers=admin)).json()
     assert created["token"] in [c["token"] for c in listing]
     assert all(
-        set(c) == {"token", "role", "label", "room", "active", "created_at"} for c in listing
+        set(c) == {"token", "role", "label", "room", "lines", "active", "created_at"}
+        for c in listing
     )
 
     resp = await clinic.client.post(

@@ -25,7 +25,7 @@ from tests.conftest import (
 )
 
 SEED_KEYS = {"type", "event", "patient"}
-OUR_KEYS = {"seq", "id", "check_in_time", "at"}
+OUR_KEYS = {"seq", "id", "check_in_time", "at", "ticket", "line", "priority"}
 
 
 async def test_events_have_the_seed_shape_plus_our_keys(clinic: Clinic) -> None:

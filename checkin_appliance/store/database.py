@@ -18,14 +18,18 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from checkin_appliance import audit
+from checkin_appliance import audit, errors, lines
 from checkin_appliance.audit import AuditEntry
 from checkin_appliance.domain import (
     EVENT_STATUS,
     PATIENT_ADDED,
     PATIENT_COMPLETED,
+    PATIENT_UPDATED,
     Actor,
+    Conflict,
     Credential,
+    InvalidInput,
+    NotFound,
     Patient,
     QueueEntry,
     QueueEvent,
@@ -33,6 +37,7 @@ from checkin_appliance.domain import (
     Session,
     idempotency_key_reused,
 )
+from checkin_appliance.lines import Line, Waiter, line_from_row
 from checkin_appliance.store import inspect
 from checkin_appliance.store.errors import StoreDamaged, StoreUnavailable, is_corruption
 from checkin_appliance.store.schema import migrate
@@ -52,10 +57,20 @@ PRAGMAS = (
 )
 
 _ENTRY_COLUMNS = (
-    "e.id, e.patient_id, p.fname, p.image, e.status, e.check_in_time, e.called_at, e.room"
+    "e.id, e.patient_id, p.fname, p.image, e.status, e.check_in_time, e.called_at, e.room,"
+    " e.line_id, l.prefix AS line, e.ticket, e.priority"
 )
-_ENTRY_FROM = "queue_entries e JOIN patients p ON p.id = e.patient_id"
+_ENTRY_FROM = (
+    "queue_entries e JOIN patients p ON p.id = e.patient_id JOIN lines l ON l.id = e.line_id"
+)
 _CREDENTIAL_COLUMNS = "c.id, c.token, c.role, c.label, c.room, c.active, c.created_at"
+# The prefixes of the lines credential `c` serves, comma-separated (NULL: none listed).
+_CREDENTIAL_LINES = (
+    "(SELECT group_concat(l.prefix, ',') FROM (SELECT l.prefix FROM credential_lines cl "
+    "JOIN lines l ON l.id = cl.line_id WHERE cl.credential_id = c.id ORDER BY l.position, l.id)"
+    " l) AS lines"
+)
+_LINE_COLUMNS = "id, prefix, name, colour, icon, active, hours, call_rule, position, created_at"
 
 T = TypeVar("T")
 
@@ -70,8 +85,8 @@ def _entry(row: sqlite3.Row) -> QueueEntry:
     return _record(QueueEntry, row)
 
 
-def _credential(row: sqlite3.Row) -> Credential:
-    """A row with the _CREDENTIAL_COLUMNS names."""
+def _credential(row: sqlite3.Row, with_lines: bool = False) -> Credential:
+    """A row with the _CREDENTIAL_COLUMNS names (and _CREDENTIAL_LINES if `with_lines`)."""
     return Credential(
         id=row["id"],
         token=row["token"],
@@ -80,6 +95,7 @@ def _credential(row: sqlite3.Row) -> Credential:
         room=row["room"],
         active=bool(row["active"]),
         created_at=row["created_at"],
+        lines=tuple(row["lines"].split(",")) if with_lines and row["lines"] else (),
     )
 
 
@@ -191,6 +207,10 @@ class Store:
             await self._reader.close()
         self._reader = None
         await self._writer.stop()
+
+    def set_clock(self, clock: Callable[[], str]) -> None:
+        """Tests only: every transaction's `now` from `clock` (UTC timestamps as stored)."""
+        self._writer.clock = clock
 
     async def run_in_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Runs `fn(connection)` on the writer's connection, outside any transaction, after
@@ -316,8 +336,52 @@ class Store:
         return (_credential(row), row["password_hash"]) if row else None
 
     async def list_credentials(self) -> list[Credential]:
-        rows = await self._all(f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials c ORDER BY c.id")
-        return [_credential(row) for row in rows]
+        rows = await self._all(
+            f"SELECT {_CREDENTIAL_COLUMNS}, {_CREDENTIAL_LINES} FROM credentials c ORDER BY c.id"
+        )
+        return [_credential(row, with_lines=True) for row in rows]
+
+    async def change_credential(
+        self, token: str, changes: dict[str, Any], *, actor: Actor
+    ) -> Credential | None:
+        """A credential's room and/or served lines (prefixes; [] = every line); None when no
+        such token. An unknown prefix: InvalidInput (line_not_found)."""
+
+        def job(tx: Transaction) -> Credential | None:
+            row = tx.one("SELECT id FROM credentials WHERE token = ?", (token,))
+            if row is None:
+                return None
+            credential_id = row["id"]
+            if "room" in changes:
+                tx.run(
+                    "UPDATE credentials SET room = ? WHERE id = ?", (changes["room"], credential_id)
+                )
+            if "lines" in changes:
+                ids = []
+                for prefix in changes["lines"]:
+                    line = tx.one("SELECT id FROM lines WHERE prefix = ?", (prefix,))
+                    if line is None:
+                        raise InvalidInput(
+                            "lines names a line that does not exist.", errors.LINE_INVALID
+                        )
+                    ids.append(line["id"])
+                tx.run("DELETE FROM credential_lines WHERE credential_id = ?", (credential_id,))
+                tx.conn.executemany(
+                    "INSERT OR IGNORE INTO credential_lines (credential_id, line_id) VALUES (?, ?)",
+                    [(credential_id, line_id) for line_id in ids],
+                )
+            tx.audit(
+                audit.CREDENTIAL_CHANGED, actor, detail={"credential": credential_id, **changes}
+            )
+            updated = tx.one(
+                f"SELECT {_CREDENTIAL_COLUMNS}, {_CREDENTIAL_LINES} FROM credentials c "
+                "WHERE c.id = ?",
+                (credential_id,),
+            )
+            assert updated is not None
+            return _credential(updated, with_lines=True)
+
+        return await self.write(job)
 
     async def deactivate_credential(self, token: str, *, actor: Actor) -> Credential | None:
         """Deactivates and revokes every session; None when no such token exists."""
@@ -506,9 +570,14 @@ class Store:
         idempotency_key: str | None = None,
         body_sha256: str | None = None,
         intake: str | None = None,
+        line: str | int | None = None,
+        priority: str = "normal",
+        time_zone: str = "UTC",
     ) -> tuple[QueueEntry, int, bool]:
-        """A new patient at the end of the queue: (entry, 1-based position, replayed).
-        `intake`: the intake form's other answers as JSON (patients.intake).
+        """A new patient in a line: (entry, 1-based place in that line's call order, replayed).
+        `intake`: the intake form's other answers as JSON (patients.intake). `line`: a prefix
+        or an id (lines.line_selector), None for the default line; the ticket is numbered in
+        the line's local day (`time_zone`), by a counter raised in this same transaction.
 
         With an idempotency key the credential already used, nothing is written and the
         first check-in is returned with replayed=True (the caller discards its photo); if
@@ -521,7 +590,7 @@ class Store:
                 row = tx.one(
                     f"SELECT {_ENTRY_COLUMNS}, k.position, k.body_sha256 FROM idempotency_keys k "
                     "JOIN queue_entries e ON e.id = k.entry_id "
-                    "JOIN patients p ON p.id = e.patient_id "
+                    "JOIN patients p ON p.id = e.patient_id JOIN lines l ON l.id = e.line_id "
                     "WHERE k.credential_id = ? AND k.key = ?",
                     (by, idempotency_key),
                 )
@@ -535,26 +604,47 @@ class Store:
                     )
                     return as_checked_in, int(row["position"]), True
             now = tx.now
-            # The new entry's id is the highest: it queues last, behind everyone waiting.
-            ahead = tx.one("SELECT count(*) AS n FROM queue_entries WHERE status = 'waiting'")
-            assert ahead is not None
+            chosen = lines.choose_line(self._lines(tx), line, now, time_zone)
+            day = lines.clinic_day(now, time_zone)
+            counter = tx.one(
+                "INSERT INTO ticket_counters (line_id, day, last) VALUES (?, ?, 1) "
+                "ON CONFLICT (line_id, day) DO UPDATE SET last = last + 1 RETURNING last",
+                (chosen.id, day),
+            )
+            assert counter is not None  # RETURNING of an upsert
+            number = int(counter["last"])
+            ticket = lines.ticket_text(chosen.prefix, number)
             patient_id = tx.insert(
                 "INSERT INTO patients (fname, image, created_at, intake) VALUES (?, ?, ?, ?)",
                 (fname, image, now, intake),
             )
             entry_id = tx.insert(
-                "INSERT INTO queue_entries (patient_id, status, check_in_time, checked_in_by) "
-                "VALUES (?, 'waiting', ?, ?)",
-                (patient_id, now, by),
+                "INSERT INTO queue_entries (patient_id, status, check_in_time, checked_in_by,"
+                " line_id, ticket_day, ticket_number, ticket, priority)"
+                " VALUES (?, 'waiting', ?, ?, ?, ?, ?, ?, ?)",
+                (patient_id, now, by, chosen.id, day, number, ticket, priority),
             )
-            position = int(ahead["n"]) + 1
+            waiting = self._waiters(tx, [chosen.id])
+            order = lines.line_order(waiting, chosen.call_rule, self._history(tx, chosen.id), now)
+            position = next(i for i, w in enumerate(order, 1) if w.entry_id == entry_id)
             if idempotency_key is not None:
                 tx.run(
                     "INSERT INTO idempotency_keys (credential_id, key, entry_id, position,"
                     " created_at, body_sha256) VALUES (?, ?, ?, ?, ?, ?)",
                     (by, idempotency_key, entry_id, position, now, body_sha256),
                 )
-            entry = QueueEntry(entry_id, patient_id, fname, image, "waiting", now)
+            entry = QueueEntry(
+                entry_id,
+                patient_id,
+                fname,
+                image,
+                "waiting",
+                now,
+                line_id=chosen.id,
+                line=chosen.prefix,
+                ticket=ticket,
+                priority=priority,
+            )
             tx.record(PATIENT_ADDED, entry)
             tx.audit(audit.CHECK_IN, actor, patient_id)
             return entry, position, False
@@ -564,25 +654,54 @@ class Store:
     async def complete(
         self, patient_id: int | None, actor: Actor, room: str | None = None
     ) -> QueueEntry | None:
-        """Completes the given patient's waiting entry, or the longest-waiting one if None."""
+        """Completes the given patient's waiting entry (the override), or, if None, the next
+        by the call order across the lines the actor's credential serves (every line when it
+        lists none): lines.next_across."""
 
         def job(tx: Transaction) -> QueueEntry | None:
-            where = "e.status = 'waiting'"
-            params: tuple[Any, ...] = ()
-            if patient_id is not None:
-                where += " AND e.patient_id = ?"
-                params = (patient_id,)
-            row = tx.one(
-                f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} WHERE {where} ORDER BY e.id LIMIT 1",
-                params,
-            )
-            if row is None:
-                return None
             now = tx.now
+            if patient_id is not None:
+                row = tx.one(
+                    f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} "
+                    "WHERE e.status = 'waiting' AND e.patient_id = ? ORDER BY e.id LIMIT 1",
+                    (patient_id,),
+                )
+                if row is None:
+                    return None
+                line = tx.one("SELECT call_rule FROM lines WHERE id = ?", (row["line_id"],))
+                rule = json.loads(line["call_rule"]) if line and line["call_rule"] else None
+                chosen = Waiter(row["id"], row["line_id"], row["priority"], row["check_in_time"])
+            else:
+                served = [
+                    r["line_id"]
+                    for r in tx.all(
+                        "SELECT line_id FROM credential_lines WHERE credential_id = ?",
+                        (actor.credential_id,),
+                    )
+                ]
+                waiting = self._waiters(tx, served or None)
+                line_ids = {w.line_id for w in waiting}
+                rules = {ln.id: ln.call_rule for ln in self._lines(tx) if ln.id in line_ids}
+                histories = {line_id: self._history(tx, line_id) for line_id in line_ids}
+                picked = lines.next_across(waiting, rules, histories, now)
+                if picked is None:
+                    return None
+                chosen, rule = picked, rules.get(picked.line_id)
+                row = tx.one(
+                    f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} WHERE e.id = ?", (chosen.entry_id,)
+                )
+                assert row is not None  # read in this transaction
             tx.run(
                 "UPDATE queue_entries SET status = 'completed', called_at = ?, completed_at = ?,"
-                " called_by = ?, room = ? WHERE id = ?",
-                (now, now, actor.credential_id, room, row["id"]),
+                " called_by = ?, room = ?, call_class = ? WHERE id = ?",
+                (
+                    now,
+                    now,
+                    actor.credential_id,
+                    room,
+                    lines.call_class(chosen, rule, now),
+                    row["id"],
+                ),
             )
             entry = dataclasses.replace(_entry(row), status="completed", called_at=now, room=room)
             tx.record(PATIENT_COMPLETED, entry)
@@ -591,6 +710,181 @@ class Store:
             return entry
 
         return await self.write(job)
+
+    async def set_priority(
+        self, patient_id: int, priority: str, actor: Actor
+    ) -> tuple[QueueEntry, bool] | None:
+        """A waiting patient's priority class: (entry, changed); None if not waiting. A
+        change is one PATIENT_UPDATED event (only opted-in feeds see it) and an audit row."""
+
+        def job(tx: Transaction) -> tuple[QueueEntry, bool] | None:
+            row = tx.one(
+                f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} "
+                "WHERE e.status = 'waiting' AND e.patient_id = ? ORDER BY e.id LIMIT 1",
+                (patient_id,),
+            )
+            if row is None:
+                return None
+            entry = dataclasses.replace(_entry(row), priority=priority)
+            if row["priority"] == priority:
+                return entry, False
+            tx.run("UPDATE queue_entries SET priority = ? WHERE id = ?", (priority, entry.id))
+            tx.record(PATIENT_UPDATED, entry)
+            tx.audit(
+                audit.PRIORITY_CHANGED,
+                actor,
+                entry.patient_id,
+                {"from": row["priority"], "to": priority},
+            )
+            return entry, True
+
+        return await self.write(job)
+
+    # --- lines -----------------------------------------------------------------------
+
+    @staticmethod
+    def _lines(tx: Transaction) -> list[Line]:
+        rows = tx.all(f"SELECT {_LINE_COLUMNS} FROM lines ORDER BY position, id")
+        return [line_from_row(row) for row in rows]
+
+    @staticmethod
+    def _waiters(tx: Transaction, line_ids: list[int] | None) -> list[Waiter]:
+        """The waiting entries of these lines (None: every line)."""
+        sql = (
+            "SELECT id, line_id, priority, check_in_time FROM queue_entries "
+            "WHERE status = 'waiting'"
+        )
+        params: list[int] = []
+        if line_ids is not None:
+            sql += f" AND line_id IN ({','.join('?' * len(line_ids))})"
+            params = line_ids
+        rows = tx.all(sql, params)
+        return [Waiter(r["id"], r["line_id"], r["priority"], r["check_in_time"]) for r in rows]
+
+    @staticmethod
+    def _history(tx: Transaction, line_id: int) -> list[str]:
+        """The classes of a line's recent calls, newest last (its interleave streak)."""
+        rows = tx.all(
+            "SELECT call_class FROM queue_entries WHERE line_id = ? AND call_class IS NOT NULL "
+            "ORDER BY completed_at DESC, id DESC LIMIT ?",
+            (line_id, lines.HISTORY),
+        )
+        return [row["call_class"] for row in reversed(rows)]
+
+    async def list_lines(self) -> list[Line]:
+        rows = await self._all(f"SELECT {_LINE_COLUMNS} FROM lines ORDER BY position, id")
+        return [line_from_row(row) for row in rows]
+
+    async def call_context(
+        self,
+    ) -> tuple[list[Waiter], dict[int, dict[str, Any] | None], dict[int, list[str]]]:
+        """What the waiting patients' places need, read together: (waiting, each line's call
+        rule, each line's recent call classes newest last)."""
+        rows = await self._all(
+            "SELECT 'w' AS kind, id, line_id, priority, check_in_time, NULL AS rule "
+            "FROM queue_entries WHERE status = 'waiting' "
+            "UNION ALL SELECT 'l', NULL, id, NULL, NULL, call_rule FROM lines "
+            "UNION ALL SELECT 'h', h.id, h.line_id, h.call_class, h.completed_at, NULL FROM "
+            "lines l JOIN queue_entries h ON h.id IN (SELECT id FROM queue_entries "
+            "WHERE line_id = l.id AND call_class IS NOT NULL "
+            f"ORDER BY completed_at DESC, id DESC LIMIT {lines.HISTORY})"
+        )
+        waiting: list[Waiter] = []
+        rules: dict[int, dict[str, Any] | None] = {}
+        recent: dict[int, list[tuple[str, int, str]]] = {}
+        for row in rows:
+            if row["kind"] == "w":
+                waiting.append(
+                    Waiter(row["id"], row["line_id"], row["priority"], row["check_in_time"])
+                )
+            elif row["kind"] == "l":
+                rules[row["line_id"]] = json.loads(row["rule"]) if row["rule"] else None
+            else:
+                recent.setdefault(row["line_id"], []).append(
+                    (row["check_in_time"], row["id"], row["priority"])
+                )
+        histories = {k: [c for _, _, c in sorted(v)] for k, v in recent.items()}
+        return waiting, rules, histories
+
+    async def create_line(self, fields: dict[str, Any], *, actor: Actor) -> Line:
+        """A new line (fields checked by lines.checked_fields); last by position unless given."""
+
+        def job(tx: Transaction) -> Line:
+            count = tx.one("SELECT count(*) AS n, coalesce(max(position), 0) AS last FROM lines")
+            assert count is not None
+            if count["n"] >= lines.MAX_LINES:
+                raise InvalidInput(
+                    f"A box has at most {lines.MAX_LINES} lines.", errors.LINE_INVALID
+                )
+            self._prefix_free(tx, fields["prefix"], None)
+            line_id = tx.insert(
+                "INSERT INTO lines (prefix, name, colour, icon, active, hours, call_rule,"
+                " position, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    fields["prefix"],
+                    json.dumps(fields["name"], ensure_ascii=False),
+                    fields.get("colour", "#1f6feb"),
+                    fields.get("icon"),
+                    int(fields.get("active", True)),
+                    _json_or_null(fields.get("hours")),
+                    _json_or_null(fields.get("call_rule")),
+                    fields.get("position", count["last"] + 1),
+                    tx.now,
+                ),
+            )
+            tx.audit(audit.LINE_CREATED, actor, detail={"line": line_id, **fields})
+            return self._line(tx, line_id)
+
+        return await self.write(job)
+
+    async def change_line(self, line_id: int, fields: dict[str, Any], *, actor: Actor) -> Line:
+        """Changes a line's fields; NotFound, LINE_PREFIX_TAKEN, or LINE_LAST_ACTIVE when it
+        would leave no active line."""
+
+        def job(tx: Transaction) -> Line:
+            current = tx.one("SELECT id, active FROM lines WHERE id = ?", (line_id,))
+            if current is None:
+                raise NotFound("No line has that id.", errors.LINE_NOT_FOUND)
+            if "prefix" in fields:
+                self._prefix_free(tx, fields["prefix"], line_id)
+            if fields.get("active") is False and current["active"]:
+                others = tx.one(
+                    "SELECT count(*) AS n FROM lines WHERE active = 1 AND id != ?", (line_id,)
+                )
+                if others is not None and others["n"] == 0:
+                    raise Conflict(
+                        "The only active line cannot be deactivated.", errors.LINE_LAST_ACTIVE
+                    )
+            stored = {
+                key: (
+                    json.dumps(value, ensure_ascii=False)
+                    if key == "name"
+                    else _json_or_null(value)
+                    if key in ("hours", "call_rule")
+                    else int(value)
+                    if key == "active"
+                    else value
+                )
+                for key, value in fields.items()
+            }
+            assignments = ", ".join(f"{key} = ?" for key in stored)  # keys: lines.FIELDS only
+            tx.run(f"UPDATE lines SET {assignments} WHERE id = ?", (*stored.values(), line_id))
+            tx.audit(audit.LINE_CHANGED, actor, detail={"line": line_id, **fields})
+            return self._line(tx, line_id)
+
+        return await self.write(job)
+
+    @staticmethod
+    def _prefix_free(tx: Transaction, prefix: str, line_id: int | None) -> None:
+        taken = tx.one("SELECT id FROM lines WHERE prefix = ?", (prefix,))
+        if taken is not None and taken["id"] != line_id:
+            raise Conflict("Another line has that prefix.", errors.LINE_PREFIX_TAKEN)
+
+    @staticmethod
+    def _line(tx: Transaction, line_id: int) -> Line:
+        row = tx.one(f"SELECT {_LINE_COLUMNS} FROM lines WHERE id = ?", (line_id,))
+        assert row is not None
+        return line_from_row(row)
 
     async def patient(self, patient_id: int) -> Patient | None:
         """A patient with their intake answers (JSON text) and their latest visit."""
@@ -679,13 +973,13 @@ class Store:
         rows = await self._all(
             f"SELECT ev.seq, ev.event, ev.at, {_ENTRY_COLUMNS} FROM events ev "
             "JOIN queue_entries e ON e.id = ev.entry_id JOIN patients p ON p.id = e.patient_id "
-            "WHERE ev.seq > ? ORDER BY ev.seq LIMIT ?",
+            "JOIN lines l ON l.id = e.line_id WHERE ev.seq > ? ORDER BY ev.seq LIMIT ?",
             (seq, limit),
         )
         events = []
         for row in rows:
             kind = row["event"]
-            added = kind == PATIENT_ADDED
+            added = kind != PATIENT_COMPLETED  # still waiting after it
             # The entry as this event left it, not as it is now.
             entry = dataclasses.replace(
                 _entry(row),
@@ -727,6 +1021,10 @@ class Store:
             tx.audit(audit.SETTINGS_CHANGED, actor, detail=changes)
 
         await self.write(job)
+
+
+def _json_or_null(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
 
 
 def read_audit_log(path: Path) -> Iterator[AuditEntry]:

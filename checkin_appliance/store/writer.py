@@ -56,6 +56,9 @@ class Transaction:
         rows = self.conn.execute(sql, tuple(params)).fetchall()
         return rows[0] if rows else None
 
+    def all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, tuple(params)).fetchall()
+
     def run(self, sql: str, params: Iterable[Any] = ()) -> int:
         return self.conn.execute(sql, tuple(params)).rowcount
 
@@ -143,6 +146,9 @@ class Writer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._requests: queue.SimpleQueue[WriteRequest | None] = queue.SimpleQueue()
         self._audit_key: audit.ChainKey | None = None
+        # Each transaction's `now`. Tests set another clock (Store.set_clock) to cross a
+        # local midnight or a clock change without waiting for one.
+        self.clock: Callable[[], str] = utc_now
 
     def _chain_key(self, next_row: int) -> audit.ChainKey | None:
         """In the thread: the audit key beside the database file, made on first use."""
@@ -278,7 +284,7 @@ class Writer:
             for job in jobs:
                 if savepoints:
                     conn.execute("SAVEPOINT job")
-                tx = Transaction(conn, self._chain_key)
+                tx = Transaction(conn, self._chain_key, now=self.clock())
                 try:
                     value = job(tx)
                 except Exception as exc:

@@ -259,7 +259,14 @@ async def check_in(request: web.Request) -> web.Response:
         if exc.code is errors.PHOTO_TOO_LARGE:  # keyed by field, like the other answers
             raise intake.IntakeInvalid({"image": (exc.message, exc.code)}) from exc
         raise
-    done = await reception.check_in(fields, photo, caller.actor, key, from_form=from_form)
+    done = await reception.check_in(
+        fields,
+        photo,
+        caller.actor,
+        key,
+        from_form=from_form,
+        staff=caller.credential.role is Role.ADMIN,
+    )
     entry = done.entry
     # The original's 201: the patient record with every stored answer; then ours.
     body: dict[str, Any] = {"id": entry.patient_id, "fname": entry.fname, **done.answers}
@@ -272,6 +279,9 @@ async def check_in(request: web.Request) -> web.Response:
         check_in_time=entry.check_in_time,
         queue_entry_id=entry.id,
         position=done.position,
+        ticket=entry.ticket,
+        line=entry.line,
+        priority=entry.priority,
     )
     return json_response(body, 201, {"Idempotent-Replayed": "true"} if done.replayed else None)
 
@@ -332,13 +342,30 @@ async def doctors_action(request: web.Request) -> web.Response:
     body = await read_body(request)
     action = body.get("action")
     patient_id = None
+    reception = request.app[RECEPTION]
+    if action == "set_priority":  # ours
+        patient_id = _patient_id(body.get("patient_id"))
+        if patient_id is None:
+            raise InvalidInput(INVALID_ACTION, errors.INVALID_ACTION)
+        entry = await reception.set_priority(patient_id, body.get("priority"), caller.actor)
+        return json_response(
+            {
+                "message": "Action successful.",
+                "patient": patient_view(
+                    entry, Audience.STAFF, reception.settings, photo_url=reception.photo_links.url
+                ),
+                "id": entry.id,
+                "ticket": entry.ticket,
+                "line": entry.line,
+                "priority": entry.priority,
+            }
+        )
     if action == "complete" and body.get("patient_id") not in (None, ""):
         patient_id = _patient_id(body["patient_id"])
         if patient_id is None:
             raise InvalidInput(INVALID_ACTION, errors.INVALID_ACTION)
     elif action not in ("call_next", "complete"):
         raise InvalidInput(INVALID_ACTION, errors.INVALID_ACTION)
-    reception = request.app[RECEPTION]
     entry = await reception.call(patient_id, caller.actor, caller.credential.room)
     return json_response(
         {
@@ -360,9 +387,53 @@ async def queue(request: web.Request) -> web.Response:
     if caller is None and not reception.settings.anonymous_feed:
         raise not_authenticated()
     audience = audience_for(caller.credential.role) if caller else Audience.DISPLAY
+    wanted = _line_filter(request.query.get("lines"))
     waiting = await reception.waiting()
+    if wanted is not None:
+        waiting = [entry for entry in waiting if entry.line in wanted]
+    places = await reception.places()
     url = reception.photo_links.url
-    return json_response([queue_item(e, audience, reception.settings, url) for e in waiting])
+    return json_response(
+        [queue_item(e, audience, reception.settings, url, places.get(e.id)) for e in waiting]
+    )
+
+
+def _line_filter(value: str | None) -> set[str] | None:
+    """?lines=A,N (ours): only those lines' entries; absent or empty: every line."""
+    if not value:
+        return None
+    return {prefix.strip().upper() for prefix in value.split(",") if prefix.strip()} or None
+
+
+# --- ours: lines ------------------------------------------------------------------------
+
+
+def _line_id(request: web.Request) -> int:
+    line_id = _patient_id(request.match_info["line_id"])
+    if line_id is None:
+        raise NotFound("No line has that id.", errors.LINE_NOT_FOUND)
+    return line_id
+
+
+@routes.get("/api/lines/")
+async def list_lines(request: web.Request) -> web.Response:
+    await require(request)
+    return json_response(await request.app[RECEPTION].lines())
+
+
+@routes.post("/api/lines/")
+async def create_line(request: web.Request) -> web.Response:
+    caller = await require(request, Role.ADMIN)
+    body = await read_body(request)
+    return json_response(await request.app[RECEPTION].create_line(body, caller.actor), 201)
+
+
+@routes.patch("/api/lines/{line_id:[0-9]+}/")
+async def change_line(request: web.Request) -> web.Response:
+    caller = await require(request, Role.ADMIN)
+    line_id = _line_id(request)
+    body = await read_body(request)
+    return json_response(await request.app[RECEPTION].change_line(line_id, body, caller.actor))
 
 
 @routes.get("/api/stats/today/")
@@ -410,9 +481,25 @@ async def create_credential(request: web.Request) -> web.Response:
     caller = await require(request, Role.ADMIN)
     body = await read_body(request)
     credential = await request.app[ACCESS].create_credential(
-        body.get("role"), body.get("label"), body.get("room"), body.get("password"), caller.actor
+        body.get("role"),
+        body.get("label"),
+        body.get("room"),
+        body.get("password"),
+        caller.actor,
+        body.get("lines"),
     )
     return json_response(credential.public(), 201)
+
+
+@routes.patch("/api/credentials/{token}/")
+async def change_credential(request: web.Request) -> web.Response:
+    """Ours: a credential's room and the lines it serves."""
+    caller = await require(request, Role.ADMIN)
+    body = await read_body(request)
+    credential = await request.app[ACCESS].change_credential(
+        request.match_info["token"], body, caller.actor
+    )
+    return json_response(credential.public())
 
 
 @routes.post("/api/credentials/{token}/deactivate/")

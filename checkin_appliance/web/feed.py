@@ -104,6 +104,8 @@ async def queue_feed(request: web.Request) -> web.StreamResponse:
         raise not_authenticated()
     since = _non_negative_int(request, "since")
     want_snapshot = _flag(request, "snapshot")
+    # Ours: ?events=all opts in to event types beyond the seed's two (PATIENT_UPDATED).
+    all_events = request.query.get("events") == "all"
 
     config = request.app[CONFIG]
     hub = request.app[HUB]
@@ -136,11 +138,12 @@ async def queue_feed(request: web.Request) -> web.StreamResponse:
         wants_settings=_flag(request, "settings"),
         transport=request.transport,
         write_now=direct_writer(ws, request.transport) if request.transport else None,
+        wants_all_events=all_events,
     )
 
     async def send_backlog() -> int:
         newest = since or 0  # what the client says it has
-        async for message in reception.backlog(since, want_snapshot, audience):
+        async for message in reception.backlog(since, want_snapshot, audience, all_events):
             await ws.send_str(feed_json(message))
             newest = message["seq"]
         return newest

@@ -1,0 +1,392 @@
+"""Lines (services): what a line is, when it is open, its tickets, and the call order across
+the lines a doctor serves (over ordering.py's rule for each line). Owns no I/O."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from checkin_appliance import errors
+from checkin_appliance.domain import InvalidInput, has_control_characters, parse_time
+
+try:  # issue 15 item 4, built beside this module; strict FIFO until it lands
+    from checkin_appliance import ordering
+except ImportError:  # pragma: no cover - removed once ordering.py is merged
+    ordering = None  # type: ignore[assignment]
+
+PRIORITIES = ("normal", "priority", "urgent")
+# The priorities a kiosk may ask for (with the priority_question setting on); urgent is staff's.
+KIOSK_PRIORITIES = ("normal", "priority")
+# Our own SVG icons (the pages draw them from local files): a line's icon is one of these.
+ICONS = ("doctor", "nurse", "lab", "pharmacy", "dentist", "eye", "child", "xray", "vaccine",
+         "heart", "info", "desk")  # fmt: skip
+LANGUAGES = ("en", "es")
+MAX_LINES = 26
+MAX_NAME = 60
+MAX_HOURS = 8
+HISTORY = 20  # a line's recent calls its streak is read from (more than any P + N)
+_PREFIX = re.compile(r"\A[A-Z]{1,2}\Z")
+_COLOUR = re.compile(r"\A#[0-9a-f]{6}\Z")
+_CLOCK = re.compile(r"\A([01][0-9]|2[0-3]):[0-5][0-9]\Z")
+FIELDS = ("prefix", "name", "colour", "icon", "active", "hours", "call_rule", "position")
+
+
+def _invalid(message: str) -> InvalidInput:
+    return InvalidInput(message, errors.LINE_INVALID)
+
+
+# --- time zone and the clinic's day ----------------------------------------------------
+
+
+def zone(name: str) -> ZoneInfo:
+    """The clinic's time zone; UTC if the stored name is unknown here (never a crash)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def checked_time_zone(value: object) -> str:
+    """An IANA time zone name this box has data for (the time_zone setting)."""
+    if isinstance(value, str) and value and len(value) <= 64 and ".." not in value:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+        else:
+            return value
+    raise InvalidInput(
+        'time_zone must be an IANA time zone name, e.g. "America/New_York" or "UTC".',
+        errors.SETTING_VALUE_INVALID,
+    )
+
+
+def clinic_day(now: str, time_zone: str) -> str:
+    """The clinic's local day (YYYY-MM-DD) of a stored UTC timestamp: tickets restart at
+    local midnight, whatever the OS's zone, on days the clock changes too."""
+    return parse_time(now).astimezone(zone(time_zone)).date().isoformat()
+
+
+def ticket_text(prefix: str, number: int) -> str:
+    return f"{prefix}-{number:03d}"
+
+
+# --- a line ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    id: int
+    prefix: str
+    name: dict[str, str]
+    colour: str
+    icon: str | None
+    active: bool
+    hours: list[list[str]] | None
+    call_rule: dict[str, Any] | None
+    position: int
+    created_at: str
+
+    def open_at(self, now: str, time_zone: str) -> bool:
+        """Whether `now` (a stored UTC timestamp) falls in the line's hours, local time."""
+        if self.hours is None:
+            return True
+        clock = parse_time(now).astimezone(zone(time_zone)).strftime("%H:%M")
+        return any(start <= clock < end for start, end in self.hours)
+
+    def public(self, now: str, time_zone: str) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "prefix": self.prefix,
+            "name": self.name,
+            "colour": self.colour,
+            "icon": self.icon,
+            "active": self.active,
+            "hours": self.hours,
+            "call_rule": self.call_rule,
+            "position": self.position,
+            "open_now": self.active and self.open_at(now, time_zone),
+        }
+
+
+def line_from_row(row: Any) -> Line:
+    """A `lines` row (read by column name)."""
+    return Line(
+        id=row["id"],
+        prefix=row["prefix"],
+        name=json.loads(row["name"]),
+        colour=row["colour"],
+        icon=row["icon"],
+        active=bool(row["active"]),
+        hours=json.loads(row["hours"]) if row["hours"] is not None else None,
+        call_rule=json.loads(row["call_rule"]) if row["call_rule"] is not None else None,
+        position=row["position"],
+        created_at=row["created_at"],
+    )
+
+
+def checked_fields(body: object, *, creating: bool) -> dict[str, Any]:
+    """A line's new or changed fields, checked; the keys of FIELDS only. Creating needs
+    prefix and name; colour defaults to a blue, the rest to always open, default rule."""
+    if not isinstance(body, dict):
+        raise _invalid("Send a JSON object with the line's fields.")
+    unknown = sorted(set(body) - set(FIELDS))
+    if unknown:
+        raise _invalid(f"Unknown line field '{unknown[0]}'.")
+    if not creating and not body:
+        raise _invalid("Send at least one of the line's fields to change.")
+    if creating:
+        for required in ("prefix", "name"):
+            if required not in body:
+                raise _invalid(f"{required} is required.")
+    checked: dict[str, Any] = {}
+    for key, value in body.items():
+        checked[key] = _CHECKS[key](value)
+    return checked
+
+
+def _prefix(value: object) -> str:
+    if isinstance(value, str) and _PREFIX.match(value.strip().upper()):
+        return value.strip().upper()
+    raise _invalid("prefix must be one or two letters A-Z.")
+
+
+def _name(value: object) -> dict[str, str]:
+    if isinstance(value, str):
+        value = {"en": value}
+    if not isinstance(value, dict) or not value or set(value) - set(LANGUAGES):
+        raise _invalid('name must be an object of texts by language, e.g. {"en": "Lab"}.')
+    name = {}
+    for language, text in value.items():
+        if not isinstance(text, str) or not text.strip() or len(text.strip()) > MAX_NAME:
+            raise _invalid(f"name.{language} must be 1-{MAX_NAME} characters.")
+        if has_control_characters(text):
+            raise _invalid(f"name.{language} must not contain control characters.")
+        name[language] = text.strip()
+    return name
+
+
+def _colour(value: object) -> str:
+    if isinstance(value, str) and _COLOUR.match(value.strip().lower()):
+        return value.strip().lower()
+    raise _invalid('colour must be "#rrggbb".')
+
+
+def _icon(value: object) -> str | None:
+    if value is None or value in ICONS:
+        return value  # type: ignore[return-value]
+    raise _invalid(f"icon must be null or one of {', '.join(ICONS)}.")
+
+
+def _active(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _invalid("active must be true or false.")
+
+
+def _hours(value: object) -> list[list[str]] | None:
+    """[["08:00", "12:00"], ...]: local opening times, each start before its end."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_HOURS:
+        raise _invalid(f'hours must be null or 1-{MAX_HOURS} ["HH:MM", "HH:MM"] pairs.')
+    hours = []
+    for pair in value:
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(isinstance(t, str) and _CLOCK.match(t) for t in pair)
+            or pair[0] >= pair[1]
+        ):
+            raise _invalid('each hours entry is ["HH:MM", "HH:MM"], the start before the end.')
+        hours.append([pair[0], pair[1]])
+    return sorted(hours)
+
+
+def _call_rule(value: object) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if ordering is not None:
+        return ordering.Rule.from_json(value).to_json()
+    if isinstance(value, dict) and value.get("mode") in ("strict", "interleave"):
+        return value
+    raise _invalid('call_rule must be null, {"mode": "strict"} or {"mode": "interleave", …}.')
+
+
+def _position(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1000:
+        return value
+    raise _invalid("position must be a whole number 1-1000.")
+
+
+_CHECKS = {
+    "prefix": _prefix,
+    "name": _name,
+    "colour": _colour,
+    "icon": _icon,
+    "active": _active,
+    "hours": _hours,
+    "call_rule": _call_rule,
+    "position": _position,
+}
+
+
+def checked_priority(value: object, *, staff: bool) -> str:
+    allowed = PRIORITIES if staff else KIOSK_PRIORITIES
+    if isinstance(value, str) and value in allowed:
+        return value
+    raise InvalidInput(f"priority must be one of {', '.join(allowed)}.", errors.PRIORITY_INVALID)
+
+
+def line_selector(value: object) -> str | int | None:
+    """A check-in's `line`: a prefix (any case) or an id, as JSON or form text; None: the
+    default line."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        return int(text) if text.isdecimal() and len(text) < 10 else text.upper()
+    return ""  # matches no line: line_unavailable
+
+
+def choose_line(lines: Sequence[Line], selector: str | int | None, now: str, tz: str) -> Line:
+    """The line a check-in joins: the one asked for, or the first active line open now by
+    position. Unknown, inactive or closed: line_unavailable."""
+    if selector is None:
+        candidates = [line for line in lines if line.active]
+    else:
+        candidates = [
+            line
+            for line in lines
+            if (line.id == selector if isinstance(selector, int) else line.prefix == selector)
+        ]
+    for line in candidates:
+        if line.active and line.open_at(now, tz):
+            return line
+    raise InvalidInput(
+        "That line is not taking check-ins now; choose another.", errors.LINE_UNAVAILABLE
+    )
+
+
+# --- the call order --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Waiter:
+    """A waiting entry as the call order needs it."""
+
+    entry_id: int
+    line_id: int
+    priority: str
+    check_in_time: str
+
+
+def _moment(text: str) -> datetime:
+    return parse_time(text)
+
+
+def line_order(
+    waiting: Iterable[Waiter], rule: dict[str, Any] | None, history: Sequence[str], now: str
+) -> list[Waiter]:
+    """One line's predicted call order (what repeated calls would give, nobody arriving).
+    `history`: the classes of the line's recent calls, newest last."""
+    people = sorted(waiting, key=lambda w: (w.check_in_time, w.entry_id))
+    if ordering is None:  # strict FIFO until ordering.py lands
+        return people
+    by_id = {w.entry_id: w for w in people}
+    order = ordering.call_order(
+        [_ordering_waiting(w) for w in people],
+        _rule(rule),
+        ordering.streak_of(list(history)),
+        _moment(now),
+    )
+    return [by_id[w.entry_id] for w in order]
+
+
+def places(
+    waiting: Iterable[Waiter],
+    rules: dict[int, dict[str, Any] | None],
+    histories: dict[int, Sequence[str]],
+    now: str,
+) -> dict[int, int]:
+    """Entry id -> its 1-based place in its own line's call order."""
+    by_line: dict[int, list[Waiter]] = {}
+    for waiter in waiting:
+        by_line.setdefault(waiter.line_id, []).append(waiter)
+    result: dict[int, int] = {}
+    for line_id, people in by_line.items():
+        order = line_order(people, rules.get(line_id), histories.get(line_id, ()), now)
+        result.update({w.entry_id: place for place, w in enumerate(order, 1)})
+    return result
+
+
+def call_class(waiter: Waiter, rule: dict[str, Any] | None, now: str) -> str:
+    """The class a call takes this patient as, for the line's streak: urgent, aged (waited
+    past the rule's max_wait_minutes), else its priority."""
+    if waiter.priority == "urgent":
+        return "urgent"
+    limit = (rule or _default_rule_json()).get("max_wait_minutes")
+    if limit is not None:
+        waited = (_moment(now) - _moment(waiter.check_in_time)).total_seconds()
+        if waited >= limit * 60:
+            return "aged"
+    return waiter.priority
+
+
+def next_across(
+    waiting: Iterable[Waiter],
+    rules: dict[int, dict[str, Any] | None],
+    histories: dict[int, Sequence[str]],
+    now: str,
+) -> Waiter | None:
+    """The patient a doctor serving these lines calls next: each line's next by its rule,
+    then across lines urgent first, then aged, then the longest waiting."""
+    by_line: dict[int, list[Waiter]] = {}
+    for waiter in waiting:
+        by_line.setdefault(waiter.line_id, []).append(waiter)
+    heads = []
+    for line_id, people in by_line.items():
+        order = line_order(people, rules.get(line_id), histories.get(line_id, ()), now)
+        if order:
+            heads.append((order[0], rules.get(line_id)))
+    if not heads:
+        return None
+    rank = {"urgent": 0, "aged": 1}
+    best = min(
+        heads,
+        key=lambda head: (
+            rank.get(call_class(head[0], head[1], now), 2),
+            head[0].check_in_time,
+            head[0].entry_id,
+        ),
+    )
+    return best[0]
+
+
+def _default_rule_json() -> dict[str, Any]:
+    if ordering is None:
+        return {"mode": "strict", "max_wait_minutes": None}
+    return ordering.Rule.default().to_json()
+
+
+def _rule(rule: dict[str, Any] | None) -> Any:
+    assert ordering is not None
+    return ordering.Rule.from_json(rule) if rule is not None else ordering.Rule.default()
+
+
+def _ordering_waiting(waiter: Waiter) -> Any:
+    assert ordering is not None
+    return ordering.Waiting(
+        waiter.entry_id, ordering.Priority(waiter.priority), _moment(waiter.check_in_time)
+    )
+
+
+def utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
