@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from checkin_appliance import errors
 from checkin_appliance.domain import InvalidInput, has_control_characters, parse_time
 
-try:  # issue 15 item 4, built beside this module; strict FIFO until it lands
+try:  # issue 15 item 4, built beside this module; urgent first then FIFO until it lands
     from checkin_appliance import ordering
 except ImportError:  # pragma: no cover - removed once ordering.py is merged
     ordering = None  # type: ignore[assignment]
@@ -298,8 +298,8 @@ def line_order(
     """One line's predicted call order (what repeated calls would give, nobody arriving).
     `history`: the classes of the line's recent calls, newest last."""
     people = sorted(waiting, key=lambda w: (w.check_in_time, w.entry_id))
-    if ordering is None:  # strict FIFO until ordering.py lands
-        return people
+    if ordering is None:  # urgent first, then strict FIFO, until ordering.py lands
+        return sorted(people, key=lambda w: w.priority != "urgent")
     by_id = {w.entry_id: w for w in people}
     order = ordering.call_order(
         [_ordering_waiting(w) for w in people],

@@ -1,0 +1,411 @@
+"""Lines: the admin's API, check-in into a line, the queue by line, call next from the lines
+a doctor serves, staff-set priorities and the PATIENT_UPDATED opt-in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from checkin_appliance.domain import Role
+from checkin_appliance.web.keys import STORE
+from tests.conftest import PASSWORD, Clinic, messages, next_message
+
+
+async def _post(clinic: Clinic, path: str, body: Any, role: Role = Role.ADMIN) -> Any:
+    return await clinic.client.post(path, json=body, headers=clinic.headers(role))
+
+
+async def _line(clinic: Clinic, prefix: str, name: str, **fields: Any) -> dict[str, Any]:
+    resp = await _post(clinic, "/api/lines/", {"prefix": prefix, "name": {"en": name}, **fields})
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
+
+
+async def _check_in(clinic: Clinic, fname: str, role: Role = Role.FORM, **fields: Any) -> Any:
+    resp = await _post(clinic, "/api/patients/", {"fname": fname, **fields}, role)
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
+
+
+async def _queue(clinic: Clinic, query: str = "", role: Role = Role.DOCTOR) -> Any:
+    resp = await clinic.client.get(f"/api/queue/{query}", headers=clinic.headers(role))
+    assert resp.status == 200
+    return await resp.json()
+
+
+async def _doctor(clinic: Clinic, lines: list[str] | None, room: str = "Room 3") -> dict[str, str]:
+    body: dict[str, Any] = {"role": "doctor", "label": "Dr. Lee", "room": room}
+    body["password"] = PASSWORD
+    if lines is not None:
+        body["lines"] = lines
+    resp = await _post(clinic, "/api/credentials/", body)
+    assert resp.status == 201, await resp.text()
+    created = await resp.json()
+    assert sorted(created["lines"]) == sorted(lines or [])
+    return {"Authorization": f"Bearer {await clinic.login(created['token'])}"}
+
+
+async def _call(clinic: Clinic, headers: dict[str, str], **body: Any) -> Any:
+    return await clinic.client.post(
+        "/api/doctors/", json={"action": "call_next", **body}, headers=headers
+    )
+
+
+# --- the lines API ------------------------------------------------------------------------
+
+
+async def test_every_box_has_line_a_and_every_role_reads_the_lines(clinic: Clinic) -> None:
+    for role in Role:
+        resp = await clinic.client.get("/api/lines/", headers=clinic.headers(role))
+        assert resp.status == 200
+        assert await resp.json() == [
+            {
+                "id": 1,
+                "prefix": "A",
+                "name": {"en": "Doctor", "es": "Médico"},
+                "colour": "#1f6feb",
+                "icon": "doctor",
+                "active": True,
+                "hours": None,
+                "call_rule": None,
+                "position": 1,
+                "open_now": True,
+            }
+        ]
+    assert (await clinic.client.get("/api/lines/")).status == 401
+
+
+async def test_admin_creates_and_changes_lines(clinic: Clinic) -> None:
+    nurse = await _line(clinic, "n", "Nurse", colour="#22AA44", icon="nurse")
+    assert nurse["prefix"] == "N" and nurse["colour"] == "#22aa44" and nurse["position"] == 2
+    resp = await clinic.client.patch(
+        f"/api/lines/{nurse['id']}/",
+        json={"name": {"en": "Nurse", "es": "Enfermería"}, "hours": [["13:00", "17:00"]]},
+        headers=clinic.headers(Role.ADMIN),
+    )
+    assert resp.status == 200
+    changed = await resp.json()
+    assert changed["name"] == {"en": "Nurse", "es": "Enfermería"}
+    assert changed["hours"] == [["13:00", "17:00"]]
+    listed = await (
+        await clinic.client.get("/api/lines/", headers=clinic.headers(Role.FORM))
+    ).json()
+    assert [line["prefix"] for line in listed] == ["A", "N"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"prefix": "A", "name": "Again"}, 409, "line_prefix_taken"),
+        ({"prefix": "ABC", "name": "Long"}, 400, "line_invalid"),
+        ({"prefix": "1", "name": "Digit"}, 400, "line_invalid"),
+        ({"prefix": "L"}, 400, "line_invalid"),
+        ({"prefix": "L", "name": {"fr": "Labo"}}, 400, "line_invalid"),
+        ({"prefix": "L", "name": "Lab", "colour": "red"}, 400, "line_invalid"),
+        ({"prefix": "L", "name": "Lab", "icon": "https://x/y.svg"}, 400, "line_invalid"),
+        ({"prefix": "L", "name": "Lab", "hours": [["12:00", "08:00"]]}, 400, "line_invalid"),
+        ({"prefix": "L", "name": "Lab", "hours": "always"}, 400, "line_invalid"),
+        ({"prefix": "L", "name": "Lab", "shape": "round"}, 400, "line_invalid"),
+        ({"prefix": "L", "name": "Lab\u202e"}, 400, "line_invalid"),
+    ],
+)
+async def test_bad_lines_are_refused_with_a_code(
+    clinic: Clinic, body: dict[str, Any], status: int, code: str
+) -> None:
+    resp = await _post(clinic, "/api/lines/", body)
+    assert resp.status == status
+    assert (await resp.json())["code"] == code
+
+
+async def test_line_errors_on_change(clinic: Clinic) -> None:
+    admin = clinic.headers(Role.ADMIN)
+    nurse = await _line(clinic, "N", "Nurse")
+    resp = await clinic.client.patch("/api/lines/99/", json={"active": False}, headers=admin)
+    assert (resp.status, (await resp.json())["code"]) == (404, "line_not_found")
+    resp = await clinic.client.patch(
+        f"/api/lines/{nurse['id']}/", json={"prefix": "A"}, headers=admin
+    )
+    assert (resp.status, (await resp.json())["code"]) == (409, "line_prefix_taken")
+    resp = await clinic.client.patch(f"/api/lines/{nurse['id']}/", json={}, headers=admin)
+    assert (resp.status, (await resp.json())["code"]) == (400, "line_invalid")
+    resp = await clinic.client.patch("/api/lines/1/", json={"active": False}, headers=admin)
+    assert resp.status == 200
+    resp = await clinic.client.patch(
+        f"/api/lines/{nurse['id']}/", json={"active": False}, headers=admin
+    )
+    assert (resp.status, (await resp.json())["code"]) == (409, "line_last_active")
+
+
+async def test_only_an_admin_manages_lines(clinic: Clinic) -> None:
+    for role in (Role.FORM, Role.DOCTOR, Role.QUEUE):
+        resp = await _post(clinic, "/api/lines/", {"prefix": "N", "name": "Nurse"}, role)
+        assert resp.status == 403
+        resp = await clinic.client.patch(
+            "/api/lines/1/", json={"active": False}, headers=clinic.headers(role)
+        )
+        assert resp.status == 403
+
+
+# --- check-in into a line -----------------------------------------------------------------
+
+
+async def test_check_in_joins_the_line_asked_for(clinic: Clinic) -> None:
+    await _line(clinic, "N", "Nurse")
+    a1 = await _check_in(clinic, "Ann Lee")  # no line: the first by position
+    a2 = await _check_in(clinic, "Bob Ray", line="A")
+    n1 = await _check_in(clinic, "Cat Doe", line="n")
+    n2 = await _check_in(clinic, "Dan Fox", line=2)  # by id
+    assert [(b["ticket"], b["line"], b["position"]) for b in (a1, a2, n1, n2)] == [
+        ("A-001", "A", 1),
+        ("A-002", "A", 2),
+        ("N-001", "N", 1),
+        ("N-002", "N", 2),
+    ]
+    everyone = await _queue(clinic)
+    assert [(i["ticket"], i["place"]) for i in everyone] == [
+        ("A-001", 1),
+        ("A-002", 2),
+        ("N-001", 1),
+        ("N-002", 2),
+    ]
+    only_n = await _queue(clinic, "?lines=N")
+    assert [i["ticket"] for i in only_n] == ["N-001", "N-002"]
+    both = await _queue(clinic, "?lines=a,N")
+    assert len(both) == 4
+    # A wall display sees tickets too (they are not personal), with the short name.
+    shown = await _queue(clinic, "?lines=N", Role.QUEUE)
+    assert shown[0]["ticket"] == "N-001" and shown[0]["patient"]["fname"] == "Cat D."
+
+
+async def test_a_form_check_in_chooses_its_line_too(clinic: Clinic) -> None:
+    await _line(clinic, "L", "Lab")
+    resp = await clinic.client.post(
+        "/api/patients/", data={"fname": "Ann Lee", "line": "L"}, headers=clinic.headers(Role.FORM)
+    )
+    assert resp.status == 201
+    assert (await resp.json())["ticket"] == "L-001"
+
+
+async def test_check_in_refuses_unknown_inactive_and_closed_lines(clinic: Clinic) -> None:
+    clock_now = "2026-03-09T12:00:00.000Z"
+    clinic.app[STORE].set_clock(lambda: clock_now)
+    closed = await _line(clinic, "L", "Lab", hours=[["00:00", "01:00"]])
+    inactive = await _line(clinic, "X", "X-ray", active=False)
+    for line in ("Z", 99, inactive["prefix"], closed["prefix"], True, ["A"]):
+        resp = await _post(clinic, "/api/patients/", {"fname": "Ann", "line": line}, Role.FORM)
+        assert resp.status == 400, line
+        assert (await resp.json())["code"] == "line_unavailable"
+    # Open hours in the clinic's zone: 12:00 UTC is 13:00 in Madrid.
+    resp = await clinic.client.patch(
+        f"/api/lines/{closed['id']}/",
+        json={"hours": [["13:00", "14:00"]]},
+        headers=clinic.headers(Role.ADMIN),
+    )
+    assert resp.status == 200
+    resp = await _post(clinic, "/api/patients/", {"fname": "Ann", "line": "L"}, Role.FORM)
+    assert resp.status == 400
+    await clinic.client.patch(
+        "/api/settings/", json={"time_zone": "Europe/Madrid"}, headers=clinic.headers(Role.ADMIN)
+    )
+    assert (await _check_in(clinic, "Ann", line="L"))["ticket"] == "L-001"
+
+
+async def test_without_a_line_the_first_active_line_by_position(clinic: Clinic) -> None:
+    nurse = await _line(clinic, "N", "Nurse", position=1)
+    await clinic.client.patch(
+        "/api/lines/1/", json={"position": 2}, headers=clinic.headers(Role.ADMIN)
+    )
+    assert (await _check_in(clinic, "Ann"))["line"] == "N"
+    await clinic.client.patch(
+        f"/api/lines/{nurse['id']}/", json={"active": False}, headers=clinic.headers(Role.ADMIN)
+    )
+    assert (await _check_in(clinic, "Bob"))["line"] == "A"
+
+
+async def test_the_kiosk_asks_priority_only_when_the_setting_is_on(clinic: Clinic) -> None:
+    ignored = await _check_in(clinic, "Ann", priority="priority")
+    assert ignored["priority"] == "normal"
+    resp = await clinic.client.patch(
+        "/api/settings/", json={"priority_question": True}, headers=clinic.headers(Role.ADMIN)
+    )
+    assert resp.status == 200
+    asked = await _check_in(clinic, "Bob", priority="priority")
+    assert asked["priority"] == "priority"
+    for bad in ("urgent", "vip", 1):
+        resp = await _post(clinic, "/api/patients/", {"fname": "Cy", "priority": bad}, Role.FORM)
+        assert resp.status == 400
+        assert (await resp.json())["code"] == "priority_invalid"
+    staff = await _check_in(clinic, "Dee", Role.ADMIN, priority="urgent")
+    assert staff["priority"] == "urgent"
+
+
+# --- calls from the lines a doctor serves ---------------------------------------------------
+
+
+async def test_call_next_takes_from_the_lines_the_doctor_serves(clinic: Clinic) -> None:
+    await _line(clinic, "N", "Nurse")
+    await _line(clinic, "L", "Lab")
+    a1 = await _check_in(clinic, "Ann Lee", line="A")
+    n1 = await _check_in(clinic, "Bob Ray", line="N")
+    l1 = await _check_in(clinic, "Cat Doe", line="L")
+    nurse = await _doctor(clinic, ["N"], room="Room 5")
+    feed = await clinic.subscribe(Role.QUEUE)
+    resp = await _call(clinic, nurse)
+    assert resp.status == 200
+    assert (await resp.json())["patient"]["id"] == n1["id"]
+    event = await next_message(feed)
+    assert (event["event"], event["ticket"], event["line"], event["room"]) == (
+        "PATIENT_COMPLETED",
+        "N-001",
+        "N",
+        "Room 5",
+    )
+    resp = await _call(clinic, nurse)
+    assert resp.status == 404
+    assert await resp.json() == {"error": "No patients in the waiting.", "code": "nobody_waiting"}
+    both = await _doctor(clinic, ["L", "A"])
+    assert (await (await _call(clinic, both)).json())["patient"]["id"] == a1["id"]
+    assert (await (await _call(clinic, both)).json())["patient"]["id"] == l1["id"]
+
+
+async def test_a_doctor_listing_no_lines_serves_all_oldest_first(clinic: Clinic) -> None:
+    await _line(clinic, "N", "Nurse")
+    first = await _check_in(clinic, "Ann", line="N")
+    second = await _check_in(clinic, "Bob", line="A")
+    assert (await (await clinic.call_next()).json())["patient"]["id"] == first["id"]
+    assert (await (await clinic.call_next()).json())["patient"]["id"] == second["id"]
+
+
+async def test_admin_changes_a_credentials_room_and_lines(clinic: Clinic) -> None:
+    admin = clinic.headers(Role.ADMIN)
+    await _line(clinic, "N", "Nurse")
+    token = clinic.tokens[Role.DOCTOR]
+    resp = await clinic.client.patch(
+        f"/api/credentials/{token}/", json={"room": "Room 9", "lines": ["n"]}, headers=admin
+    )
+    assert resp.status == 200
+    body = await resp.json()
+    assert (body["room"], body["lines"]) == ("Room 9", ["N"])
+    await _check_in(clinic, "Ann", line="A")
+    nurse_patient = await _check_in(clinic, "Bob", line="N")
+    feed = await clinic.subscribe(Role.QUEUE)
+    resp = await clinic.call_next()  # the doctor's existing session sees the change
+    assert (await resp.json())["patient"]["id"] == nurse_patient["id"]
+    assert (await next_message(feed))["room"] == "Room 9"
+    listing = await (await clinic.client.get("/api/credentials/", headers=admin)).json()
+    assert next(c for c in listing if c["token"] == token)["lines"] == ["N"]
+    resp = await clinic.client.patch(
+        f"/api/credentials/{token}/", json={"lines": []}, headers=admin
+    )
+    assert (await resp.json())["lines"] == []
+    for body, status, code in [
+        ({"lines": ["Q"]}, 400, "line_invalid"),
+        ({"lines": "N"}, 400, "line_invalid"),
+        ({"label": "x"}, 400, "credential_change_invalid"),
+        ({}, 400, "credential_change_invalid"),
+    ]:
+        resp = await clinic.client.patch(f"/api/credentials/{token}/", json=body, headers=admin)
+        assert (resp.status, (await resp.json())["code"]) == (status, code), body
+    resp = await clinic.client.patch(
+        "/api/credentials/00000000/", json={"room": "x"}, headers=admin
+    )
+    assert (resp.status, (await resp.json())["code"]) == (404, "no_such_credential")
+    resp = await clinic.client.patch(
+        f"/api/credentials/{token}/", json={"room": "x"}, headers=clinic.headers(Role.DOCTOR)
+    )
+    assert resp.status == 403
+
+
+# --- priorities ------------------------------------------------------------------------------
+
+
+async def _set_priority(clinic: Clinic, patient_id: Any, priority: Any, role: Role = Role.DOCTOR):
+    return await _post(
+        clinic,
+        "/api/doctors/",
+        {"action": "set_priority", "patient_id": patient_id, "priority": priority},
+        role,
+    )
+
+
+async def test_staff_set_priority_and_urgent_is_called_first(clinic: Clinic) -> None:
+    await _check_in(clinic, "Ann Lee")
+    await _check_in(clinic, "Bob Ray")
+    late = await _check_in(clinic, "Cat Doe")
+    resp = await _set_priority(clinic, late["id"], "urgent")
+    assert resp.status == 200
+    body = await resp.json()
+    assert (body["priority"], body["ticket"]) == ("urgent", "A-003")
+    queue = await _queue(clinic)
+    assert [(i["ticket"], i["priority"], i["place"]) for i in queue] == [
+        ("A-001", "normal", 2),
+        ("A-002", "normal", 3),
+        ("A-003", "urgent", 1),
+    ]
+    called = await (await clinic.call_next()).json()
+    assert called["patient"]["id"] == late["id"]
+    for patient_id, priority, status, code in [
+        (late["id"], "normal", 404, "no_such_patient"),  # no longer waiting
+        (999, "urgent", 404, "no_such_patient"),
+        (1, "vip", 400, "priority_invalid"),
+        ("x", "urgent", 400, "invalid_action"),
+    ]:
+        resp = await _set_priority(clinic, patient_id, priority)
+        assert (resp.status, (await resp.json())["code"]) == (status, code)
+    assert (await _set_priority(clinic, 1, "priority", Role.FORM)).status == 403
+    assert (await _set_priority(clinic, 1, "priority", Role.ADMIN)).status == 200
+
+
+async def test_patient_updated_only_reaches_feeds_that_opt_in(clinic: Clinic) -> None:
+    plain = await clinic.subscribe(Role.QUEUE)
+    rich = await clinic.subscribe(Role.QUEUE, "events=all")
+    ann = await _check_in(clinic, "Ann Lee")
+    assert (await _set_priority(clinic, ann["id"], "priority")).status == 200
+    await _check_in(clinic, "Bob Ray")
+    added, updated, added2 = await messages(rich, 3)
+    assert [m["event"] for m in (added, updated, added2)] == [
+        "PATIENT_ADDED",
+        "PATIENT_UPDATED",
+        "PATIENT_ADDED",
+    ]
+    assert updated["priority"] == "priority" and updated["ticket"] == "A-001"
+    assert updated["patient"] == {
+        "id": ann["id"],
+        "fname": "Ann L.",
+        "status": "waiting",
+        "image": None,
+    }
+    assert updated["seq"] == added["seq"] + 1
+    first, second = await messages(plain, 2)
+    assert [m["event"] for m in (first, second)] == ["PATIENT_ADDED", "PATIENT_ADDED"]
+    # Replay keeps the same rule: since=0 without the opt-in leaves the update out.
+    replay = await clinic.subscribe(Role.QUEUE, "since=0")
+    assert [m["event"] for m in await messages(replay, 2)] == ["PATIENT_ADDED", "PATIENT_ADDED"]
+    replay_all = await clinic.subscribe(Role.QUEUE, "since=0&events=all")
+    assert [m["event"] for m in await messages(replay_all, 3)] == [
+        "PATIENT_ADDED",
+        "PATIENT_UPDATED",
+        "PATIENT_ADDED",
+    ]
+    # Nothing else follows on the plain feeds (a completion is the next thing they see).
+    await clinic.call_next()
+    assert (await next_message(plain))["event"] == "PATIENT_COMPLETED"
+    assert (await next_message(replay))["event"] == "PATIENT_COMPLETED"
+    for ws in (plain, rich, replay, replay_all):
+        await ws.close()
+
+
+async def test_snapshot_items_carry_ticket_line_priority_and_place(clinic: Clinic) -> None:
+    await _line(clinic, "N", "Nurse")
+    await _check_in(clinic, "Ann Lee", line="N")
+    ws = await clinic.subscribe(Role.QUEUE, "snapshot=1")
+    snapshot = await next_message(ws)
+    assert snapshot["event"] == "QUEUE_SNAPSHOT"
+    (item,) = snapshot["queue"]
+    assert (item["ticket"], item["line"], item["priority"], item["place"]) == (
+        "N-001",
+        "N",
+        "normal",
+        1,
+    )
