@@ -34,6 +34,7 @@ from checkin_appliance.domain import (
     settings_from_stored,
     utc_now,
 )
+from checkin_appliance.lines import MAX_LINES, PREFIX
 from checkin_appliance.security import (
     PasswordHasher,
     new_credential_token,
@@ -389,13 +390,16 @@ class Access:
 
     async def _served_lines(self, value: object) -> list[str]:
         """A list of existing lines' prefixes (any case), each once."""
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        if (
+            not isinstance(value, list)
+            or len(value) > MAX_LINES
+            or not all(isinstance(v, str) and PREFIX.match(v) for v in value)
+        ):
             raise InvalidInput("lines must be a list of line prefixes.", errors.LINE_INVALID)
         known = {line.prefix for line in await self.store.list_lines()}
-        wanted = list(dict.fromkeys(v.strip().upper() for v in value))
-        unknown = [prefix for prefix in wanted if prefix not in known]
-        if unknown:
-            raise InvalidInput("lines names a line that does not exist.", errors.LINE_INVALID)
+        wanted = list(dict.fromkeys(v.upper() for v in value))
+        if any(prefix not in known for prefix in wanted):
+            raise InvalidInput("lines names a line that does not exist.", errors.LINE_UNKNOWN)
         return wanted
 
     async def check_password(self, password: object, role: Role, *context: str) -> str:

@@ -127,6 +127,8 @@ LINE_INVALID = _code(
 LINE_NOT_FOUND = _code("line_not_found", 404, "no line has that id (or a credential names no line)")
 LINE_PREFIX_TAKEN = _code("line_prefix_taken", 409, "another line already has that ticket prefix")
 LINE_LAST_ACTIVE = _code("line_last_active", 409, "deactivating the only active line")
+TOO_MANY_LINES = _code("too_many_lines", 409, "a new line beyond the box's 50")
+LINE_UNKNOWN = _code("line_unknown", 400, "a credential's lines name a prefix no line has")
 LINE_UNAVAILABLE = _code(
     "line_unavailable", 400, "a check-in for a line that does not exist, is inactive or is closed"
 )

@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,12 +26,12 @@ KIOSK_PRIORITIES = ("normal", "priority")
 ICONS = ("doctor", "nurse", "lab", "pharmacy", "dentist", "eye", "child", "xray", "vaccine",
          "heart", "info", "desk")  # fmt: skip
 LANGUAGES = ("en", "es")
-MAX_LINES = 26
+MAX_LINES = 50
 MAX_NAME = 60
 MAX_HOURS = 8
 HISTORY = 20  # a line's recent calls its streak is read from (more than any P + N)
-_PREFIX = re.compile(r"\A[A-Z]{1,2}\Z")
-_COLOUR = re.compile(r"\A#[0-9a-f]{6}\Z")
+PREFIX = re.compile(r"\A[A-Za-z]{1,2}\Z")  # stored in capitals
+_COLOUR = re.compile(r"\A#[0-9a-fA-F]{6}\Z")
 _CLOCK = re.compile(r"\A([01][0-9]|2[0-3]):[0-5][0-9]\Z")
 FIELDS = ("prefix", "name", "colour", "icon", "active", "hours", "call_rule", "position")
 
@@ -97,7 +97,10 @@ class Line:
         if self.hours is None:
             return True
         clock = parse_time(now).astimezone(zone(time_zone)).strftime("%H:%M")
-        return any(start <= clock < end for start, end in self.hours)
+        return any(
+            start <= clock < end if start < end else (clock >= start or clock < end)
+            for start, end in self.hours
+        )
 
     def public(self, now: str, time_zone: str) -> dict[str, Any]:
         return {
@@ -151,8 +154,8 @@ def checked_fields(body: object, *, creating: bool) -> dict[str, Any]:
 
 
 def _prefix(value: object) -> str:
-    if isinstance(value, str) and _PREFIX.match(value.strip().upper()):
-        return value.strip().upper()
+    if isinstance(value, str) and PREFIX.match(value):
+        return value.upper()
     raise _invalid("prefix must be one or two letters A-Z.")
 
 
@@ -172,8 +175,8 @@ def _name(value: object) -> dict[str, str]:
 
 
 def _colour(value: object) -> str:
-    if isinstance(value, str) and _COLOUR.match(value.strip().lower()):
-        return value.strip().lower()
+    if isinstance(value, str) and _COLOUR.match(value):
+        return value.lower()
     raise _invalid('colour must be "#rrggbb".')
 
 
@@ -190,7 +193,8 @@ def _active(value: object) -> bool:
 
 
 def _hours(value: object) -> list[list[str]] | None:
-    """[["08:00", "12:00"], ...]: local opening times, each start before its end."""
+    """[["08:00", "12:00"], ...]: local opening times from start to end; an end not after
+    its start runs past midnight (["22:00", "06:00"]; the same time twice: all day)."""
     if value is None:
         return None
     if not isinstance(value, list) or not 1 <= len(value) <= MAX_HOURS:
@@ -201,9 +205,8 @@ def _hours(value: object) -> list[list[str]] | None:
             not isinstance(pair, list)
             or len(pair) != 2
             or not all(isinstance(t, str) and _CLOCK.match(t) for t in pair)
-            or pair[0] >= pair[1]
         ):
-            raise _invalid('each hours entry is ["HH:MM", "HH:MM"], the start before the end.')
+            raise _invalid('each hours entry is ["HH:MM", "HH:MM"] (local times).')
         hours.append([pair[0], pair[1]])
     return sorted(hours)
 
@@ -213,9 +216,36 @@ def _call_rule(value: object) -> dict[str, Any] | None:
         return None
     if ordering is not None:
         return ordering.Rule.from_json(value).to_json()
-    if isinstance(value, dict) and value.get("mode") in ("strict", "interleave"):
-        return value
-    raise _invalid('call_rule must be null, {"mode": "strict"} or {"mode": "interleave", …}.')
+    return _fallback_rule(value)
+
+
+def _fallback_rule(value: object) -> dict[str, Any]:
+    """The rule's shape as documented (ordering.Rule.from_json decides once it lands)."""
+    message = (
+        'call_rule must be null, {"mode": "strict"} or {"mode": "interleave", "priority": 1-10,'
+        ' "normal": 1-10}, either with "max_wait_minutes": 5-480 or null.'
+    )
+    if not isinstance(value, dict):
+        raise _invalid(message)
+    keys = {"strict": {"mode", "max_wait_minutes"}, "interleave": {"mode", "priority", "normal",
+            "max_wait_minutes"}}.get(value.get("mode"))  # fmt: skip
+    if keys is None or set(value) - keys:
+        raise _invalid(message)
+
+    def whole(key: str, low: int, high: int, *, required: bool) -> bool:
+        item = value.get(key)
+        if item is None:
+            return not required
+        return isinstance(item, int) and not isinstance(item, bool) and low <= item <= high
+
+    ok = whole("max_wait_minutes", 5, 480, required=False)
+    if value["mode"] == "interleave":
+        ok = (
+            ok and whole("priority", 1, 10, required=True) and whole("normal", 1, 10, required=True)
+        )
+    if not ok:
+        raise _invalid(message)
+    return dict(value)
 
 
 def _position(value: object) -> int:
@@ -241,6 +271,21 @@ def checked_priority(value: object, *, staff: bool) -> str:
     if isinstance(value, str) and value in allowed:
         return value
     raise InvalidInput(f"priority must be one of {', '.join(allowed)}.", errors.PRIORITY_INVALID)
+
+
+def asked_priority(value: object, *, staff: bool, question: bool) -> str:
+    """A check-in's `priority`: null, "" or one of PRIORITIES (else priority_invalid); taken
+    from staff, from the kiosk only while the priority question is on (normal or priority),
+    else normal."""
+    if value is None or value == "":
+        return "normal"
+    if value not in PRIORITIES:
+        raise InvalidInput(
+            f"priority must be one of {', '.join(PRIORITIES)}.", errors.PRIORITY_INVALID
+        )
+    if not staff and not question:
+        return "normal"
+    return checked_priority(value, staff=staff)
 
 
 def line_selector(value: object) -> str | int | None:
@@ -386,7 +431,3 @@ def _ordering_waiting(waiter: Waiter) -> Any:
     return ordering.Waiting(
         waiter.entry_id, ordering.Priority(waiter.priority), _moment(waiter.check_in_time)
     )
-
-
-def utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC)

@@ -138,10 +138,9 @@ class Reception:
         setting is on (normal or priority), from `staff` (admin) always, urgent included."""
         fields = dict(fields)
         line = lines.line_selector(fields.pop("line", None))
-        asked = fields.pop("priority", None)
-        priority = "normal"
-        if asked not in (None, "") and (staff or self.settings.priority_question):
-            priority = lines.checked_priority(asked, staff=staff)
+        priority = lines.asked_priority(
+            fields.pop("priority", None), staff=staff, question=self.settings.priority_question
+        )
         answers = intake.check(self.settings.intake_form, fields, photo, from_form=from_form)
         stored = answers.stored()
         fingerprint = None

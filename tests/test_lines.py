@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from checkin_appliance.domain import Role
+from checkin_appliance.lines import Line
 from checkin_appliance.web.keys import STORE
 from tests.conftest import PASSWORD, Clinic, messages, next_message
 
@@ -104,7 +105,9 @@ async def test_admin_creates_and_changes_lines(clinic: Clinic) -> None:
         ({"prefix": "L", "name": {"fr": "Labo"}}, 400, "line_invalid"),
         ({"prefix": "L", "name": "Lab", "colour": "red"}, 400, "line_invalid"),
         ({"prefix": "L", "name": "Lab", "icon": "https://x/y.svg"}, 400, "line_invalid"),
-        ({"prefix": "L", "name": "Lab", "hours": [["12:00", "08:00"]]}, 400, "line_invalid"),
+        ({"prefix": "L", "name": "Lab", "hours": [["12:00", "24:00"]]}, 400, "line_invalid"),
+        ({"prefix": " L", "name": "Lab"}, 400, "line_invalid"),
+        ({"prefix": "L", "name": "Lab", "call_rule": {"mode": "fair"}}, 400, "line_invalid"),
         ({"prefix": "L", "name": "Lab", "hours": "always"}, 400, "line_invalid"),
         ({"prefix": "L", "name": "Lab", "shape": "round"}, 400, "line_invalid"),
         ({"prefix": "L", "name": "Lab\u202e"}, 400, "line_invalid"),
@@ -300,7 +303,7 @@ async def test_admin_changes_a_credentials_room_and_lines(clinic: Clinic) -> Non
     )
     assert (await resp.json())["lines"] == []
     for body, status, code in [
-        ({"lines": ["Q"]}, 400, "line_invalid"),
+        ({"lines": ["Q"]}, 400, "line_unknown"),
         ({"lines": "N"}, 400, "line_invalid"),
         ({"label": "x"}, 400, "credential_change_invalid"),
         ({}, 400, "credential_change_invalid"),
@@ -409,3 +412,13 @@ async def test_snapshot_items_carry_ticket_line_priority_and_place(clinic: Clini
         "normal",
         1,
     )
+
+
+def test_hours_may_run_past_midnight() -> None:
+    night = Line(2, "N", {"en": "Night"}, "#000000", None, True, [["22:00", "06:00"]], None, 2, "")
+    assert night.open_at("2026-03-09T23:30:00.000Z", "UTC")
+    assert night.open_at("2026-03-09T05:59:00.000Z", "UTC")
+    assert not night.open_at("2026-03-09T06:00:00.000Z", "UTC")
+    assert not night.open_at("2026-03-09T12:00:00.000Z", "UTC")
+    always = Line(3, "X", {"en": "X"}, "#000000", None, True, [["07:00", "07:00"]], None, 3, "")
+    assert always.open_at("2026-03-09T12:00:00.000Z", "UTC")

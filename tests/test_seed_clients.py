@@ -39,7 +39,13 @@ CHROMIUM_ARGS = [
 TIMEOUT = 10.0  # seconds for any one wait on the server or the browser
 # The seed's path, plus (ours) the query string of a signed, expiring link.
 PHOTO_URL = re.compile(r"/media/patient_images/[0-9a-f]{32,}\.jpg\?exp=[0-9]{10}&sig=[0-9a-f]{64}")
-EVENT_KEYS = {"type", "event", "patient", "seq", "id", "check_in_time", "at"}
+# The seed's keys, then ours (extra top-level keys old clients ignore; ticket, line and
+# priority since lines and tickets, issue 15).
+EVENT_KEYS = {"type", "event", "patient", "seq", "id", "check_in_time", "at"} | {
+    "ticket",
+    "line",
+    "priority",
+}
 PATIENT_KEYS = {"id", "fname", "status", "image"}
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 

@@ -362,7 +362,7 @@ class Store:
                     line = tx.one("SELECT id FROM lines WHERE prefix = ?", (prefix,))
                     if line is None:
                         raise InvalidInput(
-                            "lines names a line that does not exist.", errors.LINE_INVALID
+                            "lines names a line that does not exist.", errors.LINE_UNKNOWN
                         )
                     ids.append(line["id"])
                 tx.run("DELETE FROM credential_lines WHERE credential_id = ?", (credential_id,))
@@ -813,9 +813,7 @@ class Store:
             count = tx.one("SELECT count(*) AS n, coalesce(max(position), 0) AS last FROM lines")
             assert count is not None
             if count["n"] >= lines.MAX_LINES:
-                raise InvalidInput(
-                    f"A box has at most {lines.MAX_LINES} lines.", errors.LINE_INVALID
-                )
+                raise Conflict(f"A box has at most {lines.MAX_LINES} lines.", errors.TOO_MANY_LINES)
             self._prefix_free(tx, fields["prefix"], None)
             line_id = tx.insert(
                 "INSERT INTO lines (prefix, name, colour, icon, active, hours, call_rule,"
