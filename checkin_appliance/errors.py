@@ -124,7 +124,7 @@ PRIORITY_INVALID = _code(
 LINE_INVALID = _code(
     "line_invalid", 400, "a line's prefix, name, colour, icon, hours or position is not valid"
 )
-LINE_NOT_FOUND = _code("line_not_found", 404, "no line has that id (or a credential names no line)")
+LINE_NOT_FOUND = _code("line_not_found", 404, "PATCH /api/lines/{id}/ names no line")
 LINE_PREFIX_TAKEN = _code("line_prefix_taken", 409, "another line already has that ticket prefix")
 LINE_LAST_ACTIVE = _code("line_last_active", 409, "deactivating the only active line")
 TOO_MANY_LINES = _code("too_many_lines", 409, "a new line beyond the box's 50")

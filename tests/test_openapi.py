@@ -90,18 +90,34 @@ anonymous_schema = _load_schema(generate_auth=True)
 @staff_schema.hook("filter_failure")
 def beyond_json_schema(ctx: Any, failure: Any, case: Any, response: schemathesis.Response) -> bool:
     """Rules of the server that JSON Schema cannot state, so that a schema-valid request
-    rightly gets its documented 400 or 422 (ST202 would call that a rejected valid request):
-    the `image` part must be the bytes of a JPEG, PNG or WebP image (codes photo_...), and
-    an Idempotency-Key already used with another body is refused (idempotency_key_reused:
-    state across requests).
+    rightly gets its documented 400, 409 or 422 (ST202 would call that a rejected valid
+    request): the `image` part must be the bytes of a JPEG, PNG or WebP image (codes
+    photo_...), and an Idempotency-Key already used with another body is refused
+    (idempotency_key_reused: state across requests). Lines are state too: a check-in's line
+    must exist and be open, a kiosk may ask `urgent` only while the priority question is off
+    (then it is ignored), a prefix may be taken, the last active line stays active, a
+    credential's lines must exist, and a time zone must be one the box has data for.
 
-    Every other failure, and this one anywhere else, still fails the test."""
+    Every other failure, and these anywhere else, still fail the test."""
     if failure.code != "ST202":
         return True
     code = response.json().get("code", "")
     if case.operation.label == "POST /api/patients/":
-        return not (code.startswith("photo_") or code == "idempotency_key_reused")
-    return True
+        return not (
+            code.startswith("photo_")
+            or code in ("idempotency_key_reused", "line_unavailable", "priority_invalid")
+        )
+    return code not in STATE_CODES.get(case.operation.label, ())
+
+
+# What a schema-valid request may still be refused with, by the state the server is in.
+STATE_CODES = {
+    "POST /api/lines/": ("line_prefix_taken", "too_many_lines"),
+    "PATCH /api/lines/{line_id}/": ("line_prefix_taken", "line_last_active"),
+    "POST /api/credentials/": ("line_unknown",),
+    "PATCH /api/credentials/{token}/": ("line_unknown",),
+    "PATCH /api/settings/": ("setting_value_invalid",),  # a time_zone without data here
+}
 
 
 # --- live servers -------------------------------------------------------------------------
