@@ -153,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--label", required=True, help='a human name, e.g. "Kiosk 1" or "Dr. Lee"')
     create.add_argument("--room", default=None, help='consulting room of a doctor, e.g. "Room 3"')
+    create.add_argument(
+        "--lines",
+        default=None,
+        help="the lines a doctor serves, by ticket prefix, e.g. A,N (default: every line)",
+    )
     secret = create.add_mutually_exclusive_group(required=True)
     secret.add_argument(
         "--password", help="the password (visible in shell history; prefer --password-stdin)"
@@ -191,8 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     setter.add_argument(
         "key",
-        help="clinic_name, language, display_names, display_photos, "
-        "anonymous_feed, announce_voice or intake_form",
+        help="clinic_name, language, display_names, display_photos, anonymous_feed, "
+        "announce_voice, intake_form, time_zone (IANA name, e.g. America/New_York: tickets "
+        "restart at its local midnight) or priority_question",
     )
     setter.add_argument(
         "value",
@@ -434,8 +440,9 @@ def token_create(args: argparse.Namespace, config: Config) -> int:
 
     async def create(services: _Services) -> int:
         try:
+            lines = [p.strip() for p in args.lines.split(",") if p.strip()] if args.lines else None
             credential = await services.access.create_credential(
-                args.role, args.label, args.room, password, CLI
+                args.role, args.label, args.room, password, CLI, lines
             )
         except InvalidInput as exc:
             return _refused(exc, 2)

@@ -4,6 +4,7 @@ never reused across restarts, a SIGKILL or concurrent check-ins, and without gap
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from checkin_appliance.domain import Role
 from checkin_appliance.reception import local_day_bounds
 from checkin_appliance.web.keys import STORE
 from tests.conftest import Clinic, StartClinic
-from tests.serverproc import http_json, running
+from tests.serverproc import PASSWORD, http_json, run_cli, running
 
 
 class Clock:
@@ -234,3 +235,31 @@ def test_numbers_are_never_reused_after_a_sigkill(tmp_path: Path) -> None:
         )
         assert status == 201, body
         assert body["ticket"] == f"A-{len(rows) + 1:03d}"
+
+
+def test_the_cli_sets_the_time_zone_and_a_doctors_lines(tmp_path: Path) -> None:
+    data = ("--data-dir", str(tmp_path / "data"))
+    refused = run_cli("settings", "set", "time_zone", "Mars/Olympus", *data)
+    assert refused.returncode == 2
+    assert "time_zone" in refused.stderr
+    done = run_cli("settings", "set", "time_zone", "America/New_York", *data)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["time_zone"] == "America/New_York"
+    unknown = run_cli(
+        "token", "create", "--role", "doctor", "--label", "Dr. Lee", "--lines", "N",
+        "--password-stdin", *data, stdin=PASSWORD + "\n",
+    )  # fmt: skip
+    assert unknown.returncode == 2 and "line" in unknown.stderr
+    made = run_cli(
+        "token", "create", "--role", "doctor", "--label", "Dr. Lee", "--lines", "a",
+        "--password-stdin", *data, stdin=PASSWORD + "\n",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    conn = sqlite3.connect(tmp_path / "data" / "checkin.db")
+    try:
+        served = conn.execute(
+            "SELECT l.prefix FROM credential_lines cl JOIN lines l ON l.id = cl.line_id"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert served == [("A",)]
