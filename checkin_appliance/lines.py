@@ -228,29 +228,41 @@ def _fallback_rule(value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _invalid(message)
     keys = {"strict": {"mode", "max_wait_minutes"}, "interleave": {"mode", "priority", "normal",
-            "max_wait_minutes"}}.get(value.get("mode"))  # fmt: skip
+            "max_wait_minutes"}}.get(str(value.get("mode")))  # fmt: skip
     if keys is None or set(value) - keys:
         raise _invalid(message)
 
+    rule = dict(value)
+
     def whole(key: str, low: int, high: int, *, required: bool) -> bool:
-        item = value.get(key)
-        if item is None:
+        if rule.get(key) is None:
             return not required
-        return isinstance(item, int) and not isinstance(item, bool) and low <= item <= high
+        number = whole_number(rule[key])
+        rule[key] = number
+        return number is not None and low <= number <= high
 
     ok = whole("max_wait_minutes", 5, 480, required=False)
-    if value["mode"] == "interleave":
-        ok = (
-            ok and whole("priority", 1, 10, required=True) and whole("normal", 1, 10, required=True)
-        )
+    if rule["mode"] == "interleave":
+        ok = ok and whole("priority", 1, 10, required=True)
+        ok = ok and whole("normal", 1, 10, required=True)
     if not ok:
         raise _invalid(message)
-    return dict(value)
+    return rule
+
+
+def whole_number(value: object) -> int | None:
+    """An integer as JSON may write it (7 or 7.0), not true/false; else None."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
 
 
 def _position(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1000:
-        return value
+    number = whole_number(value)
+    if number is not None and 1 <= number <= 1000:
+        return number
     raise _invalid("position must be a whole number 1-1000.")
 
 
@@ -298,7 +310,13 @@ def line_selector(value: object) -> str | int | None:
     if isinstance(value, str):
         text = value.strip()
         return int(text) if text.isdecimal() and len(text) < 10 else text.upper()
-    return ""  # matches no line: line_unavailable
+    raise _unavailable()
+
+
+def _unavailable() -> InvalidInput:
+    return InvalidInput(
+        "That line is not taking check-ins now; choose another.", errors.LINE_UNAVAILABLE
+    )
 
 
 def choose_line(lines: Sequence[Line], selector: str | int | None, now: str, tz: str) -> Line:
@@ -315,9 +333,7 @@ def choose_line(lines: Sequence[Line], selector: str | int | None, now: str, tz:
     for line in candidates:
         if line.active and line.open_at(now, tz):
             return line
-    raise InvalidInput(
-        "That line is not taking check-ins now; choose another.", errors.LINE_UNAVAILABLE
-    )
+    raise _unavailable()
 
 
 # --- the call order --------------------------------------------------------------------
