@@ -212,41 +212,45 @@ def _hours(value: object) -> list[list[str]] | None:
 
 
 def _call_rule(value: object) -> dict[str, Any] | None:
+    """The line's rule as ordering.Rule.from_json reads it, stored in its full JSON form.
+    A whole number written 5.0 counts as 5 (as JSON Schema has it)."""
     if value is None:
         return None
+    if isinstance(value, dict):
+        value = {
+            key: int(item) if isinstance(item, float) and item.is_integer() else item
+            for key, item in value.items()
+        }
     if ordering is not None:
         return ordering.Rule.from_json(value).to_json()
     return _fallback_rule(value)
 
 
 def _fallback_rule(value: object) -> dict[str, Any]:
-    """The rule's shape as documented (ordering.Rule.from_json decides once it lands)."""
+    """ordering.Rule.from_json's checks, until it lands: `mode` strict or interleave; P and N
+    1-10 (default 2 and 1), max_wait_minutes 5-480 (default 45) or null."""
     message = (
         'call_rule must be null, {"mode": "strict"} or {"mode": "interleave", "priority": 1-10,'
         ' "normal": 1-10}, either with "max_wait_minutes": 5-480 or null.'
     )
-    if not isinstance(value, dict):
+    if not isinstance(value, dict) or value.get("mode") not in ("strict", "interleave"):
         raise _invalid(message)
-    keys = {"strict": {"mode", "max_wait_minutes"}, "interleave": {"mode", "priority", "normal",
-            "max_wait_minutes"}}.get(str(value.get("mode")))  # fmt: skip
-    if keys is None or set(value) - keys:
+    strict = value["mode"] == "strict"
+    keys = {"mode", "max_wait_minutes"} | (set() if strict else {"priority", "normal"})
+    if set(value) - keys:
         raise _invalid(message)
 
-    rule = dict(value)
+    def whole(key: str, low: int, high: int, default: int) -> int:
+        item = value.get(key, default)
+        if type(item) is not int or not low <= item <= high:
+            raise _invalid(message)
+        return item
 
-    def whole(key: str, low: int, high: int, *, required: bool) -> bool:
-        if rule.get(key) is None:
-            return not required
-        number = whole_number(rule[key])
-        rule[key] = number
-        return number is not None and low <= number <= high
-
-    ok = whole("max_wait_minutes", 5, 480, required=False)
-    if rule["mode"] == "interleave":
-        ok = ok and whole("priority", 1, 10, required=True)
-        ok = ok and whole("normal", 1, 10, required=True)
-    if not ok:
-        raise _invalid(message)
+    wait = value.get("max_wait_minutes", 45)
+    rule: dict[str, Any] = {"mode": value["mode"]}
+    if not strict:
+        rule.update(priority=whole("priority", 1, 10, 2), normal=whole("normal", 1, 10, 1))
+    rule["max_wait_minutes"] = None if wait is None else whole("max_wait_minutes", 5, 480, 45)
     return rule
 
 
@@ -349,24 +353,35 @@ class Waiter:
     check_in_time: str
 
 
-def _moment(text: str) -> datetime:
-    return parse_time(text)
+def _seconds(text: str) -> float:
+    """A stored UTC timestamp in seconds (fromisoformat: the call order reads every waiting
+    patient's check-in time on each check-in and call)."""
+    return datetime.fromisoformat(text).timestamp()
+
+
+def _rule(rule: dict[str, Any] | None) -> Any:
+    assert ordering is not None
+    return ordering.Rule.from_json(rule) if rule is not None else ordering.DEFAULT_RULE
+
+
+def _waiting(waiter: Waiter) -> Any:
+    assert ordering is not None
+    return ordering.Waiting(
+        waiter.entry_id, ordering.Priority(waiter.priority), _seconds(waiter.check_in_time)
+    )
 
 
 def line_order(
     waiting: Iterable[Waiter], rule: dict[str, Any] | None, history: Sequence[str], now: str
 ) -> list[Waiter]:
-    """One line's predicted call order (what repeated calls would give, nobody arriving).
-    `history`: the classes of the line's recent calls, newest last."""
+    """One line's predicted call order (what repeated calls would give, nobody arriving):
+    ordering.call_order. `history`: the classes of the line's recent calls, newest last."""
     people = sorted(waiting, key=lambda w: (w.check_in_time, w.entry_id))
     if ordering is None:  # urgent first, then strict FIFO, until ordering.py lands
         return sorted(people, key=lambda w: w.priority != "urgent")
     by_id = {w.entry_id: w for w in people}
     order = ordering.call_order(
-        [_ordering_waiting(w) for w in people],
-        _rule(rule),
-        ordering.streak_of(list(history)),
-        _moment(now),
+        [_waiting(w) for w in people], _rule(rule), ordering.streak_of(history), _seconds(now)
     )
     return [by_id[w.entry_id] for w in order]
 
@@ -378,26 +393,20 @@ def places(
     now: str,
 ) -> dict[int, int]:
     """Entry id -> its 1-based place in its own line's call order."""
-    by_line: dict[int, list[Waiter]] = {}
-    for waiter in waiting:
-        by_line.setdefault(waiter.line_id, []).append(waiter)
     result: dict[int, int] = {}
-    for line_id, people in by_line.items():
+    for line_id, people in _by_line(waiting).items():
         order = line_order(people, rules.get(line_id), histories.get(line_id, ()), now)
         result.update({w.entry_id: place for place, w in enumerate(order, 1)})
     return result
 
 
 def call_class(waiter: Waiter, rule: dict[str, Any] | None, now: str) -> str:
-    """The class a call takes this patient as, for the line's streak: urgent, aged (waited
-    past the rule's max_wait_minutes), else its priority."""
+    """What calling this patient now counts as in the line's history (ordering.call_class):
+    urgent, aged (waited the rule's max_wait_minutes), else its priority."""
+    if ordering is not None:
+        return str(ordering.call_class(_waiting(waiter), _rule(rule), _seconds(now)))
     if waiter.priority == "urgent":
         return "urgent"
-    limit = (rule or _default_rule_json()).get("max_wait_minutes")
-    if limit is not None:
-        waited = (_moment(now) - _moment(waiter.check_in_time)).total_seconds()
-        if waited >= limit * 60:
-            return "aged"
     return waiter.priority
 
 
@@ -409,41 +418,26 @@ def next_across(
 ) -> Waiter | None:
     """The patient a doctor serving these lines calls next: each line's next by its rule,
     then across lines urgent first, then aged, then the longest waiting."""
-    by_line: dict[int, list[Waiter]] = {}
-    for waiter in waiting:
-        by_line.setdefault(waiter.line_id, []).append(waiter)
     heads = []
-    for line_id, people in by_line.items():
+    for line_id, people in _by_line(waiting).items():
         order = line_order(people, rules.get(line_id), histories.get(line_id, ()), now)
         if order:
             heads.append((order[0], rules.get(line_id)))
     if not heads:
         return None
     rank = {"urgent": 0, "aged": 1}
-    best = min(
+    return min(
         heads,
         key=lambda head: (
             rank.get(call_class(head[0], head[1], now), 2),
             head[0].check_in_time,
             head[0].entry_id,
         ),
-    )
-    return best[0]
+    )[0]
 
 
-def _default_rule_json() -> dict[str, Any]:
-    if ordering is None:
-        return {"mode": "strict", "max_wait_minutes": None}
-    return ordering.Rule.default().to_json()
-
-
-def _rule(rule: dict[str, Any] | None) -> Any:
-    assert ordering is not None
-    return ordering.Rule.from_json(rule) if rule is not None else ordering.Rule.default()
-
-
-def _ordering_waiting(waiter: Waiter) -> Any:
-    assert ordering is not None
-    return ordering.Waiting(
-        waiter.entry_id, ordering.Priority(waiter.priority), _moment(waiter.check_in_time)
-    )
+def _by_line(waiting: Iterable[Waiter]) -> dict[int, list[Waiter]]:
+    by_line: dict[int, list[Waiter]] = {}
+    for waiter in waiting:
+        by_line.setdefault(waiter.line_id, []).append(waiter)
+    return by_line

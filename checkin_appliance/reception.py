@@ -34,7 +34,6 @@ from checkin_appliance.domain import (
     settings_from_stored,
     snapshot_message,
     updated_settings,
-    utc_now,
 )
 from checkin_appliance.photo_links import PhotoLinks
 from checkin_appliance.store import Store
@@ -214,22 +213,22 @@ class Reception:
     # --- lines -----------------------------------------------------------------------
 
     async def lines(self) -> list[dict[str, Any]]:
-        now, tz = utc_now(), self.settings.time_zone
+        now, tz = self.store.now(), self.settings.time_zone
         return [line.public(now, tz) for line in await self.store.list_lines()]
 
     async def create_line(self, body: object, actor: Actor) -> dict[str, Any]:
         line = await self.store.create_line(lines.checked_fields(body, creating=True), actor=actor)
-        return line.public(utc_now(), self.settings.time_zone)
+        return line.public(self.store.now(), self.settings.time_zone)
 
     async def change_line(self, line_id: int, body: object, actor: Actor) -> dict[str, Any]:
         fields = lines.checked_fields(body, creating=False)
         line = await self.store.change_line(line_id, fields, actor=actor)
-        return line.public(utc_now(), self.settings.time_zone)
+        return line.public(self.store.now(), self.settings.time_zone)
 
     async def places(self) -> dict[int, int]:
         """Each waiting entry's place in its own line's call order (now)."""
         waiting, rules, histories = await self.store.call_context()
-        return lines.places(waiting, rules, histories, utc_now())
+        return lines.places(waiting, rules, histories, self.store.now())
 
     async def today(self) -> dict[str, object]:
         """Today's figures (the clinic's local day): checked in, called, waiting, median wait."""

@@ -107,7 +107,6 @@ async def test_admin_creates_and_changes_lines(clinic: Clinic) -> None:
         ({"prefix": "L", "name": "Lab", "icon": "https://x/y.svg"}, 400, "line_invalid"),
         ({"prefix": "L", "name": "Lab", "hours": [["12:00", "24:00"]]}, 400, "line_invalid"),
         ({"prefix": " L", "name": "Lab"}, 400, "line_invalid"),
-        ({"prefix": "L", "name": "Lab", "call_rule": {"mode": "fair"}}, 400, "line_invalid"),
         ({"prefix": "L", "name": "Lab", "hours": "always"}, 400, "line_invalid"),
         ({"prefix": "L", "name": "Lab", "shape": "round"}, 400, "line_invalid"),
         ({"prefix": "L", "name": "Lab\u202e"}, 400, "line_invalid"),
@@ -119,6 +118,22 @@ async def test_bad_lines_are_refused_with_a_code(
     resp = await _post(clinic, "/api/lines/", body)
     assert resp.status == status
     assert (await resp.json())["code"] == code
+
+
+async def test_call_rules_are_checked_and_stored_in_full(clinic: Clinic) -> None:
+    for rule in ({"mode": "fair"}, {"mode": "strict", "priority": 2}, {"mode": "interleave",
+                 "priority": 0}, {"mode": "strict", "max_wait_minutes": 2}, "strict"):  # fmt: skip
+        resp = await _post(clinic, "/api/lines/", {"prefix": "L", "name": "Lab", "call_rule": rule})
+        assert resp.status == 400, rule
+        # line_invalid until ordering.py (which answers call_rule_invalid) is merged
+        assert (await resp.json())["code"] in ("line_invalid", "call_rule_invalid")
+    lab = await _line(clinic, "L", "Lab", call_rule={"mode": "interleave", "priority": 3.0})
+    assert lab["call_rule"] == {
+        "mode": "interleave",
+        "priority": 3,
+        "normal": 1,
+        "max_wait_minutes": 45,
+    }
 
 
 async def test_line_errors_on_change(clinic: Clinic) -> None:
@@ -422,3 +437,54 @@ def test_hours_may_run_past_midnight() -> None:
     assert not night.open_at("2026-03-09T12:00:00.000Z", "UTC")
     always = Line(3, "X", {"en": "X"}, "#000000", None, True, [["07:00", "07:00"]], None, 3, "")
     assert always.open_at("2026-03-09T12:00:00.000Z", "UTC")
+
+
+# --- the call order (ordering.py's rule; these run once it is merged) ------------------------
+
+
+async def _clocked(clinic: Clinic, at: str) -> list[str]:
+    now = [at]
+    clinic.app[STORE].set_clock(lambda: now[0])
+    return now
+
+
+async def test_place_and_calls_follow_the_lines_rule(clinic: Clinic) -> None:
+    pytest.importorskip("checkin_appliance.ordering")
+    now = await _clocked(clinic, "2026-03-09T09:00:00.000Z")
+    admin = clinic.headers(Role.ADMIN)
+    await clinic.client.patch("/api/settings/", json={"priority_question": True}, headers=admin)
+    ids = {}
+    for minute, (name, priority) in enumerate(
+        [
+            ("N1", "normal"),
+            ("N2", "normal"),
+            ("P1", "priority"),
+            ("P2", "priority"),
+            ("P3", "priority"),
+        ]
+    ):
+        now[0] = f"2026-03-09T09:0{minute}:00.000Z"
+        ids[(await _check_in(clinic, name, priority=priority))["id"]] = name
+    # The default rule: 2 priority : 1 normal, nobody aged yet.
+    places = {ids[i["patient"]["id"]]: i["place"] for i in await _queue(clinic)}
+    assert places == {"P1": 1, "P2": 2, "N1": 3, "P3": 4, "N2": 5}
+    called = []
+    for _ in range(5):
+        resp = await clinic.call_next()
+        called.append(ids[(await resp.json())["patient"]["id"]])
+    assert called == ["P1", "P2", "N1", "P3", "N2"]  # the streak is read from the calls made
+
+
+async def test_an_aged_patient_goes_first_across_the_served_lines(clinic: Clinic) -> None:
+    pytest.importorskip("checkin_appliance.ordering")
+    now = await _clocked(clinic, "2026-03-09T09:00:00.000Z")
+    await _line(clinic, "N", "Nurse", call_rule={"mode": "strict", "max_wait_minutes": 30})
+    await clinic.client.patch(
+        "/api/settings/", json={"priority_question": True}, headers=clinic.headers(Role.ADMIN)
+    )
+    waited = await _check_in(clinic, "Old Timer", line="N")
+    now[0] = "2026-03-09T09:25:00.000Z"
+    await _check_in(clinic, "Pat Prio", line="A", priority="priority")
+    now[0] = "2026-03-09T09:31:00.000Z"  # 31 minutes: past line N's 30
+    resp = await clinic.call_next()
+    assert (await resp.json())["patient"]["id"] == waited["id"]

@@ -212,6 +212,10 @@ class Store:
         """Tests only: every transaction's `now` from `clock` (UTC timestamps as stored)."""
         self._writer.clock = clock
 
+    def now(self) -> str:
+        """Now, by the clock the writes use (the places in line are predicted for it)."""
+        return self._writer.clock()
+
     async def run_in_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Runs `fn(connection)` on the writer's connection, outside any transaction, after
         the writes already queued (checks and tests: what that connection sees and is)."""
@@ -705,6 +709,9 @@ class Store:
             )
             entry = dataclasses.replace(_entry(row), status="completed", called_at=now, room=room)
             tx.record(PATIENT_COMPLETED, entry)
+            tx.run(
+                "UPDATE queue_entries SET call_seq = ? WHERE id = ?", (tx.events[-1].seq, entry.id)
+            )
             action = audit.CALL if patient_id is None else audit.COMPLETE
             tx.audit(action, actor, entry.patient_id, {"room": room} if room else None)
             return entry
@@ -765,8 +772,8 @@ class Store:
     def _history(tx: Transaction, line_id: int) -> list[str]:
         """The classes of a line's recent calls, newest last (its interleave streak)."""
         rows = tx.all(
-            "SELECT call_class FROM queue_entries WHERE line_id = ? AND call_class IS NOT NULL "
-            "ORDER BY completed_at DESC, id DESC LIMIT ?",
+            "SELECT call_class FROM queue_entries WHERE line_id = ? AND call_seq IS NOT NULL "
+            "ORDER BY call_seq DESC LIMIT ?",
             (line_id, lines.HISTORY),
         )
         return [row["call_class"] for row in reversed(rows)]
@@ -784,14 +791,14 @@ class Store:
             "SELECT 'w' AS kind, id, line_id, priority, check_in_time, NULL AS rule "
             "FROM queue_entries WHERE status = 'waiting' "
             "UNION ALL SELECT 'l', NULL, id, NULL, NULL, call_rule FROM lines "
-            "UNION ALL SELECT 'h', h.id, h.line_id, h.call_class, h.completed_at, NULL FROM "
+            "UNION ALL SELECT 'h', h.call_seq, h.line_id, h.call_class, NULL, NULL FROM "
             "lines l JOIN queue_entries h ON h.id IN (SELECT id FROM queue_entries "
-            "WHERE line_id = l.id AND call_class IS NOT NULL "
-            f"ORDER BY completed_at DESC, id DESC LIMIT {lines.HISTORY})"
+            "WHERE line_id = l.id AND call_seq IS NOT NULL "
+            f"ORDER BY call_seq DESC LIMIT {lines.HISTORY})"
         )
         waiting: list[Waiter] = []
         rules: dict[int, dict[str, Any] | None] = {}
-        recent: dict[int, list[tuple[str, int, str]]] = {}
+        recent: dict[int, list[tuple[int, str]]] = {}
         for row in rows:
             if row["kind"] == "w":
                 waiting.append(
@@ -800,10 +807,8 @@ class Store:
             elif row["kind"] == "l":
                 rules[row["line_id"]] = json.loads(row["rule"]) if row["rule"] else None
             else:
-                recent.setdefault(row["line_id"], []).append(
-                    (row["check_in_time"], row["id"], row["priority"])
-                )
-        histories = {k: [c for _, _, c in sorted(v)] for k, v in recent.items()}
+                recent.setdefault(row["line_id"], []).append((row["id"], row["priority"]))
+        histories = {k: [c for _, c in sorted(v)] for k, v in recent.items()}
         return waiting, rules, histories
 
     async def create_line(self, fields: dict[str, Any], *, actor: Actor) -> Line:

@@ -32,8 +32,11 @@ ALTER TABLE queue_entries ADD COLUMN ticket_number INTEGER;
 ALTER TABLE queue_entries ADD COLUMN priority TEXT NOT NULL DEFAULT 'normal'
     CHECK (priority IN ('normal', 'priority', 'urgent'));
 -- The class a call took the patient as (normal, priority, urgent, or aged: waited past the
--- line's max_wait_minutes), so a line's recent calls give its interleave streak (ordering.py).
+-- line's max_wait_minutes) and the seq of the call's event: a line's calls in the order they
+-- were made (timestamps can tie) give its interleave streak (ordering.py).
 ALTER TABLE queue_entries ADD COLUMN call_class TEXT;
+ALTER TABLE queue_entries ADD COLUMN call_seq INTEGER;
+CREATE INDEX queue_entries_line_calls ON queue_entries (line_id, call_seq);
 CREATE UNIQUE INDEX queue_entries_ticket ON queue_entries (line_id, ticket_day, ticket_number);
 -- The call: the waiting entries of some lines, oldest first.
 CREATE INDEX queue_entries_line_waiting ON queue_entries (status, line_id, id);
