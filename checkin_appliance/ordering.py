@@ -243,16 +243,29 @@ def call_order(waiting: Sequence[Waiting], rule: Rule, streak: Streak, now: floa
     their index + 1 here."""
     urgent, aged, priority, normal = _classes(waiting, rule, now)
     order = urgent + aged  # these calls leave the streak as it is
+    if rule.mode is Mode.STRICT:
+        return order + priority + normal
+    # A whole turn at a time: what is left of the class's P (or N) calls in a row.
     p = n = 0
     while p < len(priority) and n < len(normal):
         if priority_turn(rule, streak):
-            order.append(priority[p])
-            p += 1
-            streak = streak_after(streak, CallClass.PRIORITY)
+            turn = CallClass.PRIORITY
+            taken = priority[p : p + _left(streak, turn, rule.priority)]
+            p += len(taken)
         else:
-            order.append(normal[n])
-            n += 1
-            streak = streak_after(streak, CallClass.NORMAL)
+            turn = CallClass.NORMAL
+            taken = normal[n : n + _left(streak, turn, rule.normal)]
+            n += len(taken)
+        order.extend(taken)
+        in_row = len(taken) + (streak.length if streak.run == turn else 0)
+        streak = Streak(turn, min(in_row, MAX_TURN))
     order.extend(priority[p:])
     order.extend(normal[n:])
     return order
+
+
+def _left(streak: Streak, turn: CallClass, quota: int | None) -> int:
+    """Calls in a row still due to the class whose turn it is (at least 1, or priority_turn
+    would not have given it the turn)."""
+    quota = quota or MAX_TURN
+    return quota - streak.length if streak.run == turn else quota
