@@ -265,7 +265,7 @@ def call_order(waiting: Sequence[Waiting], rule: Rule, streak: Streak, now: floa
 
 
 def _left(streak: Streak, turn: CallClass, quota: int | None) -> int:
-    """Calls in a row still due to the class whose turn it is (at least 1, or priority_turn
-    would not have given it the turn)."""
+    """Calls in a row still due to the class whose turn it is. At least 1 as priority_turn
+    gave it the turn; the max() only makes sure call_order's loop always moves on."""
     quota = quota or MAX_TURN
-    return quota - streak.length if streak.run == turn else quota
+    return max(quota - streak.length, 1) if streak.run == turn else quota
