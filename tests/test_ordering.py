@@ -204,6 +204,9 @@ def test_the_worked_example_of_the_docs() -> None:
             if minute - 5 < at <= minute or (minute == clock[0] and at <= minute)
         ]
         now = minute * MINUTE
+        if minute == 9 * 60 + 20:  # the places shown at 9:16, once entry 9 checked in
+            shown = call_order(waiting, DEFAULT_RULE, streak_of(history), (9 * 60 + 16) * MINUTE)
+            assert ids(shown) == [6, 8, 2, 9, 4]
         chosen = next_up(waiting, DEFAULT_RULE, streak_of(history), now)
         assert chosen is not None
         history.append(call_class(chosen, DEFAULT_RULE, now))
