@@ -166,7 +166,8 @@ def call_class(patient: Waiting, rule: Rule, now: float) -> CallClass:
         rule.max_wait_minutes * 60
     ):
         return CallClass.AGED
-    return CallClass(patient.priority)
+    # As _classes sorts them: anything but urgent or priority waits as normal.
+    return CallClass.PRIORITY if patient.priority == Priority.PRIORITY else CallClass.NORMAL
 
 
 def priority_turn(rule: Rule, streak: Streak) -> bool:
