@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -1181,3 +1182,51 @@ async def test_the_name_presets_errors_are_field_keyed(clinic: Clinic) -> None:
     assert body["fname"] == [REQUIRED_MSG], body
     assert body["error"] == "fname is required." and body["code"] == "name_required", body
     assert body["codes"] == {"fname": "name_required"}, body
+
+
+async def test_only_staff_read_the_answers_in_the_patient_detail(original: Clinic) -> None:
+    """The staff detail view is the one place the answers are read back (intake spec)."""
+    status, body = await post_check_in(original, SECRET, as_json=True)
+    assert status == 201, body
+    path = f"/api/patients/{body['id']}/"
+    for role in (Role.DOCTOR, Role.ADMIN):
+        resp = await original.client.get(path, headers=roni(original.access[role]))
+        assert resp.status == 200, await resp.text()
+        detail = await resp.json()
+        assert detail["fname"] == "Private Person"
+        assert detail["intake"]["ssn"] == SECRET["ssn"] and detail["intake"]["dob"] == "1971-04-05"
+        assert "ssn" in [field["key"] for field in detail["form"]]
+    for role in (Role.FORM, Role.QUEUE):
+        resp = await original.client.get(path, headers=roni(original.access[role]))
+        assert resp.status == 403, await resp.text()
+        assert_no_intake(await resp.text(), f"the detail refused to {role}")
+    resp = await original.client.get(path)
+    assert resp.status == 401
+    resp = await original.client.get("/api/patients/999999/", headers=original.headers(Role.DOCTOR))
+    assert resp.status == 404 and (await resp.json())["code"] == "patient_not_found"
+
+
+async def test_no_intake_answer_is_logged(
+    original: Clinic, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    status, _ = await post_check_in(original, [*SECRET.items(), ("image", Photo(JPEG))])
+    assert status == 201
+    status, _ = await post_check_in(original, form({**SECRET, "zip": "2329"}), as_json=True)
+    assert status == 400
+    status, _ = await post_check_in(original, form({**SECRET, "ssn": "000004242"}))
+    assert status == 400
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    for value in [*SECRET_VALUES, "2329", "000004242", "Private Person"]:
+        assert value not in logged, f"the log carries {value!r}"
+
+
+async def test_an_urlencoded_form_is_accepted(original: Clinic) -> None:
+    """§4: application/x-www-form-urlencoded is accepted (no photo), as multipart is."""
+    resp = await original.client.post(
+        "/api/patients/",
+        data=form({"city": ""}),  # aiohttp sends a dict of text as urlencoded
+        headers=roni(original.access[Role.FORM]),
+    )
+    assert resp.status == 201, await resp.text()
+    assert_original_record(await resp.json(), {**VALID, "city": None, "image": None})
