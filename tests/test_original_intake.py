@@ -787,7 +787,7 @@ async def test_a_null_name_is_refused(original: Clinic) -> None:
     The wording is ours to choose."""
     status, answer = await post_check_in(original, form({"fname": None}), as_json=True)
     assert status == 400 and next(iter(answer)) == "fname", answer
-    assert answer["codes"]["fname"] in NAME_BLANK | {"field_null"}, answer
+    assert answer["codes"]["fname"] in NAME_BLANK | {FIELD_REQUIRED}, answer
 
 
 # --- the photo (§5.4) ----------------------------------------------------------------------
