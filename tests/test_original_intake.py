@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -1097,6 +1098,27 @@ async def test_the_last_value_of_a_repeated_field_wins(
         assert_original_record(body, {**VALID, **outcome, "image": None})
 
 
+@pytest.mark.parametrize(
+    ("images", "outcome"),
+    [
+        pytest.param([Photo(GIF, "a.gif", "image/gif"), Photo(JPEG)], "photo", id="gif-then-jpeg"),
+        pytest.param(
+            [Photo(JPEG), Photo(GIF, "a.gif", "image/gif")],
+            {"image": (UNSUPPORTED_TYPE, "photo_type_not_allowed")},
+            id="jpeg-then-gif",
+        ),
+        pytest.param([Photo(JPEG), ""], None, id="jpeg-then-empty"),
+    ],
+)
+async def test_the_last_photo_part_wins(original: Clinic, images: list[Any], outcome: Any) -> None:
+    status, body = await post_check_in(original, [*VALID.items(), *(("image", i) for i in images)])
+    if isinstance(outcome, dict):
+        assert_refused(status, body, outcome)
+    else:
+        assert status == 201, body
+        assert photo_url(body["image"]) if outcome else body["image"] is None, body
+
+
 @pytest.mark.parametrize("as_json", [False, True], ids=["mp", "json"])
 async def test_unknown_and_read_only_keys_are_ignored(original: Clinic, as_json: bool) -> None:
     extra: dict[str, Any] = {
@@ -1198,6 +1220,10 @@ async def test_no_intake_answer_reaches_a_display_a_feed_or_the_queue(clinic: Cl
             resp = await clinic.client.get("/api/queue/", headers=clinic.headers(role))
             assert resp.status == 200, await resp.text()
             assert_no_intake(await resp.text(), f"GET /api/queue/ as {name}")
+        for role in (Role.DOCTOR, Role.ADMIN):
+            resp = await clinic.client.get("/api/stats/today/", headers=clinic.headers(role))
+            assert resp.status == 200, await resp.text()
+            assert_no_intake(await resp.text(), f"GET /api/stats/today/ as {role}")
     finally:
         for ws in live.values():
             await ws.close()
@@ -1302,3 +1328,75 @@ async def test_an_urlencoded_form_is_accepted(original: Clinic) -> None:
     )
     assert resp.status == 201, await resp.text()
     assert_original_record(await resp.json(), {**VALID, "city": None, "image": None})
+
+
+async def test_the_answers_are_kept_in_the_patient_row_only(
+    original: Clinic, config: Config
+) -> None:
+    """patients.intake holds the answers (intake spec); the event log, the audit trail and
+    the idempotency record do not. A kiosk's retry replays the same 201 from the row."""
+    headers = {**roni(original.access[Role.FORM]), "Idempotency-Key": "retry-1"}
+    answers = []
+    for _ in range(2):
+        resp = await original.client.post("/api/patients/", json=SECRET, headers=headers)
+        assert resp.status == 201, await resp.text()
+        answers.append(await resp.json())
+    assert answers[0] == answers[1] and resp.headers.get("Idempotent-Replayed") == "true"
+    resp = await original.client.post(
+        "/api/patients/", json={**SECRET, "city": "Elsewhere"}, headers=headers
+    )
+    assert resp.status == 422 and (await resp.json())["code"] == "idempotency_key_reused"
+    await original.client.get(
+        f"/api/patients/{answers[0]['id']}/", headers=original.headers(Role.DOCTOR)
+    )
+    with sqlite3.connect(config.data_dir / "checkin.db") as db:
+        (stored,) = db.execute("SELECT intake FROM patients").fetchone()
+        assert json.loads(stored) == {k: v for k, v in SECRET.items() if k != "fname"}
+        tables = [
+            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        ]
+        for table in tables:
+            if table == "patients":
+                continue
+            for row in db.execute(f"SELECT * FROM {table}"):  # noqa: S608 (our own table names)
+                for value in SECRET_VALUES:
+                    assert value not in repr(row), f"{table} keeps {value!r}: {row!r}"
+
+
+# --- §4: content types ------------------------------------------------------------------
+
+
+@disagrees("§4: a text/plain body is read as JSON (201), the original answered 415")
+async def test_a_text_plain_body_is_unsupported(original: Clinic) -> None:
+    resp = await original.client.post(
+        "/api/patients/",
+        data=json.dumps(VALID),
+        headers={**roni(original.access[Role.FORM]), "Content-Type": "text/plain"},
+    )
+    assert resp.status == 415, await resp.text()
+
+
+@pytest.mark.parametrize(("raw", "kind"), [("[1, 2]", "list"), ('"x"', "str")])
+async def test_a_json_body_that_is_no_object_is_refused(
+    original: Clinic, raw: str, kind: str
+) -> None:
+    resp = await original.client.post(
+        "/api/patients/",
+        data=raw,
+        headers={**roni(original.access[Role.FORM]), "Content-Type": "application/json"},
+    )
+    assert resp.status == 400, await resp.text()
+
+
+@disagrees("§4: a JSON list or string answers our body_not_an_object, no non_field_errors")
+@pytest.mark.parametrize(("raw", "kind"), [("[1, 2]", "list"), ('"x"', "str")])
+async def test_a_json_body_that_is_no_object_names_non_field_errors(
+    original: Clinic, raw: str, kind: str
+) -> None:
+    resp = await original.client.post(
+        "/api/patients/",
+        data=raw,
+        headers={**roni(original.access[Role.FORM]), "Content-Type": "application/json"},
+    )
+    body = await resp.json()
+    assert body["non_field_errors"] == [f"Invalid data. Expected a dictionary, but got {kind}."]
