@@ -494,7 +494,10 @@ async def test_an_original_client_checks_in_with_the_full_form_and_the_queue_fol
             "/api/doctors/", json={"action": "call_next"}, headers=roni(doctor)
         )
         assert resp.status == 200, await resp.text()
-        called = (await resp.json())["patient"]
+        answer = await resp.json()
+        assert answer["message"] == "Action successful.", answer
+        called = answer["patient"]
+        assert list(called) == ["id", "fname", "status", "image"], called
         assert called["id"] == first["id"] and called["status"] == "completed"
 
         frames = [await next_message(ws) for _ in range(3)]
@@ -536,6 +539,13 @@ async def test_the_original_preset_sets_what_the_original_did(clinic: Clinic) ->
     assert settings["anonymous_feed"] is True
     assert settings["display_names"] == "full"
     assert settings["display_photos"] is True
+
+
+@disagrees("§7.1: created_at/updated_at carry milliseconds (…06.743Z), not microseconds")
+async def test_the_record_times_carry_microseconds(original: Clinic) -> None:
+    _, body = await post_check_in(original, VALID)
+    micro = re.compile(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z\Z")
+    assert micro.match(body["created_at"]) and micro.match(body["updated_at"]), body
 
 
 # === 2. every documented validation failure ================================================
