@@ -23,27 +23,30 @@ export function localToday(now = new Date()) {
   return `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
 }
 
-// The server's field codes (errors.py), as our own texts.
+// The server's field codes (errors.py), as our own texts (some depend on the field's kind).
+const PROBLEMS = {
+  field_required: "missing",
+  field_blank: "missing",
+  choice_invalid: "intake.error.choose",
+  field_too_long: "intake.error.too_long",
+  field_not_text: "intake.error.other",
+  date_in_future: "intake.error.future",
+  format_invalid: "format",
+};
+
 export function errorFor(field, code) {
-  switch (code) {
-    case "field_required":
-    case "field_blank":
-      return { key: field.kind === "choice" ? "intake.error.choose" : "intake.error.required" };
-    case "choice_invalid":
-      return { key: "intake.error.choose" };
-    case "field_too_long":
-      return { key: "intake.error.too_long" };
-    case "date_in_future":
-      return { key: "intake.error.future" };
-    case "format_invalid":
-      if (field.kind === "date") return { key: "intake.error.date" };
-      if (field.kind === "digits" && field.digits) {
-        return { key: "intake.error.digits", values: { n: field.digits } };
-      }
-      return { key: "intake.error.other" };
-    default:
-      return { key: "intake.error.other" };
+  const problem = PROBLEMS[code] ?? "intake.error.other";
+  if (problem === "missing") {
+    return { key: field.kind === "choice" ? "intake.error.choose" : "intake.error.required" };
   }
+  if (problem === "format") {
+    if (field.kind === "date") return { key: "intake.error.date" };
+    if (field.kind === "digits" && field.digits) {
+      return { key: "intake.error.digits", values: { n: field.digits } };
+    }
+    return { key: "intake.error.other" };
+  }
+  return { key: problem };
 }
 
 export class IntakeForm {
