@@ -300,4 +300,5 @@ async def doctor_page(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/admin")
 async def admin_page(request: web.Request) -> web.StreamResponse:
-    return await role_page(request, Role.ADMIN, "admin.html", ("admin.", "role.", "tls.", "intake."))
+    texts = ("admin.", "role.", "tls.", "intake.")
+    return await role_page(request, Role.ADMIN, "admin.html", texts)
