@@ -345,8 +345,12 @@ async def test_the_admin_chooses_the_intake_form_and_the_compatibility_preset(
     assert settings["display_names"] == "full" and settings["display_photos"] is True
     assert (await clinic_api.ok("GET", "/api/intake-form/"))["preset"] == "original"
     await expect(section.get_by_label("The original CheckIn's full form")).to_be_checked()
+    settings_form = page.locator("#settings")
     await expect(
-        page.locator("#settings").get_by_label(re.compile("anonymous", re.I))
+        settings_form.get_by_label("Let devices read the live queue without signing in")
+    ).to_be_checked()
+    await expect(
+        settings_form.get_by_label("Show patients' photos on the waiting-room display")
     ).to_be_checked()
 
     await compat.get_by_role("button", name="Restore privacy defaults").click()
