@@ -528,6 +528,10 @@ async function submit(event) {
 function answersRefused(body) {
   const codes = body && typeof body.codes === "object" && body.codes ? body.codes : {};
   const fields = Object.keys(codes).filter((key) => intake.knows(key));
+  if (Object.keys(codes).some((key) => !intake.knows(key) && key !== "fname" && key !== "image")) {
+    // The box asks something this page does not show: the form changed since it was read.
+    loadIntake(true);
+  }
   if (fields.length === 0) return false;
   state.intakeErrors = {};
   for (const key of fields) state.intakeErrors[key] = errorFor(intake.field(key), codes[key]);
@@ -640,11 +644,11 @@ async function refreshSettings() {
 // A form that changed is rebuilt only while nobody is answering it.
 let intakeLoading = null;
 
-function loadIntake() {
+function loadIntake(force = false) {
   intakeLoading ??= (async () => {
     try {
       const form = await api("GET", "/api/intake-form/");
-      if (form && Array.isArray(form.fields) && (!intake.loaded() || pristine())) {
+      if (form && Array.isArray(form.fields) && (force || !intake.loaded() || pristine())) {
         if (intake.setForm(form)) render();
       }
     } catch {
