@@ -429,8 +429,10 @@ function intakeRow(key) {
     en: text("en", "admin.intake_label_en_field"),
     es: text("es", "admin.intake_label_es_field"),
   };
-  if (key === "fname") {
-    row.ask.disabled = true; // the queue needs a name: always asked, always required
+  if (key === "fname" || key === "image") {
+    // The queue needs a name: always asked, always required. The photo is always offered,
+    // never required.
+    row.ask.disabled = true;
     row.required.disabled = true;
   }
   row.ask.addEventListener("change", () => renderIntakeRow(row));
@@ -454,7 +456,7 @@ function renderIntakeRow(row) {
   const on = row.ask.checked;
   row.tr.classList.toggle("is-inactive", !on);
   for (const input of [row.required, row.sensitive, row.en, row.es]) {
-    input.disabled = !on || (row.key === "fname" && input === row.required);
+    input.disabled = !on || (input === row.required && ["fname", "image"].includes(row.key));
   }
 }
 
@@ -469,8 +471,8 @@ function fillIntake(form) {
   intakeRows = order.map((key) => {
     const row = intakeRow(key);
     const field = byKey.get(key);
-    row.ask.checked = key === "fname" || Boolean(field);
-    row.required.checked = key === "fname" || (field?.required ?? !OPTIONAL.has(key));
+    row.ask.checked = key === "fname" || key === "image" || Boolean(field);
+    row.required.checked = key === "fname" || (key !== "image" && (field?.required ?? !OPTIONAL.has(key)));
     row.sensitive.checked = field?.sensitive ?? SENSITIVE.has(key);
     if (field?.label) {
       // Shown only where it differs from our standard wording.
@@ -524,13 +526,14 @@ function chosenIntake() {
   const preset = intakeEls.form.elements.intake_preset.value;
   if (preset !== "custom") return { preset };
   const fields = intakeRows.filter((row) => row.ask.checked).map((row) => {
-    const field = { key: row.key, required: row.key === "fname" || row.required.checked,
-      sensitive: row.sensitive.checked };
-    const en = row.en.value.trim();
-    const es = row.es.value.trim();
-    if (en || es) {
-      field.label = { en: en || catalogueLabel(row.key, "en"), es: es || catalogueLabel(row.key, "es") };
+    const field = { key: row.key, sensitive: row.sensitive.checked };
+    if (row.key !== "image") field.required = row.key === "fname" || row.required.checked;
+    const label = {}; // only what was typed: the box has the standard wording for the rest
+    for (const language of ["en", "es"]) {
+      const typed = row[language].value.trim();
+      if (typed) label[language] = typed;
     }
+    if (Object.keys(label).length) field.label = label;
     return field;
   });
   return { preset, fields };

@@ -30,6 +30,7 @@ const PROBLEMS = {
   choice_invalid: "intake.error.choose",
   field_too_long: "intake.error.too_long",
   field_not_text: "intake.error.other",
+  field_invalid_character: "intake.error.other",
   date_in_future: "intake.error.future",
   format_invalid: "format",
 };

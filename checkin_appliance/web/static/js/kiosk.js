@@ -434,6 +434,7 @@ const PROBLEMS = {
   photo_filename_too_long: { photo: true, key: "kiosk.error_photo_type" },
   photo_extension_not_allowed: { photo: true, key: "kiosk.error_photo_type" },
   photo_type_not_allowed: { photo: true, key: "kiosk.error_photo_type" },
+  photo_over_original_limit: { photo: true, key: "kiosk.error_photo_too_large" },
   name_required: { name: "kiosk.name_missing" },
   name_too_long: { name: "kiosk.error_name_too_long" },
 };
