@@ -302,6 +302,14 @@ async def patient_detail(request: web.Request) -> web.Response:
     )
 
 
+@routes.get("/api/intake-form/catalogue/")
+async def intake_catalogue(request: web.Request) -> web.Response:
+    """Ours: every question a clinic's own form may ask, with its default flags and labels
+    (the admin page builds its form editor from it)."""
+    await require(request, Role.ADMIN)
+    return json_response({"fields": [field.public() for field in intake.CATALOGUE]})
+
+
 @routes.get("/api/intake-form/")
 async def intake_form(request: web.Request) -> web.Response:
     """Ours: the questions the kiosk asks (the intake_form setting), to render them."""
