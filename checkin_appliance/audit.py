@@ -42,6 +42,8 @@ CREDENTIAL_CREATED = "credential_created"
 CREDENTIAL_DEACTIVATED = "credential_deactivated"
 SETTINGS_CHANGED = "settings_changed"
 BACKUP = "backup"
+PASSWORD_CHANGED = "password_changed"  # an admin set a credential's password (a reset)
+IMPORT_ORIGINAL = "import_original"  # import-original: counts only
 
 
 @dataclass(frozen=True, slots=True)
