@@ -304,8 +304,7 @@ async def make_plan(
 ) -> Plan:
     """Everything the import would do; ImportFailed (or NotAnOriginalDatabase) if it cannot."""
     try:
-        with original.open_read_only(db) as conn:
-            data = await asyncio.to_thread(original.read, conn)
+        data = await asyncio.to_thread(original.read_file, db)
     except original.NotAnOriginalDatabase:
         raise
     except Exception as exc:  # a damaged original: say so, change nothing

@@ -205,11 +205,11 @@ def write_import(
         done.waiting += 1
     if not done.credentials and not done.patients:
         return done  # nothing new: no audit row either
-    detail = {
+    detail = {  # what was committed, over the plan's counts
         **summary,
-        "credentials_imported": done.credentials,
-        "credentials_flagged": done.flagged,
-        "patients_imported": done.patients,
+        "credentials": done.credentials,
+        "flagged": done.flagged,
+        "patients": done.patients,
         "waiting": done.waiting,
         "completed": done.completed,
         "photos": done.photos,

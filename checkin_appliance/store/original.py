@@ -162,3 +162,9 @@ def read(conn: sqlite3.Connection) -> OriginalData:
             )
         )
     return OriginalData(credentials, patients, orphan_entries=len(entries))
+
+
+def read_file(path: Path) -> OriginalData:
+    """open_read_only and read, in one go (for a worker thread)."""
+    with open_read_only(path) as conn:
+        return read(conn)
