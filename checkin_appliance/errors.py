@@ -141,6 +141,7 @@ PASSWORD_RESET_REQUIRED = _code(
     403,
     "the right password of a credential imported with a weak one: an administrator must set "
     "a new password first (token password)",
+    "detail",
 )
 TOO_MANY_ATTEMPTS = _code(
     "too_many_attempts", 429, "repeated failed logins; wait Retry-After seconds"

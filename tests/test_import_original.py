@@ -633,3 +633,41 @@ def test_help(command: list[str], mentions: list[str]) -> None:
     assert result.returncode == 0, result.stderr
     for word in mentions:
         assert word in result.stdout, word
+
+
+# --- the hub: events another process committed ------------------------------------------
+
+
+async def test_hub_publishes_a_gap_before_what_follows_it() -> None:
+    """Our writer's event after seqs another process committed waits until those are read
+    back from the log and published: subscribers get every seq, in order, once."""
+    from checkin_appliance.domain import Audience, QueueEntry, QueueEvent
+    from checkin_appliance.hub import Hub
+
+    def event(seq: int) -> QueueEvent:
+        entry = QueueEntry(seq, seq, f"Patient {seq}", None, "waiting", "2026-12-04T15:19:10.000Z")
+        return QueueEvent(seq, "PATIENT_ADDED", "2026-12-04T15:19:10.000Z", entry)
+
+    log = [event(seq) for seq in range(1, 8)]
+    reads: list[int] = []
+
+    async def read_events(after: int) -> list[QueueEvent]:
+        reads.append(after)
+        await asyncio.sleep(0)
+        return [e for e in log if e.seq > after]
+
+    hub = Hub()
+    hub.start_at(3, read_events)
+    sub = hub.subscribe(object(), Audience.STAFF)  # type: ignore[arg-type]
+    hub.publish(event(3))  # already published before: ignored
+    hub.publish(event(4))  # the next one: out at once
+    assert [json.loads(f.data)["seq"] for f in sub.pending] == [4]
+    hub.publish(event(7))  # 5 and 6 came from another process
+    assert [json.loads(f.data)["seq"] for f in sub.pending] == [4]
+    task = hub.catch_up()
+    assert task is not None
+    await task
+    assert [json.loads(f.data)["seq"] for f in sub.pending] == [4, 5, 6, 7]
+    assert reads[0] == 4 and hub.last_seq == 7
+    hub.publish(event(7))  # our writer's copy arriving late: not sent twice
+    assert len(sub.pending) == 4
