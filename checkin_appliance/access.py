@@ -475,7 +475,10 @@ class Access:
     ) -> Tokens:
         """A new session; NotAuthenticated for a wrong token or password, TooManyAttempts
         (with its wait) after repeated failures from this address, or from it against this
-        token; held a while when the token is being guessed (see LoginThrottle)."""
+        token; held a while when the token is being guessed (see LoginThrottle); NotAllowed
+        (password_reset_required) for the right password of a credential imported with a
+        weak one. A token of another shape than ours is looked up only while an imported
+        credential has one (refresh_token_shapes)."""
         if isinstance(token, int) and not isinstance(token, bool):
             token = str(token)  # the original accepted the token as a JSON number
         if not token or not password:

@@ -298,6 +298,8 @@ class Hub:
 
     async def close_all(self, code: int = WSCloseCode.GOING_AWAY) -> None:
         """Shutdown: every socket gets GOING_AWAY, and we wait (briefly) for the closes."""
+        if self._catching_up is not None:
+            self._catching_up.cancel()
         self.disconnect_where(lambda sub: True, code, "server shutting down")
         if self._closers:
             await asyncio.gather(*self._closers, return_exceptions=True)
