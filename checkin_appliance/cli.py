@@ -621,6 +621,13 @@ def import_original_command(args: argparse.Namespace, config: Config) -> int:
     if not args.media.is_dir():
         print(f"error: {args.media} is not a folder (the original's MEDIA_ROOT)", file=sys.stderr)
         return 2
+    if args.dry_run and not config.db_path.exists():
+        # Nothing here yet: plan against an empty database that is not kept, so a dry run
+        # leaves no data directory behind.
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="checkin-dry-run-") as scratch:
+            return _with_services(dataclasses.replace(config, data_dir=Path(scratch)), run)
     return _with_services(config, run)
 
 
