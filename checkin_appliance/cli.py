@@ -208,11 +208,25 @@ def build_parser() -> argparse.ArgumentParser:
     setter.add_argument(
         "key",
         help="clinic_name, language, display_names, display_photos, "
-        "anonymous_feed or announce_voice",
+        "anonymous_feed, announce_voice or intake_form",
     )
-    setter.add_argument("value", help="the new value (JSON for true/false, else text)")
+    setter.add_argument(
+        "value",
+        help='the new value (true/false for switches; JSON for intake_form, e.g. \'{"preset": '
+        '"original"}\'; else text)',
+    )
     data_options(setter)
     setter.set_defaults(handler=settings_set)
+    preset = settings_commands.add_parser(
+        "preset",
+        help="open like the original CheckIn, or restore the privacy defaults",
+        description="original: anonymous queue reads and live feed, full names and photos on "
+        "wall displays, the original's intake form (SSN, address, ...). private: our privacy "
+        "defaults and the name-only form. CORS origins are the config file's cors_origins.",
+    )
+    preset.add_argument("name", choices=("original", "private"), help="original or private")
+    data_options(preset)
+    preset.set_defaults(handler=settings_preset)
 
     audit_parser = commands.add_parser(
         "audit",
@@ -639,10 +653,39 @@ def settings_show(args: argparse.Namespace, config: Config) -> int:
     return _with_services(config, show)
 
 
+ORIGINAL_PRESET_WARNING = """\
+warning: the original CheckIn's openness is on:
+  - anyone on the network can read the waiting queue and the live feed without signing in;
+  - wall displays show full names and photos;
+  - the kiosk asks the original's intake form, including SSN, Medicaid number and address
+    (staff see them in the doctor console; they never reach the wall display or the feed).
+  For browser apps on other origins, list them as cors_origins in the config file.
+  `checkin-appliance settings preset private` restores the privacy defaults."""
+
+
+def settings_preset(args: argparse.Namespace, config: Config) -> int:
+    async def apply(services: _Services) -> int:
+        new = await services.reception.apply_preset(args.name, CLI)
+        if args.name == "original":
+            print(ORIGINAL_PRESET_WARNING, file=sys.stderr)
+        print(json.dumps(new.public(), indent=2))
+        return 0
+
+    return _with_services(config, apply)
+
+
 def settings_set(args: argparse.Namespace, config: Config) -> int:
     # true/false are booleans only for the on/off settings; a clinic may be named "true".
     is_switch = isinstance(getattr(Settings(), args.key, None), bool)
-    value = json.loads(args.value) if is_switch and args.value in ("true", "false") else args.value
+    value: object = args.value
+    if is_switch and args.value in ("true", "false"):
+        value = json.loads(args.value)
+    elif args.key == "intake_form":
+        try:
+            value = json.loads(args.value)
+        except ValueError:
+            print('error: intake_form is JSON, e.g. \'{"preset": "original"}\'', file=sys.stderr)
+            return 2
 
     async def change(services: _Services) -> int:
         try:

@@ -58,6 +58,10 @@ class DomainError(Exception):
         self.message = message
         self.code = code
 
+    def extra(self) -> dict[str, Any] | None:
+        """Keys the error body carries before `error` and `code` (the intake form's fields)."""
+        return None
+
 
 class InvalidInput(DomainError):
     pass
@@ -192,9 +196,34 @@ class Settings:
     display_photos: bool = False
     anonymous_feed: bool = False
     announce_voice: bool = False
+    # The kiosk's questions (intake.py): {"preset": "name"}, "original" or a custom form.
+    intake_form: dict[str, Any] = dataclasses.field(default_factory=lambda: {"preset": "name"})
 
     def public(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+# One switch for a clinic moving from the original CheckIn, and one back to our defaults.
+SETTING_PRESETS: dict[str, dict[str, Any]] = {
+    "original": {
+        "anonymous_feed": True,
+        "display_names": "full",
+        "display_photos": True,
+        "intake_form": {"preset": "original"},
+    },
+    "private": {
+        "anonymous_feed": False,
+        "display_names": "first_initial",
+        "display_photos": False,
+        "intake_form": {"preset": "name"},
+    },
+}
+
+
+def preset_changes(name: object) -> dict[str, Any]:
+    if not isinstance(name, str) or name not in SETTING_PRESETS:
+        raise InvalidInput("name must be one of original, private.", errors.PRESET_UNKNOWN)
+    return SETTING_PRESETS[name]
 
 
 SETTING_CHOICES: dict[str, tuple[Any, ...]] = {
@@ -220,6 +249,10 @@ def updated_settings(current: Settings, changes: dict[str, Any]) -> Settings:
                     "clinic_name must be 1-100 characters.", errors.CLINIC_NAME_INVALID
                 )
             value = value.strip()
+        elif key == "intake_form":
+            from checkin_appliance import intake  # intake builds on this module
+
+            value = intake.checked_form(value)
         elif value not in SETTING_CHOICES[key] or type(value) is not type(SETTING_CHOICES[key][0]):
             allowed = ", ".join(json.dumps(choice) for choice in SETTING_CHOICES[key])
             raise InvalidInput(f"{key} must be one of {allowed}.", errors.SETTING_VALUE_INVALID)
@@ -243,6 +276,25 @@ class QueueEntry:
     @property
     def image_url(self) -> str | None:
         return PHOTO_URL_PREFIX + self.image if self.image else None
+
+
+@dataclass(frozen=True, slots=True)
+class Patient:
+    """A patient as the staff's detail view shows them: intake answers and latest visit."""
+
+    id: int
+    fname: str
+    image: str | None
+    created_at: str
+    intake: str | None  # JSON of the intake form's other answers, or None (name only)
+    entry_id: int | None
+    status: str | None
+    check_in_time: str | None
+    called_at: str | None
+    room: str | None
+
+    def answers(self) -> dict[str, str | None]:
+        return json.loads(self.intake) if self.intake else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,11 +365,15 @@ def clean_name(value: object) -> str:
     return name
 
 
-def check_in_fingerprint(name: str, photo: bytes | None) -> str:
-    """SHA-256 of a check-in's body as the kiosk sent it (the cleaned name and the photo's
-    bytes), stored with its Idempotency-Key: a retry sends the same, a new patient not."""
+def check_in_fingerprint(name: str, photo: bytes | None, intake: str | None = None) -> str:
+    """SHA-256 of a check-in's body as the kiosk sent it (the cleaned name, the photo's
+    bytes and the other answers), stored with its Idempotency-Key: a retry sends the same,
+    a new patient not. A name-only check-in hashes as it did before intake forms."""
     digest = hashlib.sha256()
-    for part in (name.encode(), photo if photo is not None else b""):
+    parts = [name.encode(), photo if photo is not None else b""]
+    if intake is not None:
+        parts.append(intake.encode())
+    for part in parts:
         digest.update(len(part).to_bytes(8, "big"))  # lengths first: no two bodies collide
         digest.update(part)
     digest.update(b"photo" if photo is not None else b"none")

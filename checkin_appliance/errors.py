@@ -69,6 +69,34 @@ PHOTO_TOO_SLOW_TO_DECODE = _code(
 PHOTO_DAMAGED = _code("photo_damaged", 400, "the image is truncated or cannot be decoded")
 PHOTO_TOO_LARGE = _code("photo_too_large", 413, "the image is larger than max_photo_bytes")
 FIELD_TOO_LARGE = _code("field_too_large", 413, "a text field of a multipart form over 64 KB")
+# The intake form's answers (intake.py): each field's problem, keyed by field in the body.
+FIELD_REQUIRED = _code("field_required", 400, "an intake question the form requires was not sent")
+FIELD_BLANK = _code("field_blank", 400, 'an intake answer that is only white space (or JSON "")')
+FIELD_NOT_TEXT = _code(
+    "field_not_text", 400, "an intake answer that is true/false, a list or an object"
+)
+FIELD_TOO_LONG = _code("field_too_long", 400, "an intake answer longer than its field allows")
+FIELD_INVALID_CHARACTER = _code(
+    "field_invalid_character", 400, "an intake answer holding a control character or bidi control"
+)
+CHOICE_INVALID = _code("choice_invalid", 400, "an answer that is not one of the field's choices")
+FORMAT_INVALID = _code(
+    "format_invalid", 400, "a phone, SSN, ZIP or Medicaid number of the wrong digits; a bad date"
+)
+DATE_IN_FUTURE = _code("date_in_future", 400, "a date of birth after today")
+PHOTO_NOT_A_FILE = _code("photo_not_a_file", 400, "original form: `image` is text, not a file part")
+PHOTO_FILENAME_TOO_LONG = _code(
+    "photo_filename_too_long", 400, "original form: the photo's file name is over 100 characters"
+)
+PHOTO_EXTENSION_NOT_ALLOWED = _code(
+    "photo_extension_not_allowed", 400, "original form: the file name's extension is no image's"
+)
+PHOTO_TYPE_NOT_ALLOWED = _code(
+    "photo_type_not_allowed", 400, "original form: the image is not a JPEG or PNG"
+)
+PHOTO_OVER_ORIGINAL_LIMIT = _code(
+    "photo_over_original_limit", 400, "original form: the image is over 5 MB"
+)
 IDEMPOTENCY_KEY_INVALID = _code(
     "idempotency_key_invalid", 400, "Idempotency-Key is not 1-100 letters, digits, - or _"
 )
@@ -87,6 +115,7 @@ TOO_MANY_FEEDS = _code(
 INVALID_ACTION = _code("invalid_action", 400, "a doctor's action or patient_id is not valid")
 NOBODY_WAITING = _code("nobody_waiting", 404, "call_next with nobody waiting")
 NO_SUCH_PATIENT = _code("no_such_patient", 404, "complete names no waiting patient")
+PATIENT_NOT_FOUND = _code("patient_not_found", 404, "the patient detail view names no patient")
 
 # --- request bodies --------------------------------------------------------------------
 INVALID_JSON = _code("invalid_json", 400, "the body is not UTF-8 JSON text")
@@ -179,6 +208,7 @@ SETTINGS_EMPTY = _code("settings_empty", 400, "a settings change that is not a n
 SETTING_UNKNOWN = _code("setting_unknown", 400, "a settings key the box does not have")
 CLINIC_NAME_INVALID = _code("clinic_name_invalid", 400, "clinic_name is not 1-100 characters")
 SETTING_VALUE_INVALID = _code("setting_value_invalid", 400, "a setting's value is not allowed")
+PRESET_UNKNOWN = _code("preset_unknown", 400, "a settings preset that is not original or private")
 
 # --- photos ----------------------------------------------------------------------------
 PHOTO_LINK_INVALID = _code(

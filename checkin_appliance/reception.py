@@ -12,21 +12,24 @@ import logging
 import os
 import statistics
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from checkin_appliance import errors, photos
+from checkin_appliance import audit, errors, intake, photos
 from checkin_appliance.domain import (
     Actor,
     Audience,
+    InvalidInput,
     NotFound,
+    Patient,
     QueueEntry,
     Settings,
     check_in_fingerprint,
-    clean_name,
     event_message,
     format_time,
+    preset_changes,
     settings_from_stored,
     snapshot_message,
     updated_settings,
@@ -62,6 +65,14 @@ def local_day_bounds(now: datetime | None = None) -> tuple[str, str]:
     start = datetime.combine(day, time()).astimezone()
     end = datetime.combine(day + timedelta(days=1), time()).astimezone()
     return format_time(start), format_time(end)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedIn:
+    entry: QueueEntry
+    position: int  # 1-based place in the queue when checked in
+    replayed: bool  # the answer to a retried Idempotency-Key: nobody was added
+    answers: dict[str, str | None]  # the intake form's answers beyond the name, as stored
 
 
 class Reception:
@@ -106,31 +117,54 @@ class Reception:
 
     async def check_in(
         self,
-        fname: object,
-        photo: bytes | None,
+        fields: dict[str, Any],
+        photo: intake.Upload | None,
         actor: Actor,
         idempotency_key: str | None = None,
-    ) -> tuple[QueueEntry, int, bool]:
-        """(entry, position, replayed): a retried key returns the first answer, adds nobody;
-        the key again with another name or photo is refused (Conflict, 422)."""
-        name = clean_name(fname)
-        fingerprint = check_in_fingerprint(name, photo) if idempotency_key is not None else None
+        *,
+        from_form: bool = False,
+    ) -> CheckedIn:
+        """A patient checked in with the answers the intake form asks for (IntakeInvalid
+        names every problem). A retried key returns the first answer and adds nobody; the
+        key again with other answers or photo is refused (Conflict, 422)."""
+        answers = intake.check(self.settings.intake_form, fields, photo, from_form=from_form)
+        stored = answers.stored()
+        fingerprint = None
+        if idempotency_key is not None:
+            fingerprint = check_in_fingerprint(answers.name, answers.photo, stored)
         image = None
-        if photo is not None:
-            async with self._photo_slots:
-                image = await asyncio.to_thread(
-                    photos.store_photo, self.photo_dir, photo, self.photo_max_side
-                )
+        if answers.photo is not None:
+            try:
+                async with self._photo_slots:
+                    image = await asyncio.to_thread(
+                        photos.store_photo, self.photo_dir, answers.photo, self.photo_max_side
+                    )
+            except InvalidInput as exc:  # keyed by field, like the form's other answers
+                raise intake.IntakeInvalid({"image": (exc.message, exc.code)}) from exc
         try:
             entry, position, replayed = await self.store.check_in(
-                name, image, actor, idempotency_key, fingerprint
+                answers.name, image, actor, idempotency_key, fingerprint, stored
             )
         except Exception:  # not on cancellation: the write may still commit (an orphan is swept)
             await self._discard_photo(image)
             raise
+        values = answers.values
         if replayed:
             await self._discard_photo(image)
-        return entry, position, replayed
+            patient = await self.store.patient(entry.patient_id)
+            values = patient.answers() if patient else {}
+        return CheckedIn(entry, position, replayed, values)
+
+    async def patient(self, patient_id: int, actor: Actor) -> Patient:
+        """The staff's detail view of one patient; every look is in the audit trail."""
+        patient = await self.store.patient(patient_id)
+        if patient is None:
+            raise NotFound("No patient with that id.", errors.PATIENT_NOT_FOUND)
+        await self.store.record_audit(audit.PATIENT_VIEWED, actor, patient_id=patient_id)
+        return patient
+
+    async def apply_preset(self, name: object, actor: Actor) -> Settings:
+        return await self.update_settings(preset_changes(name), actor)
 
     async def _discard_photo(self, image: str | None) -> None:
         if image is not None:

@@ -50,6 +50,7 @@ DEFAULT_SETTINGS = {
     "display_photos": False,
     "anonymous_feed": False,
     "announce_voice": False,
+    "intake_form": {"preset": "name"},
 }
 
 
@@ -147,9 +148,13 @@ HELP_CASES = [
     ),
     (["token", "list"], ["--data-dir", "--config"]),
     (["token", "deactivate"], ["token", "--data-dir", "--config"]),
-    (["settings"], ["show", "set"]),
+    (["settings"], ["show", "set", "preset"]),
+    (["settings", "preset"], ["original", "private", "cors_origins", "--data-dir"]),
     (["settings", "show"], ["--data-dir", "--config"]),
-    (["settings", "set"], ["key", "value", "anonymous_feed", "display_names", "--data-dir"]),
+    (
+        ["settings", "set"],
+        ["key", "value", "anonymous_feed", "display_names", "intake_form", "--data-dir"],
+    ),
     (["audit"], ["verify", "show"]),
     (["audit", "verify"], ["--data-dir", "--config"]),
     (["audit", "show"], ["--limit", "--json", "--data-dir"]),
@@ -481,6 +486,9 @@ async def test_settings_set_takes_effect_on_the_running_server(server: Server) -
         ("display_names", "short", 'display_names must be one of "first_initial", "full".'),
         ("language", "fr", 'language must be one of "en", "es".'),
         ("clinic_name", "   ", "clinic_name must be 1-100 characters."),
+        ("intake_form", "original", "intake_form is JSON"),
+        ("intake_form", '{"preset": "everything"}', "intake_form: send"),
+        ("intake_form", '{"preset": "custom", "fields": [{"key": "pin"}]}', "key is one of"),
     ],
 )
 def test_settings_set_refuses_bad_key_or_value(
@@ -493,6 +501,39 @@ def test_settings_set_refuses_bad_key_or_value(
     assert result.stdout == ""
     assert message in result.stderr, result.stderr
     assert database_rows(shared_server, stored) == before
+
+
+async def test_settings_preset_opens_like_the_original_and_private_closes_again(
+    server: Server,
+) -> None:
+    result = server.cli("settings", "preset", "original")
+    assert result.returncode == 0, result.stderr
+    assert "warning" in result.stderr and "SSN" in result.stderr  # says what opens up
+    opened = json.loads(result.stdout)
+    assert opened["anonymous_feed"] is True and opened["display_photos"] is True
+    assert opened["display_names"] == "full"
+    assert opened["intake_form"] == {"preset": "original"}
+    await anonymous_queue_reads(server, 200)  # open, as the original
+
+    result = server.cli("settings", "preset", "private")
+    assert result.returncode == 0 and "warning" not in result.stderr
+    closed = json.loads(result.stdout)
+    assert closed == {**opened, **{
+        "anonymous_feed": False, "display_photos": False, "display_names": "first_initial",
+        "intake_form": {"preset": "name"},
+    }}  # fmt: skip
+    await anonymous_queue_reads(server, 401)
+    assert server.cli("settings", "preset", "everything").returncode == 2  # argparse refuses
+
+
+async def anonymous_queue_reads(server: Server, status: int) -> None:
+    """Waits until the running server answers GET /api/queue/ without credentials so (it
+    picks a CLI change up within a second)."""
+    async with asyncio.timeout(PICKUP_TIMEOUT):
+        while (await asyncio.to_thread(http_json, "GET", f"{server.base_url}/api/queue/"))[
+            0
+        ] != status:
+            await asyncio.sleep(0.1)
 
 
 # --- serve: the one-time setup code ---------------------------------------------------------

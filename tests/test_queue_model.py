@@ -44,7 +44,8 @@ class QueueMachine(RuleBasedStateMachine):
 
     @rule(name=NAMES)
     def check_in(self, name: str) -> None:
-        entry, position, _ = self.run(self.reception.check_in(name, None, CLI))
+        done = self.run(self.reception.check_in({"fname": name}, None, CLI))
+        entry, position = done.entry, done.position
         self.waiting.append(entry.patient_id)
         self.events += 1
         assert position == len(self.waiting)

@@ -26,6 +26,7 @@ from checkin_appliance.domain import (
     PATIENT_COMPLETED,
     Actor,
     Credential,
+    Patient,
     QueueEntry,
     QueueEvent,
     Role,
@@ -371,10 +372,14 @@ class Store:
         return await self.write(job)
 
     async def record_audit(
-        self, action: str, actor: Actor, detail: dict[str, Any] | None = None
+        self,
+        action: str,
+        actor: Actor,
+        detail: dict[str, Any] | None = None,
+        patient_id: int | None = None,
     ) -> None:
-        """An audit row on its own (a failed login, a backup)."""
-        await self.write(lambda tx: tx.audit(action, actor, detail=detail))
+        """An audit row on its own (a failed login, a backup, a look at a patient)."""
+        await self.write(lambda tx: tx.audit(action, actor, patient_id, detail))
 
     async def audit_entries(self, after: int = 0, limit: int = 1000) -> list[AuditEntry]:
         rows = await self._all(
@@ -530,8 +535,10 @@ class Store:
         actor: Actor,
         idempotency_key: str | None = None,
         body_sha256: str | None = None,
+        intake: str | None = None,
     ) -> tuple[QueueEntry, int, bool]:
         """A new patient at the end of the queue: (entry, 1-based position, replayed).
+        `intake`: the intake form's other answers as JSON (patients.intake).
 
         With an idempotency key the credential already used, nothing is written and the
         first check-in is returned with replayed=True (the caller discards its photo); if
@@ -562,8 +569,8 @@ class Store:
             ahead = tx.one("SELECT count(*) AS n FROM queue_entries WHERE status = 'waiting'")
             assert ahead is not None
             patient_id = tx.insert(
-                "INSERT INTO patients (fname, image, created_at) VALUES (?, ?, ?)",
-                (fname, image, now),
+                "INSERT INTO patients (fname, image, created_at, intake) VALUES (?, ?, ?, ?)",
+                (fname, image, now, intake),
             )
             entry_id = tx.insert(
                 "INSERT INTO queue_entries (patient_id, status, check_in_time, checked_in_by) "
@@ -614,6 +621,17 @@ class Store:
             return entry
 
         return await self.write(job)
+
+    async def patient(self, patient_id: int) -> Patient | None:
+        """A patient with their intake answers (JSON text) and their latest visit."""
+        row = await self._one(
+            "SELECT p.id, p.fname, p.image, p.created_at, p.intake, e.id AS entry_id,"
+            " e.status, e.check_in_time, e.called_at, e.room "
+            "FROM patients p LEFT JOIN queue_entries e ON e.patient_id = p.id "
+            "WHERE p.id = ? ORDER BY e.id DESC LIMIT 1",
+            (patient_id,),
+        )
+        return None if row is None else _record(Patient, row)
 
     async def snapshot(
         self, called_since: str | None = None, called_limit: int = 6

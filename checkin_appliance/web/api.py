@@ -10,17 +10,19 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from checkin_appliance import __version__, errors, photos
+from checkin_appliance import __version__, errors, intake, photos
 from checkin_appliance.config import Config
 from checkin_appliance.domain import (
     Audience,
     InvalidInput,
+    NotFound,
     Role,
     TooLarge,
     audience_for,
     patient_view,
     queue_item,
 )
+from checkin_appliance.intake import Upload
 from checkin_appliance.store import StoreUnavailable
 from checkin_appliance.web import cors
 from checkin_appliance.web.auth import (
@@ -115,22 +117,28 @@ def _check_charset(charset: str | None) -> None:
         )
 
 
-async def read_check_in(request: web.Request) -> tuple[dict[str, Any], bytes | None]:
-    """The form fields and the photo (if any) of a check-in, multipart or JSON."""
-    if not request.content_type.startswith("multipart/"):
-        return await read_body(request), None
-    return await read_multipart(request, request.app[CONFIG].max_photo_bytes)
+async def read_check_in(request: web.Request) -> tuple[dict[str, Any], Upload | None, bool]:
+    """A check-in's answers, its photo (if any) and whether they came as a form (where an
+    empty value stands for null), from multipart, urlencoded or JSON."""
+    if request.content_type.startswith("multipart/"):
+        fields, photo = await read_multipart(request, request.app[CONFIG].max_photo_bytes)
+        return fields, photo, True
+    body = await read_body(request)
+    image = body.get("image")  # JSON has no files: any value but null is text, not a file
+    photo = Upload(str(image).encode(), None, is_file=False) if image is not None else None
+    return body, photo, request.content_type == "application/x-www-form-urlencoded"
 
 
 async def read_multipart(
     request: web.Request, max_photo: int | None
-) -> tuple[dict[str, Any], bytes | None]:
-    """A multipart form's text fields (the first of each name) and, when `max_photo` is
-    given, its `image` part; other file parts are read and dropped. Counted as they arrive:
-    the photo up to `max_photo`, everything else up to 1 MB."""
+) -> tuple[dict[str, Any], Upload | None]:
+    """A multipart form's text fields (the last of each name wins, as the original read
+    them) and, when `max_photo` is given, its `image` part; other file parts are read and
+    dropped. Counted as they arrive: the photo up to `max_photo`, everything else up to
+    1 MB."""
     too_large = f"The photo is larger than the {_size_text(max_photo or 0)} limit."
     fields: dict[str, Any] = {}
-    photo: bytes | None = None
+    photo: Upload | None = None
     budget = (max_photo or 0) + 1024 * 1024  # everything that is not the photo
     try:
         reader = await request.multipart()
@@ -139,10 +147,9 @@ async def read_multipart(
                 raise InvalidInput(
                     "Nested multipart bodies are not supported.", errors.MULTIPART_NESTED
                 )
-            if max_photo is not None and part.name == "image":
+            if max_photo is not None and part.name == "image" and part.filename is not None:
                 data = await _read_part(part, max_photo, too_large, errors.PHOTO_TOO_LARGE)
-                if data and photo is None:
-                    photo = data
+                photo = Upload(data, part.filename)
                 continue
             if max_photo is None:  # a form posted to the JSON endpoints: 1 MB in all, as before
                 data = await _read_part(
@@ -156,11 +163,13 @@ async def read_multipart(
                     errors.FIELD_TOO_LARGE,
                 )
             budget -= len(data)
-            if part.name and part.name not in fields and part.filename is None:
+            if part.name and part.filename is None:
                 _check_charset(part.get_charset("utf-8"))
                 fields[part.name] = data.decode("utf-8", errors="replace")
     except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
         raise InvalidInput("The multipart body is malformed.", errors.FORM_MALFORMED) from exc
+    if max_photo is not None and "image" in fields:  # text where the photo should be
+        photo = Upload(fields.pop("image").encode(), None, is_file=False)
     return fields, photo
 
 
@@ -236,24 +245,68 @@ async def check_in(request: web.Request) -> web.Response:
             "Idempotency-Key must be 1-100 letters, digits, '-' or '_'.",
             errors.IDEMPOTENCY_KEY_INVALID,
         )
+    reception = request.app[RECEPTION]
     try:
         async with asyncio.timeout(request.app[CONFIG].upload_timeout):
-            fields, photo = await read_check_in(request)
+            fields, photo, from_form = await read_check_in(request)
     except TimeoutError:
         response = error_response(
             errors.REQUEST_TIMEOUT, "The upload took too long; please try again."
         )
         response.force_close()  # do not linger reading the rest of a trickle
         return response
-    entry, position, replayed = await request.app[RECEPTION].check_in(
-        fields.get("fname"), photo, caller.actor, key
+    except TooLarge as exc:
+        if exc.code is errors.PHOTO_TOO_LARGE:  # keyed by field, like the other answers
+            raise intake.IntakeInvalid({"image": (exc.message, exc.code)}) from exc
+        raise
+    done = await reception.check_in(fields, photo, caller.actor, key, from_form=from_form)
+    entry = done.entry
+    # The original's 201: the patient record with every stored answer; then ours.
+    body: dict[str, Any] = {"id": entry.patient_id, "fname": entry.fname, **done.answers}
+    body.update(
+        image=reception.photo_links.url(entry.image) if entry.image else None,
+        wait_time=None,
+        created_at=entry.check_in_time,
+        updated_at=entry.check_in_time,
+        status=entry.status,
+        check_in_time=entry.check_in_time,
+        queue_entry_id=entry.id,
+        position=done.position,
     )
+    return json_response(body, 201, {"Idempotent-Replayed": "true"} if done.replayed else None)
+
+
+@routes.get("/api/patients/{patient_id:[0-9]+}/")
+async def patient_detail(request: web.Request) -> web.Response:
+    """Ours: one patient's intake answers, for staff (doctor, admin); each look is audited."""
+    caller = await require(request, Role.DOCTOR, Role.ADMIN)
     reception = request.app[RECEPTION]
-    body = patient_view(
-        entry, Audience.STAFF, reception.settings, photo_url=reception.photo_links.url
+    patient_id = _patient_id(request.match_info["patient_id"])
+    if patient_id is None:
+        raise NotFound("No patient with that id.", errors.PATIENT_NOT_FOUND)
+    patient = await reception.patient(patient_id, caller.actor)
+    answers = patient.answers()
+    return json_response(
+        {
+            "id": patient.id,
+            "fname": patient.fname,
+            "image": reception.photo_links.url(patient.image) if patient.image else None,
+            "created_at": patient.created_at,
+            "intake": answers,
+            "form": intake.describe_answers(reception.settings.intake_form, answers),
+            "status": patient.status,
+            "check_in_time": patient.check_in_time,
+            "called_at": patient.called_at,
+            "room": patient.room,
+        }
     )
-    body.update(check_in_time=entry.check_in_time, queue_entry_id=entry.id, position=position)
-    return json_response(body, 201, {"Idempotent-Replayed": "true"} if replayed else None)
+
+
+@routes.get("/api/intake-form/")
+async def intake_form(request: web.Request) -> web.Response:
+    """Ours: the questions the kiosk asks (the intake_form setting), to render them."""
+    await require(request)
+    return json_response(intake.describe(request.app[RECEPTION].settings.intake_form))
 
 
 @routes.get("/api/doctors/")
@@ -332,6 +385,16 @@ async def get_settings(request: web.Request) -> web.Response:
 async def change_settings(request: web.Request) -> web.Response:
     caller = await require(request, Role.ADMIN)
     settings = await request.app[RECEPTION].update_settings(await read_body(request), caller.actor)
+    return json_response(settings.public())
+
+
+@routes.post("/api/settings/preset/")
+async def apply_preset(request: web.Request) -> web.Response:
+    """Ours: the original CheckIn's openness in one step ("original"), or our privacy
+    defaults back ("private")."""
+    caller = await require(request, Role.ADMIN)
+    body = await read_body(request)
+    settings = await request.app[RECEPTION].apply_preset(body.get("name"), caller.actor)
     return json_response(settings.public())
 
 

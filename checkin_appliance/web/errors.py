@@ -92,7 +92,7 @@ def error_middleware() -> Middleware:
                 exc.code, exc.message, headers={"Retry-After": str(exc.retry_after)}
             )
         except domain.DomainError as exc:
-            return error_response(exc.code, exc.message)
+            return error_response(exc.code, exc.message, extra=exc.extra())
         except StoreDamaged:
             return damaged_response(request)
         except StoreUnavailable:
