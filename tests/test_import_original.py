@@ -179,6 +179,15 @@ async def test_patients_with_their_intake_answers(imported: Clinic, config: Conf
     assert intake["12"]["city"] is None and intake["12"]["zip"] is None
     assert intake["13"]["ssn"] == "0000000001" and intake["13"]["medicaid_no"] == "000000000001"
     assert intake["20"]["phone"] == "8045550108" and intake["15"]["gender"] == "non_binary"
+    # The staff detail view shows them as stored.
+    resp = await imported.client.get(
+        f"/api/patients/{stored['15']}/", headers=imported.headers(Role.DOCTOR)
+    )
+    detail = await resp.json()
+    assert resp.status == 200, detail
+    assert detail["fname"] == "Test Patient Three" and detail["status"] == "completed"
+    assert detail["intake"]["street2"] == "" and detail["intake"]["ssn"] == "0000000003"
+    assert detail["image"] is not None
     (ann,) = rows(config.data_dir, "SELECT fname FROM patients WHERE fname LIKE 'Ann%'")
     assert ann["fname"] == "Ann   Lee"  # inner spaces kept, as the original shows them
 
