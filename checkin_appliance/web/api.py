@@ -430,6 +430,17 @@ async def deactivate_credential(request: web.Request) -> web.Response:
     return json_response(credential.public())
 
 
+@routes.post("/api/credentials/{token}/password/")
+async def set_credential_password(request: web.Request) -> web.Response:
+    """A new password (a reset): clears password_reset_required, ends the sessions."""
+    caller = await require(request, Role.ADMIN)
+    body = await read_body(request)
+    credential = await request.app[ACCESS].set_password(
+        request.match_info["token"], body.get("password"), caller.actor
+    )
+    return json_response(credential.public())
+
+
 # --- health and media -------------------------------------------------------------------
 
 
