@@ -302,6 +302,14 @@ async def patient_detail(request: web.Request) -> web.Response:
     )
 
 
+@routes.get("/api/intake-form/catalogue/")
+async def intake_catalogue(request: web.Request) -> web.Response:
+    """Ours: every question a clinic's own form may ask, with its default flags and labels
+    (the admin page builds its form editor from it)."""
+    await require(request, Role.ADMIN)
+    return json_response({"fields": [field.public() for field in intake.CATALOGUE]})
+
+
 @routes.get("/api/intake-form/")
 async def intake_form(request: web.Request) -> web.Response:
     """Ours: the questions the kiosk asks (the intake_form setting), to render them."""
@@ -419,6 +427,17 @@ async def create_credential(request: web.Request) -> web.Response:
 async def deactivate_credential(request: web.Request) -> web.Response:
     caller = await require(request, Role.ADMIN)
     credential = await request.app[ACCESS].deactivate(request.match_info["token"], caller.actor)
+    return json_response(credential.public())
+
+
+@routes.post("/api/credentials/{token}/password/")
+async def set_credential_password(request: web.Request) -> web.Response:
+    """A new password (a reset): clears password_reset_required, ends the sessions."""
+    caller = await require(request, Role.ADMIN)
+    body = await read_body(request)
+    credential = await request.app[ACCESS].set_password(
+        request.match_info["token"], body.get("password"), caller.actor
+    )
     return json_response(credential.public())
 
 

@@ -1,33 +1,9 @@
 """Texts for the intake form: the kiosk's questions and answers, the admin's field list, the
-doctor's patient detail. Field labels here are the admin page's defaults for the catalogue
-(the kiosk shows the labels the server sends with the form)."""
+doctor's patient detail. The questions' own labels come from the server (intake.py), with the
+form or the catalogue."""
 
 MESSAGES: dict[str, dict[str, str]] = {
     "en": {
-        # --- the catalogue (the original CheckIn's fields), for the admin's custom form ----
-        "intake.label.fname": "Full name",
-        "intake.label.dob": "Date of birth",
-        "intake.label.gender": "Gender",
-        "intake.label.pronoun": "Pronouns",
-        "intake.label.phone": "Phone number",
-        "intake.label.emergency_contact": "Emergency contact (name and phone)",
-        "intake.label.ssn": "Social Security number",
-        "intake.label.street1": "Street address",
-        "intake.label.street2": "Address line 2",
-        "intake.label.last_known_address": "Last known address",
-        "intake.label.city": "City",
-        "intake.label.state": "State",
-        "intake.label.zip": "ZIP code",
-        "intake.label.medicaid_no": "Medicaid number",
-        "intake.label.id_card": "Do you have a valid ID card?",
-        "intake.label.insurance": "Insurance",
-        "intake.label.race": "Race",
-        "intake.label.pref_service_area": "Preferred service area",
-        "intake.label.employed": "Are you employed?",
-        "intake.label.shower": "Do you need a shower?",
-        "intake.label.hungry": "Are you hungry?",
-        "intake.label.homeless": "Are you homeless?",
-        "intake.label.image": "Photo",
         # --- the kiosk --------------------------------------------------------------------
         "intake.optional": "(optional)",
         "intake.show": "Show",
@@ -62,29 +38,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         "intake.detail_open": "Details for {name}",
     },
     "es": {
-        "intake.label.fname": "Nombre completo",
-        "intake.label.dob": "Fecha de nacimiento",
-        "intake.label.gender": "Género",
-        "intake.label.pronoun": "Pronombres",
-        "intake.label.phone": "Número de teléfono",
-        "intake.label.emergency_contact": "Contacto de emergencia (nombre y teléfono)",
-        "intake.label.ssn": "Número de Seguro Social",
-        "intake.label.street1": "Dirección",
-        "intake.label.street2": "Dirección (línea 2)",
-        "intake.label.last_known_address": "Última dirección conocida",
-        "intake.label.city": "Ciudad",
-        "intake.label.state": "Estado",
-        "intake.label.zip": "Código postal",
-        "intake.label.medicaid_no": "Número de Medicaid",
-        "intake.label.id_card": "¿Tiene un documento de identidad válido?",
-        "intake.label.insurance": "Seguro médico",
-        "intake.label.race": "Raza",
-        "intake.label.pref_service_area": "Zona de servicio preferida",
-        "intake.label.employed": "¿Tiene empleo?",
-        "intake.label.shower": "¿Necesita una ducha?",
-        "intake.label.hungry": "¿Tiene hambre?",
-        "intake.label.homeless": "¿Está sin hogar?",
-        "intake.label.image": "Foto",
         "intake.optional": "(opcional)",
         "intake.show": "Mostrar",
         "intake.hide": "Ocultar",

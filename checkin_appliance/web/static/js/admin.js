@@ -366,14 +366,9 @@ function useSettings(next, saved = false) {
 
 // --- the intake form ------------------------------------------------------------------------
 
-// The catalogue: the original CheckIn's fields in its order, with what it asks by default.
-// Labels are this page's catalog texts (intake.label.<key>); the kiosk shows the box's.
-const OPTIONAL = new Set(["street2", "medicaid_no", "image"]);
-const SENSITIVE = new Set(["dob", "phone", "emergency_contact", "ssn", "street1", "street2",
-  "last_known_address", "city", "state", "zip", "medicaid_no"]);
-const CATALOGUE = ["fname", "dob", "gender", "pronoun", "phone", "emergency_contact", "ssn",
-  "street1", "street2", "last_known_address", "city", "state", "zip", "medicaid_no", "id_card",
-  "insurance", "race", "pref_service_area", "employed", "shower", "hungry", "homeless", "image"];
+// The catalogue: every question a form may ask, in the original CheckIn's order, with what
+// it asks by default and its standard labels (GET /api/intake-form/catalogue/).
+let catalogue = new Map(); // key -> field
 
 const intakeEls = {
   form: byId("intake-form"),
@@ -398,7 +393,7 @@ let intakeEdited = false; // the admin is changing it: news from elsewhere waits
 let intakeRows = []; // [{key, tr, ask, required, sensitive, en, es}] in the order shown
 
 function catalogueLabel(key, language = lang) {
-  return data.messages[language]?.[`intake.label.${key}`] ?? key;
+  return catalogue.get(key)?.label[language] ?? key;
 }
 
 function intakeRow(key) {
@@ -465,15 +460,17 @@ function renderIntakeRow(row) {
 function fillIntake(form) {
   const chosen = form?.preset === "custom" ? form.fields : [];
   const byKey = new Map(chosen.map((f) => [f.key, f]));
-  const listed = chosen.map((f) => f.key).filter((k) => CATALOGUE.includes(k));
-  const order = ["fname", ...listed, ...CATALOGUE.filter((k) => !byKey.has(k))]
+  const keys = [...catalogue.keys()];
+  const listed = chosen.map((f) => f.key).filter((k) => catalogue.has(k));
+  const order = ["fname", ...listed, ...keys.filter((k) => !byKey.has(k))]
     .filter((k, i, all) => all.indexOf(k) === i);
   intakeRows = order.map((key) => {
     const row = intakeRow(key);
     const field = byKey.get(key);
     row.ask.checked = key === "fname" || key === "image" || Boolean(field);
-    row.required.checked = key === "fname" || (key !== "image" && (field?.required ?? !OPTIONAL.has(key)));
-    row.sensitive.checked = field?.sensitive ?? SENSITIVE.has(key);
+    const standard = catalogue.get(key) ?? { required: true, sensitive: false }; // not loaded yet
+    row.required.checked = key === "fname" || (key !== "image" && (field?.required ?? standard.required));
+    row.sensitive.checked = field?.sensitive ?? standard.sensitive;
     if (field?.label) {
       // Shown only where it differs from our standard wording.
       for (const language of ["en", "es"]) {
@@ -510,6 +507,10 @@ function renderCompat() {
 
 async function loadIntakeForm(force = false) {
   try {
+    if (!catalogue.size) {
+      const { fields } = await api("GET", "/api/intake-form/catalogue/");
+      catalogue = new Map(fields.map((field) => [field.key, field]));
+    }
     const form = await api("GET", "/api/intake-form/");
     intakeForm = form;
     if (force || !intakeEdited) {
