@@ -163,13 +163,13 @@ async def read_multipart(
                     errors.FIELD_TOO_LARGE,
                 )
             budget -= len(data)
-            if part.name and part.filename is None:
+            if max_photo is not None and part.name == "image":  # text where a file should be
+                photo = Upload(data, None, is_file=False) if data else None  # empty: none
+            elif part.name and part.filename is None:
                 _check_charset(part.get_charset("utf-8"))
                 fields[part.name] = data.decode("utf-8", errors="replace")
     except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
         raise InvalidInput("The multipart body is malformed.", errors.FORM_MALFORMED) from exc
-    if max_photo is not None and "image" in fields:  # text where the photo should be
-        photo = Upload(fields.pop("image").encode(), None, is_file=False)
     return fields, photo
 
 
@@ -257,7 +257,10 @@ async def check_in(request: web.Request) -> web.Response:
         return response
     except TooLarge as exc:
         if exc.code is errors.PHOTO_TOO_LARGE:  # keyed by field, like the other answers
-            raise intake.IntakeInvalid({"image": (exc.message, exc.code)}) from exc
+            limit = request.app[CONFIG].max_photo_bytes
+            raise intake.photo_over_limit(
+                reception.settings.intake_form, limit, exc.message
+            ) from exc
         raise
     done = await reception.check_in(fields, photo, caller.actor, key, from_form=from_form)
     entry = done.entry
