@@ -43,6 +43,8 @@ CREDENTIAL_DEACTIVATED = "credential_deactivated"
 SETTINGS_CHANGED = "settings_changed"
 BACKUP = "backup"
 PATIENT_VIEWED = "patient_viewed"  # a staff member opened a patient's intake answers
+PASSWORD_CHANGED = "password_changed"  # an admin set a credential's password (a reset)
+IMPORT_ORIGINAL = "import_original"  # import-original: counts only
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,6 +125,9 @@ class Credential:
     room: str | None
     active: bool
     created_at: str
+    imported: bool = False  # brought over from the original CheckIn (import-original)
+    # Its imported password was too weak: refused at login until the admin sets a new one.
+    password_reset_required: bool = False
 
     def public(self) -> dict[str, Any]:
         return {
@@ -134,6 +137,8 @@ class Credential:
             "room": self.room,
             "active": self.active,
             "created_at": self.created_at,
+            "imported": self.imported,
+            "password_reset_required": self.password_reset_required,
         }
 
 

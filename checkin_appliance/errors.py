@@ -157,9 +157,21 @@ CROSS_ORIGIN = _code(
     "cross_origin", 403, "a cookie request that did not come from our own pages", "detail"
 )
 LOGIN_FIELDS_REQUIRED = _code("login_fields_required", 400, "a login without token or password")
-TOKEN_INVALID = _code("token_invalid", 400, "a login token that is not 8 digits (text or number)")
+TOKEN_INVALID = _code(
+    "token_invalid",
+    400,
+    "a login token that is not 8 digits (text or number); while credentials imported from "
+    "CheckIn have other tokens, one that is not 1-100 characters or holds a control character",
+)
 REFRESH_REQUIRED = _code("refresh_required", 400, "a refresh without the refresh token")
 BAD_LOGIN = _code("bad_login", 401, "wrong token or password, or an inactive credential")
+PASSWORD_RESET_REQUIRED = _code(
+    "password_reset_required",
+    403,
+    "the right password of a credential imported with a weak one: an administrator must set "
+    "a new password first (token password)",
+    "detail",
+)
 TOO_MANY_ATTEMPTS = _code(
     "too_many_attempts", 429, "repeated failed logins; wait Retry-After seconds"
 )
