@@ -11,13 +11,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from checkin_appliance import errors
+from checkin_appliance import errors, ordering
 from checkin_appliance.domain import InvalidInput, has_control_characters, parse_time
-
-try:  # issue 15 item 4, built beside this module; urgent first then FIFO until it lands
-    from checkin_appliance import ordering
-except ImportError:  # pragma: no cover - removed once ordering.py is merged
-    ordering = None  # type: ignore[assignment]
 
 PRIORITIES = ("normal", "priority", "urgent")
 # The priorities a kiosk may ask for (with the priority_question setting on); urgent is staff's.
@@ -221,37 +216,7 @@ def _call_rule(value: object) -> dict[str, Any] | None:
             key: int(item) if isinstance(item, float) and item.is_integer() else item
             for key, item in value.items()
         }
-    if ordering is not None:
-        return ordering.Rule.from_json(value).to_json()
-    return _fallback_rule(value)
-
-
-def _fallback_rule(value: object) -> dict[str, Any]:
-    """ordering.Rule.from_json's checks, until it lands: `mode` strict or interleave; P and N
-    1-10 (default 2 and 1), max_wait_minutes 5-480 (default 45) or null."""
-    message = (
-        'call_rule must be null, {"mode": "strict"} or {"mode": "interleave", "priority": 1-10,'
-        ' "normal": 1-10}, either with "max_wait_minutes": 5-480 or null.'
-    )
-    if not isinstance(value, dict) or value.get("mode") not in ("strict", "interleave"):
-        raise _invalid(message)
-    strict = value["mode"] == "strict"
-    keys = {"mode", "max_wait_minutes"} | (set() if strict else {"priority", "normal"})
-    if set(value) - keys:
-        raise _invalid(message)
-
-    def whole(key: str, low: int, high: int, default: int) -> int:
-        item = value.get(key, default)
-        if type(item) is not int or not low <= item <= high:
-            raise _invalid(message)
-        return item
-
-    wait = value.get("max_wait_minutes", 45)
-    rule: dict[str, Any] = {"mode": value["mode"]}
-    if not strict:
-        rule.update(priority=whole("priority", 1, 10, 2), normal=whole("normal", 1, 10, 1))
-    rule["max_wait_minutes"] = None if wait is None else whole("max_wait_minutes", 5, 480, 45)
-    return rule
+    return ordering.Rule.from_json(value).to_json()
 
 
 def whole_number(value: object) -> int | None:
@@ -360,12 +325,10 @@ def _seconds(text: str) -> float:
 
 
 def _rule(rule: dict[str, Any] | None) -> Any:
-    assert ordering is not None
     return ordering.Rule.from_json(rule) if rule is not None else ordering.DEFAULT_RULE
 
 
 def _waiting(waiter: Waiter) -> Any:
-    assert ordering is not None
     return ordering.Waiting(
         waiter.entry_id, ordering.Priority(waiter.priority), _seconds(waiter.check_in_time)
     )
@@ -377,8 +340,6 @@ def line_order(
     """One line's predicted call order (what repeated calls would give, nobody arriving):
     ordering.call_order. `history`: the classes of the line's recent calls, newest last."""
     people = sorted(waiting, key=lambda w: (w.check_in_time, w.entry_id))
-    if ordering is None:  # urgent first, then strict FIFO, until ordering.py lands
-        return sorted(people, key=lambda w: w.priority != "urgent")
     by_id = {w.entry_id: w for w in people}
     order = ordering.call_order(
         [_waiting(w) for w in people], _rule(rule), ordering.streak_of(history), _seconds(now)
@@ -403,11 +364,7 @@ def places(
 def call_class(waiter: Waiter, rule: dict[str, Any] | None, now: str) -> str:
     """What calling this patient now counts as in the line's history (ordering.call_class):
     urgent, aged (waited the rule's max_wait_minutes), else its priority."""
-    if ordering is not None:
-        return str(ordering.call_class(_waiting(waiter), _rule(rule), _seconds(now)))
-    if waiter.priority == "urgent":
-        return "urgent"
-    return waiter.priority
+    return str(ordering.call_class(_waiting(waiter), _rule(rule), _seconds(now)))
 
 
 def next_across(

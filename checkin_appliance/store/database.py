@@ -63,7 +63,10 @@ _ENTRY_COLUMNS = (
 _ENTRY_FROM = (
     "queue_entries e JOIN patients p ON p.id = e.patient_id JOIN lines l ON l.id = e.line_id"
 )
-_CREDENTIAL_COLUMNS = "c.id, c.token, c.role, c.label, c.room, c.active, c.created_at"
+_CREDENTIAL_COLUMNS = (
+    "c.id, c.token, c.role, c.label, c.room, c.active, c.created_at, c.imported, "
+    "c.password_reset_required"
+)
 # The prefixes of the lines credential `c` serves, comma-separated (NULL: none listed).
 _CREDENTIAL_LINES = (
     "(SELECT group_concat(l.prefix, ',') FROM (SELECT l.prefix FROM credential_lines cl "
@@ -95,6 +98,8 @@ def _credential(row: sqlite3.Row, with_lines: bool = False) -> Credential:
         room=row["room"],
         active=bool(row["active"]),
         created_at=row["created_at"],
+        imported=bool(row["imported"]),
+        password_reset_required=bool(row["password_reset_required"]),
         lines=tuple(row["lines"].split(",")) if with_lines and row["lines"] else (),
     )
 
@@ -394,7 +399,7 @@ class Store:
             now = tx.now
             row = tx.one(
                 "UPDATE credentials SET active = 0, deactivated_at = coalesce(deactivated_at, ?) "
-                "WHERE token = ? RETURNING id, token, role, label, room, active, created_at",
+                f"WHERE token = ? RETURNING {_CREDENTIAL_COLUMNS.replace('c.', '')}",
                 (now, token),
             )
             if row is None:
@@ -405,6 +410,31 @@ class Store:
                 (now, credential.id),
             )
             tx.audit(audit.CREDENTIAL_DEACTIVATED, actor, detail={"credential": credential.id})
+            return credential
+
+        return await self.write(job)
+
+    async def set_password(
+        self, token: str, password_hash: str, *, actor: Actor
+    ) -> Credential | None:
+        """A new password: the reset flag is cleared and every session of the credential
+        ends; None when no such token exists."""
+
+        def job(tx: Transaction) -> Credential | None:
+            now = tx.now
+            row = tx.one(
+                "UPDATE credentials SET password_hash = ?, password_reset_required = 0 "
+                f"WHERE token = ? RETURNING {_CREDENTIAL_COLUMNS.replace('c.', '')}",
+                (password_hash, token),
+            )
+            if row is None:
+                return None
+            credential = _credential(row)
+            tx.run(
+                "UPDATE sessions SET revoked_at = ? WHERE credential_id = ? AND revoked_at IS NULL",
+                (now, credential.id),
+            )
+            tx.audit(audit.PASSWORD_CHANGED, actor, detail={"credential": credential.id})
             return credential
 
         return await self.write(job)
