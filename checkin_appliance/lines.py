@@ -7,12 +7,12 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from checkin_appliance import errors, ordering
-from checkin_appliance.domain import InvalidInput, has_control_characters
+from checkin_appliance.domain import InvalidInput, format_time, has_control_characters
 
 PRIORITIES = ("normal", "priority", "urgent")
 # The priorities a kiosk may ask for (with the priority_question setting on); urgent is staff's.
@@ -379,3 +379,63 @@ def next_across(
         return None
     best = min(heads, key=lambda head: head[:3])
     return best[3], best[4]
+
+
+# --- fast paths for the writer (make bench: the check-in and call-next cells) -------------
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """A line's waiting patients by class, as the call order sorts them."""
+
+    urgent: int = 0
+    aged: int = 0  # not urgent, waited the rule's max_wait_minutes
+    priority: int = 0  # not aged
+    normal: int = 0  # not aged
+
+
+def aged_cutoff(rule: dict[str, Any] | None, now: str) -> str | None:
+    """The stored timestamp at or before which a check-in has aged under `rule`; None: no
+    ageing. (Stored timestamps compare as text.)"""
+    minutes = _rule(rule).max_wait_minutes
+    if minutes is None:
+        return None
+    return format_time(datetime.fromisoformat(now) - timedelta(minutes=minutes))
+
+
+def newcomer_place(
+    counts: Counts, priority: str, rule: dict[str, Any] | None, history: Sequence[str]
+) -> int:
+    """The place in ordering.call_order of the newest check-in (counted in `counts`, of
+    class `priority`, not aged), from the counts alone: what a check-in answers without
+    reading every waiting patient. Equal to the index in call_order + 1 (tests/test_lines.py
+    checks it against call_order)."""
+    if priority == "urgent":
+        return counts.urgent
+    before = counts.urgent + counts.aged
+    p, n = counts.priority, counts.normal
+    checked = _rule(rule)
+    if checked.mode is ordering.Mode.STRICT:
+        return before + (p if priority == "priority" else p + n)
+    streak = ordering.streak_of(history)
+    taken_p = taken_n = 0
+    while taken_p < p and taken_n < n:  # call_order's loop, a whole turn at a time
+        if ordering.priority_turn(checked, streak):
+            turn, quota = ordering.CallClass.PRIORITY, checked.priority or ordering.MAX_TURN
+        else:
+            turn, quota = ordering.CallClass.NORMAL, checked.normal or ordering.MAX_TURN
+        left = max(quota - streak.length, 1) if streak.run == turn else quota
+        if turn == ordering.CallClass.PRIORITY:
+            step = min(left, p - taken_p)
+            taken_p += step
+            if priority == "priority" and taken_p == p:
+                return before + taken_p + taken_n
+        else:
+            step = min(left, n - taken_n)
+            taken_n += step
+            if priority == "normal" and taken_n == n:
+                return before + taken_p + taken_n
+        in_row = step + (streak.length if streak.run == turn else 0)
+        streak = ordering.Streak(turn, min(in_row, ordering.MAX_TURN))
+    # The other class ran out first: the newcomer's class follows to its end, last of all.
+    return before + p + n

@@ -6,7 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from checkin_appliance import lines
 from checkin_appliance.domain import Role
 from checkin_appliance.lines import Line
 from checkin_appliance.web.keys import STORE
@@ -485,3 +488,52 @@ async def test_an_aged_patient_goes_first_across_the_served_lines(clinic: Clinic
     now[0] = "2026-03-09T09:31:00.000Z"  # 31 minutes: past line N's 30
     resp = await clinic.call_next()
     assert (await resp.json())["patient"]["id"] == waited["id"]
+
+
+# --- the check-in's place from counts, against the whole call order ---------------------------
+
+CLASSES = st.sampled_from(["normal", "priority", "urgent"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ahead=st.lists(st.tuples(CLASSES, st.integers(0, 600)), max_size=40),
+    newcomer=CLASSES,
+    rule=st.one_of(
+        st.none(),
+        st.fixed_dictionaries(
+            {
+                "mode": st.just("strict"),
+                "max_wait_minutes": st.one_of(st.none(), st.integers(5, 480)),
+            }
+        ),
+        st.fixed_dictionaries(
+            {
+                "mode": st.just("interleave"),
+                "priority": st.integers(1, 10),
+                "normal": st.integers(1, 10),
+                "max_wait_minutes": st.one_of(st.none(), st.integers(5, 480)),
+            }
+        ),
+    ),
+    history=st.lists(st.sampled_from(["normal", "priority", "urgent", "aged"]), max_size=12),
+)
+def test_newcomer_place_is_its_place_in_the_call_order(
+    ahead: list[tuple[str, int]], newcomer: str, rule: Any, history: list[str]
+) -> None:
+    now = "2026-03-09T12:00:00.000Z"
+    at = lines.seconds(now)
+    people = [
+        lines.waiting(i + 1, priority, at - minutes * 60)
+        for i, (priority, minutes) in enumerate(ahead)
+    ]
+    people.append(lines.waiting(len(ahead) + 1, newcomer, at))
+    order = lines.line_order(people, rule, history, now)
+    expected = [w.entry_id for w in order].index(len(ahead) + 1) + 1
+    cutoff = lines.aged_cutoff(rule, now)
+    counts = {"urgent": 0, "aged": 0, "priority": 0, "normal": 0}
+    for person in people:
+        aged = cutoff is not None and person.check_in_time <= lines.seconds(cutoff)
+        kind = str(person.priority)
+        counts["aged" if kind != "urgent" and aged else kind] += 1
+    assert lines.newcomer_place(lines.Counts(**counts), newcomer, rule, history) == expected

@@ -658,9 +658,12 @@ class Store:
                 " VALUES (?, 'waiting', ?, ?, ?, ?, ?, ?, ?)",
                 (patient_id, now, by, chosen.id, day, number, ticket, priority),
             )
-            people = self._waiting(tx, [chosen.id]).get(chosen.id, [])
-            order = lines.line_order(people, chosen.call_rule, self._history(tx, chosen.id), now)
-            position = next(i for i, w in enumerate(order, 1) if w.entry_id == entry_id)
+            position = lines.newcomer_place(
+                self._counts(tx, chosen.id, lines.aged_cutoff(chosen.call_rule, now)),
+                priority,
+                chosen.call_rule,
+                self._history(tx, chosen.id),
+            )
             if idempotency_key is not None:
                 tx.run(
                     "INSERT INTO idempotency_keys (credential_id, key, entry_id, position,"
@@ -715,7 +718,7 @@ class Store:
                         (actor.credential_id,),
                     )
                 ]
-                by_line = self._waiting(tx, served or None)
+                by_line = self._heads(tx, served or None)
                 rules = {ln.id: ln.call_rule for ln in self._lines(tx) if ln.id in by_line}
                 histories = {line_id: self._history(tx, line_id) for line_id in by_line}
                 picked = lines.next_across(by_line, rules, histories, now)
@@ -787,23 +790,46 @@ class Store:
         return [line_from_row(row) for row in rows]
 
     @staticmethod
-    def _waiting(tx: Transaction, line_ids: list[int] | None) -> ByLine:
-        """The waiting patients of these lines (None: every line), by line. Plain tuples and
-        the seconds computed by SQLite: this runs on every check-in and call."""
-        sql = (
-            f"SELECT line_id, id, priority, {SECONDS_SQL.format('check_in_time')} "
-            "FROM queue_entries WHERE status = 'waiting'"
-        )
+    def _heads(tx: Transaction, line_ids: list[int] | None) -> ByLine:
+        """The oldest waiting patient of each class in each of these lines (None: every
+        line), by line: all ordering.next_up needs (it takes the oldest urgent, else the
+        oldest aged, who is the oldest non-urgent, else the oldest of the class whose turn it
+        is), read in one statement instead of every waiting patient."""
+        served = ""
         params: list[int] = []
         if line_ids is not None:
-            sql += f" AND line_id IN ({','.join('?' * len(line_ids))})"
+            served = f"WHERE l.id IN ({','.join('?' * len(line_ids))})"
             params = line_ids
         cursor = tx.conn.cursor()
-        cursor.row_factory = None
+        cursor.row_factory = None  # plain tuples: this runs on every call
+        rows = cursor.execute(
+            f"SELECT line_id, id, priority, {SECONDS_SQL.format('check_in_time')} "
+            "FROM queue_entries WHERE id IN (SELECT (SELECT q.id FROM queue_entries q "
+            "WHERE q.status = 'waiting' AND q.line_id = l.id AND q.priority = c.p "
+            "ORDER BY q.check_in_time, q.id LIMIT 1) FROM lines l, (SELECT 'normal' AS p "
+            f"UNION ALL SELECT 'priority' UNION ALL SELECT 'urgent') c {served})",
+            params,
+        ).fetchall()
         by_line: ByLine = {}
-        for line_id, entry_id, priority, at in cursor.execute(sql, params).fetchall():
+        for line_id, entry_id, priority, at in rows:
             by_line.setdefault(line_id, []).append(lines.waiting(entry_id, priority, at))
         return by_line
+
+    @staticmethod
+    def _counts(tx: Transaction, line_id: int, aged_before: str | None) -> lines.Counts:
+        """A line's waiting patients by class (aged: checked in at or before `aged_before`)."""
+        row = tx.one(
+            "SELECT count(*) FILTER (WHERE priority = 'urgent') AS urgent, "
+            "count(*) FILTER (WHERE priority != 'urgent' AND check_in_time <= ?1) AS aged, "
+            "count(*) FILTER (WHERE priority = 'priority' AND NOT check_in_time <= ?1) "
+            "AS priority, "
+            "count(*) FILTER (WHERE priority = 'normal' AND NOT check_in_time <= ?1) AS normal "
+            "FROM queue_entries WHERE status = 'waiting' AND line_id = ?2",
+            # No ageing: a cutoff no timestamp reaches.
+            (aged_before if aged_before is not None else "", line_id),
+        )
+        assert row is not None  # aggregates make one row
+        return lines.Counts(row["urgent"], row["aged"], row["priority"], row["normal"])
 
     @staticmethod
     def _history(tx: Transaction, line_id: int) -> list[str]:
