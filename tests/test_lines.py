@@ -125,8 +125,7 @@ async def test_call_rules_are_checked_and_stored_in_full(clinic: Clinic) -> None
                  "priority": 0}, {"mode": "strict", "max_wait_minutes": 2}, "strict"):  # fmt: skip
         resp = await _post(clinic, "/api/lines/", {"prefix": "L", "name": "Lab", "call_rule": rule})
         assert resp.status == 400, rule
-        # line_invalid until ordering.py (which answers call_rule_invalid) is merged
-        assert (await resp.json())["code"] in ("line_invalid", "call_rule_invalid")
+        assert (await resp.json())["code"] == "call_rule_invalid"
     lab = await _line(clinic, "L", "Lab", call_rule={"mode": "interleave", "priority": 3.0})
     assert lab["call_rule"] == {
         "mode": "interleave",
@@ -439,7 +438,7 @@ def test_hours_may_run_past_midnight() -> None:
     assert always.open_at("2026-03-09T12:00:00.000Z", "UTC")
 
 
-# --- the call order (ordering.py's rule; these run once it is merged) ------------------------
+# --- the call order (ordering.py's rule) -----------------------------------------------------
 
 
 async def _clocked(clinic: Clinic, at: str) -> list[str]:
@@ -449,7 +448,6 @@ async def _clocked(clinic: Clinic, at: str) -> list[str]:
 
 
 async def test_place_and_calls_follow_the_lines_rule(clinic: Clinic) -> None:
-    pytest.importorskip("checkin_appliance.ordering")
     now = await _clocked(clinic, "2026-03-09T09:00:00.000Z")
     admin = clinic.headers(Role.ADMIN)
     await clinic.client.patch("/api/settings/", json={"priority_question": True}, headers=admin)
@@ -476,7 +474,6 @@ async def test_place_and_calls_follow_the_lines_rule(clinic: Clinic) -> None:
 
 
 async def test_an_aged_patient_goes_first_across_the_served_lines(clinic: Clinic) -> None:
-    pytest.importorskip("checkin_appliance.ordering")
     now = await _clocked(clinic, "2026-03-09T09:00:00.000Z")
     await _line(clinic, "N", "Nurse", call_rule={"mode": "strict", "max_wait_minutes": 30})
     await clinic.client.patch(
