@@ -54,6 +54,21 @@ MESSAGES: dict[str, dict[str, str]] = {
         "kiosk.position_next": "You are next in line.",
         "kiosk.take_seat": "Please take a seat; your name will appear on the screen.",
         "kiosk.resets_in": "This screen clears in {n} s.",
+        "kiosk.choose_line": "What are you here for?",
+        "kiosk.choose_line_hint": "Touch one to continue.",
+        "kiosk.line_chosen": "You are checking in for",
+        "kiosk.change_line": "Change",
+        "kiosk.priority_question": "Do you need priority? (elderly, pregnant, disability)",
+        "kiosk.priority_yes": "Yes",
+        "kiosk.priority_no": "No",
+        "kiosk.your_ticket": "Your ticket",
+        "kiosk.on_the_screen": "On the waiting-room screen you appear as",
+        "kiosk.position_line": "You are number {n} in line for {line}.",
+        "kiosk.position_next_line": "You are next in line for {line}.",
+        "kiosk.error_line_unavailable": "That service is not open right now. Please choose "
+        "another one, or ask at the front desk.",
+        "kiosk.error_priority": "We could not record your answer about priority. Please press "
+        "“Check in” again.",
         "kiosk.done": "Done",
     },
     "es": {
@@ -109,6 +124,22 @@ MESSAGES: dict[str, dict[str, str]] = {
         "kiosk.position_next": "Su turno es el siguiente.",
         "kiosk.take_seat": "Tome asiento, por favor; su nombre aparecerá en la pantalla.",
         "kiosk.resets_in": "Esta pantalla se borrará en {n} s.",
+        "kiosk.choose_line": "¿A qué viene hoy?",
+        "kiosk.choose_line_hint": "Toque una opción para continuar.",
+        "kiosk.line_chosen": "Se está registrando para",
+        "kiosk.change_line": "Cambiar",
+        "kiosk.priority_question": "¿Necesita atención preferente? (personas mayores, embarazo, "
+        "discapacidad)",
+        "kiosk.priority_yes": "Sí",
+        "kiosk.priority_no": "No",
+        "kiosk.your_ticket": "Su número",
+        "kiosk.on_the_screen": "En la pantalla de la sala de espera aparecerá como",
+        "kiosk.position_line": "Tiene el número {n} de la fila de {line}.",
+        "kiosk.position_next_line": "Su turno es el siguiente en {line}.",
+        "kiosk.error_line_unavailable": "Ese servicio no está abierto ahora. Elija otro, por "
+        "favor, o pregunte en recepción.",
+        "kiosk.error_priority": "No hemos podido guardar su respuesta sobre la atención "
+        "preferente. Pulse «Registrarme» otra vez.",
         "kiosk.done": "Listo",
     },
 }

@@ -1,15 +1,29 @@
 // The waiting-room TV: the live queue from QueueFeed, the latest calls with a chime (and the
 // name spoken, if the clinic wants), and nothing to touch after sign-in but one sound tap.
+// Its URL chooses what it shows (README "The pages"):
+//   ?lines=A,N   only these lines (ticket prefixes); several lines are shown as columns
+//   ?show=ticket | ticket_name | name   how patients are told apart (default ticket_name)
+//   ?page_seconds=8   how long each page of a long list stays (1-60)
 
+import { api } from "./api.js";
 import { byId, decorative, el, photo } from "./dom.js";
 import { QueueFeed } from "./feed.js";
+import { fetchLines, inkOn, lineIcon, lineName } from "./lines.js";
 import { applyTexts, clockText, pageData, translator } from "./page.js";
 
 const CALL_NAME_REM = [8.5, 7.5, 6.5, 5.5, 4.75, 4, 3.5];
 const CALL_NAME_ONE_LINE_MIN = 5.5; // smaller than this, two big lines read better
 const CALL_ROOM_REM = [4.25, 3.75, 3.25, 2.75];
+const CALL_TICKET_REM = [7, 6.25, 5.5, 4.75, 4, 3.5]; // "A-012 → Room 3"
+const CALL_UNDER_REM = [4.5, 4, 3.5, 3, 2.5]; // the name under the ticket
 const EARLIER_CALLS = 3; // shown below the newest call
-const LIST_LIMIT = 60; // rows ever put in the DOM; far more than a screen holds
+const CALLS_KEPT = 40; // today's latest calls kept, so a screen for some lines still has its own
+const LIST_LIMIT = 500; // rows per line ever put in the DOM; all of them are paged through
+const PAGE_SECONDS = 8;
+const LINES_REFRESH_MS = 5 * 60_000; // an admin may add or rename a line
+const PLACES_AFTER_MS = 300; // after a change, the real call order is fetched once things settle
+const DEFAULT_LINE = "A"; // visits from before lines belong to line A
+const SHOW = ["ticket", "ticket_name", "name"];
 const BURST_MS = 400; // calls arriving this close together (a replay) are announced together
 const SPOKEN_PER_BURST = 2;
 const CHIME_SECONDS = 1.4;
@@ -17,6 +31,10 @@ const CURSOR_IDLE_MS = 3000;
 const VOICE_LANG = { en: "en-US", es: "es-ES" };
 
 const data = pageData();
+const params = new URLSearchParams(location.search);
+const chosenLines = listParam(params.get("lines"));
+const showing = SHOW.includes(params.get("show")) ? params.get("show") : "ticket_name";
+const pageSeconds = boundedSeconds(params.get("page_seconds"));
 let settings = data.settings;
 let lang = data.lang;
 let t = translator(data, lang);
@@ -28,6 +46,22 @@ const state = {
   freshCallId: null, // the call that just arrived live: highlighted once
   seenWaiting: new Set(), // entry ids already rendered, so only newcomers fade in
 };
+let lines = null; // GET /api/lines/, in the admin's order; null until read
+let columns = []; // what renderWaiting drew: {line, list, pageMark, pages: [[from, to]]}
+let pageTurn = 0;
+
+function listParam(value) {
+  const prefixes = (value || "")
+    .split(",")
+    .map((part) => part.trim().toUpperCase())
+    .filter((part) => /^[A-Z]{1,2}$/.test(part));
+  return prefixes.length ? [...new Set(prefixes)] : null;
+}
+
+function boundedSeconds(value) {
+  const seconds = Number(value);
+  return Number.isFinite(seconds) && seconds >= 1 ? Math.min(seconds, 60) : PAGE_SECONDS;
+}
 
 const els = {
   clinic: byId("clinic-name"),
@@ -40,8 +74,9 @@ const els = {
   earlierList: byId("earlier-list"),
   count: byId("waiting-count"),
   loading: byId("waiting-loading"),
-  list: byId("waiting-list"),
-  more: byId("waiting-more"),
+  main: byId("tv-main"),
+  columns: byId("waiting-columns"),
+  pageMark: byId("waiting-page"),
   waitingEmpty: byId("waiting-empty"),
   sound: byId("enable-sound"),
 };
@@ -57,7 +92,7 @@ function onMessage(message) {
 
 function onSnapshot(snapshot) {
   state.waiting = snapshot.waiting;
-  state.called = snapshot.called.slice(0, EARLIER_CALLS + 1);
+  state.called = snapshot.called.slice(0, CALLS_KEPT);
   state.freshCallId = null;
   if (!state.loaded) {
     // The first picture is not news: nothing fades in.
@@ -70,19 +105,57 @@ function onSnapshot(snapshot) {
 
 function onAdded(visit) {
   if (!state.waiting.some((entry) => entry.entryId === visit.entryId)) state.waiting.push(visit);
-  renderWaiting();
+  render(); // a newcomer may share a name with someone called: both show tickets
+  refreshPlacesSoon();
 }
 
 function onCalled(call) {
   state.waiting = state.waiting.filter((entry) => entry.entryId !== call.entryId);
   state.called = [call, ...state.called.filter((c) => c.entryId !== call.entryId)].slice(
     0,
-    EARLIER_CALLS + 1,
+    CALLS_KEPT,
   );
   state.freshCallId = call.entryId;
   render();
   state.freshCallId = null; // it glows once, not again on the next redraw
-  announcer.add(call);
+  if (shownHere(call)) announcer.add(call);
+  refreshPlacesSoon();
+}
+
+// Live events do not carry places; a priority patient may go ahead of others. The queue
+// read once things settle gives the real call order (the feed stays the judge of who waits).
+let placesTimer = null;
+
+function refreshPlacesSoon() {
+  clearTimeout(placesTimer);
+  placesTimer = setTimeout(refreshPlaces, PLACES_AFTER_MS);
+}
+
+async function refreshPlaces() {
+  let queue;
+  try {
+    queue = await api("GET", "/api/queue/");
+  } catch {
+    return; // the next change tries again
+  }
+  if (!Array.isArray(queue)) return;
+  const places = new Map(queue.map((item) => [item.id, item.place]));
+  let changed = false;
+  for (const visit of state.waiting) {
+    const place = places.get(visit.entryId);
+    if (Number.isInteger(place) && place !== visit.place) {
+      visit.place = place;
+      changed = true;
+    }
+  }
+  if (changed) renderWaiting();
+}
+
+async function refreshLines() {
+  const fresh = await fetchLines();
+  if (!fresh) return;
+  lines = fresh;
+  render();
 }
 
 function onSettings(next) {
@@ -100,6 +173,7 @@ function onSettings(next) {
   showClinicName();
   tick();
   render();
+  refreshLines();
   // Names and photos come from the server as the new setting allows: fetch them afresh.
   if (privacyChanged) feed.resync();
 }
@@ -113,34 +187,91 @@ function onStatus(isUp) {
 
 // With photos on, a row without one keeps the column straight with a plain initial.
 function avatar(person, className) {
+  if (showing === "ticket") return null; // a ticket-only screen shows nobody's face either
   if (person.image) return photo(person.image, className);
   if (!settings.display_photos) return null;
   const initial = (person.name.trim()[0] || "").toLocaleUpperCase(lang);
   return decorative(el("span", `${className} waiting__photo--none`, initial));
 }
 
-function render() {
-  renderCalled();
-  renderWaiting();
+function shownHere(visit) {
+  return !chosenLines || chosenLines.includes(visit.line || DEFAULT_LINE);
 }
 
-function renderCalled() {
-  const [current, ...earlier] = state.called;
+// The lines this screen shows, each a column when there are several: the ones the URL names
+// (in its order), else every active line, and any other line someone still waits in.
+function shownLines() {
+  const known = new Map((lines || []).map((line) => [line.prefix, line]));
+  const prefixes = chosenLines
+    ? [...chosenLines]
+    : (lines || []).filter((line) => line.active).map((line) => line.prefix);
+  for (const visit of state.waiting) {
+    const prefix = visit.line || DEFAULT_LINE;
+    if (!prefixes.includes(prefix) && shownHere(visit)) prefixes.push(prefix);
+  }
+  return prefixes.map((prefix) => known.get(prefix) || { prefix, name: {}, colour: null, icon: null });
+}
+
+// How a patient is told apart on this screen. Names are what the server sends a display
+// (display_names); the URL chooses among ticket, ticket and name, or name. Two patients
+// whose names read the same always show their tickets, whatever the choice.
+function sameNames(visits) {
+  const seen = new Map();
+  for (const visit of visits) {
+    const key = visit.name.trim().toLocaleLowerCase(lang);
+    seen.set(key, (seen.get(key) || 0) + 1);
+  }
+  return (visit) => (seen.get(visit.name.trim().toLocaleLowerCase(lang)) || 0) > 1;
+}
+
+function identity(visit, ambiguous) {
+  if (!visit.ticket) return { ticket: null, name: visit.name };
+  if (showing === "ticket") return { ticket: visit.ticket, name: null };
+  if (showing === "name" && !ambiguous(visit)) return { ticket: null, name: visit.name };
+  return { ticket: visit.ticket, name: visit.name };
+}
+
+function render() {
+  const ambiguous = sameNames([...state.waiting, ...state.called]);
+  renderCalled(ambiguous);
+  renderWaiting(ambiguous);
+}
+
+function renderCalled(ambiguous = sameNames([...state.waiting, ...state.called])) {
+  const calls = state.called.filter(shownHere).slice(0, EARLIER_CALLS + 1);
+  const [current, ...earlier] = calls;
   els.calledEmpty.hidden = !state.loaded || Boolean(current);
   els.current.hidden = !current;
   els.current.replaceChildren();
   if (current) {
     const card = el("div", "call");
     if (current.entryId === state.freshCallId) card.classList.add("is-fresh");
-    if (current.image) card.append(photo(current.image, "call__photo"));
+    const face = showing === "ticket" ? null : current.image;
+    if (face) card.append(photo(face, "call__photo"));
     const text = el("div", "call__text");
-    text.append(el("p", "call__name", current.name));
-    if (current.room) {
-      const room = el("p", "call__room");
-      room.append(decorative(el("span", "call__arrow", "→")), ` ${current.room}`);
-      text.append(room);
+    const who = identity(current, ambiguous);
+    if (current.ticket) {
+      // The ticket is what everyone looks for: "A-012 → Room 3", the name beneath.
+      const head = el("p", "call__ticket");
+      head.append(el("span", "call__ticket-no", current.ticket));
+      if (current.room) {
+        head.append(" ", decorative(el("span", "call__arrow", "→")), " ");
+        head.append(el("span", "call__ticket-room", current.room));
+      }
+      text.append(head);
+      if (showing !== "ticket") text.append(el("p", "call__name call__name--under", current.name));
+      if (!current.room) {
+        text.append(el("p", "call__room call__room--none", t("display.please_come_in")));
+      }
     } else {
-      text.append(el("p", "call__room call__room--none", t("display.please_come_in")));
+      text.append(el("p", "call__name", who.name));
+      if (current.room) {
+        const room = el("p", "call__room");
+        room.append(decorative(el("span", "call__arrow", "→")), ` ${current.room}`);
+        text.append(room);
+      } else {
+        text.append(el("p", "call__room call__room--none", t("display.please_come_in")));
+      }
     }
     card.append(text);
     els.current.append(card);
@@ -152,7 +283,8 @@ function renderCalled() {
       const li = el("li", "earlier__item");
       const face = avatar(call, "earlier__photo");
       if (face) li.append(face);
-      li.append(el("span", "earlier__name", call.name));
+      if (call.ticket) li.append(el("span", "earlier__ticket", call.ticket));
+      if (!call.ticket || showing !== "ticket") li.append(el("span", "earlier__name", call.name));
       if (call.room) li.append(el("span", "earlier__room", `→ ${call.room}`));
       if (call.calledAt) {
         li.append(el("span", "earlier__time", clockText(lang, new Date(call.calledAt))));
@@ -162,35 +294,142 @@ function renderCalled() {
   );
 }
 
-function renderWaiting() {
-  const total = state.waiting.length;
+// A line's waiting patients in its call order: by the place the server last gave, newcomers
+// (no place yet) after, in the order they came.
+function inCallOrder(visits) {
+  return visits
+    .map((visit, index) => ({ visit, index }))
+    .sort(
+      (a, b) =>
+        (a.visit.place ?? Infinity) - (b.visit.place ?? Infinity) || a.index - b.index,
+    )
+    .map(({ visit }) => visit);
+}
+
+function row(entry, number, ambiguous) {
+  const li = el("li", "waiting__item");
+  li.dataset.id = entry.entryId;
+  if (entry.ticket) li.dataset.ticket = entry.ticket;
+  if (!state.seenWaiting.has(entry.entryId)) li.classList.add("is-new");
+  // The list itself is ordered: the number is for the eye.
+  li.append(decorative(el("span", "waiting__pos", String(number))));
+  const face = avatar(entry, "waiting__photo");
+  if (face) li.append(face);
+  const who = identity(entry, ambiguous);
+  if (who.ticket) li.append(el("span", "waiting__ticket", who.ticket));
+  if (who.name !== null) li.append(el("span", "waiting__name", who.name));
+  return li;
+}
+
+function columnHead(line) {
+  const head = el("div", "column__head");
+  if (line.colour) {
+    head.style.setProperty("--line-colour", line.colour);
+    head.style.setProperty("--line-ink", inkOn(line.colour));
+  }
+  const badge = decorative(el("span", "column__badge"));
+  badge.append(lineIcon(line.icon, "column__icon"), el("span", "column__prefix", line.prefix));
+  head.append(badge, el("h3", "column__name", lineName(line, lang) || line.prefix));
+  return head;
+}
+
+function renderWaiting(ambiguous = sameNames([...state.waiting, ...state.called])) {
+  const visible = state.waiting.filter(shownHere);
+  const total = visible.length;
   els.loading.hidden = state.loaded;
   els.waitingEmpty.hidden = !state.loaded || total > 0;
   els.count.hidden = !state.loaded || total === 0;
   els.count.textContent =
     total === 1 ? t("display.count_one") : t("display.count_many", { n: total });
-  const rows = state.waiting.slice(0, LIST_LIMIT).map((entry, index) => {
-    const li = el("li", "waiting__item");
-    li.dataset.id = entry.entryId;
-    if (!state.seenWaiting.has(entry.entryId)) li.classList.add("is-new");
-    // The list itself is ordered: the number is for the eye.
-    li.append(decorative(el("span", "waiting__pos", String(index + 1))));
-    const face = avatar(entry, "waiting__photo");
-    if (face) li.append(face);
-    li.append(el("span", "waiting__name", entry.name));
-    return li;
+  const columnLines = shownLines();
+  const several = columnLines.length > 1;
+  els.main.classList.toggle("is-columns", several);
+  columns = (several ? columnLines : [null]).map((line) => {
+    const mine = line
+      ? visible.filter((visit) => (visit.line || DEFAULT_LINE) === line.prefix)
+      : visible;
+    const ordered = inCallOrder(mine).slice(0, LIST_LIMIT);
+    const list = el("ol", "waiting__list");
+    list.replaceChildren(...ordered.map((entry, index) => row(entry, index + 1, ambiguous)));
+    const pageMark = el("span", "waiting__page");
+    pageMark.hidden = true;
+    const column = { line, list, pageMark, pages: [[0, ordered.length]], node: null };
+    if (line) {
+      const node = el("section", "column");
+      node.dataset.line = line.prefix;
+      node.setAttribute("aria-label", lineName(line, lang) || line.prefix);
+      const head = columnHead(line);
+      head.append(pageMark);
+      list.setAttribute("aria-label", lineName(line, lang) || line.prefix);
+      node.append(head, list);
+      if (ordered.length === 0) node.append(el("p", "column__empty", t("display.column_empty")));
+      column.node = node;
+    } else {
+      list.id = "waiting-list";
+      list.setAttribute("aria-labelledby", "waiting-heading");
+    }
+    return column;
   });
   state.seenWaiting = new Set(state.waiting.map((entry) => entry.entryId));
-  els.list.replaceChildren(...rows);
-  fitWaiting();
+  els.columns.replaceChildren(...columns.map((column) => column.node || column.list));
+  els.pageMark.replaceChildren();
+  if (!several && total > 0) els.pageMark.append(columns[0].pageMark);
+  els.columns.hidden = total === 0 && !several;
+  paginate();
+}
+
+// Never scroll on a TV: rows are split into pages of what fits, and the pages take turns
+// (page_seconds each), so everyone in line is on screen at least once per round.
+function paginate() {
+  for (const column of columns) {
+    const rows = [...column.list.children];
+    for (const item of rows) item.hidden = false;
+    const room = column.list.clientHeight;
+    const pages = [];
+    let start = 0;
+    let top = rows[0]?.offsetTop ?? 0;
+    rows.forEach((item, index) => {
+      if (index > start && item.offsetTop + item.offsetHeight - top > room + 1) {
+        pages.push([start, index]);
+        start = index;
+        top = item.offsetTop;
+      }
+    });
+    pages.push([start, rows.length]);
+    column.pages = pages;
+  }
+  showPages();
+}
+
+function showPages() {
+  for (const column of columns) {
+    const count = column.pages.length;
+    const current = pageTurn % count;
+    const [from, to] = column.pages[current];
+    [...column.list.children].forEach((item, index) => {
+      item.hidden = index < from || index >= to;
+    });
+    column.pageMark.hidden = count < 2;
+    column.pageMark.textContent = t("display.page", { n: current + 1, of: count });
+  }
+}
+
+function turnPage() {
+  pageTurn += 1;
+  showPages();
 }
 
 // The newest call as large as it can be: the name on one line if it stays big, else on two;
 // whole words, never cut off. The room likewise, on one line.
 function fitCall() {
+  const ticket = els.current.querySelector(".call__ticket");
   const name = els.current.querySelector(".call__name");
   const room = els.current.querySelector(".call__room");
-  if (name) fitText(name, CALL_NAME_REM, CALL_NAME_ONE_LINE_MIN);
+  if (ticket) fitText(ticket, CALL_TICKET_REM, CALL_TICKET_REM.at(-1));
+  if (name) {
+    const sizes = ticket ? CALL_UNDER_REM : CALL_NAME_REM;
+    fitText(name, sizes, ticket ? sizes.at(-1) : CALL_NAME_ONE_LINE_MIN);
+  }
   if (room) fitText(room, CALL_ROOM_REM, CALL_ROOM_REM.at(-1));
 }
 
@@ -208,26 +447,6 @@ function fitText(node, sizes, oneLineMin) {
   if (sizes.some((size) => size >= oneLineMin && tryAt(size, 1))) return;
   if (sizes.some((size) => tryAt(size, 2))) return;
   node.style.overflowWrap = "anywhere"; // one endless word: break it rather than cut it
-}
-
-// Never scroll on a TV: show what fits, then "+N more".
-function fitWaiting() {
-  const rows = [...els.list.children];
-  for (const row of rows) row.hidden = false;
-  els.more.hidden = true;
-  const overflows = () => els.list.scrollHeight > els.list.clientHeight + 1;
-  if (!overflows() && rows.length === state.waiting.length) return;
-  els.more.hidden = false;
-  let shown = rows.length;
-  const setMore = () => {
-    els.more.textContent = t("display.more", { n: state.waiting.length - shown });
-  };
-  setMore();
-  while (shown > 1 && overflows()) {
-    shown -= 1;
-    rows[shown].hidden = true;
-    setMore();
-  }
 }
 
 function showClinicName() {
@@ -329,9 +548,14 @@ const sound = {
 
   say(call) {
     if (!settings.announce_voice || !this.allowed || !("speechSynthesis" in window)) return;
+    // A ticket-only screen says the ticket ("A 12"), never a name.
+    const name =
+      showing === "ticket" && call.ticket
+        ? call.ticket.replace(/^([A-Z]+)-0*(\d)/, "$1 $2")
+        : call.name;
     const text = call.room
-      ? t("display.say_call_room", { name: call.name, room: call.room })
-      : t("display.say_call", { name: call.name });
+      ? t("display.say_call_room", { name, room: call.room })
+      : t("display.say_call", { name });
     const utterance = new SpeechSynthesisUtterance(text);
     utterance.lang = VOICE_LANG[lang] || VOICE_LANG.en;
     const voice = this.voice(utterance.lang);
@@ -403,6 +627,9 @@ document.addEventListener("visibilitychange", () => {
 });
 window.addEventListener("resize", () => {
   fitCall();
-  fitWaiting();
+  paginate();
 });
+setInterval(turnPage, pageSeconds * 1000);
+setInterval(refreshLines, LINES_REFRESH_MS);
+refreshLines();
 feed.start();

@@ -5,8 +5,9 @@
 //   {kind: "added", seq, visit}     a patient checked in
 //   {kind: "called", seq, visit}    a doctor called them (calledAt, room)
 //   {kind: "settings", settings}    the clinic's settings changed
-// visit: {entryId, patientId, name, image, checkedInAt, calledAt, room}; image, calledAt and
-// room are null when there is none (or when the display may not show the photo).
+// visit: {entryId, patientId, name, image, checkedInAt, calledAt, room, ticket, line, priority,
+// place}; image, calledAt, room, ticket (visits from before lines) and place (known only in a
+// snapshot: the place in its line's call order) are null when there is none.
 
 const BANNER_AFTER_MS = 3000;
 const CHANGES = { PATIENT_ADDED: "added", PATIENT_COMPLETED: "called" };
@@ -22,6 +23,10 @@ function visitFrom(item, calledAt) {
     checkedInAt: item.check_in_time,
     calledAt: calledAt || null,
     room: item.room || null,
+    ticket: item.ticket || null,
+    line: item.line || null,
+    priority: item.priority || "normal",
+    place: Number.isInteger(item.place) ? item.place : null,
   };
 }
 

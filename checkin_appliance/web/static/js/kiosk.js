@@ -3,13 +3,16 @@
 // Idempotency-Key and network failures are retried with the same key, so a lost answer never
 // adds anybody twice. After each patient, or when left half-done, everything is cleared and
 // the clinic's language comes back: nothing of one patient is left for the next.
+// With more than one line open, the patient first chooses a line (lines.js draws its icon);
+// the thank-you screen shows the ticket, how the TV will show them and their place in line.
 // When the clinic's intake form asks more than the name, its questions (intake.js) come after
 // the name; they are checked here before sending and the server's refusals are shown beside
 // each one, in our own words.
 
 import { api } from "./api.js";
-import { byId, showText } from "./dom.js";
+import { byId, el, showText } from "./dom.js";
 import { IntakeForm, errorFor } from "./intake.js";
+import { fetchLines, inkOn, lineIcon, lineName } from "./lines.js";
 import { applyTexts, pageData, translator } from "./page.js";
 
 const SUCCESS_RESET_SECONDS = 10;
@@ -63,7 +66,27 @@ const els = {
   position: byId("position"),
   done: byId("done"),
   countdown: byId("countdown"),
+  lineScreen: byId("line-screen"),
+  chooseLine: byId("choose-line"),
+  lineChoices: byId("line-choices"),
+  lineMessage: byId("line-message"),
+  chosenLine: byId("chosen-line"),
+  chosenLineBadge: byId("chosen-line-badge"),
+  chosenLineName: byId("chosen-line-name"),
+  changeLine: byId("change-line"),
+  priority: byId("priority-question"),
+  priorityInputs: [...document.querySelectorAll(".priority__input")],
+  ticketBox: byId("ticket-box"),
+  ticket: byId("ticket"),
+  ticketLine: byId("ticket-line"),
+  tvPreview: byId("tv-preview"),
+  tvTicket: byId("tv-ticket"),
+  tvName: byId("tv-name"),
 };
+
+// The lines open now, in the admin's order (GET /api/lines/); read at start and between
+// patients. Each patient is offered the lines known when they started.
+let openLines = [];
 
 // Everything about the current patient; freshPatient() is what the next one starts from.
 function freshPatient() {
@@ -84,6 +107,13 @@ function freshPatient() {
     key: null, // the Idempotency-Key of the submission being tried
     position: null,
     countdown: 0,
+    options: openLines, // the lines this patient may choose from
+    line: null, // the prefix chosen, with several lines
+    lineMessage: null, // {key}: why the patient is choosing again
+    priority: null, // "priority" | "normal" once answered (with priority_question on)
+    ticket: null, // the 201's ticket, line (prefix) and how the TV shows the name
+    ticketLine: null,
+    tvName: null,
   };
 }
 
@@ -127,8 +157,11 @@ function render() {
   for (const button of els.langButtons) {
     button.setAttribute("aria-pressed", String(button.dataset.lang === state.lang));
   }
-  els.formScreen.hidden = state.screen !== "form";
+  const choosing = state.screen === "form" && chooser() && !state.line;
+  els.lineScreen.hidden = !choosing;
+  els.formScreen.hidden = state.screen !== "form" || choosing;
   els.successScreen.hidden = state.screen !== "success";
+  renderLines();
 
   // The name.
   els.name.readOnly = sending;
@@ -170,10 +203,24 @@ function render() {
   showText(els.formMessage, text(state.message));
   els.formMessage.classList.toggle("kiosk-alert--calm", state.message?.kind === "calm");
 
-  // Thank you.
+  // Thank you: the ticket large, how the TV shows it, the place in that line.
+  const line = state.ticketLine && chooser() ? lineOf(state.ticketLine) : null;
+  els.successScreen.classList.toggle("has-ticket", Boolean(state.ticket));
+  els.ticketBox.hidden = !state.ticket;
+  els.ticket.textContent = state.ticket || "";
+  showText(els.ticketLine, line && lineName(line, state.lang));
+  els.tvPreview.hidden = !state.ticket;
+  els.tvTicket.textContent = state.ticket || "";
+  els.tvName.textContent = state.tvName || "";
   if (state.position) {
-    els.position.textContent =
-      state.position === 1 ? t("kiosk.position_next") : t("kiosk.position", { n: state.position });
+    els.position.textContent = line
+      ? t(state.position === 1 ? "kiosk.position_next_line" : "kiosk.position_line", {
+          n: state.position,
+          line: lineName(line, state.lang),
+        })
+      : state.position === 1
+        ? t("kiosk.position_next")
+        : t("kiosk.position", { n: state.position });
   }
   els.position.hidden = !state.position;
   els.countdown.textContent = t("kiosk.resets_in", { n: state.countdown });
@@ -377,6 +424,7 @@ function retryDelay(attempt) {
 async function post(name, answers, photo, key) {
   const body = new FormData();
   body.append("fname", name);
+  for (const [field, value] of lineFields()) body.append(field, value);
   for (const [field, value] of answers) body.append(field, value);
   if (photo) body.append("image", photo, photo.type === "image/jpeg" ? "photo.jpg" : "photo");
   const controller = new AbortController();
@@ -425,6 +473,8 @@ async function send(name, answers, photo, key, gen) {
 // What the server's error code (errors.py) means for the patient, in their language, and
 // what they can change. The server's own text is for the log, never shown or matched.
 const PROBLEMS = {
+  line_unavailable: { line: true, key: "kiosk.error_line_unavailable" },
+  priority_invalid: { key: "kiosk.error_priority" },
   photo_too_large: { photo: true, key: "kiosk.error_photo_too_large" },
   photo_not_an_image: { photo: true, key: "kiosk.error_photo_type" },
   photo_empty: { photo: true, key: "kiosk.error_photo_damaged" },
@@ -500,7 +550,7 @@ async function submit(event) {
     return;
   }
   if (outcome.status === 200 || outcome.status === 201) {
-    succeeded(outcome.body?.position);
+    succeeded(outcome.body?.position, outcome.body);
     return;
   }
   if (outcome.status === 401) {
@@ -511,6 +561,11 @@ async function submit(event) {
   state.key = null; // refused: nothing was stored, the corrected form is a new submission
   if (answersRefused(outcome.body)) return;
   const found = problem(outcome.status, outcome.body);
+  if (found.line) {
+    lineClosed(found.key);
+    return;
+  }
+  if (outcome.body?.code === "priority_invalid") refreshSettings(); // the question was turned off
   if (found.photo) {
     clearPhoto();
     state.photoStatus = "";
@@ -551,10 +606,13 @@ function answersRefused(body) {
   return true;
 }
 
-function succeeded(position) {
+function succeeded(position, body = null) {
   clearPatientData(); // the form is gone from view; its contents go too, at once
   state.screen = "success";
   state.position = Number.isInteger(position) && position > 0 ? position : null;
+  state.ticket = typeof body?.ticket === "string" ? body.ticket : null;
+  state.ticketLine = typeof body?.line === "string" ? body.line : null;
+  if (state.ticket) showTvName(body.queue_entry_id);
   state.countdown = SUCCESS_RESET_SECONDS;
   clearTimeout(idleTimer);
   countdownTimer = setInterval(() => {
@@ -587,8 +645,11 @@ function pristine() {
     state.lang === clinicLang &&
     !state.message &&
     !state.nameError &&
+    !state.photoError &&
     Object.keys(state.intakeErrors).length === 0 &&
-    !state.photoError
+    !state.line &&
+    state.priority === null &&
+    !state.lineMessage
   );
 }
 
@@ -602,7 +663,9 @@ function reset() {
   setLanguage(clinicLang); // renders
   window.scrollTo(0, 0);
   if (wasSuccess || els.formScreen.contains(document.activeElement)) els.welcome.focus();
+  if (!els.lineScreen.hidden) els.chooseLine.focus();
   refreshSettings();
+  loadLines();
   loadIntake();
   refreshCameraSupport();
 }
@@ -641,6 +704,133 @@ async function refreshSettings() {
   else render();
 }
 
+// --- lines and priority -------------------------------------------------------------------
+
+function chooser() {
+  return state.options.length > 1;
+}
+
+function lineOf(prefix) {
+  return state.options.find((line) => line.prefix === prefix) || null;
+}
+
+// What a check-in sends beside the name: the line (always, when lines are known) and, with
+// the priority question on, the answer (no answer counts as no).
+function lineFields() {
+  const fields = [];
+  const line = state.line || (state.options.length === 1 ? state.options[0].prefix : null);
+  if (line) fields.push(["line", line]);
+  if (settings.priority_question) fields.push(["priority", state.priority || "normal"]);
+  return fields;
+}
+
+function paintLine(node, line) {
+  if (!line.colour) return;
+  node.style.setProperty("--line-colour", line.colour);
+  node.style.setProperty("--line-ink", inkOn(line.colour));
+}
+
+let drawnLines = ""; // what the choice buttons show now: redrawn only when that changes
+
+function renderLines() {
+  const drawn = JSON.stringify([state.lang, state.options]);
+  if (drawn !== drawnLines) {
+    drawnLines = drawn;
+    els.lineChoices.replaceChildren(
+      ...state.options.map((line) => {
+        const button = el("button", "line-choice");
+        button.type = "button";
+        button.dataset.line = line.prefix;
+        paintLine(button, line);
+        const badge = el("span", "line-choice__badge");
+        badge.setAttribute("aria-hidden", "true");
+        badge.append(lineIcon(line.icon, "line-choice__icon"));
+        button.append(badge, el("span", "line-choice__name", lineName(line, state.lang)));
+        button.addEventListener("click", () => chooseLine(line.prefix));
+        return button;
+      }),
+    );
+  }
+  showText(els.lineMessage, text(state.lineMessage));
+  const line = state.line ? lineOf(state.line) : null;
+  els.chosenLine.hidden = !line;
+  if (line) {
+    paintLine(els.chosenLine, line);
+    els.chosenLineBadge.replaceChildren(lineIcon(line.icon));
+    els.chosenLineName.textContent = lineName(line, state.lang);
+  }
+  els.changeLine.disabled = state.sending;
+  els.priority.hidden = !settings.priority_question;
+  for (const input of els.priorityInputs) {
+    input.checked = input.value === state.priority;
+    input.disabled = state.sending;
+  }
+}
+
+function chooseLine(prefix) {
+  if (state.sending) return;
+  state.line = prefix;
+  state.lineMessage = null;
+  state.key = null; // another line is another submission
+  render();
+  els.name.focus();
+}
+
+function changeLine() {
+  if (state.sending) return;
+  const was = state.line;
+  state.line = null;
+  state.key = null;
+  render();
+  const button = [...els.lineChoices.children].find((node) => node.dataset.line === was);
+  (button || els.chooseLine).focus();
+}
+
+// The chosen line closed (or was deactivated) meanwhile: choose again from the lines open now.
+async function lineClosed(key) {
+  const gen = generation;
+  state.line = null;
+  state.lineMessage = { key };
+  render();
+  els.chooseLine.focus();
+  await loadLines(true);
+  if (gen !== generation) return;
+  if (!chooser()) {
+    // One line left: the form is back; pressing again sends it there.
+    state.message = { key, kind: "error" };
+    render();
+  }
+}
+
+async function loadLines(force = false) {
+  const all = await fetchLines();
+  if (!all) return; // keep what we have; the next reset tries again
+  openLines = all.filter((line) => line.active && line.open_now);
+  if (force || pristine()) {
+    const wasChoosing = !els.lineScreen.hidden;
+    state.options = openLines;
+    render();
+    if (!wasChoosing && !els.lineScreen.hidden && state.screen === "form") els.chooseLine.focus();
+  }
+}
+
+// How the waiting-room TV will show this patient: the server's own display view of the name
+// (display_names), read from the queue as the kiosk sees it.
+async function showTvName(entryId) {
+  const gen = generation;
+  let queue;
+  try {
+    queue = await api("GET", "/api/queue/");
+  } catch {
+    return; // the ticket alone is shown
+  }
+  if (gen !== generation || !Array.isArray(queue)) return;
+  const item = queue.find((entry) => entry.id === entryId);
+  if (!item?.patient?.fname) return;
+  state.tvName = item.patient.fname;
+  render();
+}
+
 // The clinic's intake form: read at start and between patients (an admin may change it).
 // A form that changed is rebuilt only while nobody is answering it.
 let intakeLoading = null;
@@ -677,6 +867,15 @@ els.takePhoto.addEventListener("click", takePhoto);
 els.noPhoto.addEventListener("click", noPhoto);
 els.fileInput.addEventListener("change", photoChosen);
 els.done.addEventListener("click", reset);
+els.changeLine.addEventListener("click", changeLine);
+for (const input of els.priorityInputs) {
+  input.addEventListener("change", () => {
+    if (!input.checked || state.sending) return;
+    state.priority = input.value;
+    state.key = null; // another answer is another submission
+    render();
+  });
+}
 for (const button of els.langButtons) {
   button.addEventListener("click", () => {
     if (button.dataset.lang !== state.lang) setLanguage(button.dataset.lang);
@@ -695,6 +894,7 @@ document.addEventListener("visibilitychange", () => {
 navigator.mediaDevices?.addEventListener?.("devicechange", refreshCameraSupport);
 
 setLanguage(clinicLang);
+loadLines();
 loadIntake();
 refreshCameraSupport();
 noteActivity();
