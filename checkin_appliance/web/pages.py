@@ -164,6 +164,7 @@ async def role_page(
             "label": credential.label,
             "role": own.value,
             "room": credential.room,
+            "lines": list(credential.lines),  # the lines a doctor serves; none: every line
         },
         **(extra or {}),
     }
