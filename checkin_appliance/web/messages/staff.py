@@ -238,6 +238,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.credential_lines_hint": "None ticked: every line. Call next takes the best next "
         "patient across these lines.",
         "admin.credential_saved": "{label} saved.",
+        "admin.credential_save": "Save",
         "admin.time_zone": "Time zone",
         "admin.time_zone_hint": "Tickets restart at midnight here, and today's figures follow it.",
         "admin.time_zone_other": "Other…",
@@ -509,6 +510,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.credential_lines_hint": "Ninguna marcada: todas las filas. «Llamar al "
         "siguiente» elige al mejor siguiente entre estas filas.",
         "admin.credential_saved": "{label} guardada.",
+        "admin.credential_save": "Guardar",
         "admin.time_zone": "Zona horaria",
         "admin.time_zone_hint": "Los turnos vuelven a empezar a medianoche en esta zona, y "
         "las cifras de hoy la siguen.",
