@@ -239,6 +239,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "patient across these lines.",
         "admin.credential_saved": "{label} saved.",
         "admin.credential_save": "Save",
+        "admin.credential_room": "Room its calls go to",
         "admin.time_zone": "Time zone",
         "admin.time_zone_hint": "Tickets restart at midnight here, and today's figures follow it.",
         "admin.time_zone_other": "Other…",
@@ -511,6 +512,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "siguiente» elige al mejor siguiente entre estas filas.",
         "admin.credential_saved": "{label} guardada.",
         "admin.credential_save": "Guardar",
+        "admin.credential_room": "Consulta a la que van sus llamadas",
         "admin.time_zone": "Zona horaria",
         "admin.time_zone_hint": "Los turnos vuelven a empezar a medianoche en esta zona, y "
         "las cifras de hoy la siguen.",

@@ -416,14 +416,16 @@ async function call(patientId) {
   const body = patientId === null
     ? { action: "call_next" }
     : { action: "complete", patient_id: patientId };
+  const before = new Map(state.waiting.map((w) => [w.patientId, w]));
   try {
     const answer = await api("POST", "/api/doctors/", { json: body });
     const patient = answer.patient;
     const at = new Date().toISOString();
-    const ticket = answer.ticket || state.waiting.find((w) => w.patientId === patient.id)?.ticket;
+    // The feed may have taken them off the list already: the list as it was before the call.
+    const called = before.get(patient.id);
+    const ticket = answer.ticket || called?.ticket;
     state.result = { kind: "called", name: patient.fname, ticket: ticket || null, room, at };
     const image = patient.image || null;
-    const called = state.waiting.find((w) => w.patientId === patient.id);
     addRecent({ patientId: patient.id, name: patient.fname, image, room, calledAt: at,
       ticket: called?.ticket || null, line: called?.line || null });
     removeWaiting(patient.id);
