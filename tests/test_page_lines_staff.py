@@ -126,6 +126,7 @@ async def test_admin_adds_a_line_and_its_doctor_sees_tickets_priorities_and_call
     await expect(admin.locator("#credentials-status")).to_have_text("Dr. Nurse saved.")
     await expect(doctor_row.locator(".col-room")).to_have_text(ROOM)
     await expect(doctor_row.locator(".col-lines")).to_have_text("N")
+    await admin.locator("#lines").scroll_into_view_if_needed()
     await screenshot(admin, "admin-lines")
 
     # Patients: two in N, one in A.
