@@ -30,6 +30,7 @@ from checkin_appliance.domain import (
     TooManyAttempts,
     credential_fields,
     format_time,
+    has_control_characters,
     parse_time,
     settings_from_stored,
     utc_now,
@@ -44,6 +45,7 @@ from checkin_appliance.security import (
     secret_hash,
 )
 from checkin_appliance.store import Store
+from checkin_appliance.store.importing import has_foreign_tokens
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,12 @@ TOKEN_FORMAT = "The token is the credential's 8 digits."
 # What a credential's token is (security.new_credential_token); anything else is refused
 # before it reaches the throttle, whose keys must stay small.
 CREDENTIAL_TOKEN = re.compile(r"[0-9]{8}")
+# A token imported from the original CheckIn may be any text of 1-100 characters; one of
+# another shape than ours is looked up only while such a credential exists.
+MAX_IMPORTED_TOKEN_LENGTH = 100
+RESET_REQUIRED = (
+    "This credential's password must be changed by an administrator before it can sign in."
+)
 SETUP_COMPLETE = "Setup is already complete."
 MIN_PASSWORD_LENGTH = 8
 MIN_ADMIN_PASSWORD_LENGTH = 12
@@ -292,6 +300,28 @@ class Access:
         self.throttle = LoginThrottle(allowed=config.login_failures_allowed)
         self.setup_code: str | None = None
         self.sessions = SessionCache()
+        # Whether a credential imported from the original CheckIn has a token that is not 8
+        # digits: only then is a token of another shape looked up (refresh_token_shapes).
+        self.foreign_tokens = False
+
+    async def refresh_token_shapes(self) -> None:
+        """At start, after an import, and when another process changed the database."""
+        self.foreign_tokens = await has_foreign_tokens(self.store)
+
+    def _login_token(self, token: object) -> str:
+        """The token as looked up; InvalidInput (token_invalid) for one of no known shape."""
+        if isinstance(token, str):
+            token = token.strip()
+            if CREDENTIAL_TOKEN.fullmatch(token):
+                return token
+            if (
+                self.foreign_tokens
+                and 0 < len(token) <= MAX_IMPORTED_TOKEN_LENGTH
+                and not has_control_characters(token)
+            ):
+                return token
+        # Never a throttle key: what was typed may be any size (item 4 of issue 13).
+        raise InvalidInput(TOKEN_FORMAT, errors.TOKEN_INVALID)
 
     # --- first run -------------------------------------------------------------------
 
@@ -453,6 +483,25 @@ class Access:
         )
         return credential
 
+    async def set_password(self, token: str, password: object, actor: Actor) -> Credential:
+        """An administrator sets a credential's password (the same rules as a new one): the
+        reset flag is cleared, its sessions end and its live feeds close at once."""
+        found = await self.store.credential_for_login(token)
+        if found is None:
+            raise NotFound("No credential with that token.", errors.NO_SUCH_CREDENTIAL)
+        current, _ = found
+        checked = await self.check_password(
+            password, current.role, current.token, current.label, current.room or ""
+        )
+        password_hash = await self.hasher.hash(checked)
+        credential = await self._changed(self.store.set_password(token, password_hash, actor=actor))
+        if credential is None:
+            raise NotFound("No credential with that token.", errors.NO_SUCH_CREDENTIAL)
+        self._close_feeds(
+            lambda _, credential_id: credential_id == credential.id, "password changed"
+        )
+        return credential
+
     # --- sessions --------------------------------------------------------------------
 
     def _expiry(self, seconds: int) -> str:
@@ -472,16 +521,17 @@ class Access:
     ) -> Tokens:
         """A new session; NotAuthenticated for a wrong token or password, TooManyAttempts
         (with its wait) after repeated failures from this address, or from it against this
-        token; held a while when the token is being guessed (see LoginThrottle)."""
+        token; held a while when the token is being guessed (see LoginThrottle); NotAllowed
+        (password_reset_required) for the right password of a credential imported with a
+        weak one. A token of another shape than ours is looked up only while an imported
+        credential has one (refresh_token_shapes)."""
         if isinstance(token, int) and not isinstance(token, bool):
             token = str(token)  # the original accepted the token as a JSON number
         if not token or not password:
             raise InvalidInput(MISSING_LOGIN, errors.LOGIN_FIELDS_REQUIRED)
         if not isinstance(password, str):
             raise NotAuthenticated(BAD_LOGIN, errors.BAD_LOGIN)
-        if not isinstance(token, str) or not CREDENTIAL_TOKEN.fullmatch(token := token.strip()):
-            # Never a throttle key: what was typed may be any size (item 4 of issue 13).
-            raise InvalidInput(TOKEN_FORMAT, errors.TOKEN_INVALID)
+        token = self._login_token(token)
         wait = self.throttle.retry_after(token, address, time.monotonic())
         if wait:
             raise TooManyAttempts(
@@ -502,6 +552,14 @@ class Access:
             await self.store.record_audit(audit.LOGIN_FAILED, who)
             raise NotAuthenticated(BAD_LOGIN, errors.BAD_LOGIN)
         self.throttle.succeeded(token, address)
+        if credential.password_reset_required:
+            # The right password, too weak to keep: no session until the admin sets a new one.
+            await self.store.record_audit(
+                audit.LOGIN_FAILED,
+                Actor(credential.id, address),
+                {"reason": "password_reset_required"},
+            )
+            raise NotAllowed(RESET_REQUIRED, errors.PASSWORD_RESET_REQUIRED)
         access, refresh = new_session_secret(), new_session_secret()
         refresh_expires = self._expiry(self.config.refresh_ttl)
         if page:

@@ -115,6 +115,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
                 await app[RECEPTION].load_settings()
                 await app[RECEPTION].sweep_photos()
                 await app[ACCESS].prepare_setup()
+                await app[ACCESS].refresh_token_shapes()
+                _, last_seq = await store.event_log_bounds()
+                app[HUB].start_at(last_seq, store.events_after)
             yield
         finally:
             await store.close()
@@ -208,11 +211,18 @@ async def _watch_other_writers(app: web.Application) -> None:
 
 
 async def _apply_stored_changes(app: web.Application) -> None:
-    """Reload settings; close feeds whose session ended or whose anonymous access was withdrawn
-    (the settings listener already closed those when the change reached it)."""
+    """Reload settings and token shapes; publish events another process committed; close
+    feeds whose session ended or whose anonymous access was withdrawn (the settings listener
+    already closed those when the change reached it)."""
     settings = await app[RECEPTION].load_settings()
     app[ACCESS].forget_sessions()  # a credential the CLI deactivated stops working now
+    await app[ACCESS].refresh_token_shapes()  # import-original may have brought other tokens
     hub = app[HUB]
+    # Events another process committed (import-original's waiting patients) go out through
+    # the normal path, in seq order with ours.
+    catching_up = hub.catch_up()
+    if catching_up is not None:
+        await catching_up
     open_sessions = hub.session_ids()
     ended = open_sessions - await app[STORE].live_sessions(open_sessions, utc_now())
     hub.disconnect_where(

@@ -47,6 +47,8 @@ PRIORITY_CHANGED = "priority_changed"  # staff set a waiting patient's priority 
 LINE_CREATED = "line_created"
 LINE_CHANGED = "line_changed"
 CREDENTIAL_CHANGED = "credential_changed"  # a credential's room or lines
+PASSWORD_CHANGED = "password_changed"  # an admin set a credential's password (a reset)
+IMPORT_ORIGINAL = "import_original"  # import-original: counts only
 
 
 @dataclass(frozen=True, slots=True)

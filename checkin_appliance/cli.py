@@ -178,6 +178,22 @@ def build_parser() -> argparse.ArgumentParser:
     deactivate.add_argument("token", help="the 8-digit token")
     data_options(deactivate)
     deactivate.set_defaults(handler=token_deactivate)
+    reset = token_commands.add_parser(
+        "password",
+        help="set a credential's password (clears an imported one's reset flag)",
+        description="Set a new password for a credential, with the same rules as a new one. "
+        "Clears the reset flag of a credential imported from CheckIn with a weak password, "
+        "and ends the credential's sessions and live feeds (it signs in again with the new "
+        "password). Without --password-stdin the password is asked for twice.",
+    )
+    reset.add_argument("token", help="the credential's token (8 digits, or an imported one)")
+    reset.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (first line)",
+    )
+    data_options(reset)
+    reset.set_defaults(handler=token_password)
 
     settings = commands.add_parser(
         "settings",
@@ -246,7 +262,65 @@ def build_parser() -> argparse.ArgumentParser:
     data_options(recent)
     recent.set_defaults(handler=audit_show)
     _add_backup_commands(commands, data_options)
+    _add_import_command(commands, data_options)
     return parser
+
+
+def _add_import_command(
+    commands: Any, data_options: Callable[[argparse.ArgumentParser], None]
+) -> None:
+    importer = commands.add_parser(
+        "import-original",
+        help="bring credentials, patients, queue and photos over from the original CheckIn",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Import the original CheckIn's SQLite database (its db.sqlite3, opened read-only
+and never changed) and its photos (its MEDIA_ROOT folder, which holds
+patient_images/):
+
+- credentials keep their tokens and passwords (hashed here); staff becomes
+  form; inactive ones stay inactive. A password too easy to guess (or the
+  legacy "2") is flagged: signing in with it answers password_reset_required
+  until an administrator sets a new one (`token password TOKEN`), unless
+  --accept-weak-passwords. A token already in use here is skipped.
+- patients with their intake answers as stored; waiting ones join the end of
+  the queue in their original order (live screens show them at once),
+  called ones arrive completed with their times.
+- photos re-encoded like a kiosk's (new random names); a missing or
+  unreadable file leaves that patient without a photo.
+
+Works with the server stopped or running. All or nothing: on any failure
+nothing is changed. Running it again adds nothing new. Prints counts only,
+never a name, a token or a password; the audit trail records them.""",
+        epilog="""\
+exit status: 0 imported (or nothing new), 1 failed (nothing changed),
+2 not an original CheckIn database or bad usage
+
+example:
+  sudo -u checkin checkin-appliance import-original --db /srv/checkin/db.sqlite3 \\
+      --media /srv/checkin/media --data-dir /var/lib/checkin-appliance --dry-run""",
+    )
+    importer.add_argument(
+        "--db", required=True, type=Path, metavar="PATH", help="the original's db.sqlite3"
+    )
+    importer.add_argument(
+        "--media",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="the original's MEDIA_ROOT (the folder that holds patient_images/)",
+    )
+    importer.add_argument(
+        "--dry-run", action="store_true", help="print what would be imported; change nothing"
+    )
+    importer.add_argument(
+        "--accept-weak-passwords",
+        action="store_true",
+        help="keep passwords our strength rules refuse usable instead of flagging them "
+        '(the legacy "2" and empty ones are flagged anyway)',
+    )
+    data_options(importer)
+    importer.set_defaults(handler=import_original_command)
 
 
 def _add_backup_commands(
@@ -475,6 +549,7 @@ def token_list(args: argparse.Namespace, config: Config) -> int:
             print(
                 f"{c.token:<9} {c.role.value:<7} {'yes' if c.active else 'no':<7} "
                 f"{printable(c.room or '-'):<10} {printable(c.label)}"
+                + ("  [password reset required]" if c.password_reset_required else "")
             )
         return 0
 
@@ -495,6 +570,86 @@ def token_deactivate(args: argparse.Namespace, config: Config) -> int:
         return 0
 
     return _with_services(config, deactivate)
+
+
+def _new_password(args: argparse.Namespace) -> str | None:
+    """From standard input, or typed twice at the terminal; None if the two differ."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("New password: ")
+    if getpass.getpass("Again: ") != first:
+        return None
+    return first
+
+
+def token_password(args: argparse.Namespace, config: Config) -> int:
+    password = _new_password(args)
+    if password is None:
+        print("error: the two passwords differ; nothing changed", file=sys.stderr)
+        return 2
+
+    async def change(services: _Services) -> int:
+        try:
+            credential = await services.access.set_password(args.token, password, CLI)
+        except NotFound:
+            print(f"error: no credential with token {printable(args.token)}", file=sys.stderr)
+            return 1
+        except InvalidInput as exc:
+            return _refused(exc, 2)
+        print(
+            f"password set for {printable(credential.token)} "
+            f"({credential.role.value}, {printable(credential.label)}); its sessions ended"
+        )
+        return 0
+
+    return _with_services(config, change)
+
+
+def import_original_command(args: argparse.Namespace, config: Config) -> int:
+    from checkin_appliance import import_original
+    from checkin_appliance.store.original import NotAnOriginalDatabase
+
+    async def run(services: _Services) -> int:
+        try:
+            summary = await import_original.run(
+                args.db,
+                args.media,
+                services.store,
+                services.access,
+                config.photo_dir,
+                config.photo_max_side,
+                CLI,
+                dry_run=args.dry_run,
+                accept_weak=args.accept_weak_passwords,
+            )
+        except NotAnOriginalDatabase as exc:
+            print(f"error: {exc}; give the original's db.sqlite3", file=sys.stderr)
+            return 2
+        except import_original.ImportFailed as exc:
+            print(f"error: {exc}; nothing was imported", file=sys.stderr)
+            return 1
+        except Exception as exc:  # the store refused (locked, full disk): nothing committed
+            print(f"error: the import failed ({exc}); nothing was imported", file=sys.stderr)
+            return 1
+        if args.dry_run:
+            print("dry run: nothing was written")
+        for line in summary.lines(args.dry_run):
+            print(line)
+        return 0
+
+    if not args.media.is_dir():
+        print(f"error: {args.media} is not a folder (the original's MEDIA_ROOT)", file=sys.stderr)
+        return 2
+    if args.dry_run and not config.db_path.exists():
+        # Nothing here yet: plan against an empty database that is not kept, so a dry run
+        # leaves no data directory behind.
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="checkin-dry-run-") as scratch:
+            return _with_services(dataclasses.replace(config, data_dir=Path(scratch)), run)
+    return _with_services(config, run)
 
 
 def settings_show(args: argparse.Namespace, config: Config) -> int:

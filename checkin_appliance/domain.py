@@ -125,6 +125,9 @@ class Credential:
     room: str | None
     active: bool
     created_at: str
+    imported: bool = False  # brought over from the original CheckIn (import-original)
+    # Its imported password was too weak: refused at login until the admin sets a new one.
+    password_reset_required: bool = False
     lines: tuple[str, ...] = ()  # prefixes of the lines a doctor serves; none: every line
 
     def public(self) -> dict[str, Any]:
@@ -136,6 +139,8 @@ class Credential:
             "lines": list(self.lines),
             "active": self.active,
             "created_at": self.created_at,
+            "imported": self.imported,
+            "password_reset_required": self.password_reset_required,
         }
 
 

@@ -173,9 +173,21 @@ CROSS_ORIGIN = _code(
     "cross_origin", 403, "a cookie request that did not come from our own pages", "detail"
 )
 LOGIN_FIELDS_REQUIRED = _code("login_fields_required", 400, "a login without token or password")
-TOKEN_INVALID = _code("token_invalid", 400, "a login token that is not 8 digits (text or number)")
+TOKEN_INVALID = _code(
+    "token_invalid",
+    400,
+    "a login token that is not 8 digits (text or number); while credentials imported from "
+    "CheckIn have other tokens, one that is not 1-100 characters or holds a control character",
+)
 REFRESH_REQUIRED = _code("refresh_required", 400, "a refresh without the refresh token")
 BAD_LOGIN = _code("bad_login", 401, "wrong token or password, or an inactive credential")
+PASSWORD_RESET_REQUIRED = _code(
+    "password_reset_required",
+    403,
+    "the right password of a credential imported with a weak one: an administrator must set "
+    "a new password first (token password)",
+    "detail",
+)
 TOO_MANY_ATTEMPTS = _code(
     "too_many_attempts", 429, "repeated failed logins; wait Retry-After seconds"
 )
@@ -216,6 +228,11 @@ SETTING_UNKNOWN = _code("setting_unknown", 400, "a settings key the box does not
 CLINIC_NAME_INVALID = _code("clinic_name_invalid", 400, "clinic_name is not 1-100 characters")
 SETTING_VALUE_INVALID = _code("setting_value_invalid", 400, "a setting's value is not allowed")
 PRESET_UNKNOWN = _code("preset_unknown", 400, "a settings preset that is not original or private")
+CALL_RULE_INVALID = _code(
+    "call_rule_invalid",
+    400,
+    "a line's call order rule (strict, or interleave P:N, max wait) is not valid",
+)
 
 # --- photos ----------------------------------------------------------------------------
 PHOTO_LINK_INVALID = _code(

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 CLOSE_TRY_AGAIN_LATER = WSCloseCode.TRY_AGAIN_LATER  # 1013: the client fell behind
 CLOSE_ACCESS_REVOKED = 4403  # the credential was deactivated or the session ended
 CLOSE_TIMEOUT = 2.0
+# How the hub reads committed events after a seq, oldest first (store.events_after).
+ReadEvents = Callable[[int], Awaitable[list[QueueEvent]]]
 
 
 def feed_json(message: object) -> str:
@@ -130,12 +132,62 @@ class Hub:
         self._queue_size = queue_size
         self._subscribers: set[Subscriber] = set()
         self._closers: set[asyncio.Task[None]] = set()
+        # The newest event published. Events reach publish() from our own writer in seq
+        # order; one that skips seqs follows events another process (the CLI's
+        # import-original) committed, which are read back from the log and published first.
+        self.last_seq = 0
+        self._read_events: ReadEvents | None = None
+        self._held: list[QueueEvent] = []  # ours, waiting behind a catch-up
+        self._catching_up: asyncio.Task[None] | None = None
+
+    def start_at(self, last_seq: int, read_events: ReadEvents) -> None:
+        """The log's newest seq when the store opened, and how to read events after a seq
+        (store.events_after): from now on no committed event is skipped."""
+        self.last_seq = last_seq
+        self._read_events = read_events
 
     def __len__(self) -> int:
         return len(self._subscribers)
 
     def publish(self, event: QueueEvent) -> None:
-        """Called once per committed event, in seq order; never awaits."""
+        """Called once per committed event, in seq order; never awaits. An event already
+        published is ignored; one after a gap waits for the gap to be read (catch_up)."""
+        if event.seq <= self.last_seq:
+            return
+        if self._read_events is not None and (
+            self._catching_up is not None or event.seq != self.last_seq + 1
+        ):
+            self._held.append(event)
+            self.catch_up()
+            return
+        self._send(event)
+
+    def catch_up(self) -> asyncio.Task[None] | None:
+        """Publishes the events committed after `last_seq` that did not come through
+        publish() (another process wrote them); the task doing it, None if it cannot."""
+        if self._read_events is None:
+            return None
+        if self._catching_up is None:
+            self._catching_up = asyncio.create_task(self._catch_up(self._read_events))
+        return self._catching_up
+
+    async def _catch_up(self, read_events: ReadEvents) -> None:
+        try:
+            while batch := await read_events(self.last_seq):
+                for event in batch:
+                    if event.seq > self.last_seq:
+                        self._send(event)
+        except Exception:
+            log.exception("reading events committed by another process failed")
+        finally:
+            held, self._held = sorted(self._held, key=lambda e: e.seq), []
+            self._catching_up = None
+            for event in held:
+                if event.seq > self.last_seq:
+                    self._send(event)
+
+    def _send(self, event: QueueEvent) -> None:
+        self.last_seq = event.seq
         frames: dict[Audience, Frame] = {}
         seed = event.event in SEED_EVENTS
         for sub in self._subscribers:  # disconnect() defers removal, so no copy is needed
@@ -255,6 +307,8 @@ class Hub:
 
     async def close_all(self, code: int = WSCloseCode.GOING_AWAY) -> None:
         """Shutdown: every socket gets GOING_AWAY, and we wait (briefly) for the closes."""
+        if self._catching_up is not None:
+            self._catching_up.cancel()
         self.disconnect_where(lambda sub: True, code, "server shutting down")
         if self._closers:
             await asyncio.gather(*self._closers, return_exceptions=True)

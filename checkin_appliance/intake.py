@@ -582,8 +582,8 @@ def _date(value: object, today: date | None) -> str:
 def _photo(upload: Upload | None, preset: str) -> bytes | None:
     """The photo's bytes for our pipeline; the original's form also runs its own checks
     first, in its order (§5.4). Our re-encoding checks come after, in the store."""
-    if upload is None or (not upload.data and not upload.filename):
-        return None  # an empty value, or a file input left empty: no photo
+    if upload is None or (upload.is_file and not upload.data and not upload.filename):
+        return None  # a file input left empty: no photo
     if preset != ORIGINAL:
         return upload.data if upload.is_file and upload.data else None
     if not upload.is_file:
@@ -608,6 +608,14 @@ def _photo(upload: Upload | None, preset: str) -> bytes | None:
     if len(upload.data) > ORIGINAL_PHOTO_BYTES:
         raise _Refused(IMAGE_TOO_BIG, errors.PHOTO_OVER_ORIGINAL_LIMIT)
     return upload.data
+
+
+def photo_over_limit(form: dict[str, Any], limit: int, message: str) -> IntakeInvalid:
+    """A photo bigger than the box reads (max_photo_bytes): 413, keyed by field; with the
+    original's form and a limit of at least its 5 MB, its 400 and words."""
+    if form["preset"] == ORIGINAL and limit >= ORIGINAL_PHOTO_BYTES:
+        return IntakeInvalid({"image": (IMAGE_TOO_BIG, errors.PHOTO_OVER_ORIGINAL_LIMIT)})
+    return IntakeInvalid({"image": (message, errors.PHOTO_TOO_LARGE)})
 
 
 def _image_format(data: bytes) -> str | None:

@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from checkin_appliance import errors
-from checkin_appliance.domain import InvalidInput, has_control_characters, parse_time
-
-try:  # issue 15 item 4, built beside this module; urgent first then FIFO until it lands
-    from checkin_appliance import ordering
-except ImportError:  # pragma: no cover - removed once ordering.py is merged
-    ordering = None  # type: ignore[assignment]
+from checkin_appliance import errors, ordering
+from checkin_appliance.domain import InvalidInput, format_time, has_control_characters
 
 PRIORITIES = ("normal", "priority", "urgent")
 # The priorities a kiosk may ask for (with the priority_question setting on); urgent is staff's.
@@ -69,7 +64,7 @@ def checked_time_zone(value: object) -> str:
 def clinic_day(now: str, time_zone: str) -> str:
     """The clinic's local day (YYYY-MM-DD) of a stored UTC timestamp: tickets restart at
     local midnight, whatever the OS's zone, on days the clock changes too."""
-    return parse_time(now).astimezone(zone(time_zone)).date().isoformat()
+    return datetime.fromisoformat(now).astimezone(zone(time_zone)).date().isoformat()
 
 
 def ticket_text(prefix: str, number: int) -> str:
@@ -96,7 +91,7 @@ class Line:
         """Whether `now` (a stored UTC timestamp) falls in the line's hours, local time."""
         if self.hours is None:
             return True
-        clock = parse_time(now).astimezone(zone(time_zone)).strftime("%H:%M")
+        clock = datetime.fromisoformat(now).astimezone(zone(time_zone)).strftime("%H:%M")
         return any(
             start <= clock < end if start < end else (clock >= start or clock < end)
             for start, end in self.hours
@@ -221,37 +216,7 @@ def _call_rule(value: object) -> dict[str, Any] | None:
             key: int(item) if isinstance(item, float) and item.is_integer() else item
             for key, item in value.items()
         }
-    if ordering is not None:
-        return ordering.Rule.from_json(value).to_json()
-    return _fallback_rule(value)
-
-
-def _fallback_rule(value: object) -> dict[str, Any]:
-    """ordering.Rule.from_json's checks, until it lands: `mode` strict or interleave; P and N
-    1-10 (default 2 and 1), max_wait_minutes 5-480 (default 45) or null."""
-    message = (
-        'call_rule must be null, {"mode": "strict"} or {"mode": "interleave", "priority": 1-10,'
-        ' "normal": 1-10}, either with "max_wait_minutes": 5-480 or null.'
-    )
-    if not isinstance(value, dict) or value.get("mode") not in ("strict", "interleave"):
-        raise _invalid(message)
-    strict = value["mode"] == "strict"
-    keys = {"mode", "max_wait_minutes"} | (set() if strict else {"priority", "normal"})
-    if set(value) - keys:
-        raise _invalid(message)
-
-    def whole(key: str, low: int, high: int, default: int) -> int:
-        item = value.get(key, default)
-        if type(item) is not int or not low <= item <= high:
-            raise _invalid(message)
-        return item
-
-    wait = value.get("max_wait_minutes", 45)
-    rule: dict[str, Any] = {"mode": value["mode"]}
-    if not strict:
-        rule.update(priority=whole("priority", 1, 10, 2), normal=whole("normal", 1, 10, 1))
-    rule["max_wait_minutes"] = None if wait is None else whole("max_wait_minutes", 5, 480, 45)
-    return rule
+    return ordering.Rule.from_json(value).to_json()
 
 
 def whole_number(value: object) -> int | None:
@@ -343,101 +308,134 @@ def choose_line(lines: Sequence[Line], selector: str | int | None, now: str, tz:
 # --- the call order --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Waiter:
-    """A waiting entry as the call order needs it."""
-
-    entry_id: int
-    line_id: int
-    priority: str
-    check_in_time: str
+# The waiting patients of each line as the call order reads them, by line id.
+ByLine = dict[int, list[ordering.Waiting]]
+_PRIORITY = {priority.value: priority for priority in ordering.Priority}
+# SQL: a stored timestamp as the seconds ordering.Waiting takes (in C, rounded to the ms it
+# was written with): on every check-in and call the store reads every waiting patient's.
+SECONDS_SQL = "round((julianday({}) - 2440587.5) * 86400.0, 3)"
 
 
-def _seconds(text: str) -> float:
-    """A stored UTC timestamp in seconds (fromisoformat: the call order reads every waiting
-    patient's check-in time on each check-in and call)."""
-    return datetime.fromisoformat(text).timestamp()
+def waiting(entry_id: int, priority: str, seconds: float) -> ordering.Waiting:
+    return ordering.Waiting(entry_id, _PRIORITY[priority], seconds)
 
 
-def _rule(rule: dict[str, Any] | None) -> Any:
-    assert ordering is not None
+def seconds(text: str) -> float:
+    """A stored UTC timestamp in seconds, as SECONDS_SQL gives it."""
+    return round(datetime.fromisoformat(text).timestamp(), 3)
+
+
+def _rule(rule: dict[str, Any] | None) -> ordering.Rule:
     return ordering.Rule.from_json(rule) if rule is not None else ordering.DEFAULT_RULE
 
 
-def _waiting(waiter: Waiter) -> Any:
-    assert ordering is not None
-    return ordering.Waiting(
-        waiter.entry_id, ordering.Priority(waiter.priority), _seconds(waiter.check_in_time)
-    )
-
-
 def line_order(
-    waiting: Iterable[Waiter], rule: dict[str, Any] | None, history: Sequence[str], now: str
-) -> list[Waiter]:
+    people: list[ordering.Waiting], rule: dict[str, Any] | None, history: Sequence[str], now: str
+) -> list[ordering.Waiting]:
     """One line's predicted call order (what repeated calls would give, nobody arriving):
     ordering.call_order. `history`: the classes of the line's recent calls, newest last."""
-    people = sorted(waiting, key=lambda w: (w.check_in_time, w.entry_id))
-    if ordering is None:  # urgent first, then strict FIFO, until ordering.py lands
-        return sorted(people, key=lambda w: w.priority != "urgent")
-    by_id = {w.entry_id: w for w in people}
-    order = ordering.call_order(
-        [_waiting(w) for w in people], _rule(rule), ordering.streak_of(history), _seconds(now)
-    )
-    return [by_id[w.entry_id] for w in order]
+    return ordering.call_order(people, _rule(rule), ordering.streak_of(history), seconds(now))
 
 
 def places(
-    waiting: Iterable[Waiter],
+    by_line: ByLine,
     rules: dict[int, dict[str, Any] | None],
-    histories: dict[int, Sequence[str]],
+    histories: dict[int, list[str]],
     now: str,
 ) -> dict[int, int]:
     """Entry id -> its 1-based place in its own line's call order."""
     result: dict[int, int] = {}
-    for line_id, people in _by_line(waiting).items():
+    for line_id, people in by_line.items():
         order = line_order(people, rules.get(line_id), histories.get(line_id, ()), now)
         result.update({w.entry_id: place for place, w in enumerate(order, 1)})
     return result
 
 
-def call_class(waiter: Waiter, rule: dict[str, Any] | None, now: str) -> str:
+def call_class(patient: ordering.Waiting, rule: dict[str, Any] | None, now: str) -> str:
     """What calling this patient now counts as in the line's history (ordering.call_class):
     urgent, aged (waited the rule's max_wait_minutes), else its priority."""
-    if ordering is not None:
-        return str(ordering.call_class(_waiting(waiter), _rule(rule), _seconds(now)))
-    if waiter.priority == "urgent":
-        return "urgent"
-    return waiter.priority
+    return str(ordering.call_class(patient, _rule(rule), seconds(now)))
 
 
 def next_across(
-    waiting: Iterable[Waiter],
+    by_line: ByLine,
     rules: dict[int, dict[str, Any] | None],
-    histories: dict[int, Sequence[str]],
+    histories: dict[int, list[str]],
     now: str,
-) -> Waiter | None:
-    """The patient a doctor serving these lines calls next: each line's next by its rule,
-    then across lines urgent first, then aged, then the longest waiting."""
+) -> tuple[int, ordering.Waiting] | None:
+    """(line id, patient) a doctor serving these lines calls next: each line's next by its
+    rule (ordering.next_up), then across lines urgent first, then aged, then the longest
+    waiting."""
+    at = seconds(now)
     heads = []
-    for line_id, people in _by_line(waiting).items():
-        order = line_order(people, rules.get(line_id), histories.get(line_id, ()), now)
-        if order:
-            heads.append((order[0], rules.get(line_id)))
+    for line_id, people in by_line.items():
+        rule = _rule(rules.get(line_id))
+        streak = ordering.streak_of(histories.get(line_id, ()))
+        head = ordering.next_up(people, rule, streak, at)
+        if head is not None:
+            rank = {"urgent": 0, "aged": 1}.get(ordering.call_class(head, rule, at), 2)
+            heads.append((rank, head.check_in_time, head.entry_id, line_id, head))
     if not heads:
         return None
-    rank = {"urgent": 0, "aged": 1}
-    return min(
-        heads,
-        key=lambda head: (
-            rank.get(call_class(head[0], head[1], now), 2),
-            head[0].check_in_time,
-            head[0].entry_id,
-        ),
-    )[0]
+    best = min(heads, key=lambda head: head[:3])
+    return best[3], best[4]
 
 
-def _by_line(waiting: Iterable[Waiter]) -> dict[int, list[Waiter]]:
-    by_line: dict[int, list[Waiter]] = {}
-    for waiter in waiting:
-        by_line.setdefault(waiter.line_id, []).append(waiter)
-    return by_line
+# --- fast paths for the writer (make bench: the check-in and call-next cells) -------------
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """A line's waiting patients by class, as the call order sorts them."""
+
+    urgent: int = 0
+    aged: int = 0  # not urgent, waited the rule's max_wait_minutes
+    priority: int = 0  # not aged
+    normal: int = 0  # not aged
+
+
+def aged_cutoff(rule: dict[str, Any] | None, now: str) -> str | None:
+    """The stored timestamp at or before which a check-in has aged under `rule`; None: no
+    ageing. (Stored timestamps compare as text.)"""
+    minutes = _rule(rule).max_wait_minutes
+    if minutes is None:
+        return None
+    return format_time(datetime.fromisoformat(now) - timedelta(minutes=minutes))
+
+
+def newcomer_place(
+    counts: Counts, priority: str, rule: dict[str, Any] | None, history: Sequence[str]
+) -> int:
+    """The place in ordering.call_order of the newest check-in (counted in `counts`, of
+    class `priority`, not aged), from the counts alone: what a check-in answers without
+    reading every waiting patient. Equal to the index in call_order + 1 (tests/test_lines.py
+    checks it against call_order)."""
+    if priority == "urgent":
+        return counts.urgent
+    before = counts.urgent + counts.aged
+    p, n = counts.priority, counts.normal
+    checked = _rule(rule)
+    if checked.mode is ordering.Mode.STRICT:
+        return before + (p if priority == "priority" else p + n)
+    streak = ordering.streak_of(history)
+    taken_p = taken_n = 0
+    while taken_p < p and taken_n < n:  # call_order's loop, a whole turn at a time
+        if ordering.priority_turn(checked, streak):
+            turn, quota = ordering.CallClass.PRIORITY, checked.priority or ordering.MAX_TURN
+        else:
+            turn, quota = ordering.CallClass.NORMAL, checked.normal or ordering.MAX_TURN
+        left = max(quota - streak.length, 1) if streak.run == turn else quota
+        if turn == ordering.CallClass.PRIORITY:
+            step = min(left, p - taken_p)
+            taken_p += step
+            if priority == "priority" and taken_p == p:
+                return before + taken_p + taken_n
+        else:
+            step = min(left, n - taken_n)
+            taken_n += step
+            if priority == "normal" and taken_n == n:
+                return before + taken_p + taken_n
+        in_row = step + (streak.length if streak.run == turn else 0)
+        streak = ordering.Streak(turn, min(in_row, ordering.MAX_TURN))
+    # The other class ran out first: the newcomer's class follows to its end, last of all.
+    return before + p + n

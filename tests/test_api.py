@@ -33,6 +33,8 @@ INVALID_TOKEN = {
 }
 
 ERROR_CODES = {code.code: code for code in errors.ALL}
+# Every credential says whether import-original brought it and whether it needs a new password.
+IMPORT_KEYS = ("imported", "password_reset_required")
 
 
 # --- login, refresh, logout -------------------------------------------------------------
@@ -502,7 +504,7 @@ async def test_admin_creates_and_deactivates_a_credential(clinic: Clinic) -> Non
     listing = await (await clinic.client.get("/api/credentials/", headers=admin)).json()
     assert created["token"] in [c["token"] for c in listing]
     assert all(
-        set(c) == {"token", "role", "label", "room", "lines", "active", "created_at"}
+        set(c) == {"token", "role", "label", "room", "lines", "active", "created_at", *IMPORT_KEYS}
         for c in listing
     )
 

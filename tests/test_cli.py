@@ -51,6 +51,8 @@ DEFAULT_SETTINGS = {
     "anonymous_feed": False,
     "announce_voice": False,
     "intake_form": {"preset": "name"},
+    "time_zone": "UTC",
+    "priority_question": False,
 }
 
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from checkin_appliance import lines
 from checkin_appliance.domain import Role
 from checkin_appliance.lines import Line
 from checkin_appliance.web.keys import STORE
@@ -125,8 +128,7 @@ async def test_call_rules_are_checked_and_stored_in_full(clinic: Clinic) -> None
                  "priority": 0}, {"mode": "strict", "max_wait_minutes": 2}, "strict"):  # fmt: skip
         resp = await _post(clinic, "/api/lines/", {"prefix": "L", "name": "Lab", "call_rule": rule})
         assert resp.status == 400, rule
-        # line_invalid until ordering.py (which answers call_rule_invalid) is merged
-        assert (await resp.json())["code"] in ("line_invalid", "call_rule_invalid")
+        assert (await resp.json())["code"] == "call_rule_invalid"
     lab = await _line(clinic, "L", "Lab", call_rule={"mode": "interleave", "priority": 3.0})
     assert lab["call_rule"] == {
         "mode": "interleave",
@@ -439,7 +441,7 @@ def test_hours_may_run_past_midnight() -> None:
     assert always.open_at("2026-03-09T12:00:00.000Z", "UTC")
 
 
-# --- the call order (ordering.py's rule; these run once it is merged) ------------------------
+# --- the call order (ordering.py's rule) -----------------------------------------------------
 
 
 async def _clocked(clinic: Clinic, at: str) -> list[str]:
@@ -449,7 +451,6 @@ async def _clocked(clinic: Clinic, at: str) -> list[str]:
 
 
 async def test_place_and_calls_follow_the_lines_rule(clinic: Clinic) -> None:
-    pytest.importorskip("checkin_appliance.ordering")
     now = await _clocked(clinic, "2026-03-09T09:00:00.000Z")
     admin = clinic.headers(Role.ADMIN)
     await clinic.client.patch("/api/settings/", json={"priority_question": True}, headers=admin)
@@ -476,7 +477,6 @@ async def test_place_and_calls_follow_the_lines_rule(clinic: Clinic) -> None:
 
 
 async def test_an_aged_patient_goes_first_across_the_served_lines(clinic: Clinic) -> None:
-    pytest.importorskip("checkin_appliance.ordering")
     now = await _clocked(clinic, "2026-03-09T09:00:00.000Z")
     await _line(clinic, "N", "Nurse", call_rule={"mode": "strict", "max_wait_minutes": 30})
     await clinic.client.patch(
@@ -488,3 +488,52 @@ async def test_an_aged_patient_goes_first_across_the_served_lines(clinic: Clinic
     now[0] = "2026-03-09T09:31:00.000Z"  # 31 minutes: past line N's 30
     resp = await clinic.call_next()
     assert (await resp.json())["patient"]["id"] == waited["id"]
+
+
+# --- the check-in's place from counts, against the whole call order ---------------------------
+
+CLASSES = st.sampled_from(["normal", "priority", "urgent"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ahead=st.lists(st.tuples(CLASSES, st.integers(0, 600)), max_size=40),
+    newcomer=CLASSES,
+    rule=st.one_of(
+        st.none(),
+        st.fixed_dictionaries(
+            {
+                "mode": st.just("strict"),
+                "max_wait_minutes": st.one_of(st.none(), st.integers(5, 480)),
+            }
+        ),
+        st.fixed_dictionaries(
+            {
+                "mode": st.just("interleave"),
+                "priority": st.integers(1, 10),
+                "normal": st.integers(1, 10),
+                "max_wait_minutes": st.one_of(st.none(), st.integers(5, 480)),
+            }
+        ),
+    ),
+    history=st.lists(st.sampled_from(["normal", "priority", "urgent", "aged"]), max_size=12),
+)
+def test_newcomer_place_is_its_place_in_the_call_order(
+    ahead: list[tuple[str, int]], newcomer: str, rule: Any, history: list[str]
+) -> None:
+    now = "2026-03-09T12:00:00.000Z"
+    at = lines.seconds(now)
+    people = [
+        lines.waiting(i + 1, priority, at - minutes * 60)
+        for i, (priority, minutes) in enumerate(ahead)
+    ]
+    people.append(lines.waiting(len(ahead) + 1, newcomer, at))
+    order = lines.line_order(people, rule, history, now)
+    expected = [w.entry_id for w in order].index(len(ahead) + 1) + 1
+    cutoff = lines.aged_cutoff(rule, now)
+    counts = {"urgent": 0, "aged": 0, "priority": 0, "normal": 0}
+    for person in people:
+        aged = cutoff is not None and person.check_in_time <= lines.seconds(cutoff)
+        kind = str(person.priority)
+        counts["aged" if kind != "urgent" and aged else kind] += 1
+    assert lines.newcomer_place(lines.Counts(**counts), newcomer, rule, history) == expected

@@ -76,7 +76,9 @@ def test_the_scripts_branch_on_error_codes_the_server_has_and_show_catalog_texts
             known |= set(re.findall(r"^\s+([a-z_]+):", block, re.M))
         for listed in re.findall(r"\[([^\]]*)\]\.includes\(error\.code\)", text):
             known |= set(re.findall(r'"([a-z_]+)"', listed))
-        keys |= set(re.findall(r'"((?:kiosk|admin|doctor|display|common)\.[a-z0-9_.]+)"', text))
+        keys |= set(
+            re.findall(r'"((?:kiosk|admin|doctor|display|common|intake)\.[a-z0-9_.]+)"', text)
+        )
     assert {"photo_too_large", "name_required", "password_too_short"} <= known
     assert known <= codes, f"codes the server never sends: {sorted(known - codes)}"
     assert keys - catalog()["en"].keys() == set()

@@ -37,7 +37,7 @@ from checkin_appliance.domain import (
     Session,
     idempotency_key_reused,
 )
-from checkin_appliance.lines import Line, Waiter, line_from_row
+from checkin_appliance.lines import SECONDS_SQL, ByLine, Line, line_from_row
 from checkin_appliance.store import inspect
 from checkin_appliance.store.errors import StoreDamaged, StoreUnavailable, is_corruption
 from checkin_appliance.store.schema import migrate
@@ -63,7 +63,10 @@ _ENTRY_COLUMNS = (
 _ENTRY_FROM = (
     "queue_entries e JOIN patients p ON p.id = e.patient_id JOIN lines l ON l.id = e.line_id"
 )
-_CREDENTIAL_COLUMNS = "c.id, c.token, c.role, c.label, c.room, c.active, c.created_at"
+_CREDENTIAL_COLUMNS = (
+    "c.id, c.token, c.role, c.label, c.room, c.active, c.created_at, c.imported, "
+    "c.password_reset_required"
+)
 # The prefixes of the lines credential `c` serves, comma-separated (NULL: none listed).
 _CREDENTIAL_LINES = (
     "(SELECT group_concat(l.prefix, ',') FROM (SELECT l.prefix FROM credential_lines cl "
@@ -95,6 +98,8 @@ def _credential(row: sqlite3.Row, with_lines: bool = False) -> Credential:
         room=row["room"],
         active=bool(row["active"]),
         created_at=row["created_at"],
+        imported=bool(row["imported"]),
+        password_reset_required=bool(row["password_reset_required"]),
         lines=tuple(row["lines"].split(",")) if with_lines and row["lines"] else (),
     )
 
@@ -394,7 +399,7 @@ class Store:
             now = tx.now
             row = tx.one(
                 "UPDATE credentials SET active = 0, deactivated_at = coalesce(deactivated_at, ?) "
-                "WHERE token = ? RETURNING id, token, role, label, room, active, created_at",
+                f"WHERE token = ? RETURNING {_CREDENTIAL_COLUMNS.replace('c.', '')}",
                 (now, token),
             )
             if row is None:
@@ -405,6 +410,31 @@ class Store:
                 (now, credential.id),
             )
             tx.audit(audit.CREDENTIAL_DEACTIVATED, actor, detail={"credential": credential.id})
+            return credential
+
+        return await self.write(job)
+
+    async def set_password(
+        self, token: str, password_hash: str, *, actor: Actor
+    ) -> Credential | None:
+        """A new password: the reset flag is cleared and every session of the credential
+        ends; None when no such token exists."""
+
+        def job(tx: Transaction) -> Credential | None:
+            now = tx.now
+            row = tx.one(
+                "UPDATE credentials SET password_hash = ?, password_reset_required = 0 "
+                f"WHERE token = ? RETURNING {_CREDENTIAL_COLUMNS.replace('c.', '')}",
+                (password_hash, token),
+            )
+            if row is None:
+                return None
+            credential = _credential(row)
+            tx.run(
+                "UPDATE sessions SET revoked_at = ? WHERE credential_id = ? AND revoked_at IS NULL",
+                (now, credential.id),
+            )
+            tx.audit(audit.PASSWORD_CHANGED, actor, detail={"credential": credential.id})
             return credential
 
         return await self.write(job)
@@ -628,9 +658,12 @@ class Store:
                 " VALUES (?, 'waiting', ?, ?, ?, ?, ?, ?, ?)",
                 (patient_id, now, by, chosen.id, day, number, ticket, priority),
             )
-            waiting = self._waiters(tx, [chosen.id])
-            order = lines.line_order(waiting, chosen.call_rule, self._history(tx, chosen.id), now)
-            position = next(i for i, w in enumerate(order, 1) if w.entry_id == entry_id)
+            position = lines.newcomer_place(
+                self._counts(tx, chosen.id, lines.aged_cutoff(chosen.call_rule, now)),
+                priority,
+                chosen.call_rule,
+                self._history(tx, chosen.id),
+            )
             if idempotency_key is not None:
                 tx.run(
                     "INSERT INTO idempotency_keys (credential_id, key, entry_id, position,"
@@ -674,7 +707,9 @@ class Store:
                     return None
                 line = tx.one("SELECT call_rule FROM lines WHERE id = ?", (row["line_id"],))
                 rule = json.loads(line["call_rule"]) if line and line["call_rule"] else None
-                chosen = Waiter(row["id"], row["line_id"], row["priority"], row["check_in_time"])
+                chosen = lines.waiting(
+                    row["id"], row["priority"], lines.seconds(row["check_in_time"])
+                )
             else:
                 served = [
                     r["line_id"]
@@ -683,14 +718,14 @@ class Store:
                         (actor.credential_id,),
                     )
                 ]
-                waiting = self._waiters(tx, served or None)
-                line_ids = {w.line_id for w in waiting}
-                rules = {ln.id: ln.call_rule for ln in self._lines(tx) if ln.id in line_ids}
-                histories = {line_id: self._history(tx, line_id) for line_id in line_ids}
-                picked = lines.next_across(waiting, rules, histories, now)
+                by_line = self._heads(tx, served or None)
+                rules = {ln.id: ln.call_rule for ln in self._lines(tx) if ln.id in by_line}
+                histories = {line_id: self._history(tx, line_id) for line_id in by_line}
+                picked = lines.next_across(by_line, rules, histories, now)
                 if picked is None:
                     return None
-                chosen, rule = picked, rules.get(picked.line_id)
+                line_id, chosen = picked
+                rule = rules.get(line_id)
                 row = tx.one(
                     f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} WHERE e.id = ?", (chosen.entry_id,)
                 )
@@ -755,18 +790,46 @@ class Store:
         return [line_from_row(row) for row in rows]
 
     @staticmethod
-    def _waiters(tx: Transaction, line_ids: list[int] | None) -> list[Waiter]:
-        """The waiting entries of these lines (None: every line)."""
-        sql = (
-            "SELECT id, line_id, priority, check_in_time FROM queue_entries "
-            "WHERE status = 'waiting'"
-        )
+    def _heads(tx: Transaction, line_ids: list[int] | None) -> ByLine:
+        """The oldest waiting patient of each class in each of these lines (None: every
+        line), by line: all ordering.next_up needs (it takes the oldest urgent, else the
+        oldest aged, who is the oldest non-urgent, else the oldest of the class whose turn it
+        is), read in one statement instead of every waiting patient."""
+        served = ""
         params: list[int] = []
         if line_ids is not None:
-            sql += f" AND line_id IN ({','.join('?' * len(line_ids))})"
+            served = f"WHERE l.id IN ({','.join('?' * len(line_ids))})"
             params = line_ids
-        rows = tx.all(sql, params)
-        return [Waiter(r["id"], r["line_id"], r["priority"], r["check_in_time"]) for r in rows]
+        cursor = tx.conn.cursor()
+        cursor.row_factory = None  # plain tuples: this runs on every call
+        rows = cursor.execute(
+            f"SELECT line_id, id, priority, {SECONDS_SQL.format('check_in_time')} "
+            "FROM queue_entries WHERE id IN (SELECT (SELECT q.id FROM queue_entries q "
+            "WHERE q.status = 'waiting' AND q.line_id = l.id AND q.priority = c.p "
+            "ORDER BY q.check_in_time, q.id LIMIT 1) FROM lines l, (SELECT 'normal' AS p "
+            f"UNION ALL SELECT 'priority' UNION ALL SELECT 'urgent') c {served})",
+            params,
+        ).fetchall()
+        by_line: ByLine = {}
+        for line_id, entry_id, priority, at in rows:
+            by_line.setdefault(line_id, []).append(lines.waiting(entry_id, priority, at))
+        return by_line
+
+    @staticmethod
+    def _counts(tx: Transaction, line_id: int, aged_before: str | None) -> lines.Counts:
+        """A line's waiting patients by class (aged: checked in at or before `aged_before`)."""
+        row = tx.one(
+            "SELECT count(*) FILTER (WHERE priority = 'urgent') AS urgent, "
+            "count(*) FILTER (WHERE priority != 'urgent' AND check_in_time <= ?1) AS aged, "
+            "count(*) FILTER (WHERE priority = 'priority' AND NOT check_in_time <= ?1) "
+            "AS priority, "
+            "count(*) FILTER (WHERE priority = 'normal' AND NOT check_in_time <= ?1) AS normal "
+            "FROM queue_entries WHERE status = 'waiting' AND line_id = ?2",
+            # No ageing: a cutoff no timestamp reaches.
+            (aged_before if aged_before is not None else "", line_id),
+        )
+        assert row is not None  # aggregates make one row
+        return lines.Counts(row["urgent"], row["aged"], row["priority"], row["normal"])
 
     @staticmethod
     def _history(tx: Transaction, line_id: int) -> list[str]:
@@ -784,11 +847,12 @@ class Store:
 
     async def call_context(
         self,
-    ) -> tuple[list[Waiter], dict[int, dict[str, Any] | None], dict[int, list[str]]]:
+    ) -> tuple[ByLine, dict[int, dict[str, Any] | None], dict[int, list[str]]]:
         """What the waiting patients' places need, read together: (waiting, each line's call
         rule, each line's recent call classes newest last)."""
         rows = await self._all(
-            "SELECT 'w' AS kind, id, line_id, priority, check_in_time, NULL AS rule "
+            f"SELECT 'w' AS kind, id, line_id, priority, {SECONDS_SQL.format('check_in_time')}"
+            " AS check_in_time, NULL AS rule "
             "FROM queue_entries WHERE status = 'waiting' "
             "UNION ALL SELECT 'l', NULL, id, NULL, NULL, call_rule FROM lines "
             "UNION ALL SELECT 'h', h.call_seq, h.line_id, h.call_class, NULL, NULL FROM "
@@ -796,20 +860,20 @@ class Store:
             "WHERE line_id = l.id AND call_seq IS NOT NULL "
             f"ORDER BY call_seq DESC LIMIT {lines.HISTORY})"
         )
-        waiting: list[Waiter] = []
+        by_line: ByLine = {}
         rules: dict[int, dict[str, Any] | None] = {}
         recent: dict[int, list[tuple[int, str]]] = {}
         for row in rows:
             if row["kind"] == "w":
-                waiting.append(
-                    Waiter(row["id"], row["line_id"], row["priority"], row["check_in_time"])
+                by_line.setdefault(row["line_id"], []).append(
+                    lines.waiting(row["id"], row["priority"], row["check_in_time"])
                 )
             elif row["kind"] == "l":
                 rules[row["line_id"]] = json.loads(row["rule"]) if row["rule"] else None
             else:
                 recent.setdefault(row["line_id"], []).append((row["id"], row["priority"]))
         histories = {k: [c for _, c in sorted(v)] for k, v in recent.items()}
-        return waiting, rules, histories
+        return by_line, rules, histories
 
     async def create_line(self, fields: dict[str, Any], *, actor: Actor) -> Line:
         """A new line (fields checked by lines.checked_fields); last by position unless given."""

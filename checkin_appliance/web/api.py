@@ -163,13 +163,13 @@ async def read_multipart(
                     errors.FIELD_TOO_LARGE,
                 )
             budget -= len(data)
-            if part.name and part.filename is None:
+            if max_photo is not None and part.name == "image":  # text where a file should be
+                photo = Upload(data, None, is_file=False) if data else None  # empty: none
+            elif part.name and part.filename is None:
                 _check_charset(part.get_charset("utf-8"))
                 fields[part.name] = data.decode("utf-8", errors="replace")
     except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
         raise InvalidInput("The multipart body is malformed.", errors.FORM_MALFORMED) from exc
-    if max_photo is not None and "image" in fields:  # text where the photo should be
-        photo = Upload(fields.pop("image").encode(), None, is_file=False)
     return fields, photo
 
 
@@ -257,7 +257,10 @@ async def check_in(request: web.Request) -> web.Response:
         return response
     except TooLarge as exc:
         if exc.code is errors.PHOTO_TOO_LARGE:  # keyed by field, like the other answers
-            raise intake.IntakeInvalid({"image": (exc.message, exc.code)}) from exc
+            limit = request.app[CONFIG].max_photo_bytes
+            raise intake.photo_over_limit(
+                reception.settings.intake_form, limit, exc.message
+            ) from exc
         raise
     done = await reception.check_in(
         fields,
@@ -310,6 +313,14 @@ async def patient_detail(request: web.Request) -> web.Response:
             "room": patient.room,
         }
     )
+
+
+@routes.get("/api/intake-form/catalogue/")
+async def intake_catalogue(request: web.Request) -> web.Response:
+    """Ours: every question a clinic's own form may ask, with its default flags and labels
+    (the admin page builds its form editor from it)."""
+    await require(request, Role.ADMIN)
+    return json_response({"fields": [field.public() for field in intake.CATALOGUE]})
 
 
 @routes.get("/api/intake-form/")
@@ -506,6 +517,17 @@ async def change_credential(request: web.Request) -> web.Response:
 async def deactivate_credential(request: web.Request) -> web.Response:
     caller = await require(request, Role.ADMIN)
     credential = await request.app[ACCESS].deactivate(request.match_info["token"], caller.actor)
+    return json_response(credential.public())
+
+
+@routes.post("/api/credentials/{token}/password/")
+async def set_credential_password(request: web.Request) -> web.Response:
+    """A new password (a reset): clears password_reset_required, ends the sessions."""
+    caller = await require(request, Role.ADMIN)
+    body = await read_body(request)
+    credential = await request.app[ACCESS].set_password(
+        request.match_info["token"], body.get("password"), caller.actor
+    )
     return json_response(credential.public())
 
 

@@ -291,7 +291,7 @@ def _setup_refused(request: web.Request, message: str, status: int) -> web.Respo
 
 @routes.get("/kiosk")
 async def kiosk_page(request: web.Request) -> web.StreamResponse:
-    return await role_page(request, Role.FORM, "kiosk.html", ("kiosk.",))
+    return await role_page(request, Role.FORM, "kiosk.html", ("kiosk.", "intake."))
 
 
 @routes.get("/display")
@@ -301,9 +301,10 @@ async def display_page(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/doctor")
 async def doctor_page(request: web.Request) -> web.StreamResponse:
-    return await role_page(request, Role.DOCTOR, "doctor.html", ("doctor.",))
+    return await role_page(request, Role.DOCTOR, "doctor.html", ("doctor.", "intake."))
 
 
 @routes.get("/admin")
 async def admin_page(request: web.Request) -> web.StreamResponse:
-    return await role_page(request, Role.ADMIN, "admin.html", ("admin.", "role.", "tls."))
+    texts = ("admin.", "role.", "tls.", "intake.")
+    return await role_page(request, Role.ADMIN, "admin.html", texts)

@@ -38,8 +38,10 @@ ALTER TABLE queue_entries ADD COLUMN call_class TEXT;
 ALTER TABLE queue_entries ADD COLUMN call_seq INTEGER;
 CREATE INDEX queue_entries_line_calls ON queue_entries (line_id, call_seq);
 CREATE UNIQUE INDEX queue_entries_ticket ON queue_entries (line_id, ticket_day, ticket_number);
--- The call: the waiting entries of some lines, oldest first.
-CREATE INDEX queue_entries_line_waiting ON queue_entries (status, line_id, id);
+-- The call: the oldest waiting entry of each class in a line (a seek each, not a scan of
+-- everyone waiting), and a check-in's count of those ahead by class.
+CREATE INDEX queue_entries_line_waiting
+    ON queue_entries (status, line_id, priority, check_in_time, id);
 
 -- The last ticket number given per line and local day, raised in the same transaction as the
 -- check-in: a number is never given twice in a day (restarts, crashes and undo included), and

@@ -259,6 +259,60 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.icon.heart": "Heart",
         "admin.icon.info": "Information",
         "admin.icon.desk": "Desk",
+        # --- /admin: the intake form and compatibility with the original CheckIn ------------
+        "admin.nav_intake": "Intake form",
+        "admin.nav_compat": "Compatibility",
+        "admin.intake_heading": "Intake form",
+        "admin.intake_intro": "What the check-in kiosk asks each patient. Answers are seen only "
+        "by doctors and administrators (never on the waiting-room screen).",
+        "admin.intake_which": "The kiosk asks for",
+        "admin.intake_name": "Name only (and an optional photo)",
+        "admin.intake_original": "The original CheckIn's full form",
+        "admin.intake_original_hint": "Every question of the original CheckIn, including date of "
+        "birth, phone, address, Social Security and Medicaid numbers.",
+        "admin.intake_custom": "Questions I choose",
+        "admin.intake_custom_hint": "Tick the questions to ask. The name is always asked. Leave "
+        "a label empty to use the standard wording.",
+        "admin.intake_col_field": "Question",
+        "admin.intake_col_ask": "Ask",
+        "admin.intake_col_required": "Required",
+        "admin.intake_col_sensitive": "Sensitive",
+        "admin.intake_col_label_en": "Label (English)",
+        "admin.intake_col_label_es": "Label (Spanish)",
+        "admin.intake_ask_field": "Ask: {label}",
+        "admin.intake_required_field": "Required: {label}",
+        "admin.intake_sensitive_field": "Sensitive: {label}",
+        "admin.intake_label_en_field": "English label for {label}",
+        "admin.intake_label_es_field": "Spanish label for {label}",
+        "admin.intake_save": "Save the intake form",
+        "admin.intake_saved": "Intake form saved. The kiosk uses it from the next patient.",
+        "admin.intake_none_chosen": "Choose at least one question besides the name, or pick "
+        "“Name only”.",
+        "admin.compat_heading": "Compatibility with the original CheckIn",
+        "admin.compat_intro": "Makes this box behave like the original CheckIn, for clinics whose "
+        "apps or screens expect it. It changes several privacy settings at once.",
+        "admin.compat_warning_title": "Privacy warning: when this is on,",
+        "admin.compat_warning_display": "patients' full names and photos are shown on the "
+        "waiting-room screen;",
+        "admin.compat_warning_queue": "anyone on the clinic's network can read the waiting list, "
+        "without signing in;",
+        "admin.compat_warning_intake": "the kiosk asks the full intake form, including Social "
+        "Security number, date of birth and address.",
+        "admin.compat_on": "Turn on",
+        "admin.compat_off": "Restore privacy defaults",
+        "admin.compat_state_on": "Now: compatible with the original CheckIn.",
+        "admin.compat_state_private": "Now: privacy defaults.",
+        "admin.compat_state_mixed": "Now: settings chosen one by one.",
+        "admin.compat_confirm_on": "Turn on compatibility with the original CheckIn?",
+        "admin.compat_confirm_on_body": "Patients' names, photos and answers become much more "
+        "visible. Do this only if the clinic needs the original CheckIn's behaviour.",
+        "admin.compat_confirm_on_yes": "Yes, turn it on",
+        "admin.compat_confirm_off": "Restore the privacy defaults?",
+        "admin.compat_confirm_off_body": "Initials only and no photos on the waiting-room screen, "
+        "no anonymous queue reads, and the kiosk asks only for the name.",
+        "admin.compat_confirm_off_yes": "Restore privacy defaults",
+        "admin.compat_done_on": "Compatibility with the original CheckIn is on.",
+        "admin.compat_done_off": "The privacy defaults are back.",
     },
     "es": {
         # --- /doctor ---------------------------------------------------------------------
@@ -533,5 +587,60 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.icon.heart": "Corazón",
         "admin.icon.info": "Información",
         "admin.icon.desk": "Mostrador",
+        "admin.nav_intake": "Formulario de registro",
+        "admin.nav_compat": "Compatibilidad",
+        "admin.intake_heading": "Formulario de registro",
+        "admin.intake_intro": "Lo que el quiosco pregunta a cada paciente. Las respuestas solo "
+        "las ven médicos y administradores (nunca la pantalla de la sala de espera).",
+        "admin.intake_which": "El quiosco pide",
+        "admin.intake_name": "Solo el nombre (y una foto opcional)",
+        "admin.intake_original": "El formulario completo del CheckIn original",
+        "admin.intake_original_hint": "Todas las preguntas del CheckIn original, incluidos fecha "
+        "de nacimiento, teléfono, dirección y números de Seguro Social y de Medicaid.",
+        "admin.intake_custom": "Las preguntas que yo elija",
+        "admin.intake_custom_hint": "Marque las preguntas que se harán. El nombre se pide "
+        "siempre. Deje una etiqueta vacía para usar el texto estándar.",
+        "admin.intake_col_field": "Pregunta",
+        "admin.intake_col_ask": "Preguntar",
+        "admin.intake_col_required": "Obligatoria",
+        "admin.intake_col_sensitive": "Sensible",
+        "admin.intake_col_label_en": "Etiqueta (inglés)",
+        "admin.intake_col_label_es": "Etiqueta (español)",
+        "admin.intake_ask_field": "Preguntar: {label}",
+        "admin.intake_required_field": "Obligatoria: {label}",
+        "admin.intake_sensitive_field": "Sensible: {label}",
+        "admin.intake_label_en_field": "Etiqueta en inglés de {label}",
+        "admin.intake_label_es_field": "Etiqueta en español de {label}",
+        "admin.intake_save": "Guardar el formulario",
+        "admin.intake_saved": "Formulario guardado. El quiosco lo usa desde el próximo paciente.",
+        "admin.intake_none_chosen": "Elija al menos una pregunta además del nombre, o marque "
+        "«Solo el nombre».",
+        "admin.compat_heading": "Compatibilidad con el CheckIn original",
+        "admin.compat_intro": "Hace que este equipo se comporte como el CheckIn original, para "
+        "clínicas cuyas aplicaciones o pantallas lo esperan. Cambia varios ajustes de "
+        "privacidad a la vez.",
+        "admin.compat_warning_title": "Aviso de privacidad: cuando está activada,",
+        "admin.compat_warning_display": "los nombres completos y las fotos de los pacientes "
+        "aparecen en la pantalla de la sala de espera;",
+        "admin.compat_warning_queue": "cualquier persona conectada a la red de la clínica puede "
+        "leer la lista de espera sin iniciar sesión;",
+        "admin.compat_warning_intake": "el quiosco pide el formulario completo, incluidos el "
+        "número de Seguro Social, la fecha de nacimiento y la dirección.",
+        "admin.compat_on": "Activar",
+        "admin.compat_off": "Restaurar la privacidad",
+        "admin.compat_state_on": "Ahora: compatible con el CheckIn original.",
+        "admin.compat_state_private": "Ahora: privacidad por defecto.",
+        "admin.compat_state_mixed": "Ahora: ajustes elegidos uno a uno.",
+        "admin.compat_confirm_on": "¿Activar la compatibilidad con el CheckIn original?",
+        "admin.compat_confirm_on_body": "Los nombres, las fotos y las respuestas de los pacientes "
+        "quedan mucho más expuestos. Hágalo solo si la clínica necesita el comportamiento del "
+        "CheckIn original.",
+        "admin.compat_confirm_on_yes": "Sí, activarla",
+        "admin.compat_confirm_off": "¿Restaurar la privacidad por defecto?",
+        "admin.compat_confirm_off_body": "Solo iniciales y sin fotos en la pantalla de la sala de "
+        "espera, sin lecturas anónimas de la cola, y el quiosco pide solo el nombre.",
+        "admin.compat_confirm_off_yes": "Restaurar la privacidad",
+        "admin.compat_done_on": "La compatibilidad con el CheckIn original está activada.",
+        "admin.compat_done_off": "Se ha restaurado la privacidad por defecto.",
     },
 }

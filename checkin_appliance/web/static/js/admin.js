@@ -1,6 +1,7 @@
 // Administration: credentials (list, create with a token shown once, deactivate after a
 // confirmation; a doctor's room and served lines), lines (list, add, edit, deactivate and
-// reactivate: never delete), the clinic's settings (only changed keys are sent), today's
+// reactivate: never delete), the clinic's settings (only changed keys are sent), the kiosk's
+// intake form, the original CheckIn's compatibility preset (after a privacy warning), today's
 // figures kept live by the queue feed, and the box's device pages and version.
 
 import { ApiError, api } from "./api.js";
@@ -107,6 +108,7 @@ const ERROR_TEXTS = {
   clinic_name_invalid: "admin.error.clinic_name_invalid",
   setting_value_invalid: "admin.error.setting_invalid",
   setting_unknown: "admin.error.setting_invalid",
+  preset_unknown: "admin.error.setting_invalid",
   no_such_credential: "admin.error.no_such_credential",
   room_invalid_character: "admin.error.room_invalid_character",
   credential_change_invalid: "admin.error.credential_change_invalid",
@@ -757,7 +759,268 @@ function useSettings(next, saved = false) {
     t = translator(data, lang);
   }
   renderAll();
+  loadIntakeForm(saved);
 }
+
+// --- the intake form ------------------------------------------------------------------------
+
+// The catalogue: every question a form may ask, in the original CheckIn's order, with what
+// it asks by default and its standard labels (GET /api/intake-form/catalogue/).
+let catalogue = new Map(); // key -> field
+
+const intakeEls = {
+  form: byId("intake-form"),
+  custom: byId("intake-custom"),
+  body: byId("intake-body"),
+  submit: byId("intake-submit"),
+  status: byId("intake-status"),
+  compatState: byId("compat-state"),
+  compatOn: byId("compat-on"),
+  compatOff: byId("compat-off"),
+  compatStatus: byId("compat-status"),
+  dialog: byId("preset-dialog"),
+  dialogHeading: byId("preset-heading"),
+  dialogBody: byId("preset-body"),
+  dialogWarning: byId("preset-warning"),
+  dialogError: byId("preset-error"),
+  dialogYes: byId("preset-yes"),
+};
+
+let intakeForm = null; // what the box has now: {preset, fields: [...]} (GET /api/intake-form/)
+let intakeEdited = false; // the admin is changing it: news from elsewhere waits
+let intakeRows = []; // [{key, tr, ask, required, sensitive, en, es}] in the order shown
+
+function catalogueLabel(key, language = lang) {
+  return catalogue.get(key)?.label[language] ?? key;
+}
+
+function intakeRow(key) {
+  const tr = el("tr");
+  tr.dataset.key = key;
+  const name = catalogueLabel(key);
+  const box = (labelKey, className) => {
+    const input = el("input", className);
+    input.type = "checkbox";
+    input.setAttribute("aria-label", t(labelKey, { label: name }));
+    return input;
+  };
+  const text = (language, labelKey) => {
+    const input = el("input", "input input--small");
+    input.maxLength = 100;
+    input.autocomplete = "off";
+    input.lang = language;
+    input.placeholder = catalogueLabel(key, language);
+    input.setAttribute("aria-label", t(labelKey, { label: name }));
+    return input;
+  };
+  const row = {
+    key,
+    tr,
+    ask: box("admin.intake_ask_field", "intake-ask"),
+    required: box("admin.intake_required_field", "intake-required"),
+    sensitive: box("admin.intake_sensitive_field", "intake-sensitive"),
+    en: text("en", "admin.intake_label_en_field"),
+    es: text("es", "admin.intake_label_es_field"),
+  };
+  if (key === "fname" || key === "image") {
+    // The queue needs a name: always asked, always required. The photo is always offered,
+    // never required.
+    row.ask.disabled = true;
+    row.required.disabled = true;
+  }
+  row.ask.addEventListener("change", () => renderIntakeRow(row));
+  tr.append(
+    cell("intake-field", "admin.intake_col_field", name),
+    cell("intake-switch", "admin.intake_col_ask", row.ask),
+    cell("intake-switch", "admin.intake_col_required", row.required),
+    cell("intake-switch", "admin.intake_col_sensitive", row.sensitive),
+    cell("intake-label", "admin.intake_col_label_en", row.en),
+    cell("intake-label", "admin.intake_col_label_es", row.es),
+  );
+  const keys = ["admin.intake_col_field", "admin.intake_col_ask", "admin.intake_col_required",
+    "admin.intake_col_sensitive", "admin.intake_col_label_en", "admin.intake_col_label_es"];
+  [...tr.children].forEach((td, i) => {
+    td.dataset.labelKey = keys[i];
+  });
+  return row;
+}
+
+function renderIntakeRow(row) {
+  const on = row.ask.checked;
+  row.tr.classList.toggle("is-inactive", !on);
+  for (const input of [row.required, row.sensitive, row.en, row.es]) {
+    input.disabled = !on || (input === row.required && ["fname", "image"].includes(row.key));
+  }
+}
+
+// The rows as the box has them: a custom form's questions first, in its order, then the rest
+// of the catalogue as it would be asked by default (not ticked).
+function fillIntake(form) {
+  const chosen = form?.preset === "custom" ? form.fields : [];
+  const byKey = new Map(chosen.map((f) => [f.key, f]));
+  const keys = [...catalogue.keys()];
+  const listed = chosen.map((f) => f.key).filter((k) => catalogue.has(k));
+  const order = ["fname", ...listed, ...keys.filter((k) => !byKey.has(k))]
+    .filter((k, i, all) => all.indexOf(k) === i);
+  intakeRows = order.map((key) => {
+    const row = intakeRow(key);
+    const field = byKey.get(key);
+    row.ask.checked = key === "fname" || key === "image" || Boolean(field);
+    const standard = catalogue.get(key) ?? { required: true, sensitive: false }; // not loaded yet
+    row.required.checked = key === "fname" || (key !== "image" && (field?.required ?? standard.required));
+    row.sensitive.checked = field?.sensitive ?? standard.sensitive;
+    if (field?.label) {
+      // Shown only where it differs from our standard wording.
+      for (const language of ["en", "es"]) {
+        const typed = field.label[language] || "";
+        if (typed && typed !== catalogueLabel(key, language)) row[language].value = typed;
+      }
+    }
+    renderIntakeRow(row);
+    return row;
+  });
+  intakeEls.body.replaceChildren(...intakeRows.map((row) => row.tr));
+  const preset = form?.preset ?? "name";
+  intakeEls.form.elements.intake_preset.value = preset;
+  renderIntakeChoice();
+}
+
+function renderIntakeChoice() {
+  intakeEls.custom.hidden = intakeEls.form.elements.intake_preset.value !== "custom";
+}
+
+function currentPreset() {
+  return settings.intake_form?.preset ?? intakeForm?.preset ?? null;
+}
+
+function renderCompat() {
+  const preset = currentPreset();
+  const on = settings.anonymous_feed && settings.display_names === "full" && settings.display_photos
+    && preset === "original";
+  const off = !settings.anonymous_feed && settings.display_names === "first_initial"
+    && !settings.display_photos && preset === "name";
+  intakeEls.compatState.textContent = t(on ? "admin.compat_state_on"
+    : off ? "admin.compat_state_private" : "admin.compat_state_mixed");
+}
+
+async function loadIntakeForm(force = false) {
+  try {
+    if (!catalogue.size) {
+      const { fields } = await api("GET", "/api/intake-form/catalogue/");
+      catalogue = new Map(fields.map((field) => [field.key, field]));
+    }
+    const form = await api("GET", "/api/intake-form/");
+    intakeForm = form;
+    if (force || !intakeEdited) {
+      intakeEdited = false;
+      fillIntake(settings.intake_form ?? form); // the setting has only what the admin chose
+    }
+  } catch {
+    // Keep what is shown; the next settings change tries again.
+  }
+  renderCompat();
+}
+
+function chosenIntake() {
+  const preset = intakeEls.form.elements.intake_preset.value;
+  if (preset !== "custom") return { preset };
+  const fields = intakeRows.filter((row) => row.ask.checked).map((row) => {
+    const field = { key: row.key, sensitive: row.sensitive.checked };
+    if (row.key !== "image") field.required = row.key === "fname" || row.required.checked;
+    const label = {}; // only what was typed: the box has the standard wording for the rest
+    for (const language of ["en", "es"]) {
+      const typed = row[language].value.trim();
+      if (typed) label[language] = typed;
+    }
+    if (Object.keys(label).length) field.label = label;
+    return field;
+  });
+  return { preset, fields };
+}
+
+intakeEls.form.addEventListener("change", (event) => {
+  intakeEdited = true;
+  if (event.target.name === "intake_preset") renderIntakeChoice();
+  showStatus(intakeEls.status, "note", "");
+});
+intakeEls.form.addEventListener("input", () => {
+  intakeEdited = true;
+  showStatus(intakeEls.status, "note", "");
+});
+
+let savingIntake = false;
+
+intakeEls.form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (savingIntake) return;
+  const value = chosenIntake();
+  if (value.preset === "custom" && value.fields.every((f) => f.key === "fname" || f.key === "image")) {
+    showStatus(intakeEls.status, "error", t("admin.intake_none_chosen"));
+    return;
+  }
+  savingIntake = true;
+  intakeEls.submit.disabled = true;
+  showStatus(intakeEls.status, "note", "");
+  try {
+    const next = await api("PATCH", "/api/settings/", { json: { intake_form: value } });
+    intakeEdited = false;
+    useSettings(next, true);
+    await loadIntakeForm(true);
+    showStatus(intakeEls.status, "ok", t("admin.intake_saved"));
+  } catch (error) {
+    showStatus(intakeEls.status, "error", errorText(error));
+  } finally {
+    savingIntake = false;
+    intakeEls.submit.disabled = false;
+  }
+});
+
+// --- compatibility with the original CheckIn (POST /api/settings/preset/) --------------------
+
+let pendingPreset = null;
+
+function askPreset(name) {
+  pendingPreset = name;
+  const on = name === "original";
+  intakeEls.dialogHeading.textContent = t(on ? "admin.compat_confirm_on" : "admin.compat_confirm_off");
+  intakeEls.dialogBody.textContent = t(on ? "admin.compat_confirm_on_body"
+    : "admin.compat_confirm_off_body");
+  intakeEls.dialogYes.textContent = t(on ? "admin.compat_confirm_on_yes"
+    : "admin.compat_confirm_off_yes");
+  intakeEls.dialogYes.className = on ? "button button--danger-solid" : "button button--primary";
+  intakeEls.dialogWarning.hidden = !on;
+  intakeEls.dialogError.hidden = true;
+  intakeEls.dialogYes.disabled = false;
+  intakeEls.dialog.showModal();
+  byId("preset-cancel").focus(); // the safe choice is the default one
+}
+
+intakeEls.compatOn.addEventListener("click", () => askPreset("original"));
+intakeEls.compatOff.addEventListener("click", () => askPreset("private"));
+intakeEls.dialog.addEventListener("close", () => {
+  pendingPreset = null;
+});
+
+intakeEls.dialogYes.addEventListener("click", async () => {
+  const name = pendingPreset;
+  if (!name) return;
+  intakeEls.dialogYes.disabled = true;
+  let next;
+  try {
+    next = await api("POST", "/api/settings/preset/", { json: { name } });
+  } catch (error) {
+    intakeEls.dialogError.textContent = errorText(error);
+    intakeEls.dialogError.hidden = false;
+    intakeEls.dialogYes.disabled = false;
+    return;
+  }
+  intakeEls.dialog.close();
+  intakeEdited = false;
+  useSettings(next, true);
+  showStatus(intakeEls.compatStatus, "ok",
+    t(name === "original" ? "admin.compat_done_on" : "admin.compat_done_off"));
+  (name === "original" ? intakeEls.compatOff : intakeEls.compatOn).focus();
+});
 
 // --- the page as a whole --------------------------------------------------------------------
 
@@ -777,6 +1040,17 @@ function renderAll() {
   renderLineForm();
   figures.render();
   renderAnonymousWarning();
+  renderCompat();
+  for (const row of intakeRows) {
+    const name = catalogueLabel(row.key);
+    row.tr.firstChild.textContent = name;
+    row.ask.setAttribute("aria-label", t("admin.intake_ask_field", { label: name }));
+    row.required.setAttribute("aria-label", t("admin.intake_required_field", { label: name }));
+    row.sensitive.setAttribute("aria-label", t("admin.intake_sensitive_field", { label: name }));
+    row.en.setAttribute("aria-label", t("admin.intake_label_en_field", { label: name }));
+    row.es.setAttribute("aria-label", t("admin.intake_label_es_field", { label: name }));
+    for (const td of row.tr.children) td.dataset.label = t(td.dataset.labelKey);
+  }
   if (!els.createSubmit.disabled) els.createSubmit.textContent = t("admin.create");
   if (!els.settingsSubmit.disabled) els.settingsSubmit.textContent = t("admin.save");
 }
@@ -786,6 +1060,8 @@ fillLineForm(null);
 renderAll();
 loadCredentials();
 loadLines();
+fillIntake(settings.intake_form ?? null);
+loadIntakeForm(true);
 
 new QueueFeed({
   onMessage(message) {

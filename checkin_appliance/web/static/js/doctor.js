@@ -1,5 +1,7 @@
 // The doctor's console: the live waiting list, "Call next" (button, Space or Enter), a
 // per-patient Call, the last call's confirmation, recent calls and today's figures.
+// A patient's name (waiting or recently called) opens their details and intake answers;
+// sensitive answers stay hidden until "Show" is pressed.
 // The live feed drives the list, so two doctors calling at once always agree.
 // Lines (issue 15): each patient's ticket, line and priority; the list in the real call
 // order (each patient's place in their line, GET /api/queue/ after every change); a
@@ -11,6 +13,7 @@ import { QueueFeed } from "./feed.js";
 import { fetchLines, inkOn, lineIcon, lineName } from "./lines.js";
 import { applyTexts, clockText, pageData, renderStaffHeader, translator } from "./page.js";
 import { TodayFigures, minutesSince, waitedText } from "./stats.js";
+import { labelIn } from "./intake.js";
 
 const RECENT_LIMIT = 6;
 const TICK_MS = 30_000; // waiting times move on without a reload
@@ -68,6 +71,13 @@ const els = {
   emptyTitle: byId("queue-empty-title"),
   emptyHint: byId("queue-empty-hint"),
   others: byId("queue-others"),
+  detail: byId("detail"),
+  detailPhoto: byId("detail-photo"),
+  detailName: byId("detail-name"),
+  detailClose: byId("detail-close"),
+  detailMessage: byId("detail-message"),
+  detailFacts: byId("detail-facts"),
+  detailAnswers: byId("detail-answers"),
 };
 
 // --- state changes ------------------------------------------------------------------------
@@ -196,6 +206,16 @@ function avatar(entry, className) {
   return decorative(el("span", `${className} ${className}--none`, initials(entry.name)));
 }
 
+// The patient's name, as the button that opens their details.
+function nameButton(entry, className) {
+  const button = el("button", `${className} name-button`, entry.name);
+  button.type = "button";
+  button.dataset.patientId = String(entry.patientId);
+  button.setAttribute("aria-haspopup", "dialog");
+  button.addEventListener("click", () => openDetail(entry.patientId, entry.name, button));
+  return button;
+}
+
 function updateWait(node, iso) {
   node.textContent = waitedText(t, iso);
   node.classList.toggle("patient__wait--long", minutesSince(iso) >= LONG_WAIT_MINUTES);
@@ -210,7 +230,7 @@ function patientRow(entry) {
   li.append(avatar(entry, "patient__photo"));
   const main = el("div", "patient__main");
   const title = el("span", "patient__title");
-  title.append(el("span", "patient__ticket"), el("span", "patient__name", entry.name));
+  title.append(el("span", "patient__ticket"), nameButton(entry, "patient__name"));
   main.append(title);
   main.append(el("span", "patient__meta"));
   li.append(main);
@@ -358,7 +378,7 @@ function renderRecent() {
     li.append(avatar(call, "recent__photo"));
     const who = el("span", "recent__who");
     if (call.ticket) who.append(el("span", "recent__ticket", call.ticket), " ");
-    who.append(el("span", "recent__name", call.name));
+    who.append(nameButton(call, "recent__name"));
     li.append(who);
     if (call.room) li.append(el("span", "recent__room", call.room));
     const time = el("time", "recent__time", clockText(lang, new Date(call.calledAt)));
@@ -380,6 +400,7 @@ function renderChrome() {
 
 function renderAll() {
   renderChrome();
+  renderDetail();
   renderQueue();
   renderResult();
   renderRecent();
@@ -502,10 +523,142 @@ document.addEventListener("keydown", (event) => {
   if (event.key !== " " && event.key !== "Enter") return;
   if (event.repeat || event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
   if (event.defaultPrevented || event.isComposing) return;
+  if (els.detail.open) return; // the details are in front: keys belong to them
   if (event.target instanceof Element && event.target.closest(INTERACTIVE)) return;
   event.preventDefault(); // Space would scroll the page
   call(null);
 });
+
+// --- a patient's details -------------------------------------------------------------------
+
+const MASK = "••••••";
+// {id, name, status: "loading"|"ready"|"failed"|"gone", patient, shown: Set of fields, opener}
+let detail = null;
+
+async function openDetail(patientId, name, opener) {
+  detail = { id: patientId, name, status: "loading", patient: null, shown: new Set(), opener };
+  renderDetail();
+  if (!els.detail.open) els.detail.showModal();
+  els.detailClose.focus();
+  const asked = detail;
+  try {
+    asked.patient = await api("GET", `/api/patients/${encodeURIComponent(patientId)}/`);
+    asked.status = "ready";
+  } catch (error) {
+    const gone = error instanceof ApiError && ["patient_not_found", "not_found"].includes(error.code);
+    asked.status = gone ? "gone" : "failed";
+  }
+  if (detail === asked) renderDetail();
+}
+
+function closeDetail() {
+  if (els.detail.open) els.detail.close();
+}
+
+els.detailClose.addEventListener("click", closeDetail);
+els.detail.addEventListener("close", () => {
+  const opener = detail?.opener;
+  detail = null;
+  renderDetail(); // nothing of the patient stays in the page once closed
+  if (opener?.isConnected) opener.focus({ preventScroll: true });
+  else els.callNext.focus({ preventScroll: true });
+});
+// A click on the backdrop (outside the box) closes it too.
+els.detail.addEventListener("click", (event) => {
+  if (event.target === els.detail) closeDetail();
+});
+
+function fact(labelKey, value) {
+  const wrap = el("div", "detail__fact");
+  wrap.append(el("dt", null, t(labelKey)), el("dd", null, value));
+  return wrap;
+}
+
+// What an answer shows: a choice's label rather than its stored value.
+function answerText(field, value) {
+  if (value === null || value === undefined || value === "") return null;
+  if (field.kind === "choice") {
+    const choice = (field.choices || []).find((c) => c.value === value);
+    if (choice) return labelIn(choice.label, lang);
+  }
+  return String(value);
+}
+
+function answerRow(field, value) {
+  const wrap = el("div", "detail__answer");
+  wrap.dataset.key = field.key;
+  const label = labelIn(field.label, lang);
+  wrap.append(el("dt", null, label));
+  const dd = el("dd");
+  const shown = answerText(field, value);
+  if (shown === null) {
+    dd.append(el("span", "muted", t("intake.detail_empty")));
+  } else if (field.sensitive && !detail.shown.has(field.key)) {
+    const masked = el("span", "detail__masked", MASK);
+    masked.setAttribute("aria-label", t("intake.detail_hidden"));
+    dd.append(masked, " ", revealButton(field, label, false));
+  } else {
+    dd.append(el("span", "detail__value", shown));
+    if (field.sensitive) dd.append(" ", revealButton(field, label, true));
+  }
+  wrap.append(dd);
+  return wrap;
+}
+
+function revealButton(field, label, shown) {
+  const button = el("button", "button button--quiet detail__reveal",
+    t(shown ? "intake.hide" : "intake.show"));
+  button.type = "button";
+  button.setAttribute("aria-pressed", String(shown));
+  button.setAttribute("aria-label", t(shown ? "intake.hide_field" : "intake.show_field", { label }));
+  button.addEventListener("click", () => {
+    if (shown) detail.shown.delete(field.key);
+    else detail.shown.add(field.key);
+    renderDetail();
+    els.detailAnswers.querySelector(`[data-key="${CSS.escape(field.key)}"] .detail__reveal`)
+      ?.focus();
+  });
+  return button;
+}
+
+function renderDetail() {
+  if (!detail) {
+    els.detailPhoto.replaceChildren();
+    els.detailName.textContent = "";
+    els.detailMessage.textContent = "";
+    els.detailFacts.replaceChildren();
+    els.detailAnswers.replaceChildren();
+    return;
+  }
+  const p = detail.patient;
+  const name = p?.fname ?? detail.name;
+  els.detailName.textContent = name;
+  els.detailPhoto.replaceChildren(avatar({ image: p?.image ?? null, name }, "detail__avatar"));
+  const message = { loading: "intake.detail_loading", failed: "intake.detail_failed",
+    gone: "intake.detail_not_found" }[detail.status];
+  els.detailMessage.textContent = message ? t(message) : "";
+  els.detailMessage.hidden = !message;
+  if (!p) {
+    els.detailFacts.replaceChildren();
+    els.detailAnswers.replaceChildren();
+    return;
+  }
+  const facts = [];
+  const checkedIn = p.check_in_time || p.created_at;
+  if (checkedIn) facts.push(fact("intake.detail_checked_in", clockText(lang, new Date(checkedIn))));
+  if (p.status) {
+    const known = ["waiting", "called"].includes(p.status);
+    facts.push(fact("intake.detail_status", known ? t(`intake.detail_status.${p.status}`) : p.status));
+  }
+  if (p.called_at) facts.push(fact("intake.detail_called", clockText(lang, new Date(p.called_at))));
+  if (p.room) facts.push(fact("intake.detail_room", p.room));
+  els.detailFacts.replaceChildren(...facts);
+  const intake = p.intake || {};
+  const fields = (p.form || []).filter((f) => f.key !== "fname" && f.key !== "image");
+  const rows = fields.map((field) => answerRow(field, intake[field.key]));
+  if (rows.length === 0) rows.push(el("p", "muted", t("intake.detail_no_answers")));
+  els.detailAnswers.replaceChildren(...rows);
+}
 
 // --- the live feed --------------------------------------------------------------------------
 

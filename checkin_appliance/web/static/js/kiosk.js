@@ -3,9 +3,13 @@
 // Idempotency-Key and network failures are retried with the same key, so a lost answer never
 // adds anybody twice. After each patient, or when left half-done, everything is cleared and
 // the clinic's language comes back: nothing of one patient is left for the next.
+// When the clinic's intake form asks more than the name, its questions (intake.js) come after
+// the name; they are checked here before sending and the server's refusals are shown beside
+// each one, in our own words.
 
 import { api } from "./api.js";
 import { byId, showText } from "./dom.js";
+import { IntakeForm, errorFor } from "./intake.js";
 import { applyTexts, pageData, translator } from "./page.js";
 
 const SUCCESS_RESET_SECONDS = 10;
@@ -32,6 +36,8 @@ const els = {
   form: byId("checkin-form"),
   name: byId("fname"),
   nameError: byId("fname-error"),
+  intake: byId("intake-fields"),
+  photoSection: byId("photo-section"),
   video: byId("preview"),
   still: byId("still"),
   placeholder: byId("placeholder"),
@@ -71,6 +77,7 @@ function freshPatient() {
     photoStatus: "", // a catalog key announced to screen readers
     photoError: null, // {key, values}
     nameError: null, // a catalog key
+    intakeErrors: {}, // {field: {key, values}}: what is wrong with each answer
     message: null, // {key, values, kind}
     sending: false,
     sendStatus: null, // a catalog key
@@ -85,6 +92,17 @@ let cameraUsable = Boolean(navigator.mediaDevices?.getUserMedia); // else the fi
 let generation = 0; // bumped on every reset: late results for an earlier patient are dropped
 let idleTimer = null;
 let countdownTimer = null;
+
+const intake = new IntakeForm(els.intake, (key) => {
+  state.key = null; // a changed answer is a new submission
+  if (state.intakeErrors[key]) {
+    delete state.intakeErrors[key];
+    if (Object.keys(state.intakeErrors).length === 0 && state.message?.kind === "error") {
+      state.message = null;
+    }
+    render();
+  }
+});
 
 // --- texts ------------------------------------------------------------------------------
 
@@ -116,6 +134,11 @@ function render() {
   els.name.readOnly = sending;
   els.name.setAttribute("aria-invalid", String(Boolean(state.nameError)));
   showText(els.nameError, state.nameError && t(state.nameError));
+
+  // The intake questions (none in the name-only form), and the photo if the form has it.
+  intake.render(t, state.lang, state.intakeErrors, sending);
+  els.form.classList.toggle("checkin--intake", intake.hasQuestions());
+  els.photoSection.hidden = !intake.asksForPhoto();
 
   // The photo: a live preview, the photo taken or chosen, or a calm placeholder.
   els.video.hidden = camera !== "live";
@@ -351,9 +374,10 @@ function retryDelay(attempt) {
 }
 
 // One attempt: {status, body}, or a rejection when the network (or our timeout) failed.
-async function post(name, photo, key) {
+async function post(name, answers, photo, key) {
   const body = new FormData();
   body.append("fname", name);
+  for (const [field, value] of answers) body.append(field, value);
   if (photo) body.append("image", photo, photo.type === "image/jpeg" ? "photo.jpg" : "photo");
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
@@ -379,12 +403,12 @@ async function post(name, photo, key) {
 }
 
 // Tries until the server answers (anything below 500) or GIVE_UP_AFTER_MS have passed.
-async function send(name, photo, key, gen) {
+async function send(name, answers, photo, key, gen) {
   const started = Date.now();
   for (let attempt = 0; ; attempt += 1) {
     let answer = null;
     try {
-      answer = await post(name, photo, key);
+      answer = await post(name, answers, photo, key);
     } catch {
       answer = null;
     }
@@ -406,6 +430,11 @@ const PROBLEMS = {
   photo_empty: { photo: true, key: "kiosk.error_photo_damaged" },
   photo_damaged: { photo: true, key: "kiosk.error_photo_damaged" },
   photo_too_many_pixels: { photo: true, key: "kiosk.error_photo_damaged" },
+  photo_not_a_file: { photo: true, key: "kiosk.error_photo_type" },
+  photo_filename_too_long: { photo: true, key: "kiosk.error_photo_type" },
+  photo_extension_not_allowed: { photo: true, key: "kiosk.error_photo_type" },
+  photo_type_not_allowed: { photo: true, key: "kiosk.error_photo_type" },
+  photo_over_original_limit: { photo: true, key: "kiosk.error_photo_too_large" },
   name_required: { name: "kiosk.name_missing" },
   name_too_long: { name: "kiosk.error_name_too_long" },
 };
@@ -425,13 +454,29 @@ async function submit(event) {
   const name = els.name.value.trim();
   state.message = null;
   state.photoError = null; // pressing again after a refused photo means "without a photo"
-  if (!name) {
-    state.nameError = "kiosk.name_missing";
+  if (!intake.loaded()) {
+    // Pressed before the clinic's questions arrived: wait for them. If they came, the patient
+    // answers them first; if they cannot be read, the name goes alone and the box decides.
+    const gen = generation;
+    await loadIntake();
+    if (gen !== generation || state.sending) return;
+    if (intake.hasQuestions()) {
+      render();
+      intake.focus(intake.values()[0][0]);
+      return;
+    }
+  }
+  state.intakeErrors = intake.check();
+  const intakeMissing = Object.keys(state.intakeErrors);
+  state.nameError = name ? null : "kiosk.name_missing";
+  if (!name || intakeMissing.length) {
+    if (intakeMissing.length) state.message = { key: "intake.error.summary", kind: "error" };
     render();
-    els.name.focus();
+    if (!name) els.name.focus();
+    else intake.focus(intakeMissing[0]);
     return;
   }
-  state.nameError = null;
+  const answers = intake.values();
   const gen = generation;
   state.sending = true; // from here on a second press does nothing
   state.sendStatus = null;
@@ -442,7 +487,7 @@ async function submit(event) {
   state.key ??= newKey();
   render();
 
-  const outcome = await send(name, state.photo?.blob ?? null, state.key, gen);
+  const outcome = await send(name, answers, state.photo?.blob ?? null, state.key, gen);
   if (outcome.kind === "dropped") return;
   state.sending = false;
   state.sendStatus = null;
@@ -464,6 +509,7 @@ async function submit(event) {
     return;
   }
   state.key = null; // refused: nothing was stored, the corrected form is a new submission
+  if (answersRefused(outcome.body)) return;
   const found = problem(outcome.status, outcome.body);
   if (found.photo) {
     clearPhoto();
@@ -476,6 +522,33 @@ async function submit(event) {
   }
   render();
   if (found.name) els.name.focus();
+}
+
+// A 400 that names intake answers (codes: {field: code}): each one is explained beside its
+// question; a refused name or photo alongside is explained as usual.
+function answersRefused(body) {
+  const codes = body && typeof body.codes === "object" && body.codes ? body.codes : {};
+  const fields = Object.keys(codes).filter((key) => intake.knows(key));
+  if (Object.keys(codes).some((key) => !intake.knows(key) && key !== "fname" && key !== "image")) {
+    // The box asks something this page does not show: the form changed since it was read.
+    loadIntake(true);
+  }
+  if (fields.length === 0) return false;
+  state.intakeErrors = {};
+  for (const key of fields) state.intakeErrors[key] = errorFor(intake.field(key), codes[key]);
+  const nameProblem = codes.fname && PROBLEMS[codes.fname];
+  if (nameProblem?.name) state.nameError = nameProblem.name;
+  const photoProblem = codes.image && (PROBLEMS[codes.image] || PROBLEMS.photo_not_an_image);
+  if (photoProblem?.photo) {
+    clearPhoto();
+    state.photoStatus = "";
+    state.photoError = { key: photoProblem.key };
+  }
+  state.message = { key: "intake.error.summary", kind: "error" };
+  render();
+  if (nameProblem?.name) els.name.focus();
+  else intake.focus(fields[0]);
+  return true;
 }
 
 function succeeded(position) {
@@ -500,6 +573,7 @@ function clearPatientData() {
   clearPhoto();
   els.form.reset();
   els.name.value = "";
+  intake.clear();
   state.key = null;
 }
 
@@ -507,11 +581,13 @@ function pristine() {
   return (
     state.screen === "form" &&
     !els.name.value &&
+    intake.isEmpty() &&
     !state.photo &&
     state.camera === "off" &&
     state.lang === clinicLang &&
     !state.message &&
     !state.nameError &&
+    Object.keys(state.intakeErrors).length === 0 &&
     !state.photoError
   );
 }
@@ -527,6 +603,7 @@ function reset() {
   window.scrollTo(0, 0);
   if (wasSuccess || els.formScreen.contains(document.activeElement)) els.welcome.focus();
   refreshSettings();
+  loadIntake();
   refreshCameraSupport();
 }
 
@@ -564,6 +641,26 @@ async function refreshSettings() {
   else render();
 }
 
+// The clinic's intake form: read at start and between patients (an admin may change it).
+// A form that changed is rebuilt only while nobody is answering it.
+let intakeLoading = null;
+
+function loadIntake(force = false) {
+  intakeLoading ??= (async () => {
+    try {
+      const form = await api("GET", "/api/intake-form/");
+      if (form && Array.isArray(form.fields) && (force || !intake.loaded() || pristine())) {
+        if (intake.setForm(form)) render();
+      }
+    } catch {
+      // Keep what we have; the next reset tries again.
+    } finally {
+      intakeLoading = null;
+    }
+  })();
+  return intakeLoading;
+}
+
 // --- wiring -------------------------------------------------------------------------------
 
 els.form.addEventListener("submit", submit);
@@ -598,5 +695,6 @@ document.addEventListener("visibilitychange", () => {
 navigator.mediaDevices?.addEventListener?.("devicechange", refreshCameraSupport);
 
 setLanguage(clinicLang);
+loadIntake();
 refreshCameraSupport();
 noteActivity();

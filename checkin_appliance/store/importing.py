@@ -1,0 +1,229 @@
+"""Our side of `import-original`: what an earlier import brought, and the one transaction that
+adds what the original database holds (credentials, patients, queue entries, their events).
+
+The service (import_original.py) decides what each row becomes; this module only writes it,
+checking again inside the transaction what it checked before (a concurrent run, a token made
+meanwhile), so the counts it returns are what was committed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from checkin_appliance import audit
+from checkin_appliance.domain import PATIENT_ADDED, Actor, QueueEntry
+from checkin_appliance.store.database import Store
+from checkin_appliance.store.writer import Transaction
+
+CREDENTIAL = "credential"
+PATIENT = "patient"
+
+
+@dataclass(frozen=True, slots=True)
+class NewCredential:
+    token: str  # also its key in original_imports
+    role: str
+    label: str
+    password_hash: str
+    active: bool
+    created_at: str
+    reset_required: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    status: str  # waiting | completed
+    check_in_time: str
+    called_at: str | None = None
+    completed_at: str | None = None
+    order: int = 0  # the original entry's id: ties in check_in_time keep the original order
+
+
+@dataclass(frozen=True, slots=True)
+class NewPatient:
+    key: str  # "<original id>@<original created_at>"
+    fname: str
+    intake: dict[str, Any]
+    image: str | None  # stored photo name (already written), or None
+    created_at: str
+    entry: NewEntry | None
+
+
+@dataclass
+class Committed:
+    """What the transaction added (and what it found already there)."""
+
+    credentials: int = 0
+    flagged: int = 0
+    credentials_already: int = 0
+    conflicts: int = 0
+    patients: int = 0
+    patients_already: int = 0
+    waiting: int = 0
+    completed: int = 0
+    photos: int = 0
+    used_images: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportState:
+    imported_tokens: set[str]
+    imported_patients: set[str]
+    local_tokens: set[str]
+
+
+async def import_state(store: Store) -> ImportState:
+    rows = await store.reader.execute_fetchall("SELECT kind, original_key FROM original_imports")
+    tokens = await store.reader.execute_fetchall("SELECT token FROM credentials")
+    return ImportState(
+        imported_tokens={r["original_key"] for r in rows if r["kind"] == CREDENTIAL},
+        imported_patients={r["original_key"] for r in rows if r["kind"] == PATIENT},
+        local_tokens={r["token"] for r in tokens},
+    )
+
+
+async def has_foreign_tokens(store: Store) -> bool:
+    """Whether an imported credential has a token of another shape than our 8 digits."""
+    rows = await store.reader.execute_fetchall(
+        "SELECT 1 FROM credentials WHERE imported = 1 AND NOT "
+        "(length(token) = 8 AND token NOT GLOB '*[^0-9]*') LIMIT 1"
+    )
+    return bool(list(rows))
+
+
+def _known(tx: Transaction, kind: str, key: str) -> bool:
+    return (
+        tx.one("SELECT 1 FROM original_imports WHERE kind = ? AND original_key = ?", (kind, key))
+        is not None
+    )
+
+
+def _remember(tx: Transaction, kind: str, key: str, local_id: int) -> None:
+    tx.run(
+        "INSERT INTO original_imports (kind, original_key, local_id, imported_at) "
+        "VALUES (?, ?, ?, ?)",
+        (kind, key, local_id, tx.now),
+    )
+
+
+def _add_credential(tx: Transaction, c: NewCredential, actor: Actor, done: Committed) -> None:
+    if _known(tx, CREDENTIAL, c.token):
+        done.credentials_already += 1
+        return
+    if tx.one("SELECT 1 FROM credentials WHERE token = ?", (c.token,)):
+        done.conflicts += 1
+        return
+    credential_id = tx.insert(
+        "INSERT INTO credentials (token, role, label, room, password_hash, active, created_at,"
+        " deactivated_at, imported, password_reset_required)"
+        " VALUES (?, ?, ?, NULL, ?, ?, ?, ?, 1, ?)",
+        (
+            c.token,
+            c.role,
+            c.label,
+            c.password_hash,
+            int(c.active),
+            c.created_at,
+            None if c.active else tx.now,
+            int(c.reset_required),
+        ),
+    )
+    _remember(tx, CREDENTIAL, c.token, credential_id)
+    tx.audit(
+        audit.CREDENTIAL_CREATED,
+        actor,
+        detail={"credential": credential_id, "role": c.role, "label": c.label, "imported": True},
+    )
+    done.credentials += 1
+    done.flagged += c.reset_required
+
+
+def _add_entry(tx: Transaction, patient_id: int, entry: NewEntry) -> int:
+    return tx.insert(
+        "INSERT INTO queue_entries (patient_id, status, check_in_time, called_at, completed_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (patient_id, entry.status, entry.check_in_time, entry.called_at, entry.completed_at),
+    )
+
+
+def write_import(
+    tx: Transaction,
+    credentials: list[NewCredential],
+    patients: list[NewPatient],
+    actor: Actor,
+    summary: dict[str, int],
+) -> Committed:
+    """The whole import in the caller's transaction; `summary` (counts only) goes into the
+    import_original audit row beside what was committed."""
+    done = Committed()
+    for credential in credentials:
+        _add_credential(tx, credential, actor, done)
+    waiting: list[tuple[NewPatient, int]] = []
+    for patient in patients:
+        if _known(tx, PATIENT, patient.key):
+            done.patients_already += 1
+            continue
+        patient_id = tx.insert(
+            "INSERT INTO patients (fname, image, created_at, intake) VALUES (?, ?, ?, ?)",
+            (
+                patient.fname,
+                patient.image,
+                patient.created_at,
+                json.dumps(patient.intake, ensure_ascii=False),
+            ),
+        )
+        _remember(tx, PATIENT, patient.key, patient_id)
+        done.patients += 1
+        if patient.image is not None:
+            done.used_images.add(patient.image)
+            done.photos += 1
+        if patient.entry is None:
+            continue
+        if patient.entry.status == "waiting":
+            waiting.append((patient, patient_id))
+        else:
+            _add_entry(tx, patient_id, patient.entry)
+            done.completed += 1
+    # The waiting ones join the end of our queue (ordered by entry id) in their original order.
+    waiting.sort(key=lambda item: (item[0].entry.check_in_time, item[0].entry.order))  # type: ignore[union-attr]
+    for patient, patient_id in waiting:
+        assert patient.entry is not None
+        entry_id = _add_entry(tx, patient_id, patient.entry)
+        tx.record(
+            PATIENT_ADDED,
+            QueueEntry(
+                entry_id,
+                patient_id,
+                patient.fname,
+                patient.image,
+                "waiting",
+                patient.entry.check_in_time,
+            ),
+        )
+        done.waiting += 1
+    if not done.credentials and not done.patients:
+        return done  # nothing new: no audit row either
+    detail = {  # what was committed, over the plan's counts
+        **summary,
+        "credentials": done.credentials,
+        "flagged": done.flagged,
+        "patients": done.patients,
+        "waiting": done.waiting,
+        "completed": done.completed,
+        "photos": done.photos,
+    }
+    tx.audit(audit.IMPORT_ORIGINAL, actor, detail=detail)
+    return done
+
+
+async def run_import(
+    store: Store,
+    credentials: list[NewCredential],
+    patients: list[NewPatient],
+    actor: Actor,
+    summary: dict[str, int],
+) -> Committed:
+    """One write transaction: everything is committed, or (on any error) nothing."""
+    return await store.write(lambda tx: write_import(tx, credentials, patients, actor, summary))
