@@ -1,5 +1,6 @@
 // Administration: credentials (list, create with a token shown once, deactivate after a
-// confirmation), the clinic's settings (only changed keys are sent), the kiosk's intake
+// confirmation, a new password for one, e.g. imported from the original CheckIn with a weak
+// one and flagged: it cannot sign in until then), the clinic's settings (only changed keys are sent), the kiosk's intake
 // form, the original CheckIn's compatibility preset (after a privacy warning), today's
 // figures kept live by the queue feed, and the box's device pages and version.
 
@@ -10,6 +11,7 @@ import { applyTexts, pageData, renderStaffHeader, translator } from "./page.js";
 import { TodayFigures } from "./stats.js";
 
 const MIN_PASSWORD = 8;
+const MIN_ADMIN_PASSWORD = 12; // access.py's MIN_ADMIN_PASSWORD_LENGTH; the server decides
 const SETTING_KEYS = ["clinic_name", "language", "display_names", "display_photos",
   "anonymous_feed", "announce_voice"];
 
@@ -23,6 +25,7 @@ const els = {
   banner: byId("feed-banner"),
   figures: byId("today-figures"),
   credentialsStatus: byId("credentials-status"),
+  credentialsFlagged: byId("credentials-flagged"),
   credentialsBody: byId("credentials-body"),
   credentialsMessage: byId("credentials-message"),
   createForm: byId("create-form"),
@@ -51,6 +54,17 @@ const els = {
   confirmLastAdmin: byId("confirm-last-admin"),
   confirmError: byId("confirm-error"),
   confirmYes: byId("confirm-yes"),
+  passwordDialog: byId("password-dialog"),
+  passwordForm: byId("password-form"),
+  passwordHeading: byId("password-heading"),
+  passwordBody: byId("password-body"),
+  passwordSelf: byId("password-self"),
+  passwordNew: byId("password-new"),
+  passwordHint: byId("password-new-hint"),
+  passwordConfirm: byId("password-confirm"),
+  passwordError: byId("password-error"),
+  passwordCancel: byId("password-cancel"),
+  passwordSubmit: byId("password-submit"),
 };
 
 function showStatus(node, kind, text) {
@@ -122,8 +136,15 @@ function credentialRow(c) {
   const label = document.createDocumentFragment();
   label.append(c.label);
   if (c.active && isOwn(c)) label.append(" ", el("span", "badge badge--you", t("admin.you")));
-  const badge = el("span", `badge badge--${c.active ? "active" : "inactive"}`,
-    t(c.active ? "admin.active" : "admin.inactive"));
+  const status = document.createDocumentFragment();
+  status.append(el("span", `badge badge--${c.active ? "active" : "inactive"}`,
+    t(c.active ? "admin.active" : "admin.inactive")));
+  if (c.imported) status.append(" ", el("span", "badge badge--imported", t("admin.imported")));
+  if (c.active && c.password_reset_required) {
+    // It cannot sign in until an administrator sets a new password: said plainly.
+    tr.classList.add("needs-password");
+    status.append(" ", el("span", "badge badge--reset", t("admin.reset_needed")));
+  }
   const time = el("time", null, dateText(c.created_at));
   time.dateTime = c.created_at;
   tr.append(
@@ -131,11 +152,18 @@ function credentialRow(c) {
     cell("col-role", "admin.col_role", t(`role.${c.role}`)),
     cell("col-label", "admin.col_label", label),
     cell("col-room", "admin.col_room", c.room || t("admin.no_value")),
-    cell("col-status", "admin.col_status", badge),
+    cell("col-status", "admin.col_status", status),
     cell("col-created", "admin.col_created", time),
   );
   const action = cell("col-action", null, null);
   if (c.active) {
+    const reset = el("button", c.password_reset_required ? "button button--primary" : "button",
+      t("admin.set_password_action"));
+    reset.type = "button";
+    reset.dataset.action = "password";
+    reset.setAttribute("aria-label", t("admin.set_password_name", { label: c.label }));
+    reset.addEventListener("click", () => askPassword(c));
+    action.append(reset, " ");
     const button = el("button", "button button--danger", t("admin.deactivate"));
     button.type = "button";
     button.setAttribute("aria-label", t("admin.deactivate_name", { label: c.label }));
@@ -152,6 +180,7 @@ function renderCredentials() {
     Number(b.active) - Number(a.active) || b.created_at.localeCompare(a.created_at)
       || b.token.localeCompare(a.token));
   els.credentialsBody.replaceChildren(...sorted.map(credentialRow));
+  els.credentialsFlagged.hidden = !sorted.some((c) => c.active && c.password_reset_required);
   els.credentialsMessage.hidden = sorted.length > 0;
   els.credentialsMessage.removeAttribute("data-i18n");
   els.credentialsMessage.textContent = t("admin.no_credentials");
@@ -281,6 +310,100 @@ els.confirmYes.addEventListener("click", async () => {
   els.credentialsStatus.textContent = t("admin.deactivated", { label: c.label });
   els.credentialsStatus.hidden = false;
   await loadCredentials();
+});
+
+// A new password for a credential (POST /api/credentials/{token}/password/): same rules as a
+// new credential's; the server clears "needs a new password" and ends its sessions.
+let passwordFor = null; // the credential the dialog is open for
+
+function renderPasswordDialog() {
+  const c = passwordFor;
+  if (!c) return;
+  els.passwordHeading.textContent = t("admin.password_heading", { label: c.label });
+  els.passwordBody.textContent = t("admin.password_body", { token: c.token });
+  els.passwordHint.textContent = t(c.role === "admin" ? "admin.new_password_hint_admin"
+    : "admin.new_password_hint");
+  els.passwordSelf.hidden = !isOwn(c);
+  if (!els.passwordSubmit.disabled) els.passwordSubmit.textContent = t("admin.set_password");
+}
+
+function showPasswordError(key, input = null) {
+  for (const field of [els.passwordNew, els.passwordConfirm]) field.removeAttribute("aria-invalid");
+  els.passwordError.hidden = !key;
+  els.passwordError.textContent = key ? t(key) : "";
+  if (input) {
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+  }
+}
+
+function askPassword(c) {
+  passwordFor = c;
+  els.passwordForm.reset();
+  showPasswordError(null);
+  els.passwordSubmit.disabled = false;
+  renderPasswordDialog();
+  els.passwordDialog.showModal();
+  els.passwordCancel.focus(); // the safe choice is the default one, as in the other dialogs
+}
+
+els.passwordCancel.addEventListener("click", () => els.passwordDialog.close());
+els.passwordDialog.addEventListener("close", () => {
+  passwordFor = null;
+  els.passwordForm.reset(); // no password stays in the page
+});
+
+let settingPassword = false;
+
+els.passwordForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const c = passwordFor;
+  if (!c || settingPassword) return;
+  const password = els.passwordNew.value;
+  if (password.length < MIN_PASSWORD) {
+    showPasswordError("admin.too_short", els.passwordNew);
+    return;
+  }
+  if (c.role === "admin" && password.length < MIN_ADMIN_PASSWORD) {
+    showPasswordError("admin.error.admin_password_too_short", els.passwordNew);
+    return;
+  }
+  if (password !== els.passwordConfirm.value) {
+    showPasswordError("admin.mismatch", els.passwordConfirm);
+    return;
+  }
+  showPasswordError(null);
+  settingPassword = true;
+  els.passwordSubmit.disabled = true;
+  els.passwordSubmit.textContent = t("admin.setting_password");
+  try {
+    await api("POST", `/api/credentials/${encodeURIComponent(c.token)}/password/`,
+      { json: { password } });
+  } catch (error) {
+    els.passwordError.textContent = errorText(error);
+    els.passwordError.hidden = false;
+    if (error instanceof ApiError && error.code !== "no_such_credential") {
+      els.passwordNew.setAttribute("aria-invalid", "true");
+      els.passwordNew.focus();
+    }
+    return;
+  } finally {
+    settingPassword = false;
+    els.passwordSubmit.disabled = false;
+    els.passwordSubmit.textContent = t("admin.set_password");
+  }
+  const own = isOwn(c) && Boolean(me.token);
+  els.passwordDialog.close();
+  if (own) {
+    window.location.assign("/login"); // this page's own session has just ended
+    return;
+  }
+  els.credentialsStatus.textContent = t("admin.password_set", { label: c.label });
+  els.credentialsStatus.hidden = false;
+  await loadCredentials();
+  // The row was drawn anew: focus goes back to its button, not to the top of the page.
+  els.credentialsBody.querySelector(`tr[data-token="${CSS.escape(c.token)}"] [data-action="password"]`)
+    ?.focus();
 });
 
 // --- settings -------------------------------------------------------------------------------
@@ -638,6 +761,7 @@ function renderAll() {
   renderRoleHint();
   renderReveal();
   renderCredentials();
+  renderPasswordDialog();
   figures.render();
   renderAnonymousWarning();
   renderCompat();
