@@ -63,6 +63,10 @@ async def test_a_flagged_credential_is_marked_and_gets_a_new_password(
     # A credential made here is neither.
     await expect(row(page, plain).locator(".col-status")).to_have_text(EN["admin.active"])
     await page.locator("#credentials").screenshot(path=str(ARTIFACTS / "admin-flagged.png"))
+    # On a laptop every row's buttons are in view, none behind a sideways scroll.
+    wrap = page.locator("#credentials .table-wrap")
+    widths = await wrap.evaluate("(e) => [e.scrollWidth, e.clientWidth]")
+    assert widths[0] <= widths[1], f"the table scrolls sideways: {widths}"
 
     # The dialog: labelled by its heading, Cancel focused first, Cancel changes nothing.
     open_button = page.get_by_role("button", name=f"Set new password for {LABEL}")
@@ -97,6 +101,7 @@ async def test_a_flagged_credential_is_marked_and_gets_a_new_password(
     await confirm.fill("password123")
     await dialog.get_by_role("button", name="Set password").click()
     await expect(error).to_have_text(EN["admin.error.password_too_weak"])
+    await dialog.screenshot(path=str(ARTIFACTS / "admin-password-dialog.png"))
     await expect(dialog).to_be_visible()
     status, body = try_login(appliance, token, "password123")
     assert status == 401, body  # nothing was set

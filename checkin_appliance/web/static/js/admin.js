@@ -163,12 +163,14 @@ function credentialRow(c) {
     reset.dataset.action = "password";
     reset.setAttribute("aria-label", t("admin.set_password_name", { label: c.label }));
     reset.addEventListener("click", () => askPassword(c));
-    action.append(reset, " ");
+    const buttons = el("div", "row-actions");
+    buttons.append(reset);
     const button = el("button", "button button--danger", t("admin.deactivate"));
     button.type = "button";
     button.setAttribute("aria-label", t("admin.deactivate_name", { label: c.label }));
     button.addEventListener("click", () => askDeactivate(c));
-    action.append(button);
+    buttons.append(button);
+    action.append(buttons);
   }
   tr.append(action);
   return tr;
