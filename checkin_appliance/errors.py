@@ -209,6 +209,11 @@ SETTING_UNKNOWN = _code("setting_unknown", 400, "a settings key the box does not
 CLINIC_NAME_INVALID = _code("clinic_name_invalid", 400, "clinic_name is not 1-100 characters")
 SETTING_VALUE_INVALID = _code("setting_value_invalid", 400, "a setting's value is not allowed")
 PRESET_UNKNOWN = _code("preset_unknown", 400, "a settings preset that is not original or private")
+CALL_RULE_INVALID = _code(
+    "call_rule_invalid",
+    400,
+    "a line's call order rule (strict, or interleave P:N, max wait) is not valid",
+)
 
 # --- photos ----------------------------------------------------------------------------
 PHOTO_LINK_INVALID = _code(

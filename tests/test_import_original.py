@@ -1,5 +1,6 @@
 """import-original on the database and photos the original CheckIn wrote
-(../shared/fixtures/original-checkin/, copied into tmp_path: the shared copy is never written).
+(tests/fixtures/original-checkin/, a copy of ../shared/fixtures/original-checkin/, laid out
+in tmp_path as the original's MEDIA_ROOT: the committed copy is never written).
 
 The import runs as the real CLI (a subprocess) on the real data directory; the app then
 serves what it brought (aiohttp_client), or a real server runs while it imports.
@@ -27,8 +28,8 @@ from checkin_appliance.domain import Role
 from tests.conftest import Clinic, StartClinic
 from tests.serverproc import Server, http_json, run_cli, running
 
-SHARED_FIXTURE = Path(__file__).resolve().parents[2] / "shared/fixtures/original-checkin"
-EXPECTED = json.loads((SHARED_FIXTURE / "expected.json").read_text())
+FIXTURE = Path(__file__).parent / "fixtures" / "original-checkin"
+EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
 PASSWORDS = {c["token"]: c["password"] for c in EXPECTED["accesstokens"]}
 ACTIVE = [c["token"] for c in EXPECTED["accesstokens"] if c["is_active"]]
 INACTIVE = [c["token"] for c in EXPECTED["accesstokens"] if not c["is_active"]]
@@ -37,14 +38,20 @@ DOCTOR = "09889520"  # leading zero: the token is text
 NEW_PASSWORD = "violet tram harbour 42"
 TIMEOUT = 10.0
 
-pytestmark = pytest.mark.skipif(not SHARED_FIXTURE.is_dir(), reason="no shared fixture")
-
 
 @pytest.fixture
 def original(tmp_path: Path) -> Path:
-    """A writable copy of the fixture: db.sqlite3 and media/."""
+    """A writable copy of the original's files: db.sqlite3 and media/patient_images/ with
+    every photo file under the name its row holds, byte for byte."""
     copy = tmp_path / "original"
-    shutil.copytree(SHARED_FIXTURE, copy)
+    copy.mkdir()
+    shutil.copy(FIXTURE / "db.sqlite3", copy / "db.sqlite3")
+    sources = [FIXTURE / "media" / name for name in ("sample.jpg", "small.png")]
+    by_md5 = {hashlib.md5(p.read_bytes()).hexdigest(): p for p in sources}  # noqa: S324
+    for photo in EXPECTED["photos"]:
+        target = copy / "media" / photo["image"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(by_md5[photo["md5"]], target)
     for path in [copy, *copy.rglob("*")]:
         path.chmod(path.stat().st_mode | stat.S_IWUSR)
     return copy
