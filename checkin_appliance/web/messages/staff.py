@@ -128,6 +128,24 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.confirm_yes": "Yes, deactivate",
         "admin.cancel": "Cancel",
         "admin.deactivated": "{label} is deactivated.",
+        "admin.imported": "Imported",
+        "admin.reset_needed": "Needs a new password",
+        "admin.reset_needed_note": "Some credentials brought over from the original CheckIn "
+        "need a new password: they cannot sign in until you set one with “Set new password”.",
+        "admin.set_password_action": "Set new password",
+        "admin.set_password_name": "Set new password for {label}",
+        "admin.password_heading": "New password for {label}",
+        "admin.password_body": "Token {token}. Every device signed in with it is signed out at "
+        "once and signs in again with the new password.",
+        "admin.password_self": "This is the credential you are signed in with. Setting its "
+        "password signs you out of this page.",
+        "admin.new_password": "New password",
+        "admin.new_password_confirm": "Repeat the new password",
+        "admin.new_password_hint": "At least 8 characters.",
+        "admin.new_password_hint_admin": "At least 12 characters for an administrator.",
+        "admin.set_password": "Set password",
+        "admin.setting_password": "Setting…",
+        "admin.password_set": "{label} has a new password. Sign in again with it on its devices.",
         "admin.settings_heading": "Settings",
         "admin.settings_intro": "These apply to every device at once.",
         "admin.clinic_name": "Clinic name",
@@ -448,6 +466,26 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.confirm_yes": "Sí, desactivar",
         "admin.cancel": "Cancelar",
         "admin.deactivated": "{label} está desactivada.",
+        "admin.imported": "Importada",
+        "admin.reset_needed": "Necesita una contraseña nueva",
+        "admin.reset_needed_note": "Algunas credenciales traídas del CheckIn original necesitan "
+        "una contraseña nueva: no pueden iniciar sesión hasta que usted les ponga una con "
+        "«Poner contraseña nueva».",
+        "admin.set_password_action": "Poner contraseña nueva",
+        "admin.set_password_name": "Poner contraseña nueva a {label}",
+        "admin.password_heading": "Contraseña nueva para {label}",
+        "admin.password_body": "Código {token}. Se cierra al instante la sesión de todos los "
+        "dispositivos que lo usan; vuelven a entrar con la contraseña nueva.",
+        "admin.password_self": "Esta es la credencial con la que ha iniciado sesión. Si cambia "
+        "su contraseña, se cerrará la sesión de esta página.",
+        "admin.new_password": "Contraseña nueva",
+        "admin.new_password_confirm": "Repita la contraseña nueva",
+        "admin.new_password_hint": "Al menos 8 caracteres.",
+        "admin.new_password_hint_admin": "Al menos 12 caracteres para un administrador.",
+        "admin.set_password": "Poner contraseña",
+        "admin.setting_password": "Guardando…",
+        "admin.password_set": "{label} tiene una contraseña nueva. Inicie sesión con ella en sus "
+        "dispositivos.",
         "admin.settings_heading": "Ajustes",
         "admin.settings_intro": "Se aplican a todos los dispositivos a la vez.",
         "admin.clinic_name": "Nombre de la clínica",

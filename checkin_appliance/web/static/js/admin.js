@@ -1,7 +1,9 @@
 // Administration: credentials (list, create with a token shown once, deactivate after a
-// confirmation; a doctor's room and served lines), lines (list, add, edit, deactivate and
-// reactivate: never delete), the clinic's settings (only changed keys are sent), the kiosk's
-// intake form, the original CheckIn's compatibility preset (after a privacy warning), today's
+// confirmation, a new password for one, e.g. imported from the original CheckIn with a weak
+// one and flagged: it cannot sign in until then; a doctor's room and served lines), lines
+// (list, add, edit, deactivate and reactivate: never delete), the clinic's settings (only
+// changed keys are sent), the kiosk's intake form, the original CheckIn's compatibility
+// preset (after a privacy warning), today's
 // figures kept live by the queue feed, and the box's device pages and version.
 
 import { ApiError, api } from "./api.js";
@@ -12,6 +14,7 @@ import { fetchLines, inkOn, lineIcon, lineName } from "./lines.js";
 import { TodayFigures } from "./stats.js";
 
 const MIN_PASSWORD = 8;
+const MIN_ADMIN_PASSWORD = 12; // access.py's MIN_ADMIN_PASSWORD_LENGTH; the server decides
 const SETTING_KEYS = ["clinic_name", "language", "display_names", "display_photos",
   "anonymous_feed", "announce_voice", "time_zone", "priority_question"];
 // A line's call rule when it has none of its own (docs/call-order.md; lines.py).
@@ -28,6 +31,7 @@ const els = {
   banner: byId("feed-banner"),
   figures: byId("today-figures"),
   credentialsStatus: byId("credentials-status"),
+  credentialsFlagged: byId("credentials-flagged"),
   credentialsBody: byId("credentials-body"),
   credentialsMessage: byId("credentials-message"),
   createForm: byId("create-form"),
@@ -86,6 +90,17 @@ const els = {
   credentialLines: byId("credential-lines"),
   credentialError: byId("credential-error"),
   credentialSave: byId("credential-save"),
+  passwordDialog: byId("password-dialog"),
+  passwordForm: byId("password-form"),
+  passwordHeading: byId("password-heading"),
+  passwordBody: byId("password-body"),
+  passwordSelf: byId("password-self"),
+  passwordNew: byId("password-new"),
+  passwordHint: byId("password-new-hint"),
+  passwordConfirm: byId("password-confirm"),
+  passwordError: byId("password-error"),
+  passwordCancel: byId("password-cancel"),
+  passwordSubmit: byId("password-submit"),
 };
 
 function showStatus(node, kind, text) {
@@ -165,8 +180,15 @@ function credentialRow(c) {
   const label = document.createDocumentFragment();
   label.append(c.label);
   if (c.active && isOwn(c)) label.append(" ", el("span", "badge badge--you", t("admin.you")));
-  const badge = el("span", `badge badge--${c.active ? "active" : "inactive"}`,
-    t(c.active ? "admin.active" : "admin.inactive"));
+  const status = document.createDocumentFragment();
+  status.append(el("span", `badge badge--${c.active ? "active" : "inactive"}`,
+    t(c.active ? "admin.active" : "admin.inactive")));
+  if (c.imported) status.append(" ", el("span", "badge badge--imported", t("admin.imported")));
+  if (c.active && c.password_reset_required) {
+    // It cannot sign in until an administrator sets a new password: said plainly.
+    tr.classList.add("needs-password");
+    status.append(" ", el("span", "badge badge--reset", t("admin.reset_needed")));
+  }
   const time = el("time", null, dateText(c.created_at));
   time.dateTime = c.created_at;
   tr.append(
@@ -175,23 +197,32 @@ function credentialRow(c) {
     cell("col-label", "admin.col_label", label),
     cell("col-room", "admin.col_room", c.room || t("admin.no_value")),
     cell("col-lines", "admin.col_lines", servedText(c)),
-    cell("col-status", "admin.col_status", badge),
+    cell("col-status", "admin.col_status", status),
     cell("col-created", "admin.col_created", time),
   );
   const action = cell("col-action", null, null);
-  if (c.active && c.role === "doctor") {
-    const edit = el("button", "button button--quiet", t("admin.edit"));
-    edit.type = "button";
-    edit.setAttribute("aria-label", t("admin.edit_name", { label: c.label }));
-    edit.addEventListener("click", () => editCredential(c));
-    action.append(edit, " ");
-  }
   if (c.active) {
+    const reset = el("button", c.password_reset_required ? "button button--primary" : "button",
+      t("admin.set_password_action"));
+    reset.type = "button";
+    reset.dataset.action = "password";
+    reset.setAttribute("aria-label", t("admin.set_password_name", { label: c.label }));
+    reset.addEventListener("click", () => askPassword(c));
+    const buttons = el("div", "row-actions");
+    if (c.role === "doctor") {
+      const edit = el("button", "button button--quiet", t("admin.edit"));
+      edit.type = "button";
+      edit.setAttribute("aria-label", t("admin.edit_name", { label: c.label }));
+      edit.addEventListener("click", () => editCredential(c));
+      buttons.append(edit);
+    }
+    buttons.append(reset);
     const button = el("button", "button button--danger", t("admin.deactivate"));
     button.type = "button";
     button.setAttribute("aria-label", t("admin.deactivate_name", { label: c.label }));
     button.addEventListener("click", () => askDeactivate(c));
-    action.append(button);
+    buttons.append(button);
+    action.append(buttons);
   }
   tr.append(action);
   return tr;
@@ -203,6 +234,7 @@ function renderCredentials() {
     Number(b.active) - Number(a.active) || b.created_at.localeCompare(a.created_at)
       || b.token.localeCompare(a.token));
   els.credentialsBody.replaceChildren(...sorted.map(credentialRow));
+  els.credentialsFlagged.hidden = !sorted.some((c) => c.active && c.password_reset_required);
   els.credentialsMessage.hidden = sorted.length > 0;
   els.credentialsMessage.removeAttribute("data-i18n");
   els.credentialsMessage.textContent = t("admin.no_credentials");
@@ -660,6 +692,99 @@ els.lineForm.addEventListener("submit", async (event) => {
 });
 
 els.lineForm.addEventListener("input", () => showStatus(els.lineStatus, "note", ""));
+// A new password for a credential (POST /api/credentials/{token}/password/): same rules as a
+// new credential's; the server clears "needs a new password" and ends its sessions.
+let passwordFor = null; // the credential the dialog is open for
+
+function renderPasswordDialog() {
+  const c = passwordFor;
+  if (!c) return;
+  els.passwordHeading.textContent = t("admin.password_heading", { label: c.label });
+  els.passwordBody.textContent = t("admin.password_body", { token: c.token });
+  els.passwordHint.textContent = t(c.role === "admin" ? "admin.new_password_hint_admin"
+    : "admin.new_password_hint");
+  els.passwordSelf.hidden = !isOwn(c);
+  if (!els.passwordSubmit.disabled) els.passwordSubmit.textContent = t("admin.set_password");
+}
+
+function showPasswordError(key, input = null) {
+  for (const field of [els.passwordNew, els.passwordConfirm]) field.removeAttribute("aria-invalid");
+  els.passwordError.hidden = !key;
+  els.passwordError.textContent = key ? t(key) : "";
+  if (input) {
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+  }
+}
+
+function askPassword(c) {
+  passwordFor = c;
+  els.passwordForm.reset();
+  showPasswordError(null);
+  els.passwordSubmit.disabled = false;
+  renderPasswordDialog();
+  els.passwordDialog.showModal();
+  els.passwordCancel.focus(); // the safe choice is the default one, as in the other dialogs
+}
+
+els.passwordCancel.addEventListener("click", () => els.passwordDialog.close());
+els.passwordDialog.addEventListener("close", () => {
+  passwordFor = null;
+  els.passwordForm.reset(); // no password stays in the page
+});
+
+let settingPassword = false;
+
+els.passwordForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const c = passwordFor;
+  if (!c || settingPassword) return;
+  const password = els.passwordNew.value;
+  if (password.length < MIN_PASSWORD) {
+    showPasswordError("admin.too_short", els.passwordNew);
+    return;
+  }
+  if (c.role === "admin" && password.length < MIN_ADMIN_PASSWORD) {
+    showPasswordError("admin.error.admin_password_too_short", els.passwordNew);
+    return;
+  }
+  if (password !== els.passwordConfirm.value) {
+    showPasswordError("admin.mismatch", els.passwordConfirm);
+    return;
+  }
+  showPasswordError(null);
+  settingPassword = true;
+  els.passwordSubmit.disabled = true;
+  els.passwordSubmit.textContent = t("admin.setting_password");
+  try {
+    await api("POST", `/api/credentials/${encodeURIComponent(c.token)}/password/`,
+      { json: { password } });
+  } catch (error) {
+    els.passwordError.textContent = errorText(error);
+    els.passwordError.hidden = false;
+    if (error instanceof ApiError && error.code !== "no_such_credential") {
+      els.passwordNew.setAttribute("aria-invalid", "true");
+      els.passwordNew.focus();
+    }
+    return;
+  } finally {
+    settingPassword = false;
+    els.passwordSubmit.disabled = false;
+    els.passwordSubmit.textContent = t("admin.set_password");
+  }
+  const own = isOwn(c) && Boolean(me.token);
+  els.passwordDialog.close();
+  if (own) {
+    window.location.assign("/login"); // this page's own session has just ended
+    return;
+  }
+  els.credentialsStatus.textContent = t("admin.password_set", { label: c.label });
+  els.credentialsStatus.hidden = false;
+  await loadCredentials();
+  // The row was drawn anew: focus goes back to its button, not to the top of the page.
+  els.credentialsBody.querySelector(`tr[data-token="${CSS.escape(c.token)}"] [data-action="password"]`)
+    ?.focus();
+});
 
 // --- settings -------------------------------------------------------------------------------
 
@@ -1038,6 +1163,7 @@ function renderAll() {
   renderCredentials();
   renderLines();
   renderLineForm();
+  renderPasswordDialog();
   figures.render();
   renderAnonymousWarning();
   renderCompat();
