@@ -83,6 +83,14 @@ def _live_session(now: str) -> str:
     return f"s.revoked_at IS NULL AND (s.ends_at IS NULL OR s.ends_at > {now}) AND c.active = 1"
 
 
+def _end_sessions(tx: Transaction, credential_id: int, now: str) -> None:
+    """Every live session of a credential ends now (deactivated, or a new password)."""
+    tx.run(
+        "UPDATE sessions SET revoked_at = ? WHERE credential_id = ? AND revoked_at IS NULL",
+        (now, credential_id),
+    )
+
+
 def _entry(row: sqlite3.Row) -> QueueEntry:
     """A row with the _ENTRY_COLUMNS names."""
     return _record(QueueEntry, row)
@@ -405,10 +413,7 @@ class Store:
             if row is None:
                 return None
             credential = _credential(row)
-            tx.run(
-                "UPDATE sessions SET revoked_at = ? WHERE credential_id = ? AND revoked_at IS NULL",
-                (now, credential.id),
-            )
+            _end_sessions(tx, credential.id, now)
             tx.audit(audit.CREDENTIAL_DEACTIVATED, actor, detail={"credential": credential.id})
             return credential
 
@@ -430,10 +435,7 @@ class Store:
             if row is None:
                 return None
             credential = _credential(row)
-            tx.run(
-                "UPDATE sessions SET revoked_at = ? WHERE credential_id = ? AND revoked_at IS NULL",
-                (now, credential.id),
-            )
+            _end_sessions(tx, credential.id, now)
             tx.audit(audit.PASSWORD_CHANGED, actor, detail={"credential": credential.id})
             return credential
 

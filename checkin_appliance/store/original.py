@@ -14,34 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from checkin_appliance.intake import ANSWER_KEYS
+
 # The tables that make a database the original's.
 REQUIRED_TABLES = ("management_accesstoken", "management_patient", "management_queueentry")
 
 # The intake fields of management_patient beyond the name and the photo, in the order of
-# the original's form (original-intake.md §5.1).
-INTAKE_FIELDS = (
-    "dob",
-    "gender",
-    "pronoun",
-    "phone",
-    "emergency_contact",
-    "ssn",
-    "street1",
-    "street2",
-    "last_known_address",
-    "city",
-    "state",
-    "zip",
-    "medicaid_no",
-    "id_card",
-    "insurance",
-    "race",
-    "pref_service_area",
-    "employed",
-    "shower",
-    "hungry",
-    "homeless",
-)
+# the original's form (original-intake.md §5.1): the questions of intake.py's catalogue.
+INTAKE_FIELDS = ANSWER_KEYS
 
 
 class NotAnOriginalDatabase(Exception):

@@ -158,12 +158,18 @@ async def role_page(
         page = render(request, "forbidden.html", {"home": HOME[own]}, status=403, caller=caller)
         return _renewed(request, page)
     credential = caller.credential
+    served: tuple[str, ...] = ()
+    if own is Role.DOCTOR:
+        # A session's credential is read without its lines: the full record has them.
+        listed = await request.app[ACCESS].list_credentials()
+        served = next((c.lines for c in listed if c.token == credential.token), ())
     data = {
         "credential": {
             "token": credential.token,  # public identifier; the admin page marks "you" by it
             "label": credential.label,
             "role": own.value,
             "room": credential.room,
+            "lines": list(served),  # the lines a doctor serves; none: every line
         },
         **(extra or {}),
     }

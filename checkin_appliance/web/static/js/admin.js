@@ -1,17 +1,25 @@
 // Administration: credentials (list, create with a token shown once, deactivate after a
-// confirmation), the clinic's settings (only changed keys are sent), the kiosk's intake
-// form, the original CheckIn's compatibility preset (after a privacy warning), today's
+// confirmation, a new password for one, e.g. imported from the original CheckIn with a weak
+// one and flagged: it cannot sign in until then; a doctor's room and served lines), lines
+// (list, add, edit, deactivate and reactivate: never delete), the clinic's settings (only
+// changed keys are sent), the kiosk's intake form, the original CheckIn's compatibility
+// preset (after a privacy warning), today's
 // figures kept live by the queue feed, and the box's device pages and version.
 
 import { ApiError, api } from "./api.js";
 import { byId, el } from "./dom.js";
 import { QueueFeed } from "./feed.js";
 import { applyTexts, pageData, renderStaffHeader, translator } from "./page.js";
+import { fetchLines, inkOn, lineIcon, lineName } from "./lines.js";
 import { TodayFigures } from "./stats.js";
 
 const MIN_PASSWORD = 8;
+const MIN_ADMIN_PASSWORD = 12; // access.py's MIN_ADMIN_PASSWORD_LENGTH; the server decides
 const SETTING_KEYS = ["clinic_name", "language", "display_names", "display_photos",
-  "anonymous_feed", "announce_voice"];
+  "anonymous_feed", "announce_voice", "time_zone", "priority_question"];
+// A line's call rule when it has none of its own (docs/call-order.md; lines.py).
+const DEFAULT_RULE = { mode: "interleave", priority: 2, normal: 1, max_wait_minutes: 45 };
+const CLOCK = /^([01][0-9]|2[0-3]):[0-5][0-9]$/;
 
 const data = pageData();
 const me = data.credential; // {label, role, room} (and token, once the server sends it)
@@ -23,6 +31,7 @@ const els = {
   banner: byId("feed-banner"),
   figures: byId("today-figures"),
   credentialsStatus: byId("credentials-status"),
+  credentialsFlagged: byId("credentials-flagged"),
   credentialsBody: byId("credentials-body"),
   credentialsMessage: byId("credentials-message"),
   createForm: byId("create-form"),
@@ -51,6 +60,47 @@ const els = {
   confirmLastAdmin: byId("confirm-last-admin"),
   confirmError: byId("confirm-error"),
   confirmYes: byId("confirm-yes"),
+  timeZone: byId("setting-time-zone"),
+  timeZoneCustomField: byId("time-zone-custom-field"),
+  timeZoneCustom: byId("setting-time-zone-custom"),
+  linesStatus: byId("lines-status"),
+  linesBody: byId("lines-body"),
+  linesMessage: byId("lines-message"),
+  lineForm: byId("line-form"),
+  lineFormHeading: byId("line-form-heading"),
+  lineNameEn: byId("line-name-en"),
+  lineNameEs: byId("line-name-es"),
+  linePrefix: byId("line-prefix"),
+  lineColour: byId("line-colour"),
+  lineIcon: byId("line-icon"),
+  lineIconPreview: byId("line-icon-preview"),
+  lineHours: byId("line-hours"),
+  ruleNumbers: byId("rule-numbers"),
+  ruleP: byId("line-rule-p"),
+  ruleN: byId("line-rule-n"),
+  ageing: byId("line-ageing"),
+  ageingMinutes: byId("line-ageing-minutes"),
+  lineSubmit: byId("line-submit"),
+  lineCancel: byId("line-cancel"),
+  lineStatus: byId("line-status"),
+  credentialDialog: byId("credential-dialog"),
+  credentialForm: byId("credential-form"),
+  credentialHeading: byId("credential-dialog-heading"),
+  credentialRoom: byId("credential-room"),
+  credentialLines: byId("credential-lines"),
+  credentialError: byId("credential-error"),
+  credentialSave: byId("credential-save"),
+  passwordDialog: byId("password-dialog"),
+  passwordForm: byId("password-form"),
+  passwordHeading: byId("password-heading"),
+  passwordBody: byId("password-body"),
+  passwordSelf: byId("password-self"),
+  passwordNew: byId("password-new"),
+  passwordHint: byId("password-new-hint"),
+  passwordConfirm: byId("password-confirm"),
+  passwordError: byId("password-error"),
+  passwordCancel: byId("password-cancel"),
+  passwordSubmit: byId("password-submit"),
 };
 
 function showStatus(node, kind, text) {
@@ -75,6 +125,14 @@ const ERROR_TEXTS = {
   setting_unknown: "admin.error.setting_invalid",
   preset_unknown: "admin.error.setting_invalid",
   no_such_credential: "admin.error.no_such_credential",
+  room_invalid_character: "admin.error.room_invalid_character",
+  credential_change_invalid: "admin.error.credential_change_invalid",
+  line_invalid: "admin.error.line_invalid",
+  line_prefix_taken: "admin.error.line_prefix_taken",
+  line_last_active: "admin.error.line_last_active",
+  too_many_lines: "admin.error.too_many_lines",
+  line_not_found: "admin.error.line_not_found",
+  line_unknown: "admin.error.line_unknown",
 };
 
 function errorText(error) {
@@ -122,8 +180,15 @@ function credentialRow(c) {
   const label = document.createDocumentFragment();
   label.append(c.label);
   if (c.active && isOwn(c)) label.append(" ", el("span", "badge badge--you", t("admin.you")));
-  const badge = el("span", `badge badge--${c.active ? "active" : "inactive"}`,
-    t(c.active ? "admin.active" : "admin.inactive"));
+  const status = document.createDocumentFragment();
+  status.append(el("span", `badge badge--${c.active ? "active" : "inactive"}`,
+    t(c.active ? "admin.active" : "admin.inactive")));
+  if (c.imported) status.append(" ", el("span", "badge badge--imported", t("admin.imported")));
+  if (c.active && c.password_reset_required) {
+    // It cannot sign in until an administrator sets a new password: said plainly.
+    tr.classList.add("needs-password");
+    status.append(" ", el("span", "badge badge--reset", t("admin.reset_needed")));
+  }
   const time = el("time", null, dateText(c.created_at));
   time.dateTime = c.created_at;
   tr.append(
@@ -131,16 +196,33 @@ function credentialRow(c) {
     cell("col-role", "admin.col_role", t(`role.${c.role}`)),
     cell("col-label", "admin.col_label", label),
     cell("col-room", "admin.col_room", c.room || t("admin.no_value")),
-    cell("col-status", "admin.col_status", badge),
+    cell("col-lines", "admin.col_lines", servedText(c)),
+    cell("col-status", "admin.col_status", status),
     cell("col-created", "admin.col_created", time),
   );
   const action = cell("col-action", null, null);
   if (c.active) {
+    const reset = el("button", c.password_reset_required ? "button button--primary" : "button",
+      t("admin.set_password_action"));
+    reset.type = "button";
+    reset.dataset.action = "password";
+    reset.setAttribute("aria-label", t("admin.set_password_name", { label: c.label }));
+    reset.addEventListener("click", () => askPassword(c));
+    const buttons = el("div", "row-actions");
+    if (c.role === "doctor") {
+      const edit = el("button", "button button--quiet", t("admin.edit"));
+      edit.type = "button";
+      edit.setAttribute("aria-label", t("admin.edit_name", { label: c.label }));
+      edit.addEventListener("click", () => editCredential(c));
+      buttons.append(edit);
+    }
+    buttons.append(reset);
     const button = el("button", "button button--danger", t("admin.deactivate"));
     button.type = "button";
     button.setAttribute("aria-label", t("admin.deactivate_name", { label: c.label }));
     button.addEventListener("click", () => askDeactivate(c));
-    action.append(button);
+    buttons.append(button);
+    action.append(buttons);
   }
   tr.append(action);
   return tr;
@@ -152,6 +234,7 @@ function renderCredentials() {
     Number(b.active) - Number(a.active) || b.created_at.localeCompare(a.created_at)
       || b.token.localeCompare(a.token));
   els.credentialsBody.replaceChildren(...sorted.map(credentialRow));
+  els.credentialsFlagged.hidden = !sorted.some((c) => c.active && c.password_reset_required);
   els.credentialsMessage.hidden = sorted.length > 0;
   els.credentialsMessage.removeAttribute("data-i18n");
   els.credentialsMessage.textContent = t("admin.no_credentials");
@@ -167,6 +250,64 @@ async function loadCredentials() {
     els.credentialsMessage.textContent = t("admin.load_failed");
   }
 }
+
+function servedText(c) {
+  if (c.role !== "doctor") return t("admin.no_value");
+  if (!c.lines || c.lines.length === 0) return t("admin.lines_every");
+  return c.lines.join(", ");
+}
+
+// A doctor's room and served lines, in a dialog (Escape or Cancel changes nothing).
+let editing = null; // the credential in the dialog
+
+function editCredential(c) {
+  editing = c;
+  els.credentialHeading.textContent = t("admin.credential_edit_heading", { label: c.label });
+  els.credentialRoom.value = c.room || "";
+  const served = new Set(c.lines || []);
+  const boxes = (lines || [])
+    .filter((line) => line.active || served.has(line.prefix))
+    .map((line) => {
+      const label = el("label", "checkbox");
+      const input = el("input");
+      input.type = "checkbox";
+      input.name = "lines";
+      input.value = line.prefix;
+      input.checked = served.has(line.prefix);
+      label.append(input, " ", lineChip(line));
+      return label;
+    });
+  els.credentialLines.replaceChildren(...boxes);
+  els.credentialError.hidden = true;
+  els.credentialSave.disabled = false;
+  els.credentialDialog.showModal();
+  els.credentialRoom.focus();
+}
+
+els.credentialDialog.addEventListener("close", () => {
+  editing = null;
+});
+
+els.credentialForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const c = editing;
+  if (!c) return;
+  const served = [...els.credentialLines.querySelectorAll("input:checked")].map((i) => i.value);
+  const body = { room: els.credentialRoom.value.trim() || null, lines: served };
+  els.credentialSave.disabled = true;
+  try {
+    await api("PATCH", `/api/credentials/${encodeURIComponent(c.token)}/`, { json: body });
+  } catch (error) {
+    els.credentialError.textContent = errorText(error);
+    els.credentialError.hidden = false;
+    els.credentialSave.disabled = false;
+    return;
+  }
+  els.credentialDialog.close();
+  els.credentialsStatus.textContent = t("admin.credential_saved", { label: c.label });
+  els.credentialsStatus.hidden = false;
+  await loadCredentials();
+});
 
 function renderRoleHint() {
   const role = els.createRole.value;
@@ -283,11 +424,374 @@ els.confirmYes.addEventListener("click", async () => {
   await loadCredentials();
 });
 
+// --- lines ----------------------------------------------------------------------------------
+
+let lines = null; // GET /api/lines/ (admin's order); null until loaded
+let editingLine = null; // the line in the form, or null: the form adds a line
+let shownRule = null; // the rule as the form showed it: an untouched rule is not sent
+
+function lineChip(line) {
+  const chip = el("span", "line-chip");
+  chip.style.setProperty("--line-colour", line.colour);
+  chip.style.setProperty("--line-ink", inkOn(line.colour));
+  if (line.icon) chip.append(lineIcon(line.icon, "line-chip__icon"));
+  chip.append(el("span", "line-chip__prefix", line.prefix));
+  chip.append(el("span", "line-chip__name", lineName(line, lang)));
+  return chip;
+}
+
+function hoursText(hours) {
+  if (!hours) return t("admin.hours_always");
+  return hours.map(([start, end]) => `${start}–${end}`).join(", ");
+}
+
+function ruleText(rule) {
+  if (!rule) {
+    const { priority, normal, max_wait_minutes: minutes } = DEFAULT_RULE;
+    return t("admin.rule_default", { priority, normal, minutes });
+  }
+  const mode = rule.mode === "strict" ? t("admin.rule_strict")
+    : t("admin.rule_interleave", { priority: rule.priority, normal: rule.normal });
+  const ageing = rule.max_wait_minutes === null || rule.max_wait_minutes === undefined
+    ? t("admin.rule_no_ageing") : t("admin.rule_ageing", { minutes: rule.max_wait_minutes });
+  return `${mode} · ${ageing}`;
+}
+
+function lineRow(line) {
+  const tr = el("tr");
+  tr.dataset.prefix = line.prefix;
+  if (!line.active) tr.classList.add("is-inactive");
+  const status = document.createDocumentFragment();
+  status.append(el("span", `badge badge--${line.active ? "active" : "inactive"}`,
+    t(line.active ? "admin.active" : "admin.inactive")));
+  if (line.active && line.open_now === false) {
+    status.append(" ", el("span", "badge badge--inactive", t("admin.closed_now")));
+  }
+  tr.append(
+    cell("col-line", "admin.col_line", lineChip(line)),
+    cell("col-hours", "admin.col_hours", hoursText(line.hours)),
+    cell("col-rule", "admin.col_rule", ruleText(line.call_rule)),
+    cell("col-status", "admin.col_status", status),
+  );
+  const name = `${line.prefix} ${lineName(line, lang)}`;
+  const action = cell("col-action", null, null);
+  const edit = el("button", "button button--quiet", t("admin.edit"));
+  edit.type = "button";
+  edit.setAttribute("aria-label", t("admin.edit_name", { label: name }));
+  edit.addEventListener("click", () => editLine(line));
+  const toggle = el("button", `button ${line.active ? "button--danger" : ""}`,
+    t(line.active ? "admin.deactivate" : "admin.reactivate"));
+  toggle.type = "button";
+  toggle.setAttribute("aria-label",
+    t(line.active ? "admin.deactivate_name" : "admin.reactivate_name", { label: name }));
+  toggle.addEventListener("click", () => setLineActive(line, !line.active));
+  action.append(edit, " ", toggle);
+  tr.append(action);
+  return tr;
+}
+
+function renderLines() {
+  if (lines === null) return;
+  els.linesBody.replaceChildren(...lines.map(lineRow));
+  els.linesMessage.hidden = lines.length > 0;
+  els.linesMessage.removeAttribute("data-i18n");
+  els.linesMessage.textContent = t("admin.no_lines");
+}
+
+async function loadLines() {
+  const loaded = await fetchLines();
+  if (loaded === null) {
+    els.linesMessage.hidden = false;
+    els.linesMessage.removeAttribute("data-i18n");
+    els.linesMessage.textContent = t("admin.load_failed");
+    return;
+  }
+  lines = loaded;
+  renderLines();
+  renderCredentials(); // the lines a doctor serves are shown by name
+}
+
+function showLinesStatus(kind, text) {
+  els.linesStatus.className = `alert alert--${kind}`;
+  els.linesStatus.textContent = text;
+  els.linesStatus.hidden = !text;
+}
+
+async function setLineActive(line, active) {
+  showLinesStatus("ok", "");
+  try {
+    await api("PATCH", `/api/lines/${line.id}/`, { json: { active } });
+  } catch (error) {
+    showLinesStatus("error", errorText(error));
+    return;
+  }
+  const key = active ? "admin.line_reactivated" : "admin.line_deactivated";
+  showLinesStatus("ok", t(key, { prefix: line.prefix }));
+  await loadLines();
+}
+
+function renderIconPreview() {
+  const icon = els.lineIcon.value;
+  els.lineIconPreview.replaceChildren(...(icon ? [lineIcon(icon, "icon-pick__svg")] : []));
+  els.lineIconPreview.style.setProperty("--line-colour", els.lineColour.value);
+}
+
+els.lineIcon.addEventListener("change", renderIconPreview);
+els.lineColour.addEventListener("input", renderIconPreview);
+
+function ruleMode() {
+  return els.lineForm.elements.mode.value;
+}
+
+function renderRuleFields() {
+  els.ruleNumbers.hidden = ruleMode() !== "interleave";
+  els.ageingMinutes.disabled = !els.ageing.checked;
+}
+
+for (const radio of els.lineForm.elements.mode) radio.addEventListener("change", renderRuleFields);
+els.ageing.addEventListener("change", renderRuleFields);
+
+function fillLineForm(line) {
+  const rule = line?.call_rule || DEFAULT_RULE;
+  els.lineNameEn.value = line?.name?.en || "";
+  els.lineNameEs.value = line?.name?.es || "";
+  els.linePrefix.value = line?.prefix || "";
+  els.lineColour.value = line?.colour || "#0b5d6b";
+  els.lineIcon.value = line?.icon || "";
+  els.lineHours.value = line?.hours ? line.hours.map(([a, b]) => `${a}-${b}`).join(", ") : "";
+  els.lineForm.elements.mode.value = rule.mode;
+  els.ruleP.value = String(rule.priority ?? DEFAULT_RULE.priority);
+  els.ruleN.value = String(rule.normal ?? DEFAULT_RULE.normal);
+  const minutes = rule.max_wait_minutes;
+  els.ageing.checked = minutes !== null && minutes !== undefined;
+  els.ageingMinutes.value = String(minutes ?? DEFAULT_RULE.max_wait_minutes);
+  renderRuleFields();
+  renderIconPreview();
+  shownRule = JSON.stringify(formRule());
+}
+
+function renderLineForm() {
+  els.lineFormHeading.textContent = editingLine
+    ? t("admin.line_edit_heading", { prefix: editingLine.prefix }) : t("admin.line_create_heading");
+  els.lineSubmit.textContent = t(editingLine ? "admin.line_save" : "admin.line_create");
+  els.lineCancel.hidden = !editingLine;
+}
+
+function editLine(line) {
+  editingLine = line;
+  fillLineForm(line);
+  renderLineForm();
+  showStatus(els.lineStatus, "note", "");
+  els.lineFormHeading.scrollIntoView({ block: "nearest" });
+  els.lineNameEn.focus();
+}
+
+function stopEditingLine() {
+  editingLine = null;
+  fillLineForm(null);
+  renderLineForm();
+}
+
+els.lineCancel.addEventListener("click", () => {
+  stopEditingLine();
+  showStatus(els.lineStatus, "note", "");
+});
+
+// "08:00-12:00, 14:00-18:00" -> [["08:00", "12:00"], ["14:00", "18:00"]]; empty -> null;
+// undefined when it cannot be read.
+function parsedHours(text) {
+  const parts = text.split(/[,;\n]/).map((part) => part.trim()).filter(Boolean);
+  if (parts.length === 0) return null;
+  const hours = [];
+  for (const part of parts) {
+    const pair = part.split(/\s*[-–]\s*/);
+    const [start, end] = pair.map((time) => (/^\d:/.test(time) ? `0${time}` : time));
+    if (pair.length !== 2 || !CLOCK.test(start) || !CLOCK.test(end)) return undefined;
+    hours.push([start, end]);
+  }
+  return hours.length <= 8 ? hours : undefined;
+}
+
+function wholeIn(input, low, high) {
+  const value = Number(input.value);
+  return Number.isInteger(value) && value >= low && value <= high ? value : null;
+}
+
+function formRule() {
+  const rule = { mode: ruleMode() };
+  if (rule.mode === "interleave") {
+    rule.priority = wholeIn(els.ruleP, 1, 10);
+    rule.normal = wholeIn(els.ruleN, 1, 10);
+  }
+  rule.max_wait_minutes = els.ageing.checked ? wholeIn(els.ageingMinutes, 5, 480) : null;
+  return rule;
+}
+
+function problemWithLine(hours, rule) {
+  if (!els.lineNameEn.value.trim()) return [els.lineNameEn, "admin.line_name_missing"];
+  if (!/^[A-Za-z]{1,2}$/.test(els.linePrefix.value.trim())) {
+    return [els.linePrefix, "admin.line_prefix_wrong"];
+  }
+  if (hours === undefined) return [els.lineHours, "admin.line_hours_wrong"];
+  if (rule.priority === null || rule.normal === null) {
+    return [rule.priority === null ? els.ruleP : els.ruleN, "admin.line_rule_wrong"];
+  }
+  if (els.ageing.checked && rule.max_wait_minutes === null) {
+    return [els.ageingMinutes, "admin.line_rule_wrong"];
+  }
+  return null;
+}
+
+let savingLine = false;
+
+els.lineForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (savingLine) return;
+  const hours = parsedHours(els.lineHours.value);
+  const rule = formRule();
+  const fields = [els.lineNameEn, els.linePrefix, els.lineHours, els.ruleP, els.ruleN,
+    els.ageingMinutes];
+  for (const input of fields) input.removeAttribute("aria-invalid");
+  const problem = problemWithLine(hours, rule);
+  if (problem) {
+    const [input, key] = problem;
+    input.setAttribute("aria-invalid", "true");
+    showStatus(els.lineStatus, "error", t(key));
+    input.focus();
+    return;
+  }
+  const name = { en: els.lineNameEn.value.trim() };
+  if (els.lineNameEs.value.trim()) name.es = els.lineNameEs.value.trim();
+  const body = {
+    name,
+    prefix: els.linePrefix.value.trim().toUpperCase(),
+    colour: els.lineColour.value.toLowerCase(),
+    icon: els.lineIcon.value || null,
+    hours,
+  };
+  // An untouched rule stays as it is (a line without its own rule keeps following the default).
+  if (!editingLine || JSON.stringify(rule) !== shownRule) body.call_rule = rule;
+  const line = editingLine;
+  savingLine = true;
+  els.lineSubmit.disabled = true;
+  showStatus(els.lineStatus, "note", "");
+  try {
+    const saved = line
+      ? await api("PATCH", `/api/lines/${line.id}/`, { json: body })
+      : await api("POST", "/api/lines/", { json: body });
+    stopEditingLine();
+    const key = line ? "admin.line_saved" : "admin.line_created";
+    showStatus(els.lineStatus, "ok", t(key, { prefix: saved.prefix }));
+    await loadLines();
+  } catch (error) {
+    showStatus(els.lineStatus, "error", errorText(error));
+  } finally {
+    savingLine = false;
+    els.lineSubmit.disabled = false;
+  }
+});
+
+els.lineForm.addEventListener("input", () => showStatus(els.lineStatus, "note", ""));
+// A new password for a credential (POST /api/credentials/{token}/password/): same rules as a
+// new credential's; the server clears "needs a new password" and ends its sessions.
+let passwordFor = null; // the credential the dialog is open for
+
+function renderPasswordDialog() {
+  const c = passwordFor;
+  if (!c) return;
+  els.passwordHeading.textContent = t("admin.password_heading", { label: c.label });
+  els.passwordBody.textContent = t("admin.password_body", { token: c.token });
+  els.passwordHint.textContent = t(c.role === "admin" ? "admin.new_password_hint_admin"
+    : "admin.new_password_hint");
+  els.passwordSelf.hidden = !isOwn(c);
+  if (!els.passwordSubmit.disabled) els.passwordSubmit.textContent = t("admin.set_password");
+}
+
+function showPasswordError(key, input = null) {
+  for (const field of [els.passwordNew, els.passwordConfirm]) field.removeAttribute("aria-invalid");
+  els.passwordError.hidden = !key;
+  els.passwordError.textContent = key ? t(key) : "";
+  if (input) {
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+  }
+}
+
+function askPassword(c) {
+  passwordFor = c;
+  els.passwordForm.reset();
+  showPasswordError(null);
+  els.passwordSubmit.disabled = false;
+  renderPasswordDialog();
+  els.passwordDialog.showModal();
+  els.passwordCancel.focus(); // the safe choice is the default one, as in the other dialogs
+}
+
+els.passwordCancel.addEventListener("click", () => els.passwordDialog.close());
+els.passwordDialog.addEventListener("close", () => {
+  passwordFor = null;
+  els.passwordForm.reset(); // no password stays in the page
+});
+
+let settingPassword = false;
+
+els.passwordForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const c = passwordFor;
+  if (!c || settingPassword) return;
+  const password = els.passwordNew.value;
+  if (password.length < MIN_PASSWORD) {
+    showPasswordError("admin.too_short", els.passwordNew);
+    return;
+  }
+  if (c.role === "admin" && password.length < MIN_ADMIN_PASSWORD) {
+    showPasswordError("admin.error.admin_password_too_short", els.passwordNew);
+    return;
+  }
+  if (password !== els.passwordConfirm.value) {
+    showPasswordError("admin.mismatch", els.passwordConfirm);
+    return;
+  }
+  showPasswordError(null);
+  settingPassword = true;
+  els.passwordSubmit.disabled = true;
+  els.passwordSubmit.textContent = t("admin.setting_password");
+  try {
+    await api("POST", `/api/credentials/${encodeURIComponent(c.token)}/password/`,
+      { json: { password } });
+  } catch (error) {
+    els.passwordError.textContent = errorText(error);
+    els.passwordError.hidden = false;
+    if (error instanceof ApiError && error.code !== "no_such_credential") {
+      els.passwordNew.setAttribute("aria-invalid", "true");
+      els.passwordNew.focus();
+    }
+    return;
+  } finally {
+    settingPassword = false;
+    els.passwordSubmit.disabled = false;
+    els.passwordSubmit.textContent = t("admin.set_password");
+  }
+  const own = isOwn(c) && Boolean(me.token);
+  els.passwordDialog.close();
+  if (own) {
+    window.location.assign("/login"); // this page's own session has just ended
+    return;
+  }
+  els.credentialsStatus.textContent = t("admin.password_set", { label: c.label });
+  els.credentialsStatus.hidden = false;
+  await loadCredentials();
+  // The row was drawn anew: focus goes back to its button, not to the top of the page.
+  els.credentialsBody.querySelector(`tr[data-token="${CSS.escape(c.token)}"] [data-action="password"]`)
+    ?.focus();
+});
+
 // --- settings -------------------------------------------------------------------------------
 
 const form = els.settingsForm;
 
 function formValue(key) {
+  if (key === "time_zone") return els.timeZone.value || els.timeZoneCustom.value.trim();
   const field = form.elements[key];
   if (key === "clinic_name") return field.value.trim();
   if (field instanceof RadioNodeList) return field.value;
@@ -295,6 +799,13 @@ function formValue(key) {
 }
 
 function setFormValue(key, value) {
+  if (key === "time_zone") {
+    const listed = [...els.timeZone.options].some((o) => o.value && o.value === value);
+    els.timeZone.value = listed ? value : "";
+    els.timeZoneCustom.value = listed ? "" : value;
+    renderTimeZone();
+    return;
+  }
   const field = form.elements[key];
   if (key === "clinic_name") field.value = value;
   else if (field instanceof RadioNodeList) field.value = value;
@@ -308,6 +819,16 @@ function renderAnonymousWarning() {
 }
 
 form.elements.anonymous_feed.addEventListener("change", renderAnonymousWarning);
+
+// A common zone from the list, or "Other…" and any IANA name the server accepts.
+function renderTimeZone() {
+  els.timeZoneCustomField.hidden = els.timeZone.value !== "";
+}
+
+els.timeZone.addEventListener("change", () => {
+  renderTimeZone();
+  if (els.timeZone.value === "") els.timeZoneCustom.focus();
+});
 // "Saved." describes the form as it was; once edited again, it no longer does.
 form.addEventListener("input", () => showStatus(els.settingsStatus, "note", ""));
 form.addEventListener("change", () => showStatus(els.settingsStatus, "note", ""));
@@ -340,7 +861,9 @@ form.addEventListener("submit", async (event) => {
     useSettings(await api("PATCH", "/api/settings/", { json: changes }), true);
     showStatus(els.settingsStatus, "ok", t("admin.saved"));
   } catch (error) {
-    showStatus(els.settingsStatus, "error", errorText(error));
+    const zone = error?.code === "setting_value_invalid" && "time_zone" in changes;
+    showStatus(els.settingsStatus, "error", zone ? t("admin.error.time_zone_invalid")
+      : errorText(error));
   } finally {
     saving = false;
     els.settingsSubmit.disabled = false;
@@ -638,6 +1161,9 @@ function renderAll() {
   renderRoleHint();
   renderReveal();
   renderCredentials();
+  renderLines();
+  renderLineForm();
+  renderPasswordDialog();
   figures.render();
   renderAnonymousWarning();
   renderCompat();
@@ -656,8 +1182,10 @@ function renderAll() {
 }
 
 for (const key of SETTING_KEYS) setFormValue(key, settings[key]);
+fillLineForm(null);
 renderAll();
 loadCredentials();
+loadLines();
 fillIntake(settings.intake_form ?? null);
 loadIntakeForm(true);
 

@@ -3,10 +3,14 @@
 // A patient's name (waiting or recently called) opens their details and intake answers;
 // sensitive answers stay hidden until "Show" is pressed.
 // The live feed drives the list, so two doctors calling at once always agree.
+// Lines (issue 15): each patient's ticket, line and priority; the list in the real call
+// order (each patient's place in their line, GET /api/queue/ after every change); a
+// priority select per patient; "Only my lines" when this credential serves some lines.
 
 import { ApiError, api } from "./api.js";
 import { NAME_SLOT, byId, decorative, el, photo, withIsolatedName } from "./dom.js";
 import { QueueFeed } from "./feed.js";
+import { fetchLines, inkOn, lineIcon, lineName } from "./lines.js";
 import { applyTexts, clockText, pageData, renderStaffHeader, translator } from "./page.js";
 import { TodayFigures, minutesSince, waitedText } from "./stats.js";
 import { labelIn } from "./intake.js";
@@ -18,8 +22,19 @@ const LONG_WAIT_MINUTES = 30;
 const INTERACTIVE = "a, button, input, select, textarea, summary, label, [contenteditable], " +
   "[role=button], [role=link], [role=checkbox], [role=radio], [role=menuitem]";
 
+const PRIORITIES = ["normal", "priority", "urgent"];
+const PLACES_DELAY_MS = 100; // several events at once: one read of the places
+
+// The server's error codes (errors.py) a priority change can meet, as this page's texts.
+const ERROR_TEXTS = {
+  priority_invalid: "doctor.error.priority_invalid",
+  no_such_patient: "doctor.already_called",
+};
+
 const data = pageData();
 const room = data.credential.room || null;
+// The prefixes of the lines this credential serves; none: every line.
+const myLines = new Set(data.credential.lines || []);
 let lang = data.lang;
 let t = translator(data, lang);
 let clinicName = data.settings.clinic_name;
@@ -30,6 +45,9 @@ const state = {
   recent: [], // visits with calledAt, newest first
   busy: false,
   result: null, // what the last call said: {kind, key?, name?, room?, at?}
+  lines: [], // GET /api/lines/, in the admin's order
+  mineOnly: myLines.size > 0, // "Only my lines"
+  pendingPriority: new Set(), // patient ids whose priority change is on its way
 };
 
 const els = {
@@ -47,6 +65,12 @@ const els = {
   recent: byId("recent-list"),
   recentEmpty: byId("recent-empty"),
   announcer: byId("announcer"),
+  linesLine: byId("lines-line"),
+  myLinesField: byId("my-lines-field"),
+  myLines: byId("my-lines"),
+  emptyTitle: byId("queue-empty-title"),
+  emptyHint: byId("queue-empty-hint"),
+  others: byId("queue-others"),
   detail: byId("detail"),
   detailPhoto: byId("detail-photo"),
   detailName: byId("detail-name"),
@@ -58,11 +82,104 @@ const els = {
 
 // --- state changes ------------------------------------------------------------------------
 
+// The call order as the server predicts it: each line's place, then across lines urgent
+// first, then the longest waiting (how Call next picks among the lines' next patients).
+// A patient whose place is not known yet (just checked in) goes last until it is.
+function callOrder(a, b) {
+  const place = (a.place ?? Infinity) - (b.place ?? Infinity);
+  if (place) return place;
+  const urgent = Number(b.priority === "urgent") - Number(a.priority === "urgent");
+  return urgent || a.entryId - b.entryId;
+}
+
+function sortWaiting() {
+  state.waiting.sort(callOrder);
+}
+
 function addWaiting(entry) {
   if (state.waiting.some((w) => w.patientId === entry.patientId)) return false;
   state.waiting.push(entry);
-  state.waiting.sort((a, b) => a.entryId - b.entryId);
+  sortWaiting();
   return true;
+}
+
+function updateWaiting(visit) {
+  const entry = state.waiting.find((w) => w.patientId === visit.patientId);
+  if (!entry) return null;
+  entry.priority = visit.priority;
+  return entry;
+}
+
+// Places move with every check-in, call and priority change: read them again (the last
+// read asked wins, so a slow answer never overwrites a newer one).
+let placesTimer = null;
+let placesAsked = 0;
+
+function refreshPlaces() {
+  clearTimeout(placesTimer);
+  placesTimer = setTimeout(readPlaces, PLACES_DELAY_MS);
+}
+
+async function readPlaces() {
+  const asked = ++placesAsked;
+  let items;
+  try {
+    items = await api("GET", "/api/queue/");
+  } catch {
+    return; // the feed's banner says when the box is unreachable; the next event retries
+  }
+  if (asked !== placesAsked) return;
+  const byEntry = new Map(items.map((item) => [item.id, item]));
+  for (const entry of state.waiting) {
+    const item = byEntry.get(entry.entryId);
+    if (!item) continue;
+    entry.place = Number.isInteger(item.place) ? item.place : null;
+    if (!state.pendingPriority.has(entry.patientId)) entry.priority = item.priority || "normal";
+  }
+  sortWaiting();
+  renderQueue();
+}
+
+// --- lines ----------------------------------------------------------------------------------
+
+function lineOf(prefix) {
+  return state.lines.find((line) => line.prefix === prefix) || null;
+}
+
+// More than one line in use: only then do lines show (one line looks as it always did).
+function severalLines() {
+  return state.lines.filter((line) => line.active).length > 1
+    || new Set(state.waiting.map((w) => w.line)).size > 1;
+}
+
+function serves(entry) {
+  return myLines.size === 0 || myLines.has(entry.line);
+}
+
+function shown() {
+  return state.mineOnly && myLines.size > 0 ? state.waiting.filter(serves) : state.waiting;
+}
+
+function lineChip(prefix) {
+  const line = lineOf(prefix);
+  const chip = el("span", "line-chip");
+  chip.dataset.line = prefix || "";
+  if (line) {
+    chip.style.setProperty("--line-colour", line.colour);
+    chip.style.setProperty("--line-ink", inkOn(line.colour));
+    if (line.icon) chip.append(lineIcon(line.icon, "line-chip__icon"));
+  }
+  chip.append(el("span", "line-chip__prefix", prefix || ""));
+  if (line) chip.append(el("span", "line-chip__name", lineName(line, lang)));
+  return chip;
+}
+
+async function loadLines() {
+  const lines = await fetchLines();
+  if (lines === null) return; // tickets still show; the chips come with the next load
+  state.lines = lines;
+  renderChrome();
+  renderQueue();
 }
 
 function removeWaiting(patientId) {
@@ -107,15 +224,27 @@ function updateWait(node, iso) {
 function patientRow(entry) {
   const li = el("li", "patient");
   li.dataset.patientId = String(entry.patientId);
-  li.append(decorative(el("span", "patient__pos"))); // the list itself tells its order
+  const position = el("span", "patient__pos");
+  position.append(el("span", "visually-hidden"), el("span", "patient__place"));
+  li.append(position);
   li.append(avatar(entry, "patient__photo"));
   const main = el("div", "patient__main");
-  main.append(nameButton(entry, "patient__name"));
+  const title = el("span", "patient__title");
+  title.append(el("span", "patient__ticket"), nameButton(entry, "patient__name"));
+  main.append(title);
   main.append(el("span", "patient__meta"));
   li.append(main);
   const wait = el("span", "patient__wait");
   wait.dataset.since = entry.checkedInAt;
   li.append(wait);
+  const select = el("select", "input patient__priority");
+  for (const priority of PRIORITIES) {
+    const option = el("option");
+    option.value = priority;
+    select.append(option);
+  }
+  select.addEventListener("change", () => setPriority(entry.patientId, select));
+  li.append(select);
   const button = el("button", "button patient__call", t("doctor.call"));
   button.type = "button";
   button.addEventListener("click", () => call(entry.patientId));
@@ -123,12 +252,31 @@ function patientRow(entry) {
   return li;
 }
 
-function fillRow(li, entry, index) {
-  const position = li.querySelector(".patient__pos");
-  position.textContent = String(index + 1);
-  li.querySelector(".patient__meta").textContent =
-    t("doctor.arrived", { time: clockText(lang, new Date(entry.checkedInAt)) });
+function fillRow(li, entry) {
+  li.dataset.line = entry.line || "";
+  li.dataset.priority = entry.priority;
+  li.querySelector(".patient__pos .visually-hidden").textContent = `${t("doctor.place")} `;
+  li.querySelector(".patient__place").textContent = entry.place === null ? "" : String(entry.place);
+  li.querySelector(".patient__pos").title =
+    entry.place === null ? "" : t("doctor.place_in_line", { place: entry.place });
+  const ticket = li.querySelector(".patient__ticket");
+  ticket.textContent = entry.ticket || "";
+  ticket.hidden = !entry.ticket;
+  const meta = li.querySelector(".patient__meta");
+  meta.replaceChildren();
+  if (severalLines() && entry.line) meta.append(lineChip(entry.line));
+  if (entry.priority !== "normal") {
+    meta.append(el("span", `priority-badge priority-badge--${entry.priority}`,
+      t(`doctor.priority.${entry.priority}`)));
+  }
+  meta.append(el("span", "patient__arrived",
+    t("doctor.arrived", { time: clockText(lang, new Date(entry.checkedInAt)) })));
   updateWait(li.querySelector(".patient__wait"), entry.checkedInAt);
+  const select = li.querySelector(".patient__priority");
+  for (const option of select.options) option.textContent = t(`doctor.priority.${option.value}`);
+  select.setAttribute("aria-label", t("doctor.priority_for", { name: entry.ticket || entry.name }));
+  if (!state.pendingPriority.has(entry.patientId)) select.value = entry.priority;
+  select.disabled = state.pendingPriority.has(entry.patientId);
   const button = li.querySelector(".patient__call");
   button.textContent = t("doctor.call");
   button.setAttribute("aria-label", t("doctor.call_name", { name: entry.name }));
@@ -140,7 +288,8 @@ function renderQueue() {
   const rows = new Map([...els.list.children].map((li) => [Number(li.dataset.patientId), li]));
   const focusedRow = document.activeElement?.closest?.(".patient");
   const focusedIndex = focusedRow ? [...els.list.children].indexOf(focusedRow) : -1;
-  const keep = new Set(state.waiting.map((w) => w.patientId));
+  const visible = shown();
+  const keep = new Set(visible.map((w) => w.patientId));
   let lostFocus = false;
   for (const [id, li] of rows) {
     if (!keep.has(id)) {
@@ -149,9 +298,9 @@ function renderQueue() {
       rows.delete(id);
     }
   }
-  state.waiting.forEach((entry, index) => {
+  visible.forEach((entry, index) => {
     const li = rows.get(entry.patientId) || patientRow(entry);
-    fillRow(li, entry, index);
+    fillRow(li, entry);
     if (els.list.children[index] !== li) els.list.insertBefore(li, els.list.children[index] || null);
   });
   if (lostFocus) {
@@ -160,17 +309,23 @@ function renderQueue() {
     (next?.querySelector(".patient__call") || els.callNext).focus({ preventScroll: true });
   }
 
-  const n = state.waiting.length;
+  const n = visible.length;
+  const filtered = visible !== state.waiting;
   els.loading.hidden = state.loaded;
   els.empty.hidden = !state.loaded || n > 0;
+  els.emptyTitle.textContent = t(filtered ? "doctor.empty_mine" : "doctor.empty");
+  els.emptyHint.textContent = t(filtered ? "doctor.empty_mine_hint" : "doctor.empty_hint");
   els.list.hidden = n === 0;
   els.count.hidden = !state.loaded;
   els.count.textContent = String(n);
+  const others = state.waiting.length - n;
+  els.others.hidden = !state.loaded || others === 0;
+  els.others.textContent = others ? t("doctor.other_lines", { count: others }) : "";
   renderCallPanel();
 }
 
 function renderCallPanel() {
-  const first = state.waiting[0];
+  const first = state.waiting.find(serves); // Call next takes from my lines only
   els.callNext.disabled = state.busy || !first;
   els.callNext.setAttribute("aria-busy", String(state.busy));
   els.callNextText.textContent = t(state.busy ? "doctor.calling" : "doctor.call_next");
@@ -178,6 +333,22 @@ function renderCallPanel() {
     ...(first ? withIsolatedName(t("doctor.next_up", { name: NAME_SLOT }), first.name) : [t("doctor.nobody_next")]),
   );
   for (const button of els.list.querySelectorAll(".patient__call")) button.disabled = state.busy;
+}
+
+function renderLines() {
+  const several = severalLines();
+  const mine = state.lines.filter((line) => myLines.has(line.prefix));
+  els.linesLine.hidden = !several;
+  els.linesLine.replaceChildren();
+  if (several && myLines.size > 0) {
+    els.linesLine.append(el("span", "staff-intro__lines-label", t("doctor.lines_served")));
+    const prefixes = mine.length ? mine.map((line) => line.prefix) : [...myLines];
+    for (const prefix of prefixes) els.linesLine.append(" ", lineChip(prefix));
+  } else if (several) {
+    els.linesLine.textContent = t("doctor.lines_all");
+  }
+  els.myLinesField.hidden = !(several && myLines.size > 0);
+  els.myLines.checked = state.mineOnly;
 }
 
 function renderResult() {
@@ -188,6 +359,7 @@ function renderResult() {
   if (!r) return;
   if (r.kind === "called") {
     box.classList.add("call-result--called");
+    if (r.ticket) box.append(el("p", "call-result__ticket", r.ticket));
     const text = r.room ? t("doctor.called_room", { name: NAME_SLOT, room: r.room })
       : t("doctor.called", { name: NAME_SLOT });
     const line = el("p", "call-result__text");
@@ -204,7 +376,10 @@ function renderRecent() {
   const items = state.recent.map((call) => {
     const li = el("li", "recent");
     li.append(avatar(call, "recent__photo"));
-    li.append(nameButton(call, "recent__name"));
+    const who = el("span", "recent__who");
+    if (call.ticket) who.append(el("span", "recent__ticket", call.ticket), " ");
+    who.append(nameButton(call, "recent__name"));
+    li.append(who);
     if (call.room) li.append(el("span", "recent__room", call.room));
     const time = el("time", "recent__time", clockText(lang, new Date(call.calledAt)));
     time.dateTime = call.calledAt;
@@ -220,6 +395,7 @@ function renderChrome() {
   renderStaffHeader(t, { lang, title: "doctor.title", clinicName, label: data.credential.label });
   els.roomLine.textContent = room ? t("doctor.room", { room }) : t("doctor.no_room");
   applyTexts(t);
+  renderLines();
 }
 
 function renderAll() {
@@ -261,14 +437,19 @@ async function call(patientId) {
   const body = patientId === null
     ? { action: "call_next" }
     : { action: "complete", patient_id: patientId };
+  const before = new Map(state.waiting.map((w) => [w.patientId, w]));
   try {
     const answer = await api("POST", "/api/doctors/", { json: body });
     const patient = answer.patient;
     const at = new Date().toISOString();
-    state.result = { kind: "called", name: patient.fname, room, at };
-    removeWaiting(patient.id);
+    // The feed may have taken them off the list already: the list as it was before the call.
+    const called = before.get(patient.id);
+    const ticket = answer.ticket || called?.ticket;
+    state.result = { kind: "called", name: patient.fname, ticket: ticket || null, room, at };
     const image = patient.image || null;
-    addRecent({ patientId: patient.id, name: patient.fname, image, room, calledAt: at });
+    addRecent({ patientId: patient.id, name: patient.fname, image, room, calledAt: at,
+      ticket: called?.ticket || null, line: called?.line || null });
+    removeWaiting(patient.id);
   } catch (error) {
     if (error instanceof ApiError && ["nobody_waiting", "no_such_patient"].includes(error.code)) {
       // Another doctor was quicker: not an error, just news. The feed updates the list.
@@ -286,6 +467,7 @@ async function call(patientId) {
     renderResult();
     renderRecent();
     figures.refresh();
+    refreshPlaces();
     const focusLost = !document.activeElement || document.activeElement === document.body;
     if (focusLost) restoreFocus(hadFocus, focusedRow);
   }
@@ -300,6 +482,42 @@ function restoreFocus(onCallNext, rowIndex) {
 }
 
 els.callNext.addEventListener("click", () => call(null));
+
+// --- priorities -----------------------------------------------------------------------------
+
+async function setPriority(patientId, select) {
+  const entry = state.waiting.find((w) => w.patientId === patientId);
+  if (!entry || select.value === entry.priority) return;
+  const priority = select.value;
+  state.pendingPriority.add(patientId);
+  select.disabled = true;
+  try {
+    const answer = await api("POST", "/api/doctors/", {
+      json: { action: "set_priority", patient_id: patientId, priority },
+    });
+    entry.priority = answer.priority || priority;
+    announce(t("doctor.priority_changed", {
+      ticket: entry.ticket || entry.name, priority: t(`doctor.priority.${entry.priority}`),
+    }));
+  } catch (error) {
+    const key = error instanceof ApiError
+      ? ERROR_TEXTS[error.code] || "common.error.generic" : "common.error.network";
+    state.result = { kind: error?.code === "no_such_patient" ? "info" : "error", key };
+    if (error?.code === "no_such_patient") removeWaiting(patientId);
+    renderResult();
+  } finally {
+    state.pendingPriority.delete(patientId);
+    const focused = document.activeElement === select;
+    renderQueue();
+    if (focused && select.isConnected) select.focus({ preventScroll: true });
+    refreshPlaces();
+  }
+}
+
+els.myLines.addEventListener("change", () => {
+  state.mineOnly = els.myLines.checked;
+  renderQueue();
+});
 
 document.addEventListener("keydown", (event) => {
   if (event.key !== " " && event.key !== "Enter") return;
@@ -451,7 +669,8 @@ function onMessage(message) {
   }
   if (message.kind === "snapshot") {
     state.loaded = true;
-    state.waiting = [...message.waiting].sort((a, b) => a.entryId - b.entryId);
+    state.waiting = [...message.waiting];
+    sortWaiting();
     state.recent = message.called.slice(0, RECENT_LIMIT);
     renderQueue();
     renderRecent();
@@ -459,15 +678,20 @@ function onMessage(message) {
     return;
   }
   const visit = message.visit;
-  if (message.kind === "added") {
+  if (message.kind === "updated") {
+    updateWaiting(visit);
+    sortWaiting();
+  } else if (message.kind === "added") {
     if (addWaiting(visit)) announce(t("doctor.new_patient", { name: visit.name }));
+    if (visit.line && !lineOf(visit.line)) loadLines(); // a line added since the page loaded
   } else {
     removeWaiting(visit.patientId);
     addRecent(visit);
   }
   renderQueue();
   renderRecent();
-  figures.refresh();
+  if (message.kind !== "updated") figures.refresh();
+  refreshPlaces();
 }
 
 function useSettings(settings) {
@@ -484,9 +708,10 @@ const feed = new QueueFeed({
   onStatus(up) {
     els.banner.hidden = up;
   },
-});
+}, { events: "all" }); // PATIENT_UPDATED keeps the priority badges live
 
 renderAll();
+loadLines();
 feed.start();
 setInterval(tick, TICK_MS);
 figures.keepFresh();

@@ -4,13 +4,14 @@
 //   {kind: "snapshot", seq, waiting: [visit], called: [visit]}  (called: today's, newest first)
 //   {kind: "added", seq, visit}     a patient checked in
 //   {kind: "called", seq, visit}    a doctor called them (calledAt, room)
+//   {kind: "updated", seq, visit}   staff changed a waiting patient's priority (events: "all")
 //   {kind: "settings", settings}    the clinic's settings changed
 // visit: {entryId, patientId, name, image, checkedInAt, calledAt, room, ticket, line, priority,
 // place}; image, calledAt, room, ticket (visits from before lines) and place (known only in a
 // snapshot: the place in its line's call order) are null when there is none.
 
 const BANNER_AFTER_MS = 3000;
-const CHANGES = { PATIENT_ADDED: "added", PATIENT_COMPLETED: "called" };
+const CHANGES = { PATIENT_ADDED: "added", PATIENT_COMPLETED: "called", PATIENT_UPDATED: "updated" };
 
 // item: a snapshot's queue item or a live event; both carry the visit's id, its patient and
 // check_in_time. calledAt comes from the caller: an item's called_at, an event's own time.
@@ -48,10 +49,12 @@ function messageFrom(msg) {
 export class QueueFeed {
   // handlers: onMessage(message) with a message of the shapes above, onStatus(isUp)
   // view: "display" asks for exactly what a wall display sees, even when staff open the page.
-  constructor(handlers, { path = "/ws/queue/", view = null } = {}) {
+  // events: "all" also receives our event types beyond the seed's two (PATIENT_UPDATED).
+  constructor(handlers, { path = "/ws/queue/", view = null, events = null } = {}) {
     this.handlers = handlers;
     this.path = path;
     this.view = view;
+    this.events = events;
     this.lastSeq = null;
     this.attempt = 0;
     this.socket = null;
@@ -64,7 +67,8 @@ export class QueueFeed {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const from = this.lastSeq === null ? "snapshot=1" : `since=${this.lastSeq}`;
     const view = this.view ? `&view=${this.view}` : "";
-    return `${scheme}//${location.host}${this.path}?${from}&settings=1${view}`;
+    const events = this.events ? `&events=${this.events}` : "";
+    return `${scheme}//${location.host}${this.path}?${from}&settings=1${view}${events}`;
   }
 
   start() {
