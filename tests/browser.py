@@ -77,6 +77,13 @@ async def sign_in(
 ) -> Page:
     """A fresh credential of `role`, signed in through the real /login form."""
     token = server.create_token(role, label or f"Test {role}", room=room)
+    return await sign_in_with(browser, server, token, viewport)
+
+
+async def sign_in_with(
+    browser: Browser, server: Server, token: str, viewport: dict[str, int] = LAPTOP
+) -> Page:
+    """Signs in through the real /login form with a credential that already exists."""
     _, page = await new_page(browser, server, viewport)
     await page.goto("/login")
     await page.get_by_label("Access token").fill(token)

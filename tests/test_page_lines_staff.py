@@ -11,8 +11,8 @@ from typing import Any
 
 from playwright.async_api import Browser, Page, Route, expect
 
-from tests.browser import LAPTOP, new_page, screenshot, sign_in
-from tests.serverproc import PASSWORD, Server, http_json
+from tests.browser import screenshot, sign_in, sign_in_with
+from tests.serverproc import Server, http_json
 
 ROOM = "Room 3"
 
@@ -23,17 +23,6 @@ def bearer(server: Server, role: str, label: str) -> dict[str, str]:
 
 def call_api(server: Server, method: str, path: str, headers: dict[str, str], body: Any = None):
     return http_json(method, f"{server.base_url}{path}", body, headers)
-
-
-async def sign_in_with(browser: Browser, server: Server, token: str) -> Page:
-    """Signs in through the real /login form with a credential that already exists."""
-    _, page = await new_page(browser, server, LAPTOP)
-    await page.goto("/login")
-    await page.get_by_label("Access token").fill(token)
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url(lambda url: "/login" not in url)
-    return page
 
 
 def patient_row(page: Page, ticket: str):

@@ -91,6 +91,15 @@ def _end_sessions(tx: Transaction, credential_id: int, now: str) -> None:
     )
 
 
+def _waiting_entry(tx: Transaction, patient_id: int) -> sqlite3.Row | None:
+    """A patient's waiting visit (_ENTRY_COLUMNS), or None."""
+    return tx.one(
+        f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} "
+        "WHERE e.status = 'waiting' AND e.patient_id = ? ORDER BY e.id LIMIT 1",
+        (patient_id,),
+    )
+
+
 def _entry(row: sqlite3.Row) -> QueueEntry:
     """A row with the _ENTRY_COLUMNS names."""
     return _record(QueueEntry, row)
@@ -700,11 +709,7 @@ class Store:
         def job(tx: Transaction) -> QueueEntry | None:
             now = tx.now
             if patient_id is not None:
-                row = tx.one(
-                    f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} "
-                    "WHERE e.status = 'waiting' AND e.patient_id = ? ORDER BY e.id LIMIT 1",
-                    (patient_id,),
-                )
+                row = _waiting_entry(tx, patient_id)
                 if row is None:
                     return None
                 line = tx.one("SELECT call_rule FROM lines WHERE id = ?", (row["line_id"],))
@@ -762,11 +767,7 @@ class Store:
         change is one PATIENT_UPDATED event (only opted-in feeds see it) and an audit row."""
 
         def job(tx: Transaction) -> tuple[QueueEntry, bool] | None:
-            row = tx.one(
-                f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} "
-                "WHERE e.status = 'waiting' AND e.patient_id = ? ORDER BY e.id LIMIT 1",
-                (patient_id,),
-            )
+            row = _waiting_entry(tx, patient_id)
             if row is None:
                 return None
             entry = dataclasses.replace(_entry(row), priority=priority)
