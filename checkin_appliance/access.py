@@ -473,6 +473,11 @@ class Access:
     async def list_credentials(self) -> list[Credential]:
         return await self.store.list_credentials()
 
+    async def served_lines(self, credential: Credential) -> tuple[str, ...]:
+        """The line prefixes a doctor serves (none: every line); a session's credential is
+        read without them."""
+        return await self.store.served_lines(credential.id)
+
     async def deactivate(self, token: str, actor: Actor) -> Credential:
         """Deactivates a credential: its sessions end and its live feeds close at once."""
         credential = await self._changed(self.store.deactivate_credential(token, actor=actor))

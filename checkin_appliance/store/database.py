@@ -361,6 +361,15 @@ class Store:
         )
         return (_credential(row), row["password_hash"]) if row else None
 
+    async def served_lines(self, credential_id: int) -> tuple[str, ...]:
+        """The prefixes of the lines a credential serves (none: every line)."""
+        rows = await self._all(
+            "SELECT l.prefix FROM credential_lines cl JOIN lines l ON l.id = cl.line_id "
+            "WHERE cl.credential_id = ? ORDER BY l.position, l.id",
+            (credential_id,),
+        )
+        return tuple(row["prefix"] for row in rows)
+
     async def list_credentials(self) -> list[Credential]:
         rows = await self._all(
             f"SELECT {_CREDENTIAL_COLUMNS}, {_CREDENTIAL_LINES} FROM credentials c ORDER BY c.id"

@@ -160,9 +160,7 @@ async def role_page(
     credential = caller.credential
     served: tuple[str, ...] = ()
     if own is Role.DOCTOR:
-        # A session's credential is read without its lines: the full record has them.
-        listed = await request.app[ACCESS].list_credentials()
-        served = next((c.lines for c in listed if c.token == credential.token), ())
+        served = await request.app[ACCESS].served_lines(credential)
     data = {
         "credential": {
             "token": credential.token,  # public identifier; the admin page marks "you" by it
