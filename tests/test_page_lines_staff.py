@@ -271,3 +271,41 @@ async def test_admin_time_zone_and_priority_question(browser: Browser, appliance
         appliance, "GET", "/api/settings/", bearer(appliance, "admin", "Check 2")
     )
     assert settings["time_zone"] == "Europe/Madrid"
+
+
+async def test_the_admin_builds_each_wall_displays_address(
+    browser: Browser, appliance: Server
+) -> None:
+    """What a TV shows is chosen per display by its address: the admin ticks its lines and
+    how it tells patients apart, and the address that does so is there to copy; opened on a
+    display, it shows only those lines."""
+    admin_headers = bearer(appliance, "admin", "Chief")
+    status, _ = call_api(
+        appliance, "POST", "/api/lines/", admin_headers,
+        {"prefix": "N", "name": {"en": "Nurse", "es": "Enfermería"}, "colour": "#7b3fa0"},
+    )  # fmt: skip
+    assert status == 201
+    admin = await sign_in(browser, appliance, "admin", "Boss")
+    await admin.goto("/admin#displays")
+    address = admin.get_by_label("Address for this display")
+    await expect(address).to_have_value(f"{appliance.base_url}/display")  # every line
+    section = admin.locator("#displays")
+    await section.get_by_role("checkbox", name=re.compile("Nurse")).check()
+    await admin.get_by_label("Waiting patients are shown by").select_option("ticket")
+    await expect(address).to_have_value(f"{appliance.base_url}/display?lines=N&show=ticket")
+    await section.get_by_role("checkbox", name=re.compile("Doctor")).check()
+    await expect(address).to_have_value(f"{appliance.base_url}/display?lines=A,N&show=ticket")
+    await admin.get_by_role("button", name="Copy address").click()
+    await expect(admin.locator("#display-status")).to_be_visible()
+
+    kiosk = bearer(appliance, "form", "Kiosk")
+    for line, name in (("A", "Ann Doctor"), ("N", "Nina Nurse")):
+        status, _ = call_api(
+            appliance, "POST", "/api/patients/", kiosk, {"fname": name, "line": line}
+        )
+        assert status == 201
+    display = await sign_in(browser, appliance, "queue", "Lobby TV")
+    await display.goto("/display?lines=N&show=ticket")
+    await expect(display.get_by_text("N-001")).to_be_visible()
+    await expect(display.get_by_text("A-001")).to_have_count(0)
+    await expect(display.get_by_text("Nina")).to_have_count(0)  # ticket only

@@ -175,6 +175,20 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.version": "Check-in box version {version}",
         "admin.nav_lines": "Lines",
         "admin.lines_heading": "Lines",
+        "admin.displays_heading": "Wall displays",
+        "admin.displays_intro": "Each TV shows what its address says. Choose the lines it "
+        "shows and how it tells waiting patients apart, then open this address on that TV "
+        "(signed in as a waiting-room display) and bookmark it.",
+        "admin.display_lines": "Lines on this display",
+        "admin.display_lines_hint": "None ticked: every line. Several: one column each.",
+        "admin.display_show": "Waiting patients are shown by",
+        "admin.display_show_ticket_name": "Ticket and name",
+        "admin.display_show_ticket": "Ticket only",
+        "admin.display_show_name": "Name only",
+        "admin.display_url": "Address for this display",
+        "admin.display_copy": "Copy address",
+        "admin.display_copied": "Address copied.",
+        "admin.display_select": "Address selected: copy it with Ctrl+C.",
         "admin.lines_intro": "A line is a service patients queue for, with its own ticket "
         "prefix: “Doctor” (A-012), “Nurse” (N-003). With one active line the kiosk asks "
         "nothing extra. A line is never deleted: deactivate it, and reactivate it later.",
@@ -519,6 +533,22 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.version": "Versión del equipo de registro: {version}",
         "admin.nav_lines": "Filas",
         "admin.lines_heading": "Filas",
+        "admin.displays_heading": "Pantallas de la sala",
+        "admin.displays_intro": "Cada televisor muestra lo que indica su dirección. Elija las "
+        "filas que muestra y cómo distingue a los pacientes en espera; luego abra esta "
+        "dirección en ese televisor (con la sesión de una pantalla de sala de espera) y "
+        "guárdela como favorita.",
+        "admin.display_lines": "Filas en esta pantalla",
+        "admin.display_lines_hint": "Ninguna marcada: todas las filas. Varias: una columna "
+        "por fila.",
+        "admin.display_show": "Los pacientes en espera se muestran por",
+        "admin.display_show_ticket_name": "Turno y nombre",
+        "admin.display_show_ticket": "Solo el turno",
+        "admin.display_show_name": "Solo el nombre",
+        "admin.display_url": "Dirección para esta pantalla",
+        "admin.display_copy": "Copiar dirección",
+        "admin.display_copied": "Dirección copiada.",
+        "admin.display_select": "Dirección seleccionada: cópiela con Ctrl+C.",
         "admin.lines_intro": "Una fila es un servicio para el que esperan los pacientes, con "
         "su propio prefijo de turno: «Médico» (A-012), «Enfermería» (N-003). Con una sola "
         "fila activa, el quiosco no pregunta nada más. Una fila nunca se borra: desactívela y "

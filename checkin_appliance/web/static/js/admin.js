@@ -509,7 +509,57 @@ async function loadLines() {
   lines = loaded;
   renderLines();
   renderCredentials(); // the lines a doctor serves are shown by name
+  renderDisplayLines();
 }
+
+// --- a wall display's address: which lines it shows and how it tells patients apart -------
+
+const displayEls = {
+  lines: byId("display-lines"),
+  show: byId("display-show"),
+  url: byId("display-url"),
+  copy: byId("display-copy"),
+  status: byId("display-status"),
+};
+
+function renderDisplayLines() {
+  const ticked = new Set(
+    [...displayEls.lines.querySelectorAll("input:checked")].map((box) => box.value));
+  displayEls.lines.replaceChildren(...lines.filter((line) => line.active).map((line) => {
+    const label = el("label", "checkbox");
+    const box = el("input");
+    box.type = "checkbox";
+    box.value = line.prefix;
+    box.checked = ticked.has(line.prefix);
+    box.addEventListener("change", renderDisplayUrl);
+    label.append(box, " ", lineChip(line));
+    return label;
+  }));
+  renderDisplayUrl();
+}
+
+function renderDisplayUrl() {
+  const query = new URLSearchParams();
+  const chosen = [...displayEls.lines.querySelectorAll("input:checked")].map((box) => box.value);
+  if (chosen.length) query.set("lines", chosen.join(","));
+  if (displayEls.show.value !== "ticket_name") query.set("show", displayEls.show.value);
+  const text = query.toString().replaceAll("%2C", ",");
+  displayEls.url.value = `${location.origin}/display${text ? `?${text}` : ""}`;
+  displayEls.status.hidden = true;
+}
+
+displayEls.show.addEventListener("change", renderDisplayUrl);
+displayEls.copy.addEventListener("click", async () => {
+  displayEls.url.select();
+  try {
+    await navigator.clipboard.writeText(displayEls.url.value);
+    displayEls.status.textContent = t("admin.display_copied");
+  } catch {
+    displayEls.status.textContent = t("admin.display_select");  // plain HTTP: no clipboard
+  }
+  displayEls.status.hidden = false;
+});
+renderDisplayUrl();
 
 function showLinesStatus(kind, text) {
   els.linesStatus.className = `alert alert--${kind}`;
