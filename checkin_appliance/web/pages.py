@@ -289,7 +289,11 @@ def _setup_refused(request: web.Request, message: str, status: int) -> web.Respo
 
 @routes.get("/kiosk")
 async def kiosk_page(request: web.Request) -> web.StreamResponse:
-    return await role_page(request, Role.FORM, "kiosk.html", ("kiosk.", "intake."))
+    # The lines in the page: a kiosk with several shows their choice at once.
+    lines = await request.app[RECEPTION].lines()
+    return await role_page(
+        request, Role.FORM, "kiosk.html", ("kiosk.", "intake."), {"lines": lines}
+    )
 
 
 @routes.get("/display")

@@ -12,7 +12,7 @@
 import { api } from "./api.js";
 import { byId, el, showText } from "./dom.js";
 import { IntakeForm, errorFor } from "./intake.js";
-import { fetchLines, inkOn, lineIcon, lineName } from "./lines.js";
+import { fetchLines, inkOn, lineIcon, lineName, orderedLines } from "./lines.js";
 import { applyTexts, pageData, translator } from "./page.js";
 
 const SUCCESS_RESET_SECONDS = 10;
@@ -84,9 +84,11 @@ const els = {
   tvName: byId("tv-name"),
 };
 
-// The lines open now, in the admin's order (GET /api/lines/); read at start and between
-// patients. Each patient is offered the lines known when they started.
-let openLines = [];
+// The lines open now, in the admin's order: in the page (no name form flashes before the
+// line choice), then read again between patients (GET /api/lines/). Each patient is offered
+// the lines known when they started.
+const openOf = (lines) => orderedLines(lines).filter((line) => line.active && line.open_now);
+let openLines = openOf(data.lines ?? []);
 
 // Everything about the current patient; freshPatient() is what the next one starts from.
 function freshPatient() {
@@ -805,7 +807,7 @@ async function lineClosed(key) {
 async function loadLines(force = false) {
   const all = await fetchLines();
   if (!all) return; // keep what we have; the next reset tries again
-  openLines = all.filter((line) => line.active && line.open_now);
+  openLines = openOf(all);
   if (force || pristine()) {
     const wasChoosing = !els.lineScreen.hidden;
     state.options = openLines;

@@ -49,6 +49,13 @@ export function lineName(line, lang) {
 }
 
 // All lines, in the admin's order (position, then id); null when they cannot be read.
+// The lines in the admin's order (position, then id), anything that is not a line left out.
+export function orderedLines(lines) {
+  return lines
+    .filter((line) => line && typeof line.prefix === "string")
+    .sort((a, b) => (a.position ?? 0) - (b.position ?? 0) || (a.id ?? 0) - (b.id ?? 0));
+}
+
 export async function fetchLines() {
   let lines;
   try {
@@ -56,10 +63,7 @@ export async function fetchLines() {
   } catch {
     return null;
   }
-  if (!Array.isArray(lines)) return null;
-  return lines
-    .filter((line) => line && typeof line.prefix === "string")
-    .sort((a, b) => (a.position ?? 0) - (b.position ?? 0) || (a.id ?? 0) - (b.id ?? 0));
+  return Array.isArray(lines) ? orderedLines(lines) : null;
 }
 
 // Black or white text, whichever reads better on a line's colour (#rrggbb).
