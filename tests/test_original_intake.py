@@ -64,7 +64,9 @@ OPTIONAL = ("street2", "medicaid_no", "image")
 REQUIRED = tuple(field for field in FIELDS if field not in OPTIONAL)
 # The original's 201 body (§7.1): the inputs plus four read-only keys; ours follow (§ spec).
 ORIGINAL_KEYS = ("id", *FIELDS, "wait_time", "created_at", "updated_at")
-OUR_KEYS = ("status", "check_in_time", "queue_entry_id", "position")
+OUR_KEYS = (
+    "status", "check_in_time", "queue_entry_id", "position", "ticket", "line", "priority",
+)  # fmt: skip
 # The name preset's 201, as before issue 14.
 NAME_PRESET_KEYS = ("id", "fname", "status", "image", "check_in_time", "queue_entry_id", "position")
 TIMESTAMP = re.compile(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z\Z")
@@ -1243,7 +1245,7 @@ async def test_the_name_presets_201_is_the_originals_record_then_ours(clinic: Cl
     assert status == 201, body
     assert list(body) == [
         "id", "fname", "image", "wait_time", "created_at", "updated_at",
-        "status", "check_in_time", "queue_entry_id", "position",
+        "status", "check_in_time", "queue_entry_id", "position", "ticket", "line", "priority",
     ]  # fmt: skip
 
 
