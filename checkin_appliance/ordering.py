@@ -151,10 +151,14 @@ def streak_of(history: Iterable[CallClass | str]) -> Streak:
     """The streak from the line's call history, oldest first and newest last (the classes
     call_class gave those calls). Only the trailing run matters: the store may pass just the
     calls back to the last change of counted class, or the last MAX_TURN counted ones."""
-    streak = NO_STREAK
+    # streak_after over the history, without a Streak per call (every call reads this).
+    run: str | None = None
+    length = 0
     for called in history:
-        streak = streak_after(streak, called)
-    return streak
+        if called == CallClass.PRIORITY or called == CallClass.NORMAL:
+            length = min(length + 1, MAX_TURN) if called == run else 1
+            run = called
+    return Streak(CallClass(run), length) if run is not None else NO_STREAK
 
 
 def call_class(patient: Waiting, rule: Rule, now: float) -> CallClass:

@@ -497,3 +497,14 @@ def test_ageing_bounds_every_wait(
             for c in meanwhile
         )
         assert call.at - x.check_in_time < limit + (len(urgent) + len(ahead) + 1) * s
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(list(CallClass)), max_size=40))
+def test_the_streak_of_a_history_is_the_streak_after_each_of_its_calls(history: list) -> None:
+    """streak_of (what every call reads) agrees with streak_after applied call by call,
+    as the classes come from the database: plain text."""
+    streak = NO_STREAK
+    for called in history:
+        streak = streak_after(streak, called)
+    assert streak_of([str(c) for c in history]) == streak == streak_of(history)

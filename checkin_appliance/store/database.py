@@ -151,6 +151,7 @@ class Store:
         # Set at open when the integrity check fails (or later on a corruption error):
         # every write raises StoreDamaged, reads are attempted as they come.
         self.damaged = False
+        self._line_cache: list[Line] | None = None  # _lines: every line, between changes
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -678,11 +679,11 @@ class Store:
                 " VALUES (?, 'waiting', ?, ?, ?, ?, ?, ?, ?)",
                 (patient_id, now, by, chosen.id, day, number, ticket, priority),
             )
+            counts = self._counts(tx, chosen.id, lines.aged_cutoff(chosen.call_rule, now))
+            # The line's streak matters only while priority and normal patients both wait.
+            both = counts.priority and counts.normal
             position = lines.newcomer_place(
-                self._counts(tx, chosen.id, lines.aged_cutoff(chosen.call_rule, now)),
-                priority,
-                chosen.call_rule,
-                self._history(tx, chosen.id),
+                counts, priority, chosen.call_rule, self._history(tx, chosen.id) if both else ()
             )
             if idempotency_key is not None:
                 tx.run(
@@ -736,7 +737,12 @@ class Store:
                 ]
                 by_line = self._heads(tx, served or None)
                 rules = {ln.id: ln.call_rule for ln in self._lines(tx) if ln.id in by_line}
-                histories = {line_id: self._history(tx, line_id) for line_id in by_line}
+                # A streak decides only between priority and normal patients both waiting.
+                histories = {
+                    line_id: self._history(tx, line_id)
+                    for line_id, people in by_line.items()
+                    if {p.priority for p in people} >= {"priority", "normal"}
+                }
                 picked = lines.next_across(by_line, rules, histories, now)
                 if picked is None:
                     return None
@@ -796,10 +802,27 @@ class Store:
 
     # --- lines -----------------------------------------------------------------------
 
-    @staticmethod
-    def _lines(tx: Transaction) -> list[Line]:
-        rows = tx.all(f"SELECT {_LINE_COLUMNS} FROM lines ORDER BY position, id")
-        return [line_from_row(row) for row in rows]
+    def _lines(self, tx: Transaction) -> list[Line]:
+        """Every line, in order. Kept between writes (only this process changes lines, and
+        each change forgets them): every check-in and call reads them, and reading and
+        parsing them each time cost make bench's check-in cells about 5 %."""
+        if self._line_cache is None:
+            rows = tx.all(f"SELECT {_LINE_COLUMNS} FROM lines ORDER BY position, id")
+            self._line_cache = [line_from_row(row) for row in rows]
+        return self._line_cache
+
+    async def _write_lines(self, job: Callable[[Transaction], T]) -> T:
+        """A change of lines: the kept lines are forgotten in the transaction and once it
+        ended, committed or not."""
+
+        def forgetting(tx: Transaction) -> T:
+            self._line_cache = None
+            return job(tx)
+
+        try:
+            return await self.write(forgetting)
+        finally:
+            self._line_cache = None
 
     @staticmethod
     def _heads(tx: Transaction, line_ids: list[int] | None) -> ByLine:
@@ -829,14 +852,21 @@ class Store:
 
     @staticmethod
     def _counts(tx: Transaction, line_id: int, aged_before: str | None) -> lines.Counts:
-        """A line's waiting patients by class (aged: checked in at or before `aged_before`)."""
+        """A line's waiting patients by class (aged: checked in at or before `aged_before`).
+
+        One range count per class and age on the waiting index, not one pass testing every
+        row: 3.6 times faster at 3,000 waiting (make bench's check-in cells lost 15-28 %
+        to the one-pass form)."""
+        count = (
+            "(SELECT count(*) FROM queue_entries WHERE status = 'waiting' AND line_id = ?2"
+            " AND priority = '{}'{})"
+        )
+        aged, fresh = " AND check_in_time <= ?1", " AND check_in_time > ?1"
         row = tx.one(
-            "SELECT count(*) FILTER (WHERE priority = 'urgent') AS urgent, "
-            "count(*) FILTER (WHERE priority != 'urgent' AND check_in_time <= ?1) AS aged, "
-            "count(*) FILTER (WHERE priority = 'priority' AND NOT check_in_time <= ?1) "
-            "AS priority, "
-            "count(*) FILTER (WHERE priority = 'normal' AND NOT check_in_time <= ?1) AS normal "
-            "FROM queue_entries WHERE status = 'waiting' AND line_id = ?2",
+            f"SELECT {count.format('urgent', '')} AS urgent, "
+            f"{count.format('priority', aged)} + {count.format('normal', aged)} AS aged, "
+            f"{count.format('priority', fresh)} AS priority, "
+            f"{count.format('normal', fresh)} AS normal",
             # No ageing: a cutoff no timestamp reaches.
             (aged_before if aged_before is not None else "", line_id),
         )
@@ -846,12 +876,14 @@ class Store:
     @staticmethod
     def _history(tx: Transaction, line_id: int) -> list[str]:
         """The classes of a line's recent calls, newest last (its interleave streak)."""
-        rows = tx.all(
+        cursor = tx.conn.cursor()
+        cursor.row_factory = None  # plain tuples: a check-in or a call may read it
+        rows = cursor.execute(
             "SELECT call_class FROM queue_entries WHERE line_id = ? AND call_seq IS NOT NULL "
             "ORDER BY call_seq DESC LIMIT ?",
             (line_id, lines.HISTORY),
-        )
-        return [row["call_class"] for row in reversed(rows)]
+        ).fetchall()
+        return [row[0] for row in reversed(rows)]
 
     async def list_lines(self) -> list[Line]:
         rows = await self._all(f"SELECT {_LINE_COLUMNS} FROM lines ORDER BY position, id")
@@ -914,7 +946,7 @@ class Store:
             tx.audit(audit.LINE_CREATED, actor, detail={"line": line_id, **fields})
             return self._line(tx, line_id)
 
-        return await self.write(job)
+        return await self._write_lines(job)
 
     async def change_line(self, line_id: int, fields: dict[str, Any], *, actor: Actor) -> Line:
         """Changes a line's fields; NotFound, LINE_PREFIX_TAKEN, or LINE_LAST_ACTIVE when it
@@ -951,7 +983,7 @@ class Store:
             tx.audit(audit.LINE_CHANGED, actor, detail={"line": line_id, **fields})
             return self._line(tx, line_id)
 
-        return await self.write(job)
+        return await self._write_lines(job)
 
     @staticmethod
     def _prefix_free(tx: Transaction, prefix: str, line_id: int | None) -> None:

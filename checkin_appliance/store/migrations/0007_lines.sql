@@ -36,12 +36,15 @@ ALTER TABLE queue_entries ADD COLUMN priority TEXT NOT NULL DEFAULT 'normal'
 -- were made (timestamps can tie) give its interleave streak (ordering.py).
 ALTER TABLE queue_entries ADD COLUMN call_class TEXT;
 ALTER TABLE queue_entries ADD COLUMN call_seq INTEGER;
-CREATE INDEX queue_entries_line_calls ON queue_entries (line_id, call_seq);
+-- Partial: a check-in (no call yet) does not touch it, only a call does.
+CREATE INDEX queue_entries_line_calls ON queue_entries (line_id, call_seq)
+    WHERE call_seq IS NOT NULL;
 CREATE UNIQUE INDEX queue_entries_ticket ON queue_entries (line_id, ticket_day, ticket_number);
 -- The call: the oldest waiting entry of each class in a line (a seek each, not a scan of
 -- everyone waiting), and a check-in's count of those ahead by class.
+-- Partial: only who waits is in it, so it stays as small as the queue.
 CREATE INDEX queue_entries_line_waiting
-    ON queue_entries (status, line_id, priority, check_in_time, id);
+    ON queue_entries (status, line_id, priority, check_in_time, id) WHERE status = 'waiting';
 
 -- The last ticket number given per line and local day, raised in the same transaction as the
 -- check-in: a number is never given twice in a day (restarts, crashes and undo included), and
