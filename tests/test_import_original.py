@@ -228,8 +228,12 @@ async def test_queue_entries_and_order(imported: Clinic, config: Config) -> None
     names = [item["patient"]["fname"] for item in queue]
     by_id = {p["id"]: p["fname"] for p in EXPECTED["patients"]}
     assert names == [by_id[i] for i in EXPECTED["waiting_order_patient_ids"]]
-    # A patient checked in now queues behind them.
-    await imported.check_in("Later Patient")
+    # Tickets of the first line for the day of the import, in that order: a wall display
+    # showing tickets tells them apart; the called ones never had one.
+    assert [item["ticket"] for item in queue] == ["A-001", "A-002", "A-003", "A-004", "A-005"]
+    # A patient checked in now queues behind them, with the next ticket.
+    later = await imported.check_in("Later Patient")
+    assert later["ticket"] == "A-006"
     resp = await imported.client.get("/api/queue/", headers=imported.headers(Role.DOCTOR))
     assert [item["patient"]["fname"] for item in await resp.json()][-1] == "Later Patient"
     # And call_next takes the first imported one.
@@ -578,6 +582,7 @@ async def test_running_server_publishes_the_waiting_ones(original: Path, tmp_pat
             events = [await next_json(ws) for _ in range(5)]
             by_id = {p["id"]: p["fname"] for p in EXPECTED["patients"]}
             assert [e["event"] for e in events] == ["PATIENT_ADDED"] * 5
+            assert [e["ticket"] for e in events] == [f"A-00{n}" for n in range(1, 6)]
             assert [e["patient"]["fname"] for e in events] == [
                 by_id[i] for i in EXPECTED["waiting_order_patient_ids"]
             ]

@@ -91,6 +91,18 @@ def _end_sessions(tx: Transaction, credential_id: int, now: str) -> None:
     )
 
 
+def take_ticket(tx: Transaction, line_id: int, day: str) -> int:
+    """The next ticket number of a line's local day, raised in the caller's transaction: never
+    given twice, and taken back if that transaction rolls back."""
+    counter = tx.one(
+        "INSERT INTO ticket_counters (line_id, day, last) VALUES (?, ?, 1) "
+        "ON CONFLICT (line_id, day) DO UPDATE SET last = last + 1 RETURNING last",
+        (line_id, day),
+    )
+    assert counter is not None  # RETURNING of an upsert
+    return int(counter["last"])
+
+
 def _waiting_entry(tx: Transaction, patient_id: int) -> sqlite3.Row | None:
     """A patient's waiting visit (_ENTRY_COLUMNS), or None."""
     return tx.one(
@@ -661,13 +673,7 @@ class Store:
             now = tx.now
             chosen = lines.choose_line(self._lines(tx), line, now, time_zone)
             day = lines.clinic_day(now, time_zone)
-            counter = tx.one(
-                "INSERT INTO ticket_counters (line_id, day, last) VALUES (?, ?, 1) "
-                "ON CONFLICT (line_id, day) DO UPDATE SET last = last + 1 RETURNING last",
-                (chosen.id, day),
-            )
-            assert counter is not None  # RETURNING of an upsert
-            number = int(counter["last"])
+            number = take_ticket(tx, chosen.id, day)
             ticket = lines.ticket_text(chosen.prefix, number)
             patient_id = tx.insert(
                 "INSERT INTO patients (fname, image, created_at, intake) VALUES (?, ?, ?, ?)",

@@ -14,7 +14,8 @@ from typing import Any
 
 from checkin_appliance import audit
 from checkin_appliance.domain import PATIENT_ADDED, Actor, QueueEntry
-from checkin_appliance.store.database import Store
+from checkin_appliance.lines import clinic_day, ticket_text
+from checkin_appliance.store.database import Store, take_ticket
 from checkin_appliance.store.writer import Transaction
 
 CREDENTIAL = "credential"
@@ -148,6 +149,16 @@ def _add_entry(tx: Transaction, patient_id: int, entry: NewEntry) -> int:
     )
 
 
+def _time_zone(tx: Transaction) -> str:
+    """The clinic's time zone setting as stored (UTC when unset or unreadable)."""
+    row = tx.one("SELECT value FROM settings WHERE key = 'time_zone'")
+    try:
+        value = json.loads(row["value"]) if row is not None else "UTC"
+    except ValueError:
+        value = "UTC"
+    return value if isinstance(value, str) else "UTC"
+
+
 def write_import(
     tx: Transaction,
     credentials: list[NewCredential],
@@ -187,10 +198,21 @@ def write_import(
             _add_entry(tx, patient_id, patient.entry)
             done.completed += 1
     # The waiting ones join the end of our queue (ordered by entry id) in their original order.
+    # Each gets a ticket of the first line for the clinic's day of the import, as a check-in
+    # then would: the wall display can tell them apart.
     waiting.sort(key=lambda item: (item[0].entry.check_in_time, item[0].entry.order))  # type: ignore[union-attr]
+    line = tx.one("SELECT id, prefix FROM lines ORDER BY position, id LIMIT 1")
+    day = clinic_day(tx.now, _time_zone(tx))
     for patient, patient_id in waiting:
-        assert patient.entry is not None
+        assert patient.entry is not None and line is not None
+        number = take_ticket(tx, line["id"], day)
+        ticket = ticket_text(line["prefix"], number)
         entry_id = _add_entry(tx, patient_id, patient.entry)
+        tx.run(
+            "UPDATE queue_entries SET line_id = ?, ticket_day = ?, ticket_number = ?, ticket = ?"
+            " WHERE id = ?",
+            (line["id"], day, number, ticket, entry_id),
+        )
         tx.record(
             PATIENT_ADDED,
             QueueEntry(
@@ -200,6 +222,9 @@ def write_import(
                 patient.image,
                 "waiting",
                 patient.entry.check_in_time,
+                line_id=line["id"],
+                line=line["prefix"],
+                ticket=ticket,
             ),
         )
         done.waiting += 1
