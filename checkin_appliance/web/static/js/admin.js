@@ -10,7 +10,7 @@ import { ApiError, api } from "./api.js";
 import { byId, el } from "./dom.js";
 import { QueueFeed } from "./feed.js";
 import { applyTexts, pageData, renderStaffHeader, translator } from "./page.js";
-import { fetchLines, inkOn, lineIcon, lineName } from "./lines.js";
+import { fetchLines, lineChip as chipOf, lineIcon, lineName } from "./lines.js";
 import { TodayFigures } from "./stats.js";
 
 const MIN_PASSWORD = 8;
@@ -431,13 +431,7 @@ let editingLine = null; // the line in the form, or null: the form adds a line
 let shownRule = null; // the rule as the form showed it: an untouched rule is not sent
 
 function lineChip(line) {
-  const chip = el("span", "line-chip");
-  chip.style.setProperty("--line-colour", line.colour);
-  chip.style.setProperty("--line-ink", inkOn(line.colour));
-  if (line.icon) chip.append(lineIcon(line.icon, "line-chip__icon"));
-  chip.append(el("span", "line-chip__prefix", line.prefix));
-  chip.append(el("span", "line-chip__name", lineName(line, lang)));
-  return chip;
+  return chipOf(line, line.prefix, lang);
 }
 
 function hoursText(hours) {

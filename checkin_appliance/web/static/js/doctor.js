@@ -10,7 +10,7 @@
 import { ApiError, api } from "./api.js";
 import { NAME_SLOT, byId, decorative, el, photo, withIsolatedName } from "./dom.js";
 import { QueueFeed } from "./feed.js";
-import { fetchLines, inkOn, lineIcon, lineName } from "./lines.js";
+import { fetchLines, lineChip as chipOf } from "./lines.js";
 import { applyTexts, clockText, pageData, renderStaffHeader, translator } from "./page.js";
 import { TodayFigures, minutesSince, waitedText } from "./stats.js";
 import { labelIn } from "./intake.js";
@@ -161,17 +161,7 @@ function shown() {
 }
 
 function lineChip(prefix) {
-  const line = lineOf(prefix);
-  const chip = el("span", "line-chip");
-  chip.dataset.line = prefix || "";
-  if (line) {
-    chip.style.setProperty("--line-colour", line.colour);
-    chip.style.setProperty("--line-ink", inkOn(line.colour));
-    if (line.icon) chip.append(lineIcon(line.icon, "line-chip__icon"));
-  }
-  chip.append(el("span", "line-chip__prefix", prefix || ""));
-  if (line) chip.append(el("span", "line-chip__name", lineName(line, lang)));
-  return chip;
+  return chipOf(lineOf(prefix), prefix, lang);
 }
 
 async function loadLines() {

@@ -3,6 +3,7 @@
 // ICONS names them; pages are offline, so nothing is fetched from elsewhere).
 
 import { api } from "./api.js";
+import { el } from "./dom.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -76,4 +77,19 @@ export function inkOn(colour) {
   });
   const luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b;
   return luminance > 0.179 ? "#111111" : "#ffffff";
+}
+
+// A line's chip for the staff pages: its colour, icon, prefix and name. `line` may be
+// unknown (not loaded yet, or gone): then the prefix alone.
+export function lineChip(line, prefix, lang) {
+  const chip = el("span", "line-chip");
+  chip.dataset.line = prefix || "";
+  if (line) {
+    chip.style.setProperty("--line-colour", line.colour);
+    chip.style.setProperty("--line-ink", inkOn(line.colour));
+    if (line.icon) chip.append(lineIcon(line.icon, "line-chip__icon"));
+  }
+  chip.append(el("span", "line-chip__prefix", prefix || ""));
+  if (line) chip.append(el("span", "line-chip__name", lineName(line, lang)));
+  return chip;
 }
