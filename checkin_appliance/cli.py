@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     token = commands.add_parser(
         "token",
-        help="create, list and deactivate credentials",
+        help="create, list and deactivate credentials; set their passwords",
         description="Manage credentials (an 8-digit token plus a password, with one role). "
         "Works while the server runs; changes take effect at once.",
     )
