@@ -45,6 +45,9 @@ CREATE UNIQUE INDEX queue_entries_ticket ON queue_entries (line_id, ticket_day, 
 -- Partial: only who waits is in it, so it stays as small as the queue.
 CREATE INDEX queue_entries_line_waiting
     ON queue_entries (status, line_id, priority, check_in_time, id) WHERE status = 'waiting';
+-- It serves every read of who waits (the queue, the snapshot, today's figures) too: the
+-- index of 0001 on (status, id) held every visit ever, and each check-in and call paid for it.
+DROP INDEX queue_entries_waiting;
 
 -- The last ticket number given per line and local day, raised in the same transaction as the
 -- check-in: a number is never given twice in a day (restarts, crashes and undo included), and
