@@ -45,7 +45,6 @@ from checkin_appliance.security import (
     secret_hash,
 )
 from checkin_appliance.store import Store
-from checkin_appliance.store.importing import has_foreign_tokens
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +305,7 @@ class Access:
 
     async def refresh_token_shapes(self) -> None:
         """At start, after an import, and when another process changed the database."""
-        self.foreign_tokens = await has_foreign_tokens(self.store)
+        self.foreign_tokens = await self.store.has_foreign_tokens()
 
     def _login_token(self, token: object) -> str:
         """The token as looked up; InvalidInput (token_invalid) for one of no known shape."""

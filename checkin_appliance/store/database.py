@@ -374,6 +374,14 @@ class Store:
         )
         return (_credential(row), row["password_hash"]) if row else None
 
+    async def has_foreign_tokens(self) -> bool:
+        """Whether an imported credential has a token of another shape than our 8 digits."""
+        row = await self._one(
+            "SELECT 1 AS found FROM credentials WHERE imported = 1 AND NOT "
+            "(length(token) = 8 AND token NOT GLOB '*[^0-9]*') LIMIT 1"
+        )
+        return row is not None
+
     async def served_lines(self, credential_id: int) -> tuple[str, ...]:
         """The prefixes of the lines a credential serves (none: every line)."""
         rows = await self._all(

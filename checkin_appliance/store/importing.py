@@ -85,15 +85,6 @@ async def import_state(store: Store) -> ImportState:
     )
 
 
-async def has_foreign_tokens(store: Store) -> bool:
-    """Whether an imported credential has a token of another shape than our 8 digits."""
-    rows = await store.reader.execute_fetchall(
-        "SELECT 1 FROM credentials WHERE imported = 1 AND NOT "
-        "(length(token) = 8 AND token NOT GLOB '*[^0-9]*') LIMIT 1"
-    )
-    return bool(list(rows))
-
-
 def _known(tx: Transaction, kind: str, key: str) -> bool:
     return (
         tx.one("SELECT 1 FROM original_imports WHERE kind = ? AND original_key = ?", (kind, key))
