@@ -441,41 +441,50 @@ class Store:
 
     async def deactivate_credential(self, token: str, *, actor: Actor) -> Credential | None:
         """Deactivates and revokes every session; None when no such token exists."""
-
-        def job(tx: Transaction) -> Credential | None:
-            now = tx.now
-            row = tx.one(
-                "UPDATE credentials SET active = 0, deactivated_at = coalesce(deactivated_at, ?) "
-                f"WHERE token = ? RETURNING {_CREDENTIAL_COLUMNS.replace('c.', '')}",
-                (now, token),
-            )
-            if row is None:
-                return None
-            credential = _credential(row)
-            _end_sessions(tx, credential.id, now)
-            tx.audit(audit.CREDENTIAL_DEACTIVATED, actor, detail={"credential": credential.id})
-            return credential
-
-        return await self.write(job)
+        return await self._change_credential_ending_sessions(
+            token,
+            "active = 0, deactivated_at = coalesce(deactivated_at, ?)",
+            lambda now: (now,),
+            audit.CREDENTIAL_DEACTIVATED,
+            actor,
+        )
 
     async def set_password(
         self, token: str, password_hash: str, *, actor: Actor
     ) -> Credential | None:
         """A new password: the reset flag is cleared and every session of the credential
         ends; None when no such token exists."""
+        return await self._change_credential_ending_sessions(
+            token,
+            "password_hash = ?, password_reset_required = 0",
+            lambda now: (password_hash,),
+            audit.PASSWORD_CHANGED,
+            actor,
+        )
+
+    async def _change_credential_ending_sessions(
+        self,
+        token: str,
+        assignments: str,
+        values: Callable[[str], tuple[Any, ...]],
+        action: str,
+        actor: Actor,
+    ) -> Credential | None:
+        """One change of a credential (`assignments`, its values from the transaction's
+        time) that ends its sessions, with its audit row; None when no such token exists."""
 
         def job(tx: Transaction) -> Credential | None:
             now = tx.now
             row = tx.one(
-                "UPDATE credentials SET password_hash = ?, password_reset_required = 0 "
-                f"WHERE token = ? RETURNING {_CREDENTIAL_COLUMNS.replace('c.', '')}",
-                (password_hash, token),
+                f"UPDATE credentials SET {assignments} WHERE token = ? "
+                f"RETURNING {_CREDENTIAL_COLUMNS.replace('c.', '')}",
+                (*values(now), token),
             )
             if row is None:
                 return None
             credential = _credential(row)
             _end_sessions(tx, credential.id, now)
-            tx.audit(audit.PASSWORD_CHANGED, actor, detail={"credential": credential.id})
+            tx.audit(action, actor, detail={"credential": credential.id})
             return credential
 
         return await self.write(job)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,7 @@ async def role_page(
     role: Role,
     template: str,
     message_parts: tuple[str, ...],
-    extra: dict[str, Any] | None = None,
+    extra: Callable[[], Awaitable[dict[str, Any]]] | None = None,
 ) -> web.StreamResponse:
     caller = await page_caller(request)
     if caller is None:
@@ -169,7 +170,7 @@ async def role_page(
             "room": credential.room,
             "lines": list(served),  # the lines a doctor serves; none: every line
         },
-        **(extra or {}),
+        **(await extra() if extra else {}),  # read once the caller may see the page
     }
     page = render(request, template, caller=caller, script_data=data, message_parts=message_parts)
     return _renewed(request, page)
@@ -290,10 +291,10 @@ def _setup_refused(request: web.Request, message: str, status: int) -> web.Respo
 @routes.get("/kiosk")
 async def kiosk_page(request: web.Request) -> web.StreamResponse:
     # The lines in the page: a kiosk with several shows their choice at once.
-    lines = await request.app[RECEPTION].lines()
-    return await role_page(
-        request, Role.FORM, "kiosk.html", ("kiosk.", "intake."), {"lines": lines}
-    )
+    async def lines() -> dict[str, Any]:
+        return {"lines": await request.app[RECEPTION].lines()}
+
+    return await role_page(request, Role.FORM, "kiosk.html", ("kiosk.", "intake."), lines)
 
 
 @routes.get("/display")
