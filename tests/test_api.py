@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import aiohttp
 import pytest
 
 from checkin_appliance import errors
-from checkin_appliance.domain import Role
-from checkin_appliance.web.keys import ACCESS
+from checkin_appliance.domain import Role, format_time
+from checkin_appliance.web.keys import ACCESS, STORE
 from tests.conftest import PASSWORD, Clinic, StartClinic
 
 NOT_PROVIDED = {
@@ -790,6 +791,28 @@ async def test_today_figures(clinic: Clinic) -> None:
     assert figures["waiting"] == 2
     assert isinstance(figures["median_wait_seconds"], int)
     assert 0 <= figures["median_wait_seconds"] < 60
+
+
+async def test_the_median_wait_is_the_middle_of_todays_waits(clinic: Clinic) -> None:
+    """Waits of 100 s and 300 s: the median is 200 s; a third of 650 s makes it 300 s."""
+    now = datetime.now(UTC)
+    start = max(now - timedelta(minutes=15), datetime.combine(now.date(), time(), UTC))
+    clock = [start]
+    clinic.app[STORE].set_clock(lambda: format_time(clock[0]))
+
+    async def median() -> Any:
+        resp = await clinic.client.get("/api/stats/today/", headers=clinic.headers(Role.DOCTOR))
+        return (await resp.json())["median_wait_seconds"]
+
+    for name in ("A One", "B Two", "C Three"):
+        await clinic.check_in(name)
+    for seconds in (100, 300):
+        clock[0] = start + timedelta(seconds=seconds)
+        assert (await clinic.call_next()).status == 200
+    assert await median() == 200
+    clock[0] = start + timedelta(seconds=650)
+    assert (await clinic.call_next()).status == 200
+    assert await median() == 300
 
 
 LONE_SURROGATE = '"\\ud800"'  # valid JSON, but no text: SQLite and UTF-8 refuse it
