@@ -205,6 +205,10 @@ function credentialRow(c) {
   const label = document.createDocumentFragment();
   label.append(c.label);
   if (c.active && isOwn(c)) label.append(" ", el("span", "badge badge--you", t("admin.you")));
+  // The last contact, under the name: a column of its own would not fit a laptop.
+  const seen = el("div", "credential-seen");
+  seen.append(seenCell(c));
+  label.append(seen);
   const status = document.createDocumentFragment();
   status.append(el("span", `badge badge--${c.active ? "active" : "inactive"}`,
     t(c.active ? "admin.active" : "admin.inactive")));
@@ -224,7 +228,6 @@ function credentialRow(c) {
     cell("col-lines", "admin.col_lines", servedText(c)),
     cell("col-status", "admin.col_status", status),
     cell("col-created", "admin.col_created", time),
-    cell("col-seen", "admin.col_seen", seenCell(c)),
   );
   const action = cell("col-action", null, null);
   if (c.active) {
