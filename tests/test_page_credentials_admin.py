@@ -6,10 +6,14 @@ password), never to the staff sign-in form."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
+from datetime import UTC, datetime, timedelta
 
 from playwright.async_api import Page, expect
 
+from checkin_appliance.domain import format_time
 from checkin_appliance.web.messages.common import MESSAGES as COMMON
 from checkin_appliance.web.messages.staff import MESSAGES
 from tests.browser import LAPTOP, TV, sign_in, sign_in_with
@@ -42,18 +46,42 @@ def api_admin(server: Server) -> str:
     return body["access"]
 
 
+def signed_in_minutes_ago(server: Server, token: str, minutes: int) -> None:
+    """A session of `token` begun `minutes` ago and unused since, written as a sign-in then
+    would have (in the running server's database, as test_page_credentials.py does)."""
+    then = format_time(datetime.now(UTC) - timedelta(minutes=minutes))
+    path = server.data_dir / "checkin.db"
+    with contextlib.closing(sqlite3.connect(path, timeout=10)) as db, db:
+        db.execute(
+            "INSERT INTO sessions (credential_id, access_hash, access_expires, refresh_hash,"
+            " refresh_expires, created_at) SELECT id, ?, ?, ?, ?, ? FROM credentials"
+            " WHERE token = ?",
+            (f"a{token}", then, f"r{token}", then, then, token),
+        )
+
+
 async def test_admin_edits_a_doctor_and_sees_last_contact_and_reactivates(
     browser, appliance: Server
 ) -> None:
     doctor = appliance.create_token("doctor", "Dr. Lee", room="Room 1")
     tv = appliance.create_token("queue", "Hall TV")
     spare = appliance.create_token("form", "Spare kiosk")
+    old = appliance.create_token("form", "Old kiosk")
+    signed_in_minutes_ago(appliance, old, 7)
+    older = appliance.create_token("queue", "Old TV")
+    signed_in_minutes_ago(appliance, older, 3 * 60 + 5)
     display = await sign_in_with(browser, appliance, tv, TV)  # its feed: online now
     await expect(display).to_have_url(re.compile(r"/display$"))
 
     page = await sign_in(browser, appliance, "admin", "Manager", viewport=LAPTOP)
     await expect(row(page, tv).locator(".credential-seen")).to_have_text(EN["admin.seen_online"])
     await expect(row(page, spare).locator(".credential-seen")).to_have_text(EN["admin.seen_never"])
+    await expect(row(page, old).locator(".credential-seen")).to_have_text(
+        EN["admin.seen_minutes"].replace("{n}", "7")
+    )
+    await expect(row(page, older).locator(".credential-seen")).to_have_text(
+        EN["admin.seen_hours"].replace("{n}", "3")
+    )
     await expect(row(page, doctor).locator(".credential-seen")).to_have_text(EN["admin.seen_never"])
 
     # Label, room and lines of the doctor, in the dialog.
