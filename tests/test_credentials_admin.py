@@ -14,6 +14,7 @@ from checkin_appliance import audit
 from checkin_appliance.domain import Role, parse_time
 from checkin_appliance.web.auth import SESSION_COOKIE
 from checkin_appliance.web.keys import STORE
+from checkin_appliance.web.messages.common import MESSAGES
 from tests.conftest import PASSWORD, Clinic
 
 
@@ -176,6 +177,14 @@ async def test_a_device_page_the_admin_signed_out_says_so_instead_of_the_sign_in
         assert 'id="signed-out"' in page
         assert 'name="password"' not in page  # never the sign-in form
         assert f'href="/login?next={path}"' in page
+
+        assert MESSAGES["en"]["signed_out.title"] in page
+
+    # In the clinic's language.
+    spanish = await clinic.client.patch("/api/settings/", json={"language": "es"}, headers=admin)
+    assert spanish.status == 200
+    page = await (await clinic.client.get("/kiosk", headers=kiosk_cookie)).text()
+    assert MESSAGES["es"]["signed_out.title"] in page
 
     # A session that merely ended (signed out on the device itself) still goes to sign-in.
     other = await clinic.add_credential(Role.FORM, "Back kiosk")
