@@ -213,6 +213,8 @@ class Speech:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                # Only PATH and a UTF-8 locale: the frozen executable's LD_LIBRARY_PATH (its
+                # bundled libraries) must not reach the system's espeak-ng.
                 env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"},
             )
         except OSError as exc:
