@@ -43,6 +43,7 @@ CACHE_BYTES = 4 * 1024 * 1024  # about 40 phrases of 2-3 s (22 kHz, 16-bit mono)
 MAX_PHRASE = 300  # characters; a name is at most 255, the display's short form much less
 SPEED = 145  # words per minute: a little slower than espeak-ng's 175, for a waiting room
 PITCH = 45  # 0-99, espeak-ng's default 50: a touch lower reads calmer
+MAX_VERSION = 100  # characters of ?v= (the call's time)
 SHOW = ("ticket", "ticket_name", "name")  # the display's ?show= (display.js)
 
 
@@ -116,12 +117,18 @@ def phrase_for(entry: QueueEntry, settings: Settings, lang: str, show: str) -> s
     return (head + phrases.room.format(room=room))[:MAX_PHRASE]
 
 
-def checked_request(lang: object, show: object, default_lang: str) -> tuple[str, str]:
-    lang = default_lang if lang in (None, "") else lang
-    show = "ticket" if show in (None, "") else show
-    if lang not in PHRASES or show not in SHOW:
+def checked_request(
+    lang: object, show: object, version: object, default_lang: str
+) -> tuple[str, str]:
+    """(language, show) of a request; absent ones get their defaults. `version` (the
+    display's cache key, ignored) is only checked for length."""
+    lang = default_lang if lang is None else lang
+    show = "ticket" if show is None else show
+    too_long = isinstance(version, str) and len(version) > MAX_VERSION
+    if lang not in PHRASES or show not in SHOW or too_long:
         raise InvalidInput(
-            f"lang must be one of {', '.join(PHRASES)}; show one of {', '.join(SHOW)}.",
+            f"lang must be one of {', '.join(PHRASES)}; show one of {', '.join(SHOW)}; "
+            f"v at most {MAX_VERSION} characters.",
             errors.SPEECH_REQUEST_INVALID,
         )
     return str(lang), str(show)

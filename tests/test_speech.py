@@ -138,6 +138,8 @@ async def test_who_may_ask_and_for_what(clinic: Clinic) -> None:
         {"entry": "0"},
         {**params, "lang": "fr"},
         {**params, "show": "all"},
+        {**params, "lang": ""},
+        {**params, "v": "x" * 101},
     ):
         resp = await clinic.client.get(URL, params=bad, headers=clinic.headers(Role.QUEUE))
         assert resp.status == 400, bad

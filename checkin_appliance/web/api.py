@@ -465,7 +465,10 @@ async def speech_call(request: web.Request) -> web.Response:
     settings = request.app[RECEPTION].settings
     entry_id = _patient_id(request.query.get("entry", ""))
     lang, show = speech.checked_request(
-        request.query.get("lang"), request.query.get("show"), settings.language
+        request.query.get("lang"),
+        request.query.get("show"),
+        request.query.get("v"),
+        settings.language,
     )
     if entry_id is None:
         raise InvalidInput("entry must be a queue entry's id.", errors.SPEECH_REQUEST_INVALID)
