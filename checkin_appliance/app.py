@@ -21,13 +21,22 @@ from checkin_appliance.own_names import HostAllowList
 from checkin_appliance.photo_links import PhotoLinks
 from checkin_appliance.reception import Reception
 from checkin_appliance.security import PasswordHasher
+from checkin_appliance.speech import Speech
 from checkin_appliance.store import Store, lock
 from checkin_appliance.store.database import StoreDamaged
 from checkin_appliance.web import api, cors, openapi, pages, slashes
 from checkin_appliance.web.errors import error_middleware, maintenance_middleware
 from checkin_appliance.web.feed import queue_feed
 from checkin_appliance.web.headers import add_security_headers, host_check
-from checkin_appliance.web.keys import ACCESS, CONFIG, FEED_REFUSALS, HUB, RECEPTION, STORE
+from checkin_appliance.web.keys import (
+    ACCESS,
+    CONFIG,
+    FEED_REFUSALS,
+    HUB,
+    RECEPTION,
+    SPEECH,
+    STORE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +73,7 @@ def create_app(config: Config) -> web.Application:
     app[STORE], app[HUB], app[RECEPTION] = store, hub, reception
     app[ACCESS] = Access(store, config, PasswordHasher(), _feed_closer(hub))
     app[FEED_REFUSALS] = RefusalLog("live feeds")
+    app[SPEECH] = Speech(store)
 
     app.add_routes(api.routes)
     app.add_routes(openapi.routes)

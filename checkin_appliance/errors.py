@@ -247,6 +247,22 @@ PHOTO_NOT_ALLOWED = _code(
 # --- live feed -------------------------------------------------------------------------
 NOT_A_WHOLE_NUMBER = _code("not_a_whole_number", 400, "?since= is not a whole number of 0 or more")
 
+# --- spoken calls ----------------------------------------------------------------------
+SPEECH_REQUEST_INVALID = _code(
+    "speech_request_invalid", 400, "a spoken call's entry, lang or show is not valid"
+)
+SPEECH_ENTRY_NOT_FOUND = _code(
+    "speech_entry_not_found",
+    404,
+    "a spoken call for a queue entry that does not exist or was never called",
+)
+SPEECH_UNAVAILABLE = _code(
+    "speech_unavailable",
+    503,
+    "the box cannot speak: espeak-ng is not installed, or it failed or took too long; the "
+    "display falls back to the browser's voice or the chime",
+)
+
 # --- the box ---------------------------------------------------------------------------
 NOT_FOUND = _code("not_found", 404, "no such path (or photo)")
 METHOD_NOT_ALLOWED = _code("method_not_allowed", 405, "the path does not take this method")

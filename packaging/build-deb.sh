@@ -36,7 +36,7 @@ Version: $version
 Architecture: $debarch
 Maintainer: checkin-appliance developers <noreply@checkin-appliance.invalid>
 Installed-Size: $installed_size
-Depends: libc6 (>= $glibc)
+Depends: libc6 (>= $glibc), espeak-ng
 Recommends: adduser
 Section: web
 Priority: optional
@@ -46,7 +46,8 @@ Description: patient check-in and waiting-room queue for small clinics
  with the box's own certificate authority). Data stays in one SQLite file on the box.
  .
  The program is one self-contained executable (Python and its libraries inside);
- it runs as the hardened systemd service checkin-appliance.
+ it runs as the hardened systemd service checkin-appliance. espeak-ng speaks the
+ calls on the wall display offline (most TV browsers have no voice of their own).
 CONTROL
 chmod 0644 "$root/DEBIAN/control"
 

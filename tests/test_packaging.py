@@ -511,7 +511,9 @@ def test_deb_control_fields(deb: Path) -> None:
     assert fields["Maintainer"] and fields["Section"] and fields["Priority"] == "optional"
     assert fields["Description"].strip()
     depends = [d.strip() for d in fields["Depends"].split(",")]
-    assert [d.split()[0] for d in depends] == ["libc6"], depends
+    # espeak-ng: the box speaks the calls itself (speech.py); a Depends, not a Recommends,
+    # so that a TV without a browser voice is never silent on a box set up from the .deb.
+    assert [d.split()[0] for d in depends] == ["libc6", "espeak-ng"], depends
     assert int(fields["Installed-Size"]) > 1000
 
 

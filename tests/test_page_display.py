@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -15,7 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, WebSocketRoute, expect
+from playwright.async_api import Browser, Page, Request, Route, WebSocketRoute, expect
 
 from tests.browser import (
     TV,
@@ -313,7 +314,8 @@ async def test_full_names_and_language_follow_the_settings_live(
 BLOCKED_AUDIO = """
 (() => {
   const Real = window.AudioContext;
-  window.soundLog = { oscillators: 0, spoken: [] };
+  window.soundLog = { oscillators: 0, spoken: [], timeline: [] };
+  const note = (...what) => window.soundLog.timeline.push([...what, performance.now()]);
   window.AudioContext = class extends Real {
     constructor(options) { super(options); this.unlocked = false; }
     get state() { return this.unlocked ? super.state : "suspended"; }
@@ -321,15 +323,41 @@ BLOCKED_AUDIO = """
       if (navigator.userActivation.isActive) this.unlocked = true;
       return super.resume();
     }
-    createOscillator() { window.soundLog.oscillators += 1; return super.createOscillator(); }
+    createOscillator() {
+      window.soundLog.oscillators += 1;
+      note("chime");
+      return super.createOscillator();
+    }
+  };
+  const fetchReal = window.fetch.bind(window);
+  window.fetch = (url, init) => {
+    if (String(url).includes("/api/speech/")) note("fetch", String(url));
+    return fetchReal(url, init);
+  };
+  // "ended" noted by a listener added first, before the page's own handler runs.
+  const RealAudio = window.Audio;
+  window.Audio = class extends RealAudio {
+    constructor(...args) { super(...args); this.addEventListener("ended", () => note("ended")); }
+  };
+  const play = HTMLMediaElement.prototype.play;
+  HTMLMediaElement.prototype.play = function () {
+    note("play");
+    return play.call(this);
   };
   const speak = speechSynthesis.speak.bind(speechSynthesis);
   speechSynthesis.speak = (u) => {
     if (u.text) window.soundLog.spoken.push({ text: u.text, lang: u.lang });
+    if (u.text) setTimeout(() => u.onend && u.onend(), 10); // headless has no voice to finish
     return speak(u);
   };
 })();
 """
+
+
+async def box_cannot_speak(route: Route) -> None:
+    await route.fulfill(
+        status=503, json={"error": "Spoken calls need espeak-ng.", "code": "speech_unavailable"}
+    )
 
 
 async def test_one_tap_enables_sound_and_calls_chime_and_are_spoken(
@@ -343,6 +371,8 @@ async def test_one_tap_enables_sound_and_calls_chime_and_are_spoken(
     await expect(page.locator("html")).to_have_attribute("lang", "es")
     # An init script applies from the next document on: reload under a TV browser's rules.
     await page.context.add_init_script(BLOCKED_AUDIO)
+    # The box cannot speak here (no espeak-ng): the browser's own voice says the call.
+    await page.route(re.compile(r"/api/speech/call/"), box_cannot_speak)
     await page.reload()
     button = page.get_by_role("button", name="Toque para activar el sonido")
     await expect(button).to_be_visible()
@@ -359,7 +389,11 @@ async def test_one_tap_enables_sound_and_calls_chime_and_are_spoken(
     await expect(button).to_be_focused()
     await page.keyboard.press("Enter")
     await expect(button).to_be_hidden()
-    assert await page.evaluate("window.soundLog") == {"oscillators": 0, "spoken": []}
+    assert await page.evaluate("window.soundLog") == {
+        "oscillators": 0,
+        "spoken": [],
+        "timeline": [],
+    }
 
     await clinic.check_in("John Doe")
     await clinic.call_next()
@@ -393,6 +427,7 @@ async def test_a_call_made_while_the_tv_was_away_is_announced_when_it_is_back(
         live.append(ws)
 
     await page.route_web_socket(re.compile(r"/ws/queue/"), switch)
+    await page.route(re.compile(r"/api/speech/call/"), box_cannot_speak)
     await page.reload()
     await page.get_by_role("button", name="Tap to enable sound").click()
     await clinic.check_in("John Doe")
@@ -417,6 +452,58 @@ async def test_a_call_made_while_the_tv_was_away_is_announced_when_it_is_back(
     assert await page.evaluate("window.soundLog.oscillators") > 0
     assert "snapshot=1" in feeds[0] and "since=" not in feeds[0], feeds
     assert len(feeds) >= 2 and all(re.search(r"[?&]since=\d+", url) for url in feeds[1:]), feeds
+
+
+@pytest.mark.skipif(
+    shutil.which("espeak-ng") is None,
+    reason="espeak-ng is not installed here (apt-get install espeak-ng; CI installs it)",
+)
+async def test_each_call_chimes_then_plays_the_box_s_speech_one_after_the_other(
+    browser: Browser,
+    appliance: Server,
+    clinic: Clinic,
+) -> None:
+    """No browser voice needed: the TV plays the box's own rendering of each call, after
+    its chime, and two calls never talk over each other."""
+    await clinic.settings("announce_voice", "true")
+    page = await open_display(browser, appliance)
+    await page.context.add_init_script(BLOCKED_AUDIO)
+    requests: list[str] = []
+
+    def seen(request: Request) -> None:
+        if "/api/speech/" in request.url:
+            requests.append(request.url)
+
+    page.on("request", seen)
+    await page.reload()
+    await page.get_by_role("button", name="Tap to enable sound").click()
+    first = await clinic.check_in("John Doe")
+    second = await clinic.check_in("Ann Lee")
+    await clinic.call_next()
+    await page.wait_for_function("() => window.soundLog.timeline.some(e => e[0] === 'play')")
+    await clinic.call_next()
+    await expect(now_called(page)).to_contain_text("Ann L.")
+    await page.wait_for_function(
+        "() => window.soundLog.timeline.filter(e => e[0] === 'ended').length === 2",
+        timeout=20000,
+    )
+    timeline = await page.evaluate("window.soundLog.timeline")
+    order = [event[0] for event in timeline]
+    # Each call: its chime, then the box's audio fetched and played to the end, then the next.
+    fetches = [event for event in timeline if event[0] == "fetch"]
+    assert [f"entry={first['queue_entry_id']}" in fetches[0][1], len(fetches)] == [True, 2]
+    assert f"entry={second['queue_entry_id']}" in fetches[1][1]
+    assert all("lang=en" in url and "show=ticket_name" in url for _, url, _ in fetches)
+    chimes = [index for index, kind in enumerate(order) if kind == "chime"]
+    plays = [index for index, kind in enumerate(order) if kind == "play"]
+    ends = [index for index, kind in enumerate(order) if kind == "ended"]
+    assert len(plays) == 2 and len(ends) == 2
+    assert chimes[0] < plays[0] < ends[0] < plays[1] < ends[1], order
+    assert any(ends[0] < chime < plays[1] for chime in chimes), " ".join(order)
+    assert requests and len(requests) == 2, requests
+    # The box spoke: the browser's voice was not needed.
+    assert await page.evaluate("window.soundLog.spoken") == []
+    await expect(page.get_by_role("button", name="Tap to enable sound")).to_be_hidden()
 
 
 async def test_names_on_the_tv_are_bidi_isolated(

@@ -1136,6 +1136,13 @@ class Store:
         )
         return [_entry(row) for row in rows]
 
+    async def entry(self, entry_id: int) -> QueueEntry | None:
+        """One queue entry by its id, whatever its state (a read, no transition)."""
+        row = await self._one(
+            f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} WHERE e.id = ?", (entry_id,)
+        )
+        return None if row is None else _entry(row)
+
     async def day_figures(self, start: str, end: str) -> tuple[int, int, int, list[float]]:
         """(checked in, called, waiting now, wait seconds of each call) between start and end."""
         row = await self._one(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from checkin_appliance import __version__, errors, intake, photos
+from checkin_appliance import __version__, errors, intake, photos, speech
 from checkin_appliance.config import Config
 from checkin_appliance.domain import (
     Audience,
@@ -37,7 +37,7 @@ from checkin_appliance.web.auth import (
     set_session_cookie,
 )
 from checkin_appliance.web.errors import ApiError, error_response, health_error, json_response
-from checkin_appliance.web.keys import ACCESS, CONFIG, HUB, RECEPTION
+from checkin_appliance.web.keys import ACCESS, CONFIG, HUB, RECEPTION, SPEECH
 
 if TYPE_CHECKING:
     from checkin_appliance.tls import LocalCA
@@ -453,6 +453,34 @@ async def stats_today(request: web.Request) -> web.Response:
     """Ours: today's figures for the doctor console and the admin summary (no names)."""
     await require(request)
     return json_response(await request.app[RECEPTION].today())
+
+
+# --- ours: spoken calls ------------------------------------------------------------------
+
+
+@routes.get("/api/speech/call/")
+async def speech_call(request: web.Request) -> web.Response:
+    """A called entry's spoken call as a WAV ("Ticket A 12, Room 3"), rendered on the box;
+    the phrase is the server's, from the entry and the settings, never the client's text."""
+    await require(request, Role.QUEUE, Role.DOCTOR)
+    settings = request.app[RECEPTION].settings
+    entry_id = _patient_id(request.query.get("entry", ""))
+    lang, show = speech.checked_request(
+        request.query.get("lang"),
+        request.query.get("show"),
+        request.query.get("v"),
+        settings.language,
+    )
+    if entry_id is None:
+        raise InvalidInput("entry must be a queue entry's id.", errors.SPEECH_REQUEST_INVALID)
+    audio = await request.app[SPEECH].call(entry_id, lang, show, settings)
+    return web.Response(
+        body=audio,
+        content_type="audio/wav",
+        # The same call sounds the same all day; the display adds the call's time to the
+        # URL, so a recall to another room is a new URL. Private: it may say a name.
+        headers={"Cache-Control": "private, max-age=86400"},
+    )
 
 
 # --- ours: settings and credentials (admin) ---------------------------------------------

@@ -9,6 +9,7 @@ from checkin_appliance.config import Config
 from checkin_appliance.connections import RefusalLog
 from checkin_appliance.hub import Hub
 from checkin_appliance.reception import Reception
+from checkin_appliance.speech import Speech
 from checkin_appliance.store import Store
 
 CONFIG = web.AppKey("config", Config)
@@ -16,6 +17,7 @@ STORE = web.AppKey("store", Store)
 HUB = web.AppKey("hub", Hub)
 RECEPTION = web.AppKey("reception", Reception)
 ACCESS = web.AppKey("access", Access)
+SPEECH = web.AppKey("speech", Speech)
 # Live feeds refused for being over max_feeds_per_credential, logged at most once per 10 s.
 FEED_REFUSALS = web.AppKey("feed_refusals", RefusalLog)
 

@@ -20,6 +20,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "display.enable_sound": "Tap to enable sound",
         "display.say_call_room": "{name}, please go to {room}.",
         "display.say_call": "{name}, please come in.",
+        # Spoken calls the box could not render (console only: nothing for patients).
+        "display.speech_error.speech_unavailable": "Spoken calls: the box cannot speak "
+        "(espeak-ng missing or failing); using the browser's voice or the chime alone.",
+        "display.speech_error.speech_entry_not_found": "Spoken calls: that call is gone.",
+        "display.speech_error.speech_request_invalid": "Spoken calls: this page asked wrongly.",
+        "display.speech_error.network": "Spoken calls: the box did not answer; using the "
+        "browser's voice or the chime alone.",
     },
     "es": {
         "display.title": "Sala de espera",
@@ -41,5 +48,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "display.enable_sound": "Toque para activar el sonido",
         "display.say_call_room": "{name}, por favor, pase a {room}.",
         "display.say_call": "{name}, por favor, pase.",
+        "display.speech_error.speech_unavailable": "Llamadas habladas: el equipo no puede "
+        "hablar (falta espeak-ng o falla); se usa la voz del navegador o solo el timbre.",
+        "display.speech_error.speech_entry_not_found": "Llamadas habladas: esa llamada ya no "
+        "existe.",
+        "display.speech_error.speech_request_invalid": "Llamadas habladas: la página pidió "
+        "algo no válido.",
+        "display.speech_error.network": "Llamadas habladas: el equipo no respondió; se usa la "
+        "voz del navegador o solo el timbre.",
     },
 }

@@ -29,6 +29,8 @@ const SPOKEN_PER_BURST = 2;
 const CHIME_SECONDS = 1.4;
 const CURSOR_IDLE_MS = 3000;
 const VOICE_LANG = { en: "en-US", es: "es-ES" };
+const SPEECH_FETCH_MS = 8000; // the box renders a call in well under a second
+const SPEECH_LONGEST_MS = 15000; // no spoken call is longer: the next one never waits more
 
 const data = pageData();
 const params = new URLSearchParams(location.search);
@@ -87,6 +89,7 @@ function onMessage(message) {
   if (message.kind === "snapshot") onSnapshot(message);
   else if (message.kind === "added") onAdded(message.visit);
   else if (message.kind === "called") onCalled(message.visit);
+  else if (message.kind === "recalled") onCalled(message.visit); // shown and announced again
   else if (message.kind === "settings") onSettings(message.settings);
 }
 
@@ -470,23 +473,33 @@ function tick() {
   if (els.date.textContent !== date) els.date.textContent = date;
 }
 
-// --- sound: a chime for every call, the name spoken if the clinic turned that on ---------
+// --- sound: a chime for every call, then the call spoken if the clinic turned that on ---
+// The box renders the spoken call itself (espeak-ng, GET /api/speech/call/): TV and kiosk
+// browsers rarely have a voice of their own. Without it (503 speech_unavailable) the
+// browser's voice says it, if the browser has one; else the chime alone.
 
 const sound = {
   ctx: null,
+  player: null, // one <audio> for every spoken call: calls never overlap
+  mediaBlocked: false, // the browser refused to play the audio (autoplay policy)
+  speechProblem: null, // the last code the box's speech answered with, if not ok
 
   init() {
     const Context = window.AudioContext || window.webkitAudioContext;
     if (!Context) return;
     this.ctx = new Context();
+    this.player = new Audio();
+    this.player.preload = "auto";
     this.ctx.addEventListener("statechange", () => this.showButton());
     els.sound.addEventListener("click", () => this.unlock());
     this.showButton();
   },
 
   // Browsers keep audio off until someone touches the page; the button is that one touch.
+  // It shows only while sound is blocked.
   showButton() {
-    els.sound.hidden = !this.ctx || this.ctx.state === "running" || this.ctx.state === "closed";
+    const running = this.ctx && (this.ctx.state === "running" || this.ctx.state === "closed");
+    els.sound.hidden = !this.ctx || (running && !this.mediaBlocked);
   },
 
   unlock() {
@@ -494,20 +507,22 @@ const sound = {
     if ("speechSynthesis" in window) {
       window.speechSynthesis.speak(new SpeechSynthesisUtterance(""));
     }
+    this.mediaBlocked = false;
     this.ctx.resume().then(
       () => this.showButton(),
       () => this.showButton(),
     );
   },
 
+  // Two soft bell tones; resolves when they have rung out, so the voice comes after.
   chime() {
-    if (!this.allowed) return;
+    if (!this.allowed) return Promise.resolve();
     const ctx = this.ctx;
     const start = ctx.currentTime + 0.05;
     const out = ctx.createGain();
     out.gain.value = 0.22;
     out.connect(ctx.destination);
-    // Two soft bell tones, high then low: E5, C5, each with a faint octave for a bell timbre.
+    // High then low: E5, C5, each with a faint octave for a bell timbre.
     for (const [frequency, delay] of [
       [659.25, 0],
       [523.25, 0.45],
@@ -529,6 +544,61 @@ const sound = {
         osc.stop(at + CHIME_SECONDS);
       }
     }
+    return wait(CHIME_SECONDS * 1000);
+  },
+
+  // Sound is one switch for people: no chime allowed means no voice either.
+  get allowed() {
+    return Boolean(this.ctx) && this.ctx.state === "running";
+  },
+
+  // The call spoken: the box's audio, else the browser's voice. Resolves when it is over.
+  async speak(call) {
+    if (!settings.announce_voice || !this.allowed) return;
+    let audio;
+    try {
+      audio = await fetchSpeech(call);
+    } catch (error) {
+      this.noteProblem(error.code || "network");
+      await this.say(call);
+      return;
+    }
+    this.noteProblem(null);
+    await this.play(audio);
+  },
+
+  noteProblem(code) {
+    if (code === this.speechProblem) return;
+    this.speechProblem = code;
+    // Nothing for patients to read: the admin previewing the TV finds it in the console.
+    if (code) console.warn(t(`display.speech_error.${code}`));
+  },
+
+  play(audio) {
+    return new Promise((resolve) => {
+      const player = this.player;
+      const url = URL.createObjectURL(audio);
+      let guard = null;
+      const done = () => {
+        clearTimeout(guard);
+        player.onended = null;
+        player.onerror = null;
+        URL.revokeObjectURL(url);
+        resolve();
+      };
+      player.onended = done;
+      player.onerror = done;
+      guard = setTimeout(done, SPEECH_LONGEST_MS); // never stuck on one call
+      player.src = url;
+      player.play().catch((error) => {
+        if (error?.name === "NotAllowedError") {
+          // Blocked by the browser although the chime may ring: the hint shows.
+          this.mediaBlocked = true;
+          this.showButton();
+        }
+        done();
+      });
+    });
   },
 
   voice(tag) {
@@ -541,13 +611,9 @@ const sound = {
     );
   },
 
-  // Sound is one switch for people: no chime allowed means no voice either.
-  get allowed() {
-    return Boolean(this.ctx) && this.ctx.state === "running";
-  },
-
+  // The browser's own voice, where it has one (the fallback).
   say(call) {
-    if (!settings.announce_voice || !this.allowed || !("speechSynthesis" in window)) return;
+    if (!("speechSynthesis" in window)) return Promise.resolve();
     // A ticket-only screen says the ticket ("A 12"), never a name.
     const name =
       showing === "ticket" && call.ticket
@@ -561,16 +627,70 @@ const sound = {
     const voice = this.voice(utterance.lang);
     if (voice) utterance.voice = voice;
     utterance.rate = 0.9;
-    window.speechSynthesis.speak(utterance);
+    return new Promise((resolve) => {
+      const guard = setTimeout(resolve, SPEECH_LONGEST_MS);
+      const done = () => {
+        clearTimeout(guard);
+        resolve();
+      };
+      utterance.onend = done;
+      utterance.onerror = done;
+      window.speechSynthesis.speak(utterance);
+    });
   },
 };
 
+function wait(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+class SpeechError extends Error {
+  constructor(code) {
+    super(code || "speech");
+    this.code = code;
+  }
+}
+
+// The box builds the phrase from the entry and the settings; the URL names only the entry,
+// the language and what this screen shows. The call's time keeps a recall elsewhere apart
+// from the first call in the browser's cache.
+async function fetchSpeech(call) {
+  const query = new URLSearchParams({ entry: String(call.entryId), lang, show: showing });
+  if (call.calledAt) query.set("v", call.calledAt);
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), SPEECH_FETCH_MS);
+  try {
+    const response = await fetch(`/api/speech/call/?${query}`, {
+      credentials: "same-origin",
+      signal: controller.signal,
+    });
+    if (!response.ok) {
+      let code = null;
+      try {
+        code = (await response.json()).code;
+      } catch {
+        // not our JSON (a proxy's page): a plain failure
+      }
+      throw new SpeechError(code);
+    }
+    return await response.blob();
+  } catch (error) {
+    if (error instanceof SpeechError) throw error;
+    throw new SpeechError("network");
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 // Calls that arrive together (a replay after an outage) get one chime and only the newest
-// names spoken: a TV reading out a backlog of old calls helps nobody.
+// ones spoken: a TV reading out a backlog of old calls helps nobody. Each announcement
+// waits for the one before it, so two calls (or a call and its recall) never overlap.
 const announcer = {
   batch: [],
   timer: null,
+  queue: Promise.resolve(),
 
+  // A call, or "announce this entry again" (a recall): the same thing, queued.
   add(call) {
     if (!sound.allowed) return; // made while sound was off: it stays silent, also later
     this.batch.push(call);
@@ -581,10 +701,12 @@ const announcer = {
     const calls = this.batch.slice(-SPOKEN_PER_BURST);
     this.batch = [];
     this.timer = null;
-    sound.chime();
-    setTimeout(() => {
-      for (const call of calls) sound.say(call);
-    }, CHIME_SECONDS * 1000);
+    this.queue = this.queue.then(() => this.announce(calls)).catch(() => {});
+  },
+
+  async announce(calls) {
+    await sound.chime();
+    for (const call of calls) await sound.speak(call);
   },
 };
 

@@ -4,6 +4,7 @@
 //   {kind: "snapshot", seq, waiting: [visit], called: [visit]}  (called: today's, newest first)
 //   {kind: "added", seq, visit}     a patient checked in
 //   {kind: "called", seq, visit}    a doctor called them (calledAt, room)
+//   {kind: "recalled", seq, visit}  the call repeated (calledAt: the recall's time)
 //   {kind: "updated", seq, visit}   staff changed a waiting patient's priority (events: "all")
 //   {kind: "settings", settings}    the clinic's settings changed
 // visit: {entryId, patientId, name, image, checkedInAt, calledAt, room, ticket, line, priority,
@@ -11,7 +12,12 @@
 // snapshot: the place in its line's call order) are null when there is none.
 
 const BANNER_AFTER_MS = 3000;
-const CHANGES = { PATIENT_ADDED: "added", PATIENT_COMPLETED: "called", PATIENT_UPDATED: "updated" };
+const CHANGES = {
+  PATIENT_ADDED: "added",
+  PATIENT_COMPLETED: "called",
+  PATIENT_UPDATED: "updated",
+  PATIENT_RECALLED: "recalled", // the same call again (issue 16): the display announces it again
+};
 
 // item: a snapshot's queue item or a live event; both carry the visit's id, its patient and
 // check_in_time. calledAt comes from the caller: an item's called_at, an event's own time.
@@ -43,7 +49,7 @@ function messageFrom(msg) {
   }
   const kind = CHANGES[msg.event];
   if (!kind) return null; // an event this page's version does not know: nothing to show
-  return { kind, seq: msg.seq, visit: visitFrom(msg, kind === "called" ? msg.at : null) };
+  return { kind, seq: msg.seq, visit: visitFrom(msg, kind === "called" || kind === "recalled" ? msg.at : null) };
 }
 
 export class QueueFeed {
