@@ -302,6 +302,9 @@ class Access:
         # Whether a credential imported from the original CheckIn has a token that is not 8
         # digits: only then is a token of another shape looked up (refresh_token_shapes).
         self.foreign_tokens = False
+        # When each credential last used a session here (time.time()), since the start: one
+        # entry per credential, so bounded by how many there are (last_contacts).
+        self.seen: dict[int, float] = {}
 
     async def refresh_token_shapes(self) -> None:
         """At start, after an import, and when another process changed the database."""
@@ -401,13 +404,16 @@ class Access:
         return credential
 
     async def change_credential(self, token: str, body: object, actor: Actor) -> Credential:
-        """An admin changes a credential's `room` (null: none) and/or `lines` (prefixes; []:
-        every line); other keys are refused."""
-        if not isinstance(body, dict) or not body or set(body) - {"room", "lines"}:
+        """An admin changes a credential's `label`, `room` (null: none) and/or `lines`
+        (prefixes; []: every line); other keys are refused. Audited by the store."""
+        if not isinstance(body, dict) or not body or set(body) - {"label", "room", "lines"}:
             raise InvalidInput(
-                "Send a JSON object with room and/or lines.", errors.CREDENTIAL_CHANGE_INVALID
+                "Send a JSON object with label, room and/or lines.",
+                errors.CREDENTIAL_CHANGE_INVALID,
             )
         changes: dict[str, object] = {}
+        if "label" in body:
+            changes["label"] = credential_fields("queue", body["label"], None)[1]
         if "room" in body:
             changes["room"] = credential_fields("queue", "x", body["room"])[2]
         if "lines" in body:
@@ -472,6 +478,33 @@ class Access:
     async def list_credentials(self) -> list[Credential]:
         return await self.store.list_credentials()
 
+    async def last_contacts(self, credentials: Iterable[Credential]) -> dict[int, str]:
+        """Each credential's last contact with the box (UTC timestamp), where one is known:
+        the newest of its sign-ins, its sessions' renewals (a page session's access expiry
+        less its idle lifetime, an API session's less access_ttl) and, since this server
+        started, its last authenticated request. No column of its own: the sessions table and
+        memory say it (a page renews its session at most every 1/20 of its idle time, so
+        after a restart a quiet device's last contact may look older than it is)."""
+        found = await self.store.last_activity()
+        now = datetime.now(UTC)
+        contacts: dict[int, str] = {}
+        for credential in credentials:
+            moments: list[datetime] = []
+            if credential.id in self.seen:
+                moments.append(datetime.fromtimestamp(self.seen[credential.id], UTC))
+            if credential.id in found:
+                signed_in, page_until, api_until = found[credential.id]
+                moments.append(parse_time(signed_in))
+                if page_until:
+                    idle, _ = self.page_session_limits(credential.role)
+                    moments.append(parse_time(page_until) - timedelta(seconds=idle))
+                if api_until:
+                    ttl = timedelta(seconds=self.config.access_ttl)
+                    moments.append(parse_time(api_until) - ttl)
+            if moments:
+                contacts[credential.id] = format_time(min(max(moments), now))
+        return contacts
+
     async def served_lines(self, credential: Credential) -> tuple[str, ...]:
         """The line prefixes a doctor serves (none: every line); a session's credential is
         read without them."""
@@ -486,6 +519,22 @@ class Access:
             lambda _, credential_id: credential_id == credential.id, "credential deactivated"
         )
         return credential
+
+    async def reactivate(self, token: str, actor: Actor) -> Credential:
+        """A deactivated credential works again; its old sessions stay ended (the device signs
+        in again with its password: whoever held its session when it was deactivated does
+        not come back with it). Reactivating an active one changes nothing."""
+        credential = await self._changed(self.store.reactivate_credential(token, actor=actor))
+        if credential is None:
+            raise NotFound("No credential with that token.", errors.NO_SUCH_CREDENTIAL)
+        return credential
+
+    async def ended_by_admin(self, access: str) -> bool:
+        """Whether this (no longer working) access secret's session was ended by an
+        administrator: its credential deactivated, or its password set anew."""
+        if not access or len(access) > 200 or not access.isascii():
+            return False
+        return await self.store.ended_by_admin(secret_hash(access))
 
     async def set_password(self, token: str, password: object, actor: Actor) -> Credential:
         """An administrator sets a credential's password (the same rules as a new one): the
@@ -636,6 +685,8 @@ class Access:
             session = await self.store.session_by_access(secret_hash(access), utc_now())
             if session is not None:
                 self.sessions.put(access, session, now)
+        if session is not None:
+            self.seen[session.credential.id] = time.time()
         return session
 
     def forget_sessions(self) -> None:

@@ -40,13 +40,14 @@ CALL = "call"  # call next: the longest-waiting patient
 COMPLETE = "complete"  # a chosen patient, by id
 CREDENTIAL_CREATED = "credential_created"
 CREDENTIAL_DEACTIVATED = "credential_deactivated"
+CREDENTIAL_REACTIVATED = "credential_reactivated"  # a deactivated credential works again
 SETTINGS_CHANGED = "settings_changed"
 BACKUP = "backup"
 PATIENT_VIEWED = "patient_viewed"  # a staff member opened a patient's intake answers
 PRIORITY_CHANGED = "priority_changed"  # staff set a waiting patient's priority class
 LINE_CREATED = "line_created"
 LINE_CHANGED = "line_changed"
-CREDENTIAL_CHANGED = "credential_changed"  # a credential's room or lines
+CREDENTIAL_CHANGED = "credential_changed"  # a credential's label, room or lines
 PASSWORD_CHANGED = "password_changed"  # an admin set a credential's password (a reset)
 IMPORT_ORIGINAL = "import_original"  # import-original: counts only
 

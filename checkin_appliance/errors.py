@@ -221,7 +221,9 @@ ROOM_INVALID_CHARACTER = _code(
 )
 NO_SUCH_CREDENTIAL = _code("no_such_credential", 404, "no credential has that token")
 CREDENTIAL_CHANGE_INVALID = _code(
-    "credential_change_invalid", 400, "a credential change that is not an object of room/lines"
+    "credential_change_invalid",
+    400,
+    "a credential change that is not an object of label/room/lines",
 )
 SETTINGS_EMPTY = _code("settings_empty", 400, "a settings change that is not a non-empty object")
 SETTING_UNKNOWN = _code("setting_unknown", 400, "a settings key the box does not have")

@@ -302,6 +302,10 @@ class Hub:
         """Live feeds open with this credential, over all its sessions."""
         return sum(1 for sub in self._subscribers if sub.credential_id == credential_id)
 
+    def credential_ids(self) -> set[int]:
+        """The credentials with a live feed open now (the admin's "online now")."""
+        return {sub.credential_id for sub in self._subscribers if sub.credential_id is not None}
+
     def session_ids(self) -> set[int]:
         return {sub.session_id for sub in self._subscribers if sub.session_id is not None}
 

@@ -505,7 +505,9 @@ async def test_admin_creates_and_deactivates_a_credential(clinic: Clinic) -> Non
     listing = await (await clinic.client.get("/api/credentials/", headers=admin)).json()
     assert created["token"] in [c["token"] for c in listing]
     assert all(
-        set(c) == {"token", "role", "label", "room", "lines", "active", "created_at", *IMPORT_KEYS}
+        set(c)
+        == {"token", "role", "label", "room", "lines", "active", "created_at", *IMPORT_KEYS}
+        | {"last_seen", "online"}
         for c in listing
     )
 

@@ -171,4 +171,6 @@ async def test_the_dialog_in_spanish_and_an_administrators_rule(
     assert status == 200 and access
     await page.reload()
     await expect(row(page, gone)).to_contain_text(ES["admin.inactive"])
-    await expect(row(page, gone).get_by_role("button")).to_have_count(0)
+    # Only "Reactivate" (issue 16): no new password, no edit, no deactivate.
+    await expect(row(page, gone).get_by_role("button")).to_have_count(1)
+    await expect(row(page, gone).get_by_role("button")).to_have_text(ES["admin.reactivate"])

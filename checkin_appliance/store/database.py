@@ -400,8 +400,8 @@ class Store:
     async def change_credential(
         self, token: str, changes: dict[str, Any], *, actor: Actor
     ) -> Credential | None:
-        """A credential's room and/or served lines (prefixes; [] = every line); None when no
-        such token. An unknown prefix: InvalidInput (line_not_found)."""
+        """A credential's label, room and/or served lines (prefixes; [] = every line); None
+        when no such token. An unknown prefix: InvalidInput (line_not_found)."""
 
         def job(tx: Transaction) -> Credential | None:
             row = tx.one("SELECT id FROM credentials WHERE token = ?", (token,))
@@ -411,6 +411,11 @@ class Store:
             if "room" in changes:
                 tx.run(
                     "UPDATE credentials SET room = ? WHERE id = ?", (changes["room"], credential_id)
+                )
+            if "label" in changes:
+                tx.run(
+                    "UPDATE credentials SET label = ? WHERE id = ?",
+                    (changes["label"], credential_id),
                 )
             if "lines" in changes:
                 ids = []
@@ -448,6 +453,71 @@ class Store:
             audit.CREDENTIAL_DEACTIVATED,
             actor,
         )
+
+    async def reactivate_credential(self, token: str, *, actor: Actor) -> Credential | None:
+        """An inactive credential works again (audited); its old sessions stay ended, so the
+        device signs in again. Active already: unchanged, no audit row. None: no such token."""
+
+        def job(tx: Transaction) -> Credential | None:
+            row = tx.one("SELECT id, active FROM credentials WHERE token = ?", (token,))
+            if row is None:
+                return None
+            if not row["active"]:
+                tx.run(
+                    "UPDATE credentials SET active = 1, deactivated_at = NULL WHERE id = ?",
+                    (row["id"],),
+                )
+                tx.audit(audit.CREDENTIAL_REACTIVATED, actor, detail={"credential": row["id"]})
+            updated = tx.one(
+                f"SELECT {_CREDENTIAL_COLUMNS}, {_CREDENTIAL_LINES} FROM credentials c "
+                "WHERE c.id = ?",
+                (row["id"],),
+            )
+            assert updated is not None
+            return _credential(updated, with_lines=True)
+
+        return await self.write(job)
+
+    async def last_activity(self) -> dict[int, tuple[str, str | None, str | None]]:
+        """Per credential, from its sessions (no column of its own): (newest sign-in, newest
+        access expiry of a page session, of an API session). A page session's access expiry
+        moves on when the page is used (extend_session), an API session's on each refresh;
+        Access turns them into a last contact. An API session ends with its refresh token
+        (ends_at = refresh_expires, set once at sign-in); a page session never does."""
+        rows = await self._all(
+            "SELECT credential_id, max(created_at) AS signed_in, "
+            "max(CASE WHEN ends_at IS refresh_expires THEN NULL ELSE access_expires END) "
+            "AS page_until, "
+            "max(CASE WHEN ends_at IS refresh_expires THEN access_expires END) AS api_until "
+            "FROM sessions GROUP BY credential_id"
+        )
+        return {
+            row["credential_id"]: (row["signed_in"], row["page_until"], row["api_until"])
+            for row in rows
+        }
+
+    async def ended_by_admin(self, access_hash: str) -> bool:
+        """Whether the session of this access secret ended because an administrator
+        deactivated its credential or set its password (the page then says so, instead of
+        offering the sign-in form). The password change's audit row has the revocation's
+        time (one transaction)."""
+        row = await self._one(
+            "SELECT s.credential_id, s.revoked_at, c.active FROM sessions s "
+            "JOIN credentials c ON c.id = s.credential_id WHERE s.access_hash = ?",
+            (access_hash,),
+        )
+        if row is None:
+            return False
+        if not row["active"]:
+            return True
+        if row["revoked_at"] is None:
+            return False
+        changed = await self._one(
+            "SELECT 1 AS found FROM audit_log WHERE at = ? AND action = ? "
+            "AND json_extract(detail, '$.credential') = ? LIMIT 1",
+            (row["revoked_at"], audit.PASSWORD_CHANGED, row["credential_id"]),
+        )
+        return changed is not None
 
     async def set_password(
         self, token: str, password_hash: str, *, actor: Actor

@@ -21,6 +21,7 @@ from checkin_appliance.domain import (
     audience_for,
     patient_view,
     queue_item,
+    utc_now,
 )
 from checkin_appliance.intake import Upload
 from checkin_appliance.store import StoreUnavailable
@@ -36,7 +37,7 @@ from checkin_appliance.web.auth import (
     set_session_cookie,
 )
 from checkin_appliance.web.errors import ApiError, error_response, health_error, json_response
-from checkin_appliance.web.keys import ACCESS, CONFIG, RECEPTION, SPEECH
+from checkin_appliance.web.keys import ACCESS, CONFIG, HUB, RECEPTION, SPEECH
 
 if TYPE_CHECKING:
     from checkin_appliance.tls import LocalCA
@@ -510,9 +511,24 @@ async def apply_preset(request: web.Request) -> web.Response:
 
 @routes.get("/api/credentials/")
 async def list_credentials(request: web.Request) -> web.Response:
+    """Each with its last contact (`last_seen`, null: never signed in) and whether a live
+    feed of it is open now (`online`): derived, never stored (Access.last_contacts)."""
     await require(request, Role.ADMIN)
-    credentials = await request.app[ACCESS].list_credentials()
-    return json_response([c.public() for c in credentials])
+    access = request.app[ACCESS]
+    credentials = await access.list_credentials()
+    online = request.app[HUB].credential_ids()
+    contacts = await access.last_contacts(credentials)
+    now = utc_now()
+    return json_response(
+        [
+            {
+                **c.public(),
+                "last_seen": now if c.id in online else contacts.get(c.id),
+                "online": c.id in online,
+            }
+            for c in credentials
+        ]
+    )
 
 
 @routes.post("/api/credentials/")
@@ -532,7 +548,7 @@ async def create_credential(request: web.Request) -> web.Response:
 
 @routes.patch("/api/credentials/{token}/")
 async def change_credential(request: web.Request) -> web.Response:
-    """Ours: a credential's room and the lines it serves."""
+    """Ours: a credential's label, room and the lines it serves."""
     caller = await require(request, Role.ADMIN)
     body = await read_body(request)
     credential = await request.app[ACCESS].change_credential(
@@ -545,6 +561,14 @@ async def change_credential(request: web.Request) -> web.Response:
 async def deactivate_credential(request: web.Request) -> web.Response:
     caller = await require(request, Role.ADMIN)
     credential = await request.app[ACCESS].deactivate(request.match_info["token"], caller.actor)
+    return json_response(credential.public())
+
+
+@routes.post("/api/credentials/{token}/reactivate/")
+async def reactivate_credential(request: web.Request) -> web.Response:
+    """Ours: a deactivated credential works again; its device signs in again."""
+    caller = await require(request, Role.ADMIN)
+    credential = await request.app[ACCESS].reactivate(request.match_info["token"], caller.actor)
     return json_response(credential.public())
 
 

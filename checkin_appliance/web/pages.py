@@ -140,6 +140,18 @@ def _renewed(request: web.Request, response: web.HTTPException | web.Response) -
     return response
 
 
+# Pages that stand in front of patients: they never show the staff sign-in form on their own.
+DEVICE_ROLES = (Role.FORM, Role.QUEUE)
+
+
+async def _signed_out_by_admin(request: web.Request) -> bool:
+    """Whether this browser's (dead) session was ended by an administrator: its credential
+    deactivated or its password set anew. The page then says so (its script reloads it when
+    the live feed closes with 4403 or a request answers 401)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    return bool(token) and await request.app[ACCESS].ended_by_admin(token)
+
+
 def _to_login(request: web.Request) -> web.HTTPSeeOther:
     return web.HTTPSeeOther(f"/login?next={request.path}")
 
@@ -153,6 +165,8 @@ async def role_page(
 ) -> web.StreamResponse:
     caller = await page_caller(request)
     if caller is None:
+        if role in DEVICE_ROLES and await _signed_out_by_admin(request):
+            return render(request, "signed_out.html", {"next": request.path})
         raise _to_login(request)
     own = caller.credential.role
     if own is not role and own is not Role.ADMIN:

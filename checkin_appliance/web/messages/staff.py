@@ -74,6 +74,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.col_room": "Room",
         "admin.col_status": "Status",
         "admin.col_created": "Created",
+        "admin.seen_online": "Online now",
+        "admin.seen_never": "Never signed in",
+        "admin.seen_now": "Last seen just now",
+        "admin.seen_minutes": "Last seen {n} min ago",
+        "admin.seen_hours": "Last seen {n} h ago",
+        "admin.seen_days": "Last seen {n} days ago",
+        "admin.credential_label": "Name on the list",
+        "admin.reactivated": "{label} is active again. The device must sign in again with its "
+        "password.",
         "admin.col_action": "Action",
         "admin.active": "Active",
         "admin.inactive": "Deactivated",
@@ -265,7 +274,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "page and try again.",
         "admin.error.time_zone_invalid": "The box does not know that time zone. Use a name "
         "like “America/New_York” or “Europe/Madrid”.",
-        "admin.credential_edit_heading": "Room and lines of {label}",
+        "admin.credential_edit_heading": "Edit {label}",
         "admin.credential_lines": "Lines this doctor serves",
         "admin.credential_lines_hint": "None ticked: every line. Call next takes the best next "
         "patient across these lines.",
@@ -421,6 +430,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.col_room": "Consulta",
         "admin.col_status": "Estado",
         "admin.col_created": "Creada",
+        "admin.seen_online": "Conectado ahora",
+        "admin.seen_never": "Nunca inició sesión",
+        "admin.seen_now": "Visto hace un momento",
+        "admin.seen_minutes": "Visto hace {n} min",
+        "admin.seen_hours": "Visto hace {n} h",
+        "admin.seen_days": "Visto hace {n} días",
+        "admin.credential_label": "Nombre en la lista",
+        "admin.reactivated": "{label} vuelve a estar activa. El dispositivo debe iniciar sesión "
+        "de nuevo con su contraseña.",
         "admin.col_action": "Acción",
         "admin.active": "Activa",
         "admin.inactive": "Desactivada",
@@ -628,7 +646,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "página e inténtelo de nuevo.",
         "admin.error.time_zone_invalid": "El equipo no conoce esa zona horaria. Use un nombre "
         "como «America/New_York» o «Europe/Madrid».",
-        "admin.credential_edit_heading": "Consulta y filas de {label}",
+        "admin.credential_edit_heading": "Editar {label}",
         "admin.credential_lines": "Filas que atiende este médico",
         "admin.credential_lines_hint": "Ninguna marcada: todas las filas. «Llamar al "
         "siguiente» elige al mejor siguiente entre estas filas.",

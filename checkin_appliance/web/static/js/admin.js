@@ -86,7 +86,10 @@ const els = {
   credentialDialog: byId("credential-dialog"),
   credentialForm: byId("credential-form"),
   credentialHeading: byId("credential-dialog-heading"),
+  credentialLabel: byId("credential-label"),
   credentialRoom: byId("credential-room"),
+  credentialRoomField: byId("credential-room-field"),
+  credentialLinesField: byId("credential-lines-field"),
   credentialLines: byId("credential-lines"),
   credentialError: byId("credential-error"),
   credentialSave: byId("credential-save"),
@@ -165,6 +168,28 @@ function dateText(iso) {
   return new Date(iso).toLocaleString(lang, { dateStyle: "medium", timeStyle: "short" });
 }
 
+// A device's last contact as the list shows it: "Online now" while a live feed of it is
+// open, else how long ago, in this page's own words (the server sends a UTC time or null).
+function seenText(c, now = Date.now()) {
+  if (c.online) return t("admin.seen_online");
+  if (!c.last_seen) return t("admin.seen_never");
+  const minutes = Math.floor(Math.max(0, now - Date.parse(c.last_seen)) / 60000);
+  if (minutes < 1) return t("admin.seen_now");
+  if (minutes < 60) return t("admin.seen_minutes", { n: minutes });
+  if (minutes < 48 * 60) return t("admin.seen_hours", { n: Math.floor(minutes / 60) });
+  return t("admin.seen_days", { n: Math.floor(minutes / 1440) });
+}
+
+function seenCell(c) {
+  const node = el(c.last_seen ? "time" : "span", c.online ? "badge badge--active" : null,
+    seenText(c));
+  if (c.last_seen) {
+    node.dateTime = c.last_seen;
+    node.title = dateText(c.last_seen);
+  }
+  return node;
+}
+
 function cell(className, labelKey, content) {
   const td = el("td", className);
   if (labelKey) td.dataset.label = t(labelKey); // shown above the value on narrow screens
@@ -180,6 +205,10 @@ function credentialRow(c) {
   const label = document.createDocumentFragment();
   label.append(c.label);
   if (c.active && isOwn(c)) label.append(" ", el("span", "badge badge--you", t("admin.you")));
+  // The last contact, under the name: a column of its own would not fit a laptop.
+  const seen = el("div", "credential-seen");
+  seen.append(seenCell(c));
+  label.append(seen);
   const status = document.createDocumentFragment();
   status.append(el("span", `badge badge--${c.active ? "active" : "inactive"}`,
     t(c.active ? "admin.active" : "admin.inactive")));
@@ -209,20 +238,25 @@ function credentialRow(c) {
     reset.setAttribute("aria-label", t("admin.set_password_name", { label: c.label }));
     reset.addEventListener("click", () => askPassword(c));
     const buttons = el("div", "row-actions");
-    if (c.role === "doctor") {
-      const edit = el("button", "button button--quiet", t("admin.edit"));
-      edit.type = "button";
-      edit.setAttribute("aria-label", t("admin.edit_name", { label: c.label }));
-      edit.addEventListener("click", () => editCredential(c));
-      buttons.append(edit);
-    }
-    buttons.append(reset);
+    const edit = el("button", "button button--quiet", t("admin.edit"));
+    edit.type = "button";
+    edit.dataset.action = "edit";
+    edit.setAttribute("aria-label", t("admin.edit_name", { label: c.label }));
+    edit.addEventListener("click", () => editCredential(c));
+    buttons.append(edit, reset);
     const button = el("button", "button button--danger", t("admin.deactivate"));
     button.type = "button";
     button.setAttribute("aria-label", t("admin.deactivate_name", { label: c.label }));
     button.addEventListener("click", () => askDeactivate(c));
     buttons.append(button);
     action.append(buttons);
+  } else {
+    const again = el("button", "button", t("admin.reactivate"));
+    again.type = "button";
+    again.dataset.action = "reactivate";
+    again.setAttribute("aria-label", t("admin.reactivate_name", { label: c.label }));
+    again.addEventListener("click", () => reactivate(c, again));
+    action.append(again);
   }
   tr.append(action);
   return tr;
@@ -238,6 +272,22 @@ function renderCredentials() {
   els.credentialsMessage.hidden = sorted.length > 0;
   els.credentialsMessage.removeAttribute("data-i18n");
   els.credentialsMessage.textContent = t("admin.no_credentials");
+}
+
+// No confirmation: reactivating harms nobody, and the device must still sign in again.
+async function reactivate(c, button) {
+  button.disabled = true;
+  try {
+    await api("POST", `/api/credentials/${encodeURIComponent(c.token)}/reactivate/`);
+  } catch (error) {
+    els.credentialsStatus.textContent = errorText(error);
+    els.credentialsStatus.hidden = false;
+    button.disabled = false;
+    return;
+  }
+  els.credentialsStatus.textContent = t("admin.reactivated", { label: c.label });
+  els.credentialsStatus.hidden = false;
+  await loadCredentials();
 }
 
 async function loadCredentials() {
@@ -257,13 +307,18 @@ function servedText(c) {
   return c.lines.join(", ");
 }
 
-// A doctor's room and served lines, in a dialog (Escape or Cancel changes nothing).
+// A credential's label and, for a doctor, room and served lines, in a dialog (Escape or
+// Cancel changes nothing).
 let editing = null; // the credential in the dialog
 
 function editCredential(c) {
   editing = c;
   els.credentialHeading.textContent = t("admin.credential_edit_heading", { label: c.label });
+  const doctor = c.role === "doctor";
+  els.credentialLabel.value = c.label;
   els.credentialRoom.value = c.room || "";
+  els.credentialRoomField.hidden = !doctor;
+  els.credentialLinesField.hidden = !doctor;
   const served = new Set(c.lines || []);
   const boxes = (lines || [])
     .filter((line) => line.active || served.has(line.prefix))
@@ -281,7 +336,7 @@ function editCredential(c) {
   els.credentialError.hidden = true;
   els.credentialSave.disabled = false;
   els.credentialDialog.showModal();
-  els.credentialRoom.focus();
+  els.credentialLabel.focus();
 }
 
 els.credentialDialog.addEventListener("close", () => {
@@ -292,8 +347,18 @@ els.credentialForm.addEventListener("submit", async (event) => {
   event.preventDefault();
   const c = editing;
   if (!c) return;
-  const served = [...els.credentialLines.querySelectorAll("input:checked")].map((i) => i.value);
-  const body = { room: els.credentialRoom.value.trim() || null, lines: served };
+  const label = els.credentialLabel.value.trim();
+  if (!label) {
+    els.credentialError.textContent = t("admin.error.label_invalid");
+    els.credentialError.hidden = false;
+    els.credentialLabel.focus();
+    return;
+  }
+  const body = { label };
+  if (c.role === "doctor") {
+    body.room = els.credentialRoom.value.trim() || null;
+    body.lines = [...els.credentialLines.querySelectorAll("input:checked")].map((i) => i.value);
+  }
   els.credentialSave.disabled = true;
   try {
     await api("PATCH", `/api/credentials/${encodeURIComponent(c.token)}/`, { json: body });
@@ -304,7 +369,7 @@ els.credentialForm.addEventListener("submit", async (event) => {
     return;
   }
   els.credentialDialog.close();
-  els.credentialsStatus.textContent = t("admin.credential_saved", { label: c.label });
+  els.credentialsStatus.textContent = t("admin.credential_saved", { label });
   els.credentialsStatus.hidden = false;
   await loadCredentials();
 });
@@ -1229,6 +1294,12 @@ for (const key of SETTING_KEYS) setFormValue(key, settings[key]);
 fillLineForm(null);
 renderAll();
 loadCredentials();
+// Who is online changes by itself: the list is read again every 30 s while the page is seen
+// (the relative times move on with it).
+const SEEN_REFRESH_MS = 30000;
+setInterval(() => {
+  if (!document.hidden && credentials !== null) loadCredentials();
+}, SEEN_REFRESH_MS);
 loadLines();
 fillIntake(settings.intake_form ?? null);
 loadIntakeForm(true);

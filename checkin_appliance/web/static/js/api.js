@@ -24,8 +24,10 @@ export async function api(method, path, { json, body, headers = {}, signal } = {
   const text = await response.text();
   const data = text ? JSON.parse(text) : null;
   if (response.status === 401) {
-    // The session ended (deactivated or signed out elsewhere): back to the sign-in page.
-    window.location.assign(`/login?next=${encodeURIComponent(window.location.pathname)}`);
+    // The session ended (deactivated, a new password, or signed out elsewhere): the page is
+    // asked for again, and the server answers the sign-in page or, for a kiosk or display
+    // the administrator signed out, a page that says so.
+    window.location.assign(window.location.pathname);
   }
   if (!response.ok) throw new ApiError(response.status, data);
   return data;

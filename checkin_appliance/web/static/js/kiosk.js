@@ -13,6 +13,7 @@ import { api } from "./api.js";
 import { byId, el, showText } from "./dom.js";
 import { IntakeForm, errorFor } from "./intake.js";
 import { fetchLines, inkOn, lineIcon, lineName, orderedLines } from "./lines.js";
+import { QueueFeed } from "./feed.js";
 import { applyTexts, pageData, translator } from "./page.js";
 
 const SUCCESS_RESET_SECONDS = 10;
@@ -556,8 +557,9 @@ async function submit(event) {
     return;
   }
   if (outcome.status === 401) {
-    // This kiosk's session ended (deactivated or signed out elsewhere).
-    window.location.assign("/login?next=/kiosk");
+    // This kiosk's session ended: the server says how (signed out by the administrator, or
+    // the sign-in page).
+    window.location.assign("/kiosk");
     return;
   }
   state.key = null; // refused: nothing was stored, the corrected form is a new submission
@@ -894,6 +896,11 @@ document.addEventListener("visibilitychange", () => {
   }
 });
 navigator.mediaDevices?.addEventListener?.("devicechange", refreshCameraSupport);
+
+// A live feed only to notice at once when the administrator signs this kiosk out (the feed
+// closes with 4403 and QueueFeed asks for the page again) and to show it "online" on the
+// admin page; its queue events are not shown, the display's own view keeps them short.
+new QueueFeed({ onMessage: () => {} }, { view: "display" }).start();
 
 setLanguage(clinicLang);
 loadLines();
