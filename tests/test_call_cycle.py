@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from aiohttp import ClientWebSocketResponse
 
 from checkin_appliance.app import close_the_day_if_due
 from checkin_appliance.domain import Role, format_time
+from checkin_appliance.store import schema
 from checkin_appliance.web.keys import STORE
 from tests.conftest import Clinic, StartClinic, messages
 
@@ -384,3 +386,36 @@ async def test_replay_and_restart_keep_the_precise_states(
     # The undo window survives the restart too: the no-show is still this doctor's last.
     body = await ok(again, "undo")
     assert body["status"] == "called" and body["call_count"] == 2
+
+
+def test_schema_8_turns_the_seeds_completed_visits_into_called_ones(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    for version, sql in schema.available()[:7]:
+        conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {version}; COMMIT;")
+    at = "2026-11-26T09:00:00.000Z"
+    conn.execute(
+        "INSERT INTO patients (id, fname, created_at) VALUES (1, 'Ann', ?1), (2, 'Bob', ?1)",
+        (at,),
+    )
+    conn.execute(
+        "INSERT INTO queue_entries (patient_id, status, check_in_time, called_at, completed_at,"
+        " room) VALUES (1, 'completed', ?, ?, ?, 'Room 3'), (2, 'waiting', ?, NULL, NULL, NULL)",
+        (at, at, at, at),
+    )
+    assert schema.migrate(conn) == len(schema.available())
+    conn.row_factory = sqlite3.Row
+    rows = [dict(r) for r in conn.execute("SELECT * FROM queue_entries ORDER BY id")]
+    assert [(r["status"], r["call_count"], r["room"]) for r in rows] == [
+        ("called", 1, "Room 3"),
+        ("waiting", 0, None),
+    ]
+    assert all(r["queue_time"] == r["check_in_time"] for r in rows)
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("UPDATE queue_entries SET status = 'completed' WHERE id = 2")
+    # Who waits is still read from the partial waiting index alone.
+    plan = conn.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM queue_entries WHERE status = 'waiting' AND line_id = 1"
+        " AND priority = 'normal' ORDER BY queue_time, id LIMIT 1"
+    ).fetchall()
+    assert "queue_entries_line_waiting" in " ".join(str(tuple(row)) for row in plan)
+    conn.close()
