@@ -15,7 +15,7 @@ from checkin_appliance import systemd
 from checkin_appliance.access import Access, CloseFeeds
 from checkin_appliance.config import Config
 from checkin_appliance.connections import RefusalLog
-from checkin_appliance.domain import Settings, format_time, utc_now
+from checkin_appliance.domain import Actor, Settings, format_time, parse_time, utc_now
 from checkin_appliance.hub import CLOSE_ACCESS_REVOKED, Hub
 from checkin_appliance.own_names import HostAllowList
 from checkin_appliance.photo_links import PhotoLinks
@@ -45,6 +45,8 @@ SESSION_END_INTERVAL = 60.0  # seconds between looks for sessions past their abs
 PRUNE_INTERVAL = 3600.0
 IDEMPOTENCY_WINDOW = timedelta(hours=24)  # a kiosk's retry is answered for this long
 JSON_BODY_LIMIT = 1024 * 1024
+END_OF_DAY_INTERVAL = 30.0  # seconds between looks for an end of day that has passed
+END_OF_DAY_ACTOR = Actor(None, "end_of_day")
 
 
 def create_app(config: Config) -> web.Application:
@@ -183,6 +185,7 @@ async def _background_jobs(app: web.Application) -> AsyncIterator[None]:
         tasks += [
             asyncio.create_task(_watch_other_writers(app)),
             asyncio.create_task(_prune_old_records(app)),
+            asyncio.create_task(_end_of_day(app)),
         ]
     interval = systemd.watchdog_interval()
     if interval is not None:
@@ -242,6 +245,30 @@ async def _apply_stored_changes(app: web.Application) -> None:
         CLOSE_ACCESS_REVOKED,
         "access revoked",
     )
+
+
+async def _end_of_day(app: web.Application) -> None:
+    """Every END_OF_DAY_INTERVAL: once the end_of_day setting's local time has passed, the
+    visits still open that were checked in before it are closed as not seen. Stateless, so
+    a box that was off at that time catches up when it starts."""
+    while True:
+        await asyncio.sleep(END_OF_DAY_INTERVAL)
+        try:
+            await close_the_day_if_due(app)
+        except Exception:
+            log.exception("closing the day failed; will retry")
+
+
+async def close_the_day_if_due(app: web.Application) -> int:
+    """One look of the end-of-day task: how many open visits it closed."""
+    reception = app[RECEPTION]
+    cutoff = reception.last_end_of_day(parse_time(app[STORE].now()))
+    if cutoff is None:
+        return 0
+    closed = await reception.end_of_day(END_OF_DAY_ACTOR, checked_in_before=cutoff)
+    if closed:
+        log.info("end of day: %d open visit(s) closed as not seen", closed)
+    return closed
 
 
 async def _prune_old_records(app: web.Application) -> None:

@@ -50,6 +50,16 @@ LINE_CHANGED = "line_changed"
 CREDENTIAL_CHANGED = "credential_changed"  # a credential's label, room or lines
 PASSWORD_CHANGED = "password_changed"  # an admin set a credential's password (a reset)
 IMPORT_ORIGINAL = "import_original"  # import-original: counts only
+# The call cycle (issue 16): each with from, to and the action's own facts.
+RECALL = "recall"
+START = "start"
+DONE = "done"
+NO_SHOW = "no_show"
+REQUEUE = "requeue"
+CANCEL = "cancel"
+TRANSFER = "transfer"
+UNDO = "undo"
+END_OF_DAY = "end_of_day"  # one row: how many open visits were closed as not seen
 
 
 @dataclass(frozen=True, slots=True)

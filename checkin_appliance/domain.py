@@ -204,6 +204,10 @@ class Settings:
     time_zone: str = "UTC"
     # The kiosk asks whether the patient needs priority (elderly, pregnant, disability).
     priority_question: bool = False
+    # A credential may undo its last action on a visit this many seconds after it.
+    undo_seconds: int = 120
+    # Local "HH:MM" (time_zone) at which every open visit is closed as not seen; None: never.
+    end_of_day: str | None = None
 
     def public(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -231,6 +235,9 @@ def preset_changes(name: object) -> dict[str, Any]:
         raise InvalidInput("name must be one of original, private.", errors.PRESET_UNKNOWN)
     return SETTING_PRESETS[name]
 
+
+MAX_UNDO_SECONDS = 3600
+_HH_MM = re.compile(r"\A(?:[01][0-9]|2[0-3]):[0-5][0-9]\Z")
 
 SETTING_CHOICES: dict[str, tuple[Any, ...]] = {
     "language": ("en", "es"),
@@ -264,6 +271,18 @@ def updated_settings(current: Settings, changes: dict[str, Any]) -> Settings:
             from checkin_appliance import lines  # lines builds on this module
 
             value = lines.checked_time_zone(value)
+        elif key == "undo_seconds":
+            if type(value) is not int or not 0 <= value <= MAX_UNDO_SECONDS:
+                raise InvalidInput(
+                    f"undo_seconds must be a whole number from 0 to {MAX_UNDO_SECONDS}.",
+                    errors.SETTING_VALUE_INVALID,
+                )
+        elif key == "end_of_day":
+            if value is not None and not (isinstance(value, str) and _HH_MM.match(value)):
+                raise InvalidInput(
+                    'end_of_day must be a local time "HH:MM" or null.',
+                    errors.SETTING_VALUE_INVALID,
+                )
         elif value not in SETTING_CHOICES[key] or type(value) is not type(SETTING_CHOICES[key][0]):
             allowed = ", ".join(json.dumps(choice) for choice in SETTING_CHOICES[key])
             raise InvalidInput(f"{key} must be one of {allowed}.", errors.SETTING_VALUE_INVALID)
@@ -287,6 +306,7 @@ class QueueEntry:
     line: str | None = None  # the line's ticket prefix
     ticket: str | None = None  # "A-012"; None for entries from before tickets
     priority: str = "normal"  # normal | priority | urgent
+    call_count: int = 0  # times called: the call and each recall
 
     @property
     def image_url(self) -> str | None:
@@ -317,9 +337,22 @@ class QueueEvent:
     """A committed change, as the event log holds it."""
 
     seq: int
-    event: str  # PATIENT_ADDED | PATIENT_COMPLETED | PATIENT_UPDATED
+    event: str  # PATIENT_ADDED | PATIENT_COMPLETED | PATIENT_UPDATED | PATIENT_RECALLED | ..
     at: str
     entry: QueueEntry
+    # A transition's state before it (status, line prefix); None for the seed's events.
+    from_status: str | None = None
+
+    def legacy(self) -> str | None:
+        """The event a client without ?events=all gets for this one, or None: a patient
+        leaving the waiting list for any reason is PATIENT_COMPLETED, one coming back is
+        PATIENT_ADDED (both are already sent as themselves); a change that keeps them out of
+        it (recall, start, done, no-show) is none of the seed's business."""
+        if self.event in SEED_EVENTS:
+            return self.event
+        if self.event == PATIENT_STATUS and self.from_status == "waiting":
+            return PATIENT_COMPLETED if self.entry.status != "waiting" else None
+        return None
 
 
 PATIENT_ADDED = "PATIENT_ADDED"
@@ -329,12 +362,53 @@ SETTINGS_CHANGED = "SETTINGS_CHANGED"  # ours, only to subscribers that ask for 
 # Ours: a waiting patient's priority changed. Only to subscribers that ask for every event
 # (?events=all): the original's clients never see an event type they do not know.
 PATIENT_UPDATED = "PATIENT_UPDATED"
+# Ours (issue 16), only to ?events=all: a called patient called again (call_count), and any
+# other change of a visit's state (`status`, `from`) that is not a call (PATIENT_COMPLETED)
+# nor a return to the waiting list (PATIENT_ADDED). Without ?events=all, a PATIENT_STATUS
+# taking a patient off the waiting list is sent as PATIENT_COMPLETED (QueueEvent.legacy).
+PATIENT_RECALLED = "PATIENT_RECALLED"
+PATIENT_STATUS = "PATIENT_STATUS"
 SEED_EVENTS = frozenset({PATIENT_ADDED, PATIENT_COMPLETED})
 EVENT_STATUS = {
     PATIENT_ADDED: "waiting",
-    PATIENT_COMPLETED: "completed",
+    PATIENT_COMPLETED: "called",
     PATIENT_UPDATED: "waiting",
+    PATIENT_RECALLED: "called",
 }
+# A visit's states (issue 16); the open ones are closed as not_seen at the end of the day.
+STATES = ("waiting", "called", "in_service", "done", "no_show", "cancelled", "not_seen")
+OPEN_STATES = ("waiting", "called", "in_service")
+
+
+# The actions a doctor takes on a visit: the states each applies to and the state it leads
+# to (README "States and transitions"). The call itself is call_next / complete.
+TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "recall": (("called",), "called"),
+    "start": (("called",), "in_service"),
+    "done": (("called", "in_service"), "done"),
+    "no_show": (("called",), "no_show"),
+    "requeue": (("called", "no_show"), "waiting"),
+    "cancel": (("waiting",), "cancelled"),
+    "transfer": (("waiting", "called", "in_service", "no_show"), "waiting"),
+}
+REQUEUE_POSITIONS = ("front", "back")
+CANCEL_REASONS = ("left", "request")
+
+
+def transition_target(action: str, status: str) -> str:
+    """The state `action` takes a visit in `status` to; Conflict when it does not apply."""
+    sources, target = TRANSITIONS[action]
+    if status not in sources:
+        raise Conflict(
+            f"{action} does not apply to a visit that is {status}.",
+            errors.TRANSITION_NOT_ALLOWED,
+        )
+    return target
+
+
+def legacy_status(status: str) -> str:
+    """A state as the seed's clients know it: waiting, or completed (out of the list)."""
+    return "waiting" if status == "waiting" else "completed"
 
 
 # Characters that draw nothing though Unicode does not file them as format characters
@@ -403,9 +477,9 @@ def check_in_fingerprint(name: str, photo: bytes | None, intake: str | None = No
     return digest.hexdigest()
 
 
-def idempotency_key_reused() -> Conflict:
+def idempotency_key_reused(what: str = "check-in") -> Conflict:
     return Conflict(
-        "This Idempotency-Key was used for a different check-in; send a new key.",
+        f"This Idempotency-Key was used for a different {what}; send a new key.",
         errors.IDEMPOTENCY_KEY_REUSED,
     )
 
@@ -495,18 +569,25 @@ def patient_view(
         fname = entry.fname
     view: dict[str, Any] = {"id": entry.patient_id, "fname": fname}
     if status:
-        view["status"] = entry.status
+        view["status"] = legacy_status(entry.status)
     view["image"] = image
     return view
 
 
 def event_message(
-    event: QueueEvent, audience: Audience, settings: Settings, photo_url: PhotoUrl | None = None
+    event: QueueEvent,
+    audience: Audience,
+    settings: Settings,
+    photo_url: PhotoUrl | None = None,
+    *,
+    legacy: bool = False,
 ) -> dict[str, Any]:
-    """The seed's exact shape first; our additions are extra top-level keys old clients ignore."""
+    """The seed's exact shape first; our additions are extra top-level keys old clients ignore.
+    `legacy`: as a client without ?events=all gets it (QueueEvent.legacy names the event)."""
+    name = (event.legacy() or event.event) if legacy else event.event
     message = {
         "type": MESSAGE_TYPE,
-        "event": event.event,
+        "event": name,
         "patient": patient_view(event.entry, audience, settings, photo_url=photo_url),
         "seq": event.seq,
         "id": event.entry.id,
@@ -516,8 +597,12 @@ def event_message(
         "line": event.entry.line,
         "priority": event.entry.priority,
     }
-    if event.event == PATIENT_COMPLETED:
+    if name == PATIENT_COMPLETED or name in (PATIENT_RECALLED, PATIENT_STATUS):
         message["room"] = event.entry.room
+    if name in (PATIENT_RECALLED, PATIENT_STATUS):  # ours: the precise state
+        message.update(status=event.entry.status, call_count=event.entry.call_count)
+    if event.from_status is not None and not legacy:  # a transition's state before it
+        message["from"] = event.from_status
     return message
 
 
@@ -539,8 +624,9 @@ def queue_item(
         "line": entry.line,
         "priority": entry.priority,
     }
-    if entry.status == "completed":
-        item.update(called_at=entry.called_at, room=entry.room)
+    if entry.status != "waiting":
+        item["status"] = legacy_status(entry.status)
+        item.update(called_at=entry.called_at, room=entry.room, state=entry.status)
     elif place is not None:
         item["place"] = place
     return item

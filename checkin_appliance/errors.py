@@ -115,6 +115,15 @@ TOO_MANY_FEEDS = _code(
 INVALID_ACTION = _code("invalid_action", 400, "a doctor's action or patient_id is not valid")
 NOBODY_WAITING = _code("nobody_waiting", 404, "call_next with nobody waiting")
 NO_SUCH_PATIENT = _code("no_such_patient", 404, "complete names no waiting patient")
+VISIT_NOT_FOUND = _code("visit_not_found", 404, "a doctor's action names a patient with no visit")
+TRANSITION_NOT_ALLOWED = _code(
+    "transition_not_allowed", 409, "the action does not apply to the visit's state (README states)"
+)
+NOTHING_TO_UNDO = _code("nothing_to_undo", 409, "undo with no action of this credential to undo")
+UNDO_EXPIRED = _code("undo_expired", 409, "undo after the undo_seconds setting has passed")
+UNDO_SUPERSEDED = _code(
+    "undo_superseded", 409, "undo of an action after which the visit changed again"
+)
 PATIENT_NOT_FOUND = _code("patient_not_found", 404, "the patient detail view names no patient")
 PRIORITY_INVALID = _code(
     "priority_invalid", 400, "priority is not normal, priority or urgent (urgent: staff only)"

@@ -188,15 +188,21 @@ class Hub:
 
     def _send(self, event: QueueEvent) -> None:
         self.last_seq = event.seq
-        frames: dict[Audience, Frame] = {}
-        seed = event.event in SEED_EVENTS
+        frames: dict[tuple[Audience, bool], Frame] = {}
+        # Without ?events=all: the seed's events, and ours mapped to them (QueueEvent.legacy).
+        legacy_kind = event.legacy()
+        # A seed event of the seed's kind reads the same either way: one frame for both.
+        same = event.event in SEED_EVENTS and event.from_status is None
         for sub in self._subscribers:  # disconnect() defers removal, so no copy is needed
-            if not seed and not sub.wants_all_events:
+            if legacy_kind is None and not sub.wants_all_events:
                 continue
-            frame = frames.get(sub.audience)
+            legacy = not sub.wants_all_events and not same
+            frame = frames.get((sub.audience, legacy))
             if frame is None:
-                message = event_message(event, sub.audience, self._settings, self._photo_url)
-                frame = frames[sub.audience] = Frame.of(event.seq, message)
+                message = event_message(
+                    event, sub.audience, self._settings, self._photo_url, legacy=legacy
+                )
+                frame = frames[(sub.audience, legacy)] = Frame.of(event.seq, message)
             self._deliver(sub, frame)
 
     def publish_settings(self, settings: Settings) -> None:

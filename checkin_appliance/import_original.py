@@ -282,7 +282,7 @@ async def _plan_patient(
             called_at = convert_time(called, f"{what}'s called_at") if called else check_in_time
             out = p.entry.check_out_time
             completed_at = convert_time(out, f"{what}'s check_out_time") if out else called_at
-            entry = NewEntry("completed", check_in_time, called_at, completed_at, p.entry.id)
+            entry = NewEntry("called", check_in_time, called_at, completed_at, p.entry.id)
             summary.completed += 1
     else:
         summary.without_entry += 1

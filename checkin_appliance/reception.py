@@ -7,6 +7,7 @@ store publishes each event after its commit.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -18,7 +19,8 @@ from typing import Any
 
 from checkin_appliance import audit, errors, intake, lines, photos
 from checkin_appliance.domain import (
-    SEED_EVENTS,
+    CANCEL_REASONS,
+    REQUEUE_POSITIONS,
     Actor,
     Audience,
     InvalidInput,
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 
 NOBODY_WAITING = "No patients in the waiting."
 NO_SUCH_PATIENT = "No waiting patient with that id."
+INVALID_PARAMETER = "Invalid action or missing patient."
 REPLAY_BATCH = 500  # events read from the log at a time when a feed client catches up
 # A good write probe vouches for the disk this long: /healthz is anonymous, and a commit per
 # call let any LAN client wear the SD card (issue 13, 17). A failure is never remembered.
@@ -85,6 +88,21 @@ class CheckedIn:
     position: int  # 1-based place in its line's call order when checked in
     replayed: bool  # the answer to a retried Idempotency-Key: nobody was added
     answers: dict[str, str | None]  # the intake form's answers beyond the name, as stored
+
+
+@dataclass(frozen=True, slots=True)
+class Acted:
+    entry: QueueEntry  # the visit as the action left it
+    from_status: str  # its state before
+    replayed: bool  # the answer to a retried Idempotency-Key: nothing changed now
+
+
+def action_fingerprint(
+    action: str, patient_id: int | None, position: object, reason: object, line: object
+) -> str:
+    """What a retried action must repeat to be the same action (its Idempotency-Key)."""
+    facts = [action, patient_id, position, reason, line]
+    return hashlib.sha256(json.dumps(facts).encode()).hexdigest()
 
 
 class Reception:
@@ -201,15 +219,90 @@ class Reception:
             await asyncio.to_thread(photos.remove_photo, self.photo_dir, image)
 
     async def call(
-        self, patient_id: int | None, actor: Actor, room: str | None = None
+        self,
+        patient_id: int | None,
+        actor: Actor,
+        room: str | None = None,
+        idempotency_key: str | None = None,
     ) -> QueueEntry:
-        """The longest-waiting patient (or the given one) is completed, exactly once."""
-        entry = await self.store.complete(patient_id, actor, room)
+        """The longest-waiting patient (or the given one) is called, exactly once: a retry
+        with the same Idempotency-Key answers the first call and calls nobody else."""
+        fingerprint = None
+        if idempotency_key is not None:
+            fingerprint = action_fingerprint("call", patient_id, None, None, None)
+        entry = await self.store.complete(patient_id, actor, room, idempotency_key, fingerprint)
         if entry is None:
             if patient_id is None:
                 raise NotFound(NOBODY_WAITING, errors.NOBODY_WAITING)
             raise NotFound(NO_SUCH_PATIENT, errors.NO_SUCH_PATIENT)
         return entry
+
+    async def act(
+        self,
+        action: str,
+        patient_id: int | None,
+        actor: Actor,
+        *,
+        room: str | None = None,
+        position: object = None,
+        reason: object = None,
+        line: object = None,
+        idempotency_key: str | None = None,
+    ) -> Acted:
+        """A doctor's action on a visit beyond the call (domain.TRANSITIONS, or undo): one
+        transaction, audited and published. InvalidInput (invalid_action) for a missing
+        patient or parameter; Conflict (409) when the visit's state does not allow it."""
+        if action != "undo" and patient_id is None:
+            raise InvalidInput(INVALID_PARAMETER, errors.INVALID_ACTION)
+        if action == "requeue" and position not in REQUEUE_POSITIONS:
+            raise InvalidInput('position must be "front" or "back".', errors.INVALID_ACTION)
+        if action == "cancel" and reason not in CANCEL_REASONS:
+            raise InvalidInput('reason must be "left" or "request".', errors.INVALID_ACTION)
+        if action == "transfer":
+            line = lines.line_selector(line)
+            if line is None:
+                raise InvalidInput("line must name a line.", errors.INVALID_ACTION)
+        fingerprint = None
+        if idempotency_key is not None:
+            fingerprint = action_fingerprint(action, patient_id, position, reason, line)
+        if action == "undo":
+            entry, from_status, replayed = await self.store.undo(
+                actor, self.settings.undo_seconds, patient_id, idempotency_key, fingerprint
+            )
+        else:
+            assert patient_id is not None
+            entry, from_status, replayed = await self.store.transition(
+                patient_id,
+                action,
+                actor,
+                room=room,
+                position=position if action == "requeue" else None,
+                reason=reason if action == "cancel" else None,
+                line=line if action == "transfer" else None,
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint,
+            )
+        return Acted(entry, from_status, replayed)
+
+    async def end_of_day(self, actor: Actor, checked_in_before: str | None = None) -> int:
+        """Every open visit closed as not seen (the button: all; the timer: those checked in
+        before the end of day that passed)."""
+        return await self.store.end_of_day(actor, checked_in_before)
+
+    def last_end_of_day(self, now: datetime | None = None) -> str | None:
+        """The most recent end-of-day moment at or before now (UTC timestamp), or None when
+        the end_of_day setting is off."""
+        if self.settings.end_of_day is None:
+            return None
+        tz = lines.zone(self.settings.time_zone)
+        local = (now or datetime.now(UTC)).astimezone(tz)
+        hour, minute = (int(part) for part in self.settings.end_of_day.split(":"))
+        moment = datetime.combine(local.date(), time(hour, minute), tzinfo=tz)
+        if moment > local:
+            moment = datetime.combine(
+                local.date() - timedelta(days=1), time(hour, minute), tzinfo=tz
+            )
+        return format_time(moment)
 
     async def set_priority(self, patient_id: int, priority: object, actor: Actor) -> QueueEntry:
         """Staff set a waiting patient's priority class (urgent included)."""
@@ -277,8 +370,14 @@ class Reception:
                 yield await self._snapshot_message(audience)
                 return
             for event in batch:
-                if all_events or event.event in SEED_EVENTS:
-                    yield event_message(event, audience, self.settings, self.photo_links.url)
+                if all_events or event.legacy() is not None:
+                    yield event_message(
+                        event,
+                        audience,
+                        self.settings,
+                        self.photo_links.url,
+                        legacy=not all_events,
+                    )
             after = batch[-1].seq
             if len(batch) < REPLAY_BATCH:
                 return

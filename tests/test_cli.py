@@ -53,6 +53,8 @@ DEFAULT_SETTINGS = {
     "intake_form": {"preset": "name"},
     "time_zone": "UTC",
     "priority_question": False,
+    "undo_seconds": 120,
+    "end_of_day": None,
 }
 
 

@@ -204,7 +204,7 @@ async def _check_survivors(server: Server, access: str, acked: Acknowledged) -> 
                 img.load()  # the whole file is there and decodes
     status = {pid: status for pid, _, status in by_name.values()}
     for pid in acked.calls:
-        assert status.get(pid) == "completed", f"acknowledged call of patient {pid} was lost"
+        assert status.get(pid) == "called", f"acknowledged call of patient {pid} was lost"
 
     assert seqs == list(range(1, len(seqs) + 1)), "the event log's seq has a gap"
     recorded = {seq: (event, pid) for seq, event, pid in log}

@@ -192,7 +192,8 @@ async def test_patients_with_their_intake_answers(imported: Clinic, config: Conf
     )
     detail = await resp.json()
     assert resp.status == 200, detail
-    assert detail["fname"] == "Test Patient Three" and detail["status"] == "completed"
+    # Schema 8: the original's "completed" (it completed on call) is our "called".
+    assert detail["fname"] == "Test Patient Three" and detail["status"] == "called"
     assert detail["intake"]["street2"] == "" and detail["intake"]["ssn"] == "0000000003"
     assert detail["image"] is not None
     (ann,) = rows(config.data_dir, "SELECT fname FROM patients WHERE fname LIKE 'Ann%'")
@@ -206,11 +207,12 @@ async def test_queue_entries_and_order(imported: Clinic, config: Config) -> None
         "ON o.kind = 'patient' AND o.local_id = e.patient_id",
     )
     by_patient = {int(e["original_key"].split("@")[0]): e for e in entries}
-    assert sum(e["status"] == "completed" for e in entries) == 15
+    assert sum(e["status"] == "called" for e in entries) == 15
     assert sum(e["status"] == "waiting" for e in entries) == 5
     for original_entry in EXPECTED["queue_entries"]:
         mine = by_patient[original_entry["patient_id"]]
-        assert mine["status"] == original_entry["status"]
+        expected = {"completed": "called"}.get(original_entry["status"], original_entry["status"])
+        assert mine["status"] == expected
         assert mine["check_in_time"][:19] == original_entry["check_in_time"].replace(" ", "T")[:19]
         if original_entry["status"] == "completed":
             assert mine["called_at"][:19] == original_entry["called_at"].replace(" ", "T")[:19]

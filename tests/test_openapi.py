@@ -117,6 +117,8 @@ STATE_CODES = {
     "POST /api/credentials/": ("line_unknown",),
     "PATCH /api/credentials/{token}/": ("line_unknown",),
     "PATCH /api/settings/": ("setting_value_invalid",),  # a time_zone without data here
+    # The call cycle: the visit's state, the lines that exist, and keys used before.
+    "POST /api/doctors/": ("idempotency_key_reused", "line_not_found"),
 }
 
 

@@ -13,6 +13,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +25,8 @@ from checkin_appliance.domain import (
     EVENT_STATUS,
     PATIENT_ADDED,
     PATIENT_COMPLETED,
+    PATIENT_RECALLED,
+    PATIENT_STATUS,
     PATIENT_UPDATED,
     Actor,
     Conflict,
@@ -35,7 +38,10 @@ from checkin_appliance.domain import (
     QueueEvent,
     Role,
     Session,
+    format_time,
     idempotency_key_reused,
+    parse_time,
+    transition_target,
 )
 from checkin_appliance.lines import SECONDS_SQL, ByLine, Line, line_from_row
 from checkin_appliance.store import inspect
@@ -58,7 +64,7 @@ PRAGMAS = (
 
 _ENTRY_COLUMNS = (
     "e.id, e.patient_id, p.fname, p.image, e.status, e.check_in_time, e.called_at, e.room,"
-    " e.line_id, l.prefix AS line, e.ticket, e.priority"
+    " e.line_id, l.prefix AS line, e.ticket, e.priority, e.call_count"
 )
 _ENTRY_FROM = (
     "queue_entries e JOIN patients p ON p.id = e.patient_id JOIN lines l ON l.id = e.line_id"
@@ -104,12 +110,76 @@ def take_ticket(tx: Transaction, line_id: int, day: str) -> int:
 
 
 def _waiting_entry(tx: Transaction, patient_id: int) -> sqlite3.Row | None:
-    """A patient's waiting visit (_ENTRY_COLUMNS), or None."""
+    """A patient's waiting visit (_ENTRY_COLUMNS and queue_time), or None."""
     return tx.one(
-        f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} "
+        f"SELECT {_ENTRY_COLUMNS}, e.queue_time FROM {_ENTRY_FROM} "
         "WHERE e.status = 'waiting' AND e.patient_id = ? ORDER BY e.id LIMIT 1",
         (patient_id,),
     )
+
+
+# A visit's row as an undo restores it: every column a transition may change.
+_STATE_COLUMNS = (
+    "status",
+    "line_id",
+    "room",
+    "called_at",
+    "completed_at",
+    "called_by",
+    "call_class",
+    "call_seq",
+    "call_count",
+    "queue_time",
+    "updated_at",
+    "priority",
+)
+_OPEN = "('waiting', 'called', 'in_service')"
+
+
+def _row_state(tx: Transaction, entry_id: int) -> dict[str, Any]:
+    row = tx.one(f"SELECT {', '.join(_STATE_COLUMNS)} FROM queue_entries WHERE id = ?", (entry_id,))
+    assert row is not None  # the caller read the entry in this transaction
+    return {name: row[name] for name in _STATE_COLUMNS}
+
+
+def _log_transition(
+    tx: Transaction,
+    actor: Actor,
+    action: str,
+    previous: dict[str, Any],
+    entry: QueueEntry,
+    room: str | None,
+) -> int:
+    """A row of visit_transitions: who, when, what, from and to, and the row before it."""
+    return tx.insert(
+        "INSERT INTO visit_transitions (entry_id, at, credential_id, action, from_status,"
+        " to_status, from_line, to_line, room, previous) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            entry.id,
+            tx.now,
+            actor.credential_id,
+            action,
+            previous["status"],
+            entry.status,
+            previous["line_id"],
+            entry.line_id,
+            room,
+            json.dumps(previous),
+        ),
+    )
+
+
+def _event_of(from_status: str, to_status: str, action: str) -> str:
+    """The event a transition publishes (domain.PATIENT_STATUS's comment)."""
+    if to_status == "waiting":
+        return PATIENT_UPDATED if from_status == "waiting" else PATIENT_ADDED
+    if action == "recall":
+        return PATIENT_RECALLED
+    return PATIENT_STATUS
+
+
+def _offset(text: str, seconds: float) -> str:
+    return format_time(parse_time(text) + timedelta(seconds=seconds))
 
 
 def _entry(row: sqlite3.Row) -> QueueEntry:
@@ -768,9 +838,9 @@ class Store:
             )
             entry_id = tx.insert(
                 "INSERT INTO queue_entries (patient_id, status, check_in_time, checked_in_by,"
-                " line_id, ticket_day, ticket_number, ticket, priority)"
-                " VALUES (?, 'waiting', ?, ?, ?, ?, ?, ?, ?)",
-                (patient_id, now, by, chosen.id, day, number, ticket, priority),
+                " line_id, ticket_day, ticket_number, ticket, priority, queue_time)"
+                " VALUES (?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (patient_id, now, by, chosen.id, day, number, ticket, priority, now),
             )
             counts = self._counts(tx, chosen.id, lines.aged_cutoff(chosen.call_rule, now))
             # The line's streak matters only while priority and normal patients both wait.
@@ -803,13 +873,21 @@ class Store:
         return await self.write(job)
 
     async def complete(
-        self, patient_id: int | None, actor: Actor, room: str | None = None
+        self,
+        patient_id: int | None,
+        actor: Actor,
+        room: str | None = None,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
     ) -> QueueEntry | None:
         """Completes the given patient's waiting entry (the override), or, if None, the next
         by the call order across the lines the actor's credential serves (every line when it
         lists none): lines.next_across."""
 
         def job(tx: Transaction) -> QueueEntry | None:
+            replay = self._replay(tx, actor, idempotency_key, fingerprint)
+            if replay is not None:  # the call the console did not hear back about
+                return replay[0]
             now = tx.now
             if patient_id is not None:
                 row = _waiting_entry(tx, patient_id)
@@ -817,9 +895,7 @@ class Store:
                     return None
                 line = tx.one("SELECT call_rule FROM lines WHERE id = ?", (row["line_id"],))
                 rule = json.loads(line["call_rule"]) if line and line["call_rule"] else None
-                chosen = lines.waiting(
-                    row["id"], row["priority"], lines.seconds(row["check_in_time"])
-                )
+                chosen = lines.waiting(row["id"], row["priority"], lines.seconds(row["queue_time"]))
             else:
                 served = [
                     r["line_id"]
@@ -845,25 +921,35 @@ class Store:
                     f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} WHERE e.id = ?", (chosen.entry_id,)
                 )
                 assert row is not None  # read in this transaction
+            previous = _row_state(tx, row["id"])
+            entry = dataclasses.replace(
+                _entry(row), status="called", called_at=now, room=room, call_count=1
+            )
+            tx.record(PATIENT_COMPLETED, entry, "waiting")
             tx.run(
-                "UPDATE queue_entries SET status = 'completed', called_at = ?, completed_at = ?,"
-                " called_by = ?, room = ?, call_class = ? WHERE id = ?",
+                "UPDATE queue_entries SET status = 'called', called_at = ?, completed_at = ?,"
+                " called_by = ?, room = ?, call_class = ?, call_count = 1, call_seq = ?,"
+                " updated_at = ? WHERE id = ?",
                 (
                     now,
                     now,
                     actor.credential_id,
                     room,
                     lines.call_class(chosen, rule, now),
+                    tx.events[-1].seq,
+                    now,
                     row["id"],
                 ),
             )
-            entry = dataclasses.replace(_entry(row), status="completed", called_at=now, room=room)
-            tx.record(PATIENT_COMPLETED, entry)
-            tx.run(
-                "UPDATE queue_entries SET call_seq = ? WHERE id = ?", (tx.events[-1].seq, entry.id)
-            )
             action = audit.CALL if patient_id is None else audit.COMPLETE
-            tx.audit(action, actor, entry.patient_id, {"room": room} if room else None)
+            _log_transition(tx, actor, action, previous, entry, room)
+            tx.audit(
+                action,
+                actor,
+                entry.patient_id,
+                {"from": "waiting", "to": "called", **({"room": room} if room else {})},
+            )
+            self._remember(tx, actor, idempotency_key, fingerprint, entry, "waiting")
             return entry
 
         return await self.write(job)
@@ -892,6 +978,246 @@ class Store:
             return entry, True
 
         return await self.write(job)
+
+    async def transition(
+        self,
+        patient_id: int,
+        action: str,
+        actor: Actor,
+        *,
+        room: str | None = None,
+        position: str | None = None,
+        reason: str | None = None,
+        line: str | int | None = None,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+    ) -> tuple[QueueEntry, str, bool]:
+        """One of domain.TRANSITIONS on the patient's latest visit, in one transaction with
+        its event, its visit_transitions row and its audit row: (entry, from, replayed).
+
+        requeue: `position` front (first of its class in its line) or back (last); cancel:
+        `reason`; transfer: `line` (prefix or id, active, another line when it waits). A key
+        the credential used before returns the first answer (replayed) and changes nothing."""
+
+        def job(tx: Transaction) -> tuple[QueueEntry, str, bool]:
+            replay = self._replay(tx, actor, idempotency_key, fingerprint)
+            if replay is not None:
+                return replay
+            now = tx.now
+            row = tx.one(
+                f"SELECT {_ENTRY_COLUMNS}, e.queue_time FROM {_ENTRY_FROM} "
+                "WHERE e.patient_id = ? ORDER BY e.id DESC LIMIT 1",
+                (patient_id,),
+            )
+            if row is None:
+                raise NotFound("No visit for that patient.", errors.VISIT_NOT_FOUND)
+            from_status = row["status"]
+            to_status = transition_target(action, from_status)
+            previous = _row_state(tx, row["id"])
+            entry = dataclasses.replace(_entry(row), status=to_status)
+            changes: dict[str, Any] = {"status": to_status, "updated_at": now}
+            detail: dict[str, Any] = {}
+            if action == "recall":
+                entry = dataclasses.replace(
+                    entry, call_count=row["call_count"] + 1, room=room or row["room"]
+                )
+                changes.update(call_count=entry.call_count, room=entry.room)
+            elif action == "requeue":
+                changes["queue_time"] = self._queue_place(tx, row["line_id"], position, now)
+                detail["position"] = position
+            elif action == "cancel":
+                detail["reason"] = reason
+            elif action == "transfer":
+                target = self._transfer_line(tx, line)
+                if target.id == row["line_id"] and from_status == "waiting":
+                    raise Conflict(
+                        "The patient already waits in that line.", errors.TRANSITION_NOT_ALLOWED
+                    )
+                changes.update(line_id=target.id, queue_time=now)
+                entry = dataclasses.replace(entry, line_id=target.id, line=target.prefix)
+                detail.update(from_line=row["line"], to_line=target.prefix)
+            assignments = ", ".join(f"{name} = ?" for name in changes)  # _STATE_COLUMNS only
+            tx.run(
+                f"UPDATE queue_entries SET {assignments} WHERE id = ?",
+                (*changes.values(), entry.id),
+            )
+            tx.record(_event_of(from_status, to_status, action), entry, from_status)
+            _log_transition(tx, actor, action, previous, entry, entry.room)
+            tx.audit(
+                action,
+                actor,
+                entry.patient_id,
+                {"from": from_status, "to": to_status, **detail},
+            )
+            self._remember(tx, actor, idempotency_key, fingerprint, entry, from_status)
+            return entry, from_status, False
+
+        return await self.write(job)
+
+    async def undo(
+        self,
+        actor: Actor,
+        undo_seconds: int,
+        patient_id: int | None = None,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+    ) -> tuple[QueueEntry, str, bool]:
+        """Undoes the credential's last action (a call or a transition) if it was at most
+        `undo_seconds` ago and nobody changed the visit since: the row as it was before it,
+        exactly. (entry, from, replayed); Conflict nothing_to_undo, undo_expired or
+        undo_superseded. With `patient_id`, only an action on that patient is undone."""
+
+        def job(tx: Transaction) -> tuple[QueueEntry, str, bool]:
+            replay = self._replay(tx, actor, idempotency_key, fingerprint)
+            if replay is not None:
+                return replay
+            last = tx.one(
+                "SELECT t.id, t.entry_id, t.at, t.action, t.previous, t.undone_by, e.patient_id "
+                "FROM visit_transitions t JOIN queue_entries e ON e.id = t.entry_id "
+                "WHERE t.credential_id IS ? ORDER BY t.id DESC LIMIT 1",
+                (actor.credential_id,),
+            )
+            if (
+                last is None
+                or last["action"] in (audit.UNDO, audit.END_OF_DAY)
+                or last["undone_by"] is not None
+                or (patient_id is not None and last["patient_id"] != patient_id)
+            ):
+                raise Conflict("There is no action of yours to undo.", errors.NOTHING_TO_UNDO)
+            if lines.seconds(tx.now) - lines.seconds(last["at"]) > undo_seconds:
+                raise Conflict("That action is too old to undo.", errors.UNDO_EXPIRED)
+            later = tx.one(
+                "SELECT id FROM visit_transitions WHERE entry_id = ? AND id > ? LIMIT 1",
+                (last["entry_id"], last["id"]),
+            )
+            if later is not None:
+                raise Conflict(
+                    "The visit changed after that action; it cannot be undone.",
+                    errors.UNDO_SUPERSEDED,
+                )
+            current = _row_state(tx, last["entry_id"])
+            restored = json.loads(last["previous"])
+            assignments = ", ".join(f"{name} = ?" for name in _STATE_COLUMNS)
+            tx.run(
+                f"UPDATE queue_entries SET {assignments} WHERE id = ?",
+                (*(restored[name] for name in _STATE_COLUMNS), last["entry_id"]),
+            )
+            row = tx.one(
+                f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} WHERE e.id = ?", (last["entry_id"],)
+            )
+            assert row is not None
+            entry = _entry(row)
+            from_status = current["status"]
+            tx.record(_event_of(from_status, entry.status, audit.UNDO), entry, from_status)
+            undo_id = _log_transition(tx, actor, audit.UNDO, current, entry, entry.room)
+            tx.run("UPDATE visit_transitions SET undone_by = ? WHERE id = ?", (undo_id, last["id"]))
+            tx.audit(
+                audit.UNDO,
+                actor,
+                entry.patient_id,
+                {"undid": last["action"], "from": from_status, "to": entry.status},
+            )
+            self._remember(tx, actor, idempotency_key, fingerprint, entry, from_status)
+            return entry, from_status, False
+
+        return await self.write(job)
+
+    async def end_of_day(self, actor: Actor, checked_in_before: str | None = None) -> int:
+        """Every open visit (waiting, called, in service; checked in before
+        `checked_in_before` if given) is closed as not seen: an event each, one audit row.
+        Nothing is deleted. Returns how many were closed (no write when none)."""
+        before = "" if checked_in_before is None else " AND e.check_in_time < ?"
+        params = () if checked_in_before is None else (checked_in_before,)
+
+        def job(tx: Transaction) -> int:
+            rows = tx.all(
+                f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} "
+                f"WHERE e.status IN {_OPEN}{before} ORDER BY e.id",
+                params,
+            )
+            for row in rows:
+                previous = _row_state(tx, row["id"])
+                entry = dataclasses.replace(_entry(row), status="not_seen")
+                tx.run(
+                    "UPDATE queue_entries SET status = 'not_seen', updated_at = ? WHERE id = ?",
+                    (tx.now, entry.id),
+                )
+                tx.record(PATIENT_STATUS, entry, row["status"])
+                _log_transition(tx, actor, audit.END_OF_DAY, previous, entry, entry.room)
+            if rows:
+                counts: dict[str, int] = {}
+                for row in rows:
+                    counts[row["status"]] = counts.get(row["status"], 0) + 1
+                tx.audit(audit.END_OF_DAY, actor, detail={"closed": len(rows), **counts})
+            return len(rows)
+
+        if checked_in_before is not None:
+            waiting = await self._one(
+                f"SELECT count(*) AS n FROM queue_entries e WHERE e.status IN {_OPEN}{before}",
+                params,
+            )
+            if waiting is None or waiting["n"] == 0:
+                return 0
+        return await self.write(job)
+
+    @staticmethod
+    def _replay(
+        tx: Transaction, actor: Actor, key: str | None, fingerprint: str | None
+    ) -> tuple[QueueEntry, str, bool] | None:
+        """The first answer to a doctor's action retried with its Idempotency-Key, or None."""
+        if key is None:
+            return None
+        row = tx.one(
+            "SELECT body_sha256, answer FROM idempotency_keys WHERE credential_id IS ? AND key = ?",
+            (actor.credential_id, key),
+        )
+        if row is None:
+            return None
+        if row["answer"] is None or row["body_sha256"] != fingerprint:
+            raise idempotency_key_reused("action")
+        answer = json.loads(row["answer"])
+        from_status = answer.pop("from")
+        return QueueEntry(**answer), from_status, True
+
+    @staticmethod
+    def _remember(
+        tx: Transaction,
+        actor: Actor,
+        key: str | None,
+        fingerprint: str | None,
+        entry: QueueEntry,
+        from_status: str,
+    ) -> None:
+        if key is None or actor.credential_id is None:
+            return
+        answer = {**dataclasses.asdict(entry), "from": from_status}
+        tx.run(
+            "INSERT INTO idempotency_keys (credential_id, key, entry_id, position, created_at,"
+            " body_sha256, answer) VALUES (?, ?, ?, 0, ?, ?, ?)",
+            (actor.credential_id, key, entry.id, tx.now, fingerprint, json.dumps(answer)),
+        )
+
+    def _queue_place(self, tx: Transaction, line_id: int, position: str | None, now: str) -> str:
+        """The queue_time of a visit put back: front, just before everyone waiting in the line
+        (first of its class, and aged as long as the longest waiter); back: now."""
+        if position != "front":
+            return now
+        first = tx.one(
+            "SELECT min(queue_time) AS t FROM queue_entries "
+            "WHERE status = 'waiting' AND line_id = ?",
+            (line_id,),
+        )
+        if first is None or first["t"] is None or first["t"] > now:
+            return now
+        return _offset(first["t"], -0.001)
+
+    def _transfer_line(self, tx: Transaction, selector: str | int | None) -> Line:
+        for candidate in self._lines(tx):
+            if selector in (candidate.id, candidate.prefix):
+                if not candidate.active:
+                    raise Conflict("That line is not active.", errors.TRANSITION_NOT_ALLOWED)
+                return candidate
+        raise NotFound("No line has that prefix or id.", errors.LINE_NOT_FOUND)
 
     # --- lines -----------------------------------------------------------------------
 
@@ -926,9 +1252,9 @@ class Store:
         if line_ids is None:
             line_ids = [line.id for line in self._lines(tx)]
         one = (
-            f"SELECT * FROM (SELECT line_id, id, priority, {SECONDS_SQL.format('check_in_time')}"
+            f"SELECT * FROM (SELECT line_id, id, priority, {SECONDS_SQL.format('queue_time')}"
             " FROM queue_entries WHERE status = 'waiting' AND line_id = ? AND priority = '{}'"
-            " ORDER BY check_in_time, id LIMIT 1)"
+            " ORDER BY queue_time, id LIMIT 1)"
         )
         sql = " UNION ALL ".join(one.format(p) for _ in line_ids for p in lines.PRIORITIES)
         cursor = tx.conn.cursor()
@@ -952,7 +1278,7 @@ class Store:
             "(SELECT count(*) FROM queue_entries WHERE status = 'waiting' AND line_id = ?2"
             " AND priority = '{}'{})"
         )
-        aged, fresh = " AND check_in_time <= ?1", " AND check_in_time > ?1"
+        aged, fresh = " AND queue_time <= ?1", " AND queue_time > ?1"
         row = tx.one(
             f"SELECT {count.format('urgent', '')} AS urgent, "
             f"{count.format('priority', aged)} + {count.format('normal', aged)} AS aged, "
@@ -986,7 +1312,7 @@ class Store:
         """What the waiting patients' places need, read together: (waiting, each line's call
         rule, each line's recent call classes newest last)."""
         rows = await self._all(
-            f"SELECT 'w' AS kind, id, line_id, priority, {SECONDS_SQL.format('check_in_time')}"
+            f"SELECT 'w' AS kind, id, line_id, priority, {SECONDS_SQL.format('queue_time')}"
             " AS check_in_time, NULL AS rule "
             "FROM queue_entries WHERE status = 'waiting' "
             "UNION ALL SELECT 'l', NULL, id, NULL, NULL, call_rule FROM lines "
@@ -1113,7 +1439,8 @@ class Store:
             "WHERE e.status = 'waiting') w ON 1 "
             "UNION ALL "
             f"SELECT NULL, 'c', c.* FROM (SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} "
-            "WHERE e.status = 'completed' AND e.completed_at >= ?1 "
+            "WHERE e.completed_at >= ?1 "
+            "AND e.status IN ('called', 'in_service', 'done', 'no_show') "
             "ORDER BY e.completed_at DESC, e.id DESC LIMIT ?2) c",
             (called_since if called_since is not None else "9999", called_limit),
         )
@@ -1180,7 +1507,7 @@ class Store:
 
     async def events_after(self, seq: int, limit: int = 500) -> list[QueueEvent]:
         rows = await self._all(
-            f"SELECT ev.seq, ev.event, ev.at, {_ENTRY_COLUMNS} FROM events ev "
+            f"SELECT ev.seq, ev.event, ev.at, ev.detail, {_ENTRY_COLUMNS} FROM events ev "
             "JOIN queue_entries e ON e.id = ev.entry_id JOIN patients p ON p.id = e.patient_id "
             "JOIN lines l ON l.id = e.line_id WHERE ev.seq > ? ORDER BY ev.seq LIMIT ?",
             (seq, limit),
@@ -1188,15 +1515,36 @@ class Store:
         events = []
         for row in rows:
             kind = row["event"]
-            added = kind != PATIENT_COMPLETED  # still waiting after it
             # The entry as this event left it, not as it is now.
-            entry = dataclasses.replace(
-                _entry(row),
-                status=EVENT_STATUS[kind],
-                called_at=None if added else row["called_at"],
-                room=None if added else row["room"],
+            if row["detail"] is not None:  # a transition: its own facts
+                facts = json.loads(row["detail"])
+                entry = dataclasses.replace(
+                    _entry(row),
+                    status=facts["status"],
+                    room=facts["room"],
+                    call_count=facts["call_count"],
+                    line_id=facts["line_id"],
+                    line=facts["line"],
+                )
+                from_status = facts["from"]
+            else:
+                added = kind != PATIENT_COMPLETED  # still waiting after it
+                entry = dataclasses.replace(
+                    _entry(row),
+                    status=EVENT_STATUS[kind],
+                    called_at=None if added else row["called_at"],
+                    room=None if added else row["room"],
+                )
+                from_status = None
+            events.append(
+                QueueEvent(
+                    seq=row["seq"],
+                    event=kind,
+                    at=row["at"],
+                    entry=entry,
+                    from_status=from_status,
+                )
             )
-            events.append(QueueEvent(seq=row["seq"], event=kind, at=row["at"], entry=entry))
         return events
 
     async def prune_events(self, keep: int, before: str) -> int:

@@ -35,7 +35,7 @@ class NewCredential:
 
 @dataclass(frozen=True, slots=True)
 class NewEntry:
-    status: str  # waiting | completed
+    status: str  # waiting | called (the original completed on call)
     check_in_time: str
     called_at: str | None = None
     completed_at: str | None = None
@@ -134,9 +134,17 @@ def _add_credential(tx: Transaction, c: NewCredential, actor: Actor, done: Commi
 
 def _add_entry(tx: Transaction, patient_id: int, entry: NewEntry) -> int:
     return tx.insert(
-        "INSERT INTO queue_entries (patient_id, status, check_in_time, called_at, completed_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (patient_id, entry.status, entry.check_in_time, entry.called_at, entry.completed_at),
+        "INSERT INTO queue_entries (patient_id, status, check_in_time, called_at, completed_at,"
+        " queue_time, call_count) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            patient_id,
+            entry.status,
+            entry.check_in_time,
+            entry.called_at,
+            entry.completed_at,
+            entry.check_in_time,
+            0 if entry.status == "waiting" else 1,
+        ),
     )
 
 

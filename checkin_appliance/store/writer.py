@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import queue
 import sqlite3
@@ -69,12 +70,30 @@ class Transaction:
         assert row_id is not None
         return row_id
 
-    def record(self, event: str, entry: QueueEntry) -> None:
-        """An event row: its `seq` is published once this transaction has committed."""
-        seq = self.insert(
-            "INSERT INTO events (event, entry_id, at) VALUES (?, ?, ?)", (event, entry.id, self.now)
+    def record(self, event: str, entry: QueueEntry, from_status: str | None = None) -> None:
+        """An event row: its `seq` is published once this transaction has committed. A
+        transition (`from_status`) keeps the state it left in the row's detail, for replays."""
+        if from_status is None:
+            seq = self.insert(
+                "INSERT INTO events (event, entry_id, at) VALUES (?, ?, ?)",
+                (event, entry.id, self.now),
+            )
+        else:
+            detail = {
+                "status": entry.status,
+                "from": from_status,
+                "room": entry.room,
+                "call_count": entry.call_count,
+                "line_id": entry.line_id,
+                "line": entry.line,
+            }
+            seq = self.insert(
+                "INSERT INTO events (event, entry_id, at, detail) VALUES (?, ?, ?, ?)",
+                (event, entry.id, self.now, json.dumps(detail)),
+            )
+        self.events.append(
+            QueueEvent(seq=seq, event=event, at=self.now, entry=entry, from_status=from_status)
         )
-        self.events.append(QueueEvent(seq=seq, event=event, at=self.now, entry=entry))
 
     def audit(
         self,

@@ -13,6 +13,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from checkin_appliance import __version__, errors, intake, photos, speech
 from checkin_appliance.config import Config
 from checkin_appliance.domain import (
+    TRANSITIONS,
     Audience,
     InvalidInput,
     NotFound,
@@ -348,13 +349,57 @@ def _patient_id(value: Any) -> int | None:
     return value if isinstance(value, int) and 0 < value <= MAX_ID else None
 
 
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        raise InvalidInput(
+            "Idempotency-Key must be 1-100 letters, digits, '-' or '_'.",
+            errors.IDEMPOTENCY_KEY_INVALID,
+        )
+    return key
+
+
 @routes.post("/api/doctors/")
 async def doctors_action(request: web.Request) -> web.Response:
     caller = await require(request, Role.DOCTOR)
+    key = _idempotency_key(request)
     body = await read_body(request)
     action = body.get("action")
     patient_id = None
     reception = request.app[RECEPTION]
+    if isinstance(action, str) and (action in TRANSITIONS or action == "undo"):  # ours
+        raw = body.get("patient_id")
+        patient_id = None if raw in (None, "") else _patient_id(raw)
+        if raw not in (None, "") and patient_id is None:
+            raise InvalidInput(INVALID_ACTION, errors.INVALID_ACTION)
+        acted = await reception.act(
+            action,
+            patient_id,
+            caller.actor,
+            room=caller.credential.room,
+            position=body.get("position"),
+            reason=body.get("reason"),
+            line=body.get("line"),
+            idempotency_key=key,
+        )
+        entry = acted.entry
+        return json_response(
+            {
+                "message": "Action successful.",
+                "patient": patient_view(
+                    entry, Audience.STAFF, reception.settings, photo_url=reception.photo_links.url
+                ),
+                "id": entry.id,
+                "ticket": entry.ticket,
+                "line": entry.line,
+                "priority": entry.priority,
+                "status": entry.status,
+                "from": acted.from_status,
+                "room": entry.room,
+                "call_count": entry.call_count,
+            },
+            headers={"Idempotent-Replayed": "true"} if acted.replayed else None,
+        )
     if action == "set_priority":  # ours
         patient_id = _patient_id(body.get("patient_id"))
         if patient_id is None:
@@ -378,7 +423,7 @@ async def doctors_action(request: web.Request) -> web.Response:
             raise InvalidInput(INVALID_ACTION, errors.INVALID_ACTION)
     elif action not in ("call_next", "complete"):
         raise InvalidInput(INVALID_ACTION, errors.INVALID_ACTION)
-    entry = await reception.call(patient_id, caller.actor, caller.credential.room)
+    entry = await reception.call(patient_id, caller.actor, caller.credential.room, key)
     return json_response(
         {
             "message": "Action successful.",
@@ -387,6 +432,14 @@ async def doctors_action(request: web.Request) -> web.Response:
             ),
         }
     )
+
+
+@routes.post("/api/queue/end-of-day/")
+async def end_of_day(request: web.Request) -> web.Response:
+    """Ours: every open visit (waiting, called, in service) closed as not seen (admin)."""
+    caller = await require(request, Role.ADMIN)
+    closed = await request.app[RECEPTION].end_of_day(caller.actor)
+    return json_response({"closed": closed})
 
 
 @routes.get("/api/queue/")

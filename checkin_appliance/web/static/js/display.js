@@ -88,8 +88,8 @@ const els = {
 function onMessage(message) {
   if (message.kind === "snapshot") onSnapshot(message);
   else if (message.kind === "added") onAdded(message.visit);
-  else if (message.kind === "called") onCalled(message.visit);
-  else if (message.kind === "recalled") onCalled(message.visit); // shown and announced again
+  else if (message.kind === "called" || message.kind === "recalled") onCalled(message.visit);
+  else if (message.kind === "left") onLeft(message.visit);
   else if (message.kind === "settings") onSettings(message.settings);
 }
 
@@ -109,6 +109,13 @@ function onSnapshot(snapshot) {
 function onAdded(visit) {
   if (!state.waiting.some((entry) => entry.entryId === visit.entryId)) state.waiting.push(visit);
   render(); // a newcomer may share a name with someone called: both show tickets
+  refreshPlacesSoon();
+}
+
+// Cancelled, or closed at the end of the day: off the list, no call shown or announced.
+function onLeft(visit) {
+  state.waiting = state.waiting.filter((entry) => entry.entryId !== visit.entryId);
+  render();
   refreshPlacesSoon();
 }
 
@@ -735,7 +742,8 @@ async function keepAwake() {
 }
 
 // An admin previewing the TV sees what the TV shows: the display view of names and photos.
-const feed = new QueueFeed({ onMessage, onStatus }, { view: "display" });
+// events: "all": a cancel is not announced as a call, and a recall is announced again.
+const feed = new QueueFeed({ onMessage, onStatus }, { view: "display", events: "all" });
 
 showClinicName();
 tick();

@@ -676,7 +676,7 @@ function onMessage(message) {
     if (visit.line && !lineOf(visit.line)) loadLines(); // a line added since the page loaded
   } else {
     removeWaiting(visit.patientId);
-    addRecent(visit);
+    if (message.kind !== "left") addRecent(visit); // called or recalled, not cancelled
   }
   renderQueue();
   renderRecent();

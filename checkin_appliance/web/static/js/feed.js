@@ -4,8 +4,12 @@
 //   {kind: "snapshot", seq, waiting: [visit], called: [visit]}  (called: today's, newest first)
 //   {kind: "added", seq, visit}     a patient checked in
 //   {kind: "called", seq, visit}    a doctor called them (calledAt, room)
-//   {kind: "recalled", seq, visit}  the call repeated (calledAt: the recall's time)
-//   {kind: "updated", seq, visit}   staff changed a waiting patient's priority (events: "all")
+//   {kind: "updated", seq, visit}   staff changed a waiting patient's priority or line
+//                                   (events: "all")
+//   {kind: "recalled", seq, visit}  a called patient called again (callCount; events: "all")
+//   {kind: "left", seq, visit}      a patient left the waiting list without a call:
+//                                   cancelled, closed at the end of day (events: "all";
+//                                   without it the server sends such a departure as a call)
 //   {kind: "settings", settings}    the clinic's settings changed
 // visit: {entryId, patientId, name, image, checkedInAt, calledAt, room, ticket, line, priority,
 // place}; image, calledAt, room, ticket (visits from before lines) and place (known only in a
@@ -16,7 +20,7 @@ const CHANGES = {
   PATIENT_ADDED: "added",
   PATIENT_COMPLETED: "called",
   PATIENT_UPDATED: "updated",
-  PATIENT_RECALLED: "recalled", // the same call again (issue 16): the display announces it again
+  PATIENT_RECALLED: "recalled",
 };
 
 // item: a snapshot's queue item or a live event; both carry the visit's id, its patient and
@@ -34,6 +38,7 @@ function visitFrom(item, calledAt) {
     line: item.line || null,
     priority: item.priority || "normal",
     place: Number.isInteger(item.place) ? item.place : null,
+    callCount: Number.isInteger(item.call_count) ? item.call_count : null,
   };
 }
 
@@ -47,9 +52,12 @@ function messageFrom(msg) {
       called: (msg.called || []).map((item) => visitFrom(item, item.called_at)),
     };
   }
-  const kind = CHANGES[msg.event];
+  let kind = CHANGES[msg.event];
+  // PATIENT_STATUS: any other change of a visit's state; only leaving the list shows here.
+  if (msg.event === "PATIENT_STATUS" && msg.from === "waiting") kind = "left";
   if (!kind) return null; // an event this page's version does not know: nothing to show
-  return { kind, seq: msg.seq, visit: visitFrom(msg, kind === "called" || kind === "recalled" ? msg.at : null) };
+  const calledAt = kind === "called" || kind === "recalled" ? msg.at : null;
+  return { kind, seq: msg.seq, visit: visitFrom(msg, calledAt) };
 }
 
 export class QueueFeed {
@@ -101,10 +109,7 @@ export class QueueFeed {
       this.socket = null;
       this.setUp(false);
       if (event.code === 4403) {
-        // The session ended. The page is asked for again and the server decides what it
-        // becomes: a kiosk or display the administrator signed out says so (never the
-        // staff sign-in form in front of a patient); any other page goes to sign-in.
-        location.assign(location.pathname);
+        location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
         return;
       }
       if (this.stopped) return;
