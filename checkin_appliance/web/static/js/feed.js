@@ -109,7 +109,10 @@ export class QueueFeed {
       this.socket = null;
       this.setUp(false);
       if (event.code === 4403) {
-        location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
+        // The session ended. The page is asked for again and the server decides what it
+        // becomes: a kiosk or display the administrator signed out says so (never the
+        // staff sign-in form in front of a patient); any other page goes to sign-in.
+        location.assign(location.pathname);
         return;
       }
       if (this.stopped) return;
