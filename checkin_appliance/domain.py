@@ -626,7 +626,7 @@ def queue_item(
     }
     if entry.status != "waiting":
         item["status"] = legacy_status(entry.status)
-        item.update(called_at=entry.called_at, room=entry.room, state=entry.status)
+        item.update(called_at=entry.called_at, room=entry.room, visit_status=entry.status)
     elif place is not None:
         item["place"] = place
     return item

@@ -322,7 +322,7 @@ async def test_admin_changes_a_credentials_room_and_lines(clinic: Clinic) -> Non
     for body, status, code in [
         ({"lines": ["Q"]}, 400, "line_unknown"),
         ({"lines": "N"}, 400, "line_invalid"),
-        ({"label": "x"}, 400, "credential_change_invalid"),
+        ({"token": "x"}, 400, "credential_change_invalid"),
         ({}, 400, "credential_change_invalid"),
     ]:
         resp = await clinic.client.patch(f"/api/credentials/{token}/", json=body, headers=admin)
