@@ -45,8 +45,10 @@ SESSION_END_INTERVAL = 60.0  # seconds between looks for sessions past their abs
 PRUNE_INTERVAL = 3600.0
 IDEMPOTENCY_WINDOW = timedelta(hours=24)  # a kiosk's retry is answered for this long
 JSON_BODY_LIMIT = 1024 * 1024
-END_OF_DAY_INTERVAL = 30.0  # seconds between looks for an end of day that has passed
+TIMED_INTERVAL = 30.0  # seconds between looks for a no-show grace or an end of day passed
+# The box itself, in the audit trail of what its timers do.
 END_OF_DAY_ACTOR = Actor(None, "end_of_day")
+NO_SHOW_ACTOR = Actor(None, "no_show_grace")
 
 
 def create_app(config: Config) -> web.Application:
@@ -185,7 +187,7 @@ async def _background_jobs(app: web.Application) -> AsyncIterator[None]:
         tasks += [
             asyncio.create_task(_watch_other_writers(app)),
             asyncio.create_task(_prune_old_records(app)),
-            asyncio.create_task(_end_of_day(app)),
+            asyncio.create_task(_timed_transitions(app)),
         ]
     interval = systemd.watchdog_interval()
     if interval is not None:
@@ -247,20 +249,30 @@ async def _apply_stored_changes(app: web.Application) -> None:
     )
 
 
-async def _end_of_day(app: web.Application) -> None:
-    """Every END_OF_DAY_INTERVAL: once the end_of_day setting's local time has passed, the
-    visits still open that were checked in before it are closed as not seen. Stateless, so
-    a box that was off at that time catches up when it starts."""
+async def _timed_transitions(app: web.Application) -> None:
+    """Every TIMED_INTERVAL: the no-show grace, then the end of day (close_the_day_if_due).
+    Both are stateless, so a box that was off catches up when it starts."""
     while True:
-        await asyncio.sleep(END_OF_DAY_INTERVAL)
+        await asyncio.sleep(TIMED_INTERVAL)
         try:
+            await mark_no_shows(app)
             await close_the_day_if_due(app)
         except Exception:
-            log.exception("closing the day failed; will retry")
+            log.exception("a timed transition failed; will retry")
+
+
+async def mark_no_shows(app: web.Application) -> int:
+    """One look of the no-show grace (the no_show_minutes setting): how many visits it
+    marked as no-shows."""
+    marked = await app[RECEPTION].no_show_overdue(NO_SHOW_ACTOR, parse_time(app[STORE].now()))
+    if marked:
+        log.info("no-show grace: %d called visit(s) marked as no-shows", marked)
+    return marked
 
 
 async def close_the_day_if_due(app: web.Application) -> int:
-    """One look of the end-of-day task: how many open visits it closed."""
+    """One look of the end of day: once the end_of_day setting's local time has passed, the
+    visits still open that were checked in before it are closed as not seen; how many."""
     reception = app[RECEPTION]
     cutoff = reception.last_end_of_day(parse_time(app[STORE].now()))
     if cutoff is None:

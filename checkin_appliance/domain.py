@@ -208,6 +208,8 @@ class Settings:
     undo_seconds: int = 120
     # Local "HH:MM" (time_zone) at which every open visit is closed as not seen; None: never.
     end_of_day: str | None = None
+    # A visit called and left untouched this many minutes becomes a no-show; None: never.
+    no_show_minutes: int | None = None
 
     def public(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -237,6 +239,7 @@ def preset_changes(name: object) -> dict[str, Any]:
 
 
 MAX_UNDO_SECONDS = 3600
+MAX_NO_SHOW_MINUTES = 240
 _HH_MM = re.compile(r"\A(?:[01][0-9]|2[0-3]):[0-5][0-9]\Z")
 
 SETTING_CHOICES: dict[str, tuple[Any, ...]] = {
@@ -275,6 +278,15 @@ def updated_settings(current: Settings, changes: dict[str, Any]) -> Settings:
             if type(value) is not int or not 0 <= value <= MAX_UNDO_SECONDS:
                 raise InvalidInput(
                     f"undo_seconds must be a whole number from 0 to {MAX_UNDO_SECONDS}.",
+                    errors.SETTING_VALUE_INVALID,
+                )
+        elif key == "no_show_minutes":
+            if value is not None and (
+                type(value) is not int or not 1 <= value <= MAX_NO_SHOW_MINUTES
+            ):
+                raise InvalidInput(
+                    f"no_show_minutes must be a whole number from 1 to {MAX_NO_SHOW_MINUTES}"
+                    " or null.",
                     errors.SETTING_VALUE_INVALID,
                 )
         elif key == "end_of_day":

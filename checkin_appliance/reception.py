@@ -289,6 +289,17 @@ class Reception:
         before the end of day that passed)."""
         return await self.store.end_of_day(actor, checked_in_before)
 
+    async def no_show_overdue(self, actor: Actor, now: datetime | None = None) -> int:
+        """The no_show_minutes setting's grace: every visit called today and left untouched
+        that long becomes a no-show. 0 when the setting is off."""
+        minutes = self.settings.no_show_minutes
+        if minutes is None:
+            return 0
+        now = now or datetime.now(UTC)
+        day_start, _ = local_day_bounds(now, self.settings.time_zone)
+        idle_since = format_time(now - timedelta(minutes=minutes))
+        return await self.store.no_show_overdue(actor, idle_since, day_start)
+
     def last_end_of_day(self, now: datetime | None = None) -> str | None:
         """The most recent end-of-day moment at or before now (UTC timestamp), or None when
         the end_of_day setting is off."""

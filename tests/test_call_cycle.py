@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientWebSocketResponse
 
-from checkin_appliance.app import close_the_day_if_due
+from checkin_appliance.app import close_the_day_if_due, mark_no_shows
 from checkin_appliance.domain import Role, format_time
 from checkin_appliance.store import schema
 from checkin_appliance.web.keys import STORE
@@ -358,6 +358,78 @@ async def test_end_of_day_by_the_clock_closes_only_visits_from_before_it(clinic:
         "/api/settings/", json={"end_of_day": "7pm"}, headers=clinic.headers(Role.ADMIN)
     )
     assert resp.status == 400 and (await resp.json())["code"] == "setting_value_invalid"
+
+
+async def test_a_call_left_untouched_past_the_grace_becomes_a_no_show(clinic: Clinic) -> None:
+    resp = await clinic.client.patch(
+        "/api/settings/", json={"no_show_minutes": 5}, headers=clinic.headers(Role.ADMIN)
+    )
+    assert resp.status == 200 and (await resp.json())["no_show_minutes"] == 5
+    day = datetime.now(UTC).date()
+    clock = [datetime(day.year, day.month, day.day, 10, 0, tzinfo=UTC)]
+    clinic.app[STORE].set_clock(lambda: format_time(clock[0]))
+    new = await clinic.subscribe(Role.DOCTOR, "events=all")
+    ann, bob, cat = [await clinic.check_in(f"{n} Example") for n in ("Ann", "Bob", "Cat")]
+    await clinic.call_next()  # Ann
+    await clinic.call_next()  # Bob
+    await messages(new, 5)
+    clock[0] += timedelta(minutes=3)
+    await ok(clinic, "recall", bob["id"])  # Bob's grace starts again
+    await ok(clinic, "complete", cat["id"])
+    await ok(clinic, "start", cat["id"])  # Cat arrived: in service is never a no-show
+    await messages(new, 3)
+    clock[0] += timedelta(minutes=2, seconds=30)  # Ann 5.5 min, Bob 2.5 min untouched
+    assert await mark_no_shows(clinic.app) == 1
+    (event,) = await messages(new, 1)
+    assert (event["event"], event["patient"]["id"]) == ("PATIENT_STATUS", ann["id"])
+    assert (event["from"], event["status"]) == ("called", "no_show")
+    assert [state(clinic, p["id"])["status"] for p in (ann, bob, cat)] == [
+        "no_show",
+        "called",
+        "in_service",
+    ]
+    assert await mark_no_shows(clinic.app) == 0  # once
+    await quiet(new)
+    clock[0] += timedelta(minutes=3)
+    assert await mark_no_shows(clinic.app) == 1  # Bob, 5.5 min after his recall
+    audited = count(
+        clinic,
+        "SELECT count(*) FROM audit_log WHERE action = 'no_show' AND actor IS NULL"
+        " AND address = 'no_show_grace'",
+    )
+    assert audited == 2  # the box's own rows, beside the doctors'
+    # Back to the queue and called again: a fresh grace, not an instant no-show.
+    await ok(clinic, "requeue", ann["id"], position="front")
+    await ok(clinic, "complete", ann["id"])
+    assert await mark_no_shows(clinic.app) == 0
+    # Off: nobody is marked, however long.
+    resp = await clinic.client.patch(
+        "/api/settings/", json={"no_show_minutes": None}, headers=clinic.headers(Role.ADMIN)
+    )
+    assert resp.status == 200
+    clock[0] += timedelta(hours=2)
+    assert await mark_no_shows(clinic.app) == 0
+    assert state(clinic, ann["id"])["status"] == "called"
+    for bad in (0, 241, 2.5, "5", True):
+        resp = await clinic.client.patch(
+            "/api/settings/", json={"no_show_minutes": bad}, headers=clinic.headers(Role.ADMIN)
+        )
+        assert resp.status == 400 and (await resp.json())["code"] == "setting_value_invalid"
+
+
+async def test_the_no_show_grace_leaves_calls_of_earlier_days_alone(clinic: Clinic) -> None:
+    day = datetime.now(UTC).date()
+    clock = [datetime(day.year, day.month, day.day, 17, 0, tzinfo=UTC) - timedelta(days=1)]
+    clinic.app[STORE].set_clock(lambda: format_time(clock[0]))
+    old = await clinic.check_in("Ann Example")
+    await clinic.call_next()  # yesterday, never done, no end of day set
+    resp = await clinic.client.patch(
+        "/api/settings/", json={"no_show_minutes": 10}, headers=clinic.headers(Role.ADMIN)
+    )
+    assert resp.status == 200
+    clock[0] += timedelta(days=1)
+    assert await mark_no_shows(clinic.app) == 0
+    assert state(clinic, old["id"])["status"] == "called"
 
 
 async def test_replay_and_restart_keep_the_precise_states(

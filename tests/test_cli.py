@@ -55,6 +55,7 @@ DEFAULT_SETTINGS = {
     "priority_question": False,
     "undo_seconds": 120,
     "end_of_day": None,
+    "no_show_minutes": None,
 }
 
 

@@ -1164,6 +1164,43 @@ class Store:
                 return 0
         return await self.write(job)
 
+    async def no_show_overdue(self, actor: Actor, idle_since: str, day_start: str) -> int:
+        """Every visit called and left untouched since `idle_since` (its last transition: the
+        call, a recall or an undo; none before `day_start`, so a day without an end of day
+        is left alone) becomes a no-show: one transaction, an event, a visit_transitions
+        row and an audit row each, as a doctor's tap. Returns how many (no write when none).
+        Visits called before schema 8 have no transition and are never touched."""
+        overdue = (
+            f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} "
+            "JOIN visit_transitions t ON t.id = (SELECT max(id) FROM visit_transitions "
+            "WHERE entry_id = e.id) "
+            "WHERE e.status = 'called' AND t.at >= ? AND t.at <= ? ORDER BY e.id"
+        )
+        params = (day_start, idle_since)
+
+        def job(tx: Transaction) -> int:
+            rows = tx.all(overdue, params)
+            for row in rows:
+                previous = _row_state(tx, row["id"])
+                entry = dataclasses.replace(_entry(row), status="no_show")
+                tx.run(
+                    "UPDATE queue_entries SET status = 'no_show', updated_at = ? WHERE id = ?",
+                    (tx.now, entry.id),
+                )
+                tx.record(PATIENT_STATUS, entry, "called")
+                _log_transition(tx, actor, audit.NO_SHOW, previous, entry, entry.room)
+                tx.audit(
+                    audit.NO_SHOW,
+                    actor,
+                    entry.patient_id,
+                    {"from": "called", "to": "no_show", "idle_since": idle_since},
+                )
+            return len(rows)
+
+        if await self._one(overdue, params) is None:
+            return 0
+        return await self.write(job)
+
     @staticmethod
     def _replay(
         tx: Transaction, actor: Actor, key: str | None, fingerprint: str | None
