@@ -288,6 +288,31 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.time_zone_custom_hint": "An IANA name, e.g. “America/Guayaquil”.",
         "admin.priority_question": "Ask patients at the kiosk whether they need priority "
         "(elderly, pregnant, disability)",
+        "admin.cycle_legend": "Calls and the end of the day",
+        "admin.undo_seconds": "Undo window (seconds)",
+        "admin.undo_seconds_hint": "How long a doctor may undo their last action. 0: never.",
+        "admin.no_show_minutes": "Mark as no-show after (minutes)",
+        "admin.no_show_minutes_hint": "A patient called and not started, recalled or done "
+        "for this long is marked as a no-show. Empty: only by a doctor's tap.",
+        "admin.end_of_day": "End of the day",
+        "admin.end_of_day_hint": "At this clinic time everyone still waiting or called is "
+        "closed as not seen. Empty: only with the button in “Today's summary”.",
+        "admin.error.undo_seconds": "The undo window must be a whole number of seconds from "
+        "0 to 3600.",
+        "admin.error.no_show_minutes": "The no-show time must be a whole number of minutes "
+        "from 1 to 240, or empty.",
+        "admin.error.end_of_day": "Enter the end of the day as a time, e.g. 19:00, or leave it "
+        "empty.",
+        "admin.end_day": "End the day now",
+        "admin.end_day_auto": "The day ends by itself at {time}.",
+        "admin.end_day_manual": "The day does not end by itself: set a time in Settings.",
+        "admin.end_day_heading": "End the day now?",
+        "admin.end_day_body": "Everyone still waiting, called or with a doctor is closed as "
+        "not seen. The wall display and the consoles start the new day empty. Nothing is "
+        "deleted.",
+        "admin.end_day_yes": "End the day",
+        "admin.end_day_done": "Day ended: {count} visit(s) closed as not seen.",
+        "admin.end_day_none": "Day ended: nobody was still open.",
         "admin.icon.doctor": "Doctor",
         "admin.icon.nurse": "Nurse",
         "admin.icon.lab": "Laboratory",
@@ -661,6 +686,33 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.time_zone_custom_hint": "Un nombre IANA, p. ej. «America/Guayaquil».",
         "admin.priority_question": "Preguntar en el quiosco si el paciente necesita atención "
         "preferente (mayores, embarazadas, discapacidad)",
+        "admin.cycle_legend": "Llamadas y fin de la jornada",
+        "admin.undo_seconds": "Tiempo para deshacer (segundos)",
+        "admin.undo_seconds_hint": "Cuánto tiempo puede un médico deshacer su última acción. "
+        "0: nunca.",
+        "admin.no_show_minutes": "Marcar como ausente después de (minutos)",
+        "admin.no_show_minutes_hint": "Un paciente llamado que no fue atendido, vuelto a llamar "
+        "ni terminado en este tiempo se marca como ausente. Vacío: solo cuando lo marca un "
+        "médico.",
+        "admin.end_of_day": "Fin de la jornada",
+        "admin.end_of_day_hint": "A esta hora de la clínica, quien siga esperando o llamado se "
+        "cierra como no atendido. Vacío: solo con el botón de «Resumen de hoy».",
+        "admin.error.undo_seconds": "El tiempo para deshacer debe ser un número entero de "
+        "segundos entre 0 y 3600.",
+        "admin.error.no_show_minutes": "El tiempo de ausencia debe ser un número entero de "
+        "minutos entre 1 y 240, o quedar vacío.",
+        "admin.error.end_of_day": "Indique el fin de la jornada como una hora, p. ej. 19:00, o "
+        "déjelo vacío.",
+        "admin.end_day": "Terminar la jornada ahora",
+        "admin.end_day_auto": "La jornada termina sola a las {time}.",
+        "admin.end_day_manual": "La jornada no termina sola: fije una hora en Ajustes.",
+        "admin.end_day_heading": "¿Terminar la jornada ahora?",
+        "admin.end_day_body": "Quien siga esperando, llamado o con un médico se cierra como no "
+        "atendido. La pantalla de la sala y las consolas empiezan el nuevo día vacías. No se "
+        "borra nada.",
+        "admin.end_day_yes": "Terminar la jornada",
+        "admin.end_day_done": "Jornada terminada: {count} visita(s) cerradas como no atendidas.",
+        "admin.end_day_none": "Jornada terminada: no quedaba nadie abierto.",
         "admin.icon.doctor": "Médico",
         "admin.icon.nurse": "Enfermería",
         "admin.icon.lab": "Laboratorio",

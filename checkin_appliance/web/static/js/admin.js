@@ -16,7 +16,12 @@ import { TodayFigures } from "./stats.js";
 const MIN_PASSWORD = 8;
 const MIN_ADMIN_PASSWORD = 12; // access.py's MIN_ADMIN_PASSWORD_LENGTH; the server decides
 const SETTING_KEYS = ["clinic_name", "language", "display_names", "display_photos",
-  "anonymous_feed", "announce_voice", "time_zone", "priority_question"];
+  "anonymous_feed", "announce_voice", "time_zone", "priority_question", "undo_seconds",
+  "no_show_minutes", "end_of_day"];
+// The call cycle's settings, typed in fields the browser checks (min, max, step) before
+// anything is sent: each with its own text when out of range. Empty no-show or end of day:
+// off (null).
+const CYCLE_KEYS = ["undo_seconds", "no_show_minutes", "end_of_day"];
 // A line's call rule when it has none of its own (docs/call-order.md; lines.py).
 const DEFAULT_RULE = { mode: "interleave", priority: 2, normal: 1, max_wait_minutes: 45 };
 const CLOCK = /^([01][0-9]|2[0-3]):[0-5][0-9]$/;
@@ -52,6 +57,13 @@ const els = {
   settingsSubmit: byId("settings-submit"),
   settingsStatus: byId("settings-status"),
   anonymousWarning: byId("anonymous-warning"),
+  endDay: byId("end-day"),
+  endDaySchedule: byId("end-day-schedule"),
+  endDayStatus: byId("end-day-status"),
+  endDayDialog: byId("end-day-dialog"),
+  endDayError: byId("end-day-error"),
+  endDayCancel: byId("end-day-cancel"),
+  endDayYes: byId("end-day-yes"),
   version: byId("version"),
   dialog: byId("confirm-dialog"),
   confirmHeading: byId("confirm-heading"),
@@ -902,6 +914,8 @@ const form = els.settingsForm;
 function formValue(key) {
   if (key === "time_zone") return els.timeZone.value || els.timeZoneCustom.value.trim();
   const field = form.elements[key];
+  if (key === "end_of_day") return field.value || null;
+  if (CYCLE_KEYS.includes(key)) return field.value === "" ? null : Number(field.value);
   if (key === "clinic_name") return field.value.trim();
   if (field instanceof RadioNodeList) return field.value;
   return field.checked;
@@ -916,7 +930,8 @@ function setFormValue(key, value) {
     return;
   }
   const field = form.elements[key];
-  if (key === "clinic_name") field.value = value;
+  if (CYCLE_KEYS.includes(key)) field.value = value ?? "";
+  else if (key === "clinic_name") field.value = value;
   else if (field instanceof RadioNodeList) field.value = value;
   else field.checked = Boolean(value);
 }
@@ -957,6 +972,12 @@ let saving = false;
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   if (saving) return;
+  const invalid = CYCLE_KEYS.find((key) => !form.elements[key].checkValidity());
+  if (invalid) {
+    showStatus(els.settingsStatus, "error", t(`admin.error.${invalid}`));
+    form.elements[invalid].focus();
+    return;
+  }
   const changes = changedSettings();
   if (Object.keys(changes).length === 0) {
     showStatus(els.settingsStatus, "note", t("admin.nothing_changed"));
@@ -995,6 +1016,39 @@ function useSettings(next, saved = false) {
   renderAll();
   loadIntakeForm(saved);
 }
+
+// --- the end of the day (POST /api/queue/end-of-day/) ---------------------------------------
+
+function renderEndDay() {
+  els.endDaySchedule.textContent = settings.end_of_day
+    ? t("admin.end_day_auto", { time: settings.end_of_day }) : t("admin.end_day_manual");
+}
+
+els.endDay.addEventListener("click", () => {
+  els.endDayError.hidden = true;
+  els.endDayYes.disabled = false;
+  showStatus(els.endDayStatus, "note", "");
+  els.endDayDialog.showModal();
+  els.endDayCancel.focus(); // the safe choice is the default one
+});
+
+els.endDayYes.addEventListener("click", async () => {
+  els.endDayYes.disabled = true;
+  let answer;
+  try {
+    answer = await api("POST", "/api/queue/end-of-day/");
+  } catch (error) {
+    els.endDayError.textContent = errorText(error);
+    els.endDayError.hidden = false;
+    els.endDayYes.disabled = false;
+    return;
+  }
+  els.endDayDialog.close();
+  showStatus(els.endDayStatus, "ok", answer.closed
+    ? t("admin.end_day_done", { count: answer.closed }) : t("admin.end_day_none"));
+  figures.refresh();
+  els.endDay.focus();
+});
 
 // --- the intake form ------------------------------------------------------------------------
 
@@ -1276,6 +1330,7 @@ function renderAll() {
   figures.render();
   renderAnonymousWarning();
   renderCompat();
+  renderEndDay();
   for (const row of intakeRows) {
     const name = catalogueLabel(row.key);
     row.tr.firstChild.textContent = name;
