@@ -1,7 +1,7 @@
 """The call cycle against a model (issue 16): random sequences of check-ins, calls, every
-transition, undo (window and superseding included), the end of day and restarts, on a real
-SQLite file through the real Store; after every step the states, call counts, history rows
-and audit rows match the model's."""
+transition, undo (window and superseding included), the no-show grace, the end of day and
+restarts, on a real SQLite file through the real Store; after every step the states, call
+counts, history rows and audit rows match the model's."""
 
 from __future__ import annotations
 
@@ -66,6 +66,7 @@ class CallCycle(RuleBasedStateMachine):
         self.admin = Actor(self.run(self._credential(Role.ADMIN, 8)), "test")
         self.visits: dict[int, Visit] = {}
         self.history: dict[int, int] = {}  # transitions per visit
+        self.touched: dict[int, datetime] = {}  # each visit's last transition
         self.last: dict[int, Done | None] = {}  # by doctor index
         self.audit_rows = self._audit_rows()
         self.transitions = 0
@@ -103,12 +104,14 @@ class CallCycle(RuleBasedStateMachine):
         self.loop.close()
         self.dir.cleanup()
 
-    def _moved(self, patient: int, visit: Visit, doctor: int | None, before: Visit) -> None:
+    def _moved(self, patient: int, visit: Visit, doctor: int | None, before: Visit | None) -> None:
         self.visits[patient] = visit
         self.history[patient] = self.history.get(patient, 0) + 1
+        self.touched[patient] = self.clock
         self.transitions += 1
         self.audit_rows += 1
         if doctor is not None:
+            assert before is not None
             self.last[doctor] = Done(patient, before, self.clock, self.history[patient])
 
     # --- rules ---------------------------------------------------------------------------
@@ -217,9 +220,31 @@ class CallCycle(RuleBasedStateMachine):
         for patient in open_ones:
             self.visits[patient] = replace(self.visits[patient], status="not_seen")
             self.history[patient] = self.history.get(patient, 0) + 1
+            self.touched[patient] = self.clock
             self.transitions += 1
         if open_ones:
             self.audit_rows += 1
+
+    @rule(minutes=st.sampled_from([1, 3]), seconds=st.sampled_from([0, 90, 200]))
+    def no_show_grace(self, minutes: int, seconds: int) -> None:
+        """The no_show_minutes timer's look, `seconds` on: the box's own transition, audited
+        per visit."""
+        self.clock += timedelta(seconds=seconds)
+        idle_since = self.clock - timedelta(minutes=minutes)
+        day_start = self.clock.replace(hour=0, minute=0, second=0, microsecond=0)
+        marked = self.run(
+            self.store.no_show_overdue(
+                Actor(None, "no_show_grace"), format_time(idle_since), format_time(day_start)
+            )
+        )
+        overdue = [
+            p
+            for p, v in self.visits.items()
+            if v.status == "called" and day_start <= self.touched[p] <= idle_since
+        ]
+        assert marked == len(overdue)
+        for patient in overdue:
+            self._moved(patient, replace(self.visits[patient], status="no_show"), None, None)
 
     @rule()
     def restart(self) -> None:
