@@ -8,6 +8,7 @@ The `dpkg -i` test changes the machine: it runs in CI or with CHECKIN_TEST_DPKG_
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import re
@@ -124,8 +125,15 @@ class Served:
         return f"--- server output ---\n{self.output.read_text(errors='replace')}"
 
 
-def _get(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str, bytes]:
-    """GET on loopback without proxies: (status, content type, body)."""
+def _request(
+    method: str,
+    url: str,
+    context: ssl.SSLContext | None = None,
+    body: object = None,
+    token: str | None = None,
+) -> tuple[int, str, bytes]:
+    """One request on loopback without proxies (a JSON body, a bearer token):
+    (status, content type, body)."""
     import http.client
     import urllib.parse
 
@@ -133,15 +141,31 @@ def _get(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str, byt
     assert parts.hostname == HOST, url
     conn: http.client.HTTPConnection
     if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(HOST, parts.port, timeout=5, context=context)
+        conn = http.client.HTTPSConnection(HOST, parts.port, timeout=15, context=context)
     else:
-        conn = http.client.HTTPConnection(HOST, parts.port, timeout=5)
+        conn = http.client.HTTPConnection(HOST, parts.port, timeout=15)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
     try:
-        conn.request("GET", parts.path or "/")
+        target = parts.path or "/"
+        conn.request(method, f"{target}?{parts.query}" if parts.query else target, data, headers)
         response = conn.getresponse()
         return response.status, response.getheader("Content-Type", ""), response.read()
     finally:
         conn.close()
+
+
+def _get(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str, bytes]:
+    return _request("GET", url, context)
+
+
+def _post(url: str, body: object, context: ssl.SSLContext | None, token: str | None) -> dict:
+    status, _, answer = _request("POST", url, context, body, token)
+    assert status in (200, 201), answer
+    return json.loads(answer)
 
 
 def wait_healthy(served: Served, context: ssl.SSLContext | None = None) -> float:
@@ -430,6 +454,31 @@ def test_runs_inside_the_units_syscall_filter_and_write_xor_execute(
         wait_healthy(served, context)
         assert "system calls allowed" in served.output.read_text()
         assert _get(f"{served.url}/login", context)[0] == 200
+        if shutil.which("espeak-ng"):  # the .deb depends on it; CI installs it
+            # A spoken call: espeak-ng runs as the service's child, inside its filter.
+            access = {
+                role: _post(
+                    f"{served.url}/api/login/",
+                    {"token": create_token(binary, served.data_dir, role), "password": PASSWORD},
+                    context,
+                    None,
+                )["access"]
+                for role in ("form", "doctor", "queue")
+            }
+            checked = _post(
+                f"{served.url}/api/patients/", {"fname": "Ada L"}, context, access["form"]
+            )
+            _post(f"{served.url}/api/doctors/", {"action": "call_next"}, context, access["doctor"])
+            status, kind, audio = _request(
+                "GET",
+                f"{served.url}/api/speech/call/?entry={checked['queue_entry_id']}&lang=en"
+                "&show=ticket",
+                context,
+                None,
+                access["queue"],
+            )
+            assert (status, kind) == (200, "audio/wav"), (audio[:200], served.describe())
+            assert audio[:4] == b"RIFF" and len(audio) > 20_000, len(audio)
         stop(served)
 
 
