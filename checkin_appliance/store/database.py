@@ -173,6 +173,22 @@ def _log_transition(
     )
 
 
+def _timed_move(
+    tx: Transaction, actor: Actor, row: sqlite3.Row, to_status: str, action: str
+) -> QueueEntry:
+    """A move the box makes by the clock (end of day, no-show grace): the state, its event
+    and its visit_transitions row; the caller writes the audit."""
+    previous = _row_state(tx, row["id"])
+    entry = dataclasses.replace(_entry(row), status=to_status)
+    tx.run(
+        "UPDATE queue_entries SET status = ?, updated_at = ? WHERE id = ?",
+        (to_status, tx.now, entry.id),
+    )
+    tx.record(PATIENT_STATUS, entry, row["status"])
+    _log_transition(tx, actor, action, previous, entry, entry.room)
+    return entry
+
+
 def _event_of(from_status: str, to_status: str, action: str) -> str:
     """The event a transition publishes (domain.PATIENT_STATUS's comment)."""
     if to_status == "waiting":
@@ -1140,14 +1156,7 @@ class Store:
                 params,
             )
             for row in rows:
-                previous = _row_state(tx, row["id"])
-                entry = dataclasses.replace(_entry(row), status="not_seen")
-                tx.run(
-                    "UPDATE queue_entries SET status = 'not_seen', updated_at = ? WHERE id = ?",
-                    (tx.now, entry.id),
-                )
-                tx.record(PATIENT_STATUS, entry, row["status"])
-                _log_transition(tx, actor, audit.END_OF_DAY, previous, entry, entry.room)
+                _timed_move(tx, actor, row, "not_seen", audit.END_OF_DAY)
             if rows:
                 counts: dict[str, int] = {}
                 for row in rows:
@@ -1181,14 +1190,7 @@ class Store:
         def job(tx: Transaction) -> int:
             rows = tx.all(overdue, params)
             for row in rows:
-                previous = _row_state(tx, row["id"])
-                entry = dataclasses.replace(_entry(row), status="no_show")
-                tx.run(
-                    "UPDATE queue_entries SET status = 'no_show', updated_at = ? WHERE id = ?",
-                    (tx.now, entry.id),
-                )
-                tx.record(PATIENT_STATUS, entry, "called")
-                _log_transition(tx, actor, audit.NO_SHOW, previous, entry, entry.room)
+                entry = _timed_move(tx, actor, row, "no_show", audit.NO_SHOW)
                 tx.audit(
                     audit.NO_SHOW,
                     actor,
