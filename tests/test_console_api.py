@@ -108,3 +108,41 @@ async def test_roles_that_do_not_call_get_nothing(clinic: Clinic) -> None:
     assert (await current(clinic, clinic.headers(Role.DOCTOR)))["patient"]["fname"] == (
         "Ann Example"
     )
+
+
+async def test_a_transferred_ticket_never_blocks_the_other_line(clinic: Clinic) -> None:
+    """N-001 transferred into L, which already gave L-001 today and gives L-002 next: both
+    lines go on numbering by their own counters, and the ticket stays N-001 throughout."""
+    for prefix, name in (("N", "Nurse"), ("L", "Lab")):
+        resp = await clinic.client.post(
+            "/api/lines/",
+            json={"prefix": prefix, "name": {"en": name}},
+            headers=clinic.headers(Role.ADMIN),
+        )
+        assert resp.status == 201, await resp.text()
+
+    async def check_in(fname: str, line: str) -> dict[str, Any]:
+        resp = await clinic.client.post(
+            "/api/patients/", json={"fname": fname, "line": line}, headers=clinic.headers(Role.FORM)
+        )
+        assert resp.status == 201, await resp.text()
+        return await resp.json()
+
+    lee = clinic.headers(Role.DOCTOR)
+    ann = await check_in("Ann Example", "N")
+    assert (await check_in("Lena Example", "L"))["ticket"] == "L-001"
+    await act(clinic, lee, "complete", patient_id=ann["id"])
+    moved = await act(clinic, lee, "transfer", patient_id=ann["id"], line="L")
+    assert (moved["ticket"], moved["line"], moved["status"]) == ("N-001", "L", "waiting")
+    assert (await check_in("Mo Example", "L"))["ticket"] == "L-002"
+    assert (await check_in("Nia Example", "N"))["ticket"] == "N-002"
+    # Back and forth: the undo returns it to N as it was, and N numbers on.
+    await act(clinic, lee, "undo", patient_id=ann["id"])
+    assert (await check_in("Ola Example", "N"))["ticket"] == "N-003"
+    resp = await clinic.client.get("/api/queue/", headers=lee)
+    assert sorted(item["ticket"] for item in await resp.json()) == [
+        "L-001",
+        "L-002",
+        "N-002",
+        "N-003",
+    ]
