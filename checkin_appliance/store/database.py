@@ -1513,6 +1513,19 @@ class Store:
         )
         return None if row is None else _entry(row)
 
+    async def open_call(self, credential_id: int) -> QueueEntry | None:
+        """The visit this credential called last, while it is still theirs to finish (called,
+        in service or a no-show); None once it is done, back in a queue or called by another.
+        A scan of the visits (no index on called_by): one read when a console loads."""
+        row = await self._one(
+            f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} WHERE e.called_by = ? "
+            "ORDER BY e.called_at DESC, e.id DESC LIMIT 1",
+            (credential_id,),
+        )
+        if row is None or row["status"] not in ("called", "in_service", "no_show"):
+            return None
+        return _entry(row)
+
     async def day_figures(self, start: str, end: str) -> tuple[int, int, int, list[float]]:
         """(checked in, called, waiting now, wait seconds of each call) between start and end."""
         row = await self._one(

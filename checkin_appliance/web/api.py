@@ -38,7 +38,7 @@ from checkin_appliance.web.auth import (
     set_session_cookie,
 )
 from checkin_appliance.web.errors import ApiError, error_response, health_error, json_response
-from checkin_appliance.web.keys import ACCESS, CONFIG, HUB, RECEPTION, SPEECH
+from checkin_appliance.web.keys import ACCESS, CONFIG, HUB, RECEPTION, SPEECH, STORE
 
 if TYPE_CHECKING:
     from checkin_appliance.tls import LocalCA
@@ -336,6 +336,36 @@ async def intake_form(request: web.Request) -> web.Response:
 async def doctors_welcome(request: web.Request) -> web.Response:
     caller = await require(request, Role.DOCTOR)
     return json_response({"message": f"Welcome Doctor {caller.credential.label}."})
+
+
+@routes.get("/api/doctors/current/")
+async def doctors_current(request: web.Request) -> web.Response:
+    """Ours: the visit this credential called last while it is still open (called, in
+    service, no-show), so a reloaded console shows its call again; null when there is none."""
+    caller = await require(request, Role.DOCTOR)
+    reception = request.app[RECEPTION]
+    entry = await request.app[STORE].open_call(caller.credential.id)
+    if entry is None:
+        return json_response({"current": None})
+    patient = patient_view(
+        entry, Audience.STAFF, reception.settings, status=False, photo_url=reception.photo_links.url
+    )
+    return json_response(
+        {
+            "current": {
+                "id": entry.id,
+                "patient": patient,
+                "status": entry.status,
+                "check_in_time": entry.check_in_time,
+                "called_at": entry.called_at,
+                "room": entry.room,
+                "call_count": entry.call_count,
+                "ticket": entry.ticket,
+                "line": entry.line,
+                "priority": entry.priority,
+            }
+        }
+    )
 
 
 def _patient_id(value: Any) -> int | None:

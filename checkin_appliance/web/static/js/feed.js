@@ -10,10 +10,14 @@
 //   {kind: "left", seq, visit}      a patient left the waiting list without a call:
 //                                   cancelled, closed at the end of day (events: "all";
 //                                   without it the server sends such a departure as a call)
+//   {kind: "status", seq, visit}    a visit off the waiting list changed state: in service,
+//                                   done, no-show, not seen (events: "all")
 //   {kind: "settings", settings}    the clinic's settings changed
 // visit: {entryId, patientId, name, image, checkedInAt, calledAt, room, ticket, line, priority,
-// place}; image, calledAt, room, ticket (visits from before lines) and place (known only in a
-// snapshot: the place in its line's call order) are null when there is none.
+// place, callCount, status, from}; image, calledAt, room, ticket (visits from before lines),
+// place (known only in a snapshot: the place in its line's call order), callCount and from (the
+// state before: events: "all" only) are null when there is none. status: the visit's precise
+// state (waiting, called, in_service, done, no_show, cancelled, not_seen).
 
 const BANNER_AFTER_MS = 3000;
 const CHANGES = {
@@ -23,9 +27,18 @@ const CHANGES = {
   PATIENT_RECALLED: "recalled",
 };
 
+// The state an event leaves its visit in, where the message does not say it (seed events).
+const EVENT_STATUS = {
+  PATIENT_ADDED: "waiting",
+  PATIENT_COMPLETED: "called",
+  PATIENT_UPDATED: "waiting",
+  PATIENT_RECALLED: "called",
+};
+
 // item: a snapshot's queue item or a live event; both carry the visit's id, its patient and
 // check_in_time. calledAt comes from the caller: an item's called_at, an event's own time.
-function visitFrom(item, calledAt) {
+// status: a transition's own, a called item's visit_status, else what the event implies.
+function visitFrom(item, calledAt, status) {
   return {
     entryId: item.id,
     patientId: item.patient.id,
@@ -39,6 +52,8 @@ function visitFrom(item, calledAt) {
     priority: item.priority || "normal",
     place: Number.isInteger(item.place) ? item.place : null,
     callCount: Number.isInteger(item.call_count) ? item.call_count : null,
+    status,
+    from: item.from || null,
   };
 }
 
@@ -48,16 +63,19 @@ function messageFrom(msg) {
     return {
       kind: "snapshot",
       seq: msg.seq,
-      waiting: msg.queue.map((item) => visitFrom(item, null)),
-      called: (msg.called || []).map((item) => visitFrom(item, item.called_at)),
+      waiting: msg.queue.map((item) => visitFrom(item, null, "waiting")),
+      called: (msg.called || []).map((item) =>
+        visitFrom(item, item.called_at, item.visit_status || "called")),
     };
   }
   let kind = CHANGES[msg.event];
-  // PATIENT_STATUS: any other change of a visit's state; only leaving the list shows here.
-  if (msg.event === "PATIENT_STATUS" && msg.from === "waiting") kind = "left";
+  // PATIENT_STATUS: any other change of a visit's state; leaving the waiting list is its own
+  // kind, so pages that only show who waits need not look at the states.
+  if (msg.event === "PATIENT_STATUS") kind = msg.from === "waiting" ? "left" : "status";
   if (!kind) return null; // an event this page's version does not know: nothing to show
   const calledAt = kind === "called" || kind === "recalled" ? msg.at : null;
-  return { kind, seq: msg.seq, visit: visitFrom(msg, calledAt) };
+  const status = msg.status || EVENT_STATUS[msg.event] || null;
+  return { kind, seq: msg.seq, visit: visitFrom(msg, calledAt, status) };
 }
 
 export class QueueFeed {
