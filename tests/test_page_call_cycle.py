@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +22,7 @@ from tests.test_page_display import BLOCKED_AUDIO, box_cannot_speak, restarted
 
 ROOM = "Room 3"
 ANNOUNCED_MS = 15000  # chime, the box's answer, the voice, then the recall's turn
+DOWN_SECONDS = 20  # how long the box stays stopped during a call (the outage)
 BACK_MS = 30000  # a restart, the feed's reconnect backoff and the retry's own backoff
 
 
@@ -309,6 +311,7 @@ async def test_a_call_during_an_outage_is_sent_again_and_lands_exactly_once(
     # The first press reaches the box, which records the call and then dies before the
     # console hears back: the worst case, since sending it again must not call Bob too.
     attempts: list[str | None] = []
+    down_at: list[float] = []
 
     async def box_dies_after_the_call(route: Route) -> None:
         attempts.append(route.request.headers.get("idempotency-key"))
@@ -316,6 +319,7 @@ async def test_a_call_during_an_outage_is_sent_again_and_lands_exactly_once(
             response = await route.fetch()
             assert response.status == 200
             await asyncio.to_thread(appliance.stop)
+            down_at.append(time.monotonic())
             await route.abort("connectionreset")
         else:
             await route.continue_()  # refused while the box is down
@@ -330,11 +334,15 @@ async def test_a_call_during_an_outage_is_sent_again_and_lands_exactly_once(
     await expect(call_next).to_be_disabled()
     await expect(call_next).to_have_text("Calling…")
     await expect(doctor.button("Call Bob Stone")).to_be_disabled()
-    # Sent again by itself while the box is down, every time with the same key.
-    async with asyncio.timeout(15):
-        while len(attempts) < 3:
-            await asyncio.sleep(0.05)
+    # Sent again by itself while the box stays down for 20 s, every time with the same key,
+    # and the console keeps saying so.
+    async with asyncio.timeout(DOWN_SECONDS + 10):
+        while len(attempts) < 4 or time.monotonic() - down_at[0] < DOWN_SECONDS:
+            await asyncio.sleep(0.1)
     assert len(set(attempts)) == 1 and attempts[0], attempts
+    await expect(doctor.result).to_contain_text("Not confirmed yet")
+    await expect(offline).to_be_visible()
+    await expect(call_next).to_be_disabled()
 
     with restarted(appliance):
         await expect(doctor.result).to_contain_text("Called: Ann Lee → Room 3", timeout=BACK_MS)
