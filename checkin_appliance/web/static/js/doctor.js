@@ -15,7 +15,7 @@
 
 import { ApiError, api } from "./api.js";
 import { NAME_SLOT, byId, decorative, el, photo, withIsolatedName } from "./dom.js";
-import { QueueFeed } from "./feed.js";
+import { QueueFeed, visitFrom } from "./feed.js";
 import { fetchLines, lineChip as chipOf, lineName } from "./lines.js";
 import { applyTexts, clockText, pageData, renderStaffHeader, translator } from "./page.js";
 import { TodayFigures, minutesSince, waitedText } from "./stats.js";
@@ -277,41 +277,8 @@ function rememberClosed(visit) {
 function visitFromAnswer(answer, known) {
   const same = known && known.entryId === answer.id;
   return {
-    entryId: answer.id,
-    patientId: answer.patient.id,
-    name: answer.patient.fname,
-    image: answer.patient.image || null,
+    ...visitFrom(answer, same ? known.calledAt : null, answer.status),
     checkedInAt: same ? known.checkedInAt : null,
-    calledAt: same ? known.calledAt : null,
-    room: answer.room ?? null,
-    ticket: answer.ticket ?? null,
-    line: answer.line ?? null,
-    priority: answer.priority || "normal",
-    place: null,
-    callCount: answer.call_count ?? null,
-    status: answer.status,
-    from: answer.from ?? null,
-  };
-}
-
-// This console's open call as GET /api/doctors/current/ gives it (null: none).
-function visitFromCurrent(item) {
-  if (!item) return null;
-  return {
-    entryId: item.id,
-    patientId: item.patient.id,
-    name: item.patient.fname,
-    image: item.patient.image || null,
-    checkedInAt: item.check_in_time,
-    calledAt: item.called_at,
-    room: item.room,
-    ticket: item.ticket,
-    line: item.line,
-    priority: item.priority,
-    place: null,
-    callCount: item.call_count,
-    status: item.status,
-    from: null,
   };
 }
 
@@ -328,7 +295,8 @@ async function loadCurrent() {
     return; // the panel keeps what it shows; the next action's answer settles it
   }
   if (asked !== currentAsked || state.busy !== null) return;
-  const visit = visitFromCurrent(answer?.current);
+  const current = answer?.current;
+  const visit = current ? visitFrom(current, current.called_at, current.status) : null;
   state.current = visit && !wasClosed(visit) ? visit : null;
   renderCurrent();
 }

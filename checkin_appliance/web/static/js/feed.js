@@ -38,7 +38,7 @@ const EVENT_STATUS = {
 // item: a snapshot's queue item or a live event; both carry the visit's id, its patient and
 // check_in_time. calledAt comes from the caller: an item's called_at, an event's own time.
 // status: a transition's own, a called item's visit_status, else what the event implies.
-function visitFrom(item, calledAt, status) {
+export function visitFrom(item, calledAt, status) {
   return {
     entryId: item.id,
     patientId: item.patient.id,
