@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from checkin_appliance import errors
+from checkin_appliance import errors, memory
 from checkin_appliance.domain import InvalidInput
 from checkin_appliance.files import TEMP_SUFFIX, write_atomically
 
@@ -323,7 +323,10 @@ def new_photo_name() -> str:
 
 def store_photo(directory: Path, data: bytes, max_side: int) -> str:
     """Re-encodes and stores an uploaded photo; returns its new random file name."""
-    jpeg = reencode(data, max_side)
+    try:
+        jpeg = reencode(data, max_side)
+    finally:
+        memory.return_free_memory()  # what the decoder freed, refused photo or not
     name = new_photo_name()
     directory.mkdir(parents=True, exist_ok=True)
     write_atomically(directory / name, jpeg, 0o640)

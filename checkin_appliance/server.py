@@ -47,7 +47,7 @@ def serve(config: Config) -> int:
         log.error("%s", problem)
         return 1
     log.info("checkin-appliance %s: data in %s", __version__, config.data_dir.resolve())
-    memory.keep_large_allocations_returnable()
+    memory.tune_allocator()
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestLog())
     ssl_context = None
     if config.tls_mode != "off":
