@@ -1,0 +1,220 @@
+"""A waiting patient's wait as a range of minutes, from the line's calls today and in the past.
+
+Pure: no I/O, no clock, no hidden state (like ordering.py). The store hands in the line's
+calls (`LineActivity`) and the patient's place in ordering.call_order; this module answers
+"10–20 min", or None ("—") when the box knows too little. The rule in words is
+docs/wait-estimates.md; bench/estimate.py measures it against simulated clinic days.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+MINUTE = 60.0
+RECENT_INTERVALS = 30  # today's newest service intervals the estimate reads (today's pace)
+MIN_TODAY = 8  # fewer intervals today than this: the same weekday and hour in the past join
+MIN_INTERVALS = 3  # fewer than this, today and past together: no estimate ("—")
+TURNAROUND_CAP = 5 * MINUTE  # a doctor's gap before their next call counts when shorter
+ACTIVE_GRACE = 15 * MINUTE  # a doctor whose last visit ended this recently still serves
+# What the box cannot foresee (a doctor leaving or arriving, urgent and priority patients
+# overtaking, a no-show coming back): a relative spread on top of the service times' own.
+# Chosen from what clinics report (a quarter of the wait either way), not fitted to the bench.
+UNFORESEEN = 0.25
+Z_80 = 1.2816  # the 10th and 90th percentiles of a normal: a range meant to hold 80 %
+IQR_TO_SIGMA = 1.349  # interquartile range of a normal in standard deviations
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call of a visit of this line (call or call_next; a recall of the same visit is the
+    same Call). Times in epoch seconds, on the scale of `LineActivity.now`."""
+
+    at: float  # when the call was made
+    by: int | None  # the credential that called (a doctor or room); None: unknown
+    # When the visit left that doctor (done, no_show, requeue, cancel, transfer, not_seen);
+    # None: still with them (called or in service).
+    ended_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LineActivity:
+    """What the box knows about one line at `now`."""
+
+    now: float
+    today: Sequence[Call]  # this line's calls today (local clinic day), oldest first
+    # This line's calls on the same local weekday within an hour either side of now's local
+    # time, in the last few weeks (the store uses 4), oldest first.
+    past: Sequence[Call] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WaitRange:
+    """A wait in whole minutes, both ends on the rounding steps (see `rounded`)."""
+
+    low_minutes: int
+    high_minutes: int
+
+    def __str__(self) -> str:
+        return f"{self.low_minutes}–{self.high_minutes} min"
+
+
+@dataclass(frozen=True, slots=True)
+class _Pace:
+    mean: float  # seconds a doctor spends per call of this line, turnaround included
+    sd: float  # the spread of that time, seconds
+    free_at: tuple[float, ...]  # per serving doctor: seconds from now until they call again
+
+
+def estimate_wait(place: int, activity: LineActivity) -> WaitRange | None:
+    """The wait of the patient at `place` (1-based, in ordering.call_order) until their call,
+    None when the box knows too little (no service intervals, or no doctor serving)."""
+    return estimate_waits([place], activity)[0]
+
+
+def estimate_waits(places: Sequence[int], activity: LineActivity) -> list[WaitRange | None]:
+    """estimate_wait for many places of one line, reading the line's calls once."""
+    if any(place < 1 for place in places):
+        raise ValueError("a place in line starts at 1")
+    pace = _pace(activity)
+    if pace is None or not places:
+        return [None] * len(places)
+    called_at = _call_times(pace, max(places))
+    doctors = len(pace.free_at)
+    result: list[WaitRange | None] = []
+    for place in places:
+        expected = called_at[place - 1]
+        # The k-th call among c doctors: the spread of ~k/c service times on each
+        # (renewal theory: sd * sqrt(k) / c), and the unforeseen on top.
+        spread = math.hypot(pace.sd * math.sqrt(place) / doctors, UNFORESEEN * expected)
+        result.append(_range(expected, spread))
+    return result
+
+
+def rounded(low_seconds: float, high_seconds: float) -> WaitRange:
+    """The range on steps people read at a glance: 5 minutes below 30, 15 below 120, then 30;
+    the low end rounded down and the high end up (so the range holds the unrounded one), and
+    at least one step wide."""
+    low = max(low_seconds, 0.0) / MINUTE
+    high = max(high_seconds, low_seconds, 0.0) / MINUTE
+    low_step = _step(low)
+    low_minutes = int(math.floor(low / low_step + 1e-9) * low_step)
+    high_step = _step(high)
+    high_minutes = int(math.ceil(high / high_step - 1e-9) * high_step)
+    if high_minutes <= low_minutes:
+        high_minutes = low_minutes + _step(low_minutes)
+    return WaitRange(low_minutes, high_minutes)
+
+
+def _step(minutes: float) -> int:
+    return 5 if minutes < 30 else 15 if minutes < 120 else 30
+
+
+def _range(expected: float, spread: float) -> WaitRange:
+    if expected <= 0:
+        return rounded(0.0, 0.0)
+    # Lognormal with that mean and spread: a wait cannot go below zero and runs long more
+    # often than short (doctors leave, priority patients overtake).
+    sigma = math.sqrt(math.log1p((spread / expected) ** 2))
+    median = expected / math.exp(sigma * sigma / 2)
+    return rounded(median * math.exp(-Z_80 * sigma), median * math.exp(Z_80 * sigma))
+
+
+def _call_times(pace: _Pace, count: int) -> list[float]:
+    """Seconds from now until each of the next `count` calls: each goes to the doctor free
+    first, who is then busy for the mean time per call."""
+    free = list(pace.free_at)
+    heapq.heapify(free)
+    times = []
+    for _ in range(count):
+        at = free[0]
+        times.append(at)
+        heapq.heapreplace(free, at + pace.mean)
+    return times
+
+
+def _intervals(calls: Sequence[Call]) -> list[float]:
+    """Each ended call's time with its doctor, plus the doctor's turnaround to their next
+    call of the line when shorter than TURNAROUND_CAP (a longer gap is a pause or an empty
+    line, not the pace). Oldest first."""
+    next_call: dict[int | None, float] = {}
+    result: list[float] = []
+    for call in reversed(calls):
+        if call.ended_at is not None and call.ended_at >= call.at:
+            interval = call.ended_at - call.at
+            following = next_call.get(call.by) if call.by is not None else None
+            if following is not None and 0 <= following - call.ended_at < TURNAROUND_CAP:
+                interval = following - call.at
+            result.append(interval)
+        next_call[call.by] = call.at
+    result.reverse()
+    return result
+
+
+def _shape(intervals: list[float]) -> tuple[float, float] | None:
+    """A robust mean and spread of the intervals: their median and the interquartile range
+    of their logarithms (a lognormal read from its middle half, so a few visits that ran for
+    an hour or a doctor's coffee break do not swing it)."""
+    positive = sorted(x for x in intervals if x > 0)
+    if len(positive) < MIN_INTERVALS:
+        return None
+    median = statistics.median(positive)
+    q1, _, q3 = statistics.quantiles(positive, n=4, method="inclusive")
+    sigma = (math.log(q3) - math.log(q1)) / IQR_TO_SIGMA
+    mean = median * math.exp(sigma * sigma / 2)
+    return mean, mean * math.sqrt(math.expm1(sigma * sigma))
+
+
+def _residual(intervals: Sequence[float], elapsed: float, mean: float) -> float:
+    """What remains, on average, of a visit already `elapsed` long: read from the intervals
+    that lasted longer; with none, a tenth of the mean (it is already overdue)."""
+    longer = [x - elapsed for x in intervals if x > elapsed]
+    return statistics.fmean(longer) if longer else mean / 10
+
+
+def _past_doctors(past: Sequence[Call], now: float) -> int:
+    """The median number of doctors who called in each past week's slice."""
+    by_week: dict[int, set[int | None]] = {}
+    for call in past:
+        by_week.setdefault(round((now - call.at) / (7 * 86400)), set()).add(call.by)
+    if not by_week:
+        return 0
+    return max(1, round(statistics.median(len(doctors) for doctors in by_week.values())))
+
+
+def _pace(activity: LineActivity) -> _Pace | None:
+    now = activity.now
+    today = _intervals(activity.today)[-RECENT_INTERVALS:]
+    samples = today
+    if len(today) < MIN_TODAY:
+        samples = today + _intervals(activity.past)
+    shape = _shape(samples)
+    if shape is None:
+        return None
+    mean, sd = shape
+    free_at = list(_serving(activity.today, now, samples, mean))
+    if not free_at:
+        # Nobody serves the line just now (first call of the day, or a pause): as many
+        # doctors as on this weekday and hour before, none of them known to be busy.
+        free_at = [0.0] * _past_doctors(activity.past, now)
+    if not free_at:
+        return None
+    return _Pace(mean, sd, tuple(free_at))
+
+
+def _serving(
+    calls: Iterable[Call], now: float, samples: Sequence[float], mean: float
+) -> Iterable[float]:
+    """Seconds until each doctor serving the line calls again: what remains of the visit
+    they have now, or 0 for one who ended a visit less than ACTIVE_GRACE ago."""
+    latest: dict[int | None, Call] = {}
+    for call in calls:
+        latest[call.by] = call  # oldest first: the last one wins
+    for call in latest.values():
+        if call.ended_at is None:
+            yield _residual(samples, max(now - call.at, 0.0), mean)
+        elif now - call.ended_at < ACTIVE_GRACE:
+            yield 0.0
