@@ -20,12 +20,13 @@ MIN_TODAY = 8  # fewer intervals today than this: the same weekday and hour in t
 MIN_INTERVALS = 3  # fewer than this, today and past together: no estimate ("—")
 TURNAROUND_CAP = 5 * MINUTE  # a doctor's gap before their next call counts when shorter
 ACTIVE_GRACE = 15 * MINUTE  # a doctor whose last visit ended this recently still serves
+IDLE_CAP = 60 * MINUTE  # ... and up to this long when nobody else called meanwhile
 # What the box cannot foresee (a doctor leaving or arriving, urgent and priority patients
 # overtaking, a no-show coming back): a relative spread on top of the service times' own.
 # Chosen from what clinics report (a quarter of the wait either way), not fitted to the bench.
 UNFORESEEN = 0.25
 Z_80 = 1.2816  # the 10th and 90th percentiles of a normal: a range meant to hold 80 %
-IQR_TO_SIGMA = 1.349  # interquartile range of a normal in standard deviations
+CAP_MEDIANS = 4.0  # an interval counts at most this many times the median one
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,25 +155,27 @@ def _intervals(calls: Sequence[Call]) -> list[float]:
     return result
 
 
-def _shape(intervals: list[float]) -> tuple[float, float] | None:
-    """A robust mean and spread of the intervals: their median and the interquartile range
-    of their logarithms (a lognormal read from its middle half, so a few visits that ran for
-    an hour or a doctor's coffee break do not swing it)."""
+def _shape(intervals: list[float]) -> tuple[float, float, list[float]] | None:
+    """The mean and spread of the intervals, each capped at CAP_MEDIANS times their median:
+    a visit left open for hours (done pressed late) must not swing the pace, while the long
+    visits every clinic has still count (a wait is a sum of visits: its mean, not a median,
+    is what adds up). With the capped intervals, for _residual."""
     positive = sorted(x for x in intervals if x > 0)
     if len(positive) < MIN_INTERVALS:
         return None
-    median = statistics.median(positive)
-    q1, _, q3 = statistics.quantiles(positive, n=4, method="inclusive")
-    sigma = (math.log(q3) - math.log(q1)) / IQR_TO_SIGMA
-    mean = median * math.exp(sigma * sigma / 2)
-    return mean, mean * math.sqrt(math.expm1(sigma * sigma))
+    cap = CAP_MEDIANS * positive[len(positive) // 2]
+    capped = [min(x, cap) for x in positive]
+    mean = math.fsum(capped) / len(capped)
+    variance = math.fsum((x - mean) ** 2 for x in capped) / len(capped)
+    return mean, math.sqrt(variance), capped
 
 
-def _residual(intervals: Sequence[float], elapsed: float, mean: float) -> float:
-    """What remains, on average, of a visit already `elapsed` long: read from the intervals
-    that lasted longer; with none, a tenth of the mean (it is already overdue)."""
-    longer = [x - elapsed for x in intervals if x > elapsed]
-    return statistics.fmean(longer) if longer else mean / 10
+def _residual(capped: Sequence[float], elapsed: float, mean: float) -> float:
+    """What remains, on average, of a visit already `elapsed` long: read from the (capped)
+    intervals that lasted longer; with none, a tenth of the mean (it is overdue, or its end
+    was not recorded: either way no reason to expect much more)."""
+    longer = [x - elapsed for x in capped if x > elapsed]
+    return math.fsum(longer) / len(longer) if longer else mean / 10
 
 
 def _past_doctors(past: Sequence[Call], now: float) -> int:
@@ -194,8 +197,8 @@ def _pace(activity: LineActivity) -> _Pace | None:
     shape = _shape(samples)
     if shape is None:
         return None
-    mean, sd = shape
-    free_at = list(_serving(activity.today, now, samples, mean))
+    mean, sd, capped = shape
+    free_at = list(_serving(activity.today, now, capped, mean))
     if not free_at:
         # Nobody serves the line just now (first call of the day, or a pause): as many
         # doctors as on this weekday and hour before, none of them known to be busy.
@@ -206,15 +209,21 @@ def _pace(activity: LineActivity) -> _Pace | None:
 
 
 def _serving(
-    calls: Iterable[Call], now: float, samples: Sequence[float], mean: float
+    calls: Sequence[Call], now: float, capped: Sequence[float], mean: float
 ) -> Iterable[float]:
     """Seconds until each doctor serving the line calls again: what remains of the visit
-    they have now, or 0 for one who ended a visit less than ACTIVE_GRACE ago."""
+    they have now, or 0 for one who is free. A free doctor still serves when their last visit
+    ended less than ACTIVE_GRACE ago, or when nobody called since (the line was empty, they
+    wait for patients) and it ended less than IDLE_CAP ago; a doctor who let others call for
+    them has left (a break, the end of their shift)."""
     latest: dict[int | None, Call] = {}
     for call in calls:
         latest[call.by] = call  # oldest first: the last one wins
+    last_call = calls[-1].at if calls else 0.0
     for call in latest.values():
         if call.ended_at is None:
-            yield _residual(samples, max(now - call.at, 0.0), mean)
-        elif now - call.ended_at < ACTIVE_GRACE:
+            yield _residual(capped, max(now - call.at, 0.0), mean)
+        elif now - call.ended_at < ACTIVE_GRACE or (
+            last_call <= call.ended_at + TURNAROUND_CAP and now - call.ended_at < IDLE_CAP
+        ):
             yield 0.0
