@@ -3,15 +3,15 @@
     .venv/bin/python -m bench.estimate [--days 6] [--weeks 4] [--seed 17] [--out FILE.json]
 
 For each scenario, a discrete-event simulation of `weeks + days` clinic days one week apart
-(the same weekday): Poisson arrivals at rates that vary by hour, lognormal service times, 1–4
+(the same weekday): Poisson arrivals at rates that vary by hour, lognormal service times, 1-4
 doctors whose shifts start and end (jittered), priority and urgent patients, 10 % no-shows
 (a recall, then no_show; some come back and are put back at the front), slow patients needing
 a recall. Calls follow the REAL ordering.next_up; at every check-in of an evaluated day the
 patient's place comes from the REAL ordering.call_order and estimates.estimate_waits reads a
 LineActivity built from the simulated calls as the store builds it from its rows (today's calls,
 and the same weekday within an hour of now in the `weeks` days before). The range is compared
-with the patient's simulated wait until their first call, beside two baselines: (a) place ×
-today's mean service time so far, (b) place × 10 min. Prints a table and the verdicts, writes
+with the patient's simulated wait until their first call, beside two baselines: (a) place x
+today's mean service time so far, (b) place x 10 min. Prints a table and the verdicts, writes
 bench/results/<date>-<host>-estimate.json and a PNG beside it. The scenarios' parameters were
 fixed from what clinics see before the estimator was run against them (bench/README.md).
 Exit code 0 for a valid run whatever the verdicts.
@@ -62,15 +62,15 @@ class Scenario:
     priority: float = 0.15
     urgent: float = 0.02
     no_show: float = 0.10
-    come_back: float = 0.30  # of the no-shows, put back at the front 10–40 min later
+    come_back: float = 0.30  # of the no-shows, put back at the front 10-40 min later
     slow: float = 0.10  # present but need a recall before they come in
     rule: ordering.Rule = ordering.DEFAULT_RULE
 
 
 # Fixed before the estimator was run against them, from what GP practices, outpatient
-# departments and phlebotomy rooms report: GP visits ~10–15 min (lognormal sigma ~0.5),
+# departments and phlebotomy rooms report: GP visits ~10-15 min (lognormal sigma ~0.5),
 # blood draws ~4 min, specialist visits ~15 min with a wider spread; arrivals near a line's
-# capacity at the peak (queues of 20–60 min) and lighter at the edges of the day.
+# capacity at the peak (queues of 20-60 min) and lighter at the edges of the day.
 SCENARIOS = (
     Scenario(
         "gp-morning-1-doctor",
@@ -389,7 +389,9 @@ def line_timing(rounds: int) -> dict[str, Any]:
         duration = 600 * math.exp(rng.gauss(0, 0.5))
         today.append(Call(t, by, t + duration if t + duration < now else None))
         t += duration / 3
-    past = [Call(now - WEEK - 3600 + i * 36, i % 3 + 1, now - WEEK - 3000 + i * 36) for i in range(100)]
+    past = [
+        Call(now - WEEK - 3600 + i * 36, i % 3 + 1, now - WEEK - 3000 + i * 36) for i in range(100)
+    ]
     activity = LineActivity(now, today, past)
     places = list(range(1, 61))
     samples = []
@@ -422,8 +424,8 @@ def print_table(result: dict[str, Any]) -> None:
         )
     print(
         "minutes; inside = actual wait within the shown range; width = mean range width;"
-        " MAE = median |midpoint - actual|;\n(a) place × today's mean service time,"
-        " (b) place × 10 min; µs = median time of one estimate"
+        " MAE = median |midpoint - actual|;\n(a) place x today's mean service time,"
+        " (b) place x 10 min; µs = median time of one estimate"
     )
     timing = result["line_timing"]
     print(
@@ -431,7 +433,7 @@ def print_table(result: dict[str, Any]) -> None:
         f" calls: estimate_waits median {timing['median_ms']:.3f} ms, p95 {timing['p95_ms']:.3f}"
         " ms"
     )
-    print("verdicts (inside ≥ 80 %; MAE ≤ 0.7 × baseline (a)'s):")
+    print("verdicts (inside ≥ 80 %; MAE ≤ 0.7 x baseline (a)'s):")
     for c in result["scenarios"]:
         inside = _fmt(c["inside_share"], pct=True)
         ratio = (
@@ -474,8 +476,8 @@ def draw_chart(result: dict[str, Any], path: Path) -> Path | None:
     width = 0.27
     for offset, key, label in (
         (-width, "mae_min", "estimator (range midpoint)"),
-        (0.0, "mae_avg_baseline_min", "(a) place × today's mean service"),
-        (width, "mae_fixed_baseline_min", "(b) place × 10 min"),
+        (0.0, "mae_avg_baseline_min", "(a) place x today's mean service"),
+        (width, "mae_fixed_baseline_min", "(b) place x 10 min"),
     ):
         right.bar([x + offset for x in xs], [c[key] or 0 for c in cells], width, label=label)
     right.set_ylabel("median absolute error (min)")

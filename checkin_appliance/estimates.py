@@ -2,7 +2,7 @@
 
 Pure: no I/O, no clock, no hidden state (like ordering.py). The store hands in the line's
 calls (`LineActivity`) and the patient's place in ordering.call_order; this module answers
-"10–20 min", or None ("—") when the box knows too little. The rule in words is
+"10-20 min", or None ("—") when the box knows too little. The rule in words is
 docs/wait-estimates.md; bench/estimate.py measures it against simulated clinic days.
 """
 
@@ -60,7 +60,7 @@ class WaitRange:
     high_minutes: int
 
     def __str__(self) -> str:
-        return f"{self.low_minutes}–{self.high_minutes} min"
+        return f"{self.low_minutes}\u2013{self.high_minutes} min"  # an en dash
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +85,18 @@ def estimate_waits(places: Sequence[int], activity: LineActivity) -> list[WaitRa
         return [None] * len(places)
     called_at = _call_times(pace, max(places))
     doctors = len(pace.free_at)
-    result: list[WaitRange | None] = []
-    for place in places:
-        expected = called_at[place - 1]
+    # Every place up to the last asked for: a place behind never shows less than one ahead
+    # (the spread grows faster than the expected wait when doctors free up together).
+    bounds: list[tuple[float, float]] = []
+    low = high = 0.0
+    for place, expected in enumerate(called_at, 1):
         # The k-th call among c doctors: the spread of ~k/c service times on each
         # (renewal theory: sd * sqrt(k) / c), and the unforeseen on top.
         spread = math.hypot(pace.sd * math.sqrt(place) / doctors, UNFORESEEN * expected)
-        result.append(_range(expected, spread))
-    return result
+        place_low, place_high = _bounds(expected, spread)
+        low, high = max(low, place_low), max(high, place_high)
+        bounds.append((low, high))
+    return [rounded(*bounds[place - 1]) for place in places]
 
 
 def rounded(low_seconds: float, high_seconds: float) -> WaitRange:
@@ -114,14 +118,15 @@ def _step(minutes: float) -> int:
     return 5 if minutes < 30 else 15 if minutes < 120 else 30
 
 
-def _range(expected: float, spread: float) -> WaitRange:
+def _bounds(expected: float, spread: float) -> tuple[float, float]:
+    """The 10th and 90th percentiles, in seconds, of a lognormal wait with that mean and
+    spread: a wait cannot go below zero and runs long more often than short (doctors leave,
+    priority patients overtake)."""
     if expected <= 0:
-        return rounded(0.0, 0.0)
-    # Lognormal with that mean and spread: a wait cannot go below zero and runs long more
-    # often than short (doctors leave, priority patients overtake).
+        return 0.0, 0.0
     sigma = math.sqrt(math.log1p((spread / expected) ** 2))
     median = expected / math.exp(sigma * sigma / 2)
-    return rounded(median * math.exp(-Z_80 * sigma), median * math.exp(Z_80 * sigma))
+    return median * math.exp(-Z_80 * sigma), median * math.exp(Z_80 * sigma)
 
 
 def _call_times(pace: _Pace, count: int) -> list[float]:
