@@ -8,7 +8,8 @@ docs/wait-estimates.md; bench/estimate.py measures it against simulated clinic d
 
 from __future__ import annotations
 
-import heapq
+import bisect
+import itertools
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,11 @@ MIN_INTERVALS = 3  # fewer than this, today and past together: no estimate ("—
 TURNAROUND_CAP = 5 * MINUTE  # a doctor's gap before their next call counts when shorter
 ACTIVE_GRACE = 15 * MINUTE  # a doctor whose last visit ended this recently still serves
 IDLE_CAP = 60 * MINUTE  # ... and up to this long when nobody else called meanwhile
+WEEK = 7 * 86400.0
+# Doctors coming and going are read from the past weeks every FORECAST_STEP up to
+# FORECAST_HORIZON ahead: within the hour either side of now that `past` holds.
+FORECAST_STEP = 10 * MINUTE
+FORECAST_HORIZON = 50 * MINUTE
 # What the box cannot foresee (a doctor leaving or arriving, urgent and priority patients
 # overtaking, a no-show coming back): a relative spread on top of the service times' own.
 # Chosen from what clinics report (a quarter of the wait either way), not fitted to the bench.
@@ -68,6 +74,9 @@ class _Pace:
     mean: float  # seconds a doctor spends per call of this line, turnaround included
     sd: float  # the spread of that time, seconds
     free_at: tuple[float, ...]  # per serving doctor: seconds from now until they call again
+    # Doctors arriving (+) or leaving (-) at seconds from now, as on this weekday and hour in
+    # the past weeks; oldest first.
+    changes: tuple[tuple[float, int], ...] = ()
 
 
 def estimate_wait(place: int, activity: LineActivity) -> WaitRange | None:
@@ -84,12 +93,11 @@ def estimate_waits(places: Sequence[int], activity: LineActivity) -> list[WaitRa
     if pace is None or not places:
         return [None] * len(places)
     called_at = _call_times(pace, max(places))
-    doctors = len(pace.free_at)
     # Every place up to the last asked for: a place behind never shows less than one ahead
     # (the spread grows faster than the expected wait when doctors free up together).
     bounds: list[tuple[float, float]] = []
     low = high = 0.0
-    for place, expected in enumerate(called_at, 1):
+    for place, (expected, doctors) in enumerate(called_at, 1):
         # The k-th call among c doctors: the spread of ~k/c service times on each
         # (renewal theory: sd * sqrt(k) / c), and the unforeseen on top.
         spread = math.hypot(pace.sd * math.sqrt(place) / doctors, UNFORESEEN * expected)
@@ -129,16 +137,25 @@ def _bounds(expected: float, spread: float) -> tuple[float, float]:
     return median * math.exp(-Z_80 * sigma), median * math.exp(Z_80 * sigma)
 
 
-def _call_times(pace: _Pace, count: int) -> list[float]:
-    """Seconds from now until each of the next `count` calls: each goes to the doctor free
-    first, who is then busy for the mean time per call."""
-    free = list(pace.free_at)
-    heapq.heapify(free)
+def _call_times(pace: _Pace, count: int) -> list[tuple[float, int]]:
+    """Seconds from now until each of the next `count` calls, with the doctors serving then:
+    each call goes to the doctor free first, who is then busy for the mean time per call. A
+    doctor arriving is free at once; one leaving finishes their visit (the one free last
+    goes); one doctor always stays (everyone checked in is seen)."""
+    free = sorted(pace.free_at)
+    changes = list(pace.changes)
     times = []
     for _ in range(count):
+        while changes and changes[0][0] <= free[0]:
+            at, change = changes.pop(0)
+            for _ in range(change):
+                bisect.insort(free, at)
+            for _ in range(min(-change, len(free) - 1)):
+                free.pop()
         at = free[0]
-        times.append(at)
-        heapq.heapreplace(free, at + pace.mean)
+        times.append((at, len(free)))
+        free.pop(0)
+        bisect.insort(free, at + pace.mean)
     return times
 
 
@@ -183,14 +200,32 @@ def _residual(capped: Sequence[float], elapsed: float, mean: float) -> float:
     return math.fsum(longer) / len(longer) if longer else mean / 10
 
 
-def _past_doctors(past: Sequence[Call], now: float) -> int:
-    """The median number of doctors who called in each past week's slice."""
-    by_week: dict[int, set[int | None]] = {}
+def _past_doctors(past: Sequence[Call], now: float, mean: float) -> list[int]:
+    """How many doctors served the line at now + 0, FORECAST_STEP, ... FORECAST_HORIZON on
+    this weekday in the past weeks (the median over the weeks). A doctor serves from their
+    first call to the end of their last one in the slice, give or take a visit."""
+    spans: dict[tuple[int, int | None], list[float]] = {}
     for call in past:
-        by_week.setdefault(round((now - call.at) / (7 * 86400)), set()).add(call.by)
-    if not by_week:
-        return 0
-    return max(1, round(statistics.median(len(doctors) for doctors in by_week.values())))
+        weeks = round((now - call.at) / WEEK)
+        if weeks < 1:
+            continue
+        start = call.at + weeks * WEEK - now
+        end = (call.ended_at if call.ended_at is not None else call.at) + weeks * WEEK - now
+        span = spans.setdefault((weeks, call.by), [start, end])
+        span[0], span[1] = min(span[0], start), max(span[1], end)
+    if not spans:
+        return []
+    weeks_seen = sorted({weeks for weeks, _ in spans})
+    grace = max(mean, TURNAROUND_CAP)
+    counts = []
+    for step in range(int(FORECAST_HORIZON // FORECAST_STEP) + 1):
+        moment = step * FORECAST_STEP
+        present = dict.fromkeys(weeks_seen, 0)
+        for (weeks, _), (start, end) in spans.items():
+            if start - grace <= moment <= end + grace:
+                present[weeks] += 1
+        counts.append(round(statistics.median(present.values())))
+    return counts
 
 
 def _pace(activity: LineActivity) -> _Pace | None:
@@ -204,13 +239,19 @@ def _pace(activity: LineActivity) -> _Pace | None:
         return None
     mean, sd, capped = shape
     free_at = list(_serving(activity.today, now, capped, mean))
-    if not free_at:
+    past_doctors = _past_doctors(activity.past, now, mean)
+    if not free_at and past_doctors:
         # Nobody serves the line just now (first call of the day, or a pause): as many
         # doctors as on this weekday and hour before, none of them known to be busy.
-        free_at = [0.0] * _past_doctors(activity.past, now)
+        free_at = [0.0] * max(1, past_doctors[0])
     if not free_at:
         return None
-    return _Pace(mean, sd, tuple(free_at))
+    changes = tuple(
+        (step * FORECAST_STEP, count - previous)
+        for step, (previous, count) in enumerate(itertools.pairwise(past_doctors), 1)
+        if count != previous
+    )
+    return _Pace(mean, sd, tuple(free_at), changes)
 
 
 def _serving(
