@@ -93,6 +93,27 @@ def test_the_same_weekday_and_hour_in_the_past_stand_in_for_a_quiet_morning() ->
     assert high <= 20
 
 
+def test_a_doctor_who_leaves_at_this_hour_every_week_is_expected_to_leave() -> None:
+    today = steady_day(doctors=2, visits=20)
+    # The past two weeks at this hour: doctor 2's last visit ended 10 minutes after now's
+    # time of day, doctor 1 went on for the whole hour.
+    past = []
+    for weeks in (2, 1):
+        for c in steady_day(doctors=2, visits=6) + [
+            Call(NOW + i * 10 * MIN, 1, NOW + (i + 1) * 10 * MIN) for i in range(6)
+        ]:
+            if c.by == 2 or c.at >= NOW - 60 * MIN:
+                past.append(Call(c.at - weeks * WEEK, c.by, (c.ended_at or 0) - weeks * WEEK))
+    past.append(Call(NOW - 2 * WEEK, 2, NOW + 10 * MIN - 2 * WEEK))
+    past.append(Call(NOW - WEEK, 2, NOW + 10 * MIN - WEEK))
+    past.sort(key=lambda c: c.at)
+    staying = minutes_of(estimate_wait(12, LineActivity(NOW, today)))
+    leaving = minutes_of(estimate_wait(12, LineActivity(NOW, today, past)))
+    # 11 ahead: ~55 min with two doctors; with one after the first 10 minutes, ~100.
+    assert leaving[0] > staying[0]
+    assert leaving[1] > staying[1]
+
+
 def test_a_doctor_who_let_others_call_has_left() -> None:
     calls = steady_day(doctors=2)
     # Doctor 2 ended a visit 30 minutes ago; doctor 1 has called twice since.
