@@ -1,6 +1,6 @@
 """Wait estimates against simulated clinic days: is the shown range right, and better than averages?
 
-    .venv/bin/python -m bench.estimate [--days 6] [--weeks 4] [--seed 17] [--out FILE.json]
+    .venv/bin/python -m bench.estimate [--days 20] [--weeks 4] [--seed 17] [--out FILE.json]
 
 For each scenario, a discrete-event simulation of `weeks + days` clinic days one week apart
 (the same weekday): Poisson arrivals at rates that vary by hour, lognormal service times, 1-4
@@ -493,7 +493,7 @@ def draw_chart(result: dict[str, Any], path: Path) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--days", type=int, default=6, help="evaluated days per scenario")
+    p.add_argument("--days", type=int, default=20, help="evaluated days per scenario")
     p.add_argument("--weeks", type=int, default=4, help="past weeks the estimator reads")
     p.add_argument("--seed", type=int, default=17)
     p.add_argument("--out", type=Path, help="JSON file (default bench/results/...-estimate.json)")
