@@ -32,10 +32,13 @@ $(BENCH_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[bench]'
 	touch $@ $(STAMP)
 
-# The benchmark matrix against a bare aiohttp baseline, with verdicts (bench/README.md).
-# BENCH_ARGS=--quick for a short run; results and charts go to bench/results/.
+# The benchmark matrix against a bare aiohttp baseline, then the wait estimates on simulated
+# clinic days, each with verdicts (bench/README.md). BENCH_ARGS=--quick for a short matrix
+# (bench.run only); results and charts go to bench/results/. The estimates run (and print
+# their verdicts) even when the matrix failed; make still fails with the matrix's status.
 bench: $(BENCH_STAMP)
-	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.run $(BENCH_ARGS); status=$$?; \
+	$(BIN)/python -m bench.estimate && exit $$status
 
 # The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
 chromium:
