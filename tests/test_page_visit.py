@@ -163,3 +163,32 @@ async def test_a_phone_follows_its_visit_from_the_kiosk_qr_to_the_call(
                 assert all(part not in body for body in bodies), part
                 assert all(part not in chunk for chunk in stream_chunks), part
         await phone_context.close()
+
+
+async def test_the_admin_sets_where_the_qr_points_and_tests_it_from_a_phone(
+    browser: Browser, appliance: Server
+) -> None:
+    admin = await sign_in(browser, appliance, "admin", "Manager")
+    field = admin.get_by_label("Address for patients' phones")
+    await field.fill("http://192.168.1.10/some/path")
+    await admin.locator("#settings-submit").click()
+    await expect(admin.locator("#settings-status")).to_contain_text("no path")
+    # The guest network reaches the box at this address (here: the test's own).
+    await field.fill(appliance.base_url)
+    await admin.locator("#settings-submit").click()
+    await expect(admin.locator("#settings-status")).to_have_text("Saved.")
+    await admin.wait_for_function(
+        "() => { const img = document.getElementById('phone-test-code');"
+        " return img.complete && img.naturalWidth > 0 && img.src.includes('for=http'); }"
+    )
+    phone_context = await browser.new_context(viewport=PHONE, is_mobile=True)
+    phone = await phone_context.new_page()
+    await phone.goto(f"{appliance.base_url}/v/test")
+    await expect(phone.get_by_role("heading")).to_have_text("Your phone reaches the check-in box")
+    await phone_context.close()
+    async with aiohttp.ClientSession() as http:
+        desk = Desk(appliance, http)
+        url = f"{appliance.base_url}/api/patients/"
+        async with http.post(url, json={"fname": "Ann Example"}, headers=desk.form) as resp:
+            link = (await resp.json())["status_url"]
+    assert link.startswith(f"{appliance.base_url}/v/")

@@ -142,16 +142,16 @@ async def visit_events(request: web.Request) -> web.StreamResponse:
             "Too many status pages are open; try again shortly.",
             headers={"Retry-After": "30"},
         )
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        }
+    )
     stream = feed.open(visit)  # before the first read: a change meanwhile is not lost
     try:
         first = await request.app[RECEPTION].visit_status(visit)
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream; charset=utf-8",
-                "Cache-Control": "no-store",
-                "X-Accel-Buffering": "no",
-            }
-        )
         await response.prepare(request)
         store = request.app[STORE]
         # A comment line after `heartbeat` seconds of silence keeps an idle phone's connection
@@ -168,11 +168,11 @@ async def visit_events(request: web.Request) -> web.StreamResponse:
             if feed.closing or stream.visit.expired(store.now()):
                 break
             await _write(response, b"data: %s\n\n" % data if data is not None else b": -\n\n")
-        return response
     except (ConnectionError, TimeoutError):
-        return web.Response(status=204)  # the phone went away; nothing more to say
+        pass  # the phone went away, or stopped reading for WRITE_TIMEOUT: let it go
     finally:
         feed.close(stream)
+    return response
 
 
 async def _write(response: web.StreamResponse, data: bytes) -> None:
