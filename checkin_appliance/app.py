@@ -24,7 +24,8 @@ from checkin_appliance.security import PasswordHasher
 from checkin_appliance.speech import Speech
 from checkin_appliance.store import Store, lock
 from checkin_appliance.store.database import StoreDamaged
-from checkin_appliance.web import api, cors, openapi, pages, slashes
+from checkin_appliance.visits import StatusFeed
+from checkin_appliance.web import api, cors, openapi, pages, slashes, visit
 from checkin_appliance.web.errors import error_middleware, maintenance_middleware
 from checkin_appliance.web.feed import queue_feed
 from checkin_appliance.web.headers import add_security_headers, host_check
@@ -35,6 +36,7 @@ from checkin_appliance.web.keys import (
     HUB,
     RECEPTION,
     SPEECH,
+    STATUS_FEED,
     STORE,
 )
 
@@ -78,12 +80,17 @@ def create_app(config: Config) -> web.Application:
     app[ACCESS] = Access(store, config, PasswordHasher(), _feed_closer(hub))
     app[FEED_REFUSALS] = RefusalLog("live feeds")
     app[SPEECH] = Speech(store)
+    # The patients' status pages: refreshed once per burst of events, whatever their number.
+    app[STATUS_FEED] = StatusFeed(reception.places, store.list_lines)
+    hub.watch(app[STATUS_FEED].published)
 
+    visit.add_routes(app)
     app.add_routes(api.routes)
     app.add_routes(openapi.routes)
     app.add_routes(pages.routes)
     pages.setup_templates(app)
     app.router.add_get("/ws/queue/", queue_feed)
+    visit.not_found_routes(app)
     app.on_response_prepare.append(add_security_headers)
     cors.setup(app, config.cors_origins)
     app.cleanup_ctx.append(_database)
@@ -92,9 +99,10 @@ def create_app(config: Config) -> web.Application:
     return app
 
 
-def create_redirect_app(config: Config) -> web.Application:
+def create_redirect_app(config: Config, main: web.Application | None = None) -> web.Application:
     """The plain-HTTP port beside HTTPS: every request goes to HTTPS, except /ca.crt, which a
-    device fetches to trust us."""
+    device fetches to trust us, and, given the `main` app, the patients' status pages (/v/…),
+    which a phone must reach without a certificate warning: they carry no name."""
     https_port = None if config.port == 443 else config.port
 
     async def to_https(request: web.Request) -> web.StreamResponse:
@@ -109,6 +117,12 @@ def create_redirect_app(config: Config) -> web.Application:
     )
     app[CONFIG] = config
     app.router.add_get("/ca.crt", api.ca_certificate)
+    if main is not None:
+        app[STORE], app[RECEPTION] = main[STORE], main[RECEPTION]
+        app[STATUS_FEED] = main[STATUS_FEED]
+        pages.setup_templates(app, visit.ASSETS)
+        visit.add_routes(app)
+        visit.not_found_routes(app)
     app.router.add_route("*", "/{path:.*}", to_https)
     app.on_response_prepare.append(add_security_headers)
     return app
@@ -178,6 +192,7 @@ def _feed_closer(hub: Hub) -> CloseFeeds:
 
 
 async def _close_feeds(app: web.Application) -> None:
+    await app[STATUS_FEED].close_all()
     await app[HUB].close_all()
 
 

@@ -210,6 +210,9 @@ class Settings:
     end_of_day: str | None = None
     # A visit called and left untouched this many minutes becomes a no-show; None: never.
     no_show_minutes: int | None = None
+    # The origin the kiosk's QR (a patient's status link) points to, e.g. http://192.168.1.10
+    # when guest Wi-Fi reaches the box only there; None: the kiosk's own address (README).
+    status_link_base: str | None = None
 
     def public(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -289,6 +292,8 @@ def updated_settings(current: Settings, changes: dict[str, Any]) -> Settings:
                     " or null.",
                     errors.SETTING_VALUE_INVALID,
                 )
+        elif key == "status_link_base":
+            value = checked_link_base(value)
         elif key == "end_of_day":
             if value is not None and not (isinstance(value, str) and _HH_MM.match(value)):
                 raise InvalidInput(
@@ -300,6 +305,27 @@ def updated_settings(current: Settings, changes: dict[str, Any]) -> Settings:
             raise InvalidInput(f"{key} must be one of {allowed}.", errors.SETTING_VALUE_INVALID)
         values[key] = value
     return Settings(**values)
+
+
+_LINK_BASE = re.compile(
+    r"\A(https?)://([A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])"
+    r"(?::([0-9]{1,5}))?/?\Z"
+)
+
+
+def checked_link_base(value: object) -> str | None:
+    """status_link_base: an origin (http or https, a host, an optional port; no path, query
+    or user) without its trailing slash, or None."""
+    if value is None:
+        return None
+    match = _LINK_BASE.match(value) if isinstance(value, str) else None
+    if match is None or (match.group(3) is not None and not 1 <= int(match.group(3)) <= 65535):
+        raise InvalidInput(
+            "status_link_base must be an origin such as http://192.168.1.10 or "
+            "http://checkin.local:8080 (http or https, a host, an optional port), or null.",
+            errors.SETTING_VALUE_INVALID,
+        )
+    return value.rstrip("/").lower()
 
 
 @dataclass(frozen=True, slots=True)

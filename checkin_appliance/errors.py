@@ -256,6 +256,16 @@ PHOTO_NOT_ALLOWED = _code(
 # --- live feed -------------------------------------------------------------------------
 NOT_A_WHOLE_NUMBER = _code("not_a_whole_number", 400, "?since= is not a whole number of 0 or more")
 
+# --- the patient's phone --------------------------------------------------------------
+VISIT_LINK_NOT_FOUND = _code(
+    "visit_link_not_found",
+    404,
+    "a status link (/v/<token>) that is unknown, malformed or past its visit's end plus 30 min",
+)
+TOO_MANY_STATUS_PAGES = _code(
+    "too_many_status_pages", 503, "more live status pages open than the box serves at once"
+)
+
 # --- spoken calls ----------------------------------------------------------------------
 SPEECH_REQUEST_INVALID = _code(
     "speech_request_invalid", 400, "a spoken call's entry, lang or show is not valid"

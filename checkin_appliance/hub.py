@@ -139,6 +139,13 @@ class Hub:
         self._read_events: ReadEvents | None = None
         self._held: list[QueueEvent] = []  # ours, waiting behind a catch-up
         self._catching_up: asyncio.Task[None] | None = None
+        # Told of every event sent, in seq order, after the feeds got it (the status pages'
+        # StatusFeed.published); never awaited.
+        self._watchers: list[Callable[[QueueEvent], None]] = []
+
+    def watch(self, watcher: Callable[[QueueEvent], None]) -> None:
+        """`watcher(event)` for every event published from now on, ours or caught up."""
+        self._watchers.append(watcher)
 
     def start_at(self, last_seq: int, read_events: ReadEvents) -> None:
         """The log's newest seq when the store opened, and how to read events after a seq
@@ -204,6 +211,8 @@ class Hub:
                 )
                 frame = frames[(sub.audience, legacy)] = Frame.of(event.seq, message)
             self._deliver(sub, frame)
+        for watcher in self._watchers:
+            watcher(event)
 
     def publish_settings(self, settings: Settings) -> None:
         """New settings: events are rendered with them from now on, and subscribers that

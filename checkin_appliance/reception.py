@@ -17,7 +17,7 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from checkin_appliance import audit, errors, intake, lines, photos
+from checkin_appliance import audit, errors, intake, lines, photos, visits
 from checkin_appliance.domain import (
     CANCEL_REASONS,
     REQUEUE_POSITIONS,
@@ -88,6 +88,7 @@ class CheckedIn:
     position: int  # 1-based place in its line's call order when checked in
     replayed: bool  # the answer to a retried Idempotency-Key: nobody was added
     answers: dict[str, str | None]  # the intake form's answers beyond the name, as stored
+    link_token: str | None = None  # the visit's status link (/v/<token>): only here, once
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +182,7 @@ class Reception:
                     )
             except InvalidInput as exc:  # keyed by field, like the form's other answers
                 raise intake.IntakeInvalid({"image": (exc.message, exc.code)}) from exc
+        link_token, link_hash = visits.new_link()
         try:
             entry, position, replayed = await self.store.check_in(
                 answers.name,
@@ -192,6 +194,7 @@ class Reception:
                 line,
                 priority,
                 self.settings.time_zone,
+                link_hash,
             )
         except Exception:  # not on cancellation: the write may still commit (an orphan is swept)
             await self._discard_photo(image)
@@ -201,7 +204,7 @@ class Reception:
             await self._discard_photo(image)
             patient = await self.store.patient(entry.patient_id)
             values = patient.answers() if patient else {}
-        return CheckedIn(entry, position, replayed, values)
+        return CheckedIn(entry, position, replayed, values, link_token)
 
     async def patient(self, patient_id: int, actor: Actor) -> Patient:
         """The staff's detail view of one patient; every look is in the audit trail."""
@@ -342,6 +345,27 @@ class Reception:
         """Each waiting entry's place in its own line's call order (now)."""
         waiting, rules, histories = await self.store.call_context()
         return lines.places(waiting, rules, histories, self.store.now())
+
+    # --- the patient's phone -----------------------------------------------------------
+
+    async def visit_for_link(self, token: str) -> visits.Visit:
+        """The visit a status link opens, while it works; NotFound (visit_link_not_found) for a
+        token that is malformed, unknown or past its visit's end plus the grace: one answer,
+        so a link that ended and one that never was cannot be told apart."""
+        found = None
+        if visits.well_formed(token):
+            found = await self.store.visit_by_link(visits.token_hash(token))
+        if found is not None:
+            visit = visits.Visit.of(*found)
+            if not visit.expired(self.store.now()):
+                return visit
+        raise NotFound("This link has ended or never existed.", errors.VISIT_LINK_NOT_FOUND)
+
+    async def visit_status(self, visit: visits.Visit) -> dict[str, Any]:
+        """A status link's answer now (one page's first message, or GET .../status)."""
+        place = (await self.places()).get(visit.entry_id) if visit.status == "waiting" else None
+        line = next((ln for ln in await self.store.list_lines() if ln.id == visit.line_id), None)
+        return visits.status_message(visit, line, place)
 
     async def today(self) -> dict[str, object]:
         """Today's figures (the clinic's local day): checked in, called, waiting, median wait."""

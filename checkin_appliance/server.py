@@ -262,10 +262,10 @@ def _plain_http_listener(
 ) -> Callable[[Any], AsyncIterator[None]]:
     """A cleanup_ctx: the plain-HTTP port, owned by the main app so it starts and stops with it."""
 
-    async def listener(_: Any) -> AsyncIterator[None]:
+    async def listener(main: web.Application) -> AsyncIterator[None]:
         port = config.redirect_port
         runner = web.AppRunner(
-            create_redirect_app(config),
+            create_redirect_app(config, main),
             access_log_class=AccessLogger,
             shutdown_timeout=1.0,
             keepalive_timeout=60.0,

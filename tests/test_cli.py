@@ -56,6 +56,7 @@ DEFAULT_SETTINGS = {
     "undo_seconds": 120,
     "end_of_day": None,
     "no_show_minutes": None,
+    "status_link_base": None,
 }
 
 

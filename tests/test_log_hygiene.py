@@ -4,6 +4,8 @@ ERROR traceback quoting the bytes sent."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -51,6 +53,30 @@ def test_photo_names_stay_out_of_the_access_log(server: Server) -> None:
     _wait_for(server, '"GET /media/patient_images/')
     assert PHOTO_NAME not in server.stderr()
     assert PHOTO_NAME[:8] not in server.stderr()
+
+
+def test_status_link_tokens_stay_out_of_the_access_log(server: Server) -> None:
+    """A patient's status link (/v/<token>) opens their visit: its token is never logged."""
+    access = server.login(server.create_token("form", "Kiosk log"))
+    body = json.dumps({"fname": "Log Test"}).encode()
+    conn = http.client.HTTPConnection(HOST, server.port, timeout=5)
+    try:
+        conn.request(
+            "POST",
+            "/api/patients/",
+            body,
+            {"Authorization": f"Bearer {access}", "Content-Type": "application/json"},
+        )
+        answer = json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+    token = answer["status_url"].rsplit("/", 1)[1]
+    for path in (f"/v/{token}", f"/v/{token}/status", f"/v/{token}/qr.svg", f"/v/{token}x"):
+        raw = f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+        assert _send(server.port, raw.encode()).startswith(b"HTTP/1.1 ")
+    _wait_for(server, '"GET /v/<redacted>/qr.svg')
+    assert token not in server.stderr() and token[:8] not in server.stderr()
+    assert '"GET /v/<redacted>/status' in server.stderr()
 
 
 def test_malformed_requests_log_one_short_warning_each(server: Server) -> None:

@@ -512,18 +512,23 @@ async def test_the_kiosk_clears_itself_after_a_check_in_and_when_left_half_done(
     # Time stands still until the test moves it.
     await page.clock.pause_at(await page.evaluate("Date.now()") + 1000)
 
-    # After a check-in: ten seconds to read it, counted down, then the next patient.
+    # After a check-in: a minute to read it and scan the status link's QR code, counted
+    # down, then the next patient, with nothing of that link left on the page.
     await name_field(page).fill("Priya Raman")
     await camera_on(page)
     await page.get_by_role("button", name="Take photo").click()
     await page.get_by_role("button", name="Check in").click()
     countdown = page.locator("#countdown")
-    await expect(countdown).to_have_text("This screen clears in 10 s.")
+    await expect(countdown).to_have_text("This screen clears in 60 s.")
+    await expect(page.locator("#status-qr")).to_be_visible()
     await page.clock.run_for(4000)
-    await expect(countdown).to_have_text("This screen clears in 6 s.")
-    await page.clock.run_for(6000)
+    await expect(countdown).to_have_text("This screen clears in 56 s.")
+    await page.clock.run_for(56_000)
     await assert_clean(page, "Priya Raman")
     assert await all_cameras_off(page)
+    await expect(page.locator("#status-qr")).to_be_hidden()
+    assert await page.locator("#status-qr").get_attribute("data-status-url") is None
+    assert await page.locator("#status-qr-code").get_attribute("src") is None
 
     # Left half-done (a name, another language, the camera on): a minute without a touch
     # clears it all, and the camera goes off.

@@ -817,6 +817,7 @@ class Store:
         line: str | int | None = None,
         priority: str = "normal",
         time_zone: str = "UTC",
+        link_hash: bytes | None = None,
     ) -> tuple[QueueEntry, int, bool]:
         """A new patient in a line: (entry, 1-based place in that line's call order, replayed).
         `intake`: the intake form's other answers as JSON (patients.intake). `line`: a prefix
@@ -826,6 +827,10 @@ class Store:
         With an idempotency key the credential already used, nothing is written and the
         first check-in is returned with replayed=True (the caller discards its photo); if
         that first check-in had another body (`body_sha256`), Conflict instead.
+
+        `link_hash`: the SHA-256 of the visit's status link (visit_links). A replay stores
+        the new one in place of the first: only the hash was kept, so the kiosk that missed
+        the first answer can only be given a new link, and the first one stops working.
         """
         by = actor.credential_id
 
@@ -846,6 +851,13 @@ class Store:
                     as_checked_in = dataclasses.replace(
                         _entry(row), status="waiting", called_at=None, room=None
                     )
+                    if link_hash is not None:
+                        tx.run(
+                            "INSERT INTO visit_links (entry_id, token_hash, created_at)"
+                            " VALUES (?, ?, ?) ON CONFLICT (entry_id) DO UPDATE SET"
+                            " token_hash = excluded.token_hash, created_at = excluded.created_at",
+                            (row["id"], link_hash, tx.now),
+                        )
                     return as_checked_in, int(row["position"]), True
             now = tx.now
             chosen = lines.choose_line(self._lines(tx), line, now, time_zone)
@@ -868,6 +880,11 @@ class Store:
             position = lines.newcomer_place(
                 counts, priority, chosen.call_rule, self._history(tx, chosen.id) if both else ()
             )
+            if link_hash is not None:
+                tx.run(
+                    "INSERT INTO visit_links (entry_id, token_hash, created_at) VALUES (?, ?, ?)",
+                    (entry_id, link_hash, now),
+                )
             if idempotency_key is not None:
                 tx.run(
                     "INSERT INTO idempotency_keys (credential_id, key, entry_id, position,"
@@ -1512,6 +1529,18 @@ class Store:
             f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} WHERE e.id = ?", (entry_id,)
         )
         return None if row is None else _entry(row)
+
+    async def visit_by_link(self, link_hash: bytes) -> tuple[QueueEntry, str] | None:
+        """The visit a status link opens and the time of its last change (check-in or the
+        last transition), or None for a hash no link has."""
+        row = await self._one(
+            f"SELECT {_ENTRY_COLUMNS}, coalesce(e.updated_at, e.check_in_time) AS changed_at"
+            f" FROM {_ENTRY_FROM} JOIN visit_links v ON v.entry_id = e.id WHERE v.token_hash = ?",
+            (link_hash,),
+        )
+        if row is None:
+            return None
+        return _entry(row), row["changed_at"]
 
     async def open_call(self, credential_id: int) -> QueueEntry | None:
         """The visit this credential called last, while it is still theirs to finish (called,

@@ -26,7 +26,7 @@ from checkin_appliance.domain import (
 )
 from checkin_appliance.intake import Upload
 from checkin_appliance.store import StoreUnavailable
-from checkin_appliance.web import cors
+from checkin_appliance.web import cors, visit
 from checkin_appliance.web.auth import (
     SESSION_COOKIE,
     client_address,
@@ -288,6 +288,8 @@ async def check_in(request: web.Request) -> web.Response:
         line=entry.line,
         priority=entry.priority,
     )
+    if done.link_token is not None:  # ours: the patient's own status page (/v/<token>)
+        body["status_url"] = visit.status_url(request, done.link_token)
     return json_response(body, 201, {"Idempotent-Replayed": "true"} if done.replayed else None)
 
 

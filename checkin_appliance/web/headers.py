@@ -16,6 +16,8 @@ from checkin_appliance.web.errors import ApiError
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 PHOTO_PREFIX = "/media/patient_images/"
+VISIT_PREFIX = "/v/"  # a patient's status link: /v/<token>/…, the token its only key
+VISIT_ASSETS = "/v/assets/"
 # Malformed requests logged one line each up to this many per window; the rest are counted
 # and the count is given with the next line logged.
 MALFORMED_LINES_PER_WINDOW = 5
@@ -50,7 +52,9 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
     headers.setdefault("Content-Security-Policy", API_CSP)
     if request.secure:
         headers.setdefault("Strict-Transport-Security", HSTS)
-    if request.path.startswith(("/api/", "/healthz", "/media/")):
+    if request.path.startswith(VISIT_ASSETS):
+        headers.setdefault("Cache-Control", "no-cache")
+    elif request.path.startswith(("/api/", "/healthz", "/media/", VISIT_PREFIX)):
         headers.setdefault("Cache-Control", "no-store")
     elif request.path.startswith("/static/"):
         if "v" in request.query:
@@ -65,12 +69,17 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
 class AccessLogger(AbstractAccessLogger):
     """One line per request: method, path without the query (it may carry ?token=), status.
 
-    A photo's name is its only protection when the link leaks, so it is never logged."""
+    A photo's name is its only protection when the link leaks, so it is never logged; nor is
+    a status link's token (/v/<redacted>/events), which opens a patient's visit."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         path = request.path
         if path.startswith(PHOTO_PREFIX):
             path = PHOTO_PREFIX + "<redacted>"
+        elif path.startswith(VISIT_PREFIX) and not path.startswith(VISIT_ASSETS):
+            rest = path[len(VISIT_PREFIX) :].partition("/")
+            if rest[0] != "test":
+                path = f"{VISIT_PREFIX}<redacted>{rest[1]}{rest[2][:20]}"
         self.logger.info(
             '%s "%s %s" %s %.1fms',
             request.remote,

@@ -47,14 +47,16 @@ def static_dir() -> Path:
     return Path(str(resources.files("checkin_appliance.web") / "static"))
 
 
-def setup_templates(app: web.Application) -> None:
+def setup_templates(app: web.Application, static_prefix: str = "/static/") -> None:
+    """Templates, and the static files their pages load (under `static_prefix`: the plain-
+    HTTP port serves the status page's under /v/assets/, beside its redirects)."""
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("checkin_appliance.web", "templates"),
         autoescape=jinja2.select_autoescape(["html"]),
         undefined=jinja2.StrictUndefined,
     )
-    app.router.add_static("/static/", static_dir(), name="static", append_version=True)
+    app.router.add_static(static_prefix, static_dir(), name="static", append_version=True)
 
     def static_url(path: str) -> str:
         return str(app.router["static"].url_for(filename=path))
@@ -73,14 +75,16 @@ def render(
     script_data: dict[str, Any] | None = None,
     message_parts: tuple[str, ...] = (),
     lang: str | None = None,
+    with_settings: bool = True,
 ) -> web.Response:
-    """A page in the clinic's language, with the data its script needs as inert JSON."""
+    """A page in the clinic's language, with the data its script needs as inert JSON (the
+    settings too, except on a patient's own page: `with_settings` False)."""
     settings = request.app[RECEPTION].settings
     language = language_or_default(lang or settings.language)
     data = {
         "lang": language,
         "messages": for_page(*message_parts),
-        "settings": settings.public(),
+        **({"settings": settings.public()} if with_settings else {}),
         **(script_data or {}),
     }
     full = {

@@ -70,6 +70,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "kiosk.error_priority": "We could not record your answer about priority. Please press "
         "“Check in” again.",
         "kiosk.done": "Done",
+        "kiosk.scan_status": "Scan to follow your place on your phone",
     },
     "es": {
         "kiosk.title": "Registro",
@@ -141,5 +142,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         "kiosk.error_priority": "No hemos podido guardar su respuesta sobre la atención "
         "preferente. Pulse «Registrarme» otra vez.",
         "kiosk.done": "Listo",
+        "kiosk.scan_status": "Escanee para seguir su lugar en la fila en su teléfono",
     },
 }

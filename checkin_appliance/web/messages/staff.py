@@ -351,6 +351,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.priority_question": "Ask patients at the kiosk whether they need priority "
         "(elderly, pregnant, disability)",
         "admin.cycle_legend": "Calls and the end of the day",
+        "admin.phone_legend": "The patient's phone",
+        "admin.status_link_base": "Address for patients' phones",
+        "admin.status_link_base_hint": "Where the kiosk's QR code sends phones, e.g. "
+        "http://192.168.1.10 when guest Wi-Fi reaches the box only there. Empty: the kiosk's "
+        "own address (plain HTTP when HTTPS is on).",
+        "admin.phone_test": "Test the phone link",
+        "admin.phone_test_hint": "Scan this with a phone on the guest Wi-Fi: it should say "
+        "“Your phone reaches the check-in box”. Save first after a change.",
+        "admin.error.status_link_base": "Enter an address such as http://192.168.1.10 or "
+        "http://checkin.local:8080 (no path), or leave it empty.",
         "admin.undo_seconds": "Undo window (seconds)",
         "admin.undo_seconds_hint": "How long a doctor may undo their last action. 0: never.",
         "admin.no_show_minutes": "Mark as no-show after (minutes)",
@@ -812,6 +822,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.priority_question": "Preguntar en el quiosco si el paciente necesita atención "
         "preferente (mayores, embarazadas, discapacidad)",
         "admin.cycle_legend": "Llamadas y fin de la jornada",
+        "admin.phone_legend": "El teléfono del paciente",
+        "admin.status_link_base": "Dirección para los teléfonos de los pacientes",
+        "admin.status_link_base_hint": "Adónde envía el código QR del quiosco a los teléfonos, "
+        "p. ej. http://192.168.1.10 si la Wi-Fi de invitados solo llega al equipo por ahí. "
+        "Vacío: la dirección del propio quiosco (HTTP simple si HTTPS está activado).",
+        "admin.phone_test": "Probar el enlace en un teléfono",
+        "admin.phone_test_hint": "Escanéelo con un teléfono en la Wi-Fi de invitados: debe "
+        "decir «Su teléfono llega al equipo de registro». Guarde antes si lo cambió.",
+        "admin.error.status_link_base": "Indique una dirección como http://192.168.1.10 o "
+        "http://checkin.local:8080 (sin ruta), o déjela vacía.",
         "admin.undo_seconds": "Tiempo para deshacer (segundos)",
         "admin.undo_seconds_hint": "Cuánto tiempo puede un médico deshacer su última acción. "
         "0: nunca.",

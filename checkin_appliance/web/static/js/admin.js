@@ -17,7 +17,7 @@ const MIN_PASSWORD = 8;
 const MIN_ADMIN_PASSWORD = 12; // access.py's MIN_ADMIN_PASSWORD_LENGTH; the server decides
 const SETTING_KEYS = ["clinic_name", "language", "display_names", "display_photos",
   "anonymous_feed", "announce_voice", "time_zone", "priority_question", "undo_seconds",
-  "no_show_minutes", "end_of_day"];
+  "no_show_minutes", "end_of_day", "status_link_base"];
 // The call cycle's settings, typed in fields the browser checks (min, max, step) before
 // anything is sent: each with its own text when out of range. Empty no-show or end of day:
 // off (null).
@@ -917,6 +917,7 @@ function formValue(key) {
   if (key === "end_of_day") return field.value || null;
   if (CYCLE_KEYS.includes(key)) return field.value === "" ? null : Number(field.value);
   if (key === "clinic_name") return field.value.trim();
+  if (key === "status_link_base") return field.value.trim() || null; // empty: the kiosk's own
   if (field instanceof RadioNodeList) return field.value;
   return field.checked;
 }
@@ -932,6 +933,7 @@ function setFormValue(key, value) {
   const field = form.elements[key];
   if (CYCLE_KEYS.includes(key)) field.value = value ?? "";
   else if (key === "clinic_name") field.value = value;
+  else if (key === "status_link_base") field.value = value ?? "";
   else if (field instanceof RadioNodeList) field.value = value;
   else field.checked = Boolean(value);
 }
@@ -991,9 +993,11 @@ form.addEventListener("submit", async (event) => {
     useSettings(await api("PATCH", "/api/settings/", { json: changes }), true);
     showStatus(els.settingsStatus, "ok", t("admin.saved"));
   } catch (error) {
-    const zone = error?.code === "setting_value_invalid" && "time_zone" in changes;
+    const invalid = error?.code === "setting_value_invalid";
+    const zone = invalid && "time_zone" in changes;
+    const base = invalid && "status_link_base" in changes && !zone;
     showStatus(els.settingsStatus, "error", zone ? t("admin.error.time_zone_invalid")
-      : errorText(error));
+      : base ? t("admin.error.status_link_base") : errorText(error));
   } finally {
     saving = false;
     els.settingsSubmit.disabled = false;
@@ -1014,7 +1018,16 @@ function useSettings(next, saved = false) {
     t = translator(data, lang);
   }
   renderAll();
+  renderPhoneTest();
   loadIntakeForm(saved);
+}
+
+// The test QR code (<status_link_base>/v/test, made by the box): drawn anew when the
+// address changes, the query only telling the browser it is another picture.
+function renderPhoneTest() {
+  const code = byId("phone-test-code");
+  const src = `/v/test/qr.svg?for=${encodeURIComponent(settings.status_link_base ?? "")}`;
+  if (code.getAttribute("src") !== src) code.src = src;
 }
 
 // --- the end of the day (POST /api/queue/end-of-day/) ---------------------------------------

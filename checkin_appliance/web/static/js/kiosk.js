@@ -17,6 +17,7 @@ import { QueueFeed } from "./feed.js";
 import { applyTexts, pageData, translator } from "./page.js";
 
 const SUCCESS_RESET_SECONDS = 10;
+const QR_RESET_SECONDS = 60; // long enough to take out a phone and scan; "Done" ends it sooner
 const IDLE_RESET_MS = 60_000;
 const REQUEST_TIMEOUT_MS = 30_000; // a request that hangs counts as a network failure
 const RETRY_DELAYS_MS = [1000, 2000, 4000, 8000]; // then RETRY_MAX_DELAY_MS each time
@@ -80,6 +81,8 @@ const els = {
   ticketBox: byId("ticket-box"),
   ticket: byId("ticket"),
   ticketLine: byId("ticket-line"),
+  statusQr: byId("status-qr"),
+  statusQrCode: byId("status-qr-code"),
   tvPreview: byId("tv-preview"),
   tvTicket: byId("tv-ticket"),
   tvName: byId("tv-name"),
@@ -117,6 +120,7 @@ function freshPatient() {
     ticket: null, // the 201's ticket, line (prefix) and how the TV shows the name
     ticketLine: null,
     tvName: null,
+    statusUrl: null, // the 201's status_url: the patient's own page, shown as a QR code
   };
 }
 
@@ -227,6 +231,7 @@ function render() {
   }
   els.position.hidden = !state.position;
   els.countdown.textContent = t("kiosk.resets_in", { n: state.countdown });
+  renderStatusQr();
 }
 
 // Focus that sat on a control which has just disappeared goes somewhere sensible.
@@ -610,14 +615,36 @@ function answersRefused(body) {
   return true;
 }
 
+// The patient's own status link as a QR code, made by the box (/v/<token>/qr.svg, loaded
+// from this kiosk's own origin whatever address the code points phones to).
+function renderStatusQr() {
+  const url = state.screen === "success" ? state.statusUrl : null;
+  let src = "";
+  if (url) {
+    try {
+      src = `${new URL(url, location.href).pathname}/qr.svg`;
+    } catch {
+      src = "";
+    }
+  }
+  els.statusQr.hidden = !src;
+  if (src) els.statusQr.dataset.statusUrl = url;
+  else delete els.statusQr.dataset.statusUrl;
+  if (els.statusQrCode.getAttribute("src") !== (src || null)) {
+    if (src) els.statusQrCode.src = src;
+    else els.statusQrCode.removeAttribute("src");
+  }
+}
+
 function succeeded(position, body = null) {
   clearPatientData(); // the form is gone from view; its contents go too, at once
   state.screen = "success";
   state.position = Number.isInteger(position) && position > 0 ? position : null;
   state.ticket = typeof body?.ticket === "string" ? body.ticket : null;
   state.ticketLine = typeof body?.line === "string" ? body.line : null;
+  state.statusUrl = typeof body?.status_url === "string" ? body.status_url : null;
   if (state.ticket) showTvName(body.queue_entry_id);
-  state.countdown = SUCCESS_RESET_SECONDS;
+  state.countdown = state.statusUrl ? QR_RESET_SECONDS : SUCCESS_RESET_SECONDS;
   clearTimeout(idleTimer);
   countdownTimer = setInterval(() => {
     state.countdown -= 1;

@@ -1,0 +1,61 @@
+"""Texts of the patient's own status page (/v/<token>) and the phone-link test page."""
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "en": {
+        "visit.title": "Your place in line",
+        "visit.your_ticket": "Your ticket",
+        "visit.place": "You are {nth} in line",
+        "visit.place_next": "You are next in line",
+        "visit.estimate": "Estimated wait",
+        "visit.estimate_range": "{low}\u2013{high} min",
+        "visit.called": "Called — go to {room}",
+        "visit.called_room": "Called — go to Room {room}",
+        "visit.called_no_room": "Called — it is your turn",
+        "visit.in_service": "You are being seen now.",
+        "visit.done": "Your visit is complete. Thank you!",
+        "visit.no_show": "You were called and we could not find you. Please ask at the front desk.",
+        "visit.cancelled": "This visit was cancelled.",
+        "visit.not_seen": "This visit was closed at the end of the day. Please ask at the "
+        "front desk.",
+        "visit.waiting": "Please wait; this page updates by itself.",
+        "visit.reconnecting": "Reconnecting…",
+        "visit.sound_on": "Turn on sound",
+        "visit.sound_is_on": "Sound is on",
+        "visit.your_turn": "Your turn!",
+        "visit.no_name": "This page never shows your name: only your ticket.",
+        "visit.gone_title": "This link has ended",
+        "visit.gone_text": "A status link works during your visit and for 30 minutes after it. "
+        "Please ask at the front desk if you need help.",
+        "visit.test_title": "Your phone reaches the check-in box",
+        "visit.test_text": "Patients' phones on this network can open their status pages.",
+    },
+    "es": {
+        "visit.title": "Su lugar en la fila",
+        "visit.your_ticket": "Su turno",
+        "visit.place": "Usted es el {nth} en la fila",
+        "visit.place_next": "Usted es el siguiente",
+        "visit.estimate": "Espera estimada",
+        "visit.estimate_range": "{low}\u2013{high} min",
+        "visit.called": "Le llaman — vaya a {room}",
+        "visit.called_room": "Le llaman — vaya a la sala {room}",
+        "visit.called_no_room": "Le llaman — es su turno",
+        "visit.in_service": "Le están atendiendo.",
+        "visit.done": "Su visita ha terminado. ¡Gracias!",
+        "visit.no_show": "Le llamamos y no le encontramos. Pregunte en recepción, por favor.",
+        "visit.cancelled": "Esta visita se canceló.",
+        "visit.not_seen": "Esta visita se cerró al final del día. Pregunte en recepción, por "
+        "favor.",
+        "visit.waiting": "Espere, por favor; esta página se actualiza sola.",
+        "visit.reconnecting": "Reconectando…",
+        "visit.sound_on": "Activar sonido",
+        "visit.sound_is_on": "Sonido activado",
+        "visit.your_turn": "¡Es su turno!",
+        "visit.no_name": "Esta página nunca muestra su nombre: solo su turno.",
+        "visit.gone_title": "Este enlace ha terminado",
+        "visit.gone_text": "Un enlace de estado funciona durante su visita y 30 minutos "
+        "después. Pregunte en recepción si necesita ayuda.",
+        "visit.test_title": "Su teléfono llega al equipo de registro",
+        "visit.test_text": "Los teléfonos de los pacientes en esta red pueden abrir sus páginas "
+        "de estado.",
+    },
+}
