@@ -578,6 +578,8 @@ class Access:
         (password_reset_required) for the right password of a credential imported with a
         weak one. A token of another shape than ours is looked up only while an imported
         credential has one (refresh_token_shapes)."""
+        if isinstance(token, float) and token.is_integer():
+            token = int(token)  # 12345678.0 is the integer 12345678 to JSON Schema too
         if isinstance(token, int) and not isinstance(token, bool):
             token = str(token)  # the original accepted the token as a JSON number
         if not token or not password:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from checkin_appliance import audit, errors, intake, lines, photos, visits
+from checkin_appliance import audit, errors, estimates, intake, lines, photos, visits
 from checkin_appliance.domain import (
     CANCEL_REASONS,
     REQUEUE_POSITIONS,
@@ -31,6 +31,7 @@ from checkin_appliance.domain import (
     check_in_fingerprint,
     event_message,
     format_time,
+    parse_time,
     preset_changes,
     settings_from_stored,
     snapshot_message,
@@ -80,6 +81,25 @@ def local_day_bounds(now: datetime | None = None, time_zone: str = "UTC") -> tup
     start = datetime.combine(day, time(), tzinfo=tz)
     end = datetime.combine(day + timedelta(days=1), time(), tzinfo=tz)
     return format_time(start), format_time(end)
+
+
+# Wait estimates read today's calls and those of the same weekday, within an hour either
+# side of now's local time, in the weeks before (docs/wait-estimates.md).
+PAST_WEEKS = 4
+PAST_WINDOW = timedelta(hours=1)
+
+
+def call_windows(now: datetime, time_zone: str = "UTC") -> list[tuple[str, str]]:
+    """The windows (UTC start, end) whose calls a wait estimate reads: the clinic's local
+    day of `now` first, then the same weekday around the same local time, week by week
+    back (wall-clock weeks: right across a change of the clocks)."""
+    tz = lines.zone(time_zone)
+    local = now.astimezone(tz).replace(tzinfo=None)
+    windows = [local_day_bounds(now, time_zone)]
+    for weeks in range(1, PAST_WEEKS + 1):
+        then = (local - timedelta(weeks=weeks)).replace(tzinfo=tz)
+        windows.append((format_time(then - PAST_WINDOW), format_time(then + PAST_WINDOW)))
+    return windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +366,33 @@ class Reception:
         waiting, rules, histories = await self.store.call_context()
         return lines.places(waiting, rules, histories, self.store.now())
 
+    async def waits(self) -> dict[int, visits.Wait]:
+        """Each waiting entry's place in its line's call order and its estimated wait (None:
+        the box knows too little yet), from two reads whatever the number of patients."""
+        now = self.store.now()
+        waiting, rules, histories = await self.store.call_context()
+        places = lines.places(waiting, rules, histories, now)
+        if not places:
+            return {}
+        moment = parse_time(now)
+        windows = call_windows(moment, self.settings.time_zone)
+        today_starts = lines.seconds(windows[0][0])
+        calls = await self.store.calls_between(windows)
+        waits: dict[int, visits.Wait] = {}
+        for line_id, people in waiting.items():
+            line_calls = calls.get(line_id, [])
+            activity = estimates.LineActivity(
+                moment.timestamp(),
+                [call for call in line_calls if call.at >= today_starts],
+                [call for call in line_calls if call.at < today_starts],
+            )
+            ids = [person.entry_id for person in people]
+            ranges = estimates.estimate_waits([places[i] for i in ids], activity)
+            waits.update(
+                (i, visits.Wait(places[i], wait)) for i, wait in zip(ids, ranges, strict=True)
+            )
+        return waits
+
     # --- the patient's phone -----------------------------------------------------------
 
     async def visit_for_link(self, token: str) -> visits.Visit:
@@ -363,9 +410,9 @@ class Reception:
 
     async def visit_status(self, visit: visits.Visit) -> dict[str, Any]:
         """A status link's answer now (one page's first message, or GET .../status)."""
-        place = (await self.places()).get(visit.entry_id) if visit.status == "waiting" else None
+        wait = (await self.waits()).get(visit.entry_id) if visit.status == "waiting" else None
         line = next((ln for ln in await self.store.list_lines() if ln.id == visit.line_id), None)
-        return visits.status_message(visit, line, place)
+        return visits.status_message(visit, line, wait)
 
     async def today(self) -> dict[str, object]:
         """Today's figures (the clinic's local day): checked in, called, waiting, median wait."""

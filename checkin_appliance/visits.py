@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from checkin_appliance.domain import OPEN_STATES, QueueEntry, QueueEvent, format_time, parse_time
+from checkin_appliance.estimates import WaitRange
 from checkin_appliance.lines import Line
 
 log = logging.getLogger(__name__)
@@ -91,22 +92,29 @@ def line_view(line: Line | None) -> dict[str, Any]:
     return {"prefix": line.prefix, "name": line.name, "colour": line.colour}
 
 
-def status_message(
-    visit: Visit,
-    line: Line | None,
-    place: int | None,
-    estimate: dict[str, int] | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """A waiting visit's place in its line's call order and its estimated wait."""
+
+    place: int
+    estimate: WaitRange | None  # None: too little known yet (the page shows "—")
+
+
+def status_message(visit: Visit, line: Line | None, wait: Wait | None) -> dict[str, Any]:
     """The status JSON (GET /v/<token>/status and every live message)."""
+    if visit.status != "waiting":
+        wait = None
+    estimate = None if wait is None else wait.estimate
     return {
         "ticket": visit.ticket,
         "line": line_view(line),
         "status": visit.status,
-        "place": place if visit.status == "waiting" else None,
+        "place": None if wait is None else wait.place,
         "room": visit.room if visit.status != "waiting" else None,
         "call_count": visit.call_count,
-        # The wait estimator (issue 17, item 2) fills this: {"low_minutes", "high_minutes"}.
-        "estimate": estimate,
+        "estimate": None
+        if estimate is None
+        else {"low_minutes": estimate.low_minutes, "high_minutes": estimate.high_minutes},
     }
 
 
@@ -117,8 +125,8 @@ def encoded(message: dict[str, Any]) -> bytes:
 
 
 # How the fan-out reads what every open page needs, once per burst of events:
-# each waiting visit's place (reception.places) and every line by id.
-ReadPlaces = Callable[[], Awaitable[dict[int, int]]]
+# each waiting visit's place and estimated wait (reception.waits) and every line by id.
+ReadWaits = Callable[[], Awaitable[dict[int, Wait]]]
 ReadLines = Callable[[], Awaitable[list[Line]]]
 
 
@@ -150,9 +158,9 @@ class StatusFeed:
     burst it reads the places and the lines once and hands each page its new status."""
 
     def __init__(
-        self, read_places: ReadPlaces, read_lines: ReadLines, limit: int = MAX_STATUS_STREAMS
+        self, read_waits: ReadWaits, read_lines: ReadLines, limit: int = MAX_STATUS_STREAMS
     ) -> None:
-        self._read_places = read_places
+        self._read_waits = read_waits
         self._read_lines = read_lines
         self.limit = limit
         self._streams: dict[int, set[StatusStream]] = {}
@@ -201,7 +209,7 @@ class StatusFeed:
             while self._dirty:
                 self._dirty = False
                 changed, self._changed = self._changed, {}
-                places = await self._read_places()
+                waits = await self._read_waits()
                 lines = {line.id: line for line in await self._read_lines()}
                 self.fan_outs += 1
                 for entry_id, streams in list(self._streams.items()):
@@ -211,7 +219,7 @@ class StatusFeed:
                             stream.visit = Visit.of(event.entry, event.at)
                         visit = stream.visit
                         message = status_message(
-                            visit, lines.get(visit.line_id), places.get(entry_id)
+                            visit, lines.get(visit.line_id), waits.get(entry_id)
                         )
                         stream.offer(encoded(message))
         except Exception:

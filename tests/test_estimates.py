@@ -4,6 +4,7 @@ doctors, counts the visits in progress, falls back on past weeks, and says "—"
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +18,7 @@ from checkin_appliance.estimates import (
     estimate_waits,
     rounded,
 )
+from checkin_appliance.reception import PAST_WEEKS, call_windows
 
 MIN = 60.0
 WEEK = 7 * 86400.0
@@ -223,3 +225,18 @@ def test_rounding_holds_the_unrounded_range(a: float, b: float) -> None:
     assert wait.low_minutes <= low + 1e-6
     assert wait.high_minutes >= high - 1e-6
     assert wait.low_minutes < wait.high_minutes
+
+
+# --- what the store reads for an estimate ----------------------------------------------------
+
+
+def test_the_calls_read_are_today_and_the_same_weekday_and_hour_by_the_clinics_clock() -> None:
+    """Madrid, Wednesday 1 April 2026 at 10:30 (summer time since 29 March): today from local
+    midnight, then the Wednesdays before from 09:30 to 11:30 local: in winter time, an hour
+    later in UTC than the same wall clock today."""
+    now = datetime(2026, 4, 1, 8, 30, tzinfo=UTC)
+    windows = call_windows(now, "Europe/Madrid")
+    assert windows[0] == ("2026-03-31T22:00:00.000Z", "2026-04-01T22:00:00.000Z")
+    assert windows[1] == ("2026-03-25T08:30:00.000Z", "2026-03-25T10:30:00.000Z")
+    assert windows[4] == ("2026-03-04T08:30:00.000Z", "2026-03-04T10:30:00.000Z")
+    assert len(windows) == 1 + PAST_WEEKS

@@ -20,6 +20,10 @@ from tests.serverproc import Server
 PHONE = {"width": 390, "height": 844}
 PATIENT = "Zoe Quartermaine"
 OTHERS = ("Ann Example", "Bob Sample")
+EARLIER = "Olwen Brightwater"  # the patients seen before this test's
+# Visits seconds apart: a range from zero, on the five-minute steps.
+ESTIMATE = re.compile(r"^0\u20135 min$")
+ESTIMATE_ON_KIOSK = re.compile(r"^Estimated wait: 0\u20135 min$")
 LINK = re.compile(r"\Ahttp://127\.0\.0\.1:[0-9]+/v/[A-Za-z0-9_-]{22}\Z")
 
 # Records what the page asks of the phone: each navigator.vibrate pattern and each beep
@@ -56,11 +60,23 @@ class Desk:
         async with self.http.post(url, json={"fname": fname}, headers=self.form) as resp:
             assert resp.status == 201, await resp.text()
 
-    async def call_next(self) -> None:
+    async def call_next(self) -> int:
+        return int((await self.act("call_next"))["patient"]["id"])
+
+    async def act(self, action: str, **fields: Any) -> dict[str, Any]:
         url = f"{self.server.base_url}/api/doctors/"
-        body = {"action": "call_next"}
-        async with self.http.post(url, json=body, headers=self.doctor) as resp:
-            assert resp.status == 200, await resp.text()
+        async with self.http.post(url, json={"action": action, **fields}, headers=self.doctor) as r:
+            assert r.status == 200, await r.text()
+            return dict(await r.json())
+
+    async def see_patients(self, count: int) -> None:
+        """The morning so far: `count` patients checked in, called, seen and done, so the
+        line has a pace and the box can estimate waits."""
+        for _ in range(count):
+            await self.check_in(EARLIER)
+            patient_id = await self.call_next()
+            await self.act("start", patient_id=patient_id)
+            await self.act("done", patient_id=patient_id)
 
 
 async def kiosk_check_in(browser: Browser, appliance: Server, fname: str) -> tuple[Page, str]:
@@ -92,9 +108,12 @@ async def test_a_phone_follows_its_visit_from_the_kiosk_qr_to_the_call(
 ) -> None:
     async with aiohttp.ClientSession() as http:
         desk = Desk(appliance, http)
+        await desk.see_patients(5)
         for name in OTHERS:
             await desk.check_in(name)
         kiosk, link = await kiosk_check_in(browser, appliance, PATIENT)
+        # The wait the patient's page will show, on the thank-you screen too.
+        await expect(kiosk.locator("#estimate")).to_have_text(ESTIMATE_ON_KIOSK)
         await screenshot(kiosk, "visit-kiosk-qr")
 
         # The phone: another browser context, no cookie of the kiosk's, a phone's screen.
@@ -125,7 +144,7 @@ async def test_a_phone_follows_its_visit_from_the_kiosk_qr_to_the_call(
 
         await expect(phone.locator("#ticket")).to_have_text(re.compile(r"^[A-Z]{1,2}-\d{3}$"))
         await expect(phone.locator("#place")).to_have_text("You are 3rd in line")
-        await expect(phone.locator("#estimate")).to_have_text("—")
+        await expect(phone.locator("#estimate")).to_have_text(ESTIMATE)
         await expect(phone.locator("#offline")).to_be_hidden()
         # The patient turns sound on (browsers allow it only after a tap).
         await phone.get_by_role("button", name="Turn on sound").click()
@@ -156,7 +175,7 @@ async def test_a_phone_follows_its_visit_from_the_kiosk_qr_to_the_call(
         stream = await phone.evaluate("window.__stream")
         stream_chunks.extend(stream)
         assert len(stream) >= 4  # the first status, two moves, the call
-        for name in (PATIENT, *OTHERS):
+        for name in (PATIENT, *OTHERS, EARLIER):
             for part in (name, *name.split()):
                 assert part not in html, part
                 assert part not in phone.url, part

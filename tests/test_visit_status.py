@@ -199,6 +199,33 @@ async def test_a_link_is_never_a_credential(clinic: Clinic) -> None:
     assert refused.value.status == 401
 
 
+async def test_the_estimate_is_a_range_once_the_line_has_a_pace(doctor_room: Clinic) -> None:
+    """ "—" (null) while the box knows too little; once the doctor has seen a few patients
+    every ten minutes, each waiting patient gets a range holding their place times ten
+    minutes, and a place behind never shows less than one ahead."""
+    clinic = doctor_room
+    clock = [datetime.now(UTC).replace(hour=9, minute=0)]
+    clinic.app[STORE].set_clock(lambda: format_time(clock[0]))
+    people = [await clinic.check_in(f"Patient {n}") for n in range(8)]
+    assert (await status(clinic, token_of(people[7])))[1]["estimate"] is None
+    for person in people[:5]:
+        resp = await clinic.call_next()
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["patient"]["id"] == person["id"], await resp.text()
+        clock[0] += timedelta(minutes=10)
+        await act(clinic, "start", person["id"])
+        await act(clinic, "done", person["id"])
+    assert (await clinic.call_next()).status == 200  # people[5] is with the doctor now
+    ranges = []
+    for place, person in enumerate(people[6:], 1):
+        _, body = await status(clinic, token_of(person))
+        assert body["place"] == place and body["estimate"] is not None, body
+        low, high = body["estimate"]["low_minutes"], body["estimate"]["high_minutes"]
+        assert low <= 10 * place <= high < 10 * place + 30, body["estimate"]
+        ranges.append((low, high))
+    assert ranges == sorted(ranges)
+
+
 @pytest.mark.parametrize("ending", ["done", "cancel", "no_show", "end_of_day"])
 async def test_the_link_works_until_30_minutes_after_the_visit_ended(
     doctor_room: Clinic, ending: str

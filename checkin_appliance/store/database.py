@@ -12,7 +12,7 @@ import functools
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,6 +43,7 @@ from checkin_appliance.domain import (
     parse_time,
     transition_target,
 )
+from checkin_appliance.estimates import Call
 from checkin_appliance.lines import SECONDS_SQL, ByLine, Line, line_from_row
 from checkin_appliance.store import inspect
 from checkin_appliance.store.errors import StoreDamaged, StoreUnavailable, is_corruption
@@ -1544,8 +1545,7 @@ class Store:
 
     async def open_call(self, credential_id: int) -> QueueEntry | None:
         """The visit this credential called last, while it is still theirs to finish (called,
-        in service or a no-show); None once it is done, back in a queue or called by another.
-        A scan of the visits (no index on called_by): one read when a console loads."""
+        in service or a no-show); None once it is done, back in a queue or called by another."""
         row = await self._one(
             f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} WHERE e.called_by = ? "
             "ORDER BY e.called_at DESC, e.id DESC LIMIT 1",
@@ -1554,6 +1554,28 @@ class Store:
         if row is None or row["status"] not in ("called", "in_service", "no_show"):
             return None
         return _entry(row)
+
+    async def calls_between(self, windows: Sequence[tuple[str, str]]) -> dict[int, list[Call]]:
+        """Each line's calls (call next, or a chosen patient) made in any of `windows` (UTC
+        start, end), oldest first, with when each visit left the doctor who called it (None:
+        still called or in service). Undone calls are left out; a recall is the same call."""
+        if not windows:
+            return {}
+        within = " OR ".join("(t.at >= ? AND t.at < ?)" for _ in windows)
+        rows = await self._all(
+            f"SELECT t.to_line AS line_id, {SECONDS_SQL.format('t.at')} AS at,"
+            " t.credential_id AS by, (SELECT "
+            f"{SECONDS_SQL.format('min(u.at)')} FROM visit_transitions u"
+            " WHERE u.entry_id = t.entry_id AND u.id > t.id"
+            " AND u.to_status NOT IN ('called', 'in_service')) AS ended_at"
+            " FROM visit_transitions t WHERE t.action IN ('call', 'complete')"
+            f" AND t.undone_by IS NULL AND ({within}) ORDER BY t.at, t.id",
+            tuple(bound for window in windows for bound in window),
+        )
+        calls: dict[int, list[Call]] = {}
+        for row in rows:
+            calls.setdefault(row["line_id"], []).append(Call(row["at"], row["by"], row["ended_at"]))
+        return calls
 
     async def day_figures(self, start: str, end: str) -> tuple[int, int, int, list[float]]:
         """(checked in, called, waiting now, wait seconds of each call) between start and end."""

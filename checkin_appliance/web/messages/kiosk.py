@@ -71,6 +71,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "“Check in” again.",
         "kiosk.done": "Done",
         "kiosk.scan_status": "Scan to follow your place on your phone",
+        "kiosk.estimate": "Estimated wait: {low}\u2013{high} min",
     },
     "es": {
         "kiosk.title": "Registro",
@@ -143,5 +144,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         "preferente. Pulse «Registrarme» otra vez.",
         "kiosk.done": "Listo",
         "kiosk.scan_status": "Escanee para seguir su lugar en la fila en su teléfono",
+        "kiosk.estimate": "Espera estimada: {low}\u2013{high} min",
     },
 }

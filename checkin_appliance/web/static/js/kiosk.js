@@ -66,6 +66,7 @@ const els = {
   successScreen: byId("success-screen"),
   thanks: byId("thanks"),
   position: byId("position"),
+  estimate: byId("estimate"),
   done: byId("done"),
   countdown: byId("countdown"),
   lineScreen: byId("line-screen"),
@@ -121,6 +122,7 @@ function freshPatient() {
     ticketLine: null,
     tvName: null,
     statusUrl: null, // the 201's status_url: the patient's own page, shown as a QR code
+    estimate: null, // {low_minutes, high_minutes}: the wait that page shows, when known
   };
 }
 
@@ -230,6 +232,8 @@ function render() {
         : t("kiosk.position", { n: state.position });
   }
   els.position.hidden = !state.position;
+  const wait = state.estimate;
+  showText(els.estimate, wait && t("kiosk.estimate", { low: wait.low_minutes, high: wait.high_minutes }));
   els.countdown.textContent = t("kiosk.resets_in", { n: state.countdown });
   renderStatusQr();
 }
@@ -636,6 +640,22 @@ function renderStatusQr() {
   }
 }
 
+// The estimated wait, read as the patient's own page reads it (/v/<token>/status, from this
+// kiosk's origin); nothing is shown while the box cannot estimate it (too little known).
+async function showEstimate(url) {
+  const gen = generation;
+  let estimate = null;
+  try {
+    const resp = await fetch(`${new URL(url, location.href).pathname}/status`, { cache: "no-store" });
+    if (resp.ok) estimate = (await resp.json()).estimate ?? null;
+  } catch {
+    estimate = null; // offline: the QR still works once the phone reaches the box
+  }
+  if (gen !== generation || state.screen !== "success") return;
+  state.estimate = estimate;
+  render();
+}
+
 function succeeded(position, body = null) {
   clearPatientData(); // the form is gone from view; its contents go too, at once
   state.screen = "success";
@@ -644,6 +664,7 @@ function succeeded(position, body = null) {
   state.ticketLine = typeof body?.line === "string" ? body.line : null;
   state.statusUrl = typeof body?.status_url === "string" ? body.status_url : null;
   if (state.ticket) showTvName(body.queue_entry_id);
+  if (state.statusUrl) showEstimate(state.statusUrl);
   state.countdown = state.statusUrl ? QR_RESET_SECONDS : SUCCESS_RESET_SECONDS;
   clearTimeout(idleTimer);
   countdownTimer = setInterval(() => {
