@@ -62,16 +62,6 @@ def photo_decoders() -> int:
     return min(2, max(1, cores - 1))
 
 
-def median(values: list[float]) -> float:
-    """The middle value (the mean of the two middle ones for an even count). Not the
-    statistics module: with decimal and fractions it costs the server half a MiB."""
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[middle]
-    return (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def local_day_bounds(now: datetime | None = None, time_zone: str = "UTC") -> tuple[str, str]:
     """Midnight to midnight of the clinic's local day (the time_zone setting, not the OS's),
     as UTC timestamps like the stored ones."""
@@ -422,7 +412,7 @@ class Reception:
             "checked_in": checked_in,
             "called": called,
             "waiting": waiting,
-            "median_wait_seconds": round(median(waits)) if waits else None,
+            "median_wait_seconds": round(estimates.median(waits)) if waits else None,
         }
 
     async def backlog(

@@ -13,7 +13,6 @@ import contextlib
 import io
 import logging
 
-import segno
 from aiohttp import web
 
 from checkin_appliance import errors, visits
@@ -58,6 +57,8 @@ def status_url(request: web.Request, token: str) -> str:
 def qr_svg(text: str) -> bytes:
     """A QR code as a scalable SVG: error correction M, the standard 4-module quiet zone,
     dark on white; made here, never by a remote service."""
+    import segno  # on the first QR code: ~0.9 MiB a box that shows none never spends
+
     out = io.BytesIO()
     qr = segno.make(text, error="m", boost_error=False)
     qr.save(out, kind="svg", dark="#000", light="#fff", border=4, xmldecl=False, omitsize=True)
