@@ -7,6 +7,7 @@ and (when the process is known) its pid, so RSS and CPU can be read from /proc.
 from __future__ import annotations
 
 import asyncio
+import compileall
 import contextlib
 import os
 import resource
@@ -109,6 +110,16 @@ def raise_fd_limit() -> int:
     return soft
 
 
+def compile_bytecode() -> None:
+    """Byte-compiles our package and the baseline's, as a box runs them: the frozen build
+    and every installed copy load bytecode. A machine with PYTHONDONTWRITEBYTECODE set (this
+    VM) otherwise parsed every source at each start, and the 200-subscriber peak RSS carried
+    ~0.5 MiB of the parser's leftovers (59.8-60.0 against 59.0-59.5 MiB, photo cell, 3 runs
+    each). Up-to-date files are skipped."""
+    for package in ("checkin_appliance", "bench"):
+        compileall.compile_dir(REPO / package, quiet=1)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
@@ -196,6 +207,7 @@ class ServerProcess:
         return path
 
     def start(self) -> None:
+        compile_bytecode()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
