@@ -66,6 +66,7 @@ REQUIRED = tuple(field for field in FIELDS if field not in OPTIONAL)
 ORIGINAL_KEYS = ("id", *FIELDS, "wait_time", "created_at", "updated_at")
 OUR_KEYS = (
     "status", "check_in_time", "queue_entry_id", "position", "ticket", "line", "priority",
+    "status_url",
 )  # fmt: skip
 # The name preset's 201, as before issue 14.
 NAME_PRESET_KEYS = ("id", "fname", "status", "image", "check_in_time", "queue_entry_id", "position")
@@ -1246,6 +1247,7 @@ async def test_the_name_presets_201_is_the_originals_record_then_ours(clinic: Cl
     assert list(body) == [
         "id", "fname", "image", "wait_time", "created_at", "updated_at",
         "status", "check_in_time", "queue_entry_id", "position", "ticket", "line", "priority",
+        "status_url",
     ]  # fmt: skip
 
 
@@ -1339,6 +1341,8 @@ async def test_the_answers_are_kept_in_the_patient_row_only(
         resp = await original.client.post("/api/patients/", json=SECRET, headers=headers)
         assert resp.status == 201, await resp.text()
         answers.append(await resp.json())
+    # The same 201 but for the status link: a retry gets a new one (README, the phone).
+    assert answers[0].pop("status_url") != answers[1].pop("status_url")
     assert answers[0] == answers[1] and resp.headers.get("Idempotent-Replayed") == "true"
     resp = await original.client.post(
         "/api/patients/", json={**SECRET, "city": "Elsewhere"}, headers=headers
