@@ -396,7 +396,7 @@ class Reception:
             visit = visits.Visit.of(*found)
             if not visit.expired(self.store.now()):
                 return visit
-        raise NotFound("This link has ended or never existed.", errors.VISIT_LINK_NOT_FOUND)
+        raise visits.link_not_found()
 
     async def visit_status(self, visit: visits.Visit) -> dict[str, Any]:
         """A status link's answer now (one page's first message, or GET .../status)."""

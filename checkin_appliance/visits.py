@@ -20,7 +20,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from checkin_appliance.domain import OPEN_STATES, QueueEntry, QueueEvent, format_time, parse_time
+from checkin_appliance import errors
+from checkin_appliance.domain import (
+    OPEN_STATES,
+    NotFound,
+    QueueEntry,
+    QueueEvent,
+    format_time,
+    parse_time,
+)
 from checkin_appliance.estimates import WaitRange
 from checkin_appliance.lines import Line
 
@@ -47,6 +55,11 @@ def token_hash(token: str) -> bytes:
 
 def well_formed(token: str) -> bool:
     return bool(TOKEN_SHAPE.match(token))
+
+
+def link_not_found() -> NotFound:
+    """One answer for a link that is malformed, unknown or ended: they cannot be told apart."""
+    return NotFound("This link has ended or never existed.", errors.VISIT_LINK_NOT_FOUND)
 
 
 @dataclass(frozen=True, slots=True)

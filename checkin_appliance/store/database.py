@@ -1562,6 +1562,9 @@ class Store:
         if not windows:
             return {}
         within = " OR ".join("(t.at >= ? AND t.at < ?)" for _ in windows)
+        # The span of all windows first: the index is read over four weeks, not over every
+        # call ever made (an OR of ranges alone is a scan of the whole index).
+        span = (min(start for start, _ in windows), max(end for _, end in windows))
         rows = await self._all(
             f"SELECT t.to_line AS line_id, {SECONDS_SQL.format('t.at')} AS at,"
             " t.credential_id AS by, (SELECT "
@@ -1569,8 +1572,9 @@ class Store:
             " WHERE u.entry_id = t.entry_id AND u.id > t.id"
             " AND u.to_status NOT IN ('called', 'in_service')) AS ended_at"
             " FROM visit_transitions t WHERE t.action IN ('call', 'complete')"
-            f" AND t.undone_by IS NULL AND ({within}) ORDER BY t.at, t.id",
-            tuple(bound for window in windows for bound in window),
+            f" AND t.at >= ? AND t.at < ? AND t.undone_by IS NULL AND ({within})"
+            " ORDER BY t.at, t.id",
+            (*span, *(bound for window in windows for bound in window)),
         )
         calls: dict[int, list[Call]] = {}
         for row in rows:

@@ -65,10 +65,6 @@ def qr_svg(text: str) -> bytes:
     return out.getvalue()
 
 
-def _not_found() -> NotFound:
-    return NotFound("This link has ended or never existed.", errors.VISIT_LINK_NOT_FOUND)
-
-
 async def _visit(request: web.Request) -> visits.Visit:
     return await request.app[RECEPTION].visit_for_link(request.match_info["token"])
 
@@ -183,7 +179,7 @@ async def _write(response: web.StreamResponse, data: bytes) -> None:
 
 async def visit_link_gone(request: web.Request) -> web.Response:
     """Any other path under /v/: the same answer as an unknown link."""
-    raise _not_found()
+    raise visits.link_not_found()
 
 
 def add_routes(app: web.Application) -> None:
