@@ -81,7 +81,7 @@ def create_app(config: Config) -> web.Application:
     app[FEED_REFUSALS] = RefusalLog("live feeds")
     app[SPEECH] = Speech(store)
     # The patients' status pages: refreshed once per burst of events, whatever their number.
-    app[STATUS_FEED] = StatusFeed(reception.waits, store.list_lines)
+    app[STATUS_FEED] = StatusFeed(reception.waits, store.list_lines, reception.note_shown)
     hub.watch(app[STATUS_FEED].published)
 
     visit.add_routes(app)

@@ -255,6 +255,7 @@ PHOTO_NOT_ALLOWED = _code(
 
 # --- live feed -------------------------------------------------------------------------
 NOT_A_WHOLE_NUMBER = _code("not_a_whole_number", 400, "?since= is not a whole number of 0 or more")
+QUERY_INVALID = _code("query_invalid", 400, "a query parameter's value is not one it takes")
 
 # --- the patient's phone --------------------------------------------------------------
 VISIT_LINK_NOT_FOUND = _code(

@@ -11,13 +11,22 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from checkin_appliance import audit, errors, estimates, intake, lines, photos, visits
+from checkin_appliance import (
+    audit,
+    calibration,
+    errors,
+    estimates,
+    intake,
+    lines,
+    photos,
+    visits,
+)
 from checkin_appliance.domain import (
     CANCEL_REASONS,
     REQUEUE_POSITIONS,
@@ -65,11 +74,21 @@ def photo_decoders() -> int:
 def local_day_bounds(now: datetime | None = None, time_zone: str = "UTC") -> tuple[str, str]:
     """Midnight to midnight of the clinic's local day (the time_zone setting, not the OS's),
     as UTC timestamps like the stored ones."""
-    tz = lines.zone(time_zone)
-    day = (now or datetime.now(UTC)).astimezone(tz).date()
+    day = (now or datetime.now(UTC)).astimezone(lines.zone(time_zone)).date()
+    return _midnights(day, 1, time_zone)
+
+
+def local_week_bounds(now: datetime | None = None, time_zone: str = "UTC") -> tuple[str, str]:
+    """Monday 00:00 of the clinic's local week to the next Monday's, as UTC timestamps."""
+    day = (now or datetime.now(UTC)).astimezone(lines.zone(time_zone)).date()
+    return _midnights(day - timedelta(days=day.weekday()), 7, time_zone)
+
+
+def _midnights(first: date, days: int, time_zone: str) -> tuple[str, str]:
     # Wall-clock midnights in the zone (fold 0): right on days when the clock changes.
-    start = datetime.combine(day, time(), tzinfo=tz)
-    end = datetime.combine(day + timedelta(days=1), time(), tzinfo=tz)
+    tz = lines.zone(time_zone)
+    start = datetime.combine(first, time(), tzinfo=tz)
+    end = datetime.combine(first + timedelta(days=days), time(), tzinfo=tz)
     return format_time(start), format_time(end)
 
 
@@ -137,6 +156,9 @@ class Reception:
         self._photo_slots = asyncio.Semaphore(photo_decoders())
         self._probed_ok_at: float | None = None  # loop time of the last good write probe
         self._probe: asyncio.Future[None] | None = None  # the one probe in flight
+        # The range each waiting visit was last shown (note_shown): kept again only when it
+        # changes. After a restart a visit's range is kept once more.
+        self._last_shown: dict[int, tuple[int, int]] = {}
 
     async def load_settings(self) -> Settings:
         self._use(settings_from_stored(await self.store.load_settings()))
@@ -400,9 +422,58 @@ class Reception:
 
     async def visit_status(self, visit: visits.Visit) -> dict[str, Any]:
         """A status link's answer now (one page's first message, or GET .../status)."""
-        wait = (await self.waits()).get(visit.entry_id) if visit.status == "waiting" else None
+        wait = None
+        if visit.status == "waiting":
+            waits = await self.waits()
+            wait = waits.get(visit.entry_id)
+            await self.note_shown([(visit.entry_id, visit.line_id)], waits)
         line = next((ln for ln in await self.store.list_lines() if ln.id == visit.line_id), None)
         return visits.status_message(visit, line, wait)
+
+    async def note_shown(
+        self, shown: Iterable[tuple[int, int]], waits: dict[int, visits.Wait]
+    ) -> None:
+        """Keeps the ranges just shown to these visits ((entry id, line id) pairs; `waits`:
+        every waiting visit's, as read for them) for the calibration /admin shows: each range
+        a visit is shown, once, until it changes. Never fails the page that showed it."""
+        now = self.store.now()  # when they were shown, whenever the write commits
+        for gone in self._last_shown.keys() - waits.keys():
+            del self._last_shown[gone]  # called or left: what it was shown is kept
+        rows = []
+        for entry_id, line_id in shown:
+            wait = waits.get(entry_id)
+            if wait is None or wait.estimate is None:
+                continue
+            shown_range = (wait.estimate.low_minutes, wait.estimate.high_minutes)
+            if self._last_shown.get(entry_id) != shown_range:
+                self._last_shown[entry_id] = shown_range
+                rows.append((entry_id, line_id, now, wait.place, *shown_range))
+        if not rows:
+            return
+        try:
+            await self.store.record_shown(rows)
+        except Exception:
+            log.warning("could not keep %d shown wait estimate(s)", len(rows), exc_info=True)
+
+    async def calibration(self) -> dict[str, Any]:
+        """How the ranges shown this week (since Monday 00:00, the clinic's time) held, per
+        line: every range shown, and the first one of each visit (the kiosk's)."""
+        start, end = local_week_bounds(time_zone=self.settings.time_zone)
+        scores = calibration.by_line(await self.store.shown_between(start, end))
+        nothing = calibration.Score(0, 0, None, None)
+        result = []
+        for line in await self.store.list_lines():
+            every, first = scores.get(line.id, (nothing, nothing))
+            result.append(
+                {
+                    "line_id": line.id,
+                    "prefix": line.prefix,
+                    "name": line.name,
+                    "shown": every.as_json(),
+                    "first_shown": first.as_json(),
+                }
+            )
+        return {"since": start, "until": end, "lines": result}
 
     async def today(self) -> dict[str, object]:
         """Today's figures (the clinic's local day): checked in, called, waiting, median wait."""

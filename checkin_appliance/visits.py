@@ -125,10 +125,15 @@ def status_message(visit: Visit, line: Line | None, wait: Wait | None) -> dict[s
         "place": None if wait is None else wait.place,
         "room": visit.room if visit.status != "waiting" else None,
         "call_count": visit.call_count,
-        "estimate": None
-        if estimate is None
-        else {"low_minutes": estimate.low_minutes, "high_minutes": estimate.high_minutes},
+        "estimate": estimate_view(estimate),
     }
+
+
+def estimate_view(estimate: WaitRange | None) -> dict[str, int] | None:
+    """A range as the status JSON and the staff's queue carry it; None: "—"."""
+    if estimate is None:
+        return None
+    return {"low_minutes": estimate.low_minutes, "high_minutes": estimate.high_minutes}
 
 
 def encoded(message: dict[str, Any]) -> bytes:
@@ -141,6 +146,9 @@ def encoded(message: dict[str, Any]) -> bytes:
 # each waiting visit's place and estimated wait (reception.waits) and every line by id.
 ReadWaits = Callable[[], Awaitable[dict[int, Wait]]]
 ReadLines = Callable[[], Awaitable[list[Line]]]
+# Told which visits (entry id, line id) were just sent a status, with the waits read for them
+# (reception.note_shown: the calibration keeps the ranges patients were shown).
+NoteShown = Callable[[list[tuple[int, int]], dict[int, Wait]], Awaitable[None]]
 
 
 @dataclass(eq=False)
@@ -171,10 +179,15 @@ class StatusFeed:
     burst it reads the places and the lines once and hands each page its new status."""
 
     def __init__(
-        self, read_waits: ReadWaits, read_lines: ReadLines, limit: int = MAX_STATUS_STREAMS
+        self,
+        read_waits: ReadWaits,
+        read_lines: ReadLines,
+        note_shown: NoteShown | None = None,
+        limit: int = MAX_STATUS_STREAMS,
     ) -> None:
         self._read_waits = read_waits
         self._read_lines = read_lines
+        self._note_shown = note_shown
         self.limit = limit
         self._streams: dict[int, set[StatusStream]] = {}
         self._count = 0
@@ -225,6 +238,7 @@ class StatusFeed:
                 waits = await self._read_waits()
                 lines = {line.id: line for line in await self._read_lines()}
                 self.fan_outs += 1
+                shown = []
                 for entry_id, streams in list(self._streams.items()):
                     event = changed.get(entry_id)
                     for stream in streams:
@@ -235,6 +249,10 @@ class StatusFeed:
                             visit, lines.get(visit.line_id), waits.get(entry_id)
                         )
                         stream.offer(encoded(message))
+                    if stream.visit.status == "waiting":
+                        shown.append((entry_id, stream.visit.line_id))
+                if self._note_shown is not None:
+                    await self._note_shown(shown, waits)
         except Exception:
             log.exception("refreshing the status pages failed")
         finally:

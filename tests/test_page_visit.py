@@ -211,3 +211,37 @@ async def test_the_admin_sets_where_the_qr_points_and_tests_it_from_a_phone(
         async with http.post(url, json={"fname": "Ann Example"}, headers=desk.form) as resp:
             link = (await resp.json())["status_url"]
     assert link.startswith(f"{appliance.base_url}/v/")
+
+
+async def test_staff_see_each_patients_estimate_and_how_the_shown_ranges_held(
+    browser: Browser, appliance: Server
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        desk = Desk(appliance, http)
+        await desk.see_patients(5)
+        url = f"{appliance.base_url}/api/patients/"
+        for name in OTHERS:
+            async with http.post(url, json={"fname": name}, headers=desk.form) as resp:
+                link = (await resp.json())["status_url"]
+            async with http.get(f"{link}/status") as resp:  # the kiosk shows its range
+                assert (await resp.json())["estimate"] == {"low_minutes": 0, "high_minutes": 5}
+
+        doctor = await sign_in(browser, appliance, "doctor", "Dr. Ray")
+        rows = doctor.locator("#queue-list > li")
+        await expect(rows).to_have_count(2)
+        for n in range(2):
+            await expect(rows.nth(n).locator(".patient__estimate")).to_have_text(
+                "Estimated wait 0\u20135 min"
+            )
+
+        admin = await sign_in(browser, appliance, "admin", "Manager")
+        row = admin.locator('#estimates-body tr[data-prefix="A"] td')
+        await expect(row.nth(1)).to_have_text("2")  # shown
+        await expect(row.nth(2)).to_have_text("0")  # nobody called since
+        await desk.call_next()
+        await desk.call_next()
+        # Both called within the minute their 0-5 range promised; the middle was 2.5 min off.
+        await expect(row).to_have_text(
+            [re.compile(r"A"), "2", "2", "100 %", re.compile(r"^2\.[45] min$"), "100 % of 2"]
+        )
+        await screenshot(admin, "admin-estimates")

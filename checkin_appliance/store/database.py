@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from checkin_appliance import audit, errors, lines
+from checkin_appliance import audit, calibration, errors, lines
 from checkin_appliance.audit import AuditEntry
 from checkin_appliance.domain import (
     EVENT_STATUS,
@@ -1580,6 +1580,42 @@ class Store:
         for row in rows:
             calls.setdefault(row["line_id"], []).append(Call(row["at"], row["by"], row["ended_at"]))
         return calls
+
+    async def record_shown(self, shown: Sequence[tuple[int, int, str, int, int, int]]) -> None:
+        """Ranges shown to patients: (entry_id, line_id, when, place, low, high minutes)."""
+        await self.write(
+            lambda tx: tx.conn.executemany(
+                "INSERT INTO wait_estimates (entry_id, line_id, given_at, place, low_minutes,"
+                " high_minutes) VALUES (?, ?, ?, ?, ?, ?)",
+                shown,
+            )
+        )
+
+    async def shown_between(self, start: str, end: str) -> list[calibration.Shown]:
+        """Every range shown between start and end, with the wait until the visit's call: the
+        first time it left the waiting line after being shown, when that was a call from the
+        same line (an undone call does not count; the call after it does)."""
+        rows = await self._all(
+            "SELECT w.line_id, w.low_minutes, w.high_minutes,"
+            " w.id = (SELECT min(f.id) FROM wait_estimates f WHERE f.entry_id = w.entry_id)"
+            " AS first, t.action IN ('call', 'complete') AND t.to_line = w.line_id AS called,"
+            f" {SECONDS_SQL.format('t.at')} - {SECONDS_SQL.format('w.given_at')} AS waited"
+            " FROM wait_estimates w LEFT JOIN visit_transitions t ON t.id = ("
+            "SELECT min(u.id) FROM visit_transitions u WHERE u.entry_id = w.entry_id"
+            " AND u.at >= w.given_at AND u.from_status = 'waiting' AND u.undone_by IS NULL)"
+            " WHERE w.given_at >= ? AND w.given_at < ? ORDER BY w.id",
+            (start, end),
+        )
+        return [
+            calibration.Shown(
+                row["line_id"],
+                row["low_minutes"],
+                row["high_minutes"],
+                bool(row["first"]),
+                max(row["waited"], 0.0) if row["called"] else None,
+            )
+            for row in rows
+        ]
 
     async def day_figures(self, start: str, end: str) -> tuple[int, int, int, list[float]]:
         """(checked in, called, waiting now, wait seconds of each call) between start and end."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from checkin_appliance import __version__, errors, intake, photos, speech
+from checkin_appliance import __version__, errors, intake, photos, speech, visits
 from checkin_appliance.config import Config
 from checkin_appliance.domain import (
     TRANSITIONS,
@@ -488,11 +488,31 @@ async def queue(request: web.Request) -> web.Response:
     waiting = await reception.waiting()
     if wanted is not None:
         waiting = [entry for entry in waiting if entry.line in wanted]
-    places = await reception.places()
     url = reception.photo_links.url
-    return json_response(
-        [queue_item(e, audience, reception.settings, url, places.get(e.id)) for e in waiting]
-    )
+    if not _flag(request, "estimates"):
+        places = await reception.places()
+        return json_response(
+            [queue_item(e, audience, reception.settings, url, places.get(e.id)) for e in waiting]
+        )
+    # ?estimates=1 (ours): each waiting patient's estimated wait too, as their phone shows it.
+    waits = await reception.waits()
+    items = []
+    for entry in waiting:
+        wait = waits.get(entry.id)
+        item = queue_item(
+            entry, audience, reception.settings, url, None if wait is None else wait.place
+        )
+        item["estimate"] = visits.estimate_view(None if wait is None else wait.estimate)
+        items.append(item)
+    return json_response(items)
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    """?name=1 or true: on; absent, 0 or false: off; anything else is refused."""
+    value = request.query.get(name, "0")
+    if value not in ("0", "1", "false", "true"):
+        raise InvalidInput(f"{name} must be 1 or 0.", errors.QUERY_INVALID)
+    return value in ("1", "true")
 
 
 def _line_filter(value: str | None) -> set[str] | None:
@@ -538,6 +558,13 @@ async def stats_today(request: web.Request) -> web.Response:
     """Ours: today's figures for the doctor console and the admin summary (no names)."""
     await require(request)
     return json_response(await request.app[RECEPTION].today())
+
+
+@routes.get("/api/stats/estimates/")
+async def stats_estimates(request: web.Request) -> web.Response:
+    """Ours: how the wait ranges shown to patients this week held, per line (admin)."""
+    await require(request, Role.ADMIN)
+    return json_response(await request.app[RECEPTION].calibration())
 
 
 # --- ours: spoken calls ------------------------------------------------------------------

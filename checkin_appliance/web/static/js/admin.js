@@ -4,7 +4,8 @@
 // (list, add, edit, deactivate and reactivate: never delete), the clinic's settings (only
 // changed keys are sent), the kiosk's intake form, the original CheckIn's compatibility
 // preset (after a privacy warning), today's
-// figures kept live by the queue feed, and the box's device pages and version.
+// figures kept live by the queue feed, how this week's wait estimates held, and the box's
+// device pages and version.
 
 import { ApiError, api } from "./api.js";
 import { byId, el } from "./dom.js";
@@ -161,6 +162,60 @@ const figures = new TodayFigures(els.figures, (key, values) => t(key, values), {
   none: "admin.no_value",
   underAMinute: "admin.under_a_minute",
 });
+
+// --- how the wait estimates held (GET /api/stats/estimates/) -------------------------------
+
+const CALIBRATION_DEBOUNCE_MS = 1000; // a call moves it; a burst of calls: one read
+let calibration = null; // null until loaded
+let calibrationTimer = null;
+
+function shareText(share, n) {
+  if (share === null) return t("admin.no_value");
+  const pct = Math.round(share * 100);
+  return n === undefined ? t("admin.share", { pct }) : t("admin.share_of", { pct, n });
+}
+
+function calibrationRow(item) {
+  const line = (lines || []).find((known) => known.id === item.line_id)
+    || { prefix: item.prefix, name: item.name };
+  const { shown, first_shown: first } = item;
+  const error = shown.median_error_minutes;
+  const tr = el("tr");
+  tr.dataset.prefix = item.prefix;
+  tr.append(
+    cell("col-line", "admin.col_line", lineChip(line)),
+    cell("col-number", "admin.col_shown", String(shown.shown)),
+    cell("col-number", "admin.col_compared", String(shown.compared)),
+    cell("col-number", "admin.col_inside", shareText(shown.inside_share)),
+    cell("col-number", "admin.col_error",
+      error === null ? t("admin.no_value") : t("common.minutes", { n: error })),
+    cell("col-number", "admin.col_first_inside",
+      shareText(first.inside_share, first.compared)),
+  );
+  return tr;
+}
+
+function renderCalibration() {
+  const message = byId("estimates-message");
+  if (calibration === null) return;
+  const shownLines = calibration.lines.filter((item) => item.shown.shown > 0);
+  byId("estimates-body").replaceChildren(...shownLines.map(calibrationRow));
+  message.hidden = shownLines.length > 0;
+  message.removeAttribute("data-i18n");
+  message.textContent = t("admin.no_estimates");
+}
+
+function refreshCalibration() {
+  clearTimeout(calibrationTimer);
+  calibrationTimer = setTimeout(async () => {
+    try {
+      calibration = await api("GET", "/api/stats/estimates/");
+    } catch {
+      return; // a nicety: the next event tries again
+    }
+    renderCalibration();
+  }, CALIBRATION_DEBOUNCE_MS);
+}
 
 // --- credentials ----------------------------------------------------------------------------
 
@@ -579,6 +634,7 @@ async function loadLines() {
   }
   lines = loaded;
   renderLines();
+  renderCalibration(); // its lines with their colours and icons
   renderCredentials(); // the lines a doctor serves are shown by name
   renderDisplayLines();
 }
@@ -1341,6 +1397,7 @@ function renderAll() {
   renderLineForm();
   renderPasswordDialog();
   figures.render();
+  renderCalibration();
   renderAnonymousWarning();
   renderCompat();
   renderEndDay();
@@ -1375,7 +1432,10 @@ loadIntakeForm(true);
 new QueueFeed({
   onMessage(message) {
     if (message.kind === "settings") useSettings(message.settings);
-    else figures.refresh(message.kind === "snapshot"); // at once on the first load
+    else {
+      figures.refresh(message.kind === "snapshot"); // at once on the first load
+      refreshCalibration();
+    }
   },
   onStatus(up) {
     els.banner.hidden = up;

@@ -178,7 +178,7 @@ async function readPlaces() {
   const asked = ++placesAsked;
   let items;
   try {
-    items = await api("GET", "/api/queue/");
+    items = await api("GET", "/api/queue/?estimates=1");
   } catch {
     return; // the offline line says when the box is unreachable; the next event retries
   }
@@ -188,6 +188,7 @@ async function readPlaces() {
     const item = byEntry.get(entry.entryId);
     if (!item) continue;
     entry.place = Number.isInteger(item.place) ? item.place : null;
+    entry.estimate = item.estimate || null; // as the patient's phone shows it
     if (!state.pendingPriority.has(entry.patientId)) entry.priority = item.priority || "normal";
   }
   sortWaiting();
@@ -517,6 +518,10 @@ function fillRow(li, entry) {
   }
   meta.append(el("span", "patient__arrived",
     t("doctor.arrived", { time: clockText(lang, new Date(entry.checkedInAt)) })));
+  if (entry.estimate) {
+    meta.append(el("span", "patient__estimate", t("doctor.estimate", {
+      low: entry.estimate.low_minutes, high: entry.estimate.high_minutes })));
+  }
   updateWait(li.querySelector(".patient__wait"), entry.checkedInAt);
   const select = li.querySelector(".patient__priority");
   for (const option of select.options) option.textContent = t(`doctor.priority.${option.value}`);
@@ -1279,6 +1284,7 @@ function onMessage(message) {
     renderQueue();
     renderRecent();
     figures.refresh(true);
+    refreshPlaces(); // the estimated waits: the snapshot has places only
     return;
   }
   const visit = message.visit;
