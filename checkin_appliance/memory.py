@@ -6,9 +6,12 @@ heaps that never shrink: eight logins left ~95 MB resident instead of ~45 MB. A 
 threshold keeps big buffers in mmap, returned to the system when freed.
 
 glibc also gives each thread that allocates at the same time as another its own heap (up to
-eight per core), and each keeps its free pages. Here the threads are few (SQLite's two,
-photo decodes one at a time, logins) and most of their work holds the GIL, so one heap for
-all costs nothing measurable and saves ~0.7 MiB at the 200-subscriber peak of `make bench`.
+eight per core), and each keeps its free pages. Two heaps are enough here: the main thread's
+(the event loop) and one that SQLite's two threads, photo decodes and logins share. That
+saves ~0.5 MiB at the 200-subscriber peak of `make bench` against glibc's default. One heap
+for all saved no more, but cost the single-subscriber check-in cell ~10 % (A/B, 10 runs
+each): SQLite works outside the GIL, so the writer's allocations and the loop's fought over
+the one heap's lock.
 
 A photo's decode frees many small buffers in the middle of the heap, which glibc keeps;
 `return_free_memory()` after each photo hands those pages back (~0.5 MiB at that peak,
@@ -28,7 +31,7 @@ log = logging.getLogger(__name__)
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 MMAP_THRESHOLD = 128 * 1024
-ARENA_MAX = 1
+ARENA_MAX = 2  # the event loop's heap, and one for every other thread
 
 
 @cache
