@@ -458,7 +458,8 @@ class Reception:
     async def calibration(self) -> dict[str, Any]:
         """How the ranges shown this week (since Monday 00:00, the clinic's time) held, per
         line: every range shown, and the first one of each visit (the kiosk's)."""
-        start, end = local_week_bounds(time_zone=self.settings.time_zone)
+        now = parse_time(self.store.now())
+        start, end = local_week_bounds(now, self.settings.time_zone)
         scores = calibration.by_line(await self.store.shown_between(start, end))
         nothing = calibration.Score(0, 0, None, None)
         result = []
