@@ -7,13 +7,15 @@ For each scenario, a discrete-event simulation of `weeks + days` clinic days one
 doctors whose shifts start and end (jittered), priority and urgent patients, 10 % no-shows
 (a recall, then no_show; some come back and are put back at the front), slow patients needing
 a recall. Calls follow the REAL ordering.next_up; at every check-in of an evaluated day the
-patient's place comes from the REAL ordering.call_order and estimates.estimate_waits reads a
-LineActivity built from the simulated calls as the store builds it from its rows (today's calls,
-and the same weekday within an hour of now in the `weeks` days before). The range is compared
-with the patient's simulated wait until their first call, beside two baselines: (a) place x
-today's mean service time so far, (b) place x 10 min. Prints a table and the verdicts, writes
-bench/results/<date>-<host>-estimate.json and a PNG beside it. The scenarios' parameters were
-fixed from what clinics see before the estimator was run against them (bench/README.md).
+patient's place comes from the REAL ordering.call_order and estimates.estimate_line reads who
+waits, the line's rule and streak, and a LineActivity built from the simulated calls as the
+store builds it from its rows (today's calls, each with the called patient's class and whether
+the visit was called before, and the same weekday within an hour of now in the `weeks` days
+before). The range is compared with the patient's simulated wait until their first call,
+beside two baselines: (a) place x today's mean service time so far, (b) place x 10 min. Prints
+a table and the verdicts, writes bench/results/<date>-<host>-estimate.json and a PNG beside
+it. The scenarios' parameters were fixed from what clinics see before the estimator was run
+against them (bench/README.md).
 Exit code 0 for a valid run whatever the verdicts.
 """
 
@@ -38,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from checkin_appliance import ordering
-from checkin_appliance.estimates import Call, LineActivity, estimate_waits
+from checkin_appliance.estimates import Call, LineActivity, estimate_line
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MINUTE = 60.0
@@ -143,7 +145,14 @@ class Doctor:
 class CallRecord:
     at: float
     by: int
+    priority: ordering.Priority  # the called patient's class, as queue_entries has it
+    repeat: bool  # the visit was called before (a no-show come back), as the store can tell
     ended_at: float | None = None
+
+    def seen_at(self, now: float) -> Call:
+        """The call as the store's rows show it at `now` (an end still to come is unknown)."""
+        ended_at = self.ended_at if self.ended_at is not None and self.ended_at <= now else None
+        return Call(self.at, self.by, ended_at, self.priority, self.repeat)
 
 
 @dataclass
@@ -249,9 +258,10 @@ class Day:
         assert chosen is not None
         self.history.append(ordering.call_class(chosen, s.rule, now))
         patient = self.waiting.pop(chosen.entry_id)
+        repeat = patient.first_call is not None
+        record = CallRecord(now, doctor.credential, patient.priority, repeat)
         if patient.first_call is None:
             patient.first_call = now
-        record = CallRecord(now, doctor.credential)
         self.calls.append(record)
         doctor.busy = True
         draw = self.rng.random()
@@ -275,13 +285,10 @@ class Day:
         streak = ordering.streak_of(self.history[-2 * ordering.MAX_TURN :])
         order = ordering.call_order(people, s.rule, streak, now)
         place = next(i for i, w in enumerate(order, 1) if w.entry_id == patient.entry_id)
-        today = [
-            Call(c.at, c.by, c.ended_at if c.ended_at is not None and c.ended_at <= now else None)
-            for c in self.calls
-        ]
+        today = [c.seen_at(now) for c in self.calls]
         activity = LineActivity(now, today, self.past_calls(now))
         started = time.perf_counter_ns()
-        (shown,) = estimate_waits([place], activity)
+        shown = estimate_line(people, s.rule, streak, activity)[patient.entry_id]
         self.estimate_ns.append(time.perf_counter_ns() - started)
         durations = [c.ended_at - c.at for c in today if c.ended_at is not None]
         average = statistics.fmean(durations) / MINUTE if durations else None
@@ -314,7 +321,7 @@ def simulate(scenario: Scenario, weeks: int, days: int, seed: int) -> dict[str, 
         evaluated = index >= weeks
         day = Day(scenario, DAY0 + index * WEEK, rng, past[-weeks:] if evaluated else None)
         day.run()
-        calls = [Call(c.at, c.by, c.ended_at) for c in day.calls]
+        calls = [c.seen_at(math.inf) for c in day.calls]
         past.append(([c.at for c in calls], calls))
         if not evaluated:
             continue
@@ -379,25 +386,29 @@ def _verdict(met: bool) -> str:
 
 
 def line_timing(rounds: int) -> dict[str, Any]:
-    """estimate_waits for 60 waiting patients of one line with 300 calls of history: what the
+    """estimate_line for 60 waiting patients of one line with 300 calls of history: what the
     box computes for a line on every queue change (the brief's aim: well under 1 ms)."""
     rng = random.Random(17)
     now = DAY0 + 12 * HOUR
+    classes = (ordering.Priority.NORMAL,) * 5 + (ordering.Priority.PRIORITY,)
     today, t = [], now - 4 * HOUR
     for i in range(200):
         by = i % 3 + 1
         duration = 600 * math.exp(rng.gauss(0, 0.5))
-        today.append(Call(t, by, t + duration if t + duration < now else None))
+        ended = t + duration if t + duration < now else None
+        today.append(Call(t, by, ended, classes[i % len(classes)], i % 20 == 0))
         t += duration / 3
     past = [
         Call(now - WEEK - 3600 + i * 36, i % 3 + 1, now - WEEK - 3000 + i * 36) for i in range(100)
     ]
     activity = LineActivity(now, today, past)
-    places = list(range(1, 61))
+    # Checked in over the last hour and a half: the oldest have aged (the default rule's 45).
+    waiting = [ordering.Waiting(i, classes[i % 6], now - 90 * MINUTE + i * 90) for i in range(60)]
+    streak = ordering.Streak(ordering.CallClass.NORMAL, 1)
     samples = []
     for _ in range(rounds):
         started = time.perf_counter_ns()
-        estimate_waits(places, activity)
+        estimate_line(waiting, ordering.DEFAULT_RULE, streak, activity)
         samples.append((time.perf_counter_ns() - started) / 1e6)
     return {
         "waiting": 60,
@@ -430,7 +441,7 @@ def print_table(result: dict[str, Any]) -> None:
     timing = result["line_timing"]
     print(
         f"one line, {timing['waiting']} waiting, {timing['calls_today']}+{timing['calls_past']}"
-        f" calls: estimate_waits median {timing['median_ms']:.3f} ms, p95 {timing['p95_ms']:.3f}"
+        f" calls: estimate_line median {timing['median_ms']:.3f} ms, p95 {timing['p95_ms']:.3f}"
         " ms"
     )
     print("verdicts (inside ≥ 80 %; MAE ≤ 0.7 x baseline (a)'s):")

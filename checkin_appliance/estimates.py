@@ -1,8 +1,9 @@
 """A waiting patient's wait as a range of minutes, from the line's calls today and in the past.
 
 Pure: no I/O, no clock, no hidden state (like ordering.py). The store hands in the line's
-calls (`LineActivity`) and the patient's place in ordering.call_order; this module answers
-"10-20 min", or None ("—") when the box knows too little. The rule in words is
+calls (`LineActivity`), who waits, the line's rule and streak (`estimate_line`, which hands
+out the calls ahead with ordering.next_up); this module answers "10-20 min", or None ("—")
+when the box knows too little. The rule in words is
 docs/wait-estimates.md; bench/estimate.py measures it against simulated clinic days.
 """
 
@@ -13,6 +14,9 @@ import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from checkin_appliance import ordering
+from checkin_appliance.ordering import Priority
 
 MINUTE = 60.0
 RECENT_INTERVALS = 30  # today's newest service intervals the estimate reads (today's pace)
@@ -26,11 +30,15 @@ WEEK = 7 * 86400.0
 # FORECAST_HORIZON ahead: within the hour either side of now that `past` holds.
 FORECAST_STEP = 10 * MINUTE
 FORECAST_HORIZON = 50 * MINUTE
-# What the box cannot foresee (a doctor leaving or arriving, urgent and priority patients
-# overtaking, a no-show coming back): a relative spread on top of the service times' own.
+# What the box cannot foresee (a doctor leaving or arriving unannounced, a burst of urgent
+# patients): a relative spread on top of the service times' own and the overtakers' count.
 # Chosen from what clinics report (a quarter of the wait either way), not fitted to the bench.
 UNFORESEEN = 0.25
-Z_80 = 1.2816  # the 10th and 90th percentiles of a normal: a range meant to hold 80 %
+# Overtakers never take more than half of the calls: whatever today's rate, a wait at most
+# doubles (a rate that high is a burst, not a pace to extrapolate).
+MAX_OVERTAKEN = 0.5
+PAST_SPAN = 2 * 3600.0  # the past weeks' slice of one week: an hour either side of now
+Z_80 = 1.2816  # the 10th and 90th percentiles of a normal: the range's width
 CAP_MEDIANS = 4.0  # an interval counts at most this many times the median one
 
 
@@ -44,6 +52,10 @@ class Call:
     # When the visit left that doctor (done, no_show, requeue, cancel, transfer, not_seen);
     # None: still with them (called or in service).
     ended_at: float | None
+    priority: Priority = Priority.NORMAL  # the called patient's class
+    # The visit had been called before and was put back in line (a no-show who came back):
+    # such a call can go ahead of patients who checked in before it came back.
+    repeat: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,31 +91,175 @@ class _Pace:
 
 
 def estimate_wait(place: int, activity: LineActivity) -> WaitRange | None:
-    """The wait of the patient at `place` (1-based, in ordering.call_order) until their call,
-    None when the box knows too little (no service intervals, or no doctor serving)."""
+    """The wait until their call of a normal patient at `place` (1-based) of a line where
+    nobody ages: estimate_waits for one place."""
     return estimate_waits([place], activity)[0]
 
 
 def estimate_waits(places: Sequence[int], activity: LineActivity) -> list[WaitRange | None]:
-    """estimate_wait for many places of one line, reading the line's calls once."""
+    """The waits of normal patients at `places` (1-based) of a line where nobody ages, as
+    estimate_line would answer them; None when the box knows too little."""
     if any(place < 1 for place in places):
         raise ValueError("a place in line starts at 1")
     pace = _pace(activity)
     if pace is None or not places:
         return [None] * len(places)
     called_at = _call_times(pace, max(places))
-    # Every place up to the last asked for: a place behind never shows less than one ahead
-    # (the spread grows faster than the expected wait when doctors free up together).
-    bounds: list[tuple[float, float]] = []
+    rates = _overtaking(activity)[Priority.NORMAL]
+    ranges = list(_monotone(_range(pace, i, *at, rates, None) for i, at in enumerate(called_at, 1)))
+    return [rounded(*ranges[place - 1]) for place in places]
+
+
+def estimate_line(
+    waiting: Sequence[ordering.Waiting],
+    rule: ordering.Rule,
+    streak: ordering.Streak,
+    activity: LineActivity,
+) -> dict[int, WaitRange | None]:
+    """Each waiting patient's wait until their call (entry id -> range), None when the box
+    knows too little (no service intervals, or no doctor serving). The calls ahead go out
+    in the line's real order as time passes: who has aged by each call changes who is next."""
+    pace = _pace(activity)
+    if pace is None:
+        return dict.fromkeys((patient.entry_id for patient in waiting), None)
+    called_at = _call_times(pace, len(waiting))
+    order, aged_from = _order_ahead(
+        waiting, rule, streak, [activity.now + at for at, _ in called_at]
+    )
+    rates = _overtaking(activity)
+    limit = None if rule.max_wait_minutes is None else rule.max_wait_minutes * MINUTE
+    result: dict[int, WaitRange | None] = {}
+    # A patient behind another of the same class never shows less than them (the spread
+    # grows faster than the expected wait when doctors free up together).
+    ahead: dict[Priority, tuple[float, float]] = {}
+    for place, (patient, (expected, doctors)) in enumerate(zip(order, called_at, strict=True), 1):
+        # Priority patients go ahead only until this patient, or anyone ahead, has aged.
+        window = None if aged_from is None else aged_from - activity.now
+        if limit is not None:
+            ages_in = limit - (activity.now - patient.check_in_time)
+            window = ages_in if window is None else min(window, ages_in)
+        low, high = _range(pace, place, expected, doctors, rates[patient.priority], window)
+        before = ahead.get(patient.priority, (0.0, 0.0))
+        ahead[patient.priority] = low, high = max(low, before[0]), max(high, before[1])
+        result[patient.entry_id] = rounded(low, high)
+    return result
+
+
+def _order_ahead(
+    waiting: Sequence[ordering.Waiting],
+    rule: ordering.Rule,
+    streak: ordering.Streak,
+    moments: Sequence[float],
+) -> tuple[list[ordering.Waiting], float | None]:
+    """Who each of the next calls takes, made at `moments`: ordering.next_up at each
+    moment, so a patient who reaches the line's limit meanwhile goes ahead as aged. Only
+    each class's oldest can be next, so next_up is handed those (a line of n costs n)."""
+    classes: dict[Priority, list[ordering.Waiting]] = {}
+    for patient in sorted(waiting, key=lambda w: (w.check_in_time, w.entry_id), reverse=True):
+        classes.setdefault(patient.priority, []).append(patient)  # oldest last
+    order = []
+    aged_from = None
+    for moment in moments[: len(waiting)]:
+        heads = [people[-1] for people in classes.values() if people]
+        chosen = ordering.next_up(heads, rule, streak, moment)
+        assert chosen is not None  # someone waits while moments remain
+        classes[chosen.priority].pop()
+        called = ordering.call_class(chosen, rule, moment)
+        if called == ordering.CallClass.AGED and aged_from is None:
+            aged_from = moment
+        streak = ordering.streak_after(streak, called)
+        order.append(chosen)
+    return order, aged_from
+
+
+def _monotone(ranges: Iterable[tuple[float, float]]) -> Iterable[tuple[float, float]]:
     low = high = 0.0
-    for place, (expected, doctors) in enumerate(called_at, 1):
-        # The k-th call among c doctors: the spread of ~k/c service times on each
-        # (renewal theory: sd * sqrt(k) / c), and the unforeseen on top.
-        spread = math.hypot(pace.sd * math.sqrt(place) / doctors, UNFORESEEN * expected)
-        place_low, place_high = _bounds(expected, spread)
+    for place_low, place_high in ranges:
         low, high = max(low, place_low), max(high, place_high)
-        bounds.append((low, high))
-    return [rounded(*bounds[place - 1]) for place in places]
+        yield low, high
+
+
+def _range(
+    pace: _Pace,
+    place: int,
+    expected: float,
+    doctors: int,
+    rates: tuple[float, float],
+    window: float | None,
+) -> tuple[float, float]:
+    """The unrounded range, seconds, of the patient called k-th (`place`) among `doctors`
+    at `expected` seconds from now, overtaken at `rates` (_overtaking)."""
+    return _bounds(*_with_overtakers(pace, place, expected, doctors, rates, window))
+
+
+def _with_overtakers(
+    pace: _Pace,
+    place: int,
+    expected: float,
+    doctors: int,
+    rates: tuple[float, float],
+    window: float | None,
+) -> tuple[float, float]:
+    """The expected wait and its spread once overtakers are counted: patients who come
+    during the wait and are called first, each taking a call of the pace. `rates` are
+    _overtaking's (at any time, only while nobody aged waits), the second counted for
+    `window` seconds (None: the whole wait). The wait W solves
+    W = expected + (anytime * W + unaged * min(W, window)) * mean / doctors, and the number
+    of overtakers is Poisson: its spread joins the service times' own."""
+    per_call = pace.mean / doctors
+    anytime = min(rates[0] * per_call, MAX_OVERTAKEN)
+    unaged = min(rates[1] * per_call, MAX_OVERTAKEN - anytime)
+    wait = expected / (1 - anytime - unaged)
+    limit = math.inf if window is None else max(window, 0.0)
+    if wait > limit:  # the unaged overtakers stop coming at the window
+        wait = (expected + unaged * limit) / (1 - anytime)
+    overtakers = (anytime * wait + unaged * min(wait, limit)) / per_call
+    # The k-th call among c doctors: the spread of ~k/c service times on each (renewal
+    # theory: sd * sqrt(k) / c), the overtakers' count, and the unforeseen on top.
+    spread = math.hypot(
+        pace.sd * math.sqrt(place + overtakers) / doctors,
+        per_call * math.sqrt(overtakers),
+        UNFORESEEN * wait,
+    )
+    return wait, spread
+
+
+def _overtaking(activity: LineActivity) -> dict[Priority, tuple[float, float]]:
+    """Per class of a waiting patient: (at any time, only while nobody aged waits), calls
+    per second that go ahead of them though they came later. Urgent calls go ahead of
+    everyone else, and a visit put back in line ahead of its own class and those below, at
+    any time; priority calls go ahead of normal patients, but only while nobody who reached
+    the line's limit waits (aged patients are called first, oldest first). Read from
+    today's newest calls (those the pace reads), or from the past weeks at this hour while
+    today has too few (the past slice spans PAST_SPAN a week)."""
+    calls: Sequence[Call] = activity.today[-RECENT_INTERVALS:]
+    if len(calls) >= MIN_TODAY:
+        span = activity.now - calls[0].at
+    else:
+        weeks = {round((activity.now - call.at) / WEEK) for call in activity.past}
+        weeks.discard(0)
+        calls, span = activity.past, len(weeks) * PAST_SPAN
+    anytime = dict.fromkeys(Priority, 0)
+    unaged = dict.fromkeys(Priority, 0)
+    for call in calls:
+        if call.repeat:
+            for waiting in _AT_OR_BELOW[call.priority]:
+                anytime[waiting] += 1
+        elif call.priority == Priority.URGENT:
+            anytime[Priority.PRIORITY] += 1
+            anytime[Priority.NORMAL] += 1
+        elif call.priority == Priority.PRIORITY:
+            unaged[Priority.NORMAL] += 1
+    if span <= 0:
+        return dict.fromkeys(Priority, (0.0, 0.0))
+    return {p: (anytime[p] / span, unaged[p] / span) for p in Priority}
+
+
+_AT_OR_BELOW = {
+    Priority.URGENT: (Priority.URGENT, Priority.PRIORITY, Priority.NORMAL),
+    Priority.PRIORITY: (Priority.PRIORITY, Priority.NORMAL),
+    Priority.NORMAL: (Priority.NORMAL,),
+}
 
 
 def median(values: Sequence[float]) -> float:
@@ -136,14 +292,16 @@ def _step(minutes: float) -> int:
 
 
 def _bounds(expected: float, spread: float) -> tuple[float, float]:
-    """The 10th and 90th percentiles, in seconds, of a lognormal wait with that mean and
-    spread: a wait cannot go below zero and runs long more often than short (doctors leave,
-    priority patients overtake)."""
+    """The range, in seconds, for a lognormal wait with that mean and spread (a wait cannot
+    go below zero and runs long more often than short): as wide as from its 10th to its
+    90th percentile, centred on its median, so that the middle a patient reads is as often
+    too early as too late (the 10th-90th span itself has its middle above the median)."""
     if expected <= 0:
         return 0.0, 0.0
     sigma = math.sqrt(math.log1p((spread / expected) ** 2))
     median = expected / math.exp(sigma * sigma / 2)
-    return median * math.exp(-Z_80 * sigma), median * math.exp(Z_80 * sigma)
+    half = median * math.sinh(Z_80 * sigma)  # half of median * (e^(z s) - e^(-z s))
+    return max(median - half, 0.0), median + half
 
 
 def _call_times(pace: _Pace, count: int) -> list[tuple[float, int]]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from checkin_appliance import errors, ordering
+from checkin_appliance import errors, estimates, ordering
 from checkin_appliance.domain import InvalidInput, format_time, has_control_characters
 
 PRIORITIES = ("normal", "priority", "urgent")
@@ -327,6 +327,13 @@ def waiting(entry_id: int, priority: str, seconds: float) -> ordering.Waiting:
     return ordering.Waiting(entry_id, _PRIORITY[priority], seconds)
 
 
+def call(
+    at: float, by: int | None, ended_at: float | None, priority: str, repeat: bool
+) -> estimates.Call:
+    """A line's call as the wait estimate reads it, from the stored priority's text."""
+    return estimates.Call(at, by, ended_at, _PRIORITY[priority], repeat)
+
+
 def seconds(text: str) -> float:
     """A stored UTC timestamp in seconds, as SECONDS_SQL gives it."""
     return round(datetime.fromisoformat(text).timestamp(), 3)
@@ -356,6 +363,18 @@ def places(
         order = line_order(people, rules.get(line_id), histories.get(line_id, ()), now)
         result.update({w.entry_id: place for place, w in enumerate(order, 1)})
     return result
+
+
+def line_waits(
+    people: list[ordering.Waiting],
+    rule: dict[str, Any] | None,
+    history: Sequence[str],
+    activity: estimates.LineActivity,
+) -> dict[int, estimates.WaitRange | None]:
+    """One line's waiting patients' estimated waits (estimates.estimate_line) under its
+    stored rule and its recent calls' classes (newest last), entry id -> range or None."""
+    streak = ordering.streak_of(history)
+    return estimates.estimate_line(people, _rule(rule), streak, activity)
 
 
 def call_class(patient: ordering.Waiting, rule: dict[str, Any] | None, now: str) -> str:

@@ -398,11 +398,10 @@ class Reception:
                 [call for call in line_calls if call.at >= today_starts],
                 [call for call in line_calls if call.at < today_starts],
             )
-            ids = [person.entry_id for person in people]
-            ranges = estimates.estimate_waits([places[i] for i in ids], activity)
-            waits.update(
-                (i, visits.Wait(places[i], wait)) for i, wait in zip(ids, ranges, strict=True)
+            ranges = lines.line_waits(
+                people, rules.get(line_id), histories.get(line_id, ()), activity
             )
+            waits.update((i, visits.Wait(places[i], wait)) for i, wait in ranges.items())
         return waits
 
     # --- the patient's phone -----------------------------------------------------------

@@ -1,8 +1,12 @@
 """The wait estimate a patient sees: a range that grows with their place, shrinks with more
-doctors, counts the visits in progress, falls back on past weeks, and says "—" when unsure."""
+doctors, counts the visits in progress, falls back on past weeks, says "—" when unsure, is
+centred on the median wait, follows the line's real call order as patients age, and counts
+the patients who will come later and go first (none for an urgent patient)."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from datetime import UTC, datetime
 
@@ -10,14 +14,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from checkin_appliance import estimates
 from checkin_appliance.estimates import (
     Call,
     LineActivity,
     WaitRange,
+    estimate_line,
     estimate_wait,
     estimate_waits,
     rounded,
 )
+from checkin_appliance.ordering import NO_STREAK, Priority, Rule, Waiting
 from checkin_appliance.reception import PAST_WEEKS, call_windows
 
 MIN = 60.0
@@ -157,16 +164,111 @@ def test_rounding_steps(low: float, high: float, expected: tuple[int, int]) -> N
 
 
 def test_one_line_of_sixty_waiting_takes_well_under_a_millisecond() -> None:
-    calls = steady_day(doctors=3, visits=70, in_progress=4)
+    calls = with_classes(steady_day(doctors=3, visits=70, in_progress=4), 5, Priority.PRIORITY)
     past = [Call(c.at - WEEK, c.by, (c.ended_at or c.at) - WEEK) for c in calls[:100]]
     activity = LineActivity(NOW, calls, past)
-    places = list(range(1, 61))
+    classes = [Priority.PRIORITY if i % 6 == 0 else Priority.NORMAL for i in range(60)]
+    waiting = line(*classes, minutes_ago=90)
     best = float("inf")
     for _ in range(20):
         started = time.perf_counter()
-        estimate_waits(places, activity)
+        estimate_line(waiting, Rule(), NO_STREAK, activity)
         best = min(best, time.perf_counter() - started)
     assert best < 0.005  # the aim is 1 ms on the box; 5x room for a loaded test machine
+
+
+# --- the patient's class, the real call order, overtakers -----------------------------------
+
+NO_AGEING = Rule(max_wait_minutes=None)
+
+
+def with_classes(
+    calls: list[Call], every: int, priority: Priority, repeat: bool = False
+) -> list[Call]:
+    """The same calls, every `every`-th one of a patient of `priority` (a return if `repeat`)."""
+    return [
+        dataclasses.replace(call, priority=priority, repeat=repeat) if i % every == 0 else call
+        for i, call in enumerate(calls)
+    ]
+
+
+def line(*classes: Priority, minutes_ago: float = 10.0) -> list[Waiting]:
+    """Patients who checked in one after another, the first `minutes_ago`, in this order."""
+    return [
+        Waiting(i, priority, NOW - (minutes_ago - i * 0.1) * MIN)
+        for i, priority in enumerate(classes, 1)
+    ]
+
+
+def test_priority_patients_coming_today_lengthen_and_widen_a_normal_patients_wait() -> None:
+    # One doctor, 10 minutes a visit; today every 3rd call went to a priority patient who had
+    # come later: the 5th normal patient in line can expect some to go ahead of them.
+    calls = steady_day(visits=24, in_progress=2)
+    waiting = line(*[Priority.NORMAL] * 5)
+    plain = estimate_line(waiting, NO_AGEING, NO_STREAK, LineActivity(NOW, calls))[5]
+    mixed_calls = with_classes(calls, 3, Priority.PRIORITY)
+    mixed = estimate_line(waiting, NO_AGEING, NO_STREAK, LineActivity(NOW, mixed_calls))[5]
+    assert plain is not None and mixed is not None
+    assert mixed.high_minutes > plain.high_minutes
+    assert mixed.high_minutes - mixed.low_minutes > plain.high_minutes - plain.low_minutes
+
+
+def test_nobody_overtakes_an_urgent_patient() -> None:
+    calls = steady_day(visits=24, in_progress=2)
+    busy = with_classes(with_classes(calls, 3, Priority.PRIORITY), 7, Priority.URGENT)
+    waiting = line(*[Priority.NORMAL] * 4, Priority.URGENT)
+    quiet = estimate_line(waiting, NO_AGEING, NO_STREAK, LineActivity(NOW, calls))
+    overtaken = estimate_line(waiting, NO_AGEING, NO_STREAK, LineActivity(NOW, busy))
+    assert overtaken[5] == quiet[5]  # the urgent patient: next, whatever comes
+    assert minutes_of(overtaken[4])[1] > minutes_of(quiet[4])[1]  # the last normal one
+
+
+def test_no_shows_who_come_back_go_ahead_of_everyone_of_their_class() -> None:
+    calls = steady_day(visits=24, in_progress=2)
+    returns = with_classes(calls, 4, Priority.NORMAL, repeat=True)
+    waiting = line(*[Priority.NORMAL] * 5)
+    plain = estimate_line(waiting, NO_AGEING, NO_STREAK, LineActivity(NOW, calls))[5]
+    back = estimate_line(waiting, NO_AGEING, NO_STREAK, LineActivity(NOW, returns))[5]
+    assert minutes_of(back)[1] > minutes_of(plain)[1]
+
+
+def test_a_normal_patient_who_has_aged_is_no_longer_overtaken_by_priority_patients() -> None:
+    calls = with_classes(steady_day(visits=24, in_progress=2), 3, Priority.PRIORITY)
+    activity = LineActivity(NOW, calls)
+    ageing = Rule(max_wait_minutes=45)
+    fresh = estimate_line(line(*[Priority.NORMAL] * 5), ageing, NO_STREAK, activity)[5]
+    # The same line, all checked in 50 minutes ago: aged, called oldest first before any
+    # priority patient who comes.
+    aged = estimate_line(line(*[Priority.NORMAL] * 5, minutes_ago=50), ageing, NO_STREAK, activity)
+    assert minutes_of(aged[5])[1] < minutes_of(fresh)[1]
+
+
+def test_normal_patients_who_age_meanwhile_go_ahead_of_a_priority_patient() -> None:
+    # call_order puts the priority patient first now; but the doctor is busy for 8 more
+    # minutes, and by then the three normal patients have waited past the line's 45.
+    calls = steady_day(visits=12, in_progress=2)
+    activity = LineActivity(NOW, calls)
+    rule = Rule(max_wait_minutes=45)
+    normals = [Waiting(i, Priority.NORMAL, NOW - 40 * MIN + i) for i in (1, 2, 3)]
+    newcomer = Waiting(4, Priority.PRIORITY, NOW)
+    about_to_age = estimate_line([*normals, newcomer], rule, NO_STREAK, activity)[4]
+    fresh = [dataclasses.replace(w, check_in_time=NOW - 5 * MIN + w.entry_id) for w in normals]
+    not_yet = estimate_line([*fresh, newcomer], rule, NO_STREAK, activity)[4]
+    assert minutes_of(not_yet)[1] <= 15  # next: the doctor's visit ends in ~8 minutes
+    low, high = minutes_of(about_to_age)
+    assert low <= 8 + 3 * 10 <= high  # after three more visits of ten minutes
+    assert low > minutes_of(not_yet)[1]
+
+
+def test_the_range_is_centred_on_the_median_wait() -> None:
+    # A lognormal wait with mean 30 and spread 15 minutes: the 10th-90th span runs 12-50
+    # (middle 31, above the median 27); the range keeps that width around the median.
+    low, high = estimates._bounds(30 * MIN, 15 * MIN)
+    sigma = math.sqrt(math.log1p(0.25))
+    median = 30 * MIN / math.exp(sigma**2 / 2)
+    assert (low + high) / 2 == pytest.approx(median)
+    width = median * (math.exp(estimates.Z_80 * sigma) - math.exp(-estimates.Z_80 * sigma))
+    assert high - low == pytest.approx(width)
 
 
 # --- properties -------------------------------------------------------------------------

@@ -226,6 +226,38 @@ async def test_the_estimate_is_a_range_once_the_line_has_a_pace(doctor_room: Cli
     assert ranges == sorted(ranges)
 
 
+async def test_the_calls_an_estimate_reads_carry_the_class_and_a_return(
+    doctor_room: Clinic,
+) -> None:
+    """Through the real store: each call with the called patient's class, and a no-show put
+    back in line and called again is a return (it can go ahead of those who came before)."""
+    clinic = doctor_room
+    store = clinic.app[STORE]
+    clock = [datetime.now(UTC).replace(hour=9, minute=0)]
+    store.set_clock(lambda: format_time(clock[0]))
+    ann = await clinic.check_in("Ann Example")
+    bob = await clinic.check_in("Bob Sample")
+    await act(clinic, "set_priority", bob["id"], priority="priority")
+    called = await (await clinic.call_next()).json()
+    assert called["patient"]["id"] == bob["id"]  # priority first
+    clock[0] += timedelta(minutes=3)
+    await act(clinic, "no_show", bob["id"])
+    clock[0] += timedelta(minutes=10)
+    await act(clinic, "requeue", bob["id"], position="front")
+    assert (await (await clinic.call_next()).json())["patient"]["id"] == bob["id"]
+    clock[0] += timedelta(minutes=10)
+    await act(clinic, "done", bob["id"])
+    assert (await (await clinic.call_next()).json())["patient"]["id"] == ann["id"]
+    day = (format_time(clock[0] - timedelta(hours=2)), format_time(clock[0] + timedelta(hours=1)))
+    (calls,) = (await store.calls_between([day])).values()
+    assert [(c.priority, c.repeat) for c in calls] == [
+        ("priority", False),
+        ("priority", True),
+        ("normal", False),
+    ]
+    assert [c.ended_at is not None for c in calls] == [True, True, False]
+
+
 @pytest.mark.parametrize("ending", ["done", "cancel", "no_show", "end_of_day"])
 async def test_the_link_works_until_30_minutes_after_the_visit_ended(
     doctor_room: Clinic, ending: str

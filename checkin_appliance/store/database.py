@@ -1558,7 +1558,9 @@ class Store:
     async def calls_between(self, windows: Sequence[tuple[str, str]]) -> dict[int, list[Call]]:
         """Each line's calls (call next, or a chosen patient) made in any of `windows` (UTC
         start, end), oldest first, with when each visit left the doctor who called it (None:
-        still called or in service). Undone calls are left out; a recall is the same call."""
+        still called or in service), the patient's class, and whether the visit had been
+        called before (put back in line, a no-show who came back). Undone calls are left
+        out; a recall is the same call."""
         if not windows:
             return {}
         within = " OR ".join("(t.at >= ? AND t.at < ?)" for _ in windows)
@@ -1570,15 +1572,23 @@ class Store:
             " t.credential_id AS by, (SELECT "
             f"{SECONDS_SQL.format('min(u.at)')} FROM visit_transitions u"
             " WHERE u.entry_id = t.entry_id AND u.id > t.id"
-            " AND u.to_status NOT IN ('called', 'in_service')) AS ended_at"
-            " FROM visit_transitions t WHERE t.action IN ('call', 'complete')"
+            " AND u.to_status NOT IN ('called', 'in_service')) AS ended_at,"
+            " e.priority, EXISTS (SELECT 1 FROM visit_transitions b"
+            " WHERE b.entry_id = t.entry_id AND b.id < t.id"
+            " AND b.action IN ('call', 'complete') AND b.undone_by IS NULL) AS repeat"
+            " FROM visit_transitions t JOIN queue_entries e ON e.id = t.entry_id"
+            " WHERE t.action IN ('call', 'complete')"
             f" AND t.at >= ? AND t.at < ? AND t.undone_by IS NULL AND ({within})"
             " ORDER BY t.at, t.id",
             (*span, *(bound for window in windows for bound in window)),
         )
         calls: dict[int, list[Call]] = {}
         for row in rows:
-            calls.setdefault(row["line_id"], []).append(Call(row["at"], row["by"], row["ended_at"]))
+            calls.setdefault(row["line_id"], []).append(
+                lines.call(
+                    row["at"], row["by"], row["ended_at"], row["priority"], bool(row["repeat"])
+                )
+            )
         return calls
 
     async def record_shown(self, shown: Sequence[tuple[int, int, str, int, int, int]]) -> None:
