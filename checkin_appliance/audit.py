@@ -60,6 +60,10 @@ CANCEL = "cancel"
 TRANSFER = "transfer"
 UNDO = "undo"
 END_OF_DAY = "end_of_day"  # one row: how many open visits were closed as not seen
+# The day's history (issue 18): who looked or exported, which days, whether the sensitive
+# intake answers were included; never a name.
+RECORDS_VIEWED = "records_viewed"  # a day view with the sensitive answers in it
+RECORDS_EXPORTED = "records_exported"  # a CSV export: its kind, range, rows, sensitive
 
 
 @dataclass(frozen=True, slots=True)

@@ -283,6 +283,19 @@ SPEECH_UNAVAILABLE = _code(
     "display falls back to the browser's voice or the chime",
 )
 
+# --- records: the day's history and its exports -----------------------------------------
+RECORDS_DATE_INVALID = _code(
+    "records_date_invalid", 400, "date, from or to of a records request is not a YYYY-MM-DD day"
+)
+RECORDS_RANGE_INVALID = _code(
+    "records_range_invalid", 400, "an export's from is after its to, or the range is over 366 days"
+)
+RECORDS_QUERY_INVALID = _code(
+    "records_query_invalid",
+    400,
+    "a records request's ticket is over 20 characters or sensitive is not 0 or 1",
+)
+
 # --- the box ---------------------------------------------------------------------------
 NOT_FOUND = _code("not_found", 404, "no such path (or photo)")
 METHOD_NOT_ALLOWED = _code("method_not_allowed", 405, "the path does not take this method")

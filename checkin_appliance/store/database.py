@@ -1543,6 +1543,35 @@ class Store:
             return None
         return _entry(row), row["changed_at"]
 
+    async def visits_checked_in(
+        self, start: str, end: str
+    ) -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
+        """The visits checked in between `start` and `end` (UTC), oldest first, with the
+        patient's name and intake answers (either may be gone: NULL or "", after a purge), the
+        line they are in now and the label of the credential that called them; and every
+        transition of those visits (undone ones and undos included), by visit, oldest first,
+        with each credential's label and the lines by prefix. Read for the records (history,
+        exports), never for the queue: the check-in range is a scan (a day's visits are few)."""
+        visits = await self._all(
+            "SELECT e.id, e.patient_id, p.fname, p.intake, e.status, e.check_in_time, e.ticket,"
+            " e.priority, e.room, e.call_count, l.prefix AS line, c.label AS doctor "
+            "FROM queue_entries e LEFT JOIN patients p ON p.id = e.patient_id"
+            " JOIN lines l ON l.id = e.line_id LEFT JOIN credentials c ON c.id = e.called_by "
+            "WHERE e.check_in_time >= ? AND e.check_in_time < ? ORDER BY e.check_in_time, e.id",
+            (start, end),
+        )
+        transitions = await self._all(
+            "SELECT t.id, t.entry_id, t.at, t.action, t.from_status, t.to_status,"
+            " fl.prefix AS from_line, tl.prefix AS to_line, t.room, t.undone_by,"
+            " c.label AS by_label "
+            "FROM queue_entries e JOIN visit_transitions t ON t.entry_id = e.id"
+            " JOIN lines fl ON fl.id = t.from_line JOIN lines tl ON tl.id = t.to_line"
+            " LEFT JOIN credentials c ON c.id = t.credential_id "
+            "WHERE e.check_in_time >= ? AND e.check_in_time < ? ORDER BY t.entry_id, t.id",
+            (start, end),
+        )
+        return visits, transitions
+
     async def open_call(self, credential_id: int) -> QueueEntry | None:
         """The visit this credential called last, while it is still theirs to finish (called,
         in service or a no-show); None once it is done, back in a queue or called by another."""

@@ -20,6 +20,7 @@ from checkin_appliance.domain import (
     Role,
     TooManyAttempts,
 )
+from checkin_appliance.records import Records
 from checkin_appliance.web.api import local_ca
 from checkin_appliance.web.auth import (
     SESSION_COOKIE,
@@ -29,7 +30,7 @@ from checkin_appliance.web.auth import (
     set_session_cookie,
 )
 from checkin_appliance.web.i18n import for_page, language_or_default, translator
-from checkin_appliance.web.keys import ACCESS, CONFIG, RECEPTION, RENEWED_COOKIE
+from checkin_appliance.web.keys import ACCESS, CONFIG, RECEPTION, RENEWED_COOKIE, STORE
 
 routes = web.RouteTableDef()
 
@@ -329,3 +330,14 @@ async def doctor_page(request: web.Request) -> web.StreamResponse:
 async def admin_page(request: web.Request) -> web.StreamResponse:
     texts = ("admin.", "role.", "tls.", "intake.")
     return await role_page(request, Role.ADMIN, "admin.html", texts)
+
+
+@routes.get("/admin/records")
+async def records_page(request: web.Request) -> web.StreamResponse:
+    """The day's history, its exports and a printable report (web/records.py's API)."""
+
+    async def today() -> dict[str, Any]:
+        return {"today": Records(request.app[STORE], lambda: settings).today().isoformat()}
+
+    settings = request.app[RECEPTION].settings
+    return await role_page(request, Role.ADMIN, "records.html", ("records.",), today)
