@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 MAX_RANGE_DAYS = 366  # an export covers at most a year (and a leap day)
 TICKET_QUERY_LENGTH = 20
-DAY = re.compile(r"\A\d{4}-\d{2}-\d{2}\Z")
+DAY = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 CALLS = frozenset({"call", "complete"})  # a doctor's call (next, or a chosen patient)
 ENDED = frozenset({"done", "no_show", "cancelled", "not_seen"})
 OUTCOMES = ("waiting", "called", "in_service", "done", "no_show", "cancelled", "not_seen")
