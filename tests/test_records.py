@@ -14,7 +14,7 @@ from typing import Any
 
 from checkin_appliance.domain import Role, format_time
 from checkin_appliance.web.keys import STORE
-from tests.conftest import Clinic
+from tests.conftest import PASSWORD, Clinic
 
 DAY = "2026-12-03"  # Madrid is UTC+01:00 in December
 FORM = {
@@ -371,3 +371,23 @@ async def test_bad_days_ranges_and_queries_are_refused_with_codes(clinic: Clinic
             assert (resp.status, (await resp.json())["code"]) == (403, "permission_denied")
     resp = await clinic.client.get("/api/records/day/")
     assert resp.status == 401
+
+
+async def test_the_records_page_is_the_admins_only(clinic: Clinic) -> None:
+    resp = await clinic.client.get("/admin/records", allow_redirects=False)
+    assert (resp.status, resp.headers["Location"]) == (303, "/login?next=/admin/records")
+    origin = {"Origin": f"http://{clinic.client.host}:{clinic.client.port}"}
+    for role, status in ((Role.DOCTOR, 403), (Role.ADMIN, 200)):
+        login = await clinic.client.post(
+            "/login",
+            data={"token": clinic.tokens[role], "password": PASSWORD},
+            headers=origin,
+            allow_redirects=False,
+        )
+        cookie = {"Cookie": f"checkin_session={login.cookies['checkin_session'].value}"}
+        page = await clinic.client.get("/admin/records", headers=cookie)
+        assert page.status == status
+        if status == 200:
+            text = await page.text()
+            assert 'id="records-table"' in text and "records.js" in text
+            assert "script-src 'self'" in page.headers["Content-Security-Policy"]

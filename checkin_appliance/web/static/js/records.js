@@ -18,6 +18,12 @@ const TIMES = new Set(["check_in", "called", "started", "ended"]);
 const FIGURES = ["checked_in", "called", "done", "no_show", "cancelled", "not_seen", "open",
   "median_wait_seconds", "p90_wait_seconds"];
 const NO_VALUE = t("records.no_value");
+// The server's codes (errors.py) this page has its own words for; any other: records.error.other.
+const ERROR_TEXTS = {
+  records_date_invalid: "records.error.records_date_invalid",
+  records_range_invalid: "records.error.records_range_invalid",
+  records_query_invalid: "records.error.records_query_invalid",
+};
 
 const els = {
   form: byId("records-form"),
@@ -50,9 +56,8 @@ function minutesText(seconds) {
 }
 
 function errorText(error) {
-  const known = error instanceof ApiError && error.code
-    && data.messages.en[`records.error.${error.code}`];
-  return t(known ? `records.error.${error.code}` : "records.error.other");
+  const code = error instanceof ApiError ? error.code : null;
+  return t(ERROR_TEXTS[code] ?? "records.error.other");
 }
 
 function query() {
