@@ -60,6 +60,7 @@ CANCEL = "cancel"
 TRANSFER = "transfer"
 UNDO = "undo"
 END_OF_DAY = "end_of_day"  # one row: how many open visits were closed as not seen
+PURGE = "purge"  # the retention purge (retention.py): counts and cutoffs, never a name
 
 
 @dataclass(frozen=True, slots=True)
