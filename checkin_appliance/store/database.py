@@ -1789,8 +1789,12 @@ class Store:
         emptied at a later checkpoint; the purge's next run tries again)."""
 
         def job(conn: sqlite3.Connection) -> bool:
-            conn.execute("VACUUM")
-            row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            try:
+                conn.execute("VACUUM")
+                row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.OperationalError as exc:  # another process held the lock too long
+                log.warning("compacting after the purge failed (%s); freed space is zeroed", exc)
+                return False
             return int(row["busy"]) == 0
 
         return await self.run_in_writer(job)
