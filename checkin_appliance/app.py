@@ -329,14 +329,14 @@ async def _retention_purges(app: web.Application) -> None:
         try:
             now = parse_time(app[STORE].now())
             if retention.due(done_at, now, app[RECEPTION].settings.time_zone):
-                await purge_if_due(app, now)
+                await scheduled_purge(app, now)
                 done_at = now
         except Exception:
             log.exception("the retention purge failed; will retry")
         await asyncio.sleep(TIMED_INTERVAL)
 
 
-async def purge_if_due(app: web.Application, now: datetime) -> retention.Purged:
+async def scheduled_purge(app: web.Application, now: datetime) -> retention.Purged:
     """One automatic purge: what the retention settings say is due at `now`."""
     reception = app[RECEPTION]
     purged = await retention.purge(
