@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from checkin_appliance import systemd
+from checkin_appliance import retention, systemd
 from checkin_appliance.access import Access, CloseFeeds
 from checkin_appliance.config import Config
 from checkin_appliance.connections import RefusalLog
@@ -51,6 +51,7 @@ TIMED_INTERVAL = 30.0  # seconds between looks for a no-show grace or an end of 
 # The box itself, in the audit trail of what its timers do.
 END_OF_DAY_ACTOR = Actor(None, "end_of_day")
 NO_SHOW_ACTOR = Actor(None, "no_show_grace")
+RETENTION_ACTOR = Actor(None, "retention")
 
 
 def create_app(config: Config) -> web.Application:
@@ -204,6 +205,7 @@ async def _background_jobs(app: web.Application) -> AsyncIterator[None]:
             asyncio.create_task(_watch_other_writers(app)),
             asyncio.create_task(_prune_old_records(app)),
             asyncio.create_task(_timed_transitions(app)),
+            asyncio.create_task(_retention_purges(app)),
         ]
     interval = systemd.watchdog_interval()
     if interval is not None:
@@ -318,3 +320,34 @@ async def _prune_old_records(app: web.Application) -> None:
         except Exception:
             log.exception("pruning old records failed; will retry")
         await asyncio.sleep(PRUNE_INTERVAL)
+
+
+async def _retention_purges(app: web.Application) -> None:
+    """The retention purge at start (a box that was off past its time catches up), then
+    daily at retention.PURGE_AT local time; looked at every TIMED_INTERVAL."""
+    done_at = None
+    while True:
+        try:
+            now = parse_time(app[STORE].now())
+            if retention.due(done_at, now, app[RECEPTION].settings.time_zone):
+                await scheduled_purge(app, now)
+                done_at = now
+        except Exception:
+            log.exception("the retention purge failed; will retry")
+        await asyncio.sleep(TIMED_INTERVAL)
+
+
+async def scheduled_purge(app: web.Application, now: datetime) -> retention.Purged:
+    """One automatic purge: what the retention settings say is due at `now`."""
+    reception = app[RECEPTION]
+    purged = await retention.purge(
+        app[STORE], reception.photo_dir, reception.settings, RETENTION_ACTOR, now, quiet=True
+    )
+    if purged.anything:
+        log.info(
+            "retention purge: %d name(s), %d photo(s), %d event(s) removed",
+            purged.names,
+            purged.photos,
+            purged.events,
+        )
+    return purged

@@ -64,6 +64,7 @@ END_OF_DAY = "end_of_day"  # one row: how many open visits were closed as not se
 # intake answers were included; never a name.
 RECORDS_VIEWED = "records_viewed"  # a day view with the sensitive answers in it
 RECORDS_EXPORTED = "records_exported"  # a CSV export: its kind, range, rows, sensitive
+PURGE = "purge"  # the retention purge (retention.py): counts and cutoffs, never a name
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,11 @@ import sys
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from checkin_appliance import __version__, audit, logs
+from checkin_appliance import __version__, audit, logs, retention
 from checkin_appliance.access import Access
 from checkin_appliance.audit import AuditEntry
 from checkin_appliance.config import TLS_MODES, Config, ConfigError, load_config
@@ -214,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
         "key",
         help="clinic_name, language, display_names, display_photos, anonymous_feed, "
         "announce_voice, intake_form, time_zone (IANA name, e.g. America/New_York: tickets "
-        "restart at its local midnight) or priority_question",
+        "restart at its local midnight), priority_question, undo_seconds, "
+        "photo_retention_days or name_retention_days (whole days)",
     )
     setter.add_argument(
         "value",
@@ -263,7 +265,27 @@ def build_parser() -> argparse.ArgumentParser:
     recent.set_defaults(handler=audit_show)
     _add_backup_commands(commands, data_options)
     _add_import_command(commands, data_options)
+    _add_purge_command(commands, data_options)
     return parser
+
+
+def _add_purge_command(
+    commands: Any, data_options: Callable[[argparse.ArgumentParser], None]
+) -> None:
+    purge = commands.add_parser(
+        "purge",
+        help="remove now the names, answers and photos past their retention",
+        description="The retention purge the server runs at start and daily at 03:00 local "
+        "time, now: patients whose visits are all closed lose their photo "
+        "photo_retention_days after their visit's local day, and their name and intake "
+        "answers name_retention_days after it (settings). Visits keep their ticket, line, "
+        "times, outcome and doctor, so the statistics do not change. The database file is "
+        "then vacuumed and its WAL emptied, so the removed bytes are gone from the disk's "
+        "files too (not from backups made before: they age out as you delete them). Works "
+        "while the server runs. Prints what was removed as JSON; one audit row.",
+    )
+    data_options(purge)
+    purge.set_defaults(handler=purge_command)
 
 
 def _add_import_command(
@@ -684,9 +706,12 @@ def settings_preset(args: argparse.Namespace, config: Config) -> int:
 def settings_set(args: argparse.Namespace, config: Config) -> int:
     # true/false are booleans only for the on/off settings; a clinic may be named "true".
     is_switch = isinstance(getattr(Settings(), args.key, None), bool)
+    is_count = type(getattr(Settings(), args.key, None)) is int
     value: object = args.value
     if is_switch and args.value in ("true", "false"):
         value = json.loads(args.value)
+    elif is_count and args.value.isascii() and args.value.lstrip("-").isdigit():
+        value = int(args.value)
     elif args.key == "intake_form":
         try:
             value = json.loads(args.value)
@@ -770,6 +795,18 @@ def _stopping_signals_interrupt() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def purge_command(args: argparse.Namespace, config: Config) -> int:
+    async def run(services: _Services) -> int:
+        reception = services.reception
+        purged = await retention.purge(
+            services.store, reception.photo_dir, reception.settings, CLI, datetime.now(UTC)
+        )
+        print(json.dumps(purged.public(), indent=2))
+        return 0
+
+    return _with_services(config, run)
 
 
 def backup_command(args: argparse.Namespace, config: Config) -> int:

@@ -213,6 +213,11 @@ class Settings:
     # The origin the kiosk's QR (a patient's status link) points to, e.g. http://192.168.1.10
     # when guest Wi-Fi reaches the box only there; None: the kiosk's own address (README).
     status_link_base: str | None = None
+    # Retention (retention.py): a closed visit's photo is removed this many days after its
+    # local day ends (0: at the first purge after that day), its name and intake answers
+    # after name_retention_days. The visits' times, tickets and outcomes stay for statistics.
+    photo_retention_days: int = 0
+    name_retention_days: int = 30
 
     def public(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -243,6 +248,7 @@ def preset_changes(name: object) -> dict[str, Any]:
 
 MAX_UNDO_SECONDS = 3600
 MAX_NO_SHOW_MINUTES = 240
+MAX_RETENTION_DAYS = 3650
 _HH_MM = re.compile(r"\A(?:[01][0-9]|2[0-3]):[0-5][0-9]\Z")
 
 SETTING_CHOICES: dict[str, tuple[Any, ...]] = {
@@ -294,6 +300,12 @@ def updated_settings(current: Settings, changes: dict[str, Any]) -> Settings:
                 )
         elif key == "status_link_base":
             value = checked_link_base(value)
+        elif key in ("photo_retention_days", "name_retention_days"):
+            if type(value) is not int or not 0 <= value <= MAX_RETENTION_DAYS:
+                raise InvalidInput(
+                    f"{key} must be a whole number of days from 0 to {MAX_RETENTION_DAYS}.",
+                    errors.SETTING_VALUE_INVALID,
+                )
         elif key == "end_of_day":
             if value is not None and not (isinstance(value, str) and _HH_MM.match(value)):
                 raise InvalidInput(

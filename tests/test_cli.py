@@ -57,6 +57,8 @@ DEFAULT_SETTINGS = {
     "end_of_day": None,
     "no_show_minutes": None,
     "status_link_base": None,
+    "photo_retention_days": 0,
+    "name_retention_days": 30,
 }
 
 

@@ -45,6 +45,7 @@ from checkin_appliance.domain import (
 )
 from checkin_appliance.estimates import Call
 from checkin_appliance.lines import SECONDS_SQL, ByLine, Line, line_from_row
+from checkin_appliance.retention import Purged
 from checkin_appliance.store import inspect
 from checkin_appliance.store.errors import StoreDamaged, StoreUnavailable, is_corruption
 from checkin_appliance.store.schema import migrate
@@ -61,6 +62,9 @@ PRAGMAS = (
     f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
     "PRAGMA synchronous = FULL",
     "PRAGMA foreign_keys = ON",
+    # Freed space is zeroed: a purged name leaves no copy in the file's free pages or cells
+    # (retention.py; the purge then VACUUMs and truncates the WAL).
+    "PRAGMA secure_delete = ON",
     # 256 KiB of page cache per connection, not SQLite's 2 MiB: the queue's reads touch a
     # few index pages, and the OS's page cache serves the rest of a big file. Measured at
     # the 200-subscriber peak: SQLite's memory 723 KB instead of 1308 KB, throughput the same.
@@ -1741,6 +1745,88 @@ class Store:
                 (before, keep),
             )
         )
+
+    async def purge_identities(
+        self, names_before: str, photos_before: str, actor: Actor, *, quiet: bool = False
+    ) -> Purged:
+        """The retention purge's one transaction, for patients whose visits are all closed:
+        those checked in before `names_before` lose their name, intake answers and photo
+        (the row stays, blank, with purged_at: their visits' statistics keep it); those
+        before `photos_before` lose their photo. Their visits' idempotency keys go too (the
+        stored answer holds the name; the body's hash can be guessed back from a name), and
+        the event log's head up to the last event of a blanked patient (never the newest
+        event: seq goes on from it, and replay then finds a gap and sends a snapshot). One
+        audit row, counts only (`quiet`: none when nothing was purged). The caller removes the
+        photo files and compacts the file."""
+        closed = (
+            "NOT EXISTS (SELECT 1 FROM queue_entries q WHERE q.patient_id = p.id"
+            f" AND q.status IN {_OPEN})"
+        )
+        names = f"p.purged_at IS NULL AND p.created_at < ?1 AND {closed}"
+        photos = f"p.image IS NOT NULL AND p.created_at < ?2 AND {closed}"
+        both = (names_before, photos_before)
+
+        def job(tx: Transaction) -> Purged:
+            images = [
+                row["image"]
+                for row in tx.all(
+                    f"SELECT p.image FROM patients p WHERE p.image IS NOT NULL"
+                    f" AND (({names}) OR ({photos}))",
+                    both,
+                )
+            ]
+            keys = tx.run(
+                "DELETE FROM idempotency_keys WHERE entry_id IN (SELECT e.id FROM queue_entries"
+                f" e JOIN patients p ON p.id = e.patient_id WHERE ({names}) OR ({photos}))",
+                both,
+            )
+            last = tx.one(
+                "SELECT max(ev.seq) AS seq FROM events ev JOIN queue_entries e ON"
+                f" e.id = ev.entry_id JOIN patients p ON p.id = e.patient_id WHERE {names}",
+                (names_before,),
+            )
+            events = 0
+            if last is not None and last["seq"] is not None:
+                events = tx.run(
+                    "DELETE FROM events WHERE seq <= ? AND seq < (SELECT max(seq) FROM events)",
+                    (last["seq"],),
+                )
+            blanked = tx.run(
+                "UPDATE patients AS p SET fname = '', intake = NULL, image = NULL,"
+                f" purged_at = ?3 WHERE {names}",
+                (*both, tx.now),
+            )
+            tx.run(f"UPDATE patients AS p SET image = NULL WHERE {photos}", both)
+            purged = Purged(
+                names=blanked,
+                photos=len(images),
+                events=events,
+                idempotency_keys=keys,
+                names_before=names_before,
+                photos_before=photos_before,
+            )
+            if purged.anything or not quiet:
+                tx.audit(audit.PURGE, actor, detail=purged.counts())
+            return dataclasses.replace(purged, photo_files=tuple(images))
+
+        return await self.write(job)
+
+    async def compact(self) -> bool:
+        """After a purge: VACUUM rewrites the file (no page keeps the old bytes, whatever was
+        freed before secure_delete was on), then a TRUNCATE checkpoint moves the new pages
+        into the file and empties the WAL. False when a reader held the WAL (it is then
+        emptied at a later checkpoint; the purge's next run tries again)."""
+
+        def job(conn: sqlite3.Connection) -> bool:
+            try:
+                conn.execute("VACUUM")
+                row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.OperationalError as exc:  # another process held the lock too long
+                log.warning("compacting after the purge failed (%s); freed space is zeroed", exc)
+                return False
+            return int(row["busy"]) == 0
+
+        return await self.run_in_writer(job)
 
     async def photo_names(self) -> set[str]:
         rows = await self._all("SELECT image FROM patients WHERE image IS NOT NULL")

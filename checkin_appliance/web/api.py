@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from checkin_appliance import __version__, errors, intake, photos, speech, visits
+from checkin_appliance import __version__, errors, intake, photos, retention, speech, visits
 from checkin_appliance.config import Config
 from checkin_appliance.domain import (
     TRANSITIONS,
@@ -20,6 +20,7 @@ from checkin_appliance.domain import (
     Role,
     TooLarge,
     audience_for,
+    parse_time,
     patient_view,
     queue_item,
     utc_now,
@@ -472,6 +473,17 @@ async def end_of_day(request: web.Request) -> web.Response:
     caller = await require(request, Role.ADMIN)
     closed = await request.app[RECEPTION].end_of_day(caller.actor)
     return json_response({"closed": closed})
+
+
+@routes.post("/api/records/purge/")
+async def purge_records(request: web.Request) -> web.Response:
+    """Ours: the retention purge now (admin): what the retention settings say is due."""
+    caller = await require(request, Role.ADMIN)
+    reception, store = request.app[RECEPTION], request.app[STORE]
+    purged = await retention.purge(
+        store, reception.photo_dir, reception.settings, caller.actor, parse_time(store.now())
+    )
+    return json_response(purged.public())
 
 
 @routes.get("/api/queue/")

@@ -390,6 +390,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "from 1 to 240, or empty.",
         "admin.error.end_of_day": "Enter the end of the day as a time, e.g. 19:00, or leave it "
         "empty.",
+        "admin.retention_legend": "Keeping patients' data",
+        "admin.photo_retention_days": "Delete photos after (days)",
+        "admin.photo_retention_days_hint": "Days after the visit's day. 0: the night after "
+        "the visit (03:00).",
+        "admin.name_retention_days": "Delete names and answers after (days)",
+        "admin.name_retention_days_hint": "Names, intake answers and photos go; tickets, times "
+        "and outcomes stay for the statistics.",
+        "admin.error.photo_retention_days": "Photos are kept a whole number of days from 0 to "
+        "3650.",
+        "admin.error.name_retention_days": "Names are kept a whole number of days from 0 to 3650.",
         "admin.end_day": "End the day now",
         "admin.end_day_auto": "The day ends by itself at {time}.",
         "admin.end_day_manual": "The day does not end by itself: set a time in Settings.",
@@ -956,6 +966,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         "minutos entre 1 y 240, o quedar vacío.",
         "admin.error.end_of_day": "Indique el fin de la jornada como una hora, p. ej. 19:00, o "
         "déjelo vacío.",
+        "admin.retention_legend": "Conservación de los datos de pacientes",
+        "admin.photo_retention_days": "Borrar las fotos después de (días)",
+        "admin.photo_retention_days_hint": "Días después del día de la visita. 0: la noche "
+        "después de la visita (03:00).",
+        "admin.name_retention_days": "Borrar nombres y respuestas después de (días)",
+        "admin.name_retention_days_hint": "Se borran nombres, respuestas y fotos; los turnos, "
+        "horas y resultados quedan para las estadísticas.",
+        "admin.error.photo_retention_days": "Las fotos se conservan un número entero de días "
+        "entre 0 y 3650.",
+        "admin.error.name_retention_days": "Los nombres se conservan un número entero de días "
+        "entre 0 y 3650.",
         "admin.end_day": "Terminar la jornada ahora",
         "admin.end_day_auto": "La jornada termina sola a las {time}.",
         "admin.end_day_manual": "La jornada no termina sola: fije una hora en Ajustes.",

@@ -18,11 +18,14 @@ const MIN_PASSWORD = 8;
 const MIN_ADMIN_PASSWORD = 12; // access.py's MIN_ADMIN_PASSWORD_LENGTH; the server decides
 const SETTING_KEYS = ["clinic_name", "language", "display_names", "display_photos",
   "anonymous_feed", "announce_voice", "time_zone", "priority_question", "undo_seconds",
-  "no_show_minutes", "end_of_day", "status_link_base"];
+  "no_show_minutes", "end_of_day", "status_link_base", "photo_retention_days",
+  "name_retention_days"];
 // The call cycle's settings, typed in fields the browser checks (min, max, step) before
 // anything is sent: each with its own text when out of range. Empty no-show or end of day:
 // off (null).
 const CYCLE_KEYS = ["undo_seconds", "no_show_minutes", "end_of_day"];
+// The same for the retention purge's days (both required: 0 is the shortest, not "off").
+const CHECKED_KEYS = [...CYCLE_KEYS, "photo_retention_days", "name_retention_days"];
 // A line's call rule when it has none of its own (docs/call-order.md; lines.py).
 const DEFAULT_RULE = { mode: "interleave", priority: 2, normal: 1, max_wait_minutes: 45 };
 const CLOCK = /^([01][0-9]|2[0-3]):[0-5][0-9]$/;
@@ -971,7 +974,7 @@ function formValue(key) {
   if (key === "time_zone") return els.timeZone.value || els.timeZoneCustom.value.trim();
   const field = form.elements[key];
   if (key === "end_of_day") return field.value || null;
-  if (CYCLE_KEYS.includes(key)) return field.value === "" ? null : Number(field.value);
+  if (CHECKED_KEYS.includes(key)) return field.value === "" ? null : Number(field.value);
   if (key === "clinic_name") return field.value.trim();
   if (key === "status_link_base") return field.value.trim() || null; // empty: the kiosk's own
   if (field instanceof RadioNodeList) return field.value;
@@ -987,7 +990,7 @@ function setFormValue(key, value) {
     return;
   }
   const field = form.elements[key];
-  if (CYCLE_KEYS.includes(key)) field.value = value ?? "";
+  if (CHECKED_KEYS.includes(key)) field.value = value ?? "";
   else if (key === "clinic_name") field.value = value;
   else if (key === "status_link_base") field.value = value ?? "";
   else if (field instanceof RadioNodeList) field.value = value;
@@ -1030,7 +1033,7 @@ let saving = false;
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   if (saving) return;
-  const invalid = CYCLE_KEYS.find((key) => !form.elements[key].checkValidity());
+  const invalid = CHECKED_KEYS.find((key) => !form.elements[key].checkValidity());
   if (invalid) {
     showStatus(els.settingsStatus, "error", t(`admin.error.${invalid}`));
     form.elements[invalid].focus();
