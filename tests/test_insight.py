@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+import random
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -219,3 +223,39 @@ async def test_bad_queries_are_refused_with_a_code(clinic: Clinic, query: str, c
 async def test_only_admins_see_statistics(clinic: Clinic) -> None:
     resp = await clinic.client.get("/api/stats/times/", headers=clinic.headers(Role.DOCTOR))
     assert resp.status == 403
+
+
+def test_weighted_percentile_is_the_plain_one_on_the_same_data() -> None:
+    rng = random.Random(18)
+    for size in (1, 2, 3, 10, 101, 500):
+        values = sorted(float(rng.randrange(0, 40)) for _ in range(size))  # many repeats
+        pairs = sorted(Counter(values).items())
+        for q in (0.0, 0.1, 0.25, 0.5, 0.9, 0.99, 1.0):
+            assert insight.weighted_percentile(pairs, q) == insight.percentile(values, q)
+    assert insight.weighted_percentile([], 0.5) is None
+    assert insight.weighted_percentile([(5.0, 0), (7.0, 2)], 0.5) == 7.0  # empty buckets
+
+
+def _plain(values: list[float], q: float) -> float:
+    exact = insight.percentile(sorted(values), q)
+    assert exact is not None
+    return exact
+
+
+def test_times_from_10_second_buckets_are_at_most_10_s_below_the_exact_ones() -> None:
+    rng = random.Random(18)
+    seconds = [rng.lognormvariate(7, 0.7) for _ in range(999)]  # median 18 min
+    tens = [10.0 * round(value / 10) for value in seconds]  # some right on a bin's edge
+    for durations in (seconds, tens):
+        result = insight.distribution(durations)
+        for field, q in (("median_seconds", 0.5), ("p90_seconds", 0.9)):
+            below = _plain(durations, q) - result[field]
+            assert -0.5 <= below < 10.5  # and rounded to whole seconds
+            if durations is tens:  # whole multiples of 10 s come out exact
+                assert result[field] == round(_plain(durations, q))
+        # The bins count the durations themselves: every edge is a whole bucket.
+        edges = [minutes * 60 for minutes in insight.BIN_EDGES_MINUTES] + [math.inf]
+        assert [b["count"] for b in result["bins"]] == [
+            sum(1 for value in durations if low <= value < high)
+            for low, high in itertools.pairwise(edges)
+        ]
