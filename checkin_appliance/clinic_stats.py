@@ -32,31 +32,35 @@ class ClinicStats:
 
     async def times(self, query: dict[str, str]) -> dict[str, Any]:
         """Waiting time (check-in to the first call) and service time (start or call to
-        done): median, p90 and histogram, in all, per line and per doctor."""
+        done): median and p90 (to 10 s: insight.BUCKET_SECONDS) and histogram, in all, per
+        line and per doctor, all summed from the same counts per 10-second bucket."""
         names = await self._names()
 
         async def figures(start: str, end: str, line: int | None, doctor: int | None) -> Any:
-            rows = await self.store.visit_times(start, end, line, doctor)
-            by_line: dict[int, tuple[list[float], list[float]]] = {}
-            by_doctor: dict[int, tuple[list[float], list[float]]] = {}
-            waits, services = [], []
+            rows = await self.store.visit_time_buckets(
+                start, end, line, doctor, insight.BUCKET_SECONDS
+            )
+            # kind ("waiting" or "service") -> bucket -> count, in all, per line, per doctor.
+            every: dict[str, dict[int, int]] = {"waiting": {}, "service": {}}
+            by_line: dict[int, dict[str, dict[int, int]]] = {}
+            by_doctor: dict[int, dict[str, dict[int, int]]] = {}
             for row in rows:
-                waited, served = row["waited"], row["served"]
-                line_lists = by_line.setdefault(row["line_id"], ([], []))
-                doctor_lists = by_doctor.setdefault(row["doctor"], ([], []))
-                for lists in ((waits, services), line_lists, doctor_lists):
-                    lists[0].append(waited)
-                    if served is not None:
-                        lists[1].append(served)
+                kind, bucket, n = row["kind"], row["bucket"], row["n"]
+                for counts in (
+                    every,
+                    by_line.setdefault(row["line_id"], {"waiting": {}, "service": {}}),
+                    by_doctor.setdefault(row["doctor"], {"waiting": {}, "service": {}}),
+                ):
+                    counts[kind][bucket] = counts[kind].get(bucket, 0) + n
 
-            def both(lists: tuple[list[float], list[float]]) -> dict[str, Any]:
+            def both(counts: dict[str, dict[int, int]]) -> dict[str, Any]:
                 return {
-                    "waiting": insight.distribution(lists[0]),
-                    "service": insight.distribution(lists[1]),
+                    "waiting": insight.bucket_distribution(counts["waiting"]),
+                    "service": insight.bucket_distribution(counts["service"]),
                 }
 
             return {
-                **both((waits, services)),
+                **both(every),
                 "lines": [{**names.line(key), **both(v)} for key, v in names.lines_of(by_line)],
                 "doctors": [
                     {**names.doctor(key), **both(v)} for key, v in names.doctors_of(by_doctor)
