@@ -34,11 +34,13 @@ $(BENCH_STAMP): pyproject.toml | $(BIN)/python
 
 # The benchmark matrix against a bare aiohttp baseline, then the wait estimates on simulated
 # clinic days, each with verdicts (bench/README.md). BENCH_ARGS=--quick for a short matrix
-# (bench.run only); results and charts go to bench/results/. The estimates run (and print
+# (bench.run only); then the statistics endpoints on a generated year (bench.stats); results
+# and charts go to bench/results/. The estimates run (and print
 # their verdicts) even when the matrix failed; make still fails with the matrix's status.
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS); status=$$?; \
-	$(BIN)/python -m bench.estimate && exit $$status
+	$(BIN)/python -m bench.estimate; estimate=$$?; \
+	$(BIN)/python -m bench.stats && [ $$estimate = 0 ] && exit $$status
 
 # The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
 chromium:

@@ -25,7 +25,7 @@ from checkin_appliance.speech import Speech
 from checkin_appliance.store import Store, lock
 from checkin_appliance.store.database import StoreDamaged
 from checkin_appliance.visits import StatusFeed
-from checkin_appliance.web import api, cors, openapi, pages, records, slashes, visit
+from checkin_appliance.web import api, cors, insight, openapi, pages, records, slashes, visit
 from checkin_appliance.web.errors import error_middleware, maintenance_middleware
 from checkin_appliance.web.feed import queue_feed
 from checkin_appliance.web.headers import add_security_headers, host_check
@@ -87,6 +87,7 @@ def create_app(config: Config) -> web.Application:
 
     visit.add_routes(app)
     app.add_routes(api.routes)
+    app.add_routes(insight.routes)
     app.add_routes(openapi.routes)
     app.add_routes(records.routes)
     app.add_routes(pages.routes)

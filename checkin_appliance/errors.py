@@ -296,6 +296,18 @@ RECORDS_QUERY_INVALID = _code(
     "a records request's ticket is over 20 characters or sensitive is not 0 or 1",
 )
 
+# --- statistics ------------------------------------------------------------------------
+STATS_RANGE_INVALID = _code(
+    "stats_range_invalid",
+    400,
+    "a statistics range whose from or to is not a YYYY-MM-DD date, from after to, or longer "
+    "than 366 days",
+)
+STATS_LINE_UNKNOWN = _code("stats_line_unknown", 400, "statistics for a line prefix no line has")
+STATS_DOCTOR_UNKNOWN = _code(
+    "stats_doctor_unknown", 400, "statistics for a doctor token no credential has"
+)
+
 # --- the box ---------------------------------------------------------------------------
 NOT_FOUND = _code("not_found", 404, "no such path (or photo)")
 METHOD_NOT_ALLOWED = _code("method_not_allowed", 405, "the path does not take this method")

@@ -112,12 +112,17 @@ def beyond_json_schema(ctx: Any, failure: Any, case: Any, response: schemathesis
     return code not in STATE_CODES.get(case.operation.label, ())
 
 
+# A statistics range's `from` after its `to`, and a line or doctor the box does not have.
+STATS_CODES = ("stats_range_invalid", "stats_line_unknown", "stats_doctor_unknown")
 # What a schema-valid request may still be refused with, by the state the server is in.
 STATE_CODES = {
     "POST /api/lines/": ("line_prefix_taken", "too_many_lines"),
     "PATCH /api/lines/{line_id}/": ("line_prefix_taken", "line_last_active"),
     "POST /api/credentials/": ("line_unknown",),
     "PATCH /api/credentials/{token}/": ("line_unknown",),
+    "GET /api/stats/arrivals/": STATS_CODES,
+    "GET /api/stats/times/": STATS_CODES,
+    "GET /api/stats/outcomes/": STATS_CODES,
     "PATCH /api/settings/": ("setting_value_invalid",),  # a time_zone without data here
     # The call cycle: the visit's state, the lines that exist, and keys used before.
     "POST /api/doctors/": ("idempotency_key_reused", "line_not_found"),
