@@ -20,7 +20,6 @@ from checkin_appliance.domain import (
     Role,
     TooManyAttempts,
 )
-from checkin_appliance.records import Records
 from checkin_appliance.web.api import local_ca
 from checkin_appliance.web.auth import (
     SESSION_COOKIE,
@@ -337,6 +336,8 @@ async def records_page(request: web.Request) -> web.StreamResponse:
     """The day's history, its exports and a printable report (web/records.py's API)."""
 
     async def today() -> dict[str, Any]:
+        from checkin_appliance.records import Records  # on first use (web/records.py)
+
         return {"today": Records(request.app[STORE], lambda: settings).today().isoformat()}
 
     settings = request.app[RECEPTION].settings
