@@ -139,6 +139,23 @@ def statistics(db_path: Path) -> Any:
     return entries, transitions, per_day, moves
 
 
+async def charts(clinic: Clinic) -> list[Any]:
+    """What the statistics pages show for the month, through the real API."""
+    answers = []
+    for kind in ("arrivals", "times", "outcomes"):
+        resp = await clinic.client.get(
+            f"/api/stats/{kind}/",
+            params={
+                "from": START.date().isoformat(),
+                "to": (START + timedelta(days=DAYS)).date().isoformat(),
+            },
+            headers=clinic.headers(Role.ADMIN),
+        )
+        assert resp.status == 200, await resp.text()
+        answers.append(await resp.json())
+    return answers
+
+
 def stored_photos(clinic: Clinic) -> dict[str, bytes]:
     photo_dir = clinic.app[CONFIG].photo_dir
     return {path.name: path.read_bytes() for path in sorted(photo_dir.iterdir())}
@@ -220,6 +237,8 @@ async def test_a_purge_forgets_names_answers_and_photos_past_their_time(
     assert found(all_marks(0, 0), before) == set(all_marks(0, 0))
     assert name_marker(0, 0) in await replayed(clinic)
     stats = statistics(clinic.app[CONFIG].db_path)
+    shown = await charts(clinic)
+    assert shown[0]["current"]["total"] == DAYS * VISITS_A_DAY  # the charts see every visit
 
     clock.at = START + timedelta(days=PURGE_DAY, hours=3)
     resp = await clinic.client.post("/api/records/purge/", headers=clinic.headers(Role.ADMIN))
@@ -248,6 +267,7 @@ async def test_a_purge_forgets_names_answers_and_photos_past_their_time(
 
     # The statistics of every day, purged or not, are what they were.
     assert statistics(clinic.app[CONFIG].db_path) == stats
+    assert await charts(clinic) == shown  # and what the statistics pages show of them
     # One audit row, with counts and no name.
     with sqlite3.connect(clinic.app[CONFIG].db_path) as db:
         rows = db.execute("SELECT actor, detail FROM audit_log WHERE action = 'purge'").fetchall()
