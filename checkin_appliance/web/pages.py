@@ -19,7 +19,9 @@ from checkin_appliance.domain import (
     NotAuthenticated,
     Role,
     TooManyAttempts,
+    parse_time,
 )
+from checkin_appliance.lines import zone
 from checkin_appliance.web.api import local_ca
 from checkin_appliance.web.auth import (
     SESSION_COOKIE,
@@ -342,3 +344,15 @@ async def records_page(request: web.Request) -> web.StreamResponse:
 
     settings = request.app[RECEPTION].settings
     return await role_page(request, Role.ADMIN, "records.html", ("records.",), today)
+
+
+@routes.get("/admin/stats")
+async def stats_page(request: web.Request) -> web.StreamResponse:
+    """Statistics with charts over a range of days, the period before beside them (the
+    figures come from web/insight.py's API; the page only draws them)."""
+
+    async def today() -> dict[str, Any]:
+        local = zone(request.app[RECEPTION].settings.time_zone)
+        return {"today": parse_time(request.app[STORE].now()).astimezone(local).date().isoformat()}
+
+    return await role_page(request, Role.ADMIN, "stats_page.html", ("stats.",), today)
