@@ -65,6 +65,15 @@ END_OF_DAY = "end_of_day"  # one row: how many open visits were closed as not se
 RECORDS_VIEWED = "records_viewed"  # a day view with the sensitive answers in it
 RECORDS_EXPORTED = "records_exported"  # a CSV export: its kind, range, rows, sensitive
 PURGE = "purge"  # the retention purge (retention.py): counts and cutoffs, never a name
+AUDIT_EXPORTED = "audit_exported"  # the audit viewer's CSV: its filters (ids) and rows
+# Every action above: the audit viewer offers them as filters (a new action goes here too).
+ACTIONS = (
+    SETUP, LOGIN, LOGIN_FAILED, LOGOUT, CHECK_IN, CALL, COMPLETE, CREDENTIAL_CREATED,
+    CREDENTIAL_DEACTIVATED, CREDENTIAL_REACTIVATED, SETTINGS_CHANGED, BACKUP, PATIENT_VIEWED,
+    PRIORITY_CHANGED, LINE_CREATED, LINE_CHANGED, CREDENTIAL_CHANGED, PASSWORD_CHANGED,
+    IMPORT_ORIGINAL, RECALL, START, DONE, NO_SHOW, REQUEUE, CANCEL, TRANSFER, UNDO, END_OF_DAY,
+    RECORDS_VIEWED, RECORDS_EXPORTED, PURGE, AUDIT_EXPORTED,
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +109,19 @@ class AuditEntry:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Which rows the audit viewer asks for (audit_view.py reads the request's words)."""
+
+    limit: int
+    actors: tuple[int, ...] = ()  # credential ids (a label several credentials share)
+    system: bool = False  # only rows without a credential (setup code, CLI, timers)
+    action: str | None = None
+    start: str | None = None  # stored timestamps (UTC): at >= start
+    end: str | None = None  # at < end
+    before: int | None = None  # ids below this: the next page
+
+
 def encode_detail(detail: dict[str, Any] | None) -> str | None:
     return json.dumps(detail, sort_keys=True, separators=(",", ":")) if detail else None
 
@@ -109,6 +131,7 @@ class Verdict:
     count: int
     head: str  # the last row's hash (GENESIS when empty)
     problem: str | None = None  # None: the chain is intact
+    row: int | None = None  # the first row that does not verify (or is missing)
 
     @property
     def ok(self) -> bool:
@@ -122,11 +145,15 @@ def verify(entries: Iterable[AuditEntry], key: ChainKey | None = None) -> Verdic
     prev_hash, expected_id, count = GENESIS, 1, 0
     for entry in entries:
         if entry.id != expected_id:
-            return Verdict(count, prev_hash, f"row {expected_id} is missing (next is {entry.id})")
+            return Verdict(
+                count, prev_hash, f"row {expected_id} is missing (next is {entry.id})", expected_id
+            )
         if entry.prev_hash != prev_hash:
-            return Verdict(count, prev_hash, f"row {entry.id} does not follow row {entry.id - 1}")
+            problem = f"row {entry.id} does not follow row {entry.id - 1}"
+            return Verdict(count, prev_hash, problem, entry.id)
         if not hmac.compare_digest(entry.digest(prev_hash, key), entry.hash):
-            return Verdict(count, prev_hash, f"row {entry.id} was changed after it was written")
+            problem = f"row {entry.id} was changed after it was written"
+            return Verdict(count, prev_hash, problem, entry.id)
         prev_hash, expected_id, count = entry.hash, expected_id + 1, count + 1
     return Verdict(count, prev_hash)
 

@@ -676,6 +676,34 @@ class Store:
         row = await self._one("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
         return audit.Verdict(row["id"], row["hash"]) if row else audit.Verdict(0, audit.GENESIS)
 
+    async def audit_page(self, query: audit.AuditQuery) -> list[AuditEntry]:
+        """The audit rows `query` selects, newest first: at most `query.limit`, all with an id
+        below `query.before` (the previous page's last) when it is given."""
+        where, params = ["1"], []
+        if query.system:
+            where.append("actor IS NULL")
+        elif query.actors:
+            where.append(f"actor IN ({', '.join('?' * len(query.actors))})")
+            params.extend(query.actors)
+        if query.action is not None:
+            where.append("action = ?")
+            params.append(query.action)
+        if query.start is not None:
+            where.append("at >= ?")
+            params.append(query.start)
+        if query.end is not None:
+            where.append("at < ?")
+            params.append(query.end)
+        if query.before is not None:
+            where.append("id < ?")
+            params.append(query.before)
+        rows = await self._all(
+            f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {' AND '.join(where)}"
+            " ORDER BY id DESC LIMIT ?",
+            (*params, query.limit),
+        )
+        return [_audit_entry(row) for row in rows]
+
     # --- sessions --------------------------------------------------------------------
 
     async def create_session(
