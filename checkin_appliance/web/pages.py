@@ -342,3 +342,9 @@ async def records_page(request: web.Request) -> web.StreamResponse:
 
     settings = request.app[RECEPTION].settings
     return await role_page(request, Role.ADMIN, "records.html", ("records.",), today)
+
+
+@routes.get("/admin/audit")
+async def audit_page(request: web.Request) -> web.StreamResponse:
+    """The audit viewer: filters, the rows, the chain's verdict, the export (web/audit_log.py)."""
+    return await role_page(request, Role.ADMIN, "audit.html", ("audit.", "role."))
