@@ -66,13 +66,16 @@ RECORDS_VIEWED = "records_viewed"  # a day view with the sensitive answers in it
 RECORDS_EXPORTED = "records_exported"  # a CSV export: its kind, range, rows, sensitive
 PURGE = "purge"  # the retention purge (retention.py): counts and cutoffs, never a name
 AUDIT_EXPORTED = "audit_exported"  # the audit viewer's CSV: its filters (ids) and rows
+# The retention purge removed the trail's rows before a cutoff (audit_retention_days):
+# {"before", "removed", "kept_from"}; verify starts the chain at `kept_from`.
+AUDIT_PRUNED = "audit_pruned"
 # Every action above: the audit viewer offers them as filters (a new action goes here too).
 ACTIONS = (
     SETUP, LOGIN, LOGIN_FAILED, LOGOUT, CHECK_IN, CALL, COMPLETE, CREDENTIAL_CREATED,
     CREDENTIAL_DEACTIVATED, CREDENTIAL_REACTIVATED, SETTINGS_CHANGED, BACKUP, PATIENT_VIEWED,
     PRIORITY_CHANGED, LINE_CREATED, LINE_CHANGED, CREDENTIAL_CHANGED, PASSWORD_CHANGED,
     IMPORT_ORIGINAL, RECALL, START, DONE, NO_SHOW, REQUEUE, CANCEL, TRANSFER, UNDO, END_OF_DAY,
-    RECORDS_VIEWED, RECORDS_EXPORTED, PURGE, AUDIT_EXPORTED,
+    RECORDS_VIEWED, RECORDS_EXPORTED, PURGE, AUDIT_EXPORTED, AUDIT_PRUNED,
 )  # fmt: skip
 
 
@@ -141,9 +144,17 @@ class Verdict:
 def verify(entries: Iterable[AuditEntry], key: ChainKey | None = None) -> Verdict:
     """Walks the chain in id order; reports the first row that was edited, or a gap.
 
-    Without `key` (no audit.key yet) every row is checked as a plain SHA-256 chain."""
+    A pruned trail (audit_retention_days) starts at the row its newest `audit_pruned` row
+    names as kept: from that row's own prev_hash, which its hash covers. Rows missing before
+    it are a gap like any other. Without `key` (no audit.key yet) every row is checked as a
+    plain SHA-256 chain."""
     prev_hash, expected_id, count = GENESIS, 1, 0
+    kept_from = 1  # where the chain starts: the newest audit_pruned row says
     for entry in entries:
+        if count == 0 and entry.id > 1:  # pruned: trust the head's link, check it below
+            prev_hash, expected_id = entry.prev_hash, entry.id
+        if entry.action == AUDIT_PRUNED and entry.detail:
+            kept_from = int(json.loads(entry.detail).get("kept_from", 1))
         if entry.id != expected_id:
             return Verdict(
                 count, prev_hash, f"row {expected_id} is missing (next is {entry.id})", expected_id
@@ -155,6 +166,9 @@ def verify(entries: Iterable[AuditEntry], key: ChainKey | None = None) -> Verdic
             problem = f"row {entry.id} was changed after it was written"
             return Verdict(count, prev_hash, problem, entry.id)
         prev_hash, expected_id, count = entry.hash, expected_id + 1, count + 1
+    first = expected_id - count
+    if count and first > kept_from:  # rows before the first were removed, not pruned
+        return Verdict(0, GENESIS, f"row {kept_from} is missing (next is {first})", kept_from)
     return Verdict(count, prev_hash)
 
 

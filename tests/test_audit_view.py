@@ -21,8 +21,8 @@ from tests.conftest import Clinic
 NAMES = ("Zelda Quokkaface", "Yannick Wombatson", "Xiomara Platypusdottir")
 
 
-def at(clinic: Clinic, day: int, hour: int) -> None:
-    moment = format_time(datetime(2026, 12, day, hour, 0, tzinfo=UTC))
+def at(clinic: Clinic, day: int, hour: int, month: tuple[int, int] = (2026, 12)) -> None:
+    moment = format_time(datetime(*month, day, hour, 0, tzinfo=UTC))
     clinic.app[STORE].set_clock(lambda: moment)
 
 
@@ -201,3 +201,71 @@ async def test_no_name_in_any_row(clinic: Clinic) -> None:
             assert part not in export
     # the trail knows these patients, by id
     assert {ids[n] for n in NAMES} <= {r["patient_id"] for r in json.loads(listing)["rows"]}
+
+
+# --- the audit trail's retention (audit_retention_days) ------------------------------------
+
+LATER = (2027, 1)  # after the fixture's own rows, written at the real time
+
+
+async def settings(clinic: Clinic, **changes: Any) -> tuple[int, dict[str, Any]]:
+    resp = await clinic.client.patch(
+        "/api/settings/", json=changes, headers=clinic.headers(Role.ADMIN)
+    )
+    return resp.status, await resp.json()
+
+
+async def purge(clinic: Clinic) -> None:
+    resp = await clinic.client.post("/api/records/purge/", headers=clinic.headers(Role.ADMIN))
+    assert resp.status == 200, await resp.text()
+
+
+@pytest.mark.parametrize("value", [-1, 3651, "30", 1.5, None, True])
+async def test_bad_audit_retention_is_refused(clinic: Clinic, value: object) -> None:
+    status, body = await settings(clinic, audit_retention_days=value)
+    assert status == 400 and body["code"] == "setting_value_invalid"
+
+
+async def test_the_purge_prunes_old_rows_and_the_chain_still_verifies(clinic: Clinic) -> None:
+    at(clinic, 1, 12, LATER)
+    status, body = await settings(clinic, audit_retention_days=2)
+    assert status == 200 and body["audit_retention_days"] == 2
+    await clinic.check_in(NAMES[0])
+    at(clinic, 5, 12, LATER)
+    await clinic.check_in(NAMES[1])
+    newest_old = max(r["id"] for r in (await rows(clinic, "to=2027-01-01&limit=500"))["rows"])
+
+    await purge(clinic)
+    every = (await rows(clinic, "limit=500"))["rows"]
+    assert min(r["id"] for r in every) == newest_old + 1  # Jan 1's rows (and before) are gone
+    assert all(r["at"] >= "2027-01-03" for r in every)
+    pruned = (await rows(clinic, "action=audit_pruned"))["rows"]
+    assert len(pruned) == 1
+    assert pruned[0]["detail"]["kept_from"] == newest_old + 1
+    assert pruned[0]["detail"]["removed"] == newest_old
+    verdict = await (await get(clinic, "/api/audit/verify/")).json()
+    assert verdict["status"] == "ok" and verdict["count"] == len(every)
+    # Only the oldest row may go, never the newest and never one in the middle.
+    with sqlite3.connect(db_of(clinic)) as conn:
+        for row_id in (every[0]["id"], every[1]["id"]):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                conn.execute("DELETE FROM audit_log WHERE id = ?", (row_id,))
+        # ...but a row removed from the new head is found: the pruned row names it.
+        conn.execute("DELETE FROM audit_log WHERE id = ?", (newest_old + 1,))
+    verdict = await (await get(clinic, "/api/audit/verify/")).json()
+    assert verdict["status"] == "broken" and verdict["row"] == newest_old + 1
+
+    # A second purge the same day prunes nothing more and writes no row.
+    await purge(clinic)
+    assert len((await rows(clinic, "action=audit_pruned"))["rows"]) == 1
+
+
+async def test_zero_keeps_the_trail_for_good(clinic: Clinic) -> None:
+    at(clinic, 1, 12, LATER)
+    status, _ = await settings(clinic, audit_retention_days=0)
+    assert status == 200
+    await clinic.check_in(NAMES[0])
+    at(clinic, 28, 12, LATER)
+    await purge(clinic)
+    assert (await rows(clinic, "action=audit_pruned"))["rows"] == []
+    assert min(r["id"] for r in (await rows(clinic, "limit=500"))["rows"]) == 1

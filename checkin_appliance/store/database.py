@@ -704,6 +704,32 @@ class Store:
         )
         return [_audit_entry(row) for row in rows]
 
+    async def prune_audit(self, before: str, actor: Actor) -> int:
+        """The audit trail's retention: rows older than `before` go, oldest first, in one
+        transaction with an `audit_pruned` row written first (the newest row stays, so the
+        chain goes on from it) that names the first row kept, for verify. How many went;
+        nothing and no row when none is that old."""
+
+        def job(tx: Transaction) -> int:
+            ends = tx.one("SELECT min(id) AS first, max(id) AS last FROM audit_log")
+            kept = tx.one("SELECT min(id) AS id FROM audit_log WHERE at >= ?", (before,))
+            if ends is None or ends["first"] is None or kept is None:
+                return 0
+            # A prefix by id (the chain's order): with nothing newer than `before`, the
+            # first row kept is the audit_pruned row itself.
+            kept_from = ends["last"] + 1 if kept["id"] is None else kept["id"]
+            removed = kept_from - ends["first"]
+            if removed <= 0:
+                return 0
+            tx.audit(
+                audit.AUDIT_PRUNED,
+                actor,
+                detail={"before": before, "removed": removed, "kept_from": kept_from},
+            )
+            return tx.run("DELETE FROM audit_log WHERE id < ?", (kept_from,))
+
+        return await self.write(job)
+
     # --- sessions --------------------------------------------------------------------
 
     async def create_session(

@@ -400,6 +400,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.error.photo_retention_days": "Photos are kept a whole number of days from 0 to "
         "3650.",
         "admin.error.name_retention_days": "Names are kept a whole number of days from 0 to 3650.",
+        "admin.audit_retention_days": "Delete audit trail rows after (days)",
+        "admin.audit_retention_days_hint": "Who did what, kept this long (six years: 2190). 0: "
+        "kept for good.",
+        "admin.error.audit_retention_days": "The audit trail is kept a whole number of days "
+        "from 0 to 3650.",
         "admin.end_day": "End the day now",
         "admin.end_day_auto": "The day ends by itself at {time}.",
         "admin.end_day_manual": "The day does not end by itself: set a time in Settings.",
@@ -1024,6 +1029,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "entre 0 y 3650.",
         "admin.error.name_retention_days": "Los nombres se conservan un número entero de días "
         "entre 0 y 3650.",
+        "admin.audit_retention_days": "Borrar filas del registro de auditoría después de (días)",
+        "admin.audit_retention_days_hint": "Quién hizo qué, conservado este tiempo (seis años: "
+        "2190). 0: para siempre.",
+        "admin.error.audit_retention_days": "El registro de auditoría se conserva un número "
+        "entero de días entre 0 y 3650.",
         "admin.end_day": "Terminar la jornada ahora",
         "admin.end_day_auto": "La jornada termina sola a las {time}.",
         "admin.end_day_manual": "La jornada no termina sola: fije una hora en Ajustes.",
