@@ -25,7 +25,17 @@ from checkin_appliance.speech import Speech
 from checkin_appliance.store import Store, lock
 from checkin_appliance.store.database import StoreDamaged
 from checkin_appliance.visits import StatusFeed
-from checkin_appliance.web import api, cors, insight, openapi, pages, records, slashes, visit
+from checkin_appliance.web import (
+    api,
+    audit_log,
+    cors,
+    insight,
+    openapi,
+    pages,
+    records,
+    slashes,
+    visit,
+)
 from checkin_appliance.web.errors import error_middleware, maintenance_middleware
 from checkin_appliance.web.feed import queue_feed
 from checkin_appliance.web.headers import add_security_headers, host_check
@@ -90,6 +100,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(insight.routes)
     app.add_routes(openapi.routes)
     app.add_routes(records.routes)
+    app.add_routes(audit_log.routes)
     app.add_routes(pages.routes)
     pages.setup_templates(app)
     app.router.add_get("/ws/queue/", queue_feed)

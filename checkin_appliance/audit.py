@@ -65,6 +65,18 @@ END_OF_DAY = "end_of_day"  # one row: how many open visits were closed as not se
 RECORDS_VIEWED = "records_viewed"  # a day view with the sensitive answers in it
 RECORDS_EXPORTED = "records_exported"  # a CSV export: its kind, range, rows, sensitive
 PURGE = "purge"  # the retention purge (retention.py): counts and cutoffs, never a name
+AUDIT_EXPORTED = "audit_exported"  # the audit viewer's CSV: its filters (ids) and rows
+# The retention purge removed the trail's rows before a cutoff (audit_retention_days):
+# {"before", "removed", "kept_from"}; verify starts the chain at `kept_from`.
+AUDIT_PRUNED = "audit_pruned"
+# Every action above: the audit viewer offers them as filters (a new action goes here too).
+ACTIONS = (
+    SETUP, LOGIN, LOGIN_FAILED, LOGOUT, CHECK_IN, CALL, COMPLETE, CREDENTIAL_CREATED,
+    CREDENTIAL_DEACTIVATED, CREDENTIAL_REACTIVATED, SETTINGS_CHANGED, BACKUP, PATIENT_VIEWED,
+    PRIORITY_CHANGED, LINE_CREATED, LINE_CHANGED, CREDENTIAL_CHANGED, PASSWORD_CHANGED,
+    IMPORT_ORIGINAL, RECALL, START, DONE, NO_SHOW, REQUEUE, CANCEL, TRANSFER, UNDO, END_OF_DAY,
+    RECORDS_VIEWED, RECORDS_EXPORTED, PURGE, AUDIT_EXPORTED, AUDIT_PRUNED,
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +112,19 @@ class AuditEntry:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Which rows the audit viewer asks for (audit_view.py reads the request's words)."""
+
+    limit: int
+    actors: tuple[int, ...] = ()  # credential ids (a label several credentials share)
+    system: bool = False  # only rows without a credential (setup code, CLI, timers)
+    action: str | None = None
+    start: str | None = None  # stored timestamps (UTC): at >= start
+    end: str | None = None  # at < end
+    before: int | None = None  # ids below this: the next page
+
+
 def encode_detail(detail: dict[str, Any] | None) -> str | None:
     return json.dumps(detail, sort_keys=True, separators=(",", ":")) if detail else None
 
@@ -109,6 +134,7 @@ class Verdict:
     count: int
     head: str  # the last row's hash (GENESIS when empty)
     problem: str | None = None  # None: the chain is intact
+    row: int | None = None  # the first row that does not verify (or is missing)
 
     @property
     def ok(self) -> bool:
@@ -118,16 +144,31 @@ class Verdict:
 def verify(entries: Iterable[AuditEntry], key: ChainKey | None = None) -> Verdict:
     """Walks the chain in id order; reports the first row that was edited, or a gap.
 
-    Without `key` (no audit.key yet) every row is checked as a plain SHA-256 chain."""
+    A pruned trail (audit_retention_days) starts at the row its newest `audit_pruned` row
+    names as kept: from that row's own prev_hash, which its hash covers. Rows missing before
+    it are a gap like any other. Without `key` (no audit.key yet) every row is checked as a
+    plain SHA-256 chain."""
     prev_hash, expected_id, count = GENESIS, 1, 0
+    kept_from = 1  # where the chain starts: the newest audit_pruned row says
     for entry in entries:
+        if count == 0 and entry.id > 1:  # pruned: trust the head's link, check it below
+            prev_hash, expected_id = entry.prev_hash, entry.id
+        if entry.action == AUDIT_PRUNED and entry.detail:
+            kept_from = int(json.loads(entry.detail).get("kept_from", 1))
         if entry.id != expected_id:
-            return Verdict(count, prev_hash, f"row {expected_id} is missing (next is {entry.id})")
+            return Verdict(
+                count, prev_hash, f"row {expected_id} is missing (next is {entry.id})", expected_id
+            )
         if entry.prev_hash != prev_hash:
-            return Verdict(count, prev_hash, f"row {entry.id} does not follow row {entry.id - 1}")
+            problem = f"row {entry.id} does not follow row {entry.id - 1}"
+            return Verdict(count, prev_hash, problem, entry.id)
         if not hmac.compare_digest(entry.digest(prev_hash, key), entry.hash):
-            return Verdict(count, prev_hash, f"row {entry.id} was changed after it was written")
+            problem = f"row {entry.id} was changed after it was written"
+            return Verdict(count, prev_hash, problem, entry.id)
         prev_hash, expected_id, count = entry.hash, expected_id + 1, count + 1
+    first = expected_id - count
+    if count and first > kept_from:  # rows before the first were removed, not pruned
+        return Verdict(0, GENESIS, f"row {kept_from} is missing (next is {first})", kept_from)
     return Verdict(count, prev_hash)
 
 

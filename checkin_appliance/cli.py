@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="clinic_name, language, display_names, display_photos, anonymous_feed, "
         "announce_voice, intake_form, time_zone (IANA name, e.g. America/New_York: tickets "
         "restart at its local midnight), priority_question, undo_seconds, "
-        "photo_retention_days or name_retention_days (whole days)",
+        "photo_retention_days, name_retention_days or audit_retention_days (whole days)",
     )
     setter.add_argument(
         "value",

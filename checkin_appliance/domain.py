@@ -218,6 +218,9 @@ class Settings:
     # after name_retention_days. The visits' times, tickets and outcomes stay for statistics.
     photo_retention_days: int = 0
     name_retention_days: int = 30
+    # The audit trail's rows go this many days after their local day (0: kept for good).
+    # Six years by default: the period clinics under HIPAA keep their compliance records.
+    audit_retention_days: int = 2190
 
     def public(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -300,7 +303,7 @@ def updated_settings(current: Settings, changes: dict[str, Any]) -> Settings:
                 )
         elif key == "status_link_base":
             value = checked_link_base(value)
-        elif key in ("photo_retention_days", "name_retention_days"):
+        elif key in ("photo_retention_days", "name_retention_days", "audit_retention_days"):
             if type(value) is not int or not 0 <= value <= MAX_RETENTION_DAYS:
                 raise InvalidInput(
                     f"{key} must be a whole number of days from 0 to {MAX_RETENTION_DAYS}.",

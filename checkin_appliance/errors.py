@@ -296,6 +296,17 @@ RECORDS_QUERY_INVALID = _code(
     "a records request's ticket is over 20 characters or sensitive is not 0 or 1",
 )
 
+# --- the audit viewer ------------------------------------------------------------------
+AUDIT_QUERY_INVALID = _code(
+    "audit_query_invalid",
+    400,
+    "an audit viewer's action, from, to, limit or before is not one it takes",
+)
+AUDIT_RANGE_INVALID = _code("audit_range_invalid", 400, "the audit viewer's from is after its to")
+AUDIT_WHO_UNKNOWN = _code(
+    "audit_who_unknown", 400, "the audit viewer's who is no credential's token or label"
+)
+
 # --- statistics ------------------------------------------------------------------------
 STATS_RANGE_INVALID = _code(
     "stats_range_invalid",

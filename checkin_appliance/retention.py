@@ -72,6 +72,13 @@ def cutoffs(settings: Settings, now: datetime) -> tuple[str, str]:
     return midnight(settings.name_retention_days), midnight(settings.photo_retention_days)
 
 
+def audit_cutoff(settings: Settings, now: datetime) -> str:
+    """The audit trail's rows from before this local midnight go (audit_retention_days)."""
+    tz = lines.zone(settings.time_zone)
+    day = now.astimezone(tz).date() - timedelta(days=settings.audit_retention_days)
+    return format_time(datetime.combine(day, time(), tzinfo=tz))
+
+
 def last_scheduled(now: datetime, time_zone: str) -> datetime:
     """The most recent PURGE_AT (local) at or before now."""
     tz = lines.zone(time_zone)
@@ -102,6 +109,8 @@ async def purge(
     nothing is due, no audit row and no VACUUM."""
     names_before, photos_before = cutoffs(settings, now)
     purged = await store.purge_identities(names_before, photos_before, actor, quiet=quiet)
+    if settings.audit_retention_days:  # its own audit_pruned row; 0 keeps the trail for good
+        await store.prune_audit(audit_cutoff(settings, now), actor)
     if purged.photo_files:
         await asyncio.to_thread(_remove_photos, photo_dir, purged.photo_files)
     if quiet and not purged.anything:

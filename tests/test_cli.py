@@ -59,6 +59,7 @@ DEFAULT_SETTINGS = {
     "status_link_base": None,
     "photo_retention_days": 0,
     "name_retention_days": 30,
+    "audit_retention_days": 2190,
 }
 
 

@@ -129,6 +129,9 @@ STATE_CODES = {
     # A range's ends in order and at most 366 days apart: JSON Schema cannot compare them.
     "GET /api/records/visits.csv": ("records_range_invalid",),
     "GET /api/records/days.csv": ("records_range_invalid",),
+    # The audit viewer: from after to, and a who no credential has (the box's state).
+    "GET /api/audit/": ("audit_range_invalid", "audit_who_unknown"),
+    "GET /api/audit.csv": ("audit_range_invalid", "audit_who_unknown"),
 }
 
 

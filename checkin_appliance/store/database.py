@@ -676,6 +676,60 @@ class Store:
         row = await self._one("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
         return audit.Verdict(row["id"], row["hash"]) if row else audit.Verdict(0, audit.GENESIS)
 
+    async def audit_page(self, query: audit.AuditQuery) -> list[AuditEntry]:
+        """The audit rows `query` selects, newest first: at most `query.limit`, all with an id
+        below `query.before` (the previous page's last) when it is given."""
+        where, params = ["1"], []
+        if query.system:
+            where.append("actor IS NULL")
+        elif query.actors:
+            where.append(f"actor IN ({', '.join('?' * len(query.actors))})")
+            params.extend(query.actors)
+        if query.action is not None:
+            where.append("action = ?")
+            params.append(query.action)
+        if query.start is not None:
+            where.append("at >= ?")
+            params.append(query.start)
+        if query.end is not None:
+            where.append("at < ?")
+            params.append(query.end)
+        if query.before is not None:
+            where.append("id < ?")
+            params.append(query.before)
+        rows = await self._all(
+            f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {' AND '.join(where)}"
+            " ORDER BY id DESC LIMIT ?",
+            (*params, query.limit),
+        )
+        return [_audit_entry(row) for row in rows]
+
+    async def prune_audit(self, before: str, actor: Actor) -> int:
+        """The audit trail's retention: rows older than `before` go, oldest first, in one
+        transaction with an `audit_pruned` row written first (the newest row stays, so the
+        chain goes on from it) that names the first row kept, for verify. How many went;
+        nothing and no row when none is that old."""
+
+        def job(tx: Transaction) -> int:
+            ends = tx.one("SELECT min(id) AS first, max(id) AS last FROM audit_log")
+            kept = tx.one("SELECT min(id) AS id FROM audit_log WHERE at >= ?", (before,))
+            if ends is None or ends["first"] is None or kept is None:
+                return 0
+            # A prefix by id (the chain's order): with nothing newer than `before`, the
+            # first row kept is the audit_pruned row itself.
+            kept_from = ends["last"] + 1 if kept["id"] is None else kept["id"]
+            removed = kept_from - ends["first"]
+            if removed <= 0:
+                return 0
+            tx.audit(
+                audit.AUDIT_PRUNED,
+                actor,
+                detail={"before": before, "removed": removed, "kept_from": kept_from},
+            )
+            return tx.run("DELETE FROM audit_log WHERE id < ?", (kept_from,))
+
+        return await self.write(job)
+
     # --- sessions --------------------------------------------------------------------
 
     async def create_session(

@@ -356,3 +356,9 @@ async def stats_page(request: web.Request) -> web.StreamResponse:
         return {"today": parse_time(request.app[STORE].now()).astimezone(local).date().isoformat()}
 
     return await role_page(request, Role.ADMIN, "stats_page.html", ("stats.",), today)
+
+
+@routes.get("/admin/audit")
+async def audit_page(request: web.Request) -> web.StreamResponse:
+    """The audit viewer: filters, the rows, the chain's verdict, the export (web/audit_log.py)."""
+    return await role_page(request, Role.ADMIN, "audit.html", ("audit.", "role."))

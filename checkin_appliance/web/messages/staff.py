@@ -400,6 +400,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.error.photo_retention_days": "Photos are kept a whole number of days from 0 to "
         "3650.",
         "admin.error.name_retention_days": "Names are kept a whole number of days from 0 to 3650.",
+        "admin.audit_retention_days": "Delete audit trail rows after (days)",
+        "admin.audit_retention_days_hint": "Who did what, kept this long (six years: 2190). 0: "
+        "kept for good.",
+        "admin.error.audit_retention_days": "The audit trail is kept a whole number of days "
+        "from 0 to 3650.",
         "admin.end_day": "End the day now",
         "admin.end_day_auto": "The day ends by itself at {time}.",
         "admin.end_day_manual": "The day does not end by itself: set a time in Settings.",
@@ -637,6 +642,53 @@ MESSAGES: dict[str, dict[str, str]] = {
         "stats.error.stats_line_unknown": "That line no longer exists. Reload the page.",
         "stats.error.stats_doctor_unknown": "That doctor no longer exists. Reload the page.",
         "stats.error.other": "The figures could not be loaded. Check the connection and try again.",
+        # --- /admin/audit: the audit viewer (issue 18) -------------------------------
+        "admin.nav_audit": "Audit trail",
+        "audit.title": "Audit trail",
+        "audit.back": "Back to administration",
+        "audit.find_heading": "Filter",
+        "audit.intro": "Who did what, when and from where: logins, check-ins, calls, changes, "
+        "exports. Rows name patients by number only.",
+        "audit.who": "Who",
+        "audit.who_hint": "A device's token or label, or “system” for the box's own jobs.",
+        "audit.action": "Action",
+        "audit.any_action": "Any action",
+        "audit.from": "From",
+        "audit.to": "To",
+        "audit.show": "Show",
+        "audit.export": "Export CSV",
+        "audit.verify": "Verify the chain",
+        "audit.rows_heading": "Rows, newest first",
+        "audit.rows_caption": "Audit trail",
+        "audit.col_id": "#",
+        "audit.col_at": "When (UTC)",
+        "audit.col_who": "Who",
+        "audit.col_address": "From",
+        "audit.col_action": "Action",
+        "audit.col_subjects": "About",
+        "audit.col_detail": "Detail",
+        "audit.newer": "Newer",
+        "audit.older": "Older",
+        "audit.system": "The box (system)",
+        "audit.credential": "Credential {id}",
+        "audit.loading": "Loading…",
+        "audit.empty": "No rows match.",
+        "audit.count": "{n} row(s) on this page.",
+        "audit.verifying": "Verifying the chain…",
+        "audit.verdict.ok": "The chain is intact: {count} rows verify.",
+        "audit.verdict.unkeyed": "The chain is intact ({count} rows), but it has no key yet: it "
+        "was checked as a plain hash chain.",
+        "audit.verdict.broken": "The chain is BROKEN at row {row}: it was changed or removed "
+        "after it was written ({count} rows before it verify).",
+        "audit.verdict.key_unreadable": "The chain's key file (audit.key) cannot be read, so "
+        "the chain cannot be verified.",
+        "audit.exporting": "Preparing the file…",
+        "audit.exported": "Downloaded {name}.",
+        "audit.error.audit_query_invalid": "Check the filters: the days must be dates.",
+        "audit.error.audit_range_invalid": "The first day must not be after the last.",
+        "audit.error.audit_who_unknown": "No device has that token or label.",
+        "audit.error.other": "The audit trail could not be loaded. Check the connection and try "
+        "again.",
     },
     "es": {
         # --- /doctor ---------------------------------------------------------------------
@@ -1060,6 +1112,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "entre 0 y 3650.",
         "admin.error.name_retention_days": "Los nombres se conservan un número entero de días "
         "entre 0 y 3650.",
+        "admin.audit_retention_days": "Borrar filas del registro de auditoría después de (días)",
+        "admin.audit_retention_days_hint": "Quién hizo qué, conservado este tiempo (seis años: "
+        "2190). 0: para siempre.",
+        "admin.error.audit_retention_days": "El registro de auditoría se conserva un número "
+        "entero de días entre 0 y 3650.",
         "admin.end_day": "Terminar la jornada ahora",
         "admin.end_day_auto": "La jornada termina sola a las {time}.",
         "admin.end_day_manual": "La jornada no termina sola: fije una hora en Ajustes.",
@@ -1300,5 +1357,53 @@ MESSAGES: dict[str, dict[str, str]] = {
         "stats.error.stats_doctor_unknown": "Ese médico ya no existe. Vuelva a cargar la página.",
         "stats.error.other": "No se pudieron cargar las cifras. Compruebe la conexión e "
         "inténtelo de nuevo.",
+        # --- /admin/audit: the audit viewer (issue 18) -------------------------------
+        "admin.nav_audit": "Registro de auditoría",
+        "audit.title": "Registro de auditoría",
+        "audit.back": "Volver a la administración",
+        "audit.find_heading": "Filtrar",
+        "audit.intro": "Quién hizo qué, cuándo y desde dónde: inicios de sesión, registros, "
+        "llamadas, cambios, exportaciones. Las filas nombran a los pacientes solo por número.",
+        "audit.who": "Quién",
+        "audit.who_hint": "El token o la etiqueta de un dispositivo, o “system” para las tareas "
+        "del propio equipo.",
+        "audit.action": "Acción",
+        "audit.any_action": "Cualquier acción",
+        "audit.from": "Desde",
+        "audit.to": "Hasta",
+        "audit.show": "Mostrar",
+        "audit.export": "Exportar CSV",
+        "audit.verify": "Verificar la cadena",
+        "audit.rows_heading": "Filas, las más recientes primero",
+        "audit.rows_caption": "Registro de auditoría",
+        "audit.col_id": "n.º",
+        "audit.col_at": "Cuándo (UTC)",
+        "audit.col_who": "Quién",
+        "audit.col_address": "Desde",
+        "audit.col_action": "Acción",
+        "audit.col_subjects": "Sobre",
+        "audit.col_detail": "Detalle",
+        "audit.newer": "Más recientes",
+        "audit.older": "Más antiguas",
+        "audit.system": "El equipo (sistema)",
+        "audit.credential": "Credencial {id}",
+        "audit.loading": "Cargando…",
+        "audit.empty": "Ninguna fila coincide.",
+        "audit.count": "{n} fila(s) en esta página.",
+        "audit.verifying": "Verificando la cadena…",
+        "audit.verdict.ok": "La cadena está intacta: {count} filas verificadas.",
+        "audit.verdict.unkeyed": "La cadena está intacta ({count} filas), pero aún no tiene "
+        "clave: se comprobó como una cadena de hashes simple.",
+        "audit.verdict.broken": "La cadena está ROTA en la fila {row}: se cambió o se eliminó "
+        "después de escribirse ({count} filas anteriores verificadas).",
+        "audit.verdict.key_unreadable": "No se puede leer el archivo de clave de la cadena "
+        "(audit.key), así que no se puede verificar.",
+        "audit.exporting": "Preparando el archivo…",
+        "audit.exported": "Descargado {name}.",
+        "audit.error.audit_query_invalid": "Revise los filtros: los días deben ser fechas.",
+        "audit.error.audit_range_invalid": "El primer día no puede ser posterior al último.",
+        "audit.error.audit_who_unknown": "Ningún dispositivo tiene ese token o etiqueta.",
+        "audit.error.other": "No se pudo cargar el registro de auditoría. Compruebe la conexión "
+        "e inténtelo de nuevo.",
     },
 }

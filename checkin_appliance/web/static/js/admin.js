@@ -19,13 +19,14 @@ const MIN_ADMIN_PASSWORD = 12; // access.py's MIN_ADMIN_PASSWORD_LENGTH; the ser
 const SETTING_KEYS = ["clinic_name", "language", "display_names", "display_photos",
   "anonymous_feed", "announce_voice", "time_zone", "priority_question", "undo_seconds",
   "no_show_minutes", "end_of_day", "status_link_base", "photo_retention_days",
-  "name_retention_days"];
+  "name_retention_days", "audit_retention_days"];
 // The call cycle's settings, typed in fields the browser checks (min, max, step) before
 // anything is sent: each with its own text when out of range. Empty no-show or end of day:
 // off (null).
 const CYCLE_KEYS = ["undo_seconds", "no_show_minutes", "end_of_day"];
 // The same for the retention purge's days (both required: 0 is the shortest, not "off").
-const CHECKED_KEYS = [...CYCLE_KEYS, "photo_retention_days", "name_retention_days"];
+const CHECKED_KEYS = [...CYCLE_KEYS, "photo_retention_days", "name_retention_days",
+  "audit_retention_days"];
 // A line's call rule when it has none of its own (docs/call-order.md; lines.py).
 const DEFAULT_RULE = { mode: "interleave", priority: 2, normal: 1, max_wait_minutes: 45 };
 const CLOCK = /^([01][0-9]|2[0-3]):[0-5][0-9]$/;
