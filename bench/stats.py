@@ -235,6 +235,21 @@ def generate(path: Path, days: int, per_day: int, seed: int, time_zone: str) -> 
                     )
                 )
             end = visit_moves[-1][0] if visit_moves else None
+            # The visit's times as the box keeps them beside its moves (migration 0015): the
+            # moves that stand, undone ones and the undos left out.
+            standing = [
+                m
+                for m in visit_moves
+                if m[2] != "undo"
+                and not (undone and called_by is not None and m[2] == "call" and m[0] == first_call)
+            ]
+            first_called = min(
+                (m[0] for m in standing if m[2] in ("call", "complete")), default=None
+            )
+            service_from = max(
+                (m[0] for m in standing if m[4] in ("called", "in_service")), default=None
+            )
+            done_at = max((m[0] for m in standing if m[2] == "done"), default=None)
             patients.append((entry_id, "Bench", format_time(checked_in)))
             called_at = format_time(called) if called_by is not None else None
             entries.append(
@@ -252,6 +267,7 @@ def generate(path: Path, days: int, per_day: int, seed: int, time_zone: str) -> 
                     ticket,
                     format_time(end) if end else None,
                     format_time(checked_in),
+                    *(format_time(t) if t else None for t in (first_called, service_from, done_at)),
                 )
             )
     with conn:
@@ -259,7 +275,8 @@ def generate(path: Path, days: int, per_day: int, seed: int, time_zone: str) -> 
         conn.executemany(
             "INSERT INTO queue_entries (id, patient_id, status, check_in_time, called_at,"
             " completed_at, called_by, line_id, ticket_day, ticket_number, ticket, updated_at,"
-            " queue_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " queue_time, first_called_at, service_from, done_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             entries,
         )
         conn.executemany(

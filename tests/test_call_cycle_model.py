@@ -272,6 +272,33 @@ class CallCycle(RuleBasedStateMachine):
         assert {p: Visit(s, c, ln) for p, s, c, ln in rows} == self.visits
         assert self._count("SELECT count(*) FROM visit_transitions") == self.transitions
         assert self._audit_rows() == self.audit_rows
+        assert self._kept_times() == self._times_from_moves()
+
+    def _kept_times(self) -> list[tuple[object, ...]]:
+        """Each visit's times as its row keeps them for the statistics (migration 0015)."""
+        conn = sqlite3.connect(self.path)
+        try:
+            return conn.execute(
+                "SELECT id, first_called_at, service_from, done_at FROM queue_entries ORDER BY id"
+            ).fetchall()
+        finally:
+            conn.close()
+
+    def _times_from_moves(self) -> list[tuple[object, ...]]:
+        """The same times worked out from the visit's moves that stand (undone ones and the
+        undos left out): what the row must always agree with, whatever was undone."""
+        standing = "FROM visit_transitions t WHERE t.entry_id = e.id AND t.undone_by IS NULL"
+        conn = sqlite3.connect(self.path)
+        try:
+            return conn.execute(
+                f"SELECT e.id, (SELECT min(t.at) {standing} AND t.action IN ('call', 'complete')),"  # noqa: S608 (our own SQL)
+                f" (SELECT max(t.at) {standing} AND t.action != 'undo'"
+                " AND t.to_status IN ('called', 'in_service')),"
+                f" (SELECT max(t.at) {standing} AND t.action = 'done')"
+                " FROM queue_entries e ORDER BY e.id"
+            ).fetchall()
+        finally:
+            conn.close()
 
 
 CallCycle.TestCase.settings = settings(

@@ -5,14 +5,17 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import sqlite3
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from checkin_appliance import insight
 from checkin_appliance.domain import InvalidInput, Role, format_time
+from checkin_appliance.store import schema
 from checkin_appliance.web.keys import STORE
 from tests.conftest import Clinic
 
@@ -259,3 +262,40 @@ def test_times_from_10_second_buckets_are_at_most_10_s_below_the_exact_ones() ->
             sum(1 for value in durations if low <= value < high)
             for low, high in itertools.pairwise(edges)
         ]
+
+
+def test_schema_15_fills_each_visits_times_from_the_moves_already_made(tmp_path: Path) -> None:
+    """A box upgraded with a history: the times the statistics read are worked out from the
+    moves that stand (the undone call and the undo left out)."""
+    conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    for version, sql in schema.available()[:14]:
+        conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {version}; COMMIT;")
+    conn.execute("INSERT INTO patients (id, fname, created_at) VALUES (1, 'Ann', '2026-11-02')")
+    conn.execute(
+        "INSERT INTO queue_entries (id, patient_id, status, check_in_time, queue_time)"
+        " VALUES (1, 1, 'done', '2026-11-02T09:00:00.000Z', '2026-11-02T09:00:00.000Z')"
+    )
+    moves = [  # (id, minute, action, to_status, undone_by)
+        (1, 10, "call", "called", 2),
+        (2, 11, "undo", "waiting", None),
+        (3, 20, "call", "called", None),
+        (4, 22, "recall", "called", None),
+        (5, 25, "start", "in_service", None),
+        (6, 40, "done", "done", None),
+    ]
+    for move_id, minute, action, to_status, undone_by in moves:
+        conn.execute(
+            "INSERT INTO visit_transitions (id, entry_id, at, action, from_status, to_status,"
+            " from_line, to_line, previous, undone_by) VALUES (?, 1, ?, ?, 'waiting', ?, 1, 1,"
+            " '{}', ?)",
+            (move_id, f"2026-11-02T09:{minute:02d}:00.000Z", action, to_status, undone_by),
+        )
+    schema.migrate(conn)
+    assert conn.execute(
+        "SELECT first_called_at, service_from, done_at FROM queue_entries"
+    ).fetchone() == (
+        "2026-11-02T09:20:00.000Z",
+        "2026-11-02T09:25:00.000Z",
+        "2026-11-02T09:40:00.000Z",
+    )
+    conn.close()
