@@ -162,9 +162,10 @@ def _log_transition(
     entry: QueueEntry,
     room: str | None,
 ) -> int:
-    """A row of visit_transitions: who, when, what, from and to, and the row before it; and
-    the visit's times the statistics read (migration 0015), which an undo puts back."""
-    move_id = tx.insert(
+    """A row of visit_transitions: who, when, what, from and to, and the row before it. The
+    move's own UPDATE of the visit also keeps the times the statistics read (migration 0015:
+    first_called_at, service_from, done_at), which an undo puts back with the rest."""
+    return tx.insert(
         "INSERT INTO visit_transitions (entry_id, at, credential_id, action, from_status,"
         " to_status, from_line, to_line, room, previous) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -180,17 +181,6 @@ def _log_transition(
             json.dumps(previous),
         ),
     )
-    if action != audit.UNDO:
-        times = []
-        if action in (audit.CALL, audit.COMPLETE):
-            times.append("first_called_at = coalesce(first_called_at, ?1)")
-        if entry.status in ("called", "in_service"):
-            times.append("service_from = ?1")
-        if action == audit.DONE:
-            times.append("done_at = ?1")
-        if times:
-            tx.run(f"UPDATE queue_entries SET {', '.join(times)} WHERE id = ?2", (tx.now, entry.id))
-    return move_id
 
 
 def _timed_move(
@@ -1040,7 +1030,8 @@ class Store:
             tx.run(
                 "UPDATE queue_entries SET status = 'called', called_at = ?, completed_at = ?,"
                 " called_by = ?, room = ?, call_class = ?, call_count = 1, call_seq = ?,"
-                " updated_at = ? WHERE id = ?",
+                " updated_at = ?, first_called_at = coalesce(first_called_at, ?),"
+                " service_from = ? WHERE id = ?",
                 (
                     now,
                     now,
@@ -1049,6 +1040,8 @@ class Store:
                     lines.call_class(chosen, rule, now),
                     tx.events[-1].seq,
                     now,
+                    now,  # the first call that stands (migration 0015)
+                    now,  # the doctor's time on it starts
                     row["id"],
                 ),
             )
@@ -1147,6 +1140,12 @@ class Store:
                 changes.update(line_id=target.id, queue_time=now)
                 entry = dataclasses.replace(entry, line_id=target.id, line=target.prefix)
                 detail.update(from_line=row["line"], to_line=target.prefix)
+            # The statistics' times (migration 0015): where the doctor's time on it starts, and
+            # when it was done.
+            if to_status in ("called", "in_service"):
+                changes["service_from"] = now
+            if action == audit.DONE:
+                changes["done_at"] = now
             assignments = ", ".join(f"{name} = ?" for name in changes)  # _STATE_COLUMNS only
             tx.run(
                 f"UPDATE queue_entries SET {assignments} WHERE id = ?",
