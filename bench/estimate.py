@@ -208,7 +208,11 @@ class Day:
                 self.patients.append(patient)
                 self.at(t, "arrive", patient)
                 self.last_arrival = max(self.last_arrival, t)
-        doctors: list[Doctor] = []
+        self.serve([])
+
+    def serve(self, doctors: list[Doctor]) -> None:
+        """The day's events in time order until none is left; `doctors`: those who have
+        started (each call goes to the first free one)."""
         while self.events:
             now, _, kind, subject = heapq.heappop(self.events)
             if kind == "arrive":
@@ -264,17 +268,22 @@ class Day:
             patient.first_call = now
         self.calls.append(record)
         doctor.busy = True
+        length, no_show = self.visit()
+        self.at(now + length, "end", (record, doctor))
+        if no_show and self.rng.random() < s.come_back:
+            self.at(now + self.rng.uniform(10, 40) * MINUTE, "return", patient)
+
+    def visit(self) -> tuple[float, bool]:
+        """A called visit's length with its doctor, and whether it is a no-show (called,
+        recalled after 1.5 min, marked no_show at 3 min)."""
+        s = self.scenario
         draw = self.rng.random()
         service = s.service_median_min * MINUTE * math.exp(self.rng.gauss(0, s.service_sigma))
         if draw < s.no_show:
-            # Called, recalled after 1.5 min, marked no_show at 3 min.
-            self.at(now + 3 * MINUTE, "end", (record, doctor))
-            if self.rng.random() < s.come_back:
-                self.at(now + self.rng.uniform(10, 40) * MINUTE, "return", patient)
-        elif draw < s.no_show + s.slow:
-            self.at(now + 1.5 * MINUTE + service, "end", (record, doctor))  # after a recall
-        else:
-            self.at(now + 0.5 * MINUTE + service, "end", (record, doctor))  # walks in
+            return 3 * MINUTE, True
+        if draw < s.no_show + s.slow:
+            return 1.5 * MINUTE + service, False  # present, after a recall
+        return 0.5 * MINUTE + service, False  # walks in
 
     def estimate(self, patient: Patient, now: float) -> None:
         """What the box would show this patient at check-in, and the baselines."""

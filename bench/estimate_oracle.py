@@ -91,45 +91,16 @@ class OracleDay(bench.Day):
                 self.at(t, "arrive", bench.Patient(next(entry_ids), priority, t, t))
 
     def visit_length(self, longer_than: float) -> float:
-        """A visit's length as Day.call draws it (no-show, recall, walks in), given that it
-        has run `longer_than` seconds already."""
-        s = self.scenario
-        while True:
-            draw = self.rng.random()
-            service = s.service_median_min * MINUTE * math.exp(self.rng.gauss(0, s.service_sigma))
-            if draw < s.no_show:
-                length = 3 * MINUTE
-            elif draw < s.no_show + s.slow:
-                length = 1.5 * MINUTE + service
-            else:
-                length = 0.5 * MINUTE + service
-            if length > longer_than:
-                return length
+        """A visit's length as Day.visit draws it, given that it has run `longer_than`
+        seconds already."""
+        while (length := self.visit()[0]) <= longer_than:
+            pass
+        return length
 
     def go_on(self, now: float) -> None:
-        """The rest of run()'s loop, from the check-in at `now`."""
+        """The rest of the day, from the check-in at `now` (whose estimate asked for it)."""
         self.dispatch(now, self.doctors)
-        while self.events:
-            now, _, kind, subject = heapq.heappop(self.events)
-            if kind == "arrive":
-                self.waiting[subject.entry_id] = subject
-            elif kind == "return":
-                first = min((p.queue_time for p in self.waiting.values()), default=now)
-                subject.queue_time = min(first - 0.001, now)
-                self.waiting[subject.entry_id] = subject
-            elif kind == "start":
-                subject.present, subject.leaving = True, False
-                if subject not in self.doctors:
-                    self.doctors.append(subject)
-            elif kind == "stop":
-                subject.leaving = True
-            elif kind == "end":
-                record, doctor = subject
-                record.ended_at = now
-                self.at(now + self.rng.uniform(0.3, 1.5) * MINUTE, "free", doctor)
-            elif kind == "free":
-                subject.busy = False
-            self.dispatch(now, self.doctors)
+        self.serve(self.doctors)
 
 
 def errors(scenario: bench.Scenario, seed: int, weeks: int, days: int) -> dict[str, Any]:

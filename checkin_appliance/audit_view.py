@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from checkin_appliance import audit, errors, lines
+from checkin_appliance import audit, domain, errors, lines
 from checkin_appliance.audit import AuditEntry, AuditQuery
 from checkin_appliance.domain import Actor, Credential, InvalidInput, format_time, parse_time
 
@@ -34,7 +34,6 @@ EXPORT_CHUNK = 1000
 SYSTEM = "system"  # who=system: the rows no credential wrote (setup code, CLI, timers)
 WHO_LENGTH = 100  # a label's longest
 ACTION = re.compile(r"\A[a-z_]{1,40}\Z")
-DAY = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 WHOLE = re.compile(r"\A[0-9]{1,9}\Z")
 SUBJECT_KEYS = ("credential", "line")  # ids an action's detail names beside the patient
 CSV_COLUMNS = (
@@ -57,12 +56,10 @@ def _invalid(message: str) -> InvalidInput:
 def _day(value: str | None, name: str) -> date | None:
     if value is None:
         return None
-    if DAY.match(value):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise _invalid(f"Send {name} as YYYY-MM-DD.")
+    day = domain.parse_day(value)
+    if day is None:
+        raise _invalid(f"Send {name} as YYYY-MM-DD.")
+    return day
 
 
 def _whole(value: str | None, name: str, low: int, high: int) -> int | None:

@@ -13,7 +13,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from checkin_appliance import errors
@@ -110,6 +110,20 @@ def utc_now() -> str:
 def format_time(moment: datetime) -> str:
     # isoformat: "2026-11-26T08:31:42.123+00:00", twice as fast as strftime.
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+ISO_DAY = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+
+
+def parse_day(text: str) -> date | None:
+    """A calendar day as a query gives it, YYYY-MM-DD only (date.fromisoformat alone also
+    takes 20260105 and week dates); None for anything else, an impossible day included."""
+    if not ISO_DAY.match(text):
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def parse_time(text: str) -> datetime:

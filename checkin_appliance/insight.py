@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from checkin_appliance import errors, lines
-from checkin_appliance.domain import InvalidInput, format_time
+from checkin_appliance.domain import InvalidInput, format_time, parse_day
 
 # The longest range asked for at once: a year (a leap year's 366 days). make bench's
 # bench.stats times a year of a busy clinic against the 300 ms target.
@@ -84,15 +84,10 @@ def period(first: str | None, last: str | None, today: date) -> Period:
 
 
 def _date(text: str, name: str) -> date:
-    # fromisoformat alone takes "20260105" and week dates too: only YYYY-MM-DD is ours.
-    if len(text) != 10 or text[4] != "-" or text[7] != "-":
+    day = parse_day(text)
+    if day is None:
         raise InvalidInput(f"{name} must be a date, YYYY-MM-DD.", errors.STATS_RANGE_INVALID)
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(
-            f"{name} must be a date, YYYY-MM-DD.", errors.STATS_RANGE_INVALID
-        ) from None
+    return day
 
 
 def percentile(ordered: Sequence[float], q: float) -> float | None:

@@ -12,13 +12,12 @@ import csv
 import io
 import json
 import math
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from checkin_appliance import audit, errors, intake, lines
+from checkin_appliance import audit, domain, errors, intake, lines
 from checkin_appliance.domain import Actor, InvalidInput, Settings, parse_time
 from checkin_appliance.estimates import median
 
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 
 MAX_RANGE_DAYS = 366  # an export covers at most a year (and a leap day)
 TICKET_QUERY_LENGTH = 20
-DAY = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 CALLS = frozenset({"call", "complete"})  # a doctor's call (next, or a chosen patient)
 ENDED = frozenset({"done", "no_show", "cancelled", "not_seen"})
 OUTCOMES = ("waiting", "called", "in_service", "done", "no_show", "cancelled", "not_seen")
@@ -73,12 +71,10 @@ def parse_day(value: str | None, today: date) -> date:
     """A YYYY-MM-DD day (absent: `today`, the clinic's); else records_date_invalid."""
     if value is None:
         return today
-    if DAY.match(value):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise InvalidInput("Send the day as YYYY-MM-DD.", errors.RECORDS_DATE_INVALID)
+    day = domain.parse_day(value)
+    if day is None:
+        raise InvalidInput("Send the day as YYYY-MM-DD.", errors.RECORDS_DATE_INVALID)
+    return day
 
 
 def parse_range(first: str | None, last: str | None, today: date) -> tuple[date, date]:

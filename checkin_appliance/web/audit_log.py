@@ -10,7 +10,7 @@ from aiohttp import web
 
 from checkin_appliance.domain import Role
 from checkin_appliance.web.auth import require
-from checkin_appliance.web.errors import json_response
+from checkin_appliance.web.errors import csv_response, json_response
 from checkin_appliance.web.keys import CONFIG, RECEPTION, STORE
 
 if TYPE_CHECKING:
@@ -55,12 +55,4 @@ async def audit_csv(request: web.Request) -> web.Response:
     """The rows the filters select, newest first, as CSV; the export is itself audited."""
     caller = await require(request, Role.ADMIN)
     export = await _view(request).export(_words(request), caller.actor)
-    return web.Response(
-        body=export.body,
-        content_type="text/csv",
-        charset="utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="{export.filename}"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return csv_response(export.body, export.filename)

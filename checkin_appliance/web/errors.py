@@ -61,6 +61,19 @@ def json_response(
     )
 
 
+def csv_response(body: bytes, filename: str) -> web.Response:
+    """A CSV export, saved by the browser under `filename`, never kept in a cache."""
+    return web.Response(
+        body=body,
+        content_type="text/csv",
+        charset="utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
 def error_response(
     code: ErrorCode,
     message: str,

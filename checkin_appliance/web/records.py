@@ -9,11 +9,11 @@ from aiohttp import web
 
 from checkin_appliance.domain import Role
 from checkin_appliance.web.auth import require
-from checkin_appliance.web.errors import json_response
+from checkin_appliance.web.errors import csv_response, json_response
 from checkin_appliance.web.keys import RECEPTION, STORE
 
 if TYPE_CHECKING:
-    from checkin_appliance.records import Export, Records
+    from checkin_appliance.records import Records
 
 routes = web.RouteTableDef()
 
@@ -53,7 +53,8 @@ async def records_visits_csv(request: web.Request) -> web.Response:
         request.query.get("from"), request.query.get("to"), service.today()
     )
     sensitive = records.parse_sensitive(request.query.get("sensitive"))
-    return _csv(await service.visits_csv(first, last, sensitive=sensitive, actor=caller.actor))
+    export = await service.visits_csv(first, last, sensitive=sensitive, actor=caller.actor)
+    return csv_response(export.body, export.filename)
 
 
 @routes.get("/api/records/days.csv")
@@ -66,16 +67,5 @@ async def records_days_csv(request: web.Request) -> web.Response:
     first, last = records.parse_range(
         request.query.get("from"), request.query.get("to"), service.today()
     )
-    return _csv(await service.days_csv(first, last, actor=caller.actor))
-
-
-def _csv(export: Export) -> web.Response:
-    return web.Response(
-        body=export.body,
-        content_type="text/csv",
-        charset="utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="{export.filename}"',
-            "Cache-Control": "no-store",
-        },
-    )
+    export = await service.days_csv(first, last, actor=caller.actor)
+    return csv_response(export.body, export.filename)

@@ -32,3 +32,30 @@ export async function api(method, path, { json, body, headers = {}, signal } = {
   if (!response.ok) throw new ApiError(response.status, data);
   return data;
 }
+
+// A file the server makes (a CSV export), saved under the name its Content-Disposition
+// gives (else `fallbackName`) through a link the page clicks; returns that name. An error
+// answer is thrown as an ApiError instead of being saved as a file; after a 401 the page is
+// asked for again (as api() does) and null is returned.
+export async function downloadFile(path, fallbackName) {
+  const response = await fetch(path, { credentials: "same-origin" });
+  if (response.status === 401) {
+    window.location.assign(window.location.pathname);
+    return null;
+  }
+  if (!response.ok) {
+    const body = await response.json().catch(() => null);
+    throw new ApiError(response.status, body);
+  }
+  const blob = await response.blob();
+  const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") ?? "");
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = name ? name[1] : fallbackName;
+  link.hidden = true;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60_000); // once the browser has it
+  return link.download;
+}

@@ -2,7 +2,7 @@
 // "system"), action and days; page through it newest first; verify the hash chain; export
 // the filtered rows as CSV (the server audits the export). Rows carry ids, never a name.
 
-import { ApiError, api } from "./api.js";
+import { ApiError, api, downloadFile } from "./api.js";
 import { byId, el, showText } from "./dom.js";
 import { applyTexts, pageData, renderStaffHeader, translator } from "./page.js";
 
@@ -142,33 +142,12 @@ async function verify() {
 // an error answer is shown here instead of being saved as a file.
 async function download() {
   showText(els.exportStatus, t("audit.exporting"));
-  let response;
   try {
-    response = await fetch(`/api/audit.csv?${filters()}`, { credentials: "same-origin" });
-  } catch {
-    showText(els.exportStatus, t("audit.error.other"));
-    return;
+    const name = await downloadFile(`/api/audit.csv?${filters()}`, "audit.csv");
+    if (name !== null) showText(els.exportStatus, t("audit.exported", { name }));
+  } catch (error) {
+    showText(els.exportStatus, errorText(error)); // a network error: "audit.error.other"
   }
-  if (response.status === 401) {
-    window.location.assign(window.location.pathname);
-    return;
-  }
-  if (!response.ok) {
-    const body = await response.json().catch(() => null);
-    showText(els.exportStatus, errorText(new ApiError(response.status, body)));
-    return;
-  }
-  const blob = await response.blob();
-  const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") ?? "");
-  const link = el("a");
-  link.href = URL.createObjectURL(blob);
-  link.download = name ? name[1] : "audit.csv";
-  link.hidden = true;
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(link.href), 60_000); // once the browser has it
-  showText(els.exportStatus, t("audit.exported", { name: link.download }));
 }
 
 els.form.addEventListener("submit", (event) => {

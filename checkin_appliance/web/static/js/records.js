@@ -4,7 +4,7 @@
 // print styles leave out the controls). Times are the clinic's, as the server writes them
 // (ISO 8601 with the clinic's offset): the page shows their clock part, never the browser's.
 
-import { ApiError, api } from "./api.js";
+import { ApiError, api, downloadFile } from "./api.js";
 import { byId, el, showText } from "./dom.js";
 import { applyTexts, pageData, renderStaffHeader, translator } from "./page.js";
 
@@ -185,33 +185,12 @@ function historyCell(visit) {
 // an error answer is shown here instead of being saved as a file.
 async function download(path) {
   showText(els.exportStatus, t("records.exporting"));
-  let response;
   try {
-    response = await fetch(path, { credentials: "same-origin" });
-  } catch {
-    showText(els.exportStatus, t("records.error.other"));
-    return;
+    const name = await downloadFile(path, "records.csv");
+    if (name !== null) showText(els.exportStatus, t("records.exported", { name }));
+  } catch (error) {
+    showText(els.exportStatus, errorText(error)); // a network error: "records.error.other"
   }
-  if (response.status === 401) {
-    window.location.assign(window.location.pathname);
-    return;
-  }
-  if (!response.ok) {
-    const body = await response.json().catch(() => null);
-    showText(els.exportStatus, errorText(new ApiError(response.status, body)));
-    return;
-  }
-  const blob = await response.blob();
-  const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") ?? "");
-  const link = el("a");
-  link.href = URL.createObjectURL(blob);
-  link.download = name ? name[1] : "records.csv";
-  link.hidden = true;
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(link.href), 60_000); // once the browser has it
-  showText(els.exportStatus, t("records.exported", { name: link.download }));
 }
 
 function range() {
