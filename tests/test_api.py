@@ -624,7 +624,7 @@ async def test_security_headers_on_api_responses(clinic: Clinic) -> None:
         resp = await clinic.client.get(path, headers=clinic.headers(Role.QUEUE))
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
         assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
-        assert resp.headers["Referrer-Policy"] == "no-referrer"
+        assert resp.headers["Referrer-Policy"] == "same-origin"
     resp = await clinic.client.get("/api/queue/", headers=clinic.headers(Role.QUEUE))
     assert resp.headers["Cache-Control"] == "no-store"
 
