@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from checkin_appliance import tls
+from checkin_appliance import own_names, tls
 from checkin_appliance.config import Config
 from checkin_appliance.server import reachable_urls
 from tests.serverproc import HOST, cli_command, free_port, launched
@@ -234,3 +234,30 @@ def test_reachable_urls_name_the_box_and_each_address_never_0000() -> None:
     assert ipv4 == [f"http://{short}.local:8000/", "http://192.168.1.20:8000/"]
     one = reachable_urls(Config(host="127.0.0.1", port=8000), https=False, addresses=found)
     assert one == ["http://127.0.0.1:8000/"]
+
+
+FIB_TRIE = """Main:
+  +-- 0.0.0.0/0 3 0 5
+     +-- 127.0.0.0/8 2 0 2
+           |-- 127.0.0.0
+              /8 host LOCAL
+           |-- 127.0.0.1
+              /32 host LOCAL
+     +-- 192.168.1.0/24 2 0 2
+           |-- 192.168.1.0
+              /24 link UNICAST
+           |-- 192.168.1.20
+              /32 host LOCAL
+           |-- 192.168.1.21
+              /32 host LOCAL
+        |-- 192.168.1.255
+           /32 link BROADCAST
+"""
+
+
+def test_every_ipv4_address_of_an_interface_is_found_secondary_ones_too(tmp_path: Path) -> None:
+    trie = tmp_path / "fib_trie"
+    trie.write_text(FIB_TRIE)
+    found = {str(ip) for ip in own_names.ipv4_addresses(trie)}
+    assert found == {"127.0.0.1", "192.168.1.20", "192.168.1.21"}
+    assert own_names.ipv4_addresses(tmp_path / "missing") == set()
