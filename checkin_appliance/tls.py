@@ -148,7 +148,7 @@ class CertificateKeeper:
         self.now = now or (lambda: dt.datetime.now(dt.UTC))
 
     def _renew(self) -> TLSFiles | None:
-        files, reason = renew_certificates(self.tls_dir, self.names(), self.now())
+        files, reason = renew_certificates(self.tls_dir, self.names(), self.now(), remind=False)
         return files if reason is not None else None
 
     async def check(self) -> bool:
@@ -219,15 +219,21 @@ def ensure_certificates(
 
 
 def renew_certificates(
-    tls_dir: Path, names: ServerNames | None = None, now: dt.datetime | None = None
+    tls_dir: Path,
+    names: ServerNames | None = None,
+    now: dt.datetime | None = None,
+    *,
+    remind: bool = True,
 ) -> tuple[TLSFiles, str | None]:
     """ensure_certificates, also saying why the server certificate was made anew (None: the
-    one on disk still fits). Cheap when nothing changed: two small files read, no new key."""
+    one on disk still fits). Cheap when nothing changed: two small files read, no new key.
+    `remind`: repeat the warnings about a state that lasts (an unconstrained CA, a wrong
+    clock); the periodic check says them at start only, not every minute."""
     now = now or dt.datetime.now(dt.UTC)
     names = names or server_names()
     files = TLSFiles.in_dir(tls_dir)
     _private_dir(tls_dir)
-    ca_key, ca_cert = _load_or_make_ca(files, now, names)
+    ca_key, ca_cert = _load_or_make_ca(files, now, names, remind=remind)
     wanted = names
     names = vouched_names(ca_cert, wanted)
     reason = _server_cert_misfit(files, ca_cert, names, now)
@@ -267,7 +273,7 @@ def _private_dir(path: Path) -> None:
 
 
 def _load_or_make_ca(
-    files: TLSFiles, now: dt.datetime, names: ServerNames
+    files: TLSFiles, now: dt.datetime, names: ServerNames, *, remind: bool = True
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     if files.ca_cert.exists() and files.ca_key.exists():
         try:
@@ -289,11 +295,12 @@ def _load_or_make_ca(
         if now < PLAUSIBLE_SINCE:
             # The clock is wrong, not the CA: keep it (a new one would need every device's
             # trust again); the server certificate is made for now and remade once it is set.
-            log.warning(
-                "the clock says %s, before this version existed: keeping the local CA; set the "
-                "clock (NTP, or /admin) and the server certificate is remade within a minute",
-                now.date().isoformat(),
-            )
+            if remind:
+                log.warning(
+                    "the clock says %s, before this version existed: keeping the local CA; set the "
+                    "clock (NTP, or /admin) and the server certificate is remade within a minute",
+                    now.date().isoformat(),
+                )
             return key, cert
         if cert.not_valid_before_utc > now:
             # Made by an older version on a clock that ran ahead: no device accepts it until
@@ -304,7 +311,7 @@ def _load_or_make_ca(
                 cert.not_valid_before_utc.date().isoformat(),
             )
         elif cert.not_valid_after_utc - now > RENEW_BEFORE:
-            if not _has_name_constraints(cert):
+            if remind and not _has_name_constraints(cert):
                 _warn_unconstrained(files)
             return key, cert
         else:
