@@ -92,7 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the appliance. On first start with an empty database it prints a "
         "one-time setup code for creating the administrator at /setup.",
     )
-    serve.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument(
+        "--host",
+        default=None,
+        help="address to listen on (default: 127.0.0.1); :: is every IPv4 and IPv6 address, "
+        "0.0.0.0 every IPv4 one",
+    )
     serve.add_argument("--port", type=int, default=None, help="TCP port (default: 8000)")
     serve.add_argument(
         "--tls",

@@ -65,6 +65,9 @@ class Config:
     # With HTTPS, a plain-HTTP port that redirects browsers to HTTPS and serves /ca.crt.
     # None: 80 when port is 443, else no such port. 0: never.
     http_port: int | None = None
+    # With tls = "self-signed": seconds between looks at whether the server certificate still
+    # fits (new addresses, near its end, the clock set right); a misfit is remade and served.
+    certificate_check_interval: float = 60.0
     # Open connections one client address may hold (idle, requests and live feeds together);
     # the next is closed at once. The box itself (the bench, a local proxy) is one address too.
     max_connections_per_address: int = 256

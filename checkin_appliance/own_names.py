@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import itertools
 import socket
 import struct
 import sys
@@ -38,7 +39,8 @@ def lan_addresses() -> set[IPAddress]:
     """This machine's own addresses, asked of the kernel: nothing is sent anywhere."""
     found: set[IPAddress] = set()
     if sys.platform.startswith("linux"):
-        found |= _ipv4_by_interface()
+        found |= _ipv4_by_interface()  # one address per interface: the primary
+        found |= ipv4_addresses(Path("/proc/net/fib_trie"))  # secondary ones too
         found |= ipv6_addresses(Path("/proc/net/if_inet6"))
     else:  # a developer's laptop: what the hostname resolves to locally is good enough
         with contextlib.suppress(OSError):
@@ -66,6 +68,21 @@ def _ipv4_by_interface() -> set[IPAddress]:
             except OSError:
                 continue  # no IPv4 address on this interface
             found.add(ipaddress.IPv4Address(reply[20:24]))  # struct ifreq → sockaddr_in.sin_addr
+    return found
+
+
+def ipv4_addresses(path: Path) -> set[IPAddress]:
+    """Every local IPv4 address of every interface, secondary ones included, from
+    /proc/net/fib_trie: an address line (`|-- 192.168.1.20`) then its `/32 host LOCAL`."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return set()
+    found: set[IPAddress] = set()
+    for above, line in itertools.pairwise(lines):
+        if line.split() == ["/32", "host", "LOCAL"] and above.strip().startswith("|--"):
+            with contextlib.suppress(ValueError):
+                found.add(ipaddress.IPv4Address(above.strip()[3:].strip()))
     return found
 
 

@@ -14,7 +14,7 @@ import os
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -22,9 +22,13 @@ from checkin_appliance import __version__, memory, systemd
 from checkin_appliance.app import create_app, create_redirect_app, setup_banner
 from checkin_appliance.config import Config
 from checkin_appliance.connections import ConnectionGuard, open_file_limit
+from checkin_appliance.own_names import IPAddress, lan_addresses
 from checkin_appliance.store.lock import DataDirInUse
 from checkin_appliance.web.api import local_ca
 from checkin_appliance.web.headers import AccessLogger, MalformedRequestLog
+
+if TYPE_CHECKING:
+    from checkin_appliance.tls import CertificateKeeper
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,11 @@ _BIND_ERRORS = {
     errno.EACCES: "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)",
     errno.EADDRNOTAVAIL: "this machine has no such address",
 }
+
+
+# `--host ::` (the unit's): every IPv4 and IPv6 address. `0.0.0.0` stays IPv4 only.
+ANY_ADDRESS = "::"
+ALL_INTERFACES = ("0.0.0.0", "::", "")  # noqa: S104 - recognising, not binding
 
 
 class CannotListen(Exception):
@@ -50,6 +59,7 @@ def serve(config: Config) -> int:
     memory.tune_allocator()
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestLog())
     ssl_context = None
+    app = create_app(config)
     if config.tls_mode != "off":
         from checkin_appliance import tls  # cryptography: ~5 MB, only for HTTPS
 
@@ -58,7 +68,9 @@ def serve(config: Config) -> int:
         except (tls.TLSError, OSError) as exc:
             log.error("HTTPS cannot start: %s", exc)
             return 1
-    app = create_app(config)
+        if config.tls_mode == "self-signed":
+            keeper = tls.CertificateKeeper(config, ssl_context)
+            app.cleanup_ctx.append(_keeping_certificate(keeper, config.certificate_check_interval))
     # One guard for both ports: an address's connections count together.
     guard = ConnectionGuard(
         config.max_connections_per_address, config.header_timeout, open_file_limit()
@@ -168,14 +180,30 @@ class GuardedSite(web.BaseSite):
         await super().start()
         server = self.runner.server
         assert server is not None
-        self._server = await asyncio.get_running_loop().create_server(
-            self.guard.protocol_factory(server),
-            self.host,
-            self.port,
-            ssl=self.tls,
-            ssl_handshake_timeout=self.guard.header_timeout if self.tls else None,
-            backlog=128,
-        )
+        loop = asyncio.get_running_loop()
+
+        async def listen(hosts: str | list[str]) -> asyncio.AbstractServer:
+            return await loop.create_server(
+                self.guard.protocol_factory(server),
+                hosts,
+                self.port,
+                ssl=self.tls,
+                ssl_handshake_timeout=self.guard.header_timeout if self.tls else None,
+                backlog=128,
+            )
+
+        if self.host != ANY_ADDRESS:
+            self._server = await listen(self.host)
+            return
+        # "::" is every address, IPv4 and IPv6: a socket each (asyncio makes IPv6 sockets
+        # IPv6-only), so an IPv4 client is seen as itself, not as ::ffff:a.b.c.d.
+        try:
+            self._server = await listen(["0.0.0.0", "::"])  # noqa: S104 - every address, asked for
+        except OSError as exc:
+            if exc.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                raise
+            log.warning("IPv6 is off on this machine (%s): serving on IPv4 only", exc.strerror)
+            self._server = await listen("0.0.0.0")  # noqa: S104
 
 
 def _data_dir_problem(config: Config) -> str | None:
@@ -200,12 +228,15 @@ def _banner(app: web.Application, config: Config, *, https: bool) -> Callable[[]
     server that runs. Printed to stdout, never logged: the setup code is a secret."""
 
     def started() -> None:
-        base_url = _base_url(config, https=https)
+        urls = reachable_urls(config, https=https)
+        base_url = urls[0].rstrip("/")
         print(
             f"checkin-appliance {__version__} serving on {base_url} "
             f"(data: {config.data_dir.resolve()}); press Ctrl+C to stop",
             flush=True,
         )
+        if len(urls) > 1:
+            print(f"  Devices on the LAN open: {'  '.join(urls)}", flush=True)
         ca = local_ca(config)
         if ca is not None:
             print(
@@ -233,20 +264,34 @@ def _event_loop() -> asyncio.AbstractEventLoop:
 
 
 def _public_host(config: Config, *, https: bool) -> str:
-    """The host to print; with HTTPS on every interface, the mDNS name the certificate has."""
+    """The host to print; on every interface, the mDNS name (the certificate has it)."""
     host = config.host
-    if https and host in ("0.0.0.0", "::", ""):  # noqa: S104 - recognising, not binding
+    if host in ALL_INTERFACES:
         return f"{socket.gethostname().split('.')[0] or 'localhost'}.local"
     return f"[{host}]" if ":" in host else host
+
+
+def reachable_urls(
+    config: Config, *, https: bool, addresses: set[IPAddress] | None = None
+) -> list[str]:
+    """What a device on the LAN can open: <hostname>.local and each of the box's addresses
+    it listens on (IPv6 ones only with `--host ::`); never 0.0.0.0. One URL for one host."""
+    scheme = "https" if https else "http"
+    urls = [_url(scheme, _public_host(config, https=https), config.port, "/")]
+    if config.host not in ALL_INTERFACES:
+        return urls
+    families = (4, 6) if config.host != "0.0.0.0" else (4,)  # noqa: S104
+    found = lan_addresses() if addresses is None else addresses
+    for address in sorted(found, key=lambda a: (a.version, int(a))):
+        if address.version in families:
+            host = f"[{address}]" if address.version == 6 else str(address)
+            urls.append(_url(scheme, host, config.port, "/"))
+    return urls
 
 
 def _url(scheme: str, host: str, port: int, path: str = "") -> str:
     default = {"http": 80, "https": 443}[scheme]
     return f"{scheme}://{host}{'' if port == default else f':{port}'}{path}"
-
-
-def _base_url(config: Config, *, https: bool) -> str:
-    return _url("https" if https else "http", _public_host(config, https=https), config.port)
 
 
 def _ca_url(config: Config) -> str:
@@ -282,3 +327,29 @@ def _plain_http_listener(
             await runner.cleanup()
 
     return listener
+
+
+def _keeping_certificate(
+    keeper: CertificateKeeper, interval: float
+) -> Callable[[Any], AsyncIterator[None]]:
+    """A cleanup_ctx: every `interval` seconds, the server certificate is remade if it no
+    longer fits the box (and served at once); a failure is logged and tried again."""
+
+    async def keep() -> None:
+        while True:
+            await asyncio.sleep(interval)  # a period, not a wait for something
+            try:
+                await keeper.check()
+            except Exception as exc:  # the keeper outlives any one failure
+                log.warning("cannot renew the server certificate: %s (trying again)", exc)
+
+    async def keeping(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(keep(), name="certificate keeper")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return keeping

@@ -13,6 +13,7 @@ even if ca.key leaks. `_name_constraints` says why they are not exactly the box'
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import logging
@@ -20,6 +21,7 @@ import os
 import socket
 import ssl
 import stat
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -48,6 +50,11 @@ SERVER_LIFETIME = dt.timedelta(days=397)
 RENEW_BEFORE = dt.timedelta(days=30)
 # A tablet whose clock is a little behind still accepts a certificate made a moment ago.
 BACKDATE = dt.timedelta(hours=1)
+# No clock that reads earlier than this is right: this code did not exist before. A box
+# without a battery-backed clock may boot in 1970 (or at its last shutdown) and make its CA
+# before NTP answers; the CA's validity is stretched to cover this date whichever way the
+# clock was wrong, so fixing the clock never needs a new CA (and every device's trust).
+PLAUSIBLE_SINCE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 CA_NAME_PREFIX = "checkin-appliance local CA"
 # Names no public website can have: mDNS (RFC 6762) and loopback (RFC 6761). A constraint
 # covers the name and every name under it.
@@ -112,12 +119,46 @@ def server_context(config: Config) -> ssl.SSLContext | None:
     if mode == "off":
         return None
     if mode == "self-signed":
-        files = ensure_certificates(config.tls_dir)
+        files = ensure_certificates(config.tls_dir, server_names(extra=config.allowed_hosts))
         cert, key = files.server_cert, files.server_key
     else:
         assert config.tls_cert is not None and config.tls_key is not None
         cert, key = config.tls_cert, config.tls_key
     return _context(cert, key)
+
+
+class CertificateKeeper:
+    """Keeps the running server's certificate fitting the box while it runs: a new address
+    from DHCP, an interface come up, the end near, or a clock set right after the certificate
+    was made on a wrong one. `check()` remakes it when needed (one INFO line says why) and
+    loads it into the serving SSLContext: new handshakes get it, no restart, open
+    connections keep theirs. `names` and `now` are injectable for tests."""
+
+    def __init__(
+        self,
+        config: Config,
+        context: ssl.SSLContext,
+        names: Callable[[], ServerNames] | None = None,
+        now: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        self.tls_dir = config.tls_dir
+        self.context = context
+        allowed = config.allowed_hosts
+        self.names = names or (lambda: server_names(extra=allowed))
+        self.now = now or (lambda: dt.datetime.now(dt.UTC))
+
+    def _renew(self) -> TLSFiles | None:
+        files, reason = renew_certificates(self.tls_dir, self.names(), self.now(), remind=False)
+        return files if reason is not None else None
+
+    async def check(self) -> bool:
+        """Whether a new certificate is now served. The file work (and a new key, if one is
+        made) runs in a thread; the context is loaded on the loop, between handshakes."""
+        files = await asyncio.to_thread(self._renew)
+        if files is None:
+            return False
+        self.context.load_cert_chain(files.server_cert, files.server_key)
+        return True
 
 
 def _context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -174,15 +215,30 @@ def ensure_certificates(
     tls_dir: Path, names: ServerNames | None = None, now: dt.datetime | None = None
 ) -> TLSFiles:
     """Makes the CA if there is none, and a server certificate if the current one does not fit."""
+    return renew_certificates(tls_dir, names, now)[0]
+
+
+def renew_certificates(
+    tls_dir: Path,
+    names: ServerNames | None = None,
+    now: dt.datetime | None = None,
+    *,
+    remind: bool = True,
+) -> tuple[TLSFiles, str | None]:
+    """ensure_certificates, also saying why the server certificate was made anew (None: the
+    one on disk still fits). Cheap when nothing changed: two small files read, no new key.
+    `remind`: repeat the warnings about a state that lasts (an unconstrained CA, a wrong
+    clock); the periodic check says them at start only, not every minute."""
     now = now or dt.datetime.now(dt.UTC)
     names = names or server_names()
     files = TLSFiles.in_dir(tls_dir)
     _private_dir(tls_dir)
-    ca_key, ca_cert = _load_or_make_ca(files, now, names)
+    ca_key, ca_cert = _load_or_make_ca(files, now, names, remind=remind)
     wanted = names
     names = vouched_names(ca_cert, wanted)
-    if _server_cert_fits(files, ca_cert, names, now):
-        return files
+    reason = _server_cert_misfit(files, ca_cert, names, now)
+    if reason is None:
+        return files, None
     if left_out := _listed(wanted.dns - names.dns, wanted.ips - names.ips):
         # Not fatal: the box still answers as <hostname>.local and on its private addresses.
         log.warning(
@@ -198,11 +254,12 @@ def ensure_certificates(
     write_atomically(files.server_key, _private_pem(key), 0o600)
     write_atomically(files.server_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     log.info(
-        "server certificate made for %s (valid until %s)",
+        "server certificate made (%s) for %s (valid until %s)",
+        reason,
         _listed(names.dns, names.ips),
         cert.not_valid_after_utc.date().isoformat(),
     )
-    return files
+    return files, reason
 
 
 def _listed(dns: frozenset[str], ips: frozenset[IPAddress]) -> str:
@@ -216,7 +273,7 @@ def _private_dir(path: Path) -> None:
 
 
 def _load_or_make_ca(
-    files: TLSFiles, now: dt.datetime, names: ServerNames
+    files: TLSFiles, now: dt.datetime, names: ServerNames, *, remind: bool = True
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     if files.ca_cert.exists() and files.ca_key.exists():
         try:
@@ -235,11 +292,32 @@ def _load_or_make_ca(
                 f"{files.ca_key} does not belong to {files.ca_cert}. Restore the pair from a "
                 "backup, or delete both to make a new CA (every device must then trust it)"
             )
-        if cert.not_valid_after_utc - now > RENEW_BEFORE:
-            if not _has_name_constraints(cert):
+        if now < PLAUSIBLE_SINCE:
+            # The clock is wrong, not the CA: keep it (a new one would need every device's
+            # trust again); the server certificate is made for now and remade once it is set.
+            if remind:
+                log.warning(
+                    "the clock says %s, before this version existed: keeping the local CA; set the "
+                    "clock (NTP, or /admin) and the server certificate is remade within a minute",
+                    now.date().isoformat(),
+                )
+            return key, cert
+        if cert.not_valid_before_utc > now:
+            # Made by an older version on a clock that ran ahead: no device accepts it until
+            # then, so no device can trust it now and a new one costs nothing that works.
+            log.warning(
+                "the local CA is not valid until %s (it was made while the clock was wrong): "
+                "making a new one. Every device must trust the new CA (README: HTTPS on the LAN)",
+                cert.not_valid_before_utc.date().isoformat(),
+            )
+        elif cert.not_valid_after_utc - now > RENEW_BEFORE:
+            if remind and not _has_name_constraints(cert):
                 _warn_unconstrained(files)
             return key, cert
-        log.warning("the local CA ends on %s: making a new one", cert.not_valid_after_utc.date())
+        else:
+            log.warning(
+                "the local CA ends on %s: making a new one", cert.not_valid_after_utc.date()
+            )
     key = ec.generate_private_key(ec.SECP256R1())
     cert = _ca_certificate(key, now, names)
     write_atomically(files.ca_key, _private_pem(key), 0o600)
@@ -343,8 +421,10 @@ def _ca_certificate(
         .issuer_name(name)
         .public_key(public)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + CA_LIFETIME)
+        # Both ends stretched over PLAUSIBLE_SINCE: made on a wrong clock, it is still valid
+        # once the clock is right (the server certificates it signs are what is remade).
+        .not_valid_before(min(now, PLAUSIBLE_SINCE) - BACKDATE)
+        .not_valid_after(max(now, PLAUSIBLE_SINCE) + CA_LIFETIME)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             _key_usage(key_cert_sign=True, crl_sign=True),
@@ -409,25 +489,36 @@ def _server_certificate(
     )
 
 
-def _server_cert_fits(
+def _server_cert_misfit(
     files: TLSFiles, ca_cert: x509.Certificate, names: ServerNames, now: dt.datetime
-) -> bool:
-    """The current server certificate is ours, unexpired for a while, and names all we are."""
+) -> str | None:
+    """Why the current server certificate must be remade, or None: it is ours, valid now and
+    for a while yet, and names all we are."""
     try:
         cert = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
         key = serialization.load_pem_private_key(files.server_key.read_bytes(), password=None)
         cert.verify_directly_issued_by(ca_cert)
         alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (OSError, ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
-        return False
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        return False
-    return (
-        _spki(key.public_key()) == _spki(cert.public_key())
-        and cert.not_valid_after_utc - now > RENEW_BEFORE
-        and frozenset(alt.get_values_for_type(x509.DNSName)) == names.dns
-        and frozenset(alt.get_values_for_type(x509.IPAddress)) == names.ips
-    )
+    except OSError:
+        return "none yet"
+    except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
+        return "the old one is unreadable or not from this CA"
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or _spki(key.public_key()) != _spki(
+        cert.public_key()
+    ):
+        return "the key does not match"
+    if cert.not_valid_before_utc > now:
+        return "the old one starts in the future: made while the clock was wrong"
+    if cert.not_valid_after_utc <= now:
+        return "the old one has expired"
+    if cert.not_valid_after_utc - now <= RENEW_BEFORE:
+        return "the old one ends soon"
+    if (
+        frozenset(alt.get_values_for_type(x509.DNSName)) != names.dns
+        or frozenset(alt.get_values_for_type(x509.IPAddress)) != names.ips
+    ):
+        return "the box's names or addresses changed"
+    return None
 
 
 def _spki(public: object) -> bytes:
@@ -449,12 +540,23 @@ def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def server_names(
-    hostname: str | None = None, addresses: set[IPAddress] | None = None
+    hostname: str | None = None,
+    addresses: set[IPAddress] | None = None,
+    extra: Iterable[str] = (),
 ) -> ServerNames:
-    """The hostname, <hostname>.local, localhost, every LAN address, 127.0.0.1 and ::1."""
+    """The hostname, <hostname>.local, localhost, every LAN address, 127.0.0.1 and ::1, and
+    `extra` (the operator's allowed_hosts: names, or addresses)."""
     if addresses is None:
         addresses = lan_addresses()
-    return ServerNames(frozenset(host_names(hostname)), frozenset(addresses) | LOOPBACK)
+    dns, ips = set(host_names(hostname)), set(addresses) | LOOPBACK
+    for name in extra:
+        name = name.strip().rstrip(".").lower()
+        try:
+            ips.add(ipaddress.ip_address(name))
+        except ValueError:
+            if name:
+                dns.add(name)
+    return ServerNames(frozenset(dns), frozenset(ips))
 
 
 def _ip_order(address: IPAddress) -> tuple[int, int]:

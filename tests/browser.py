@@ -7,6 +7,7 @@ credential of a role; `screenshot` saves a PNG under tests/artifacts/ for people
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -37,16 +38,36 @@ TV = {"width": 1920, "height": 1080}
 LAPTOP = {"width": 1366, "height": 768}
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+# A name that is not loopback, so not a "potentially trustworthy" origin over plain HTTP:
+# what a tablet sees at http://<box>/ (no Sec-Fetch-Site headers). The `lan_browser`
+# resolves it to 127.0.0.1 itself; the server must list it in allowed_hosts.
+LAN_NAME = "clinic-box.lan"
+
+
+@contextlib.asynccontextmanager
+async def chromium(*extra_args: str) -> AsyncIterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run `make chromium` (Debian's chromium package).")
     async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=[*LAUNCH_ARGS, *extra_args]
+        )
         try:
-            yield chromium
+            yield launched
         finally:
-            await chromium.close()
+            await launched.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+async def lan_browser() -> AsyncIterator[Browser]:
+    async with chromium(f"--host-resolver-rules=MAP {LAN_NAME} 127.0.0.1") as launched:
+        yield launched
 
 
 @pytest.fixture

@@ -136,7 +136,7 @@ async def test_every_response_carries_the_security_headers(clinic: Clinic) -> No
             )
             headers = resp.headers
             assert headers["X-Content-Type-Options"] == "nosniff", path
-            assert headers["Referrer-Policy"] == "no-referrer", path
+            assert headers["Referrer-Policy"] == "same-origin", path
             assert "frame-ancestors 'none'" in headers["Content-Security-Policy"], path
             if path.startswith(("/api/", "/media/")):
                 assert "no-store" in headers["Cache-Control"], path

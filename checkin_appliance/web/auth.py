@@ -109,9 +109,11 @@ def client_address(request: web.Request) -> str:
 def same_origin(request: web.Request) -> bool:
     """Whether a browser sent this from one of our own pages (cookie requests only count then).
 
-    Browsers say so in Sec-Fetch-Site. With our `Referrer-Policy: no-referrer` they send
-    `Origin: null` on form posts and fetch() POSTs, so Origin decides only where
-    Sec-Fetch-Site is missing (older browsers; WebSocket handshakes carry a real Origin).
+    Browsers say so in Sec-Fetch-Site, but only to trustworthy origins (HTTPS, localhost).
+    Where it is missing (plain HTTP on the LAN, older browsers) Origin decides: with our
+    `Referrer-Policy: same-origin` a browser sends our own origin on our pages' posts, and
+    `null` or another site's origin from anywhere else (a sandboxed or opaque page, another
+    site), both refused. WebSocket handshakes always carry a real Origin.
     """
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None:

@@ -47,7 +47,14 @@ def host_check(allowed: HostAllowList) -> Middleware:
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    # same-origin, not no-referrer: over plain HTTP browsers send no Sec-Fetch-Site, and
+    # under no-referrer their posts from our own forms carry `Origin: null`, which is also
+    # what a sandboxed attacker's page sends (auth.same_origin). Other sites still get no
+    # Referer from us. A status link's page keeps no-referrer: its URL is its only key.
+    headers.setdefault(
+        "Referrer-Policy",
+        "no-referrer" if request.path.startswith(VISIT_PREFIX) else "same-origin",
+    )
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Content-Security-Policy", API_CSP)
     if request.secure:

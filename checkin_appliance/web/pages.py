@@ -28,6 +28,7 @@ from checkin_appliance.web.auth import (
     Caller,
     client_address,
     require_same_origin,
+    same_origin,
     set_session_cookie,
 )
 from checkin_appliance.web.i18n import for_page, language_or_default, translator
@@ -227,13 +228,15 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/login")
 async def login_submit(request: web.Request) -> web.StreamResponse:
-    require_same_origin(request)
+    t = translator(request.app[RECEPTION].settings.language)
+    if not same_origin(request):  # the sign-in page again, saying why: never raw JSON
+        refused = {"next": "", "token": "", "error": t("signin.cross_origin")}
+        return render(request, "login.html", refused, status=errors.CROSS_ORIGIN.status)
     form = await request.post()
     token = str(form.get("token", "")).strip()
     password = str(form.get("password", ""))
     next_page = _safe_next(str(form.get("next", "")))
     context: dict[str, Any] = {"next": next_page or "", "token": token}
-    t = translator(request.app[RECEPTION].settings.language)
     try:
         tokens = await request.app[ACCESS].login(
             token, password, client_address(request), page=True
@@ -274,13 +277,14 @@ async def setup_page(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/setup")
 async def setup_submit(request: web.Request) -> web.StreamResponse:
-    require_same_origin(request)
+    t = translator(request.app[RECEPTION].settings.language)
+    if not same_origin(request):
+        return _setup_refused(request, t("signin.cross_origin"), errors.CROSS_ORIGIN.status)
     access = request.app[ACCESS]
     if not await access.setup_open():
         raise web.HTTPSeeOther("/login")
     form = await request.post()
     code, password = str(form.get("code", "")), str(form.get("password", ""))
-    t = translator(request.app[RECEPTION].settings.language)
     if password != str(form.get("confirm", "")):
         return _setup_refused(request, t("setup.mismatch"), 400)
     try:

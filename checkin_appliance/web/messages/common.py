@@ -22,6 +22,8 @@ MESSAGES = {
         "login.missing": "Please enter both the token and the password.",
         "login.throttled": "Too many failed attempts. Wait {seconds} seconds and try again.",
         "login.setup_hint": "First time? Use the one-time setup code printed when the box started.",
+        "signin.cross_origin": "This sign-in did not come from this box's own page. Open the "
+        "box's address yourself (type it, or use your bookmark) and sign in there.",
         "setup.title": "Set up this check-in box",
         "setup.intro": "Enter the one-time setup code printed when the box started, and choose "
         "the administrator's password.",
@@ -76,6 +78,8 @@ MESSAGES = {
         "login.missing": "Introduzca el código y la contraseña.",
         "login.throttled": "Demasiados intentos fallidos. Espere {seconds} segundos e "
         "inténtelo de nuevo.",
+        "signin.cross_origin": "Este inicio de sesión no vino de la página de esta caja. Abra "
+        "usted mismo la dirección de la caja (escríbala o use su marcador) e inicie sesión allí.",
         "login.setup_hint": "¿Primera vez? Use el código de configuración que mostró el equipo "
         "al arrancar.",
         "setup.title": "Configurar este equipo de registro",
