@@ -83,6 +83,8 @@ def record_backup(
     """Writes data_dir/last-backup.json after every backup (CLI, web or scheduled), failed
     ones too. Never raises: a backup from a read-only data directory (the rescue case) is
     still a backup; the file is then left as it was."""
+    if not (data_dir / "checkin.db").is_file():  # not a data directory: leave it alone
+        return
     entry = LastBackup(format_time(at or datetime.now(UTC)), ok, str(where), size_bytes, error)
     path = data_dir / LAST_BACKUP_FILE
     try:
