@@ -24,6 +24,7 @@ from checkin_appliance.security import PasswordHasher
 from checkin_appliance.speech import Speech
 from checkin_appliance.store import Store, lock
 from checkin_appliance.store.database import StoreDamaged
+from checkin_appliance.system import System
 from checkin_appliance.visits import StatusFeed
 from checkin_appliance.web import (
     api,
@@ -36,6 +37,7 @@ from checkin_appliance.web import (
     slashes,
     visit,
 )
+from checkin_appliance.web import system as system_routes
 from checkin_appliance.web.errors import error_middleware, maintenance_middleware
 from checkin_appliance.web.feed import queue_feed
 from checkin_appliance.web.headers import add_security_headers, host_check
@@ -48,6 +50,7 @@ from checkin_appliance.web.keys import (
     SPEECH,
     STATUS_FEED,
     STORE,
+    SYSTEM,
 )
 
 log = logging.getLogger(__name__)
@@ -91,6 +94,7 @@ def create_app(config: Config) -> web.Application:
     app[ACCESS] = Access(store, config, PasswordHasher(), _feed_closer(hub))
     app[FEED_REFUSALS] = RefusalLog("live feeds")
     app[SPEECH] = Speech(store)
+    app[SYSTEM] = System(config)  # other parts add their warnings: app[SYSTEM].add_warnings
     # The patients' status pages: refreshed once per burst of events, whatever their number.
     app[STATUS_FEED] = StatusFeed(reception.waits, store.list_lines, reception.note_shown)
     hub.watch(app[STATUS_FEED].published)
@@ -101,6 +105,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(openapi.routes)
     app.add_routes(records.routes)
     app.add_routes(audit_log.routes)
+    app.add_routes(system_routes.routes)
     app.add_routes(pages.routes)
     pages.setup_templates(app)
     app.router.add_get("/ws/queue/", queue_feed)

@@ -815,7 +815,7 @@ def purge_command(args: argparse.Namespace, config: Config) -> int:
 
 
 def backup_command(args: argparse.Namespace, config: Config) -> int:
-    from checkin_appliance import backup
+    from checkin_appliance import backup, system
 
     try:
         passphrase = _read_passphrase(args, writing=True)
@@ -826,7 +826,14 @@ def backup_command(args: argparse.Namespace, config: Config) -> int:
                 backup.USAGE,
             )
         with _stopping_signals_interrupt():
-            result = backup.backup(config, args.out, force=args.force, passphrase=passphrase)
+            try:
+                result = backup.backup(config, args.out, force=args.force, passphrase=passphrase)
+            except backup.BackupError as exc:  # /admin's System section shows the last one
+                system.record_backup(config.data_dir, ok=False, where=args.out, error=exc.message)
+                raise
+        system.record_backup(
+            config.data_dir, ok=True, where=result.path, size_bytes=result.size_bytes
+        )
     except backup.BackupError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code

@@ -79,6 +79,9 @@ class Config:
     # Host names (or addresses) the box also answers to, beside its own hostname,
     # hostname.local, LAN addresses and localhost: e.g. a DNS name the clinic gave it.
     allowed_hosts: tuple[str, ...] = ()
+    # Below this much free space on the data directory's disk, /healthz says "low" and /admin
+    # warns (an SD card fills with photos and the journal long before the database).
+    disk_warn_free_mb: int = 500
     # Origins of browser apps elsewhere (e.g. "https://frontdesk.clinic.lan") that may call the
     # API and the feed with a bearer header (CORS); empty: none. Never with the page cookie.
     cors_origins: tuple[str, ...] = ()

@@ -330,4 +330,10 @@ DATABASE_DAMAGED = _code(
 DATABASE_UNAVAILABLE = _code(
     "database_unavailable", 503, "the database cannot be written right now (disk, lock)"
 )
+DISK_FULL = _code(
+    "disk_full",
+    507,
+    "the box's disk has no room for the check-in (photo or database); nothing was stored, "
+    "reads go on: free space (README, disk full) and send it again",
+)
 INTERNAL_ERROR = _code("internal_error", 500, "a bug: the log has the traceback")

@@ -28,10 +28,12 @@ from checkin_appliance import audit
 from checkin_appliance.audit import AuditEntry
 from checkin_appliance.domain import Actor, QueueEntry, QueueEvent, utc_now
 from checkin_appliance.store.errors import (
+    DiskFull,
     StoreDamaged,
     StoreUnavailable,
     fails_the_batch,
     is_corruption,
+    is_disk_full,
 )
 
 log = logging.getLogger(__name__)
@@ -211,6 +213,8 @@ class Writer:
 
     def translate(self, exc: BaseException) -> BaseException:
         """The store's typed error for what sqlite3 raised; a corrupt file enters maintenance."""
+        if is_disk_full(exc):
+            return DiskFull(str(exc))
         if isinstance(exc, sqlite3.OperationalError):
             return StoreUnavailable(str(exc))
         if is_corruption(exc):

@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from checkin_appliance import __version__, errors, intake, photos, retention, speech, visits
+from checkin_appliance import (
+    __version__,
+    errors,
+    intake,
+    photos,
+    retention,
+    speech,
+    system,
+    visits,
+)
 from checkin_appliance.config import Config
 from checkin_appliance.domain import (
     TRANSITIONS,
@@ -26,7 +35,7 @@ from checkin_appliance.domain import (
     utc_now,
 )
 from checkin_appliance.intake import Upload
-from checkin_appliance.store import StoreUnavailable
+from checkin_appliance.store import DiskFull, StoreUnavailable
 from checkin_appliance.web import cors, visit
 from checkin_appliance.web.auth import (
     SESSION_COOKIE,
@@ -38,6 +47,7 @@ from checkin_appliance.web.auth import (
     same_origin,
     set_session_cookie,
 )
+from checkin_appliance.web.errors import DISK_FULL as DISK_FULL_TEXT
 from checkin_appliance.web.errors import ApiError, error_response, health_error, json_response
 from checkin_appliance.web.keys import ACCESS, CONFIG, HUB, RECEPTION, SPEECH, STORE
 
@@ -712,11 +722,18 @@ async def set_credential_password(request: web.Request) -> web.Response:
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    disk = system.disk(config.data_dir, config.disk_warn_free_mb)
+    fields = {"disk": disk.state, "disk_free_bytes": disk.free_bytes}
     try:
         await request.app[RECEPTION].check_writable()
+    except DiskFull:
+        fields["disk"] = "full"  # whatever statvfs says (e.g. root's reserved blocks)
+        return health_error("error", errors.DISK_FULL, DISK_FULL_TEXT, fields)
     except StoreUnavailable:
-        return health_error("error", errors.DATABASE_UNAVAILABLE, "The database cannot be written.")
-    return json_response({"status": "ok", "db": "ok", "version": __version__})
+        message = "The database cannot be written."
+        return health_error("error", errors.DATABASE_UNAVAILABLE, message, fields)
+    return json_response({"status": "ok", "db": "ok", "version": __version__, **fields})
 
 
 def local_ca(config: Config) -> LocalCA | None:

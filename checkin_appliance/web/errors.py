@@ -14,8 +14,9 @@ from aiohttp.typedefs import Middleware
 
 from checkin_appliance import __version__, domain, errors
 from checkin_appliance.errors import ErrorCode, error_body
-from checkin_appliance.store import StoreUnavailable
+from checkin_appliance.store import DiskFull, StoreUnavailable
 from checkin_appliance.store.database import StoreDamaged
+from checkin_appliance.store.errors import is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ DAMAGED = (
     "Restore a backup (see the README) or contact support."
 )
 UNAVAILABLE = "The database is unavailable; try again shortly."
+DISK_FULL = "The box's disk is full; nothing was stored. Free space on the box, then try again."
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 # aiohttp's own refusals (routing, body limits): our text and code for each.
@@ -108,6 +110,8 @@ def error_middleware() -> Middleware:
             return error_response(exc.code, exc.message, extra=exc.extra())
         except StoreDamaged:
             return damaged_response(request)
+        except DiskFull as exc:
+            return disk_full_response(request, exc)
         except StoreUnavailable:
             log.exception("database unavailable")
             return error_response(errors.DATABASE_UNAVAILABLE, UNAVAILABLE)
@@ -118,7 +122,9 @@ def error_middleware() -> Middleware:
             return error_response(
                 code, message, status=exc.status, headers=_passthrough_headers(exc)
             )
-        except Exception:
+        except Exception as exc:
+            if is_disk_full(exc):  # a file write anywhere (a key, a temp file): the same answer
+                return disk_full_response(request, exc)
             log.exception("unhandled error in %s %s", request.method, request.path)
             return error_response(errors.INTERNAL_ERROR, "Internal server error.")
 
@@ -139,13 +145,22 @@ def maintenance_middleware(is_damaged: Callable[[], bool]) -> Middleware:
     return maintenance
 
 
+def disk_full_response(request: web.Request, exc: BaseException) -> web.Response:
+    # One line, no traceback: the cause is the disk, not a bug; the path says which request.
+    reason = getattr(exc, "strerror", None) or str(exc)  # never a file's (photo's) name
+    log.error("disk full: %s %s refused (%s)", request.method, request.path, reason)
+    return error_response(errors.DISK_FULL, DISK_FULL)
+
+
 def _passthrough_headers(exc: web.HTTPException) -> dict[str, str]:
     return {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
 
 
-def health_error(db: str, code: ErrorCode, message: str) -> web.Response:
+def health_error(
+    db: str, code: ErrorCode, message: str, fields: dict[str, object] | None = None
+) -> web.Response:
     """/healthz when the database cannot be used: its own fields, then the error body."""
-    extra = {"status": "error", "db": db, "version": __version__}
+    extra = {"status": "error", "db": db, "version": __version__, **(fields or {})}
     return error_response(code, message, extra=extra)
 
 

@@ -11,6 +11,7 @@ from checkin_appliance.hub import Hub
 from checkin_appliance.reception import Reception
 from checkin_appliance.speech import Speech
 from checkin_appliance.store import Store
+from checkin_appliance.system import System
 from checkin_appliance.visits import StatusFeed
 
 CONFIG = web.AppKey("config", Config)
@@ -19,6 +20,7 @@ HUB = web.AppKey("hub", Hub)
 RECEPTION = web.AppKey("reception", Reception)
 ACCESS = web.AppKey("access", Access)
 SPEECH = web.AppKey("speech", Speech)
+SYSTEM = web.AppKey("system", System)  # /admin's System section: uptime, checks, warnings
 STATUS_FEED = web.AppKey("status_feed", StatusFeed)  # the patients' open status pages
 # Live feeds refused for being over max_feeds_per_credential, logged at most once per 10 s.
 FEED_REFUSALS = web.AppKey("feed_refusals", RefusalLog)

@@ -46,6 +46,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "smaller one, or check in without a photo.",
         "kiosk.error_name_too_long": "That name is too long. Please shorten it.",
         "kiosk.error_other": "We could not check you in: {message}",
+        "kiosk.error_disk_full": "We could not check you in: the check-in box has run out of "
+        "storage space. Please tell the front desk. (Staff: see System in Administration.)",
         "kiosk.error_refused": "This kiosk may not check patients in right now. Please let the "
         "front desk know.",
         "kiosk.thanks": "Thank you!",
@@ -118,6 +120,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "una más pequeña o regístrese sin foto.",
         "kiosk.error_name_too_long": "Ese nombre es demasiado largo. Acórtelo, por favor.",
         "kiosk.error_other": "No hemos podido registrarle: {message}",
+        "kiosk.error_disk_full": "No hemos podido registrarle: el equipo de registro se ha "
+        "quedado sin espacio de almacenamiento. Avise en recepción, por favor. (Personal: vea "
+        "Sistema en Administración.)",
         "kiosk.error_refused": "Este quiosco no puede registrar pacientes ahora mismo. Avise en "
         "recepción, por favor.",
         "kiosk.thanks": "¡Gracias!",

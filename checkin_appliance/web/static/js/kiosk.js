@@ -462,7 +462,8 @@ async function post(name, answers, photo, key) {
   }
 }
 
-// Tries until the server answers (anything below 500) or GIVE_UP_AFTER_MS have passed.
+// Tries until the server answers (anything below 500, or a full disk: waiting will not free
+// it) or GIVE_UP_AFTER_MS have passed.
 async function send(name, answers, photo, key, gen) {
   const started = Date.now();
   for (let attempt = 0; ; attempt += 1) {
@@ -473,7 +474,9 @@ async function send(name, answers, photo, key, gen) {
       answer = null;
     }
     if (gen !== generation) return { kind: "dropped" };
-    if (answer && answer.status < 500) return { kind: "answer", ...answer };
+    if (answer && (answer.status < 500 || answer.body?.code === "disk_full")) {
+      return { kind: "answer", ...answer };
+    }
     if (Date.now() - started >= GIVE_UP_AFTER_MS) return { kind: "unreachable" };
     state.sendStatus = "kiosk.still_trying";
     render();
@@ -499,6 +502,7 @@ const PROBLEMS = {
   photo_over_original_limit: { photo: true, key: "kiosk.error_photo_too_large" },
   name_required: { name: "kiosk.name_missing" },
   name_too_long: { name: "kiosk.error_name_too_long" },
+  disk_full: { key: "kiosk.error_disk_full" },
 };
 
 function problem(status, body) {
