@@ -43,8 +43,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# The checkout under test: a server started in another cwd (launched()) would otherwise
+# import whatever checkin_appliance the interpreter has installed.
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+    path = os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
 
 
 def cli_command(*args: str) -> list[str]:
