@@ -29,6 +29,7 @@ from checkin_appliance.reception import Reception
 from checkin_appliance.security import PasswordHasher
 from checkin_appliance.store import Store
 from checkin_appliance.store.database import read_audit_log
+from checkin_appliance.store.errors import StoreUnavailable
 from checkin_appliance.store.schema import SchemaError
 
 # Where the package puts its configuration (data_dir = INSTALLED_DATA_DIR in it).
@@ -575,7 +576,7 @@ def _with_services(
             return await action(
                 _Services(store, Access(store, config, PasswordHasher()), reception)
             )
-        except sqlite3.OperationalError as exc:
+        except (sqlite3.OperationalError, StoreUnavailable) as exc:
             print(f"error: {storage.problem(config, exc)}", file=sys.stderr)
             return 1
         finally:

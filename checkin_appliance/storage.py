@@ -4,7 +4,6 @@ what is wrong with it (missing, read-only mount, not writable by this user)."""
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 
 from checkin_appliance.config import Config
@@ -40,7 +39,7 @@ def problem(config: Config, exc: BaseException | None = None) -> str:
     if isinstance(exc, OSError):
         where = exc.filename or config.data_dir
         return f"cannot use {where}: {exc.strerror or exc}"
-    if isinstance(exc, sqlite3.Error):
+    if exc is not None:  # sqlite3's, or the store's StoreUnavailable
         return f"cannot use the database {_shown(config.db_path)}: {exc}"
     return f"cannot use the data directory {_shown(config.data_dir)}"
 

@@ -138,6 +138,20 @@ def test_as_installed_commands_use_the_package_config_and_its_data_dir(
     assert "no database at" in capsys.readouterr().err
 
 
+def test_the_frozen_executable_without_a_config_uses_the_service_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service_data = tmp_path / "var-lib"
+    new_database(service_data)
+    monkeypatch.setattr(cli, "INSTALLED_CONFIG", tmp_path / "absent.toml")
+    monkeypatch.setattr(cli, "INSTALLED_DATA_DIR", service_data)
+    monkeypatch.setattr("sys.frozen", True, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["settings", "show"]) == 0
+    assert '"clinic_name"' in capsys.readouterr().out
+    assert not (tmp_path / "data").exists()
+
+
 def test_the_packaged_config_names_the_service_data_dir() -> None:
     packaged = Path(__file__).resolve().parent.parent / "packaging" / "config.toml"
     config = cli.load_config(packaged)
@@ -162,6 +176,32 @@ def test_commands_on_an_unwritable_data_dir_print_one_line_naming_it(
     assert result.returncode == 1
     line = one_line(result)
     assert f"cannot write in the data directory {data}" in line and "permission denied" in line
+
+
+@as_root
+def test_a_read_only_database_file_is_named(open_dir: Path) -> None:
+    data = open_dir / "data"
+    new_database(data)
+    for path in [data, *data.iterdir()]:
+        os.chown(path, NOBODY, NOBODY)
+    (data / "checkin.db").chmod(0o444)
+    # Reading still works; a change says what is in the way.
+    assert run_as_nobody("token", "list", "--data-dir", str(data)).returncode == 0
+    result = run_as_nobody("settings", "set", "clinic_name", "North", "--data-dir", str(data))
+    assert result.returncode == 1
+    assert f"cannot write {data / 'checkin.db'}: permission denied" in one_line(result)
+    port = free_port()
+    served = subprocess.run(
+        [*AS_NOBODY, *cli_command("serve", "--data-dir", str(data), "--port", str(port))],
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        check=False,
+    )
+    assert served.returncode == 1
+    assert f"cannot write {data / 'checkin.db'}" in served.stderr, served.stderr
+    assert "cannot serve on" not in served.stderr and "Traceback" not in served.stderr
 
 
 @as_root
