@@ -808,7 +808,9 @@ def _audit_entries(config: Config) -> list[AuditEntry] | None:
     try:
         return list(read_audit_log(config.db_path))
     except sqlite3.DatabaseError as exc:
-        print(f"error: cannot read the audit trail of {config.db_path}: {exc}", file=sys.stderr)
+        # e.g. a WAL database in a read-only folder: name what is wrong with the folder.
+        why = storage.write_problem(config) or str(exc)
+        print(f"error: cannot read the audit trail of {config.db_path}: {why}", file=sys.stderr)
         return None
 
 

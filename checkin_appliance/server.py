@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from checkin_appliance import __version__, memory, storage, systemd
+from checkin_appliance import __version__, memory, ownership, storage, systemd
 from checkin_appliance.app import create_app, create_redirect_app, setup_banner
 from checkin_appliance.config import Config
 from checkin_appliance.connections import ConnectionGuard, open_file_limit
@@ -42,6 +42,15 @@ class CannotListen(Exception):
 
 def serve(config: Config) -> int:
     """Runs until stopped; 0 after a clean stop, 1 when the server could not start."""
+    try:
+        return _serve(config)
+    finally:
+        # Started as root by mistake on the service's data directory: what it made there
+        # (tls/, media/, the database) goes back to the directory's owner when it stops.
+        ownership.give_to_data_dir_owner(config.data_dir)
+
+
+def _serve(config: Config) -> int:
     problem = _data_dir_problem(config)
     if problem:
         log.error("%s", problem)

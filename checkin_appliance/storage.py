@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from checkin_appliance.config import Config
+from checkin_appliance.store.lock import LOCK_FILE
 
 SIDE_FILES = ("-wal", "-shm")
 
@@ -25,8 +26,11 @@ def write_problem(config: Config) -> str | None:
     if not os.access(data_dir, os.W_OK | os.X_OK):
         return f"cannot write in the data directory {_shown(data_dir)}: {_whose(data_dir)}"
     db = config.db_path
-    for path in [db, *(db.with_name(db.name + suffix) for suffix in SIDE_FILES)]:
-        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+    side_files = [db.with_name(db.name + suffix) for suffix in SIDE_FILES]
+    # checkin.lock and media/ left by root (a restore run with sudo) stop the service too.
+    for path in [db, *side_files, data_dir / LOCK_FILE, config.media_dir, config.photo_dir]:
+        wanted = os.R_OK | os.W_OK | (os.X_OK if path.is_dir() else 0)
+        if path.exists() and not os.access(path, wanted):
             return f"cannot write {_shown(path)}: {_whose(path)}"
     return None
 

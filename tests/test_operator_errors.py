@@ -229,9 +229,10 @@ def test_serve_and_commands_on_a_read_only_mount_say_read_only(open_dir: Path) -
     subprocess.run(["mount", "--bind", str(data), str(data)], check=True, timeout=10)
     try:
         subprocess.run(["mount", "-o", "remount,bind,ro", str(data)], check=True, timeout=10)
-        listing = run_cli("token", "list", "--data-dir", str(data))
-        assert listing.returncode == 1
-        assert f"{data} is on a read-only file system" in one_line(listing)
+        for command in (["token", "list"], ["audit", "show"]):
+            listing = run_cli(*command, "--data-dir", str(data))
+            assert listing.returncode == 1
+            assert f"{data} is on a read-only file system" in one_line(listing)
         port = free_port()
         served = subprocess.run(
             cli_command("serve", "--data-dir", str(data), "--port", str(port)),
@@ -340,3 +341,39 @@ def test_a_command_as_root_that_upgrades_the_schema_leaves_nothing_of_roots(
     assert len(list((box / "pre-upgrade").iterdir())) == 1
     wrong = {name: who for name, who in owners(box).items() if who != (NOBODY, NOBODY)}
     assert wrong == {}, wrong
+
+
+@as_root
+def test_serve_as_root_on_the_services_data_dir_gives_it_all_back(open_dir: Path) -> None:
+    box = open_dir / "box"
+    box.mkdir(mode=0o750)
+    os.chown(box, NOBODY, NOBODY)
+    port = free_port()
+    command = cli_command("serve", "--host", HOST, "--port", str(port), "--data-dir", str(box))
+    with launched(open_dir / "run", command, port, box):
+        pass
+    assert {"checkin.db", "checkin.lock", "photo-links.key"} <= {p.name for p in box.iterdir()}
+    wrong = {name: who for name, who in owners(box).items() if who != (NOBODY, NOBODY)}
+    assert wrong == {}, wrong
+
+
+@as_root
+def test_a_lock_file_left_by_root_is_named(open_dir: Path) -> None:
+    data = open_dir / "data"
+    new_database(data)
+    for path in [data, *data.iterdir()]:
+        os.chown(path, NOBODY, NOBODY)
+    lock = data / "checkin.lock"
+    lock.touch(mode=0o600)
+    os.chown(lock, 0, 0)
+    port = free_port()
+    served = subprocess.run(
+        [*AS_NOBODY, *cli_command("serve", "--data-dir", str(data), "--port", str(port))],
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        check=False,
+    )
+    assert served.returncode == 1
+    assert f"cannot write {lock}: permission denied (owner uid 0" in served.stderr, served.stderr
