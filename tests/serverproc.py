@@ -270,3 +270,17 @@ def running(workdir: Path, data_dir: Path | None = None) -> Iterator[Server]:
     command = cli_command("serve", "--host", HOST, "--port", str(port), "--data-dir", str(data_dir))
     with launched(workdir, command, port, data_dir) as server:
         yield server
+
+
+def new_database(data_dir: Path) -> None:
+    """An empty, current database in data_dir, as a first `serve` leaves it: the commands
+    other than serve, restore and import-original never make one."""
+    from checkin_appliance.store import Store
+
+    async def run() -> None:
+        store = Store(data_dir / "checkin.db")
+        await store.open()
+        await store.close()
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(run())

@@ -8,7 +8,6 @@ setpriv (as root, which CI is)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
@@ -21,23 +20,12 @@ from pathlib import Path
 import pytest
 
 from checkin_appliance import cli
-from checkin_appliance.store import Store
-from tests.serverproc import HOST, cli_command, free_port, launched, run_cli
+from tests.serverproc import HOST, cli_command, free_port, launched, new_database, run_cli
 
 NOBODY = 65534
 AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
 CLI_TIMEOUT = 30.0
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="drops to uid 65534 with setpriv (root)")
-
-
-def new_database(data_dir: Path) -> None:
-    async def run() -> None:
-        store = Store(data_dir / "checkin.db")
-        await store.open()
-        await store.close()
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    asyncio.run(run())
 
 
 def run_as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
