@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from checkin_appliance import __version__, agefile, audit, photos
+from checkin_appliance import __version__, agefile, audit, ownership, photos
 from checkin_appliance.config import Config
 from checkin_appliance.files import TEMP_SUFFIX, fsync_directory
 from checkin_appliance.store import inspect, lock
@@ -261,11 +261,26 @@ def _backup_target(text: str | Path, *, encrypted: bool) -> Path:
 def _snapshot(db_path: Path, copy: Path) -> None:
     """A consistent copy of the live database, or BackupError."""
     try:
-        inspect.copy_database(db_path, copy)
+        try:
+            inspect.copy_database(db_path, copy)
+        except sqlite3.OperationalError:
+            if _can_write_in(db_path.parent):
+                raise
+            inspect.copy_database(db_path, copy, read_only=True)
     except sqlite3.OperationalError as exc:
         raise BackupError(f"cannot copy {db_path} to {copy.parent}: {exc}") from exc
     except sqlite3.DatabaseError as exc:
         raise _damaged(str(exc)) from exc
+
+
+def _can_write_in(folder: Path) -> bool:
+    """False on a read-only mount or a folder this user cannot write in: backup then reads
+    the database without the -shm and locks SQLite would write."""
+    try:
+        read_only_mount = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only_mount = False
+    return not read_only_mount and os.access(folder, os.W_OK | os.X_OK)
 
 
 def _inspect_copy(copy: Path) -> tuple[Counts, list[str]]:
@@ -442,6 +457,9 @@ def restore(
             with contextlib.suppress(OSError):
                 (data_dir / LOCK_FILE).unlink()
                 data_dir.rmdir()
+        # Run as root, checkin.lock and media/ (made here, never started) must still be the
+        # service's: it opens the lock read-write and writes photos into media/.
+        ownership.give_to_data_dir_owner(data_dir)
     return RestoreResult(
         source=source,
         data_dir=data_dir,

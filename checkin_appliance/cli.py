@@ -20,15 +20,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from checkin_appliance import __version__, audit, logs, retention
+from checkin_appliance import __version__, audit, logs, ownership, retention, storage
 from checkin_appliance.access import Access
 from checkin_appliance.audit import AuditEntry
-from checkin_appliance.config import TLS_MODES, Config, ConfigError, load_config
+from checkin_appliance.config import TLS_MODES, Config, ConfigError, check_config, load_config
 from checkin_appliance.domain import CLI, DomainError, InvalidInput, NotFound, Role, Settings
 from checkin_appliance.reception import Reception
 from checkin_appliance.security import PasswordHasher
 from checkin_appliance.store import Store
 from checkin_appliance.store.database import read_audit_log
+from checkin_appliance.store.errors import StoreUnavailable
+from checkin_appliance.store.schema import SchemaError
+
+# Where the package puts its configuration (data_dir = INSTALLED_DATA_DIR in it).
+INSTALLED_CONFIG = Path("/etc/checkin-appliance/config.toml")
+INSTALLED_DATA_DIR = Path("/var/lib/checkin-appliance")
 
 DESCRIPTION = """\
 Patient check-in and waiting-room queue for small clinics: one process serves the REST API,
@@ -76,14 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
             "--data-dir",
             type=Path,
             default=None,
-            help="folder with checkin.db and media/ (default: ./data, or data_dir from --config)",
+            help="folder with checkin.db and media/ (default: data_dir from --config; as "
+            f"installed, from {INSTALLED_CONFIG}; else ./data)",
         )
         p.add_argument(
             "--config",
             type=Path,
             default=None,
             metavar="FILE",
-            help="TOML configuration file; flags given here override it",
+            help="TOML configuration file; flags given here override it (default: "
+            f"{INSTALLED_CONFIG} when neither --config nor --data-dir is given and it exists)",
         )
 
     serve = commands.add_parser(
@@ -268,10 +276,42 @@ def build_parser() -> argparse.ArgumentParser:
     recent.add_argument("--json", action="store_true", help="one JSON object per line")
     data_options(recent)
     recent.set_defaults(handler=audit_show)
+    _add_config_command(commands)
     _add_backup_commands(commands, data_options)
     _add_import_command(commands, data_options)
     _add_purge_command(commands, data_options)
     return parser
+
+
+def _add_config_command(commands: Any) -> None:
+    config = commands.add_parser("config", help="check the configuration file")
+    actions = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = actions.add_parser(
+        "check",
+        help="list every problem of the configuration file (exit code 1 if there is one)",
+        description="Reads the file as `serve` does and prints one line per problem: a value "
+        "the server cannot use (it would not start), and a key it does not use as written "
+        "(renamed: read under its new name; removed or unknown: ignored). The server only "
+        "warns about keys at start, so an upgrade that renames one never stops it.",
+    )
+    check.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=f"the file to check (default: {INSTALLED_CONFIG})",
+    )
+    check.set_defaults(handler=config_check, config_flags=())
+
+
+def config_check(args: argparse.Namespace) -> int:
+    path = args.config if args.config is not None else INSTALLED_CONFIG
+    problems = check_config(path)
+    for problem in problems:
+        print(problem)
+    if not problems:
+        print(f"{path}: no problems")
+    return 1 if problems else 0
 
 
 def _add_purge_command(
@@ -508,10 +548,26 @@ class _Services:
     reception: Reception
 
 
-def _with_services(config: Config, action: Callable[[_Services], Awaitable[int]]) -> int:
+def _with_services(
+    config: Config, action: Callable[[_Services], Awaitable[int]], *, create: bool = False
+) -> int:
+    """Runs `action` on the data directory's database. Only `create` commands (import) may
+    start a new one: any other, pointed at the wrong folder, says so instead of making an
+    empty database there."""
+    if not create and not config.db_path.exists():
+        print(no_database(config), file=sys.stderr)
+        return 1
+
     async def run() -> int:
         store = Store(config.db_path)
-        await store.open()
+        try:
+            await store.open()
+        except SchemaError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except (OSError, sqlite3.Error) as exc:
+            print(f"error: {storage.problem(config, exc)}", file=sys.stderr)
+            return 1
         try:
             if store.damaged:
                 print(
@@ -525,10 +581,23 @@ def _with_services(config: Config, action: Callable[[_Services], Awaitable[int]]
             return await action(
                 _Services(store, Access(store, config, PasswordHasher()), reception)
             )
+        except (sqlite3.OperationalError, StoreUnavailable) as exc:
+            print(f"error: {storage.problem(config, exc)}", file=sys.stderr)
+            return 1
         finally:
             await store.close()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    finally:
+        ownership.give_to_data_dir_owner(config.data_dir)
+
+
+def no_database(config: Config) -> str:
+    return (
+        f"error: there is no database at {config.db_path.resolve()}; name the service's data "
+        f"directory with --data-dir DIR (installed: {INSTALLED_DATA_DIR}) or --config FILE"
+    )
 
 
 def _refused(exc: DomainError, exit_code: int) -> int:
@@ -675,8 +744,10 @@ def import_original_command(args: argparse.Namespace, config: Config) -> int:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="checkin-dry-run-") as scratch:
-            return _with_services(dataclasses.replace(config, data_dir=Path(scratch)), run)
-    return _with_services(config, run)
+            return _with_services(
+                dataclasses.replace(config, data_dir=Path(scratch)), run, create=True
+            )
+    return _with_services(config, run, create=True)
 
 
 def settings_show(args: argparse.Namespace, config: Config) -> int:
@@ -737,12 +808,14 @@ def settings_set(args: argparse.Namespace, config: Config) -> int:
 
 def _audit_entries(config: Config) -> list[AuditEntry] | None:
     if not config.db_path.exists():
-        print(f"error: no database at {config.db_path}", file=sys.stderr)
+        print(no_database(config), file=sys.stderr)
         return None
     try:
         return list(read_audit_log(config.db_path))
     except sqlite3.DatabaseError as exc:
-        print(f"error: cannot read the audit trail of {config.db_path}: {exc}", file=sys.stderr)
+        # e.g. a WAL database in a read-only folder: name what is wrong with the folder.
+        why = storage.write_problem(config) or str(exc)
+        print(f"error: cannot read the audit trail of {config.db_path}: {why}", file=sys.stderr)
         return None
 
 
@@ -847,6 +920,12 @@ def backup_command(args: argparse.Namespace, config: Config) -> int:
             file=sys.stderr,
         )
     print(result.summary())
+    if storage.write_problem(config) is not None:
+        print(
+            f"note: not recorded in the audit trail: {storage.write_problem(config)}",
+            file=sys.stderr,
+        )
+        return 0
 
     async def record(services: _Services) -> int:
         detail = {
@@ -900,12 +979,42 @@ def restore_command(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _config_file(args: argparse.Namespace) -> Path | None:
+    """--config, else the package's own file when the command runs as installed and names no
+    data directory: `sudo checkin-appliance token list` must read the service's data, not
+    make a new ./data wherever it was typed."""
+    if args.config is not None or args.data_dir is not None:
+        return args.config
+    return INSTALLED_CONFIG if INSTALLED_CONFIG.is_file() else None
+
+
+def _default_data_dir(args: argparse.Namespace, config_file: Path | None) -> Path | None:
+    """The frozen executable without a config file still uses the service's data directory
+    when it exists (a copy run from a USB stick on the box)."""
+    if (
+        config_file is None
+        and args.data_dir is None
+        and getattr(sys, "frozen", False)
+        and INSTALLED_DATA_DIR.is_dir()
+    ):
+        return INSTALLED_DATA_DIR
+    return args.data_dir
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.handler is config_check:
+        logs.configure("WARNING")
+        return config_check(args)
     flags = {name: getattr(args, name) for name in getattr(args, "config_flags", ())}
+    # Renamed or unknown keys are warnings (logged); configure logging before reading.
+    logs.configure(
+        (flags.get("log_level") or "INFO") if args.handler is serve_command else "WARNING"
+    )
+    config_file = _config_file(args)
     try:
-        config = load_config(args.config, data_dir=args.data_dir, **flags)
+        config = load_config(config_file, data_dir=_default_data_dir(args, config_file), **flags)
     except ConfigError as exc:
         parser.error(str(exc))
     # The server logs at its configured level; other commands only say what went wrong.

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from yarl import URL
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -187,26 +191,102 @@ def _origin(value: Any) -> str:
     return str(url.origin())
 
 
+# Settings a release renamed: the old key keeps working, mapped to its new name(s) with a
+# warning. Each entry turns the old value into {new key: value}. Before 013977c a page session
+# was renewed while in use and ended after N days unused, with no absolute end: the idle limit
+# maps exactly; the absolute limit that release added keeps its default, raised to N when N is
+# longer so the idle time the clinic chose can still be reached.
+_RENAMED: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "staff_session_days": lambda days: {
+        "staff_session_idle_hours": _days(days, "staff_session_days") * 24,
+        "staff_session_max_days": max(Config.staff_session_max_days, days),
+    },
+    "device_session_days": lambda days: {
+        "device_session_idle_days": _days(days, "device_session_days")
+    },
+}
+# Settings a release removed (none yet): ignored with a warning.
+_REMOVED: dict[str, str] = {}
+
+
+def _days(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{key} must be a positive whole number of days")
+    return value
+
+
+@dataclass
+class _FileSettings:
+    values: dict[str, Any]  # by their current names, coerced
+    notes: list[str]  # keys not used as written: renamed, removed, unknown
+    errors: list[str]  # values the server cannot use
+
+
+def _read_file(path: Path) -> _FileSettings:
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    found = _FileSettings({}, [], [])
+    mapped: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        try:
+            if name in _FIELDS:
+                found.values[name] = _coerce(name, value)
+            elif name in _RENAMED:
+                new = _RENAMED[name](value)
+                mapped |= {new_name: _coerce(new_name, v) for new_name, v in new.items()}
+                written = ", ".join(f"{k} = {v}" for k, v in new.items())
+                found.notes.append(
+                    f"{path}: {key!r} was renamed; read as {written} (write that instead)"
+                )
+            elif name in _REMOVED:
+                found.notes.append(f"{path}: {key!r} is no longer used ({_REMOVED[name]}); ignored")
+            else:
+                found.notes.append(f"{path}: unknown setting {key!r}; ignored")
+        except ConfigError as exc:
+            found.errors.append(f"{path}: {exc}")
+    # A new key written in the file wins over the same key mapped from an old one.
+    found.values = mapped | found.values
+    return found
+
+
 def load_config(path: Path | None = None, **overrides: Any) -> Config:
-    """Defaults, then the TOML file (if any), then overrides that are not None."""
+    """Defaults, then the TOML file (if any), then overrides that are not None. A renamed,
+    removed or unknown key is logged as a warning, never stops the start (an upgrade keeps
+    an edited file); a bad value does (ConfigError), never falling back to a default."""
     values: dict[str, Any] = {}
     if path is not None:
-        try:
-            with open(path, "rb") as f:
-                raw = tomllib.load(f)
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-        for key, value in raw.items():
-            name = key.replace("-", "_")
-            if name not in _FIELDS:
-                raise ConfigError(f"{path}: unknown setting {key!r}")
-            values[name] = _coerce(name, value)
+        found = _read_file(path)
+        if found.errors:
+            raise ConfigError(found.errors[0])
+        for note in found.notes:
+            log.warning("%s", note)
+        values = found.values
     for name, value in overrides.items():
         if value is not None:
             values[name] = _coerce(name, value)
     return _consistent(Config(**values))
+
+
+def check_config(path: Path) -> list[str]:
+    """Every problem of the file, one line each, for `config check`; empty when clean.
+    Unknown, renamed and removed keys count as problems here, unlike at start."""
+    try:
+        found = _read_file(path)
+    except ConfigError as exc:
+        return [str(exc)]
+    problems = found.errors + found.notes
+    if not found.errors:
+        try:
+            _consistent(Config(**found.values))
+        except ConfigError as exc:
+            problems.append(f"{path}: {exc}")
+    return problems
 
 
 def _consistent(config: Config) -> Config:

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import errno
 import logging
-import os
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -18,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from checkin_appliance import __version__, memory, systemd
+from checkin_appliance import __version__, memory, ownership, storage, systemd
 from checkin_appliance.app import create_app, create_redirect_app, setup_banner
 from checkin_appliance.config import Config
 from checkin_appliance.connections import ConnectionGuard, open_file_limit
 from checkin_appliance.own_names import IPAddress, lan_addresses
 from checkin_appliance.store.lock import DataDirInUse
+from checkin_appliance.store.schema import SchemaError
 from checkin_appliance.web.api import local_ca
 from checkin_appliance.web.headers import AccessLogger, MalformedRequestLog
 
@@ -51,6 +51,15 @@ class CannotListen(Exception):
 
 def serve(config: Config) -> int:
     """Runs until stopped; 0 after a clean stop, 1 when the server could not start."""
+    try:
+        return _serve(config)
+    finally:
+        # Started as root by mistake on the service's data directory: what it made there
+        # (tls/, media/, the database) goes back to the directory's owner when it stops.
+        ownership.give_to_data_dir_owner(config.data_dir)
+
+
+def _serve(config: Config) -> int:
     problem = _data_dir_problem(config)
     if problem:
         log.error("%s", problem)
@@ -82,7 +91,7 @@ def serve(config: Config) -> int:
     except CannotListen as exc:
         log.error("cannot serve on %s", exc)
         return 1
-    except DataDirInUse as exc:
+    except (DataDirInUse, SchemaError) as exc:
         log.error("%s", exc)
         return 1
     except OSError as exc:
@@ -213,9 +222,7 @@ def _data_dir_problem(config: Config) -> str | None:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         return f"cannot create the data directory {data_dir}: {exc.strerror or exc}"
-    if not os.access(data_dir, os.W_OK | os.X_OK):
-        return f"cannot write in the data directory {data_dir.resolve()}: permission denied"
-    return None
+    return storage.write_problem(config)
 
 
 def _bind_error(host: str, port: int | None, exc: OSError) -> str:

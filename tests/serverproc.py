@@ -43,8 +43,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# The checkout under test: a server started in another cwd (launched()) would otherwise
+# import whatever checkin_appliance the interpreter has installed.
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+    path = os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
 
 
 def cli_command(*args: str) -> list[str]:
@@ -264,3 +270,17 @@ def running(workdir: Path, data_dir: Path | None = None) -> Iterator[Server]:
     command = cli_command("serve", "--host", HOST, "--port", str(port), "--data-dir", str(data_dir))
     with launched(workdir, command, port, data_dir) as server:
         yield server
+
+
+def new_database(data_dir: Path) -> None:
+    """An empty, current database in data_dir, as a first `serve` leaves it: the commands
+    other than serve, restore and import-original never make one."""
+    from checkin_appliance.store import Store
+
+    async def run() -> None:
+        store = Store(data_dir / "checkin.db")
+        await store.open()
+        await store.close()
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(run())

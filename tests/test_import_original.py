@@ -26,7 +26,7 @@ from PIL import Image
 from checkin_appliance.config import Config
 from checkin_appliance.domain import Role
 from tests.conftest import Clinic, StartClinic
-from tests.serverproc import Server, http_json, run_cli, running
+from tests.serverproc import Server, http_json, new_database, run_cli, running
 
 FIXTURE = Path(__file__).parent / "fixtures" / "original-checkin"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
@@ -314,6 +314,7 @@ def test_summary_dry_run_and_second_run(original: Path, tmp_path: Path) -> None:
 
 def test_a_token_already_here_is_a_conflict(original: Path, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
+    new_database(data_dir)
     # A credential of ours that happens to have an original's token.
     with contextlib.closing(sqlite3.connect(original / "db.sqlite3")) as db:
         token = db.execute("SELECT token FROM management_accesstoken WHERE id = 1").fetchone()[0]
@@ -357,7 +358,7 @@ def test_a_failure_mid_transaction_changes_nothing(original: Path, tmp_path: Pat
     trigger stands in for a full disk): the transaction rolls back, the photos written for
     this run are removed."""
     data_dir = tmp_path / "data"
-    assert run_cli("settings", "show", "--data-dir", str(data_dir)).returncode == 0
+    new_database(data_dir)
     with contextlib.closing(sqlite3.connect(data_dir / "checkin.db")) as db, db:
         db.execute(
             "CREATE TRIGGER refuse_waiting BEFORE INSERT ON queue_entries "

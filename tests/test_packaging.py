@@ -532,11 +532,12 @@ def test_unit_command_line_is_one_the_executable_accepts(binary: Path) -> None:
         assert "--port 443" in settings["ExecStart"][0]
 
 
-def test_packaged_config_is_all_comments_and_names_every_setting() -> None:
+def test_packaged_config_sets_the_data_dir_and_names_every_setting() -> None:
     text = PACKAGED_CONFIG.read_text()
-    assert tomllib.loads(text) == {}, "every key in the packaged config is commented out"
-    assert load_config(PACKAGED_CONFIG) == Config()
-    mentioned = set(re.findall(r"^#\s*(\w+) = ", text, re.M))
+    # Only data_dir is set: every command run on the box finds the service's data with it.
+    assert tomllib.loads(text) == {"data_dir": "/var/lib/checkin-appliance"}
+    assert load_config(PACKAGED_CONFIG) == Config(data_dir=Path("/var/lib/checkin-appliance"))
+    mentioned = set(re.findall(r"^#?\s*(\w+) = ", text, re.M))
     mentioned |= set(re.findall(r"^#\s+(\w+) = ", text, re.M))
     unknown = mentioned - set(Config.__dataclass_fields__)
     assert not unknown, unknown

@@ -15,7 +15,7 @@ from checkin_appliance.domain import Role
 from checkin_appliance.reception import local_day_bounds
 from checkin_appliance.web.keys import STORE
 from tests.conftest import Clinic, StartClinic
-from tests.serverproc import PASSWORD, http_json, run_cli, running
+from tests.serverproc import PASSWORD, http_json, new_database, run_cli, running
 
 
 class Clock:
@@ -239,6 +239,7 @@ def test_numbers_are_never_reused_after_a_sigkill(tmp_path: Path) -> None:
 
 def test_the_cli_sets_the_time_zone_and_a_doctors_lines(tmp_path: Path) -> None:
     data = ("--data-dir", str(tmp_path / "data"))
+    new_database(tmp_path / "data")
     refused = run_cli("settings", "set", "time_zone", "Mars/Olympus", *data)
     assert refused.returncode == 2
     assert "time_zone" in refused.stderr

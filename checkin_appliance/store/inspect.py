@@ -120,14 +120,17 @@ def photo_names(db: sqlite3.Connection) -> set[str]:
     return {row["image"] for row in rows}
 
 
-def copy_database(source: Path, copy: Path) -> None:
+def copy_database(source: Path, copy: Path, *, read_only: bool = False) -> None:
     """A consistent copy of a live database: one read transaction, one backup step.
 
     In WAL mode a reader never blocks the server's writer, so copying in one step does not
     hold the server up. Copying in several steps would not help it, and each commit by the
     server between two steps would make SQLite restart the copy from the first page.
+
+    `read_only`: the rescue case, a data directory SQLite cannot write in (a read-only
+    mount, a dying disk), with no server running on it.
     """
-    db = sqlite3.connect(f"{source.resolve().as_uri()}?mode=rw", uri=True, timeout=BUSY_TIMEOUT)
+    db = _connect_source(source, read_only)
     try:
         target = sqlite3.connect(copy, isolation_level=None)
         try:
@@ -138,6 +141,25 @@ def copy_database(source: Path, copy: Path) -> None:
             target.close()
     finally:
         db.close()
+
+
+def _connect_source(source: Path, read_only: bool) -> sqlite3.Connection:
+    uri = source.resolve().as_uri()
+    if not read_only:
+        return sqlite3.connect(f"{uri}?mode=rw", uri=True, timeout=BUSY_TIMEOUT)
+    wal = source.with_name(source.name + "-wal")
+    shm = source.with_name(source.name + "-shm")
+    if wal.exists() and wal.stat().st_size > 0:
+        # Its commits are read through the -shm index, which needs both files as they are.
+        if not shm.exists():
+            raise sqlite3.OperationalError(
+                f"{wal.name} holds commits not yet in {source.name}, and {shm.name} is missing: "
+                "copy the whole data directory to a writable disk and back it up from there"
+            )
+        return sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+    # No WAL content: the file alone is the database. immutable needs no -shm and no locks,
+    # which a read-only folder cannot give.
+    return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=BUSY_TIMEOUT)
 
 
 def locked_by_another(path: Path, timeout: float) -> bool:

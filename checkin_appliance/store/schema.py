@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import sqlite3
+from datetime import UTC, datetime
 from importlib import resources
+from pathlib import Path
 
 from checkin_appliance.store.inspect import schema_version
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+# Copies of the database taken before each upgrade, in the data directory; the newest
+# PRE_UPGRADE_KEEP are kept (the README's rollback puts one back as checkin.db).
+PRE_UPGRADE_DIR = "pre-upgrade"
+PRE_UPGRADE_KEEP = 3
+_PRE_UPGRADE_NAME = re.compile(r"^checkin-schema-\d+-(\d{8}T\d{6}Z)(-\d+)?\.db$")
+
+
+class SchemaError(RuntimeError):
+    """The database cannot be brought to this program's schema; it was left as it was."""
 
 
 def available() -> list[tuple[int, str]]:
@@ -34,12 +47,14 @@ def migrate(conn: sqlite3.Connection) -> int:
     current = schema_version(conn)
     migrations = available()
     if current > len(migrations):
-        raise RuntimeError(
+        raise SchemaError(
             f"the database is at schema version {current}, newer than this program "
             f"({len(migrations)}); upgrade checkin-appliance"
         )
     if current == len(migrations):
         return current
+    if current > 0:
+        pre_upgrade_copy(conn, current)
     # Foreign keys off while migrating, as SQLite's way of rebuilding a table asks (a
     # migration may replace a table others point at); each one is checked before it commits.
     # The pragma is a no-op inside a transaction, so it is set around them.
@@ -65,3 +80,70 @@ def migrate(conn: sqlite3.Connection) -> int:
     finally:
         conn.execute(f"PRAGMA foreign_keys = {'ON' if enforced else 'OFF'}")
     return current
+
+
+def pre_upgrade_copy(conn: sqlite3.Connection, version: int) -> Path | None:
+    """A consistent copy of the database (VACUUM INTO, mode 0600) in pre-upgrade/ beside it,
+    written before a migration changes anything, and only the newest few kept. Photos live
+    in media/, which no migration touches. Raises SchemaError when the copy cannot be written
+    (a full disk): better a box that does not start than an upgrade with no way back."""
+    cursor = conn.execute("PRAGMA database_list")
+    main = dict(zip([column[0] for column in cursor.description], cursor.fetchone(), strict=True))
+    cursor.close()  # VACUUM refuses to run beside an open statement
+    if not main["file"]:
+        return None  # an in-memory database: nothing to go back to
+    db_file = Path(main["file"])
+    folder = db_file.parent / PRE_UPGRADE_DIR
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = folder / f"checkin-schema-{version}-{stamp}.db"
+    temp = folder / f".{target.name}.tmp"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        # Within one second, numbered after the last: the order is the order they were made.
+        same_second = [n for made, n, _ in _copies(folder) if made == stamp]
+        if same_second:
+            target = folder / f"checkin-schema-{version}-{stamp}-{max(same_second) + 1}.db"
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()  # left by a copy a power cut interrupted
+        # Made empty first with our mode: VACUUM INTO writes into an empty file as it is.
+        os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        conn.execute("VACUUM INTO ?", (str(temp),))
+        fd = os.open(temp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, target)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except (OSError, sqlite3.Error) as exc:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SchemaError(
+            f"cannot write the pre-upgrade copy of {db_file} in {folder} ({reason}); the "
+            f"database was not changed and is still at schema version {version}: free some "
+            "space on that disk and start again"
+        ) from exc
+    log.info("before upgrading schema %d, the database was copied to %s", version, target)
+    _keep_newest(folder)
+    return target
+
+
+def _copies(folder: Path) -> list[tuple[str, int, Path]]:
+    """(UTC stamp, number within that second, path) of each copy, oldest first."""
+    found = []
+    for path in folder.iterdir():
+        match = _PRE_UPGRADE_NAME.match(path.name)
+        if match:
+            found.append((match.group(1), int(match.group(2)[1:]) if match.group(2) else 1, path))
+    return sorted(found)
+
+
+def _keep_newest(folder: Path) -> None:
+    for _, _, path in _copies(folder)[:-PRE_UPGRADE_KEEP]:
+        with contextlib.suppress(OSError):
+            path.unlink()
