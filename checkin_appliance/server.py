@@ -18,12 +18,14 @@ from typing import Any
 
 from aiohttp import web
 
-from checkin_appliance import __version__, memory, systemd
+from checkin_appliance import __version__, memory, restore_upload, systemd
 from checkin_appliance.app import create_app, create_redirect_app, setup_banner
 from checkin_appliance.config import Config
 from checkin_appliance.connections import ConnectionGuard, open_file_limit
 from checkin_appliance.store.lock import DataDirInUse
+from checkin_appliance.web import backups
 from checkin_appliance.web.api import local_ca
+from checkin_appliance.web.backups import BACKUPS
 from checkin_appliance.web.headers import AccessLogger, MalformedRequestLog
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ def serve(config: Config) -> int:
             log.error("HTTPS cannot start: %s", exc)
             return 1
     app = create_app(config)
+    app[BACKUPS].restart = backups.request_restart  # a restore uploaded in /admin
     # One guard for both ports: an address's connections count together.
     guard = ConnectionGuard(
         config.max_connections_per_address, config.header_timeout, open_file_limit()
@@ -79,6 +82,8 @@ def serve(config: Config) -> int:
         else:
             log.error("cannot serve on %s", _bind_error(config.host, config.port, exc))
         return 1
+    if app[BACKUPS].restart_requested:
+        return restore_upload.restart()  # the staged restore goes in place as it starts
     return 0
 
 
