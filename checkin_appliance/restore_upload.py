@@ -123,6 +123,7 @@ def restart() -> int:
     """After a clean shutdown, start again so the staged restore is applied: under systemd
     (NOTIFY_SOCKET) exit RESTART_STATUS and let it restart us; otherwise (make run, a
     terminal) replace this process with the same command line."""
+    log.warning("restarting to put the uploaded backup in place")
     if os.environ.get("NOTIFY_SOCKET"):
         return RESTART_STATUS
     sys.stdout.flush()
