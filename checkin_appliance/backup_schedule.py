@@ -140,10 +140,17 @@ def check_passphrase(value: Any) -> bytes:
         raise InvalidInput("The passphrase is not text.", errors.BACKUP_PASSPHRASE_INVALID) from exc
 
 
-def check_folder(folder: Path) -> None:
-    """The folder exists, is a folder and takes files: the marker is written (or kept)."""
+def check_folder(folder: Path, data_dir: Path) -> None:
+    """The folder exists, is a folder and takes files: the marker is written (or kept). Not
+    the root, and not in the data directory: backups there die with the SD card."""
     from checkin_appliance import errors
 
+    resolved = folder.resolve()
+    if resolved == Path("/") or resolved.is_relative_to(data_dir.resolve()):
+        raise InvalidInput(
+            "Choose a folder on another disk, not / or the data directory.",
+            errors.BACKUP_FOLDER_INVALID,
+        )
     if not folder.is_dir():
         raise InvalidInput(
             "The backup folder does not exist (is the disk mounted?).", errors.BACKUP_FOLDER_INVALID

@@ -185,6 +185,10 @@ async def test_schedule_refuses_a_missing_folder_and_bad_values(
 ) -> None:
     resp = await _schedule(clinic, tmp_path / "nowhere", keep_days=3)
     assert (await resp.json())["code"] == "backup_folder_invalid"
+    for unsafe in (Path("/"), clinic.app[STORE].path.parent / "media"):
+        resp = await _schedule(clinic, unsafe, keep_days=3)
+        assert (await resp.json())["code"] == "backup_folder_invalid"
+    assert not Path("/", backup_schedule.MARKER).exists()
     resp = await _schedule(clinic, tmp_path, keep_days=3, keep_copies=3)
     assert (await resp.json())["code"] == "backup_schedule_invalid"
     resp = await clinic.client.post("/api/backups/run/", headers=clinic.headers(Role.ADMIN))

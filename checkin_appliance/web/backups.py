@@ -189,7 +189,7 @@ async def put_schedule(request: web.Request) -> web.Response:
                 "A passphrase is needed to set the schedule.", errors.BACKUP_PASSPHRASE_INVALID
             )
         passphrase = current[1]
-    await asyncio.to_thread(backup_schedule.check_folder, Path(schedule.folder))
+    await asyncio.to_thread(backup_schedule.check_folder, Path(schedule.folder), config.data_dir)
     await asyncio.to_thread(backup_schedule.save_schedule, config.data_dir, schedule, passphrase)
     await request.app[STORE].record_audit(
         audit.BACKUP_SCHEDULE_CHANGED, caller.actor, schedule.public()
