@@ -277,7 +277,9 @@ class NightlyBackups:
         self._config = config
         self._store = store
         self._time_zone = time_zone  # a callable: the settings' zone now
-        self._running = asyncio.Lock()
+        # One backup or restore check at a time, the web's too: each scrypt (agefile) takes
+        # 256 MiB for its moment; two at once would be half of a small Pi's memory.
+        self.one_at_a_time = asyncio.Lock()
         self.done_at: datetime | None = None  # the last scheduled moment handled
 
     def schedule(self) -> tuple[Schedule, bytes] | None:
@@ -302,7 +304,7 @@ class NightlyBackups:
         self, loaded: tuple[Schedule, bytes], now: datetime, actor: Actor
     ) -> dict[str, Any]:
         schedule, passphrase = loaded
-        async with self._running:
+        async with self.one_at_a_time:
             try:
                 result, deleted = await asyncio.to_thread(
                     write_to_folder, self._config, schedule, passphrase, now

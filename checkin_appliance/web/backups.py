@@ -120,7 +120,8 @@ async def download_backup(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG]
     target = restore_upload.download_path(config.data_dir)
     try:
-        result = await asyncio.to_thread(backup.backup, config, target, passphrase=passphrase)
+        async with request.app[BACKUPS].nightly.one_at_a_time:
+            result = await asyncio.to_thread(backup.backup, config, target, passphrase=passphrase)
         f = await asyncio.to_thread(open, result.path, "rb")
     except backup.BackupError as exc:
         await _record(request, ok=False, size=0, error=exc.message)
@@ -248,9 +249,10 @@ async def restore_by_upload(request: web.Request) -> web.Response:
         passphrase = await _receive(request, upload, backups.upload_limit)
         requested_by = {"credential_id": caller.actor.credential_id}
         try:
-            info = await asyncio.to_thread(
-                restore_upload.stage, config, upload, passphrase, requested_by
-            )
+            async with backups.nightly.one_at_a_time:
+                info = await asyncio.to_thread(
+                    restore_upload.stage, config, upload, passphrase, requested_by
+                )
         except backup.BackupError as exc:
             raise ApiError(errors.RESTORE_REFUSED, exc.message) from exc
     finally:
