@@ -29,6 +29,7 @@ from checkin_appliance.visits import StatusFeed
 from checkin_appliance.web import (
     api,
     audit_log,
+    backups,
     cors,
     insight,
     openapi,
@@ -112,8 +113,10 @@ def create_app(config: Config) -> web.Application:
     visit.not_found_routes(app)
     app.on_response_prepare.append(add_security_headers)
     cors.setup(app, config.cors_origins)
+    backups.setup(app)  # an uploaded restore goes in place before the database opens
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_background_jobs)
+    backups.setup_after_database(app)  # the nightly backups
     app.on_shutdown.append(_close_feeds)
     return app
 

@@ -69,6 +69,11 @@ AUDIT_EXPORTED = "audit_exported"  # the audit viewer's CSV: its filters (ids) a
 # The retention purge removed the trail's rows before a cutoff (audit_retention_days):
 # {"before", "removed", "kept_from"}; verify starts the chain at `kept_from`.
 AUDIT_PRUNED = "audit_pruned"
+# Backups from /admin (issue 19): the nightly schedule set or removed (folder, time, keep;
+# never the passphrase); a restore uploaded and checked ({"staged": true}), then, in the
+# restored database's trail, put in place at the next start.
+BACKUP_SCHEDULE_CHANGED = "backup_schedule_changed"
+RESTORE = "restore"
 # Every action above: the audit viewer offers them as filters (a new action goes here too).
 ACTIONS = (
     SETUP, LOGIN, LOGIN_FAILED, LOGOUT, CHECK_IN, CALL, COMPLETE, CREDENTIAL_CREATED,
@@ -76,6 +81,7 @@ ACTIONS = (
     PRIORITY_CHANGED, LINE_CREATED, LINE_CHANGED, CREDENTIAL_CHANGED, PASSWORD_CHANGED,
     IMPORT_ORIGINAL, RECALL, START, DONE, NO_SHOW, REQUEUE, CANCEL, TRANSFER, UNDO, END_OF_DAY,
     RECORDS_VIEWED, RECORDS_EXPORTED, PURGE, AUDIT_EXPORTED, AUDIT_PRUNED,
+    BACKUP_SCHEDULE_CHANGED, RESTORE,
 )  # fmt: skip
 
 

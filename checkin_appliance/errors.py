@@ -319,6 +319,40 @@ STATS_DOCTOR_UNKNOWN = _code(
     "stats_doctor_unknown", 400, "statistics for a doctor token no credential has"
 )
 
+# --- backups from /admin ----------------------------------------------------------------
+BACKUP_PASSPHRASE_INVALID = _code(
+    "backup_passphrase_invalid",
+    400,
+    "a backup's passphrase is missing, under 12 characters, over 1024 or not one line",
+)
+BACKUP_FAILED = _code(
+    "backup_failed", 503, "the backup could not be written (disk full, damaged database)"
+)
+BACKUP_FOLDER_INVALID = _code(
+    "backup_folder_invalid",
+    400,
+    "the nightly backups' folder is not an absolute path to an existing folder the box can "
+    "write in",
+)
+BACKUP_SCHEDULE_INVALID = _code(
+    "backup_schedule_invalid",
+    400,
+    "a backup schedule whose at is not HH:MM, or not exactly one of keep_days and keep_copies",
+)
+BACKUP_NOT_SCHEDULED = _code("backup_not_scheduled", 409, "run now without a backup folder set")
+BACKUP_TARGET_MISSING = _code(
+    "backup_target_missing",
+    503,
+    "the backup folder or its marker file is not there: the disk or share is not mounted",
+)
+RESTORE_TOO_LARGE = _code("restore_too_large", 413, "an uploaded backup over the box's limit")
+RESTORE_REFUSED = _code(
+    "restore_refused",
+    400,
+    "an uploaded backup that restore refuses: wrong passphrase, not encrypted, damaged, "
+    "altered, or from a newer schema; nothing was changed",
+)
+
 # --- the box ---------------------------------------------------------------------------
 NOT_FOUND = _code("not_found", 404, "no such path (or photo)")
 METHOD_NOT_ALLOWED = _code("method_not_allowed", 405, "the path does not take this method")

@@ -17,14 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from checkin_appliance import __version__, memory, ownership, storage, systemd
+from checkin_appliance import __version__, memory, ownership, restore_upload, storage, systemd
 from checkin_appliance.app import create_app, create_redirect_app, setup_banner
 from checkin_appliance.config import Config
 from checkin_appliance.connections import ConnectionGuard, open_file_limit
 from checkin_appliance.own_names import IPAddress, lan_addresses
 from checkin_appliance.store.lock import DataDirInUse
 from checkin_appliance.store.schema import SchemaError
+from checkin_appliance.web import backups
 from checkin_appliance.web.api import local_ca
+from checkin_appliance.web.backups import BACKUPS
 from checkin_appliance.web.headers import AccessLogger, MalformedRequestLog
 
 if TYPE_CHECKING:
@@ -69,6 +71,7 @@ def _serve(config: Config) -> int:
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestLog())
     ssl_context = None
     app = create_app(config)
+    app[BACKUPS].restart = backups.request_restart  # a restore uploaded in /admin
     if config.tls_mode != "off":
         from checkin_appliance import tls  # cryptography: ~5 MB, only for HTTPS
 
@@ -100,6 +103,8 @@ def _serve(config: Config) -> int:
         else:
             log.error("cannot serve on %s", _bind_error(config.host, config.port, exc))
         return 1
+    if app[BACKUPS].restart_requested:
+        return restore_upload.restart()  # the staged restore goes in place as it starts
     return 0
 
 

@@ -132,6 +132,10 @@ STATE_CODES = {
     # The audit viewer: from after to, and a who no credential has (the box's state).
     "GET /api/audit/": ("audit_range_invalid", "audit_who_unknown"),
     "GET /api/audit.csv": ("audit_range_invalid", "audit_who_unknown"),
+    # Backups: a folder that exists on this box, a passphrase kept from before, and a file
+    # that is one of our backups (no schema can say any of these).
+    "PUT /api/backups/schedule/": ("backup_folder_invalid", "backup_passphrase_invalid"),
+    "POST /api/backups/restore/": ("restore_refused",),
 }
 
 

@@ -12,7 +12,7 @@ from functools import cache
 
 LANGUAGES = ("en", "es")
 # Listed rather than discovered, so the frozen executable carries exactly these.
-PARTS = ("common", "kiosk", "display", "staff", "tls", "intake", "visit", "system")
+PARTS = ("common", "kiosk", "display", "staff", "tls", "intake", "visit", "system", "backups")
 DEFAULT_LANGUAGE = "en"
 
 

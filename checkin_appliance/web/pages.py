@@ -333,7 +333,7 @@ async def doctor_page(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/admin")
 async def admin_page(request: web.Request) -> web.StreamResponse:
-    texts = ("admin.", "role.", "tls.", "intake.")
+    texts = ("admin.", "role.", "tls.", "intake.", "backups.")
     return await role_page(request, Role.ADMIN, "admin.html", texts)
 
 

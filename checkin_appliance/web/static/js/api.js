@@ -36,9 +36,15 @@ export async function api(method, path, { json, body, headers = {}, signal } = {
 // A file the server makes (a CSV export), saved under the name its Content-Disposition
 // gives (else `fallbackName`) through a link the page clicks; returns that name. An error
 // answer is thrown as an ApiError instead of being saved as a file; after a 401 the page is
-// asked for again (as api() does) and null is returned.
-export async function downloadFile(path, fallbackName) {
-  const response = await fetch(path, { credentials: "same-origin" });
+// asked for again (as api() does) and null is returned. `json`: POSTed as the body (a
+// backup's passphrase).
+export async function downloadFile(path, fallbackName, { json } = {}) {
+  const init = { credentials: "same-origin" };
+  if (json !== undefined) {
+    Object.assign(init, { method: "POST", body: JSON.stringify(json),
+                          headers: { "Content-Type": "application/json" } });
+  }
+  const response = await fetch(path, init);
   if (response.status === 401) {
     window.location.assign(window.location.pathname);
     return null;
