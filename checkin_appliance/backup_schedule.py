@@ -13,16 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from dataclasses import asdict, dataclass
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from checkin_appliance import audit, backup, lines
+from checkin_appliance import audit, backup, lines, system
 from checkin_appliance.config import Config
 from checkin_appliance.domain import Actor, InvalidInput, format_time
 from checkin_appliance.errors import ErrorCode
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LAST_BACKUP_FILE = "last-backup.json"
 SCHEDULE_FILE = "backup-schedule.json"
 PASSPHRASE_FILE = "backup-passphrase"
 # Made in the target folder at set-up; a run refuses a folder without it (see the module).
@@ -46,26 +46,6 @@ MAX_PASSPHRASE_CHARS = 1024
 MAX_KEEP_DAYS = 3650
 MAX_KEEP_COPIES = 1000
 SCHEDULE_ACTOR = Actor(None, "backup_schedule")
-
-
-# --- the last backup's record ------------------------------------------------------------
-
-
-def record_last_backup(
-    data_dir: Path, *, at: str, size: int, ok: bool, where: str, error: str | None
-) -> dict[str, Any]:
-    """Writes last-backup.json (atomically, 0600) and returns what it holds."""
-    record = {"at": at, "bytes": size, "ok": ok, "where": where, "error": error}
-    write_atomically(data_dir / LAST_BACKUP_FILE, json.dumps(record).encode() + b"\n")
-    return record
-
-
-def last_backup(data_dir: Path) -> dict[str, Any] | None:
-    try:
-        record = json.loads((data_dir / LAST_BACKUP_FILE).read_bytes())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
 
 
 # --- the schedule -------------------------------------------------------------------------
@@ -209,7 +189,8 @@ def describe(data_dir: Path, now: datetime, time_zone: str) -> dict[str, Any]:
     """What /admin shows: the schedule (never its passphrase), its next run, whether the
     target is there, and the last backup's record."""
     loaded = load_schedule(data_dir)
-    last = last_backup(data_dir)
+    recorded = system.last_backup(data_dir)
+    last = None if recorded is None else asdict(recorded)
     if loaded is None:
         return {"schedule": None, "last": last}
     schedule = loaded[0]
@@ -313,13 +294,15 @@ class NightlyBackups:
                 message = getattr(exc, "message", None) or str(exc)
                 log.error("backup to %s failed: %s", schedule.folder, message)
                 record = await asyncio.to_thread(
-                    record_last_backup,
-                    self._config.data_dir,
-                    at=format_time(now.astimezone(UTC)),
-                    size=0,
-                    ok=False,
-                    where=schedule.folder,
-                    error=message,
+                    functools.partial(
+                        system.record_backup,
+                        self._config.data_dir,
+                        ok=False,
+                        where=schedule.folder,
+                        size_bytes=0,
+                        error=message,
+                        at=now,
+                    )
                 )
                 await self._store.record_audit(
                     audit.BACKUP, actor, {"where": "folder", "ok": False, "error": message}
@@ -327,13 +310,14 @@ class NightlyBackups:
                 return record
             log.info("%s; %d old backup(s) deleted", result.summary(), len(deleted))
             record = await asyncio.to_thread(
-                record_last_backup,
-                self._config.data_dir,
-                at=format_time(now.astimezone(UTC)),
-                size=result.size_bytes,
-                ok=True,
-                where=str(result.path),
-                error=None,
+                functools.partial(
+                    system.record_backup,
+                    self._config.data_dir,
+                    ok=True,
+                    where=result.path,
+                    size_bytes=result.size_bytes,
+                    at=now,
+                )
             )
             await self._store.record_audit(
                 audit.BACKUP,

@@ -79,13 +79,13 @@ def record_backup(
     size_bytes: int | None = None,
     error: str | None = None,
     at: datetime | None = None,
-) -> None:
+) -> dict[str, Any]:
     """Writes data_dir/last-backup.json after every backup (CLI, web or scheduled), failed
-    ones too. Never raises: a backup from a read-only data directory (the rescue case) is
-    still a backup; the file is then left as it was."""
-    if not (data_dir / "checkin.db").is_file():  # not a data directory: leave it alone
-        return
+    ones too, and returns what it holds. Never raises: a backup from a read-only data
+    directory (the rescue case) is still a backup; the file is then left as it was."""
     entry = LastBackup(format_time(at or datetime.now(UTC)), ok, str(where), size_bytes, error)
+    if not (data_dir / "checkin.db").is_file():  # not a data directory: leave it alone
+        return asdict(entry)
     path = data_dir / LAST_BACKUP_FILE
     try:
         write_atomically(path, json.dumps(asdict(entry)).encode(), 0o644)
@@ -94,6 +94,7 @@ def record_backup(
             os.chown(path, owner.st_uid, owner.st_gid)
     except OSError as exc:
         log.warning("could not record the backup in %s: %s", path, exc.strerror)
+    return asdict(entry)
 
 
 def last_backup(data_dir: Path) -> LastBackup | None:

@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from checkin_appliance import backup_schedule, restore_upload
+from checkin_appliance import backup_schedule, restore_upload, system
 from checkin_appliance.domain import Role, format_time
 from checkin_appliance.web.backups import BACKUPS
 from checkin_appliance.web.keys import STORE
@@ -38,6 +39,11 @@ async def _download(clinic: Clinic, passphrase: str = PASSPHRASE) -> aiohttp.Cli
     )
 
 
+def _last_backup(data_dir: Path) -> dict[str, Any] | None:
+    recorded = system.last_backup(data_dir)
+    return None if recorded is None else asdict(recorded)
+
+
 def _audit(clinic: Clinic, action: str) -> list[dict[str, Any]]:
     db = clinic.app[STORE].path
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
@@ -57,7 +63,7 @@ async def test_downloaded_backup_restores_with_the_cli(clinic: Clinic, tmp_path:
     data_dir = clinic.app[STORE].path.parent
     # Nothing of the download stays in the data directory.
     assert not [p for p in data_dir.iterdir() if p.name.startswith(".backup-download-")]
-    last = backup_schedule.last_backup(data_dir)
+    last = _last_backup(data_dir)
     assert last is not None and last["ok"] and last["bytes"] == len(body)
     assert last["where"] == "download" and last["error"] is None
     assert [d["where"] for d in _audit(clinic, "backup")] == ["download"]
@@ -130,7 +136,7 @@ async def test_nightly_backup_runs_at_its_time_and_keeps_n_copies(
     new = stick / next(name for name in kept if not name.startswith("checkin-backup-202611"))
     assert (stick / "holiday-photos.tar.age").exists()
     assert record["where"] == str(new) and record["bytes"] == new.stat().st_size
-    assert backup_schedule.last_backup(data_dir) == record
+    assert _last_backup(data_dir) == record
 
     restored = tmp_path / "restored"
     result = run_cli(
@@ -173,7 +179,7 @@ async def test_an_unmounted_stick_is_an_error_and_nothing_is_written(
     assert resp.status == 503
     assert (await resp.json())["code"] == "backup_target_missing"
     assert list(stick.iterdir()) == []
-    last = backup_schedule.last_backup(clinic.app[STORE].path.parent)
+    last = _last_backup(clinic.app[STORE].path.parent)
     assert last is not None and not last["ok"] and "not mounted" in last["error"]
     resp = await clinic.client.get("/api/backups/schedule/", headers=clinic.headers(Role.ADMIN))
     assert (await resp.json())["target_ready"] is False

@@ -6,20 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from checkin_appliance import audit, backup, backup_schedule, errors, restore_upload
+from checkin_appliance import audit, backup, backup_schedule, errors, restore_upload, system
 from checkin_appliance.backup_schedule import NightlyBackups
-from checkin_appliance.domain import Actor, InvalidInput, Role, TooLarge, format_time, parse_time
+from checkin_appliance.domain import Actor, InvalidInput, Role, TooLarge, parse_time
 from checkin_appliance.store import lock
 from checkin_appliance.web.api import read_body
 from checkin_appliance.web.auth import require
@@ -158,13 +158,14 @@ async def download_backup(request: web.Request) -> web.StreamResponse:
 
 async def _record(request: web.Request, *, ok: bool, size: int, error: str | None) -> None:
     await asyncio.to_thread(
-        backup_schedule.record_last_backup,
-        request.app[CONFIG].data_dir,
-        at=format_time(datetime.now(UTC)),
-        size=size,
-        ok=ok,
-        where="download",
-        error=error,
+        functools.partial(
+            system.record_backup,
+            request.app[CONFIG].data_dir,
+            ok=ok,
+            where="download",
+            size_bytes=size,
+            error=error,
+        )
     )
 
 
