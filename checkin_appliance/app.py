@@ -221,7 +221,7 @@ async def _background_jobs(app: web.Application) -> AsyncIterator[None]:
         ]
     interval = systemd.watchdog_interval()
     if interval is not None:
-        tasks.append(asyncio.create_task(_systemd_watchdog(interval)))
+        tasks.append(asyncio.create_task(_systemd_watchdog(interval, app[STORE])))
     yield
     systemd.notify("STOPPING=1")
     for task in tasks:
@@ -231,11 +231,28 @@ async def _background_jobs(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
-async def _systemd_watchdog(interval: float) -> None:
-    """WATCHDOG=1 while the event loop turns; a hung loop gets the service restarted."""
+async def _systemd_watchdog(interval: float, store: Store) -> None:
+    """WATCHDOG=1 only while the event loop turns AND the database writer answers: each ping
+    first makes a round trip through the writer thread, within most of the interval. A hung
+    loop or a wedged writer stops the pings, and systemd restarts the service."""
     while True:
-        systemd.notify("WATCHDOG=1")
-        await asyncio.sleep(interval)
+        started = time.monotonic()
+        if await writer_answers(store, within=interval * 0.8):
+            systemd.notify("WATCHDOG=1")
+        else:
+            log.error(
+                "the database writer did not answer within %.1f s: no watchdog ping", interval * 0.8
+            )
+        await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+async def writer_answers(store: Store, within: float) -> bool:
+    """True when the writer thread ran a trivial job within `within` seconds."""
+    try:
+        await asyncio.wait_for(store.writer_round_trip(), within)
+    except TimeoutError:
+        return False
+    return True
 
 
 async def _watch_other_writers(app: web.Application) -> None:
