@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from checkin_appliance import retention, systemd
+from checkin_appliance import clock, retention, systemd
 from checkin_appliance.access import Access, CloseFeeds
 from checkin_appliance.config import Config
 from checkin_appliance.connections import RefusalLog
@@ -23,6 +23,7 @@ from checkin_appliance.reception import Reception
 from checkin_appliance.security import PasswordHasher
 from checkin_appliance.speech import Speech
 from checkin_appliance.store import Store, lock
+from checkin_appliance.store import clock as stored_clock
 from checkin_appliance.store.database import StoreDamaged
 from checkin_appliance.visits import StatusFeed
 from checkin_appliance.web import (
@@ -41,6 +42,7 @@ from checkin_appliance.web.feed import queue_feed
 from checkin_appliance.web.headers import add_security_headers, host_check
 from checkin_appliance.web.keys import (
     ACCESS,
+    CLOCK,
     CONFIG,
     FEED_REFUSALS,
     HUB,
@@ -62,6 +64,7 @@ TIMED_INTERVAL = 30.0  # seconds between looks for a no-show grace or an end of 
 END_OF_DAY_ACTOR = Actor(None, "end_of_day")
 NO_SHOW_ACTOR = Actor(None, "no_show_grace")
 RETENTION_ACTOR = Actor(None, "retention")
+CLOCK_ACTOR = Actor(None, "clock")
 
 
 def create_app(config: Config) -> web.Application:
@@ -91,6 +94,7 @@ def create_app(config: Config) -> web.Application:
     app[ACCESS] = Access(store, config, PasswordHasher(), _feed_closer(hub))
     app[FEED_REFUSALS] = RefusalLog("live feeds")
     app[SPEECH] = Speech(store)
+    app[CLOCK] = clock.ClockWatch(clock.build_time())
     # The patients' status pages: refreshed once per burst of events, whatever their number.
     app[STATUS_FEED] = StatusFeed(reception.waits, store.list_lines, reception.note_shown)
     hub.watch(app[STATUS_FEED].published)
@@ -160,6 +164,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
                 await app[ACCESS].refresh_token_shapes()
                 _, last_seq = await store.event_log_bounds()
                 app[HUB].start_at(last_seq, store.events_after)
+                app[CLOCK].start(await stored_clock.newest_stored_time(store))
             yield
         finally:
             await store.close()
@@ -218,6 +223,7 @@ async def _background_jobs(app: web.Application) -> AsyncIterator[None]:
             asyncio.create_task(_prune_old_records(app)),
             asyncio.create_task(_timed_transitions(app)),
             asyncio.create_task(_retention_purges(app)),
+            asyncio.create_task(_watch_the_clock(app)),
         ]
     interval = systemd.watchdog_interval()
     if interval is not None:
@@ -253,6 +259,34 @@ async def writer_answers(store: Store, within: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def _watch_the_clock(app: web.Application) -> None:
+    """Every clock.CHECK_INTERVAL: a jump of the box's clock restates the live sessions'
+    expiries and the open visits' times (store.clock), so a clock set right does not sign
+    everyone out nor give a visit a year's wait."""
+    while True:
+        await asyncio.sleep(clock.CHECK_INTERVAL)
+        try:
+            await follow_a_clock_jump(app)
+        except Exception:
+            log.exception("following a clock jump failed; will retry")
+
+
+async def follow_a_clock_jump(app: web.Application) -> stored_clock.Restated | None:
+    """One look at the clock; after a jump, what was restated."""
+    jump = app[CLOCK].check()
+    if jump is None:
+        return None
+    restated = await stored_clock.restate_for_jump(app[STORE], jump, CLOCK_ACTOR)
+    app[ACCESS].forget_sessions()  # cached sessions carry the old expiries
+    log.warning(
+        "clock jump of %+.0f s: %d live session(s) and %d open visit(s) restated",
+        jump.delta.total_seconds(),
+        restated.sessions,
+        restated.visits,
+    )
+    return restated
 
 
 async def _watch_other_writers(app: web.Application) -> None:

@@ -69,13 +69,17 @@ AUDIT_EXPORTED = "audit_exported"  # the audit viewer's CSV: its filters (ids) a
 # The retention purge removed the trail's rows before a cutoff (audit_retention_days):
 # {"before", "removed", "kept_from"}; verify starts the chain at `kept_from`.
 AUDIT_PRUNED = "audit_pruned"
+# The box's clock (clock.py): a jump seen while running, and the stored times it restated
+# ({"seconds", "sessions", "visits"}); an admin setting the clock from /admin ({"to", "from"}).
+CLOCK_JUMP = "clock_jump"
+CLOCK_SET = "clock_set"
 # Every action above: the audit viewer offers them as filters (a new action goes here too).
 ACTIONS = (
     SETUP, LOGIN, LOGIN_FAILED, LOGOUT, CHECK_IN, CALL, COMPLETE, CREDENTIAL_CREATED,
     CREDENTIAL_DEACTIVATED, CREDENTIAL_REACTIVATED, SETTINGS_CHANGED, BACKUP, PATIENT_VIEWED,
     PRIORITY_CHANGED, LINE_CREATED, LINE_CHANGED, CREDENTIAL_CHANGED, PASSWORD_CHANGED,
     IMPORT_ORIGINAL, RECALL, START, DONE, NO_SHOW, REQUEUE, CANCEL, TRANSFER, UNDO, END_OF_DAY,
-    RECORDS_VIEWED, RECORDS_EXPORTED, PURGE, AUDIT_EXPORTED, AUDIT_PRUNED,
+    RECORDS_VIEWED, RECORDS_EXPORTED, PURGE, AUDIT_EXPORTED, AUDIT_PRUNED, CLOCK_JUMP, CLOCK_SET,
 )  # fmt: skip
 
 

@@ -39,7 +39,7 @@ from checkin_appliance.web.auth import (
     set_session_cookie,
 )
 from checkin_appliance.web.errors import ApiError, error_response, health_error, json_response
-from checkin_appliance.web.keys import ACCESS, CONFIG, HUB, RECEPTION, SPEECH, STORE
+from checkin_appliance.web.keys import ACCESS, CLOCK, CONFIG, HUB, RECEPTION, SPEECH, STORE
 
 if TYPE_CHECKING:
     from checkin_appliance.tls import LocalCA
@@ -716,7 +716,8 @@ async def healthz(request: web.Request) -> web.Response:
         await request.app[RECEPTION].check_writable()
     except StoreUnavailable:
         return health_error("error", errors.DATABASE_UNAVAILABLE, "The database cannot be written.")
-    return json_response({"status": "ok", "db": "ok", "version": __version__})
+    clock = request.app[CLOCK].state().status  # "implausible": still 200, /admin explains
+    return json_response({"status": "ok", "db": "ok", "version": __version__, "clock": clock})
 
 
 def local_ca(config: Config) -> LocalCA | None:
