@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from checkin_appliance import clock, retention, systemd
+from checkin_appliance import clock, clock_setting, retention, systemd
 from checkin_appliance.access import Access, CloseFeeds
 from checkin_appliance.config import Config
 from checkin_appliance.connections import RefusalLog
@@ -37,12 +37,14 @@ from checkin_appliance.web import (
     slashes,
     visit,
 )
+from checkin_appliance.web import clock as web_clock
 from checkin_appliance.web.errors import error_middleware, maintenance_middleware
 from checkin_appliance.web.feed import queue_feed
 from checkin_appliance.web.headers import add_security_headers, host_check
 from checkin_appliance.web.keys import (
     ACCESS,
     CLOCK,
+    CLOCK_HELPER,
     CONFIG,
     FEED_REFUSALS,
     HUB,
@@ -95,6 +97,7 @@ def create_app(config: Config) -> web.Application:
     app[FEED_REFUSALS] = RefusalLog("live feeds")
     app[SPEECH] = Speech(store)
     app[CLOCK] = clock.ClockWatch(clock.build_time())
+    app[CLOCK_HELPER] = clock_setting.ClockHelper()
     # The patients' status pages: refreshed once per burst of events, whatever their number.
     app[STATUS_FEED] = StatusFeed(reception.waits, store.list_lines, reception.note_shown)
     hub.watch(app[STATUS_FEED].published)
@@ -105,6 +108,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(openapi.routes)
     app.add_routes(records.routes)
     app.add_routes(audit_log.routes)
+    app.add_routes(web_clock.routes)
     app.add_routes(pages.routes)
     pages.setup_templates(app)
     app.router.add_get("/ws/queue/", queue_feed)

@@ -230,3 +230,21 @@ async def test_the_clock_is_in_healthz(clinic: Clinic) -> None:
     watch_with(clinic, fake)
     body = await (await clinic.client.get("/healthz")).json()
     assert body["clock"] == IMPLAUSIBLE
+
+
+async def test_a_date_of_birth_is_checked_against_the_clinics_today(clinic: Clinic) -> None:
+    # 12:00 UTC on 6 December is already 7 December in Kiritimati (UTC+14).
+    resp = await clinic.client.patch(
+        "/api/settings/",
+        json={"intake_form": {"preset": "original"}, "time_zone": "Pacific/Kiritimati"},
+        headers=clinic.headers(Role.ADMIN),
+    )
+    assert resp.status == 200, await resp.text()
+    clinic.app[STORE].set_clock(lambda: "2026-12-06T12:00:00.000Z")
+    form = {"fname": "Ana", "lname": "B", "dob": "2026-12-07", "phone": "804-555-0100"}
+    resp = await clinic.client.post("/api/patients/", json=form, headers=clinic.headers(Role.FORM))
+    codes = (await resp.json()).get("codes", {}) if resp.status != 201 else {}
+    assert "dob" not in codes, await resp.text()
+    form["dob"] = "2026-12-08"
+    resp = await clinic.client.post("/api/patients/", json=form, headers=clinic.headers(Role.FORM))
+    assert (await resp.json())["codes"]["dob"] == "date_in_future"
