@@ -335,7 +335,7 @@ CLOCK_TIME_INVALID = _code(
 )
 CLOCK_HELPER_MISSING = _code(
     "clock_helper_missing",
-    503,
+    409,
     "the box's clock cannot be set from the web: no clock helper "
     "(checkin-appliance-clock.path) is installed",
 )

@@ -87,7 +87,7 @@ async def test_without_a_helper_the_api_says_so_with_a_code(clinic: Clinic, tmp_
         "/api/system/clock/", json={"time": "2026-12-06T09:30:00Z"},
         headers=clinic.headers(Role.ADMIN),
     )  # fmt: skip
-    assert resp.status == 503
+    assert resp.status == 409
     assert (await resp.json())["code"] == "clock_helper_missing"
     state = await clinic.client.get("/api/system/clock/", headers=clinic.headers(Role.ADMIN))
     assert (await state.json())["settable"] is False
