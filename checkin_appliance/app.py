@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from checkin_appliance import retention, systemd
+from checkin_appliance import clock, clock_setting, retention, systemd
 from checkin_appliance.access import Access, CloseFeeds
 from checkin_appliance.config import Config
 from checkin_appliance.connections import RefusalLog
@@ -23,6 +23,7 @@ from checkin_appliance.reception import Reception
 from checkin_appliance.security import PasswordHasher
 from checkin_appliance.speech import Speech
 from checkin_appliance.store import Store, lock
+from checkin_appliance.store import clock as stored_clock
 from checkin_appliance.store.database import StoreDamaged
 from checkin_appliance.system import System
 from checkin_appliance.visits import StatusFeed
@@ -38,12 +39,15 @@ from checkin_appliance.web import (
     slashes,
     visit,
 )
+from checkin_appliance.web import clock as web_clock
 from checkin_appliance.web import system as system_routes
 from checkin_appliance.web.errors import error_middleware, maintenance_middleware
 from checkin_appliance.web.feed import queue_feed
 from checkin_appliance.web.headers import add_security_headers, host_check
 from checkin_appliance.web.keys import (
     ACCESS,
+    CLOCK,
+    CLOCK_HELPER,
     CONFIG,
     FEED_REFUSALS,
     HUB,
@@ -66,6 +70,7 @@ TIMED_INTERVAL = 30.0  # seconds between looks for a no-show grace or an end of 
 END_OF_DAY_ACTOR = Actor(None, "end_of_day")
 NO_SHOW_ACTOR = Actor(None, "no_show_grace")
 RETENTION_ACTOR = Actor(None, "retention")
+CLOCK_ACTOR = Actor(None, "clock")
 
 
 def create_app(config: Config) -> web.Application:
@@ -96,6 +101,8 @@ def create_app(config: Config) -> web.Application:
     app[FEED_REFUSALS] = RefusalLog("live feeds")
     app[SPEECH] = Speech(store)
     app[SYSTEM] = System(config)  # other parts add their warnings: app[SYSTEM].add_warnings
+    app[CLOCK] = clock.ClockWatch(clock.build_time())
+    app[CLOCK_HELPER] = clock_setting.ClockHelper()
     # The patients' status pages: refreshed once per burst of events, whatever their number.
     app[STATUS_FEED] = StatusFeed(reception.waits, store.list_lines, reception.note_shown)
     hub.watch(app[STATUS_FEED].published)
@@ -107,6 +114,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(records.routes)
     app.add_routes(audit_log.routes)
     app.add_routes(system_routes.routes)
+    app.add_routes(web_clock.routes)
     app.add_routes(pages.routes)
     pages.setup_templates(app)
     app.router.add_get("/ws/queue/", queue_feed)
@@ -168,6 +176,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
                 await app[ACCESS].refresh_token_shapes()
                 _, last_seq = await store.event_log_bounds()
                 app[HUB].start_at(last_seq, store.events_after)
+                app[CLOCK].start(await stored_clock.newest_stored_time(store))
             yield
         finally:
             await store.close()
@@ -226,10 +235,11 @@ async def _background_jobs(app: web.Application) -> AsyncIterator[None]:
             asyncio.create_task(_prune_old_records(app)),
             asyncio.create_task(_timed_transitions(app)),
             asyncio.create_task(_retention_purges(app)),
+            asyncio.create_task(_watch_the_clock(app)),
         ]
     interval = systemd.watchdog_interval()
     if interval is not None:
-        tasks.append(asyncio.create_task(_systemd_watchdog(interval)))
+        tasks.append(asyncio.create_task(_systemd_watchdog(interval, app[STORE])))
     yield
     systemd.notify("STOPPING=1")
     for task in tasks:
@@ -239,11 +249,56 @@ async def _background_jobs(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
-async def _systemd_watchdog(interval: float) -> None:
-    """WATCHDOG=1 while the event loop turns; a hung loop gets the service restarted."""
+async def _systemd_watchdog(interval: float, store: Store) -> None:
+    """WATCHDOG=1 only while the event loop turns AND the database writer answers: each ping
+    first makes a round trip through the writer thread, within most of the interval. A hung
+    loop or a wedged writer stops the pings, and systemd restarts the service."""
     while True:
-        systemd.notify("WATCHDOG=1")
-        await asyncio.sleep(interval)
+        started = time.monotonic()
+        if await writer_answers(store, within=interval * 0.8):
+            systemd.notify("WATCHDOG=1")
+        else:
+            log.error(
+                "the database writer did not answer within %.1f s: no watchdog ping", interval * 0.8
+            )
+        await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+async def writer_answers(store: Store, within: float) -> bool:
+    """True when the writer thread ran a trivial job within `within` seconds."""
+    try:
+        await asyncio.wait_for(store.writer_round_trip(), within)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _watch_the_clock(app: web.Application) -> None:
+    """Every clock.CHECK_INTERVAL: a jump of the box's clock restates the live sessions'
+    expiries and the open visits' times (store.clock), so a clock set right does not sign
+    everyone out nor give a visit a year's wait."""
+    while True:
+        await asyncio.sleep(clock.CHECK_INTERVAL)
+        try:
+            await follow_a_clock_jump(app)
+        except Exception:
+            log.exception("following a clock jump failed; will retry")
+
+
+async def follow_a_clock_jump(app: web.Application) -> stored_clock.Restated | None:
+    """One look at the clock; after a jump, what was restated."""
+    jump = app[CLOCK].check()
+    if jump is None:
+        return None
+    restated = await stored_clock.restate_for_jump(app[STORE], jump, CLOCK_ACTOR)
+    app[ACCESS].forget_sessions()  # cached sessions carry the old expiries
+    log.warning(
+        "clock jump of %+.0f s: %d live session(s) and %d open visit(s) restated",
+        jump.delta.total_seconds(),
+        restated.sessions,
+        restated.visits,
+    )
+    return restated
 
 
 async def _watch_other_writers(app: web.Application) -> None:

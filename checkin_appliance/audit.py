@@ -74,6 +74,10 @@ AUDIT_PRUNED = "audit_pruned"
 # restored database's trail, put in place at the next start.
 BACKUP_SCHEDULE_CHANGED = "backup_schedule_changed"
 RESTORE = "restore"
+# The box's clock (clock.py): a jump seen while running, and the stored times it restated
+# ({"seconds", "sessions", "visits"}); an admin setting the clock from /admin ({"to", "from"}).
+CLOCK_JUMP = "clock_jump"
+CLOCK_SET = "clock_set"
 # Every action above: the audit viewer offers them as filters (a new action goes here too).
 ACTIONS = (
     SETUP, LOGIN, LOGIN_FAILED, LOGOUT, CHECK_IN, CALL, COMPLETE, CREDENTIAL_CREATED,
@@ -81,7 +85,7 @@ ACTIONS = (
     PRIORITY_CHANGED, LINE_CREATED, LINE_CHANGED, CREDENTIAL_CHANGED, PASSWORD_CHANGED,
     IMPORT_ORIGINAL, RECALL, START, DONE, NO_SHOW, REQUEUE, CANCEL, TRANSFER, UNDO, END_OF_DAY,
     RECORDS_VIEWED, RECORDS_EXPORTED, PURGE, AUDIT_EXPORTED, AUDIT_PRUNED,
-    BACKUP_SCHEDULE_CHANGED, RESTORE,
+    BACKUP_SCHEDULE_CHANGED, RESTORE, CLOCK_JUMP, CLOCK_SET,
 )  # fmt: skip
 
 

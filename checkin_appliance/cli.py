@@ -280,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backup_commands(commands, data_options)
     _add_import_command(commands, data_options)
     _add_purge_command(commands, data_options)
+    _add_set_clock_command(commands, data_options)
     return parser
 
 
@@ -312,6 +313,33 @@ def config_check(args: argparse.Namespace) -> int:
     if not problems:
         print(f"{path}: no problems")
     return 1 if problems else 0
+
+
+def _add_set_clock_command(
+    commands: Any, data_options: Callable[[argparse.ArgumentParser], None]
+) -> None:
+    setter = commands.add_parser(
+        "set-clock",
+        help="(the clock helper) set the box's clock from an admin's request",
+        description="Run by checkin-appliance-clock.service (CAP_SYS_TIME only) when the "
+        "server writes a request (POST /api/system/clock/): validates it again, sets the "
+        "system clock to the asked time plus the time the request waited, writes the RTC if "
+        "hwclock and an RTC are there, and removes the request.",
+    )
+    setter.add_argument("--request", type=Path, required=True, metavar="FILE")
+    data_options(setter)
+    setter.set_defaults(handler=set_clock_command)
+
+
+def set_clock_command(args: argparse.Namespace, config: Config) -> int:
+    from checkin_appliance import clock_setting
+
+    try:
+        clock_setting.apply_request(args.request)
+    except (ValueError, OSError) as exc:
+        print(f"checkin-appliance: clock not set: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _add_purge_command(

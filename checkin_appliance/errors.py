@@ -361,6 +361,18 @@ HTTP_ERROR = _code("http_error", 400, "any other HTTP refusal; the status says w
 DATABASE_DAMAGED = _code(
     "database_damaged", 503, "the database is corrupt: maintenance mode, restore a backup"
 )
+CLOCK_TIME_INVALID = _code(
+    "clock_time_invalid",
+    400,
+    "a time to set the box's clock to that is not ISO 8601 with a zone, or "
+    "not between 2024 and 2100",
+)
+CLOCK_HELPER_MISSING = _code(
+    "clock_helper_missing",
+    409,
+    "the box's clock cannot be set from the web: no clock helper "
+    "(checkin-appliance-clock.path) is installed",
+)
 DATABASE_UNAVAILABLE = _code(
     "database_unavailable", 503, "the database cannot be written right now (disk, lock)"
 )

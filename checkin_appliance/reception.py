@@ -200,7 +200,11 @@ class Reception:
         priority = lines.asked_priority(
             fields.pop("priority", None), staff=staff, question=self.settings.priority_question
         )
-        answers = intake.check(self.settings.intake_form, fields, photo, from_form=from_form)
+        # "Today" for a date of birth is the clinic's day (time_zone), not the machine's.
+        today = parse_time(self.store.now()).astimezone(lines.zone(self.settings.time_zone))
+        answers = intake.check(
+            self.settings.intake_form, fields, photo, from_form=from_form, today=today.date()
+        )
         stored = answers.stored()
         fingerprint = None
         if idempotency_key is not None:

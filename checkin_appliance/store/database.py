@@ -404,6 +404,11 @@ class Store:
 
         await self.write(job)
 
+    async def writer_round_trip(self) -> None:
+        """Returns once the writer thread has run a trivial job after what is queued: the
+        watchdog's proof that it is alive (in maintenance mode too: no write, no connection)."""
+        await self._writer.call(lambda: None)
+
     async def outside_version(self) -> int:
         """Changes when another process (the CLI) commits. Read on the writer's own
         connection, so our writes leave it alone: under load it stays quiet."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from checkin_appliance.access import Access
+from checkin_appliance.clock import ClockWatch
+from checkin_appliance.clock_setting import ClockHelper
 from checkin_appliance.config import Config
 from checkin_appliance.connections import RefusalLog
 from checkin_appliance.hub import Hub
@@ -21,6 +23,8 @@ RECEPTION = web.AppKey("reception", Reception)
 ACCESS = web.AppKey("access", Access)
 SPEECH = web.AppKey("speech", Speech)
 SYSTEM = web.AppKey("system", System)  # /admin's System section: uptime, checks, warnings
+CLOCK = web.AppKey("clock", ClockWatch)  # is the box's clock believable (clock.py)
+CLOCK_HELPER = web.AppKey("clock_helper", ClockHelper)  # is one installed (clock_setting.py)
 STATUS_FEED = web.AppKey("status_feed", StatusFeed)  # the patients' open status pages
 # Live feeds refused for being over max_feeds_per_credential, logged at most once per 10 s.
 FEED_REFUSALS = web.AppKey("feed_refusals", RefusalLog)

@@ -1,0 +1,64 @@
+"""The systemd watchdog pings only while the event loop and the database writer both work."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checkin_appliance.app import create_app
+from checkin_appliance.config import Config
+from checkin_appliance.store.writer import Transaction
+from checkin_appliance.web.keys import STORE
+
+INTERVAL = 0.5  # WATCHDOG_USEC=1000000: a ping every half second
+
+
+async def pings_within(sock: socket.socket, seconds: float) -> list[str]:
+    """The WATCHDOG=1 datagrams that arrive within `seconds`."""
+    loop = asyncio.get_running_loop()
+    got: list[str] = []
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                message = (await loop.sock_recv(sock, 4096)).decode()
+                if message == "WATCHDOG=1":
+                    got.append(message)
+    except TimeoutError:
+        pass
+    return got
+
+
+async def test_a_wedged_writer_stops_the_pings_and_a_free_one_resumes_them(
+    aiohttp_client: Any, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notify_path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(notify_path))
+    listener.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(notify_path))
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    client = await aiohttp_client(create_app(config))
+    release = threading.Event()
+    try:
+        assert len(await pings_within(listener, 3 * INTERVAL)) >= 2
+
+        def wedge(tx: Transaction) -> None:
+            release.wait(30)  # a writer stuck in a write, e.g. on a hung disk
+
+        stuck = asyncio.ensure_future(client.app[STORE].write(wedge))
+        await pings_within(listener, INTERVAL)  # one already on its way may still arrive
+        assert await pings_within(listener, 4 * INTERVAL) == []
+        # The loop itself turned meanwhile (it ran this test): the writer stopped the pings.
+
+        release.set()
+        await asyncio.wait_for(stuck, 5)
+        assert len(await pings_within(listener, 3 * INTERVAL)) >= 2
+    finally:
+        release.set()
+        listener.close()
