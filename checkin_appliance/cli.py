@@ -895,6 +895,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, data_dir=args.data_dir, **flags)
     except ConfigError as exc:
+        if logs.to_journal(sys.stderr):  # one line at error priority: journalctl -p err
+            print(f"<3>checkin-appliance: error: {exc}", file=sys.stderr)
+            return 2
         parser.error(str(exc))
     # The server logs at its configured level; other commands only say what went wrong.
     logs.configure(config.log_level if args.handler is serve_command else "WARNING")

@@ -23,6 +23,7 @@ from checkin_appliance.app import create_app, create_redirect_app, setup_banner
 from checkin_appliance.config import Config
 from checkin_appliance.connections import ConnectionGuard, open_file_limit
 from checkin_appliance.store.lock import DataDirInUse
+from checkin_appliance.store.schema import NewerSchema
 from checkin_appliance.web.api import local_ca
 from checkin_appliance.web.headers import AccessLogger, MalformedRequestLog
 
@@ -72,6 +73,9 @@ def serve(config: Config) -> int:
         return 1
     except DataDirInUse as exc:
         log.error("%s", exc)
+        return 1
+    except NewerSchema as exc:  # a downgrade: one line, no traceback (the reason in the journal)
+        log.error("cannot open %s: %s", config.db_path, exc)
         return 1
     except OSError as exc:
         if exc.filename:  # a file of the data directory, not the port

@@ -13,6 +13,10 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
+class NewerSchema(RuntimeError):
+    """The database was migrated by a newer version (a downgrade): nothing here may touch it."""
+
+
 def available() -> list[tuple[int, str]]:
     """(version, sql) for every migration file, by the number in its name."""
     found: dict[int, str] = {}
@@ -34,7 +38,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     current = schema_version(conn)
     migrations = available()
     if current > len(migrations):
-        raise RuntimeError(
+        raise NewerSchema(
             f"the database is at schema version {current}, newer than this program "
             f"({len(migrations)}); upgrade checkin-appliance"
         )
