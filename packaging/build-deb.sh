@@ -12,7 +12,7 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/n
 
 version=$(cat build/version 2>/dev/null) || { echo "error: run packaging/build.sh first" >&2; exit 1; }
 # The newest database schema this build reads: prerm refuses a downgrade to a build whose
-# ceiling is below the installed database's schema (packaging/README.md, "Downgrades").
+# ceiling is below the installed database's schema (packaging/UPGRADES.md).
 ceiling=$(find checkin_appliance/store/migrations -name '[0-9][0-9][0-9][0-9]_*.sql' -printf '%f\n' |
   sort | tail -1 | cut -c1-4)
 ceiling=$((10#$ceiling))
