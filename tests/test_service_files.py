@@ -70,3 +70,23 @@ def test_the_box_announces_its_https_pages_by_name() -> None:
     assert service.findtext("port") == "443"
     # The port the unit serves HTTPS on.
     assert "--port 443" in UNIT.read_text() and "--tls self-signed" in UNIT.read_text()
+
+
+def test_a_bad_config_under_systemd_is_one_line_at_error_priority(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("port = 'not a number'\n")
+    output = tmp_path / "stderr"
+    with output.open("wb") as err:
+        info = os.fstat(err.fileno())
+        env = {**os.environ, "JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}
+        done = subprocess.run(
+            [sys.executable, "-m", "checkin_appliance", "serve", "--config", str(config)],
+            stderr=err,
+            env=env,
+            cwd=ROOT,  # this checkout's package, not an installed one
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2
+    (line,) = output.read_text().splitlines()
+    assert line.startswith("<3>checkin-appliance: error: ") and "port" in line, line
