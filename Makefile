@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run test bench lint format clean chromium package
+.PHONY: run test bench lint format clean chromium package package-previous deb-test-root
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,20 @@ chromium:
 package:
 	packaging/build.sh
 	packaging/build-deb.sh
+
+# For tests/test_deb_upgrade.py: the previous release's .deb, built from git once per commit
+# (build/previous/<commit>/), and a Debian bookworm root to install into (build/nspawn/,
+# made once with debootstrap; root only).
+package-previous:
+	packaging/build-previous.sh
+
+deb-test-root: build/nspawn/bookworm/usr/bin/dpkg
+
+build/nspawn/bookworm/usr/bin/dpkg:
+	rm -rf build/nspawn/bookworm.tmp && mkdir -p build/nspawn
+	debootstrap --variant=minbase --include=systemd,adduser,espeak-ng \
+	  bookworm build/nspawn/bookworm.tmp http://deb.debian.org/debian
+	mv build/nspawn/bookworm.tmp build/nspawn/bookworm
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

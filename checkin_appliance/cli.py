@@ -1043,7 +1043,17 @@ def main(argv: list[str] | None = None) -> int:
     config_file = _config_file(args)
     try:
         config = load_config(config_file, data_dir=_default_data_dir(args, config_file), **flags)
+        if (
+            config_file == INSTALLED_CONFIG
+            and args.data_dir is None
+            and config.data_dir == Config().data_dir
+        ):
+            # The file 0.1.0 installed (kept by upgrades) names no data_dir: still the service's.
+            config = dataclasses.replace(config, data_dir=INSTALLED_DATA_DIR)
     except ConfigError as exc:
+        if logs.to_journal(sys.stderr):  # one line at error priority: journalctl -p err
+            print(f"<3>checkin-appliance: error: {exc}", file=sys.stderr)
+            return 2
         parser.error(str(exc))
     # The server logs at its configured level; other commands only say what went wrong.
     logs.configure(config.log_level if args.handler is serve_command else "WARNING")

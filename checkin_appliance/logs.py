@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from types import TracebackType
 from typing import TextIO
 
 # syslog priorities (sd-daemon(3)) by logging level.
@@ -40,7 +41,9 @@ class JournalFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         priority = _PRIORITY.get(record.levelno, 6 if record.levelno < logging.WARNING else 3)
-        return f"<{priority}>{super().format(record)}"
+        # The journal reads each line on its own: a traceback's lines keep the record's
+        # priority, so `journalctl -p err` shows why a start failed, last line included.
+        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
 
 
 # Elsewhere: "2026-11-26 10:47:24,531 INFO name: message", logging's own local time.
@@ -57,3 +60,17 @@ def configure(level: str | int) -> None:
         JournalFormatter() if to_journal(sys.stderr) else logging.Formatter(TIME_FORMAT)
     )
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    # An exception nothing caught is logged (at CRITICAL, with its priority under systemd)
+    # instead of printed bare, so a failing start says why at error priority.
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(
+    kind: type[BaseException], value: BaseException, tb: TracebackType | None
+) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, tb)
+        return
+    logging.getLogger("checkin_appliance").critical(
+        "stopped by an unexpected error", exc_info=(kind, value, tb)
+    )

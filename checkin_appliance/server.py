@@ -23,7 +23,7 @@ from checkin_appliance.config import Config
 from checkin_appliance.connections import ConnectionGuard, open_file_limit
 from checkin_appliance.own_names import IPAddress, lan_addresses
 from checkin_appliance.store.lock import DataDirInUse
-from checkin_appliance.store.schema import SchemaError
+from checkin_appliance.store.schema import NewerSchema, SchemaError
 from checkin_appliance.web import backups
 from checkin_appliance.web.api import local_ca
 from checkin_appliance.web.backups import BACKUPS
@@ -93,6 +93,9 @@ def _serve(config: Config) -> int:
         _run(app, config, ssl_context, guard, _banner(app, config, https=ssl_context is not None))
     except CannotListen as exc:
         log.error("cannot serve on %s", exc)
+        return 1
+    except NewerSchema as exc:  # a downgrade: one line, no traceback (the reason in the journal)
+        log.error("cannot open %s: %s", config.db_path, exc)
         return 1
     except (DataDirInUse, SchemaError) as exc:
         log.error("%s", exc)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Wraps the executable from packaging/build.sh into dist/checkin-appliance_<version>_<debarch>.deb
-# with the systemd unit and a commented /etc/checkin-appliance/config.toml. Needs dpkg-deb only.
+# with the systemd unit, the commented example config (postinst makes
+# /etc/checkin-appliance/config.toml from it when absent: never a conffile, so an upgrade never
+# asks about it) and the avahi service file. Needs dpkg-deb only.
 #
 #   packaging/build.sh && packaging/build-deb.sh
 set -euo pipefail
@@ -8,7 +10,12 @@ cd "$(dirname "$0")/.."
 
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 1700000000)}
 
-version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' checkin_appliance/__init__.py)
+version=$(cat build/version 2>/dev/null) || { echo "error: run packaging/build.sh first" >&2; exit 1; }
+# The newest database schema this build reads: prerm refuses a downgrade to a build whose
+# ceiling is below the installed database's schema (packaging/UPGRADES.md).
+ceiling=$(find checkin_appliance/store/migrations -name '[0-9][0-9][0-9][0-9]_*.sql' -printf '%f\n' |
+  sort | tail -1 | cut -c1-4)
+ceiling=$((10#$ceiling))
 binary="dist/checkin-appliance-$version-linux-$(uname -m)"
 debarch=$(dpkg --print-architecture)
 deb="dist/checkin-appliance_${version}_$debarch.deb"
@@ -19,16 +26,21 @@ glibc=$(cat "build/$(basename "$binary").glibc" 2>/dev/null || getconf GNU_LIBC_
 root=build/deb/root
 rm -rf build/deb
 install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" \
-  "$root/etc/checkin-appliance" "$root/usr/share/doc/checkin-appliance"
+  "$root/etc/avahi/services" "$root/usr/share/checkin-appliance" \
+  "$root/usr/share/doc/checkin-appliance"
 install -m 0755 "$binary" "$root/usr/bin/checkin-appliance"
 install -m 0644 systemd/checkin-appliance.service "$root/lib/systemd/system/"
 install -m 0644 systemd/checkin-appliance-clock.path systemd/checkin-appliance-clock.service \
     "$root/lib/systemd/system/"  # the clock helper (clock_setting.py)
-install -m 0644 packaging/config.toml "$root/etc/checkin-appliance/config.toml"
+install -m 0644 packaging/config.toml "$root/usr/share/checkin-appliance/config.toml.example"
+install -m 0644 packaging/avahi.service "$root/etc/avahi/services/checkin-appliance.service"
 install -m 0644 README.md "$root/usr/share/doc/checkin-appliance/README.md"
-install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm \
-  "$root/DEBIAN/"
-echo /etc/checkin-appliance/config.toml > "$root/DEBIAN/conffiles"
+for script in postinst prerm postrm; do
+  sed -e "s/@VERSION@/$version/g" -e "s/@SCHEMA_CEILING@/$ceiling/g" \
+    "packaging/debian/$script" > "$root/DEBIAN/$script"
+  chmod 0755 "$root/DEBIAN/$script"
+done
+echo /etc/avahi/services/checkin-appliance.service > "$root/DEBIAN/conffiles"
 chmod 0644 "$root/DEBIAN/conffiles"
 
 installed_size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
@@ -39,7 +51,7 @@ Architecture: $debarch
 Maintainer: checkin-appliance developers <noreply@checkin-appliance.invalid>
 Installed-Size: $installed_size
 Depends: libc6 (>= $glibc), espeak-ng
-Recommends: adduser
+Recommends: adduser, avahi-daemon
 Section: web
 Priority: optional
 Description: patient check-in and waiting-room queue for small clinics

@@ -28,12 +28,18 @@ if [ ! -e "$stamp" ]; then
   "$VENV/bin/pip" install --quiet "pyinstaller==$PYINSTALLER_VERSION"
   touch "$stamp"
 fi
+# The version (BASE_VERSION plus git) goes into the package as checkin_appliance/_build.py,
+# only while it is built, and into build/version for build-deb.sh.
+stamped=$("$PYTHON" packaging/stamp_version.py)
+trap 'rm -f checkin_appliance/_build.py' EXIT
 # The project itself (and its dependencies, upgraded only when pyproject.toml asks for more).
 # setuptools' own build/lib may hold files deleted from the source since: start it clean.
 rm -rf build/lib build/bdist.*
 "$VENV/bin/pip" install --quiet .
+rm -f checkin_appliance/_build.py
 
-version=$("$VENV/bin/python" -c 'import checkin_appliance; print(checkin_appliance.__version__)')
+version=$(cd build && venv/bin/python -c 'import checkin_appliance; print(checkin_appliance.__version__)')
+[ "$version" = "$stamped" ] || { echo "error: built $version, stamped $stamped" >&2; exit 1; }
 name="checkin-appliance-$version-linux-$(uname -m)"
 
 # Run from the work folder so the analysis imports the installed package, not ./checkin_appliance:

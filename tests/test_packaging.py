@@ -28,7 +28,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from checkin_appliance import __version__
 from checkin_appliance.config import Config, load_config
 from tests.serverproc import HOST, PROXY_VARIABLES, free_port
 
@@ -40,6 +39,9 @@ UNIT = ROOT / "systemd" / "checkin-appliance.service"
 PACKAGED_CONFIG = ROOT / "packaging" / "config.toml"
 SANDBOX = ROOT / "packaging" / "unit_sandbox.py"
 IN_CI = bool(os.environ.get("CI"))
+# What packaging/build.sh stamped (BASE_VERSION plus git); the checkout says only the base.
+_STAMPED = ROOT / "build" / "version"
+__version__ = _STAMPED.read_text().strip() if _STAMPED.is_file() else "(not built)"
 INSTALL_OPT_IN = "CHECKIN_TEST_DPKG_INSTALL"
 
 START_TIMEOUT = 20.0
@@ -49,11 +51,13 @@ POLL_INTERVAL = 0.05
 PASSWORD = "correct horse battery"
 EXPOSURE_LIMIT = 2.0
 CONFFILE = "/etc/checkin-appliance/config.toml"
+AVAHI_SERVICE = "/etc/avahi/services/checkin-appliance.service"
 # What the .deb installs, with each file's mode; directories are checked separately.
 DEB_FILES = {
     "./usr/bin/checkin-appliance": "-rwxr-xr-x",
     "./lib/systemd/system/checkin-appliance.service": "-rw-r--r--",
-    "./etc/checkin-appliance/config.toml": "-rw-r--r--",
+    "./usr/share/checkin-appliance/config.toml.example": "-rw-r--r--",
+    "./etc/avahi/services/checkin-appliance.service": "-rw-r--r--",
     "./usr/share/doc/checkin-appliance/README.md": "-rw-r--r--",
 }
 # A PEM private key: the header, then a base64 body (the bare label occurs in libraries).
@@ -585,7 +589,8 @@ def test_deb_contents_and_modes(deb: Path, binary: Path) -> None:
 def test_deb_conffiles_and_maintainer_scripts(deb: Path, tmp_path: Path) -> None:
     control = tmp_path / "DEBIAN"
     assert run("dpkg-deb", "-e", deb, control).returncode == 0
-    assert (control / "conffiles").read_text().split() == [CONFFILE]
+    # The config is made by postinst when absent, never a conffile: upgrades never ask.
+    assert (control / "conffiles").read_text().split() == [AVAHI_SERVICE]
     for script in ("postinst", "prerm", "postrm"):
         path = control / script
         assert path.stat().st_mode & 0o111, f"{script} is not executable"

@@ -26,6 +26,10 @@ class SchemaError(RuntimeError):
     """The database cannot be brought to this program's schema; it was left as it was."""
 
 
+class NewerSchema(SchemaError):
+    """The database was migrated by a newer version (a downgrade): nothing here may touch it."""
+
+
 def available() -> list[tuple[int, str]]:
     """(version, sql) for every migration file, by the number in its name."""
     found: dict[int, str] = {}
@@ -47,7 +51,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     current = schema_version(conn)
     migrations = available()
     if current > len(migrations):
-        raise SchemaError(
+        raise NewerSchema(
             f"the database is at schema version {current}, newer than this program "
             f"({len(migrations)}); upgrade checkin-appliance"
         )
