@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds the frozen one-file executable dist/checkin-appliance-<version>-linux-<arch>.
+# Builds, from one PyInstaller analysis, the frozen one-file executable
+# dist/checkin-appliance-<version>-linux-<arch> (the download) and the same program as a
+# folder, dist/checkin-appliance-<version>-linux-<arch>-onedir/ (what the .deb installs).
 #
 # Needs only Python >= 3.11 (with its shared library, as Debian's and pyenv's have) and the
 # package index. Makes its own build venv in build/venv and reuses it on the next run, so a
@@ -48,7 +50,7 @@ mkdir -p "$WORK" dist
 spec=$(pwd)/packaging/checkin-appliance.spec
 (
   cd "$WORK"
-  CHECKIN_BINARY_NAME=$name ../venv/bin/pyinstaller --noconfirm --log-level WARN \
+  CHECKIN_BINARY_NAME=$name CHECKIN_ONEDIR_NAME=$name-onedir ../venv/bin/pyinstaller --noconfirm --log-level WARN \
     --distpath ../../dist --workpath . "$spec"
 )
 chmod 0755 "dist/$name"
@@ -70,4 +72,6 @@ if shutil.which("objdump"):
 print(needed)
 PY
 "dist/$name" --version
-echo "built dist/$name ($(du -h "dist/$name" | cut -f1))"
+"dist/$name-onedir/checkin-appliance" --version >/dev/null
+echo "built dist/$name ($(du -h "dist/$name" | cut -f1))" \
+  "and dist/$name-onedir/ ($(du -sh "dist/$name-onedir" | cut -f1))"

@@ -1,10 +1,11 @@
 """Entry point of the frozen executable: the same `checkin-appliance` command as the wheel's.
 
-A one-file executable runs as two processes: PyInstaller's bootloader (the process systemd
-started, so its main PID) unpacks the program and runs Python in a child, forwarding signals
-to it. systemd's WATCHDOG_PID therefore names the bootloader; the child is the one that pings,
-so it takes the watchdog over here. (The unit allows the child's notifications with
-NotifyAccess=all and sends SIGTERM only to the bootloader with KillMode=mixed.)
+The one-folder build the .deb installs is one process: nothing to adopt. The one-file download
+runs as two: PyInstaller's bootloader (the process a supervisor started, so its main PID)
+unpacks the program and runs Python in a child, forwarding signals to it. A WATCHDOG_PID naming
+the bootloader is then taken over by the child, the one that pings (a unit running the one-file
+build needs NotifyAccess=all and KillMode=mixed, as our unit did before the .deb carried the
+folder).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The shipped artifacts: the frozen executable, the systemd unit and the .deb in dist/.
+"""The shipped artifacts: the frozen program (the one-file download, and the folder the .deb
+installs, run from the unpacked .deb), the systemd unit and the .deb in dist/.
 
 These tests use what `make package` built (packaging/build.sh, packaging/build-deb.sh); they
 never build. Without artifacts they skip on a developer's machine and fail in CI (CI=true).
@@ -52,14 +53,24 @@ PASSWORD = "correct horse battery"
 EXPOSURE_LIMIT = 2.0
 CONFFILE = "/etc/checkin-appliance/config.toml"
 AVAHI_SERVICE = "/etc/avahi/services/checkin-appliance.service"
-# What the .deb installs, with each file's mode; directories are checked separately.
+WANTS_LINK = Path("/etc/systemd/system/multi-user.target.wants/checkin-appliance.service")
+PROGRAM_DIR = "./usr/lib/checkin-appliance/"
+THIRD_PARTY = "./usr/share/doc/checkin-appliance/third-party/"
+# What the .deb installs outside the program's folder and the licence copies, with each file's
+# mode; directories are checked separately, /usr/bin/checkin-appliance is a symlink.
 DEB_FILES = {
-    "./usr/bin/checkin-appliance": "-rwxr-xr-x",
     "./lib/systemd/system/checkin-appliance.service": "-rw-r--r--",
     "./usr/share/checkin-appliance/config.toml.example": "-rw-r--r--",
     "./etc/avahi/services/checkin-appliance.service": "-rw-r--r--",
     "./usr/share/doc/checkin-appliance/README.md": "-rw-r--r--",
+    "./usr/share/doc/checkin-appliance/copyright": "-rw-r--r--",
+    "./usr/share/doc/checkin-appliance/changelog.gz": "-rw-r--r--",
+    "./usr/share/man/man1/checkin-appliance.1.gz": "-rw-r--r--",
+    "./usr/share/lintian/overrides/checkin-appliance": "-rw-r--r--",
+    "./lib/systemd/system/checkin-appliance-clock.path": "-rw-r--r--",
+    "./lib/systemd/system/checkin-appliance-clock.service": "-rw-r--r--",
 }
+COMMAND_LINK = ("./usr/bin/checkin-appliance", "../lib/checkin-appliance/checkin-appliance")
 # A PEM private key: the header, then a base64 body (the bare label occurs in libraries).
 PEM_PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----\r?\n[A-Za-z0-9+/=\r\n]{64}")
 
@@ -95,6 +106,27 @@ def deb() -> Path:
     if not path.is_file():
         unavailable(f"{path.relative_to(ROOT)} not built (run `make package`)")
     return path
+
+
+@pytest.fixture(scope="module")
+def unpacked(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The .deb's files under a temporary root (dpkg-deb -x), as dpkg would install them."""
+    root = tmp_path_factory.mktemp("deb-root")
+    extracted = subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], capture_output=True)
+    assert extracted.returncode == 0, extracted.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def installed(unpacked: Path) -> Path:
+    """/usr/bin/checkin-appliance as the .deb installs it: a symlink into the program's folder."""
+    return unpacked / "usr" / "bin" / "checkin-appliance"
+
+
+@pytest.fixture(params=["onefile", "installed"])
+def program(request: pytest.FixtureRequest) -> Path:
+    """Each form the program ships in: the one-file download and the .deb's folder."""
+    return request.getfixturevalue("binary" if request.param == "onefile" else "installed")
 
 
 @pytest.fixture(scope="module")
@@ -287,8 +319,9 @@ def test_version_names_the_bundled_libraries(binary: Path) -> None:
 
 
 def test_serves_pages_and_static_files_then_stops_cleanly_on_sigterm(
-    binary: Path, tmp_path: Path
+    program: Path, tmp_path: Path
 ) -> None:
+    binary = program
     with serving([str(binary)], tmp_path) as served:
         wait_healthy(served)
         status, kind, body = _get(f"{served.url}/login")
@@ -319,12 +352,29 @@ def test_no_private_key_inside_the_executable(binary: Path, tmp_path: Path) -> N
     assert not any(unpack_dir.iterdir()), "the executable left its unpacked files behind"
 
 
-async def test_https_with_its_own_ca_a_check_in_and_wss_until_sigterm(
-    binary: Path, tmp_path: Path
+def test_the_installed_folder_holds_no_private_key_and_a_start_unpacks_nothing(
+    installed: Path, unpacked: Path, tmp_path: Path
 ) -> None:
-    if not has_tls(binary):
+    files = [p for p in (unpacked / "usr/lib/checkin-appliance").rglob("*") if p.is_file()]
+    assert len(files) > 100, files
+    for path in files:
+        assert not PEM_PRIVATE_KEY.search(path.read_bytes()), path
+    # The point of the folder: a start writes nothing into TMPDIR (the one-file build
+    # unpacks ~50 MB there each time).
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    with serving([str(installed)], tmp_path, env=loopback_env(TMPDIR=str(tmp))) as served:
+        wait_healthy(served)
+        assert not any(tmp.iterdir()), sorted(tmp.rglob("*"))[:5]
+        stop(served)
+
+
+async def test_https_with_its_own_ca_a_check_in_and_wss_until_sigterm(
+    installed: Path, tmp_path: Path
+) -> None:
+    if not has_tls(installed):
         pytest.skip("this build has no `serve --tls` yet")
-    with serving([str(binary)], tmp_path, tls=True) as served:
+    with serving([str(installed)], tmp_path, tls=True) as served:
         ca = served.data_dir / "tls" / "ca.crt"
         deadline = time.monotonic() + START_TIMEOUT
         while not ca.exists() and time.monotonic() < deadline and served.proc.poll() is None:
@@ -335,8 +385,8 @@ async def test_https_with_its_own_ca_a_check_in_and_wss_until_sigterm(
         wait_healthy(served, context)
         for key in (served.data_dir / "tls").glob("*.key"):
             assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
-        form = create_token(binary, served.data_dir, "form")
-        queue = create_token(binary, served.data_dir, "queue")
+        form = create_token(installed, served.data_dir, "form")
+        queue = create_token(installed, served.data_dir, "queue")
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http:
 
             async def login(token: str) -> str:
@@ -374,13 +424,13 @@ async def test_https_with_its_own_ca_a_check_in_and_wss_until_sigterm(
 
 
 def test_two_fresh_data_dirs_get_different_certificate_authorities(
-    binary: Path, tmp_path: Path
+    installed: Path, tmp_path: Path
 ) -> None:
-    if not has_tls(binary):
+    if not has_tls(installed):
         pytest.skip("this build has no `serve --tls` yet")
     fingerprints = []
     for _ in range(2):
-        with serving([str(binary)], tmp_path, tls=True) as served:
+        with serving([str(installed)], tmp_path, tls=True) as served:
             ca = served.data_dir / "tls" / "ca.crt"
             deadline = time.monotonic() + START_TIMEOUT
             while not ca.exists() and time.monotonic() < deadline:
@@ -391,12 +441,17 @@ def test_two_fresh_data_dirs_get_different_certificate_authorities(
     assert fingerprints[0] != fingerprints[1]
 
 
-def test_the_child_process_takes_over_the_systemd_watchdog(binary: Path, tmp_path: Path) -> None:
-    """One-file executables run Python in a child of the bootloader (systemd's main PID).
+def test_the_serving_process_sends_ready_and_the_watchdog_pings(
+    program: Path, tmp_path: Path
+) -> None:
+    """READY=1 and WATCHDOG=1 come from the Python process.
 
-    READY=1 and WATCHDOG=1 come from that child: the unit must say NotifyAccess=all, and the
-    child must accept WATCHDOG_PID naming its parent (packaging/entry.py).
+    The .deb's folder build is one process, the one systemd starts: the unit's
+    NotifyAccess=main suffices. The one-file download runs Python in a child of its
+    bootloader, which takes over a WATCHDOG_PID naming its parent (packaging/entry.py).
     """
+    binary = program
+    one_process = program.name == "checkin-appliance" and program.is_symlink()
     notify_path = tmp_path / "notify.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
@@ -422,12 +477,15 @@ def test_the_child_process_takes_over_the_systemd_watchdog(binary: Path, tmp_pat
                 raise AssertionError(f"got only {senders}") from exc
             pid = struct.unpack("3i", ancillary[0][2][:12])[0]
             senders.setdefault(data.decode(), pid)
-        assert senders["READY=1"] == senders["WATCHDOG=1"] != proc.pid
-        settings = unit_settings(UNIT.read_text())
-        assert settings["NotifyAccess"] == ["all"]
-        # One SIGTERM, to the bootloader, which forwards it: a second one straight to the
-        # child would cut the graceful shutdown short.
-        assert settings["KillMode"] == ["mixed"]
+        assert senders["READY=1"] == senders["WATCHDOG=1"]
+        if one_process:
+            assert senders["READY=1"] == proc.pid
+            # What the unit relies on: the main PID alone notifies, and SIGTERM to the
+            # whole group (the default KillMode) reaches the server once.
+            settings = unit_settings(UNIT.read_text())
+            assert settings["NotifyAccess"] == ["main"] and "KillMode" not in settings
+        else:
+            assert senders["READY=1"] != proc.pid
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=STOP_WITHIN) == 0
     finally:
@@ -438,15 +496,15 @@ def test_the_child_process_takes_over_the_systemd_watchdog(binary: Path, tmp_pat
 
 
 def test_runs_inside_the_units_syscall_filter_and_write_xor_execute(
-    binary: Path, tmp_path: Path, systemd_analyze: str
+    installed: Path, tmp_path: Path, systemd_analyze: str
 ) -> None:
     """SystemCallFilter= and MemoryDenyWriteExecute= applied as systemd would (seccomp)."""
     system_python = "/usr/bin/python3"
     probe = run(system_python, "-c", "import seccomp") if Path(system_python).exists() else None
     if probe is None or probe.returncode != 0:
         unavailable("python3-seccomp (Debian) is not installed")
-    command = [system_python, str(SANDBOX), str(UNIT), str(binary)]
-    tls = has_tls(binary)
+    command = [system_python, str(SANDBOX), str(UNIT), str(installed)]
+    tls = has_tls(installed)
     with serving(command, tmp_path, tls=tls) as served:
         context = None
         if tls:
@@ -463,7 +521,7 @@ def test_runs_inside_the_units_syscall_filter_and_write_xor_execute(
             access = {
                 role: _post(
                     f"{served.url}/api/login/",
-                    {"token": create_token(binary, served.data_dir, role), "password": PASSWORD},
+                    {"token": create_token(installed, served.data_dir, role), "password": PASSWORD},
                     context,
                     None,
                 )["access"]
@@ -489,12 +547,14 @@ def test_runs_inside_the_units_syscall_filter_and_write_xor_execute(
 # --- the systemd unit --------------------------------------------------------------------
 
 
-def test_unit_verifies_and_is_hardened(binary: Path, tmp_path: Path, systemd_analyze: str) -> None:
+def test_unit_verifies_and_is_hardened(
+    installed: Path, tmp_path: Path, systemd_analyze: str
+) -> None:
     text = UNIT.read_text()
-    installed = Path("/usr/bin/checkin-appliance")
-    if not installed.exists():
-        # verify checks ExecStart's program exists: point it at the built executable.
-        text = text.replace(f"ExecStart={installed} ", f"ExecStart={binary} ")
+    system_command = Path("/usr/bin/checkin-appliance")
+    if not system_command.exists():
+        # verify checks ExecStart's program exists: point it at the unpacked .deb's.
+        text = text.replace(f"ExecStart={system_command} ", f"ExecStart={installed} ")
     unit = tmp_path / UNIT.name
     unit.write_text(text)
     verify = run(systemd_analyze, "verify", unit)
@@ -521,11 +581,11 @@ def test_unit_verifies_and_is_hardened(binary: Path, tmp_path: Path, systemd_ana
     assert "WatchdogSec" in settings and "MemoryMax" in settings
 
 
-def test_unit_command_line_is_one_the_executable_accepts(binary: Path) -> None:
+def test_unit_command_line_is_one_the_executable_accepts(installed: Path) -> None:
     settings = unit_settings(UNIT.read_text())
     program, command, *args = settings["ExecStart"][0].split()
     assert program == "/usr/bin/checkin-appliance" and command == "serve"
-    help_text = run(binary, "serve", "--help").stdout
+    help_text = run(installed, "serve", "--help").stdout
     flags = [a for a in args if a.startswith("--")]
     assert flags, args
     for flag in flags:
@@ -567,23 +627,92 @@ def test_deb_control_fields(deb: Path) -> None:
     depends = [d.strip() for d in fields["Depends"].split(",")]
     # espeak-ng: the box speaks the calls itself (speech.py); a Depends, not a Recommends,
     # so that a TV without a browser voice is never silent on a box set up from the .deb.
-    assert [d.split()[0] for d in depends] == ["libc6", "espeak-ng"], depends
+    # adduser: postinst makes the service user with it (Debian's way, no useradd fallback).
+    assert [d.split()[0] for d in depends] == ["libc6", "espeak-ng", "adduser"], depends
     assert int(fields["Installed-Size"]) > 1000
 
 
-def test_deb_contents_and_modes(deb: Path, binary: Path) -> None:
+def test_deb_contents_and_modes(deb: Path, unpacked: Path) -> None:
     listing = run("dpkg-deb", "-c", deb)
     assert listing.returncode == 0, listing.stderr
     files: dict[str, tuple[str, str, int]] = {}
+    links: dict[str, str] = {}
     for line in listing.stdout.splitlines():
         mode, owner, size, _date, _time, path = line.split(maxsplit=5)
-        if not mode.startswith("d"):
+        assert owner == "root/root", line
+        if mode.startswith("l"):
+            name, target = path.split(" -> ")
+            links[name] = target
+        elif not mode.startswith("d"):
             files[path] = (mode, owner, int(size))
         else:
-            assert mode == "drwxr-xr-x" and owner == "root/root", line
-    assert {p: m for p, (m, _, _) in files.items()} == DEB_FILES
-    assert all(owner == "root/root" for _, owner, _ in files.values())
-    assert files["./usr/bin/checkin-appliance"][2] == binary.stat().st_size
+            assert mode == "drwxr-xr-x", line
+    # PyInstaller links some libraries to their wheel's folder: relative, inside the folder.
+    inside = {p: t for p, t in links.items() if p.startswith(PROGRAM_DIR)}
+    assert {p: t for p, t in links.items() if p not in inside} == dict([COMMAND_LINK])
+    assert all(not t.startswith("/") and ".." not in t for t in inside.values()), inside
+    program = {p: m for p, (m, _, _) in files.items() if p.startswith(PROGRAM_DIR)}
+    licences = {p: m for p, (m, _, _) in files.items() if p.startswith(THIRD_PARTY)}
+    rest = {p: m for p, (m, _, _) in files.items() if p not in program and p not in licences}
+    assert rest == DEB_FILES
+    # The folder: one executable, the rest read-only data and libraries.
+    assert program.pop(PROGRAM_DIR + "checkin-appliance") == "-rwxr-xr-x"
+    assert len(program) > 100 and set(program.values()) == {"-rw-r--r--"}
+    assert {p.split("/")[-1] for p in licences} >= {"LICENSE.txt", "LICENSE"}
+    assert THIRD_PARTY + "python/LICENSE.txt" in licences and set(licences.values()) == {
+        "-rw-r--r--"
+    }
+    assert (unpacked / "usr/bin/checkin-appliance").resolve() == (
+        unpacked / "usr/lib/checkin-appliance/checkin-appliance"
+    )
+
+
+def test_deb_md5sums_cover_every_file_but_the_conffiles(deb: Path, tmp_path: Path) -> None:
+    """dpkg --verify compares against DEBIAN/md5sums: every shipped file, with its digest."""
+    import hashlib
+
+    root = tmp_path / "root"
+    assert run("dpkg-deb", "-R", deb, root).returncode == 0
+    listed = {}
+    for line in (root / "DEBIAN" / "md5sums").read_text().splitlines():
+        digest, name = line.split(maxsplit=1)
+        listed[name] = digest
+    conffiles = {c.lstrip("/") for c in (root / "DEBIAN" / "conffiles").read_text().split()}
+    shipped = {
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and not p.is_symlink() and p.relative_to(root).parts[0] != "DEBIAN"
+    }
+    assert set(listed) == shipped - conffiles
+    for name, digest in listed.items():
+        assert hashlib.md5((root / name).read_bytes()).hexdigest() == digest, name  # noqa: S324
+
+
+def test_lintian_finds_no_error_and_no_unexplained_warning(deb: Path) -> None:
+    """Every tag left is overridden with its reason in packaging/lintian-overrides."""
+    if not shutil.which("lintian"):
+        unavailable("lintian is not installed (Debian package: lintian)")
+    result = subprocess.run(
+        ["lintian", "--fail-on", "error,warning", "--tag-display-limit", "0", str(deb)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    tags = [line for line in result.stdout.splitlines() if line[:2] in ("E:", "W:")]
+    assert result.returncode == 0 and not tags, result.stdout + result.stderr
+
+
+def test_man_page_names_every_command(unpacked: Path, binary: Path) -> None:
+    import gzip
+
+    page = gzip.decompress((unpacked / "usr/share/man/man1/checkin-appliance.1.gz").read_bytes())
+    text = page.decode().replace("\\-", "-")
+    assert text.startswith(".TH CHECKIN")
+    commands = re.findall(r"^    (\w[\w-]*) ", run(binary, "--help").stdout, re.M)
+    assert {"serve", "token", "backup", "restore"} <= set(commands), commands
+    for command in commands:
+        assert f".SS checkin-appliance {command}" in text, command
 
 
 def test_deb_conffiles_and_maintainer_scripts(deb: Path, tmp_path: Path) -> None:
@@ -622,6 +751,15 @@ def test_dpkg_install_without_systemd_leaves_a_working_command(deb: Path) -> Non
     try:
         version = run("/usr/bin/checkin-appliance", "--version")
         assert version.returncode == 0 and __version__ in version.stdout, version.stderr
+        assert Path("/usr/bin/checkin-appliance").resolve() == Path(
+            "/usr/lib/checkin-appliance/checkin-appliance"
+        )
+        assert run("man", "-w", "checkin-appliance").returncode in (0, 16)
+        # Enabled without a running systemd (deb-systemd-helper), as in a chroot building an
+        # SD image: the service starts at the image's first boot.
+        assert (
+            WANTS_LINK.resolve() == Path("/lib/systemd/system/checkin-appliance.service").resolve()
+        )
         assert run("id", "-u", "checkin-appliance").returncode == 0
         assert Path(CONFFILE).is_file()
         assert stat.S_IMODE(state.stat().st_mode) == 0o700
@@ -634,6 +772,7 @@ def test_dpkg_install_without_systemd_leaves_a_working_command(deb: Path) -> Non
             purged = run("dpkg", "--purge", "checkin-appliance")
             assert purged.returncode == 0, purged.stderr
             assert not Path(CONFFILE).exists()
+            assert not WANTS_LINK.is_symlink(), "purge left the service enabled"
             # Purging keeps the patient data and says how to delete it.
             assert state.is_dir() and "sudo rm -rf /var/lib/checkin-appliance" in purged.stdout
             if not state_existed:
