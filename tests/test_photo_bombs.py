@@ -1,7 +1,7 @@
 """Photo bombs against the real `serve`, held to the unit's memory limit as systemd holds it.
 
 Each bomb is a small file that decodes to tens of millions of pixels: the server must refuse
-it from its header (400 with a code), stay alive under `MemoryMax=256M`, and check in the
+it from its header (400 with a code), stay alive under the unit's `MemoryMax`, and check in the
 next patient as usual. Every image is made here with Pillow.
 """
 
