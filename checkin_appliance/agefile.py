@@ -25,13 +25,11 @@ import functools
 import hmac
 import os
 import re
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+# cryptography (about 5 MB resident) loads with the first backup, not with the server.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 MAGIC = b"age-encryption.org/v1\n"
 # age's own default for passphrases: about a second and 256 MiB of memory, once per file.
@@ -63,16 +61,14 @@ class Encryptor:
     def __init__(self, out: BinaryIO, passphrase: bytes, work_factor: int = WORK_FACTOR) -> None:
         file_key = os.urandom(16)
         salt = os.urandom(16)
-        wrapped = ChaCha20Poly1305(_scrypt(passphrase, salt, work_factor)).encrypt(
-            bytes(12), file_key, None
-        )
+        wrapped = _aead(_scrypt(passphrase, salt, work_factor)).encrypt(bytes(12), file_key, None)
         header = MAGIC + b"-> scrypt " + _b64(salt) + b" %d\n" % work_factor + _body(wrapped)
         header += b"---"
         mac = hmac.new(_hkdf(file_key, b"", b"header"), header, "sha256").digest()
         nonce = os.urandom(16)
         out.write(header + b" " + _b64(mac) + b"\n" + nonce)
         self._out = out
-        self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
+        self._aead = _aead(_hkdf(file_key, nonce, b"payload"))
         self._counter = 0
         self._pending = bytearray()
         self.closed = False
@@ -106,7 +102,7 @@ class Decryptor:
         if len(nonce) != 16:
             raise AgeError("it is cut short")
         self._source = source
-        self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
+        self._aead = _aead(_hkdf(file_key, nonce, b"payload"))
         self._counter = 0
         self._buffer = b""
         self._ahead = source.read(CHUNK + _TAG)
@@ -126,6 +122,8 @@ class Decryptor:
         last = not self._ahead
         if len(sealed) < _TAG or (last and len(sealed) == _TAG and self._counter > 0):
             raise AgeError("it is cut short")
+        from cryptography.exceptions import InvalidTag
+
         try:
             chunk = self._aead.decrypt(_chunk_nonce(self._counter, last), sealed, None)
         except InvalidTag:
@@ -158,10 +156,10 @@ def _open_header(source: BinaryIO, passphrase: bytes) -> bytes:
     wrapped = _unb64(lines[2])
     if len(salt) != 16 or len(wrapped) != 32 or not 1 <= work_factor <= MAX_WORK_FACTOR:
         raise AgeError("its header is damaged")
+    from cryptography.exceptions import InvalidTag
+
     try:
-        file_key = ChaCha20Poly1305(_scrypt(passphrase, salt, work_factor)).decrypt(
-            bytes(12), wrapped, None
-        )
+        file_key = _aead(_scrypt(passphrase, salt, work_factor)).decrypt(bytes(12), wrapped, None)
     except InvalidTag:
         raise AgeError("the passphrase is wrong") from None
     mac_line = lines[3]
@@ -174,17 +172,33 @@ def _open_header(source: BinaryIO, passphrase: bytes) -> bytes:
     return file_key
 
 
-# Restore reads a file twice (check, then unpack): one scrypt, not two. The process is a
-# short-lived command, so holding the derived key until it exits costs nothing.
+# Restore reads a file twice (check, then unpack): one scrypt, not two. A command exits soon
+# after; the server forgets the keys as soon as its backup or restore is done (forget_keys).
 @functools.lru_cache(maxsize=2)
 def _scrypt(passphrase: bytes, salt: bytes, work_factor: int) -> bytes:
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
     return Scrypt(salt=_SCRYPT_LABEL + salt, length=32, n=2**work_factor, r=8, p=1).derive(
         passphrase
     )
 
 
+def forget_keys() -> None:
+    """Drops the keys derived from passphrases (the running server, after a web backup)."""
+    _scrypt.cache_clear()
+
+
 def _hkdf(key: bytes, salt: bytes, info: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(key)
+
+
+def _aead(key: bytes) -> ChaCha20Poly1305:
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    return ChaCha20Poly1305(key)
 
 
 def _chunk_nonce(counter: int, last: bool) -> bytes:

@@ -23,7 +23,7 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from checkin_appliance import audit, backup, lines, system
+from checkin_appliance import agefile, audit, backup, lines, system
 from checkin_appliance.config import Config
 from checkin_appliance.domain import Actor, InvalidInput, format_time
 from checkin_appliance.errors import ErrorCode
@@ -223,7 +223,10 @@ def write_to_folder(
             f"{folder} is not mounted (no {MARKER} in it); nothing was written. Plug in the "
             "disk, or set the schedule again to use this folder"
         )
-    result = backup.backup(config, f"{folder}/", passphrase=passphrase)
+    try:
+        result = backup.backup(config, f"{folder}/", passphrase=passphrase)
+    finally:
+        agefile.forget_keys()
     return result, prune(folder, schedule, now, keep=result.path.name)
 
 

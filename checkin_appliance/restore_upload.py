@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from checkin_appliance import backup
+from checkin_appliance import agefile, backup
 from checkin_appliance.config import Config
 from checkin_appliance.files import TEMP_SUFFIX, fsync_directory, write_atomically
 
@@ -88,6 +88,7 @@ def stage(
         raise backup.BackupError(f"cannot unpack the backup: {backup._reason(exc)}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        agefile.forget_keys()
     return info
 
 

@@ -17,7 +17,15 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from checkin_appliance import audit, backup, backup_schedule, errors, restore_upload, system
+from checkin_appliance import (
+    agefile,
+    audit,
+    backup,
+    backup_schedule,
+    errors,
+    restore_upload,
+    system,
+)
 from checkin_appliance.backup_schedule import NightlyBackups
 from checkin_appliance.domain import Actor, InvalidInput, Role, TooLarge, parse_time
 from checkin_appliance.store import lock
@@ -121,7 +129,12 @@ async def download_backup(request: web.Request) -> web.StreamResponse:
     target = restore_upload.download_path(config.data_dir)
     try:
         async with request.app[BACKUPS].nightly.one_at_a_time:
-            result = await asyncio.to_thread(backup.backup, config, target, passphrase=passphrase)
+            try:
+                result = await asyncio.to_thread(
+                    backup.backup, config, target, passphrase=passphrase
+                )
+            finally:
+                agefile.forget_keys()
         f = await asyncio.to_thread(open, result.path, "rb")
     except backup.BackupError as exc:
         await _record(request, ok=False, size=0, error=exc.message)
