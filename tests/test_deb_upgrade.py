@@ -290,8 +290,17 @@ def test_upgrade_from_the_previous_release_keeps_the_edited_config_and_the_data(
         assert _request("GET", f"{url}/healthz", context)[2].decode().count(__version__) == 1
         queue = call(url, context, "GET", "/api/queue/", doctor)
     assert "Ada Lovelace" in json.dumps(queue)
-    # The old data at the new release's schema (migrated when it has newer migrations).
+    # The old data at the new release's schema (migrated when it has newer migrations), with
+    # the copy taken before the migration to roll back to.
     assert schema_of(box) == ceiling_of(new_deb) >= old_schema
+    if ceiling_of(new_deb) > old_schema:
+        assert list((box / STATE / "pre-upgrade").glob(f"checkin-schema-{old_schema}-*.db"))
+    # An admin's command as root, naming no data directory, reads the service's data through
+    # the config file 0.1.0 installed (which names none) and leaves nothing owned by root.
+    listed = inside(box, "checkin-appliance", "token", "list")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert "form 1" in listed.stdout and "doctor 1" in listed.stdout
+    assert not [p for p in (box / STATE).rglob("*") if p.stat().st_uid == 0]
 
     # Purge removes the configuration (no longer the package's file) and keeps the data.
     purged = inside(box, "dpkg", "--purge", "checkin-appliance")
