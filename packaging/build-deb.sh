@@ -23,7 +23,8 @@ install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" \
 install -m 0755 "$binary" "$root/usr/bin/checkin-appliance"
 install -m 0644 systemd/checkin-appliance.service "$root/lib/systemd/system/"
 install -m 0644 systemd/checkin-appliance-clock.path systemd/checkin-appliance-clock.service \
-    "$root/lib/systemd/system/"  # the clock helper (clock_setting.py)
+    systemd/checkin-appliance-rtc.service \
+    "$root/lib/systemd/system/"  # the clock helper (clock_setting.py) and the RTC after it
 install -m 0644 packaging/config.toml "$root/etc/checkin-appliance/config.toml"
 install -m 0644 README.md "$root/usr/share/doc/checkin-appliance/README.md"
 install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm \
