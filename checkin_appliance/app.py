@@ -102,6 +102,7 @@ def create_app(config: Config) -> web.Application:
     app[SPEECH] = Speech(store)
     app[SYSTEM] = System(config)  # other parts add their warnings: app[SYSTEM].add_warnings
     app[CLOCK] = clock.ClockWatch(clock.build_time())
+    app[SYSTEM].add_warnings(app[CLOCK].warnings)  # implausible, or a jump today
     app[CLOCK_HELPER] = clock_setting.ClockHelper()
     # The patients' status pages: refreshed once per burst of events, whatever their number.
     app[STATUS_FEED] = StatusFeed(reception.waits, store.list_lines, reception.note_shown)

@@ -25,6 +25,7 @@ JUMP_THRESHOLD = timedelta(minutes=2)  # NTP's slews and a slow loop stay well b
 CHECK_INTERVAL = 2.0  # seconds between looks: also the most a jump can go unnoticed
 # Slack for "behind the database": another process's clock, rounding.
 BEHIND_SLACK = timedelta(minutes=2)
+JUMP_WARNED_FOR = timedelta(hours=24)  # /admin's System section mentions a jump this long
 
 OK = "ok"
 IMPLAUSIBLE = "implausible"
@@ -158,3 +159,21 @@ class ClockWatch:
             )
         self._warned = reason
         return ClockState(IMPLAUSIBLE if reason else OK, reason, format_time(now), self.last_jump)
+
+    def warnings(self) -> list[dict[str, object]]:
+        """The System section's clock warnings (app[SYSTEM].add_warnings): `clock_implausible`
+        with its reason, and `clock_jumped` with its size for a jump in the last 24 hours."""
+        state = self.state()
+        found: list[dict[str, object]] = []
+        if state.status == IMPLAUSIBLE:
+            found.append({"code": "clock_implausible", "reason": state.reason, "now": state.now})
+        jump = self.last_jump
+        if jump is not None and self.wall() - jump.at <= JUMP_WARNED_FOR:
+            found.append(
+                {
+                    "code": "clock_jumped",
+                    "at": format_time(jump.at),
+                    "seconds": round(jump.delta.total_seconds()),
+                }
+            )
+        return found

@@ -119,10 +119,12 @@ def set_realtime(moment: datetime) -> None:
 
 
 def write_rtc() -> str:
-    """The RTC from the system clock, when the box has one and hwclock is installed."""
+    """The RTC from the system clock, when the box has one and hwclock is installed. Under
+    the package's helper unit /dev/rtc0 is out of reach (root's, and PrivateDevices=yes):
+    checkin-appliance-rtc.service writes it next, as root with CAP_SYS_TIME alone."""
     hwclock = shutil.which("hwclock")
     if hwclock is None or not any(Path("/dev").glob("rtc*")):
-        return "no RTC or no hwclock: not written"
+        return "no RTC or no hwclock here (as installed, checkin-appliance-rtc.service writes it)"
     try:
         subprocess.run(  # noqa: S603 - hwclock found on PATH, fixed arguments
             [hwclock, "--systohc", "--utc"],

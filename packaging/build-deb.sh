@@ -48,7 +48,8 @@ done
 ln -s ../lib/checkin-appliance/checkin-appliance "$root/usr/bin/checkin-appliance"
 install -m 0644 systemd/checkin-appliance.service "$root/lib/systemd/system/"
 install -m 0644 systemd/checkin-appliance-clock.path systemd/checkin-appliance-clock.service \
-    "$root/lib/systemd/system/"  # the clock helper (clock_setting.py)
+    systemd/checkin-appliance-rtc.service \
+    "$root/lib/systemd/system/"  # the clock helper (clock_setting.py) and the RTC after it
 install -m 0644 packaging/config.toml "$root/usr/share/checkin-appliance/config.toml.example"
 install -m 0644 packaging/avahi.service "$root/etc/avahi/services/checkin-appliance.service"
 install -m 0644 README.md "$doc/README.md"

@@ -45,6 +45,26 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.system.warning.certificate_expiring": "The certificate ends in {days} days.",
         "admin.system.warning.certificate_expired": "The certificate has expired: browsers "
         "warn when they open the box.",
+        "admin.system.warning.clock_implausible": "The box's clock is wrong ({reason}): "
+        "set it below from this browser's time, or check the box's network time.",
+        "admin.system.warning.clock_jumped.forward": "The box's clock jumped forward by "
+        "{amount} ({at}): sign-ins and open visits were adjusted to it.",
+        "admin.system.warning.clock_jumped.back": "The box's clock jumped back by {amount} "
+        "({at}): sign-ins and open visits were adjusted to it.",
+        "admin.system.clock_reason.before_build": "earlier than this program's release",
+        "admin.system.clock_reason.behind_database": "earlier than times it already recorded",
+        "admin.system.clock_compare": "The box's clock says {box}; this browser says {browser}.",
+        "admin.system.clock_set": "Set the box's clock to this browser's time",
+        "admin.system.clock_confirm": "Set the box's clock to {browser}? Check first that this "
+        "device's clock is right. Nobody is signed out; waiting times are adjusted.",
+        "admin.system.clock_asked": "Asked: the box sets its clock to {time} within a few seconds.",
+        "admin.system.clock_error.clock_helper_missing": "This box cannot set its own clock: "
+        "the helper that does it (checkin-appliance-clock) comes with the checkin-appliance "
+        "package, and it is not installed here. Install the package, or set the clock on the "
+        "box itself (timedatectl set-time).",
+        "admin.system.clock_error.clock_time_invalid": "The box refused this browser's time as "
+        "implausible: check this device's date and time.",
+        "admin.system.clock_error.other": "The box's clock cannot be set right now ({code}).",
         "admin.system.warning.other": "Warning: {code}",
     },
     "es": {
@@ -91,6 +111,30 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.system.warning.certificate_expiring": "El certificado caduca dentro de {days} días.",
         "admin.system.warning.certificate_expired": "El certificado ha caducado: los "
         "navegadores avisan al abrir el equipo.",
+        "admin.system.warning.clock_implausible": "El reloj del equipo está mal ({reason}): "
+        "póngalo en hora abajo con la hora de este navegador, o revise la hora de red del "
+        "equipo.",
+        "admin.system.warning.clock_jumped.forward": "El reloj del equipo saltó {amount} hacia "
+        "delante ({at}): las sesiones y las visitas abiertas se ajustaron.",
+        "admin.system.warning.clock_jumped.back": "El reloj del equipo saltó {amount} hacia "
+        "atrás ({at}): las sesiones y las visitas abiertas se ajustaron.",
+        "admin.system.clock_reason.before_build": "anterior a la publicación de este programa",
+        "admin.system.clock_reason.behind_database": "anterior a horas que ya registró",
+        "admin.system.clock_compare": "El reloj del equipo dice {box}; este navegador dice "
+        "{browser}.",
+        "admin.system.clock_set": "Poner el reloj del equipo a la hora de este navegador",
+        "admin.system.clock_confirm": "¿Poner el reloj del equipo a {browser}? Compruebe antes "
+        "que la hora de este dispositivo es correcta. Nadie pierde la sesión; los tiempos de "
+        "espera se ajustan.",
+        "admin.system.clock_asked": "Pedido: el equipo pone su reloj a {time} en unos segundos.",
+        "admin.system.clock_error.clock_helper_missing": "Este equipo no puede poner en hora "
+        "su propio reloj: el asistente que lo hace (checkin-appliance-clock) viene con el "
+        "paquete checkin-appliance y aquí no está instalado. Instale el paquete, o ponga la "
+        "hora en el propio equipo (timedatectl set-time).",
+        "admin.system.clock_error.clock_time_invalid": "El equipo rechazó la hora de este "
+        "navegador por inverosímil: revise la fecha y la hora de este dispositivo.",
+        "admin.system.clock_error.other": "Ahora no se puede poner en hora el reloj del equipo "
+        "({code}).",
         "admin.system.warning.other": "Aviso: {code}",
     },
 }

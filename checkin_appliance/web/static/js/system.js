@@ -1,15 +1,28 @@
 // /admin's System section: the box's health from GET /api/system/ (system.py), warnings
 // first, refreshed every minute; in the page's language, following <html lang> when the
 // settings change it. Each warning code has its own text (messages/system.py).
+// The box's clock: when it is implausible or more than a minute off this browser's, a banner
+// compares the two and offers to set the box's clock to this browser's time (POST
+// /api/system/clock/, through the package's clock helper: clock_setting.py).
 
-import { api } from "./api.js";
+import { api, ApiError } from "./api.js";
 import { byId, el } from "./dom.js";
 import { pageData, translator } from "./page.js";
 
 const REFRESH_MS = 60_000;
+const CLOCK_OFF_MS = 60_000; // a box's clock further off this browser's gets the banner
+const CLOCK_SETTLE_MS = 5_000; // the helper sets the clock within seconds: look again then
 const data = pageData();
-const els = { warnings: byId("system-warnings"), status: byId("system-status") };
+const els = {
+  warnings: byId("system-warnings"),
+  status: byId("system-status"),
+  clock: byId("system-clock"),
+  clockCompare: byId("system-clock-compare"),
+  clockSet: byId("system-clock-set"),
+  clockStatus: byId("system-clock-status"),
+};
 let last = null; // the last answer, re-rendered when the language changes
+let clock = null; // GET /api/system/clock/, and this browser's time when it came
 
 const lang = () => document.documentElement.lang || data.lang;
 
@@ -89,16 +102,71 @@ function figures(t, s) {
   };
 }
 
+// A moment in the clinic's time zone, as the Clock figure shows it.
+function when(moment) {
+  return new Date(moment).toLocaleString(lang(), {
+    timeZone: last?.clock.time_zone ?? "UTC",
+    dateStyle: "medium",
+    timeStyle: "medium",
+  });
+}
+
+function duration(t, seconds) {
+  const minutes = Math.max(1, Math.round(Math.abs(seconds) / 60));
+  if (minutes >= 24 * 60) return t("admin.system.age_days", { n: Math.round(minutes / 1440) });
+  if (minutes >= 60) return t("admin.system.age_hours", { n: Math.round(minutes / 60) });
+  return t("admin.system.age_minutes", { n: minutes });
+}
+
 function warningText(t, warning) {
-  const key = `admin.system.warning.${warning.code}`;
-  if (!has(key)) return t("admin.system.warning.other", { code: warning.code });
+  let key = `admin.system.warning.${warning.code}`;
   const values = { ...warning };
+  if (warning.code === "clock_jumped") {
+    key += warning.seconds > 0 ? ".forward" : ".back";
+    Object.assign(values, { amount: duration(t, warning.seconds), at: when(warning.at) });
+  } else if (warning.code === "clock_implausible") {
+    const reason = `admin.system.clock_reason.${warning.reason}`;
+    values.reason = has(reason) ? t(reason) : warning.reason;
+  }
+  if (!has(key)) return t("admin.system.warning.other", { code: warning.code });
   if (typeof warning.free_bytes === "number") values.free = size(warning.free_bytes, lang());
   return t(key, values);
 }
 
+function renderClock(t) {
+  const off = clock && last ? Date.parse(clock.now) - clock.seen : 0;
+  const shown = Boolean(clock && last) && (clock.status !== "ok" || Math.abs(off) > CLOCK_OFF_MS);
+  els.clock.hidden = !shown;
+  if (!shown) return;
+  els.clockCompare.textContent = t("admin.system.clock_compare", {
+    box: when(clock.now),
+    browser: when(clock.seen),
+  });
+}
+
+async function setClock() {
+  const t = translator(data, lang());
+  const asked = new Date();
+  if (!window.confirm(t("admin.system.clock_confirm", { browser: when(asked) }))) return;
+  els.clockSet.disabled = true;
+  try {
+    await api("POST", "/api/system/clock/", { json: { time: asked.toISOString() } });
+    els.clockStatus.textContent = t("admin.system.clock_asked", { time: when(asked) });
+    setTimeout(refresh, CLOCK_SETTLE_MS);
+  } catch (error) {
+    const code = error instanceof ApiError ? error.code : null;
+    const key = `admin.system.clock_error.${code}`;
+    els.clockStatus.textContent = has(key)
+      ? t(key)
+      : t("admin.system.clock_error.other", { code: code ?? "network" });
+  } finally {
+    els.clockSet.disabled = false;
+  }
+}
+
 function render() {
   const t = translator(data, lang());
+  renderClock(t);
   if (!last) return;
   const shown = figures(t, last);
   for (const dd of document.querySelectorAll("#system-figures [data-system]")) {
@@ -115,7 +183,12 @@ function render() {
 
 async function refresh() {
   try {
-    last = await api("GET", "/api/system/");
+    const [state, clockState] = await Promise.all([
+      api("GET", "/api/system/"),
+      api("GET", "/api/system/clock/"),
+    ]);
+    last = state;
+    clock = { ...clockState, seen: Date.now() };
     els.status.textContent = "";
     render();
   } catch {
@@ -127,5 +200,6 @@ new MutationObserver(render).observe(document.documentElement, {
   attributes: true,
   attributeFilter: ["lang"],
 });
+els.clockSet.addEventListener("click", setClock);
 refresh();
 setInterval(refresh, REFRESH_MS);
