@@ -296,43 +296,21 @@ class NightlyBackups:
             except (TargetMissing, backup.BackupError, OSError) as exc:
                 message = getattr(exc, "message", None) or str(exc)
                 log.error("backup to %s failed: %s", schedule.folder, message)
-                record = await asyncio.to_thread(
-                    functools.partial(
-                        system.record_backup,
-                        self._config.data_dir,
-                        ok=False,
-                        where=schedule.folder,
-                        size_bytes=0,
-                        error=message,
-                        at=now,
-                    )
-                )
-                await self._store.record_audit(
-                    audit.BACKUP, actor, {"where": "folder", "ok": False, "error": message}
-                )
-                return record
-            log.info("%s; %d old backup(s) deleted", result.summary(), len(deleted))
-            record = await asyncio.to_thread(
-                functools.partial(
-                    system.record_backup,
-                    self._config.data_dir,
-                    ok=True,
-                    where=result.path,
-                    size_bytes=result.size_bytes,
-                    at=now,
-                )
-            )
-            await self._store.record_audit(
-                audit.BACKUP,
-                actor,
-                {
-                    "where": "folder",
-                    "ok": True,
+                outcome: dict[str, Any] = {"ok": False, "where": schedule.folder, "error": message}
+                details: dict[str, Any] = {"error": message}
+            else:
+                log.info("%s; %d old backup(s) deleted", result.summary(), len(deleted))
+                outcome = {"ok": True, "where": result.path, "size_bytes": result.size_bytes}
+                details = {
                     "file": result.path.name,
                     "bytes": result.size_bytes,
                     "encrypted": True,
                     "deleted": len(deleted),
-                }
-                | dataclasses.asdict(result.counts),
+                } | dataclasses.asdict(result.counts)
+            record = await asyncio.to_thread(
+                functools.partial(system.record_backup, self._config.data_dir, at=now, **outcome)
+            )
+            await self._store.record_audit(
+                audit.BACKUP, actor, {"where": "folder", "ok": outcome["ok"]} | details
             )
             return record

@@ -179,14 +179,7 @@ def test_a_read_only_database_file_is_named(open_dir: Path) -> None:
     assert result.returncode == 1
     assert f"cannot write {data / 'checkin.db'}: permission denied" in one_line(result)
     port = free_port()
-    served = subprocess.run(
-        [*AS_NOBODY, *cli_command("serve", "--data-dir", str(data), "--port", str(port))],
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
-        check=False,
-    )
+    served = run_as_nobody("serve", "--data-dir", str(data), "--port", str(port))
     assert served.returncode == 1
     assert f"cannot write {data / 'checkin.db'}" in served.stderr, served.stderr
     assert "cannot serve on" not in served.stderr and "Traceback" not in served.stderr
@@ -197,14 +190,7 @@ def test_serve_on_an_unwritable_data_dir_names_it_not_the_port(open_dir: Path) -
     data = open_dir / "data"
     data.mkdir(mode=0o755)
     port = free_port()
-    result = subprocess.run(
-        [*AS_NOBODY, *cli_command("serve", "--data-dir", str(data), "--port", str(port))],
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
-        check=False,
-    )
+    result = run_as_nobody("serve", "--data-dir", str(data), "--port", str(port))
     assert result.returncode == 1
     assert f"cannot write in the data directory {data}" in result.stderr
     assert "cannot serve on" not in result.stderr and "Traceback" not in result.stderr
@@ -355,13 +341,6 @@ def test_a_lock_file_left_by_root_is_named(open_dir: Path) -> None:
     lock.touch(mode=0o600)
     os.chown(lock, 0, 0)
     port = free_port()
-    served = subprocess.run(
-        [*AS_NOBODY, *cli_command("serve", "--data-dir", str(data), "--port", str(port))],
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
-        check=False,
-    )
+    served = run_as_nobody("serve", "--data-dir", str(data), "--port", str(port))
     assert served.returncode == 1
     assert f"cannot write {lock}: permission denied (owner uid 0" in served.stderr, served.stderr
