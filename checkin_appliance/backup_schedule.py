@@ -23,13 +23,14 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from checkin_appliance import agefile, audit, backup, lines, system
+from checkin_appliance import agefile, audit, lines, system
 from checkin_appliance.config import Config
 from checkin_appliance.domain import Actor, InvalidInput, format_time
 from checkin_appliance.errors import ErrorCode
 from checkin_appliance.files import write_atomically
 
 if TYPE_CHECKING:
+    from checkin_appliance import backup
     from checkin_appliance.store import Store
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,8 @@ def write_to_folder(
             f"{folder} is not mounted (no {MARKER} in it); nothing was written. Plug in the "
             "disk, or set the schedule again to use this folder"
         )
+    from checkin_appliance import backup  # tarfile and the rest: only when backing up
+
     try:
         result = backup.backup(config, f"{folder}/", passphrase=passphrase)
     finally:
@@ -287,6 +290,8 @@ class NightlyBackups:
     async def run(
         self, loaded: tuple[Schedule, bytes], now: datetime, actor: Actor
     ) -> dict[str, Any]:
+        from checkin_appliance import backup
+
         schedule, passphrase = loaded
         async with self.one_at_a_time:
             try:

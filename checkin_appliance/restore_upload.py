@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from checkin_appliance import agefile, backup
+from checkin_appliance import agefile
 from checkin_appliance.config import Config
 from checkin_appliance.files import TEMP_SUFFIX, fsync_directory, write_atomically
 
@@ -60,6 +60,8 @@ def stage(
 ) -> dict[str, Any]:
     """Checks `upload` as `restore` does and unpacks it into PENDING (replacing one staged
     before); returns what it is. Raises backup.BackupError; the current data is untouched."""
+    from checkin_appliance import backup  # tarfile and the rest: only when restoring
+
     data_dir = config.data_dir
     staging = upload.with_name(upload.name + ".d" + TEMP_SUFFIX)
     # Private helpers of backup.py on purpose: one set of checks for the CLI and the web.
@@ -101,6 +103,8 @@ def apply_pending(config: Config) -> dict[str, Any] | None:
     pending = config.data_dir / PENDING
     if not pending.is_dir():
         return None
+    from checkin_appliance import backup
+
     try:
         info = json.loads((pending / INFO).read_bytes())
         aside, _ = backup._swap_in(config, pending)

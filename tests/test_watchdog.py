@@ -13,6 +13,7 @@ import pytest
 from checkin_appliance.app import create_app
 from checkin_appliance.config import Config
 from checkin_appliance.store.writer import Transaction
+from checkin_appliance.web import api
 from checkin_appliance.web.keys import STORE
 
 INTERVAL = 0.5  # WATCHDOG_USEC=1000000: a ping every half second
@@ -55,6 +56,11 @@ async def test_a_wedged_writer_stops_the_pings_and_a_free_one_resumes_them(
         await pings_within(listener, INTERVAL)  # one already on its way may still arrive
         assert await pings_within(listener, 4 * INTERVAL) == []
         # The loop itself turned meanwhile (it ran this test): the writer stopped the pings.
+        # A monitor asking /healthz meanwhile gets its answer, not a hang.
+        monkeypatch.setattr(api, "HEALTH_WRITE_TIMEOUT", 0.5)
+        resp = await asyncio.wait_for(client.get("/healthz"), 5)
+        assert resp.status == 503, await resp.text()
+        assert (await resp.json())["code"] == "database_unavailable"
 
         release.set()
         await asyncio.wait_for(stuck, 5)

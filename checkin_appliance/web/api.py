@@ -720,13 +720,22 @@ async def set_credential_password(request: web.Request) -> web.Response:
 # --- health and media -------------------------------------------------------------------
 
 
+HEALTH_WRITE_TIMEOUT = 5.0  # seconds /healthz waits for its write probe
+
+
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     disk = system.disk(config.data_dir, config.disk_warn_free_mb)
     fields = {"disk": disk.state, "disk_free_bytes": disk.free_bytes}
     try:
-        await request.app[RECEPTION].check_writable()
+        # A wedged writer answers 503 in seconds; a monitor must not hang with it (the
+        # watchdog then restarts the service).
+        async with asyncio.timeout(HEALTH_WRITE_TIMEOUT):
+            await request.app[RECEPTION].check_writable()
+    except TimeoutError:
+        message = f"The database did not answer within {HEALTH_WRITE_TIMEOUT:g} s."
+        return health_error("error", errors.DATABASE_UNAVAILABLE, message, fields)
     except DiskFull:
         fields["disk"] = "full"  # whatever statvfs says (e.g. root's reserved blocks)
         return health_error("error", errors.DISK_FULL, DISK_FULL_TEXT, fields)

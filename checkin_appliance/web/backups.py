@@ -20,7 +20,6 @@ from aiohttp.http_exceptions import HttpProcessingError
 from checkin_appliance import (
     agefile,
     audit,
-    backup,
     backup_schedule,
     errors,
     restore_upload,
@@ -120,6 +119,8 @@ async def _nightly(app: web.Application) -> None:
 async def download_backup(request: web.Request) -> web.StreamResponse:
     """An encrypted backup, made into a private temp file of the data directory and streamed;
     the file is unlinked once open, so nothing stays whatever happens to the download."""
+    from checkin_appliance import backup  # tarfile and the rest: only when backing up
+
     caller = await require(request, Role.ADMIN)
     body = await read_body(request)
     if set(body) - {"passphrase"}:
@@ -255,6 +256,8 @@ async def restore_by_upload(request: web.Request) -> web.Response:
     """multipart/form-data: `passphrase`, then `file`. The file is streamed to the data
     directory (413 over the limit), checked and unpacked; the server then restarts and puts
     it in place before it opens the database."""
+    from checkin_appliance import backup
+
     caller = await require(request, Role.ADMIN)
     backups = request.app[BACKUPS]
     config = request.app[CONFIG]

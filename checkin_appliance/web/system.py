@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
-from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from checkin_appliance import __version__, system
 from checkin_appliance.domain import Role, format_time, parse_time
+from checkin_appliance.lines import zone
 from checkin_appliance.web.auth import require
 from checkin_appliance.web.errors import json_response
 from checkin_appliance.web.keys import CONFIG, RECEPTION, STORE, SYSTEM
@@ -36,7 +36,7 @@ async def system_status(request: web.Request) -> web.Response:
             "clock": {
                 "now": format_time(now),
                 "time_zone": time_zone,
-                "local": now.astimezone(ZoneInfo(time_zone)).isoformat(timespec="seconds"),
+                "local": now.astimezone(zone(time_zone)).isoformat(timespec="seconds"),
             },
             "disk": asdict(disk),
             "database": {
