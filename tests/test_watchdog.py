@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,4 +68,45 @@ async def test_a_wedged_writer_stops_the_pings_and_a_free_one_resumes_them(
         assert len(await pings_within(listener, 3 * INTERVAL)) >= 2
     finally:
         release.set()
+        listener.close()
+
+
+async def test_a_long_statement_keeps_the_pings_going(
+    aiohttp_client: Any, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer busy inside one long statement (a VACUUM of a big database after a purge)
+    makes progress: the service must not be restarted in the middle of it."""
+    notify_path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(notify_path))
+    listener.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(notify_path))
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    client = await aiohttp_client(create_app(config))
+    store = client.app[STORE]
+    stop = threading.Event()
+
+    def long_statement(tx: Transaction) -> None:
+        # A statement that runs until told to stop (bounded: 30 s at most).
+        deadline = time.monotonic() + 30
+        tx.conn.create_function(
+            "go_on", 0, lambda: not stop.is_set() and time.monotonic() < deadline
+        )
+        tx.conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE go_on()) "
+            "SELECT count(*) FROM n"
+        ).fetchone()
+
+    try:
+        assert len(await pings_within(listener, 3 * INTERVAL)) >= 2
+        busy = asyncio.ensure_future(store.write(long_statement))
+        await pings_within(listener, INTERVAL)
+        # Round trips cannot pass the statement, yet the pings go on.
+        assert len(await pings_within(listener, 4 * INTERVAL)) >= 3
+        assert not busy.done()
+        stop.set()
+        await asyncio.wait_for(busy, 10)
+    finally:
+        stop.set()
         listener.close()

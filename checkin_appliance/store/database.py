@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -58,6 +59,9 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 5000
 # Below this size the full integrity_check at start takes well under a second on the box.
 FULL_CHECK_MAX_BYTES = 50 * 1024 * 1024
+# SQLite virtual-machine steps between two progress reports of the write connection (a few
+# milliseconds of work): the watchdog tells a long VACUUM from a wedged writer by them.
+PROGRESS_STEPS = 100_000
 PRAGMAS = (
     f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
     "PRAGMA synchronous = FULL",
@@ -302,6 +306,8 @@ class Store:
             conn.close()
             raise
         if problem is None:
+            # A heartbeat from inside long statements; ordinary writes run far fewer steps.
+            conn.set_progress_handler(self._writer.note_progress, PROGRESS_STEPS)
             self._writer.conn = conn
         else:
             conn.close()
@@ -403,6 +409,11 @@ class Store:
             )
 
         await self.write(job)
+
+    def writer_progressed_within(self, seconds: float) -> bool:
+        """True when a statement on the write connection reported progress in the last
+        `seconds`: busy with a long one (a VACUUM of a big file), not wedged."""
+        return time.monotonic() - self._writer.progressed_at < seconds
 
     async def writer_round_trip(self) -> None:
         """Returns once the writer thread has run a trivial job after what is queued: the

@@ -19,6 +19,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +171,15 @@ class Writer:
         # Each transaction's `now`. Tests set another clock (Store.set_clock) to cross a
         # local midnight or a clock change without waiting for one.
         self.clock: Callable[[], str] = utc_now
+        # time.monotonic() of the last progress SQLite reported from inside a statement
+        # (note_progress): a long VACUUM is busy, not wedged, for the watchdog.
+        self.progressed_at = 0.0
+
+    def note_progress(self) -> int:
+        """SQLite's progress handler (every PROGRESS_STEPS virtual-machine steps of any
+        statement on the write connection): 0 lets the statement go on."""
+        self.progressed_at = time.monotonic()
+        return 0
 
     def _chain_key(self, next_row: int) -> audit.ChainKey | None:
         """In the thread: the audit key beside the database file, made on first use."""
