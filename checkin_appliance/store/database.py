@@ -258,10 +258,18 @@ def _field_names(kind: type) -> tuple[str, ...]:
 class Store:
     """The clinic's database: lifecycle and one method per query; writes go to the Writer."""
 
-    def __init__(self, path: Path, on_event: Callable[[QueueEvent], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        on_event: Callable[[QueueEvent], None] | None = None,
+        *,
+        checkpoint: str = "TRUNCATE",
+    ) -> None:
         """`on_event` is called on the loop for each event after its transaction committed,
-        in seq order."""
+        in seq order. `checkpoint`: compact()'s mode; PASSIVE while Litestream replicates (it
+        resets the WAL itself, and a TRUNCATE would wait on its read lock)."""
         self.path = path
+        self.checkpoint = checkpoint
         self._writer = Writer(on_event, on_corruption=self._enter_maintenance)
         self._reader: aiosqlite.Connection | None = None
         # Set at open when the integrity check fails (or later on a corruption error):
@@ -1979,7 +1987,7 @@ class Store:
         def job(conn: sqlite3.Connection) -> bool:
             try:
                 conn.execute("VACUUM")
-                row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                row = conn.execute(f"PRAGMA wal_checkpoint({self.checkpoint})").fetchone()
             except sqlite3.OperationalError as exc:  # another process held the lock too long
                 log.warning("compacting after the purge failed (%s); freed space is zeroed", exc)
                 return False

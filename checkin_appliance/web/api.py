@@ -49,7 +49,16 @@ from checkin_appliance.web.auth import (
 )
 from checkin_appliance.web.errors import DISK_FULL as DISK_FULL_TEXT
 from checkin_appliance.web.errors import ApiError, error_response, health_error, json_response
-from checkin_appliance.web.keys import ACCESS, CLOCK, CONFIG, HUB, RECEPTION, SPEECH, STORE
+from checkin_appliance.web.keys import (
+    ACCESS,
+    CLOCK,
+    CONFIG,
+    HUB,
+    RECEPTION,
+    REPLICATOR,
+    SPEECH,
+    STORE,
+)
 
 if TYPE_CHECKING:
     from checkin_appliance.tls import LocalCA
@@ -743,9 +752,11 @@ async def healthz(request: web.Request) -> web.Response:
         message = "The database cannot be written."
         return health_error("error", errors.DATABASE_UNAVAILABLE, message, fields)
     clock = request.app[CLOCK].state().status  # "implausible": still 200, /admin explains
-    return json_response(
-        {"status": "ok", "db": "ok", "version": __version__, "clock": clock, **fields}
-    )
+    body = {"status": "ok", "db": "ok", "version": __version__, "clock": clock, **fields}
+    replicator = request.app.get(REPLICATOR)
+    if replicator is not None:  # a failing replica: still 200, the box serves; /admin explains
+        body["replica"] = replicator.health()
+    return json_response(body)
 
 
 def local_ca(config: Config) -> LocalCA | None:

@@ -11,6 +11,7 @@ from checkin_appliance.config import Config
 from checkin_appliance.connections import RefusalLog
 from checkin_appliance.hub import Hub
 from checkin_appliance.reception import Reception
+from checkin_appliance.replication import Replicator
 from checkin_appliance.speech import Speech
 from checkin_appliance.store import Store
 from checkin_appliance.system import System
@@ -25,6 +26,8 @@ SPEECH = web.AppKey("speech", Speech)
 SYSTEM = web.AppKey("system", System)  # /admin's System section: uptime, checks, warnings
 CLOCK = web.AppKey("clock", ClockWatch)  # is the box's clock believable (clock.py)
 CLOCK_HELPER = web.AppKey("clock_helper", ClockHelper)  # is one installed (clock_setting.py)
+# The Litestream child, only when `replica` is set (web/replica.py).
+REPLICATOR = web.AppKey("replicator", Replicator)
 STATUS_FEED = web.AppKey("status_feed", StatusFeed)  # the patients' open status pages
 # Live feeds refused for being over max_feeds_per_credential, logged at most once per 10 s.
 FEED_REFUSALS = web.AppKey("feed_refusals", RefusalLog)

