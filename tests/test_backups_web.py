@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from checkin_appliance import backup_schedule, restore_upload, system
+from checkin_appliance import agefile, backup_schedule, restore_upload, system
 from checkin_appliance.domain import Role, format_time
 from checkin_appliance.web.backups import BACKUPS
 from checkin_appliance.web.keys import STORE
@@ -67,6 +67,8 @@ async def test_downloaded_backup_restores_with_the_cli(clinic: Clinic, tmp_path:
     assert last is not None and last["ok"] and last["bytes"] == len(body)
     assert last["where"] == "download" and last["error"] is None
     assert [d["where"] for d in _audit(clinic, "backup")] == ["download"]
+    # The running server keeps no key derived from the passphrase once the backup is made.
+    assert agefile._scrypt.cache_info().currsize == 0
 
     saved = tmp_path / "saved.tar.age"
     saved.write_bytes(body)

@@ -6,6 +6,7 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +36,23 @@ async def pings_within(sock: socket.socket, seconds: float) -> list[str]:
     return got
 
 
-async def test_a_wedged_writer_stops_the_pings_and_a_free_one_resumes_them(
-    aiohttp_client: Any, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def listener(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
+    """systemd's notify socket, as the unit's WatchdogSec=1 would set it (a ping every 0.5 s)."""
     notify_path = tmp_path / "notify.sock"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    listener.bind(str(notify_path))
-    listener.setblocking(False)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify_path))
+    sock.setblocking(False)
     monkeypatch.setenv("NOTIFY_SOCKET", str(notify_path))
     monkeypatch.setenv("WATCHDOG_USEC", "1000000")
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    with sock:
+        yield sock
+
+
+async def test_a_wedged_writer_stops_the_pings_and_a_free_one_resumes_them(
+    aiohttp_client: Any, config: Config, listener: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
     client = await aiohttp_client(create_app(config))
     release = threading.Event()
     try:
@@ -68,21 +76,13 @@ async def test_a_wedged_writer_stops_the_pings_and_a_free_one_resumes_them(
         assert len(await pings_within(listener, 3 * INTERVAL)) >= 2
     finally:
         release.set()
-        listener.close()
 
 
 async def test_a_long_statement_keeps_the_pings_going(
-    aiohttp_client: Any, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    aiohttp_client: Any, config: Config, listener: socket.socket
 ) -> None:
     """A writer busy inside one long statement (a VACUUM of a big database after a purge)
     makes progress: the service must not be restarted in the middle of it."""
-    notify_path = tmp_path / "notify.sock"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    listener.bind(str(notify_path))
-    listener.setblocking(False)
-    monkeypatch.setenv("NOTIFY_SOCKET", str(notify_path))
-    monkeypatch.setenv("WATCHDOG_USEC", "1000000")
-    monkeypatch.delenv("WATCHDOG_PID", raising=False)
     client = await aiohttp_client(create_app(config))
     store = client.app[STORE]
     stop = threading.Event()
@@ -109,4 +109,3 @@ async def test_a_long_statement_keeps_the_pings_going(
         await asyncio.wait_for(busy, 10)
     finally:
         stop.set()
-        listener.close()
