@@ -211,9 +211,12 @@ def _replica(value: Any) -> str:
         if not url.user or not url.host or url.path in ("", "/"):
             raise ConfigError(f"replica: sftp needs a user, a host and a path; {REPLICA_EXAMPLE}")
         unknown = set(url.query) - {"key", "host_key"}
+        # Litestream logs in with a key file only (no password, no agent).
         key = url.query.get("key")
-        if key is not None and not Path(key).is_absolute():
-            raise ConfigError("replica: the sftp key must be an absolute path to a private key")
+        if key is None or not Path(key).is_absolute():
+            raise ConfigError(
+                "replica: sftp needs a private key file, ?key=/absolute/path/to/private_key"
+            )
         # The server's public host keys: Litestream otherwise accepts any server that answers
         # (and would hand the database to whoever sits in between).
         host_key = url.query.get("host_key")

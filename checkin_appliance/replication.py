@@ -107,9 +107,8 @@ def replica_config(replica: str, sync_interval: float) -> dict[str, Any]:
         return {"type": "file", "path": replica, "sync-interval": interval}
     url = URL(replica)
     block: dict[str, Any] = {"url": str(url.with_query(None)), "sync-interval": interval}
-    if url.scheme == "sftp" and "key" in url.query:
+    if url.scheme == "sftp":  # both required by config._replica
         block["key-path"] = url.query["key"]
-    if url.scheme == "sftp" and "host_key" in url.query:
         block["host-key"] = host_key(Path(url.query["host_key"]))
     if url.scheme == "s3":
         if "endpoint" in url.query:

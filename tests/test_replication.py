@@ -95,6 +95,7 @@ async def replicated(replica: Path | Sequence[str], out: Path, name: str) -> Non
         "sftp://box@nas.lan/checkin?key=relative",
         "sftp://box@nas.lan/checkin?key=/k",  # no host key: any server would do
         "sftp://box@nas.lan/checkin?key=/k&host_key=relative.pub",
+        "sftp://box@nas.lan/checkin?host_key=/h.pub",  # no key file: Litestream cannot log in
         "s3:///checkin",  # no bucket
         "s3://bucket/checkin?endpoint=nas.lan",  # no scheme
         "s3://bucket/checkin?colour=red",
