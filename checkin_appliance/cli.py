@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import os
 import platform
 import signal
 import sqlite3
@@ -491,11 +490,6 @@ example:
     restore.set_defaults(handler=restore_command)
 
 
-# A passphrase guards every patient's name and photo against anyone who finds the stick;
-# scrypt slows each guess to about a second, and this keeps the guesses from being few.
-MIN_PASSPHRASE_CHARS = 12
-
-
 def _passphrase_options(p: argparse.ArgumentParser, *, writing: bool) -> None:
     way = p.add_mutually_exclusive_group()
     way.add_argument(
@@ -522,33 +516,32 @@ def _passphrase_options(p: argparse.ArgumentParser, *, writing: bool) -> None:
 def _read_passphrase(args: argparse.Namespace, *, writing: bool) -> bytes | None:
     """The passphrase the options name (None with --no-encryption or none given); raises
     BackupError(USAGE) when it cannot be read or is too short to encrypt with."""
+    from checkin_appliance import agefile
     from checkin_appliance.backup import USAGE, BackupError
 
     if args.passphrase_stdin:
-        line = sys.stdin.buffer.readline()
+        passphrase = sys.stdin.buffer.readline().rstrip(b"\r\n")
     elif args.passphrase_file is not None:
         try:
-            with args.passphrase_file.open("rb") as f:
-                line = f.readline()
-                if os.fstat(f.fileno()).st_mode & 0o077:
-                    print(
-                        f"warning: other users can read {args.passphrase_file}; "
-                        f"chmod 600 {args.passphrase_file}",
-                        file=sys.stderr,
-                    )
+            passphrase, readable_by_others = agefile.read_passphrase_file(args.passphrase_file)
         except OSError as exc:
             raise BackupError(
                 f"cannot read the passphrase file {args.passphrase_file}: {exc.strerror}", USAGE
             ) from exc
+        if readable_by_others:
+            print(
+                f"warning: other users can read {args.passphrase_file}; "
+                f"chmod 600 {args.passphrase_file}",
+                file=sys.stderr,
+            )
     else:
         return None
-    passphrase = line.rstrip(b"\r\n")
     if not passphrase:
         raise BackupError("the passphrase is empty", USAGE)
-    if writing and len(passphrase.decode("utf-8", "replace")) < MIN_PASSPHRASE_CHARS:
+    if writing and agefile.too_short(passphrase):
         raise BackupError(
-            f"the passphrase is shorter than {MIN_PASSPHRASE_CHARS} characters; use a longer "
-            "one (e.g. four random words)",
+            f"the passphrase is shorter than {agefile.MIN_PASSPHRASE_CHARS} characters; use a "
+            "longer one (e.g. four random words)",
             USAGE,
         )
     return passphrase
