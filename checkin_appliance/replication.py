@@ -212,7 +212,11 @@ class Supervised:
 
 def parse_line(line: str) -> tuple[str, str, dict[str, str]]:
     """(level, message, fields) of one line of Litestream's text log."""
-    fields = {k: v.strip('"').replace('\\"', '"') for k, v in _FIELD.findall(line)}
+    fields: dict[str, str] = {}
+    for key, value in _FIELD.findall(line):
+        # The first of a key is the record's own: "level=1" later on a line is a field
+        # (a compaction level), which must not turn a DEBUG line into an INFO one.
+        fields.setdefault(key, value.strip('"').replace('\\"', '"'))
     return fields.get("level", "INFO"), fields.get("msg", line), fields
 
 

@@ -9,6 +9,7 @@ binary on a developer's machine, failing in CI (CI=true).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -22,7 +23,7 @@ import pytest
 from checkin_appliance import box_keys, tls
 from checkin_appliance.config import Config, ConfigError, check_config, load_config
 from checkin_appliance.domain import Role
-from checkin_appliance.replication import find_litestream, litestream_config
+from checkin_appliance.replication import Replicator, find_litestream, litestream_config
 from checkin_appliance.store.box_keys import read_keys
 from checkin_appliance.web.keys import REPLICATOR, STORE
 from tests.conftest import StartClinic, wait_until
@@ -177,6 +178,20 @@ async def test_without_a_replica_there_is_no_child_and_no_field(
     body = await (await clinic.client.get("/healthz")).json()
     assert "replica" not in body
     assert not (tmp_path / "data" / "litestream.yml").exists()
+
+
+def test_litestreams_own_levels_are_kept_whatever_its_fields_say(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A debug line carrying a field named level (a compaction level) stays out of the
+    journal at INFO: Litestream's debug output is what tells the replica's lag, not news."""
+    replicator = Replicator(replica_config(tmp_path), None)
+    caplog.set_level(logging.DEBUG, logger="checkin_appliance.replication")
+    replicator.note_line(
+        'time=2026-12-06T08:35:18Z level=DEBUG msg="db not ready, skipping" system=store level=1'
+    )
+    replicator.note_line("time=2026-12-06T08:35:18Z level=INFO msg=litestream level=debug")
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG, logging.DEBUG]
 
 
 # --- the real child -------------------------------------------------------------------
