@@ -49,7 +49,10 @@ FILES = (
 )
 PUBLIC = ("tls/ca.crt",)  # readable by others when put back (as tls.py writes it)
 FORMAT = 1
-CHECK_INTERVAL = 60.0  # seconds between looks at whether the files changed
+# Seconds between looks at whether the files changed: a few small files read and hashed.
+# Short, because a key made while serving (audit.key, with the first audit row) is missing
+# from a promoted standby until the next look has sealed it and Litestream shipped it.
+CHECK_INTERVAL = 10.0
 MAX_FILE_BYTES = 1024 * 1024  # each of them is under 1 KB; a bigger one is not ours
 
 
@@ -107,7 +110,7 @@ class KeyKeeper:
     """Keeps the sealed keys in the database current while the server runs (with a replica)."""
 
     def __init__(
-        self, config: Config, store: Store, *, hostname: Callable[[], str] = socket.gethostname
+        self, config: Config, store: Store, *, hostname: Callable[[], str] | None = None
     ) -> None:
         self.config, self.store = config, store
         self._hostname = hostname
@@ -123,7 +126,7 @@ class KeyKeeper:
             self._loaded = True
         passphrase = await asyncio.to_thread(replica_passphrase, self.config)
         plain = await asyncio.to_thread(gather, self.config.data_dir)
-        wanted, hostname = digest(plain, passphrase), self._hostname()
+        wanted, hostname = digest(plain, passphrase), (self._hostname or socket.gethostname)()
         if self._stored is not None and self._stored[0] == wanted:
             if self._stored[1] != hostname:
                 await save_hostname(self.store, hostname)

@@ -160,7 +160,7 @@ def _coerce(name: str, value: Any) -> Any:
             raise ConfigError(f"{name} must be the path of a PEM file")
         return Path(value)
     if name == "replica":
-        return _replica(value)
+        return replica_setting(value)
     if name == "litestream_path":
         if not isinstance(value, str | Path) or not Path(value).is_absolute():
             raise ConfigError("litestream_path must be the absolute path of the litestream binary")
@@ -209,7 +209,7 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
-def _replica(value: Any) -> str:
+def replica_setting(value: Any) -> str:
     """A replica Litestream can use. The URL is never echoed: it may carry a user name."""
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(REPLICA_EXAMPLE)

@@ -70,6 +70,7 @@ DEB_FILES = {
     "./lib/systemd/system/checkin-appliance-clock.path": "-rw-r--r--",
     "./lib/systemd/system/checkin-appliance-clock.service": "-rw-r--r--",
     "./lib/systemd/system/checkin-appliance-rtc.service": "-rw-r--r--",
+    "./lib/systemd/system/checkin-appliance-standby.service": "-rw-r--r--",
 }
 COMMAND_LINK = ("./usr/bin/checkin-appliance", "../lib/checkin-appliance/checkin-appliance")
 # A PEM private key: the header, then a base64 body (the bare label occurs in libraries).
