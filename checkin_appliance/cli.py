@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from checkin_appliance import __version__, agefile, audit, logs, ownership, retention, storage
+from checkin_appliance import __version__, audit, logs, ownership, retention, storage
 from checkin_appliance.access import Access
 from checkin_appliance.audit import AuditEntry
 from checkin_appliance.config import TLS_MODES, Config, ConfigError, check_config, load_config
@@ -390,32 +390,34 @@ def promote_command(args: argparse.Namespace, config: Config) -> int:
     from checkin_appliance import promote
 
     def passphrase() -> bytes:
-        if args.passphrase_stdin:
-            line = sys.stdin.buffer.readline().rstrip(b"\r\n")
-        elif args.passphrase_file is not None or config.replica_passphrase_file is not None:
-            path = args.passphrase_file or config.replica_passphrase_file
-            try:
-                line, _ = agefile.read_passphrase_file(path)
-            except OSError as exc:
-                raise promote.PromoteError(
-                    f"cannot read the passphrase file {path}: {exc.strerror}; nothing was changed",
-                    promote.USAGE,
-                ) from exc
-        elif sys.stdin.isatty():
-            import getpass
+        """--passphrase-file or --passphrase-stdin as backup reads them, else the config's
+        replica_passphrase_file, else asked at the terminal."""
+        from checkin_appliance.backup import BackupError
 
-            line = getpass.getpass("The replica's passphrase: ").encode()
-        else:
+        if args.passphrase_file is None and not args.passphrase_stdin:
+            args.passphrase_file = config.replica_passphrase_file
+        try:
+            found = _read_passphrase(args, writing=False)
+        except BackupError as exc:
+            raise promote.PromoteError(
+                f"{exc.message}; nothing was changed", exc.exit_code
+            ) from exc
+        if found is not None:
+            return found
+        if not sys.stdin.isatty():
             raise promote.PromoteError(
                 "the copy carries the box's keys: give the replica's passphrase with "
                 "--passphrase-file FILE or --passphrase-stdin; nothing was changed",
                 promote.USAGE,
             )
-        if not line:
+        import getpass
+
+        typed = getpass.getpass("The replica's passphrase: ").encode()
+        if not typed:
             raise promote.PromoteError(
                 "the passphrase is empty; nothing was changed", promote.USAGE
             )
-        return line
+        return typed
 
     where = f"--config {args.config}" if args.config else f"--data-dir {config.data_dir}"
     try:

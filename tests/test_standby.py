@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from checkin_appliance.config import Config
 from checkin_appliance.replication import find_litestream
 from checkin_appliance.store import inspect
 from checkin_appliance.store.box_keys import read_keys
-from checkin_appliance.web.keys import STORE
+from checkin_appliance.web.keys import REPLICATOR, STORE
 from tests.conftest import Clinic, StartClinic, wait_until
 from tests.serverproc import _env, cli_command, run_cli, run_cli_async, running
 from tests.test_clock_units import run_script, stand_ins, systemd_analyze
@@ -147,9 +148,9 @@ async def replicated(
     db = config.db_path
     await wait_until(lambda: read_keys(db) is not None, FOLLOW_TIMEOUT)
     await box_keys.KeyKeeper(config, clinic.app[STORE]).check()
-    await wait_until(
-        lambda: any((tmp_path / "replica").rglob("*.ltx")), FOLLOW_TIMEOUT
-    )  # Litestream's first push
+    sealed_at = time.time()
+    state = clinic.app[REPLICATOR].state  # the replica confirmed current after the seal
+    await wait_until(lambda: (state.last_sync_at or 0) > sealed_at, FOLLOW_TIMEOUT)
     standby_config = Config(
         data_dir=tmp_path / "standby",
         replica=config.replica,
@@ -230,7 +231,9 @@ async def test_the_standby_follows_and_says_how_current_its_copy_is(
         ahead = standby.Position(position.txid + 3, position.written_at)
         kind, line = follower.status(ahead)
         assert kind == "behind" and f"{position.txid + 3:016x}" in line, line
-        # The share is gone: follow mode alone would look like a quiet clinic.
+        # The share is gone: follow mode alone would look like a quiet clinic. (The primary
+        # stops first: its Litestream would make the folder again.)
+        await replicated.clinic.client.close()
         replica = Path(replicated.config.replica or "")
         replica.rename(replica.with_name("replica.gone"))
         position = await asyncio.to_thread(
@@ -254,6 +257,7 @@ async def test_a_restarted_standby_keeps_its_last_copy_until_it_follows_again(
     follower.child.start()
     await wait_until(lambda: follower.following, FOLLOW_TIMEOUT)
     await follower.child.stop()
+    await replicated.clinic.client.close()  # the primary, whose Litestream would remake it
     replica = Path(replicated.config.replica or "")
     replica.rename(replica.with_name("replica.gone"))  # and the share is gone meanwhile
     again = standby.Follower(replicated.standby, find_litestream(None))
@@ -343,6 +347,7 @@ async def test_a_spare_box_that_never_followed_restores_the_replica_on_demand(
 async def test_an_unreachable_replica_promotes_the_followed_copy_and_says_how_old(
     replicated: Replicated, following: subprocess.Popen[bytes]
 ) -> None:
+    await replicated.clinic.client.close()  # the box dies, and the share with it
     replica = Path(replicated.config.replica or "")
     replica.rename(replica.with_name("replica.gone"))
     result = await promote(replicated, "--passphrase-file", str(replicated.passphrase_file))
