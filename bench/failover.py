@@ -55,7 +55,8 @@ import aiohttp
 from bench.loadgen import make_photo
 from bench.servers import HOST, REPO, free_port
 from checkin_appliance import box_keys
-from checkin_appliance.replication import find_litestream
+from checkin_appliance.config import Config
+from checkin_appliance.replication import find_litestream, litestream_config
 from checkin_appliance.store.box_keys import read_keys
 
 RESULTS = REPO / "bench" / "results"
@@ -390,12 +391,17 @@ async def wait_healthy(
 
 def restored_holds(binary: Path, replica: str, out: Path, wanted: int) -> bool:
     """A fresh restore of the replica (what a new standby would get) holds patient `wanted`
-    and passes integrity_check."""
+    and passes integrity_check. Through a Litestream config as the box writes one, so an
+    SFTP replica's key file or an S3 endpoint is used as the box uses it."""
     for suffix in ("", "-wal", "-shm"):
         out.with_name(out.name + suffix).unlink(missing_ok=True)
-    url = replica if "://" in replica else f"file://{replica}"
+    config_file = out.with_name("restore-check.yml")
+    config_file.write_text(litestream_config(Config(replica=replica), out))
     done = subprocess.run(
-        [str(binary), "restore", "-o", str(out), url], capture_output=True, timeout=30, check=False
+        [str(binary), "restore", "-no-expand-env", "-config", str(config_file), str(out)],
+        capture_output=True,
+        timeout=30,
+        check=False,
     )
     if done.returncode != 0:
         return False
