@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from checkin_appliance import box_keys, tls
+from checkin_appliance import agefile, box_keys, tls
 from checkin_appliance.config import Config, ConfigError, check_config, load_config
 from checkin_appliance.domain import Role
 from checkin_appliance.replication import Replicator, find_litestream, litestream_config
@@ -272,6 +272,7 @@ async def test_the_box_keys_are_sealed_into_the_database_and_resealed_only_on_ch
     data = config.data_dir
     keeper = box_keys.KeyKeeper(config, clinic.app[STORE])
     await keeper.check()  # audit.key appeared after the server's own first look
+    assert agefile._scrypt.cache_info().currsize == 0  # the key it derived is forgotten
     await wait_until(lambda: sealed_files(data) is not None, SYNC_TIMEOUT)
     files = sealed_files(data)
     assert files == {
