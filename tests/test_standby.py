@@ -6,6 +6,7 @@ the standby's systemd unit as the package installs it is here too."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import socket
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from checkin_appliance import box_keys, standby, tls
+from checkin_appliance import box_keys, promote, standby, tls
 from checkin_appliance.config import Config
 from checkin_appliance.replication import find_litestream
 from checkin_appliance.store import inspect
@@ -32,6 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 UNIT = "checkin-appliance-standby.service"
 FOLLOW_TIMEOUT = 30.0
 MOST_EXPOSURE = 2.0
+# The old box's name in the sealed keys. Run as root under systemd, promote would really
+# rename this machine with hostnamectl: there the old box has this machine's own name.
+OLD_NAME = socket.gethostname() if os.geteuid() == 0 and promote.under_systemd() else "frontdesk"
 
 
 # --- the unit ---------------------------------------------------------------------------
@@ -139,7 +143,7 @@ async def replicated(
 ) -> Replicated:
     config = replica_config(tmp_path)
     tls.ensure_certificates(config.tls_dir)  # what `serve --tls self-signed` makes first
-    monkeypatch.setattr(socket, "gethostname", lambda: "frontdesk")  # the old box's name
+    monkeypatch.setattr(socket, "gethostname", lambda: OLD_NAME)  # the old box's name
     clinic = await start_clinic(config)
     for name in ("Ada", "Grace", "Linus"):
         await clinic.check_in(name)
@@ -201,7 +205,7 @@ def patients(db: Path) -> set[str]:
         return {row["fname"] for row in conn.execute("SELECT fname FROM patients")}
 
 
-async def promote(r: Replicated, *more: str, stdin: str | None = None):  # type: ignore[no-untyped-def]
+async def run_promote(r: Replicated, *more: str, stdin: str | None = None):  # type: ignore[no-untyped-def]
     return await run_cli_async(
         "promote", "--data-dir", str(r.standby.data_dir), "--no-start", *more, stdin=stdin
     )
@@ -280,7 +284,7 @@ async def test_a_wrong_passphrase_changes_nothing_and_leaves_the_standby_running
     wrong = tmp_path / "wrong"
     wrong.write_text("not the replica passphrase\n")
     before = sorted(p.name for p in replicated.standby.data_dir.iterdir())
-    result = await promote(replicated, "--passphrase-file", str(wrong))
+    result = await run_promote(replicated, "--passphrase-file", str(wrong))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "the passphrase is wrong" in result.stderr
     assert "nothing was changed, the standby still runs" in result.stderr
@@ -297,7 +301,7 @@ async def test_promote_makes_the_standby_the_same_box_and_moves_aside_what_was_t
     data = replicated.standby.data_dir
     # A fresh install's own database (its service started once before it became a standby).
     (data / "checkin.db-shm").write_bytes(b"old shm")
-    result = await promote(replicated, "--passphrase-file", str(replicated.passphrase_file))
+    result = await run_promote(replicated, "--passphrase-file", str(replicated.passphrase_file))
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("standby stopped (process ")
@@ -315,11 +319,11 @@ async def test_promote_makes_the_standby_the_same_box_and_moves_aside_what_was_t
     verified = await run_cli_async("audit", "verify", "--data-dir", str(data))
     assert verified.returncode == 0, verified.stderr
     shown = await run_cli_async("audit", "show", "--json", "--data-dir", str(data))
-    assert '"action": "promote"' in shown.stdout and '"from_host": "frontdesk"' in shown.stdout
+    assert '"action": "promote"' in shown.stdout and f'"from_host": "{OLD_NAME}"' in shown.stdout
     # The old box's name, so devices find this one: not root under systemd here, so the
     # command to run is printed.
-    if socket.gethostname() != "frontdesk":
-        assert any("sudo hostnamectl set-hostname frontdesk" in line for line in lines), lines
+    if socket.gethostname() != OLD_NAME:
+        assert any(f"sudo hostnamectl set-hostname {OLD_NAME}" in line for line in lines), lines
     assert lines[-1].startswith(
         "not started (--no-start); start the server: checkin-appliance serve"
     )
@@ -350,7 +354,7 @@ async def test_an_unreachable_replica_promotes_the_followed_copy_and_says_how_ol
     await replicated.clinic.client.close()  # the box dies, and the share with it
     replica = Path(replicated.config.replica or "")
     replica.rename(replica.with_name("replica.gone"))
-    result = await promote(replicated, "--passphrase-file", str(replicated.passphrase_file))
+    result = await run_promote(replicated, "--passphrase-file", str(replicated.passphrase_file))
     assert result.returncode == 0, result.stdout + result.stderr
     said = result.stdout
     assert "the replica cannot be read" in said and "promoting the followed copy as it is" in said
