@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run test bench lint format clean chromium package package-previous deb-test-root
+.PHONY: run test bench failover lint format clean chromium package package-previous deb-test-root
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS); status=$$?; \
 	$(BIN)/python -m bench.estimate; estimate=$$?; \
 	$(BIN)/python -m bench.stats && [ $$estimate = 0 ] && exit $$status
+
+# Kill-and-promote failover (bench/failover.py): a primary replicating to a folder, a standby
+# following it, check-ins with photos and live feeds; SIGKILL, promote, serve. Prints lost
+# check-ins and failover times, writes bench/results/<date>-<host>-failover.json. Needs the
+# litestream binary (the test extra installs it). FAILOVER_ARGS=--replica URL for another replica.
+failover: $(TEST_STAMP)
+	$(BIN)/python -m bench.failover $(FAILOVER_ARGS)
 
 # The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
 chromium:

@@ -25,6 +25,7 @@ import functools
 import hmac
 import os
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 # cryptography (about 5 MB resident) loads with the first backup, not with the server.
@@ -41,11 +42,28 @@ _TAG = 16
 _SCRYPT_LABEL = b"age-encryption.org/v1/scrypt"
 _HEADER_MAX = 4096  # ours is under 200 bytes; a forged file cannot make us read more
 _B64 = re.compile(rb"^[A-Za-z0-9+/]*$")
+# A passphrase guards every patient's name and photo (a backup) or the box's keys (the
+# replica) against anyone who finds the file; scrypt slows each guess to about a second, and
+# this keeps the guesses from being few.
+MIN_PASSPHRASE_CHARS = 12
 
 
 class AgeError(Exception):
     """The file is not one we can open: not age, another kind of recipient, a wrong
     passphrase, or changed or cut after it was written. The message is one short phrase."""
+
+
+def read_passphrase_file(path: Path) -> tuple[bytes, bool]:
+    """The passphrase in `path`'s first line (without its line end), and whether users other
+    than the file's owner may read it. Raises OSError; never says what the line holds."""
+    with path.open("rb") as f:
+        line = f.readline()
+        readable_by_others = bool(os.fstat(f.fileno()).st_mode & 0o077)
+    return line.rstrip(b"\r\n"), readable_by_others
+
+
+def too_short(passphrase: bytes) -> bool:
+    return len(passphrase.decode("utf-8", "replace")) < MIN_PASSPHRASE_CHARS
 
 
 def is_age(head: bytes) -> bool:

@@ -78,6 +78,9 @@ RESTORE = "restore"
 # ({"seconds", "sessions", "visits"}); an admin setting the clock from /admin ({"to", "from"}).
 CLOCK_JUMP = "clock_jump"
 CLOCK_SET = "clock_set"
+# A standby promoted to be the live box (promote.py): the old box's hostname, the replica's
+# transaction it holds, whether it caught up with the replica or how old its copy was.
+PROMOTE = "promote"
 # Every action above: the audit viewer offers them as filters (a new action goes here too).
 ACTIONS = (
     SETUP, LOGIN, LOGIN_FAILED, LOGOUT, CHECK_IN, CALL, COMPLETE, CREDENTIAL_CREATED,
@@ -85,7 +88,7 @@ ACTIONS = (
     PRIORITY_CHANGED, LINE_CREATED, LINE_CHANGED, CREDENTIAL_CHANGED, PASSWORD_CHANGED,
     IMPORT_ORIGINAL, RECALL, START, DONE, NO_SHOW, REQUEUE, CANCEL, TRANSFER, UNDO, END_OF_DAY,
     RECORDS_VIEWED, RECORDS_EXPORTED, PURGE, AUDIT_EXPORTED, AUDIT_PRUNED,
-    BACKUP_SCHEDULE_CHANGED, RESTORE, CLOCK_JUMP, CLOCK_SET,
+    BACKUP_SCHEDULE_CHANGED, RESTORE, CLOCK_JUMP, CLOCK_SET, PROMOTE,
 )  # fmt: skip
 
 

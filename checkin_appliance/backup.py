@@ -440,14 +440,14 @@ def restore(
     try:
         with _restore_lock(data_dir):
             _refuse_links(config)
-            _refuse_if_in_use(config)
+            refuse_if_in_use(config)
             staging.mkdir(mode=0o700)
             opener = _opener(source, passphrase, allow_unencrypted)
             manifest = _unpack(source, staging, opener)
             counts, missing = _check_unpacked(staging, manifest)
             _give_to_data_dir_owner(data_dir, staging)
             _fsync_tree(staging)
-            _refuse_if_in_use(config)  # a server may have started while we unpacked
+            refuse_if_in_use(config)  # a server may have started while we unpacked
             aside, moved = _swap_in(config, staging)
     except OSError as exc:
         raise BackupError(f"restore failed, nothing was changed: {_reason(exc)}") from exc
@@ -495,7 +495,8 @@ def _refuse_links(config: Config) -> None:
         )
 
 
-def _refuse_if_in_use(config: Config) -> None:
+def refuse_if_in_use(config: Config) -> None:
+    """BackupError when a server has the data directory's database open (restore, promote)."""
     db_path = config.db_path
     pids = _processes_with_open(db_path)
     if pids:
@@ -746,7 +747,19 @@ def _fsync_tree(root: Path) -> None:
 
 def _check_unpacked(staging: Path, manifest: dict[str, Any]) -> tuple[Counts, int]:
     """integrity_check and schema version of the unpacked database; (counts, missing photos)."""
-    db_path = staging / DATABASE
+    counts, names = check_database(staging / DATABASE, "the database in the backup")
+    present = {p.name for p in (staging / "media" / "patient_images").iterdir()}
+    missing = len(names - present)
+    return Counts(counts.patients, counts.waiting, counts.credentials, len(present)), missing
+
+
+def check_database(
+    db_path: Path, what: str, made: str = "the backup was made"
+) -> tuple[Counts, set[str]]:
+    """A database about to become the live one (a backup's, a standby's copy): sound
+    (integrity_check), of a schema this program knows, exactly as its migrations make it;
+    its counts and the photo names it holds. BackupError names `what` and the problem
+    (`made`: when it was last ours)."""
     migrations = available_migrations()
     known = len(migrations)
     try:
@@ -754,30 +767,23 @@ def _check_unpacked(staging: Path, manifest: dict[str, Any]) -> tuple[Counts, in
             problem = inspect.integrity_problem(db)
             if problem is not None:
                 raise BackupError(
-                    f"the database in the backup is damaged ({_first_line(problem)}); "
-                    "nothing was changed"
+                    f"{what} is damaged ({_first_line(problem)}); nothing was changed"
                 )
             schema = inspect.schema_version(db)
             if schema > known:
                 raise BackupError(
-                    f"the backup is from a newer checkin-appliance (schema {schema}, this one "
+                    f"{what} is from a newer checkin-appliance (schema {schema}, this one "
                     f"knows {known}); upgrade it first; nothing was changed"
                 )
             odd = inspect.schema_problem(db, migrations)
             if odd is not None:
                 raise BackupError(
-                    f"the database in the backup is not one checkin-appliance writes ({odd}): "
-                    "it was changed after the backup was made; nothing was changed"
+                    f"{what} is not one checkin-appliance writes ({odd}): it was changed "
+                    f"after {made}; nothing was changed"
                 )
-            counts = _counts(db)
-            names = inspect.photo_names(db)
+            return _counts(db), inspect.photo_names(db)
     except sqlite3.DatabaseError as exc:
-        raise BackupError(
-            f"the database in the backup cannot be read ({exc}); nothing was changed"
-        ) from exc
-    present = {p.name for p in (staging / "media" / "patient_images").iterdir()}
-    missing = len(names - present)
-    return Counts(counts.patients, counts.waiting, counts.credentials, len(present)), missing
+        raise BackupError(f"{what} cannot be read ({exc}); nothing was changed") from exc
 
 
 def _give_to_data_dir_owner(data_dir: Path, staging: Path) -> None:
@@ -806,7 +812,7 @@ def _swap_in(config: Config, staging: Path) -> tuple[Path | None, list[str]]:
     aside: Path | None = None
     moves: list[tuple[Path, Path]] = []
     if current or old_photos is not None:
-        aside = _new_aside_dir(data_dir)
+        aside = new_aside_dir(data_dir)
     try:
         if aside is not None:
             if old_photos is not None:
@@ -837,17 +843,18 @@ def _swap_in(config: Config, staging: Path) -> tuple[Path | None, list[str]]:
     return aside, [str(target.relative_to(aside)) for _, target in moves if aside in target.parents]
 
 
-def _new_aside_dir(data_dir: Path) -> Path:
+def new_aside_dir(data_dir: Path, prefix: str = "before-restore") -> Path:
+    """A new folder `<prefix>-<date>-<time>` for the files a restore or promote replaces."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for n in range(1, 100):
-        path = data_dir / (f"before-restore-{stamp}" + (f"-{n}" if n > 1 else ""))
+        path = data_dir / (f"{prefix}-{stamp}" + (f"-{n}" if n > 1 else ""))
         try:
             path.mkdir(mode=0o700)
         except FileExistsError:
             continue
         fsync_directory(data_dir)
         return path
-    raise BackupError(f"cannot make a before-restore folder in {data_dir}")
+    raise BackupError(f"cannot make a {prefix} folder in {data_dir}")
 
 
 # --- shared ---------------------------------------------------------------------------------

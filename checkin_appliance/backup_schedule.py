@@ -41,8 +41,7 @@ PASSPHRASE_FILE = "backup-passphrase"
 MARKER = ".checkin-appliance-backups"
 # The files the schedule writes and its retention may delete; nothing else in the folder.
 OWN_BACKUP = re.compile(r"\Acheckin-backup-\d{8}-\d{6}\.tar\.age\Z")
-# As the CLI's backup requires (cli.MIN_PASSPHRASE_CHARS; not imported: cli loads argparse).
-MIN_PASSPHRASE_CHARS = 12
+MIN_PASSPHRASE_CHARS = agefile.MIN_PASSPHRASE_CHARS  # as the CLI's backup requires
 MAX_PASSPHRASE_CHARS = 1024
 MAX_KEEP_DAYS = 3650
 MAX_KEEP_COPIES = 1000

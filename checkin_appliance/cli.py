@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import os
 import platform
 import signal
 import sqlite3
@@ -281,7 +280,161 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import_command(commands, data_options)
     _add_purge_command(commands, data_options)
     _add_set_clock_command(commands, data_options)
+    _add_standby_commands(commands, data_options)
     return parser
+
+
+def _add_standby_commands(
+    commands: Any, data_options: Callable[[argparse.ArgumentParser], None]
+) -> None:
+    standby = commands.add_parser(
+        "standby",
+        help="on a second box: keep a copy of the live box's database current from its replica",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Run on a second box (the standby) with the replica the live box writes to
+(its `replica` setting, or --replica). Litestream restores the replica into
+DATA_DIR/standby/checkin.db and applies every new transaction as it arrives
+(follow mode), until stopped (SIGTERM, Ctrl+C). Every minute it asks the
+replica for its newest transaction and logs how current the copy is when that
+changes (current, behind, replica unreadable). Refuses to run where a database
+of its own exists (DATA_DIR/checkin.db: that box is a primary). When the live
+box dies, run `checkin-appliance promote` here.""",
+        epilog="""\
+exit status: 0 stopped, 1 refused or failed, 2 bad usage
+
+example (as a service: sudo systemctl enable --now checkin-appliance-standby):
+  sudo -u checkin-appliance checkin-appliance standby \\
+      --config /etc/checkin-appliance/config.toml""",
+    )
+    standby.add_argument(
+        "--replica",
+        metavar="URL",
+        help="the live box's replica (default: `replica` from the config file): a folder, "
+        "sftp://user@host/path?key=FILE or s3://bucket/path?endpoint=URL",
+    )
+    data_options(standby)
+    standby.set_defaults(handler=standby_command)
+
+    promote = commands.add_parser(
+        "promote",
+        help="on the standby, when the live box died: make this box the live one",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Turn the standby into the live box, one line per step: stop the standby (its
+systemd unit, or the standby command); restore the replica's newest
+transactions (at most 10 s; if the replica cannot be read, the followed copy
+is used as it is and its age is said); check the copy as restore checks a
+backup; open the box's keys it carries (the CA devices trust, the audit key)
+with the replica's passphrase; put the copy in place as DATA_DIR/checkin.db
+and the keys beside it (anything there is moved to before-promote-<time>/,
+never deleted); record the promotion in the audit trail; take the old box's
+hostname (hostnamectl, as root under systemd; else the command is printed);
+enable and start the service (or print the serve command).
+
+A wrong passphrase or a damaged copy changes nothing. Never turn the old box
+on again with its network cable in: two live boxes would write one replica.""",
+        epilog="""\
+exit status: 0 promoted, 1 refused or failed, 2 bad usage
+
+example:
+  sudo checkin-appliance promote --config /etc/checkin-appliance/config.toml""",
+    )
+    way = promote.add_mutually_exclusive_group()
+    way.add_argument(
+        "--passphrase-file",
+        type=Path,
+        metavar="FILE",
+        help="the replica's passphrase, first line of FILE (default: replica_passphrase_file "
+        "from the config file; else it is asked for)",
+    )
+    way.add_argument(
+        "--passphrase-stdin",
+        action="store_true",
+        help="read the replica's passphrase from standard input (first line)",
+    )
+    promote.add_argument(
+        "--no-start",
+        action="store_true",
+        help="do everything but start the service: print the command that starts it",
+    )
+    data_options(promote)
+    promote.set_defaults(handler=promote_command)
+
+
+def standby_command(args: argparse.Namespace, config: Config) -> int:
+    import logging
+
+    from checkin_appliance import standby
+    from checkin_appliance.config import replica_setting
+
+    log = logging.getLogger("checkin_appliance.standby")
+    try:
+        replica = replica_setting(args.replica) if args.replica else config.replica
+    except ConfigError as exc:
+        log.error("--replica: %s", exc)
+        return 2
+    if replica is None:
+        log.error("no replica: give --replica URL, or set replica in the config file")
+        return 2
+    try:
+        return standby.run(dataclasses.replace(config, replica=replica))
+    except (standby.StandbyError, OSError) as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        ownership.give_to_data_dir_owner(config.data_dir)
+
+
+def promote_command(args: argparse.Namespace, config: Config) -> int:
+    from checkin_appliance import promote
+
+    def passphrase() -> bytes:
+        """--passphrase-file or --passphrase-stdin as backup reads them, else the config's
+        replica_passphrase_file, else asked at the terminal."""
+        from checkin_appliance.backup import BackupError
+
+        if args.passphrase_file is None and not args.passphrase_stdin:
+            args.passphrase_file = config.replica_passphrase_file
+        try:
+            found = _read_passphrase(args, writing=False)
+        except BackupError as exc:
+            raise promote.PromoteError(
+                f"{exc.message}; nothing was changed", exc.exit_code
+            ) from exc
+        if found is not None:
+            return found
+        if not sys.stdin.isatty():
+            raise promote.PromoteError(
+                "the copy carries the box's keys: give the replica's passphrase with "
+                "--passphrase-file FILE or --passphrase-stdin; nothing was changed",
+                promote.USAGE,
+            )
+        import getpass
+
+        typed = getpass.getpass("The replica's passphrase: ").encode()
+        if not typed:
+            raise promote.PromoteError(
+                "the passphrase is empty; nothing was changed", promote.USAGE
+            )
+        return typed
+
+    where = f"--config {args.config}" if args.config else f"--data-dir {config.data_dir}"
+    try:
+        with _stopping_signals_interrupt():
+            return promote.promote(
+                config,
+                passphrase,
+                lambda line: print(line, flush=True),
+                f"checkin-appliance serve {where}",
+                start=not args.no_start,
+            )
+    except promote.PromoteError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
 
 
 def _add_config_command(commands: Any) -> None:
@@ -491,11 +644,6 @@ example:
     restore.set_defaults(handler=restore_command)
 
 
-# A passphrase guards every patient's name and photo against anyone who finds the stick;
-# scrypt slows each guess to about a second, and this keeps the guesses from being few.
-MIN_PASSPHRASE_CHARS = 12
-
-
 def _passphrase_options(p: argparse.ArgumentParser, *, writing: bool) -> None:
     way = p.add_mutually_exclusive_group()
     way.add_argument(
@@ -522,33 +670,32 @@ def _passphrase_options(p: argparse.ArgumentParser, *, writing: bool) -> None:
 def _read_passphrase(args: argparse.Namespace, *, writing: bool) -> bytes | None:
     """The passphrase the options name (None with --no-encryption or none given); raises
     BackupError(USAGE) when it cannot be read or is too short to encrypt with."""
+    from checkin_appliance import agefile
     from checkin_appliance.backup import USAGE, BackupError
 
     if args.passphrase_stdin:
-        line = sys.stdin.buffer.readline()
+        passphrase = sys.stdin.buffer.readline().rstrip(b"\r\n")
     elif args.passphrase_file is not None:
         try:
-            with args.passphrase_file.open("rb") as f:
-                line = f.readline()
-                if os.fstat(f.fileno()).st_mode & 0o077:
-                    print(
-                        f"warning: other users can read {args.passphrase_file}; "
-                        f"chmod 600 {args.passphrase_file}",
-                        file=sys.stderr,
-                    )
+            passphrase, readable_by_others = agefile.read_passphrase_file(args.passphrase_file)
         except OSError as exc:
             raise BackupError(
                 f"cannot read the passphrase file {args.passphrase_file}: {exc.strerror}", USAGE
             ) from exc
+        if readable_by_others:
+            print(
+                f"warning: other users can read {args.passphrase_file}; "
+                f"chmod 600 {args.passphrase_file}",
+                file=sys.stderr,
+            )
     else:
         return None
-    passphrase = line.rstrip(b"\r\n")
     if not passphrase:
         raise BackupError("the passphrase is empty", USAGE)
-    if writing and len(passphrase.decode("utf-8", "replace")) < MIN_PASSPHRASE_CHARS:
+    if writing and agefile.too_short(passphrase):
         raise BackupError(
-            f"the passphrase is shorter than {MIN_PASSPHRASE_CHARS} characters; use a longer "
-            "one (e.g. four random words)",
+            f"the passphrase is shorter than {agefile.MIN_PASSPHRASE_CHARS} characters; use a "
+            "longer one (e.g. four random words)",
             USAGE,
         )
     return passphrase
@@ -1037,9 +1184,8 @@ def main(argv: list[str] | None = None) -> int:
         return config_check(args)
     flags = {name: getattr(args, name) for name in getattr(args, "config_flags", ())}
     # Renamed or unknown keys are warnings (logged); configure logging before reading.
-    logs.configure(
-        (flags.get("log_level") or "INFO") if args.handler is serve_command else "WARNING"
-    )
+    running = args.handler in (serve_command, standby_command)  # they log as they go
+    logs.configure((flags.get("log_level") or "INFO") if running else "WARNING")
     config_file = _config_file(args)
     try:
         config = load_config(config_file, data_dir=_default_data_dir(args, config_file), **flags)
@@ -1055,8 +1201,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"<3>checkin-appliance: error: {exc}", file=sys.stderr)
             return 2
         parser.error(str(exc))
-    # The server logs at its configured level; other commands only say what went wrong.
-    logs.configure(config.log_level if args.handler is serve_command else "WARNING")
+    # The server and the standby log at the configured level; other commands only say what
+    # went wrong.
+    logs.configure(config.log_level if running else "WARNING")
     return args.handler(args, config)
 
 

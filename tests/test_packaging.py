@@ -73,6 +73,7 @@ DEB_FILES = {
     "./lib/systemd/system/checkin-appliance-clock.path": "-rw-r--r--",
     "./lib/systemd/system/checkin-appliance-clock.service": "-rw-r--r--",
     "./lib/systemd/system/checkin-appliance-rtc.service": "-rw-r--r--",
+    "./lib/systemd/system/checkin-appliance-standby.service": "-rw-r--r--",
 }
 COMMAND_LINK = ("./usr/bin/checkin-appliance", "../lib/checkin-appliance/checkin-appliance")
 LITESTREAM = PROGRAM_DIR + "litestream"

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from checkin_appliance.config import Config, ConfigError, load_config
+from checkin_appliance import agefile, box_keys, tls
+from checkin_appliance.config import Config, ConfigError, check_config, load_config
 from checkin_appliance.domain import Role
 from checkin_appliance.replication import (
     ReplicaSetupError,
@@ -29,8 +31,10 @@ from checkin_appliance.replication import (
     host_key,
     litestream_config,
 )
-from checkin_appliance.web.keys import REPLICATOR
+from checkin_appliance.store.box_keys import read_keys
+from checkin_appliance.web.keys import REPLICATOR, STORE
 from tests.conftest import StartClinic, wait_until
+from tests.serverproc import run_cli
 from tests.sshd import SSHD
 
 LITESTREAM = find_litestream(None)
@@ -44,11 +48,22 @@ needs_litestream = pytest.mark.skipif(
 )
 
 
+PASSPHRASE = "the clinic's replica passphrase"
+
+
+def passphrase_file(tmp_path: Path, text: str = PASSPHRASE) -> Path:
+    path = tmp_path / "replica-passphrase"
+    path.write_text(text + "\n")
+    path.chmod(0o600)
+    return path
+
+
 def replica_config(tmp_path: Path, **more: object) -> Config:
     return Config(
         data_dir=tmp_path / "data",
         replica=str(tmp_path / "replica"),
         replica_sync_interval=0.2,
+        replica_passphrase_file=passphrase_file(tmp_path),
         **more,  # type: ignore[arg-type]
     )
 
@@ -110,7 +125,44 @@ def test_a_replica_litestream_cannot_use_is_refused_at_start(value: str, tmp_pat
 
 def test_a_replica_inside_the_data_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="outside the data directory"):
-        load_config(data_dir=tmp_path, replica=str(tmp_path / "replica"))
+        load_config(
+            data_dir=tmp_path,
+            replica=str(tmp_path / "replica"),
+            replica_passphrase_file=passphrase_file(tmp_path),
+        )
+
+
+def test_a_replica_needs_its_passphrase_file_and_config_check_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="replica needs replica_passphrase_file"):
+        load_config(data_dir=tmp_path / "data", replica=str(tmp_path / "replica"))
+    with pytest.raises(ConfigError, match="absolute path"):
+        load_config(replica_passphrase_file="replica-passphrase")
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(f'replica = "{tmp_path / "replica"}"\n')
+    [problem] = check_config(config_file)
+    assert "replica needs replica_passphrase_file" in problem
+    # A passphrase too short to guard the CA's key: named, never shown.
+    short = passphrase_file(tmp_path, "tulip-42")
+    config_file.write_text(
+        f'replica = "{tmp_path / "replica"}"\nreplica_passphrase_file = "{short}"\n'
+    )
+    [problem] = check_config(config_file)
+    assert "shorter than 12 characters" in problem and "tulip" not in problem
+    short.unlink()
+    [problem] = check_config(config_file)
+    assert f"cannot read replica_passphrase_file {short}" in problem
+
+
+def test_serve_refuses_to_start_without_a_readable_passphrase(tmp_path: Path) -> None:
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(
+        f'replica = "{tmp_path / "replica"}"\nreplica_passphrase_file = "{tmp_path / "missing"}"\n'
+    )
+    result = run_cli(
+        "serve", "--config", str(config_file), "--data-dir", str(tmp_path / "data"), "--port", "1"
+    )
+    assert result.returncode == 1  # before binding: port 1 is never tried
+    assert f"cannot read replica_passphrase_file {tmp_path / 'missing'}" in result.stderr
 
 
 def test_litestreams_config_names_the_database_and_the_replica(tmp_path: Path) -> None:
@@ -120,6 +172,7 @@ def test_litestreams_config_names_the_database_and_the_replica(tmp_path: Path) -
         data_dir=tmp_path / "data",
         replica="sftp://box@standby.lan:2222/srv/checkin?key=/etc/checkin/id_ed25519"
         f"&host_key={host_keys}",
+        replica_passphrase_file=passphrase_file(tmp_path),
     )
     text = litestream_config(config)
     assert str((tmp_path / "data" / "checkin.db").resolve()) in text
@@ -128,7 +181,9 @@ def test_litestreams_config_names_the_database_and_the_replica(tmp_path: Path) -
     # The key Litestream's client will be shown: the server's ECDSA key when it has one.
     assert f'"host-key": "{ecdsa}"' in text
     s3 = load_config(
-        data_dir=tmp_path / "data", replica="s3://clinic/db?endpoint=http://nas.lan:9000"
+        data_dir=tmp_path / "data",
+        replica="s3://clinic/db?endpoint=http://nas.lan:9000",
+        replica_passphrase_file=passphrase_file(tmp_path),
     )
     assert '"endpoint": "http://nas.lan:9000"' in litestream_config(s3)
 
@@ -179,6 +234,20 @@ async def test_without_a_replica_there_is_no_child_and_no_field(
     body = await (await clinic.client.get("/healthz")).json()
     assert "replica" not in body
     assert not (tmp_path / "data" / "litestream.yml").exists()
+
+
+def test_litestreams_own_levels_are_kept_whatever_its_fields_say(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A debug line carrying a field named level (a compaction level) stays out of the
+    journal at INFO: Litestream's debug output is what tells the replica's lag, not news."""
+    replicator = Replicator(replica_config(tmp_path), None)
+    caplog.set_level(logging.DEBUG, logger="checkin_appliance.replication")
+    replicator.note_line(
+        'time=2026-12-06T08:35:18Z level=DEBUG msg="db not ready, skipping" system=store level=1'
+    )
+    replicator.note_line("time=2026-12-06T08:35:18Z level=INFO msg=litestream level=debug")
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG, logging.DEBUG]
 
 
 # --- the real child -------------------------------------------------------------------
@@ -236,6 +305,7 @@ async def test_an_unreadable_host_key_file_is_reported_and_the_box_keeps_serving
         load_config(
             data_dir=tmp_path / "data",
             replica=f"sftp://box@127.0.0.1:1/srv/checkin?key=/k&host_key={missing}",
+            replica_passphrase_file=passphrase_file(tmp_path),
         )
     )
     replicator = clinic.app[REPLICATOR]
@@ -256,6 +326,56 @@ async def test_a_killed_child_is_restarted(start_clinic: StartClinic, tmp_path: 
     assert first is not None
     os.kill(first, signal.SIGKILL)
     await wait_until(lambda: replicator.pid not in (None, first), SYNC_TIMEOUT)
-    assert replicator.state.restarts == 1
+    assert replicator.child.restarts == 1
     await clinic.check_in("After the restart")
     await replicated(tmp_path / "replica", tmp_path / "restored.db", "After the restart")
+
+
+# --- the box's keys in the replica ------------------------------------------------------
+
+
+def sealed_files(data_dir: Path, passphrase: str = PASSPHRASE) -> dict[str, bytes] | None:
+    stored = read_keys(data_dir / "checkin.db")
+    return None if stored is None else box_keys.unseal(stored.sealed, passphrase.encode())
+
+
+@needs_litestream
+async def test_the_box_keys_are_sealed_into_the_database_and_resealed_only_on_change(
+    start_clinic: StartClinic, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = replica_config(tmp_path)
+    tls.ensure_certificates(config.tls_dir)  # what `serve --tls self-signed` makes at start
+    clinic = await start_clinic(config)  # its credentials' audit rows make audit.key
+    data = config.data_dir
+    keeper = box_keys.KeyKeeper(config, clinic.app[STORE])
+    await keeper.check()  # audit.key appeared after the server's own first look
+    assert agefile._scrypt.cache_info().currsize == 0  # the key it derived is forgotten
+    await wait_until(lambda: sealed_files(data) is not None, SYNC_TIMEOUT)
+    files = sealed_files(data)
+    assert files == {
+        name: (data / name).read_bytes()
+        for name in ("tls/ca.crt", "tls/ca.key", "audit.key", "photo-links.key")
+    }
+    stored = read_keys(data / "checkin.db")
+    assert stored is not None and stored.hostname == socket.gethostname()
+    assert PASSPHRASE.encode() not in stored.sealed
+    # Nothing changed: no new seal (no scrypt) on the next look, or at the next start.
+    assert await keeper.check() is False
+    await clinic.client.close()
+    caplog.clear()
+    clinic = await start_clinic(config, tokens=clinic.tokens)
+    again = box_keys.KeyKeeper(config, clinic.app[STORE])
+    assert await again.check() is False
+    assert read_keys(data / "checkin.db") == stored
+    assert "sealed into the database" not in caplog.text
+    # A new passphrase seals again; the old one no longer opens them.
+    passphrase_file(tmp_path, "a brand new replica passphrase")
+    assert await again.check() is True
+    assert sealed_files(data, "a brand new replica passphrase") == files
+    with pytest.raises(box_keys.KeysError, match="passphrase is wrong"):
+        sealed_files(data)
+    # A renamed box: the name follows, the keys stay sealed as they were.
+    renamed = box_keys.KeyKeeper(config, clinic.app[STORE], hostname=lambda: "frontdesk")
+    assert await renamed.check() is False
+    renamed_row = read_keys(data / "checkin.db")
+    assert renamed_row is not None and renamed_row.hostname == "frontdesk"

@@ -18,7 +18,7 @@ from checkin_appliance.domain import Role
 from checkin_appliance.web.keys import REPLICATOR
 from tests.conftest import StartClinic, wait_until
 from tests.sshd import SSHD
-from tests.test_replication import SYNC_TIMEOUT, needs_litestream, replicated
+from tests.test_replication import SYNC_TIMEOUT, needs_litestream, passphrase_file, replicated
 
 pytestmark = needs_litestream
 # Each test asks for `sshd` before `start_clinic`: the server then outlives the box, whose
@@ -35,6 +35,7 @@ def sftp_config(tmp_path: Path, server: SSHD) -> Config:
         data_dir=tmp_path / "data",
         replica=server.url(tmp_path / "replica"),
         replica_sync_interval=0.2,
+        replica_passphrase_file=passphrase_file(tmp_path),
     )
 
 
@@ -67,7 +68,12 @@ async def test_a_server_with_another_host_key_gets_nothing(
     impostor = SSHD.make(tmp_path / "impostor")  # only its keys: the same server answers
     replica = sshd.url(tmp_path / "replica").replace(str(sshd.host_keys), str(impostor.host_keys))
     clinic = await start_clinic(
-        load_config(data_dir=tmp_path / "data", replica=replica, replica_sync_interval=0.2)
+        load_config(
+            data_dir=tmp_path / "data",
+            replica=replica,
+            replica_sync_interval=0.2,
+            replica_passphrase_file=passphrase_file(tmp_path),
+        )
     )
     replicator = clinic.app[REPLICATOR]
     await clinic.check_in("Ada")  # served all the same

@@ -69,7 +69,10 @@ def schema_problem(db: sqlite3.Connection, migrations: list[tuple[int, str]]) ->
     server's rights (it could give new admins a known password, or copy patients' names into
     a page anyone can read). The SQL text is compared as SQLite stores it, so an object
     changed in place (a column's DEFAULT, a view's body) is found as surely as a new one.
-    ANALYZE's statistics tables (sqlite_stat*) only steer the planner and are not compared.
+    ANALYZE's statistics tables (sqlite_stat*) only steer the planner and are not compared,
+    nor are the two tables Litestream adds to a database it replicates, exactly as it makes
+    them (LITESTREAM): they hold no code, and a backup or a standby's copy of a box with a
+    replica has them.
     """
     version = schema_version(db)
     expected = sqlite3.connect(":memory:")
@@ -79,7 +82,9 @@ def schema_problem(db: sqlite3.Connection, migrations: list[tuple[int, str]]) ->
         want = _schema_objects(expected)
     finally:
         expected.close()
-    have = _schema_objects(db)
+    have = {
+        key: value for key, value in _schema_objects(db).items() if LITESTREAM.get(key) != value
+    }
     for key in sorted(have.keys() | want.keys()):
         kind, name = key
         if key not in want:
@@ -89,6 +94,19 @@ def schema_problem(db: sqlite3.Connection, migrations: list[tuple[int, str]]) ->
         if have[key] != want[key]:
             return f"the {kind} {name!r} is not as schema {version} defines it"
     return None
+
+
+# What Litestream (0.5) creates in a database it replicates: {(type, name): (table, sql)}.
+LITESTREAM = {
+    ("table", "_litestream_seq"): (
+        "_litestream_seq",
+        "CREATE TABLE _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER)",
+    ),
+    ("table", "_litestream_lock"): (
+        "_litestream_lock",
+        "CREATE TABLE _litestream_lock (id INTEGER)",
+    ),
+}
 
 
 def _schema_objects(db: sqlite3.Connection) -> dict[tuple[str, str], tuple[str, str | None]]:

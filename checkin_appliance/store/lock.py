@@ -1,4 +1,5 @@
-"""One process at a time owns a data directory: the server while it runs, or a restore."""
+"""One process at a time owns a data directory: the server while it runs, a restore, a
+standby (standby.py) or a promote."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ def hold(data_dir: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             raise DataDirInUse(
-                f"{data_dir} is in use by another server or a restore ({LOCK_FILE} is held)"
+                f"{data_dir} is in use by another server, a restore or a standby "
+                f"({LOCK_FILE} is held)"
             ) from exc
         except OSError as exc:  # a filesystem without locks: the other checks still apply
             if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
