@@ -4,7 +4,7 @@ measures (bench/failover.py), with its behaviours asserted instead of its speeds
 A real primary replicating to a local folder (a mounted share) with a 1 s sync interval, a
 real standby following it, a kiosk checking in with photos, live-feed clients; SIGKILL to
 the primary's process group, `promote`, the server on the standby's data directory on the
-same port. The replica is a parameter of the harness: the SFTP variant runs the same test.
+same port. Once with a folder replica, once with an SFTP one (a real sshd on 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -23,8 +23,22 @@ MARGIN = 1.0
 
 
 @needs_litestream
-async def test_a_killed_primary_is_replaced_by_its_promoted_standby(tmp_path: Path) -> None:
-    plan = Plan(feeds=4, rate=10.0, before_kill=4.0, after=3, sync_interval=SYNC_INTERVAL)
+@pytest.mark.parametrize("kind", ["folder", "sftp"])
+async def test_a_killed_primary_is_replaced_by_its_promoted_standby(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # A folder stands in for a mounted share; SFTP is a real sshd on 127.0.0.1 (tests/sshd.py).
+    replica = None
+    if kind == "sftp":
+        replica = request.getfixturevalue("sshd").url(tmp_path / "replica")
+    plan = Plan(
+        feeds=4,
+        rate=10.0,
+        before_kill=4.0,
+        after=3,
+        sync_interval=SYNC_INTERVAL,
+        replica=replica,
+    )
     plan.timeout = 110.0  # the whole run; CI's bound is 2 minutes
     report = await run(tmp_path, plan, say=lambda line: None)
     print(report)
