@@ -740,7 +740,13 @@ def test_the_installed_program_replicates_with_the_litestream_beside_it(
             unavailable("systemd-analyze is missing (Debian package: systemd)")
         command = ["/usr/bin/python3", str(SANDBOX), str(UNIT), *command]
     config = tmp_path / "config.toml"
-    config.write_text(f'replica = "{tmp_path / "replica"}"\nreplica_sync_interval = 0.2\n')
+    passphrase = tmp_path / "replica-passphrase"
+    passphrase.write_text("correct horse battery staple\n")
+    passphrase.chmod(0o600)
+    config.write_text(
+        f'replica = "{tmp_path / "replica"}"\nreplica_sync_interval = 0.2\n'
+        f'replica_passphrase_file = "{passphrase}"\n'
+    )
     # The system's programs only (the sandbox runs systemd-analyze): not the test venv's bin/.
     env = loopback_env(PATH="/usr/bin:/bin")
     with serving(command, tmp_path, config=config, env=env) as served:
