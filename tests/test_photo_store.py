@@ -84,6 +84,30 @@ async def test_a_photo_and_the_row_naming_it_commit_together(
 
 # --- serving ---------------------------------------------------------------------------------
 
+# The headers each answer had when aiohttp's FileResponse sent the file (seen on the release
+# before issue 20), besides Date and Server; the security headers come with every answer.
+EVERY = {
+    "Cache-Control",
+    "Content-Security-Policy",
+    "Content-Type",
+    "Referrer-Policy",
+    "X-Content-Type-Options",
+    "X-Frame-Options",
+}
+FILE_RESPONSE_HEADERS = {
+    200: EVERY | {"Accept-Ranges", "Content-Length", "ETag", "Last-Modified"},
+    206: EVERY | {"Accept-Ranges", "Content-Length", "Content-Range", "ETag", "Last-Modified"},
+    304: EVERY | {"ETag", "Last-Modified"},
+    412: EVERY | {"Content-Length"},
+    416: EVERY | {"Content-Range", "Transfer-Encoding"},
+}
+
+
+def assert_file_response_headers(status: int, headers: Any) -> None:
+    assert {name.lower() for name in headers} - {"date", "server"} == {
+        name.lower() for name in FILE_RESPONSE_HEADERS[status]
+    }, status
+
 
 @pytest.fixture
 async def served(clinic: Clinic, config: Config) -> tuple[str, bytes]:
@@ -102,6 +126,7 @@ async def test_a_photo_is_served_whole_with_the_headers_the_file_had(
     status, headers, body = await get_photo(clinic, name)
     assert status == 200
     assert body == data
+    assert_file_response_headers(200, headers)
     # What aiohttp's FileResponse sent for the file (and the security headers every answer
     # gets); Last-Modified is when it was stored.
     assert headers["Content-Type"] == "image/jpeg"
@@ -134,6 +159,7 @@ async def test_conditional_requests_answer_304_and_412(
     for asked in (etag, f"W/{etag}", "*", f'"other", {etag}'):
         status, again, body = await get_photo(clinic, name, **{"If-None-Match": asked})
         assert (status, body, again["ETag"]) == (304, b"", etag), asked
+        assert_file_response_headers(304, again)
     assert (await get_photo(clinic, name, **{"If-Modified-Since": modified}))[0] == 304
     assert (await get_photo(clinic, name, **{"If-None-Match": '"other"'}))[0] == 200
     # If-None-Match decides over If-Modified-Since (RFC 9110, 13.2.2).
@@ -141,7 +167,9 @@ async def test_conditional_requests_answer_304_and_412(
     status, _, body = await get_photo(clinic, name, **both)
     assert (status, body) == (200, data)
 
-    assert (await get_photo(clinic, name, **{"If-Match": '"other"'}))[0] == 412
+    status, headers, _ = await get_photo(clinic, name, **{"If-Match": '"other"'})
+    assert status == 412
+    assert_file_response_headers(412, headers)
     assert (await get_photo(clinic, name, **{"If-Match": etag}))[2] == data
     earlier = "Mon, 01 Jan 2001 00:00:00 GMT"
     assert (await get_photo(clinic, name, **{"If-Unmodified-Since": earlier}))[0] == 412
@@ -164,10 +192,12 @@ async def test_byte_ranges_answer_206_and_416(clinic: Clinic, served: tuple[str,
         assert body == data[start : start + count], asked
         assert headers["Content-Range"] == f"bytes {start}-{start + count - 1}/{size}", asked
         assert headers["Content-Length"] == str(count), asked
+        assert_file_response_headers(206, headers)
     for asked in (f"bytes={size}-", "bytes=0-1,5-9", "bytes=9-0", "lines=1-2"):
         status, headers, body = await get_photo(clinic, name, Range=asked)
         assert (status, body) == (416, b""), asked
         assert headers["Content-Range"] == f"bytes */{size}", asked
+        assert_file_response_headers(416, headers)
     # If-Range with the time it was stored: the range; with an older time: the whole photo.
     _, headers, _ = await get_photo(clinic, name)
     fresh = {"Range": "bytes=0-9", "If-Range": headers["Last-Modified"]}

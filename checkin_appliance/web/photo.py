@@ -38,17 +38,18 @@ async def send(request: web.Request, store: Store, name: str) -> web.StreamRespo
     # file's did (FileResponse: mtime and size).
     etag = f"{round(created * 1000):x}-{photo.size:x}"
     response = web.StreamResponse(headers=HEADERS)
-    response.etag = etag
-    response.last_modified = modified
     status = _precondition(request, etag, modified)
-    if status is not None:
+    if status == 412:
         response.set_status(status)
-        if status == 412:
-            response.content_length = 0
+        response.content_length = 0
+        await response.prepare(request)
+        return response
+    if status == 304:
+        response.set_status(status)
+        response.etag, response.last_modified = etag, modified
         await response.prepare(request)
         return response
     start, count = 0, photo.size
-    response.headers["Accept-Ranges"] = "bytes"
     if (if_range := request.if_range) is None or modified <= if_range.timestamp():
         try:
             asked = _range(request.http_range, photo.size)
@@ -61,6 +62,10 @@ async def send(request: web.Request, store: Store, name: str) -> web.StreamRespo
             start, count = asked
             response.set_status(206)
             response.headers["Content-Range"] = f"bytes {start}-{start + count - 1}/{photo.size}"
+    # As FileResponse: a 200 or 206 names the version and says ranges work (a 304 only names
+    # it, a 412 or 416 neither).
+    response.etag, response.last_modified = etag, modified
+    response.headers["Accept-Ranges"] = "bytes"
     response.content_length = count
     if request.method == "HEAD":
         await response.prepare(request)
