@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import platform
 import socket
 import sqlite3
@@ -46,9 +45,9 @@ from bench.servers import (
     git_commit,
     login,
     rss_kb,
+    write_results,
 )
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PASSWORD = "bench photo store password"
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60)
 SAMPLE_INTERVAL = 0.02
@@ -256,11 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         f"MiB, peak {serving['rss_peak_kb'] / 1024:.1f} MiB "
         f"(+{serving['rss_peak_above_idle_kb'] / 1024:.2f} MiB)"
     )
-    safe_host = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in host)
-    out = args.out or RESULTS / f"{started_at.strftime('%Y-%m-%d')}-{safe_host}-photo-store.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"results: {out}")
+    write_results(result, args.out, started_at, "photo-store")
     return 0
 
 

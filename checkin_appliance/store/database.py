@@ -13,7 +13,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -407,6 +407,15 @@ class Store:
         self._enter_maintenance(str(exc))
         return StoreDamaged(str(exc))
 
+    async def _checked(self, pending: Awaitable[T]) -> T:
+        """What `pending` gives; a corrupt file's error enters maintenance (StoreDamaged)."""
+        try:
+            return await pending
+        except sqlite3.DatabaseError as exc:
+            if is_corruption(exc):
+                raise self._damage(exc) from exc
+            raise
+
     async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         try:
             return list(await self.reader.execute_fetchall(sql, tuple(params)))
@@ -453,12 +462,7 @@ class Store:
         def read(conn: sqlite3.Connection) -> int:
             return int(conn.execute("PRAGMA data_version").fetchone()["data_version"])
 
-        try:
-            return await self.run_in_writer(read)
-        except sqlite3.DatabaseError as exc:
-            if is_corruption(exc):
-                raise self._damage(exc) from exc
-            raise
+        return await self._checked(self.run_in_writer(read))
 
     # --- credentials -----------------------------------------------------------------
 
@@ -2045,12 +2049,7 @@ class Store:
                     return None
                 raise
 
-        try:
-            return await self._on_reader(read)
-        except sqlite3.DatabaseError as exc:
-            if is_corruption(exc):
-                raise self._damage(exc) from exc
-            raise
+        return await self._checked(self._on_reader(read))
 
     async def add_photos(self, found: Sequence[tuple[str, str, bytes]]) -> int:
         """Photos (name, created_at, JPEG) whose files an older box kept, in one transaction;
