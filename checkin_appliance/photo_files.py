@@ -62,17 +62,19 @@ async def move_into_database(store: Store, photo_dir: Path) -> Moved:
     files, unnamed = await asyncio.to_thread(_listing, photo_dir, named)
     aside = await asyncio.to_thread(photo_folder, store.path)
     moved = 0
+    problems: set[str] = set()
     for batch in _batches(files):
-        found = await asyncio.to_thread(_read, photo_dir, batch)
+        found = await asyncio.to_thread(_read, photo_dir, batch, problems)
         if not found:
             continue
         try:
             await store.add_photos(found)
         except (DiskFull, StoreUnavailable) as exc:
             # The files stay where they are, whole: the next start tries again.
-            log.error("cannot move photo files into the database: %s", exc)
+            problems.add(f"the database took no more: {exc}")
             break
-        moved += await asyncio.to_thread(_move, photo_dir, aside, [name for name, _, _ in found])
+        names = [name for name, _, _ in found]
+        moved += await asyncio.to_thread(_move, photo_dir, aside, names, problems)
         systemd.notify(f"EXTEND_TIMEOUT_USEC={EXTEND_START_USEC}")
     left = len(files) - moved
     removed = await asyncio.to_thread(_remove, photo_dir, unnamed)
@@ -84,10 +86,11 @@ async def move_into_database(store: Store, photo_dir: Path) -> Moved:
         log.info("removed %d photo file(s) no patient's row named", removed)
     if left:
         log.warning(
-            "%d photo file(s) in %s could not be moved into the database; they stay there "
-            "and are tried again at the next start",
+            "%d photo file(s) in %s could not be moved into the database (%s); they stay "
+            "there and are tried again at the next start",
             left,
             photo_dir,
+            "; ".join(sorted(problems)),
         )
     return result
 
@@ -125,19 +128,20 @@ def _batches(files: list[tuple[str, int]]) -> list[list[str]]:
     return batches
 
 
-def _read(photo_dir: Path, names: list[str]) -> list[tuple[str, str, bytes]]:
-    """(name, created_at from its modification time, bytes) of each file that can be read."""
+def _read(photo_dir: Path, names: list[str], problems: set[str]) -> list[tuple[str, str, bytes]]:
+    """(name, created_at from its modification time, bytes) of each file that can be read;
+    why the others could not, into `problems` (never a name: a photo's name is its key)."""
     found = []
     for name in names:
         try:
             fd = os.open(photo_dir / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
-            log.warning("cannot read the photo file %s: %s", name, exc.strerror)
+            problems.add(f"cannot read one: {exc.strerror}")
             continue
         with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())
             if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_FILE_BYTES:
-                log.warning("the photo file %s is not a photo the box wrote; left there", name)
+                problems.add("one is not a photo the box wrote")
                 continue
             data = f.read()
         created = format_time(datetime.fromtimestamp(st.st_mtime, UTC))
@@ -145,7 +149,7 @@ def _read(photo_dir: Path, names: list[str]) -> list[tuple[str, str, bytes]]:
     return found
 
 
-def _move(photo_dir: Path, aside: Path, names: list[str]) -> int:
+def _move(photo_dir: Path, aside: Path, names: list[str], problems: set[str]) -> int:
     """Renames the (committed) files into `aside`; how many went."""
     aside.parent.mkdir(mode=0o700, exist_ok=True)  # pre-upgrade/: none without a copy
     aside.mkdir(mode=0o700, exist_ok=True)
@@ -154,7 +158,7 @@ def _move(photo_dir: Path, aside: Path, names: list[str]) -> int:
         try:
             os.replace(photo_dir / name, aside / name)
         except OSError as exc:
-            log.warning("cannot move the photo file %s out of the way: %s", name, exc.strerror)
+            problems.add(f"cannot move one out of media/: {exc.strerror}")
             continue
         moved += 1
     fsync_directory(aside)

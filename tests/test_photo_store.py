@@ -447,3 +447,33 @@ async def test_a_backup_before_the_first_start_still_carries_the_photo_files(
     clinic = await start_clinic()
     await assert_served_from_the_database(clinic, files, file_times=False)
     assert not (config.data_dir / "media").exists()
+
+
+async def test_a_file_that_cannot_be_moved_in_stays_and_is_named_nowhere(
+    start_clinic: StartClinic,
+    config: Config,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    files = old_box(config.data_dir)
+    big = OLD_PHOTOS[0][0]
+    files[big] = encode(noise((400, 300)), "JPEG")
+    (config.photo_dir / big).write_bytes(files[big])
+    # Larger than any photo the box wrote: not taken, left where it is.
+    monkeypatch.setattr(photo_files, "MAX_FILE_BYTES", len(files[big]) - 1)
+    assert all(len(data) < len(files[big]) for name, data in files.items() if name != big)
+
+    clinic = await start_clinic()
+
+    moved = {name: data for name, data in files.items() if name != big}
+    assert held(config) == moved
+    assert moved_aside(config.data_dir)[1] == moved
+    assert [p.name for p in config.photo_dir.iterdir()] == [big]
+    status, _, _ = await get_photo(clinic, big)
+    assert status == 404
+    (warning,) = [r for r in caplog.records if r.name == photo_files.__name__ and r.levelno >= 30]
+    assert "1 photo file(s)" in warning.getMessage() and "not a photo the box wrote" in (
+        warning.getMessage()
+    )
+    for name in files:  # a photo's name is its key: never in a log line
+        assert all(name not in record.getMessage() for record in caplog.records)
