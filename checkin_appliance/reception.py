@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -215,6 +215,9 @@ class Reception:
             except InvalidInput as exc:  # keyed by field, like the form's other answers
                 raise intake.IntakeInvalid({"image": (exc.message, exc.code)}) from exc
             photo = NewPhoto(photos.new_photo_name(), jpeg)
+            # Only the stored JPEG is held while the check-in commits, not the upload too
+            # (the caller lets go of its own reference: web/api.py check_in).
+            answers = replace(answers, photo=None)
         link_token, link_hash = visits.new_link()
         # The photo goes into the database with the patient's row, or not at all.
         entry, position, replayed = await self.store.check_in(

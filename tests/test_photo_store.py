@@ -25,13 +25,14 @@ import pytest
 
 from checkin_appliance import backup, photo_files
 from checkin_appliance.config import Config
-from checkin_appliance.domain import Role, utc_now
+from checkin_appliance.domain import CLI, Actor, NewPhoto, Role, utc_now
 from checkin_appliance.store import Store
 from checkin_appliance.store.schema import PRE_UPGRADE_DIR, available
 from checkin_appliance.web import photo as web_photo
 from checkin_appliance.web.keys import STORE
 from tests.conftest import Clinic, StartClinic
 from tests.test_photos import IMAGE_URL, checked_in, encode, noise, upload
+from tests.test_store import Gate
 
 OLD_SCHEMA = 16  # the last schema whose photos were files
 # The older box's photo files: (name, fname of the row naming it, modification time).
@@ -477,3 +478,33 @@ async def test_a_file_that_cannot_be_moved_in_stays_and_is_named_nowhere(
     )
     for name in files:  # a photo's name is its key: never in a log line
         assert all(name not in record.getMessage() for record in caplog.records)
+
+
+async def test_photos_in_a_batch_with_a_failing_write_are_stored_whole(tmp_path: Path) -> None:
+    # Check-ins queued together share a transaction; one that fails (a credential that does
+    # not exist) makes the writer roll the batch back and run it again, a savepoint each.
+    # Every other photo is then stored whole, exactly once; the failed one's is not.
+    store = Store(tmp_path / "checkin.db")
+    await store.open()
+    try:
+        sent = {f"{n:032x}.jpg": encode(noise((160, 120), seed=n), "JPEG") for n in range(6)}
+        broken = NewPhoto(f"{99:032x}.jpg", encode(noise((160, 120), seed=99), "JPEG"))
+        async with Gate(store):
+            writes = [
+                asyncio.ensure_future(store.check_in(f"P {n}", NewPhoto(name, jpeg), CLI))
+                for n, (name, jpeg) in enumerate(sent.items())
+            ]
+            await asyncio.sleep(0)
+            failing = asyncio.ensure_future(store.check_in("X", broken, Actor(999, "127.0.0.1")))
+            await asyncio.sleep(0)
+        with pytest.raises(sqlite3.IntegrityError):
+            await asyncio.wait_for(failing, 10)
+        await asyncio.wait_for(asyncio.gather(*writes), 10)
+        for name, jpeg in sent.items():
+            found = await store.photo(name)
+            assert found is not None and found.size == len(jpeg)
+            assert await store.photo_bytes(found.id, 0, found.size) == jpeg
+        assert await store.photo(broken.name) is None
+    finally:
+        await store.close()
+    assert rows(Config(data_dir=tmp_path), "SELECT count(*) FROM photos") == [(len(sent),)]

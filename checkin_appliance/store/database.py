@@ -126,11 +126,17 @@ def take_ticket(tx: Transaction, line_id: int, day: str) -> int:
 
 def put_photo(tx: Transaction, photo: NewPhoto) -> None:
     """A photo's JPEG under its name, in the caller's transaction: the one that writes the
-    patient's row naming it (migration 0017's triggers delete it with that name)."""
-    tx.run(
-        "INSERT INTO photos (name, created_at, data) VALUES (?, ?, ?)",
-        (photo.name, tx.now, photo.jpeg),
+    patient's row naming it (migration 0017's triggers delete it with that name).
+
+    Its bytes go straight into the row's pages (incremental blob I/O): bound as a parameter,
+    SQLite would copy them, and the cached statement keep that copy until its next use."""
+    row_id = tx.insert(
+        "INSERT INTO photos (name, created_at, data) VALUES (?, ?, zeroblob(?))",
+        (photo.name, tx.now, len(photo.jpeg)),
     )
+    with tx.conn.blobopen("photos", "data", row_id) as blob:
+        blob.write(photo.jpeg)
+    tx.release_cache = True
 
 
 def _waiting_entry(tx: Transaction, patient_id: int) -> sqlite3.Row | None:
@@ -2057,6 +2063,7 @@ class Store:
         how many were added."""
 
         def job(tx: Transaction) -> int:
+            tx.release_cache = True  # pages of photos only
             return sum(
                 tx.run(
                     "INSERT INTO photos (name, created_at, data) VALUES (?, ?, ?)"

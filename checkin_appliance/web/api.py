@@ -285,7 +285,7 @@ async def check_in(request: web.Request) -> web.Response:
                 reception.settings.intake_form, limit, exc.message
             ) from exc
         raise
-    done = await reception.check_in(
+    checking_in = reception.check_in(
         fields,
         photo,
         caller.actor,
@@ -293,6 +293,8 @@ async def check_in(request: web.Request) -> web.Response:
         from_form=from_form,
         staff=caller.credential.role is Role.ADMIN,
     )
+    del photo  # the upload is reception's now: it lets go of it once the photo is re-encoded
+    done = await checking_in
     entry = done.entry
     # The original's 201: the patient record with every stored answer; then ours.
     body: dict[str, Any] = {"id": entry.patient_id, "fname": entry.fname, **done.answers}
