@@ -24,7 +24,10 @@ from PIL import Image
 
 from checkin_appliance.config import Config
 from checkin_appliance.domain import Role
+from checkin_appliance.store import Store
 from tests.conftest import Clinic, StartClinic
+from tests.test_photo_store import get_photo, old_box, rows
+from tests.test_photos import encode, noise
 
 IN_CI = bool(os.environ.get("CI"))
 TMPFS_SIZE = "4m"
@@ -154,4 +157,41 @@ async def test_check_ins_on_a_full_disk_get_507_and_work_again_once_space_is_fre
     health = await clinic.client.get("/healthz")
     assert health.status == 200
     assert (await health.json())["disk"] == "ok"
+    await clinic.client.close()  # the database closed before the tmpfs is unmounted
+
+
+LEFT_FREE = 256 * 1024  # room for the start's own small writes, not for the photos
+
+
+async def test_a_disk_too_full_for_the_photo_move_leaves_the_files_and_the_next_start_goes_on(
+    start_clinic: StartClinic, small_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An older box (photos as files) upgraded on a nearly full disk: the database cannot take
+    # its photos. The server starts and serves all the same; the files stay where they are.
+    files = old_box(small_disk)
+    for n, name in enumerate(files):  # photos big enough not to fit in what is left
+        files[name] = encode(noise((400, 300), seed=n), "JPEG", quality=95)
+        (small_disk / "media" / "patient_images" / name).write_bytes(files[name])
+    assert sum(map(len, files.values())) > 2 * LEFT_FREE
+    store = Store(small_disk / "checkin.db")  # migrated (and its pre-upgrade copy made) first
+    await store.open()
+    await store.close()
+    filler = fill(small_disk)
+    os.truncate(filler, filler.stat().st_size - LEFT_FREE)
+
+    config = Config(data_dir=small_disk, disk_warn_free_mb=1)
+    clinic = await start_clinic(config)
+    assert rows(config, "SELECT count(*) FROM photos") == [(0,)]
+    assert sorted(p.name for p in config.photo_dir.glob("*.jpg")) == sorted(files)
+    assert any("could not be moved" in r.getMessage() for r in caplog.records)
+    assert (await get_photo(clinic, next(iter(files))))[0] == 404  # until space is freed
+    tokens = dict(clinic.tokens)
+    await clinic.client.close()
+
+    filler.unlink()
+    clinic = await start_clinic(config, tokens=tokens)
+    for name, data in files.items():
+        status, _, body = await get_photo(clinic, name)
+        assert (status, body) == (200, data), name
+    assert not (small_disk / "media").exists()
     await clinic.client.close()  # the database closed before the tmpfs is unmounted

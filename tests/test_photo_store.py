@@ -255,7 +255,7 @@ async def test_photos_are_served_while_the_writer_is_busy(
 def old_box(data_dir: Path) -> dict[str, bytes]:
     """A data directory as the release before issue 20 left it: schema 16, each photo a file
     under the name its row holds, and a temp file and an unnamed photo a crash left."""
-    data_dir.mkdir(parents=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
     db = data_dir / "checkin.db"
     with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as conn:
         conn.execute("PRAGMA journal_mode = WAL")
