@@ -2,7 +2,8 @@
 database as the files were, and an older box's files moved in at its first start.
 
 Through the real app on real SQLite files; the older box is built as its release left it
-(schema 16, photo files in media/patient_images/), and its backups as format 2 wrote them.
+(the schema before the photos table, photo files in media/patient_images/), and its backups
+as format 2 wrote them.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from tests.conftest import Clinic, StartClinic
 from tests.test_photos import IMAGE_URL, checked_in, encode, noise, upload
 from tests.test_store import Gate
 
-OLD_SCHEMA = 16  # the last schema whose photos were files
+# The last schema whose photos were files: the one before the migration that made the
+# photos table (found by its SQL, so a renumbered migration changes nothing here).
+OLD_SCHEMA = next(v for v, sql in available() if "CREATE TABLE photos" in sql) - 1
 # The older box's photo files: (name, fname of the row naming it, modification time).
 OLD_PHOTOS = [(f"{n:032x}.jpg", f"Old Patient {n}", 1_767_225_600 + n * 3600) for n in range(5)]
 
@@ -253,7 +256,7 @@ async def test_photos_are_served_while_the_writer_is_busy(
 
 
 def old_box(data_dir: Path) -> dict[str, bytes]:
-    """A data directory as the release before issue 20 left it: schema 16, each photo a file
+    """A data directory as the release before issue 20 left it: OLD_SCHEMA, each photo a file
     under the name its row holds, and a temp file and an unnamed photo a crash left."""
     data_dir.mkdir(parents=True, exist_ok=True)
     db = data_dir / "checkin.db"
@@ -375,7 +378,7 @@ async def test_a_move_cut_short_is_finished_by_the_next_start(
 
 
 def format_2_backup(out: Path, work: Path) -> dict[str, bytes]:
-    """A backup as the release before issue 20 wrote it: its database at schema 16, the
+    """A backup as the release before issue 20 wrote it: its database at OLD_SCHEMA, the
     photos as media/patient_images/ members, format_version 2."""
     files = old_box(work)
     with contextlib.closing(sqlite3.connect(work / "checkin.db")) as conn:
