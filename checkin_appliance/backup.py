@@ -5,7 +5,7 @@ Inside, an uncompressed tar (`age -d FILE | tar -tvf -` lists it) with these mem
 
     checkin.db                        the database, copied with SQLite's online backup API
                                       (rollback-journal mode, passes integrity_check); since
-                                      format 3 it holds the photos (migration 0017)
+                                      format 3 it holds the photos (the photos table)
     audit.key                         the audit chain's key, when there is one (format 2)
     media/patient_images/<hex>.jpg    formats 1 and 2: every photo the copy names. Format 3:
                                       only a photo the copy names but does not hold whose

@@ -1,6 +1,6 @@
 """The photo files of an older box (media/patient_images/<name>), moved into the database at start.
 
-Before issue 20 each photo was a file; the database now holds them (migration 0017). At every
+Before issue 20 each photo was a file; the database now holds them (migration photo_blobs). At every
 start, once the database is open and migrated, the server takes the files a patient's row
 names into the photos table in batches, each batch one committed transaction, and ONLY AFTER
 that commit moves those files out of media/ into the pre-upgrade folder, beside the database
@@ -63,6 +63,7 @@ async def move_into_database(store: Store, photo_dir: Path) -> Moved:
     aside = await asyncio.to_thread(photo_folder, store.path)
     moved = 0
     problems: set[str] = set()
+    refused = False  # by the database (a full disk): those photos do not load meanwhile
     for batch in _batches(files):
         found = await asyncio.to_thread(_read, photo_dir, batch, problems)
         if not found:
@@ -72,6 +73,7 @@ async def move_into_database(store: Store, photo_dir: Path) -> Moved:
         except (DiskFull, StoreUnavailable) as exc:
             # The files stay where they are, whole: the next start tries again.
             problems.add(f"the database took no more: {exc}")
+            refused = True
             break
         names = [name for name, _, _ in found]
         moved += await asyncio.to_thread(_move, photo_dir, aside, names, problems)
@@ -85,7 +87,8 @@ async def move_into_database(store: Store, photo_dir: Path) -> Moved:
     if removed:
         log.info("removed %d photo file(s) no patient's row named", removed)
     if left:
-        log.warning(
+        log.log(
+            logging.ERROR if refused else logging.WARNING,
             "%d photo file(s) in %s could not be moved into the database (%s); they stay "
             "there and are tried again at the next start",
             left,

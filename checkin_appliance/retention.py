@@ -3,7 +3,7 @@
 A closed visit's photo goes `photo_retention_days` after the visit's local day ends (0: at
 the first purge after that day), its patient's name and intake answers (and the photo, if
 still there) `name_retention_days` after it, in one transaction (the photo's bytes with
-the name that pointed at them: migration 0017's trigger). What the statistics read stays:
+the name that pointed at them: the photo_blobs migration's trigger). What the statistics read stays:
 the visit's ticket, line, times, outcome and doctor (queue_entries, visit_transitions), with
 a blank patient row. The server purges at start and daily at PURGE_AT local time; `POST
 /api/records/purge/` and `checkin-appliance purge` purge on demand. Purged bytes leave the

@@ -183,7 +183,8 @@ async def test_a_disk_too_full_for_the_photo_move_leaves_the_files_and_the_next_
     clinic = await start_clinic(config)
     assert rows(config, "SELECT count(*) FROM photos") == [(0,)]
     assert sorted(p.name for p in config.photo_dir.glob("*.jpg")) == sorted(files)
-    assert any("could not be moved" in r.getMessage() for r in caplog.records)
+    (error,) = [r for r in caplog.records if "could not be moved" in r.getMessage()]
+    assert error.levelname == "ERROR" and "database or disk is full" in error.getMessage()
     assert (await get_photo(clinic, next(iter(files))))[0] == 404  # until space is freed
     tokens = dict(clinic.tokens)
     await clinic.client.close()

@@ -126,7 +126,7 @@ def take_ticket(tx: Transaction, line_id: int, day: str) -> int:
 
 def put_photo(tx: Transaction, photo: NewPhoto) -> None:
     """A photo's JPEG under its name, in the caller's transaction: the one that writes the
-    patient's row naming it (migration 0017's triggers delete it with that name).
+    patient's row naming it (the photo_blobs migration's triggers delete it with that name).
 
     Its bytes go straight into the row's pages (incremental blob I/O): bound as a parameter,
     SQLite would copy them, and the cached statement keep that copy until its next use."""
@@ -1956,7 +1956,7 @@ class Store:
         the event log's head up to the last event of a blanked patient (never the newest
         event: seq goes on from it, and replay then finds a gap and sends a snapshot). One
         audit row, counts only (`quiet`: none when nothing was purged). The photos' bytes go
-        with their names (migration 0017's triggers); the caller compacts the file."""
+        with their names (the photo_blobs migration's triggers); the caller compacts the file."""
         closed = (
             "NOT EXISTS (SELECT 1 FROM queue_entries q WHERE q.patient_id = p.id"
             f" AND q.status IN {_OPEN})"
