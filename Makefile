@@ -40,7 +40,8 @@ $(BENCH_STAMP): pyproject.toml | $(BIN)/python
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS); status=$$?; \
 	$(BIN)/python -m bench.estimate; estimate=$$?; \
-	$(BIN)/python -m bench.stats && [ $$estimate = 0 ] && exit $$status
+	$(BIN)/python -m bench.stats; stats=$$?; \
+	$(BIN)/python -m bench.photo_store && [ $$stats = 0 ] && [ $$estimate = 0 ] && exit $$status
 
 # Kill-and-promote failover (bench/failover.py): a primary replicating to a folder, a standby
 # following it, check-ins with photos and live feeds; SIGKILL, promote, serve. Prints lost

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import compileall
 import contextlib
+import json
 import os
 import resource
 import secrets
@@ -118,6 +119,16 @@ def compile_bytecode() -> None:
     each). Up-to-date files are skipped."""
     for package in ("checkin_appliance", "bench"):
         compileall.compile_dir(REPO / package, quiet=1)
+
+
+def write_results(result: dict[str, Any], out: Path | None, started: Any, kind: str) -> Path:
+    """`result` as JSON in `out`, or in bench/results/<date>-<host>-<kind>.json."""
+    host = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in socket.gethostname())
+    out = out or REPO / "bench" / "results" / f"{started.strftime('%Y-%m-%d')}-{host}-{kind}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"results: {out}")
+    return out
 
 
 def free_port() -> int:

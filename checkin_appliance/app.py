@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from checkin_appliance import clock, clock_setting, retention, systemd
+from checkin_appliance import clock, clock_setting, photo_files, retention, systemd
 from checkin_appliance.access import Access, CloseFeeds
 from checkin_appliance.config import Config
 from checkin_appliance.connections import RefusalLog
@@ -83,7 +83,6 @@ def create_app(config: Config) -> web.Application:
     store = Store(config.db_path, on_event=hub.publish, checkpoint=checkpoint)
     reception = Reception(
         store,
-        config.photo_dir,
         config.photo_max_side,
         on_settings=_settings_listener(hub),
         photo_links=photo_links,
@@ -172,13 +171,14 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await store.open()
         try:
             if store.damaged:
-                # Maintenance mode: no setup code, and no photo sweep (a partly readable table
-                # would make good photos look like orphans).
+                # Maintenance mode: no setup code, and no photo files moved in (a partly
+                # readable table would make good photos look like orphans).
                 with contextlib.suppress(StoreDamaged):
                     await app[RECEPTION].load_settings()
             else:
                 await app[RECEPTION].load_settings()
-                await app[RECEPTION].sweep_photos()
+                # An older box's photo files, into the database before anyone asks for one.
+                await photo_files.move_into_database(store, app[CONFIG].photo_dir)
                 await app[ACCESS].prepare_setup()
                 await app[ACCESS].refresh_token_shapes()
                 _, last_seq = await store.event_log_bounds()
@@ -425,9 +425,7 @@ async def _retention_purges(app: web.Application) -> None:
 async def scheduled_purge(app: web.Application, now: datetime) -> retention.Purged:
     """One automatic purge: what the retention settings say is due at `now`."""
     reception = app[RECEPTION]
-    purged = await retention.purge(
-        app[STORE], reception.photo_dir, reception.settings, RETENTION_ACTOR, now, quiet=True
-    )
+    purged = await retention.purge(app[STORE], reception.settings, RETENTION_ACTOR, now, quiet=True)
     if purged.anything:
         log.info(
             "retention purge: %d name(s), %d photo(s), %d event(s) removed",

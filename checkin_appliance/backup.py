@@ -1,13 +1,20 @@
-"""Backups: one .tar with a consistent copy of the database and the photos it names,
+"""Backups: one .tar with a consistent copy of the database, which holds the photos,
 encrypted with the operator's passphrase (an age file, agefile.py) unless asked otherwise.
 
 Inside, an uncompressed tar (`age -d FILE | tar -tvf -` lists it) with these members:
 
     checkin.db                        the database, copied with SQLite's online backup API
-                                      (rollback-journal mode, passes integrity_check)
+                                      (rollback-journal mode, passes integrity_check); since
+                                      format 3 it holds the photos (the photos table)
     audit.key                         the audit chain's key, when there is one (format 2)
-    media/patient_images/<hex>.jpg    every photo that copy names, and no other
+    media/patient_images/<hex>.jpg    formats 1 and 2: every photo the copy names. Format 3:
+                                      only a photo the copy names but does not hold whose
+                                      file is still in media/ (an older box backed up before
+                                      its server's first start moved its files in)
     manifest.json                     last; what the backup is and the SHA-256 of each member
+
+Restore puts photo members back in media/, and the server's next start moves them into the
+database (photo_files.py).
 
 `backup()` works while the server runs: the copy is one read transaction, which in WAL mode
 never blocks the server's writer. `restore()` needs the server stopped; it checks the whole
@@ -28,6 +35,7 @@ import secrets
 import shutil
 import socket
 import sqlite3
+import stat
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -45,8 +53,9 @@ from checkin_appliance.store.schema import available as available_migrations
 
 FORMAT = "checkin-appliance-backup"
 ENCRYPTED_SUFFIX = ".age"  # an encrypted backup is an age file holding the tar
-FORMAT_VERSION = 2  # 2: audit.key is a member (restore still reads 1)
-READABLE_FORMATS = (1, 2)
+# 2: audit.key is a member; 3: the database holds the photos (restore still reads 1 and 2)
+FORMAT_VERSION = 3
+READABLE_FORMATS = (1, 2, 3)
 MANIFEST = "manifest.json"
 DATABASE = "checkin.db"
 # The audit chain's key (audit.py): without it a restored trail could not be verified.
@@ -154,10 +163,12 @@ def backup(
             _private_file(temp_db).close()
             created_at = _utc_now()
             _snapshot(db_path, temp_db)
-            counts, names = _inspect_copy(temp_db)
+            counts, names, held = _inspect_copy(temp_db)
             # With a passphrase, the tar goes through age encryption on its way to the file.
             sink = raw if passphrase is None else agefile.Encryptor(raw, passphrase)
-            missing = _write_archive(sink, raw, temp_db, config, names, created_at, counts)
+            missing = _write_archive(
+                sink, raw, temp_db, config, sorted(names - held), created_at, counts
+            )
             if isinstance(sink, agefile.Encryptor):
                 sink.close()  # the last chunk, marked last: a cut file is then refused
             raw.flush()
@@ -283,18 +294,20 @@ def _can_write_in(folder: Path) -> bool:
     return not read_only_mount and os.access(folder, os.W_OK | os.X_OK)
 
 
-def _inspect_copy(copy: Path) -> tuple[Counts, list[str]]:
-    """integrity_check on the copy, then its counts and the photo names it holds."""
+def _inspect_copy(copy: Path) -> tuple[Counts, set[str], set[str]]:
+    """integrity_check on the copy, then its counts, the photo names its rows point at and
+    those it holds."""
     try:
         with inspect.read_only(copy) as db:
             problem = inspect.integrity_problem(db)
             if problem is not None:
                 raise _damaged(problem)
             counts = _counts(db)
-            names = sorted(inspect.photo_names(db))
+            names = inspect.photo_names(db)
+            held = inspect.held_photo_names(db) & names
     except sqlite3.DatabaseError as exc:
         raise _damaged(str(exc)) from exc
-    return counts, names
+    return counts, names, held
 
 
 def _damaged(problem: str) -> BackupError:
@@ -309,39 +322,36 @@ def _write_archive(
     raw: BinaryIO,
     db_copy: Path,
     config: Config,
-    names: list[str],
+    not_held: list[str],
     created_at: str,
     counts: Counts,
 ) -> list[str]:
     """The tar into `sink` (`raw`, the file, or an encryptor writing into it); returns the
-    named photos that were not on disk."""
+    named photos that are nowhere (`not_held`: those the copy names but does not hold)."""
     members: dict[str, dict[str, Any]] = {}
     missing: list[str] = []
     mtime = int(time.time())
-    synced = 0
+    syncing = _Syncing(raw)
     # "w|": a stream, written front to back; an encryptor cannot seek.
     with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         with db_copy.open("rb") as db:
             size = os.fstat(db.fileno()).st_size
-            hashing = _Hashing(db)
+            hashing = _Hashing(db, syncing)
             tar.addfile(_member(DATABASE, size, mtime), hashing)
             members[DATABASE] = {"size": size, "sha256": hashing.hexdigest()}
         key = _read_private(config.data_dir / AUDIT_KEY)
         if key is not None:
             tar.addfile(_member(AUDIT_KEY, len(key), mtime), io.BytesIO(key))
             members[AUDIT_KEY] = {"size": len(key), "sha256": hashlib.sha256(key).hexdigest()}
-        for name in names:
-            data = _read_photo(config.photo_dir, name)
+        for name in not_held:
+            data = _read_photo_file(config.photo_dir, name)
             if data is None:
                 missing.append(name)
                 continue
             member = PHOTO_PREFIX + name
             tar.addfile(_member(member, len(data), mtime), io.BytesIO(data))
             members[member] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-            if raw.tell() - synced >= SYNC_EVERY_BYTES:
-                raw.flush()
-                os.fdatasync(raw.fileno())
-                synced = raw.tell()
+            syncing()
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -353,9 +363,10 @@ def _write_archive(
                 "patients": counts.patients,
                 "waiting": counts.waiting,
                 "credentials": counts.credentials,
-                "photos": len(names) - len(missing),
+                "photos": counts.photos - len(missing),
             },
-            # Photos the database names that were not on disk (random names, not people).
+            # Photos the database names but neither holds nor had as a file (random names,
+            # not people).
             "missing_photos": missing,
             "members": members,
         }
@@ -374,16 +385,17 @@ def _read_private(path: Path) -> bytes | None:
         return f.read(64 * 1024)
 
 
-def _read_photo(photo_dir: Path, name: str) -> bytes | None:
-    """The photo's bytes, or None if it is not there (or the name is not one of ours)."""
-    path = photos.open_photo(photo_dir, name)
-    if path is None:
+def _read_photo_file(photo_dir: Path, name: str) -> bytes | None:
+    """An older box's photo file, or None if it is not there (never through a link)."""
+    if not photos.PHOTO_NAME.match(name):
         return None
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
+        fd = os.open(photo_dir / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
         return None
     with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
         return f.read()
 
 
@@ -395,14 +407,30 @@ def _member(name: str, size: int, mtime: int) -> tarfile.TarInfo:
     return info
 
 
-class _Hashing:
-    """A file wrapper that hashes what tarfile reads through it."""
+class _Syncing:
+    """Called as the tar grows: syncs the file every SYNC_EVERY_BYTES written."""
 
-    def __init__(self, f: IO[bytes]) -> None:
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._synced = 0
+
+    def __call__(self) -> None:
+        if self._raw.tell() - self._synced >= SYNC_EVERY_BYTES:
+            self._raw.flush()
+            os.fdatasync(self._raw.fileno())
+            self._synced = self._raw.tell()
+
+
+class _Hashing:
+    """A file wrapper that hashes what tarfile reads through it (and syncs as it goes)."""
+
+    def __init__(self, f: IO[bytes], syncing: Callable[[], None]) -> None:
         self._f = f
         self._hash = hashlib.sha256()
+        self._syncing = syncing
 
     def read(self, size: int = -1) -> bytes:
+        self._syncing()  # what tarfile wrote of the last read is in the file by now
         data = self._f.read(size)
         self._hash.update(data)
         return data
@@ -458,7 +486,7 @@ def restore(
                 (data_dir / LOCK_FILE).unlink()
                 data_dir.rmdir()
         # Run as root, checkin.lock and media/ (made here, never started) must still be the
-        # service's: it opens the lock read-write and writes photos into media/.
+        # service's: it opens the lock read-write and moves restored photo files out of media/.
         ownership.give_to_data_dir_owner(data_dir)
     return RestoreResult(
         source=source,
@@ -486,8 +514,9 @@ def _restore_lock(data_dir: Path) -> Iterator[None]:
 
 
 def _refuse_links(config: Config) -> None:
-    """Restore (often run as root) renames into media/: a link planted there by the service's
-    user would put the photos, owned by that user, in any folder of the box."""
+    """Restore (often run as root) renames into media/ (an older backup's photo files): a link
+    planted there by the service's user would put the photos, owned by that user, in any
+    folder of the box."""
     if config.media_dir.is_symlink():
         raise BackupError(
             f"{config.media_dir} is a symbolic link; remove it if you did not put it there; "
@@ -747,19 +776,21 @@ def _fsync_tree(root: Path) -> None:
 
 def _check_unpacked(staging: Path, manifest: dict[str, Any]) -> tuple[Counts, int]:
     """integrity_check and schema version of the unpacked database; (counts, missing photos)."""
-    counts, names = check_database(staging / DATABASE, "the database in the backup")
-    present = {p.name for p in (staging / "media" / "patient_images").iterdir()}
+    counts, names, held = check_database(staging / DATABASE, "the database in the backup")
+    # Formats 1 and 2 carry the photos as files; format 3's database holds them.
+    present = {p.name for p in (staging / "media" / "patient_images").iterdir()} | held
     missing = len(names - present)
-    return Counts(counts.patients, counts.waiting, counts.credentials, len(present)), missing
+    photos_in = len(names & present)
+    return Counts(counts.patients, counts.waiting, counts.credentials, photos_in), missing
 
 
 def check_database(
     db_path: Path, what: str, made: str = "the backup was made"
-) -> tuple[Counts, set[str]]:
+) -> tuple[Counts, set[str], set[str]]:
     """A database about to become the live one (a backup's, a standby's copy): sound
     (integrity_check), of a schema this program knows, exactly as its migrations make it;
-    its counts and the photo names it holds. BackupError names `what` and the problem
-    (`made`: when it was last ours)."""
+    its counts, the photo names its rows give, and those it holds the bytes of. BackupError
+    names `what` and the problem (`made`: when it was last ours)."""
     migrations = available_migrations()
     known = len(migrations)
     try:
@@ -781,7 +812,7 @@ def check_database(
                     f"{what} is not one checkin-appliance writes ({odd}): it was changed "
                     f"after {made}; nothing was changed"
                 )
-            return _counts(db), inspect.photo_names(db)
+            return _counts(db), inspect.photo_names(db), inspect.held_photo_names(db)
     except sqlite3.DatabaseError as exc:
         raise BackupError(f"{what} cannot be read ({exc}); nothing was changed") from exc
 
@@ -796,7 +827,9 @@ def _give_to_data_dir_owner(data_dir: Path, staging: Path) -> None:
 
 
 def _swap_in(config: Config, staging: Path) -> tuple[Path | None, list[str]]:
-    """Current database and photos into before-restore-<time>/, the unpacked ones in place.
+    """Current database and photos into before-restore-<time>/, the unpacked ones in place:
+    the database (which holds its photos since format 3), and media/patient_images/ only
+    when the backup had photo files (the server's next start moves them into the database).
 
     Renames only (one filesystem), fsynced. The WAL goes before the database, and the new
     database comes last, so a restored file never meets the previous file's WAL.
@@ -823,10 +856,12 @@ def _swap_in(config: Config, staging: Path) -> tuple[Path | None, list[str]]:
                 moves.append((path, aside / path.name))
                 os.rename(*moves[-1])
             fsync_directory(aside)
-        config.media_dir.mkdir(parents=True, exist_ok=True)
-        moves.append((staging / "media" / "patient_images", config.photo_dir))
-        os.rename(*moves[-1])
-        fsync_directory(config.media_dir)
+        staged_photos = staging / "media" / "patient_images"
+        if any(staged_photos.iterdir()):
+            config.media_dir.mkdir(parents=True, exist_ok=True)
+            moves.append((staged_photos, config.photo_dir))
+            os.rename(*moves[-1])
+            fsync_directory(config.media_dir)
         if (staging / AUDIT_KEY).exists():
             moves.append((staging / AUDIT_KEY, data_dir / AUDIT_KEY))
             os.rename(*moves[-1])

@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--data-dir",
             type=Path,
             default=None,
-            help="folder with checkin.db and media/ (default: data_dir from --config; as "
+            help="folder with checkin.db (default: data_dir from --config; as "
             f"installed, from {INSTALLED_CONFIG}; else ./data)",
         )
         p.add_argument(
@@ -580,8 +580,8 @@ def _add_backup_commands(
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="""\
 Write a consistent backup of the data directory to one file: a tar of checkin.db
-(copied with SQLite's online backup API, checked with integrity_check), every
-photo it names, and manifest.json with the SHA-256 of each member, encrypted
+(copied with SQLite's online backup API, checked with integrity_check), which
+holds the photos, and manifest.json with the SHA-256 of each member, encrypted
 and authenticated with your passphrase in the age format (`age -d` opens it).
 
 The passphrase comes from a file (--passphrase-file, first line) or standard
@@ -624,8 +624,10 @@ An encrypted backup needs its passphrase (--passphrase-file or
 --passphrase-stdin). A plain .tar (made with --no-encryption, or by an older
 version) is restored only with --no-encryption: nothing proves who wrote it.
 
-The current checkin.db (with its -wal and -shm) and photos are moved to
-DATA_DIR/before-restore-<time>/, never deleted; tls/ is left as it is.""",
+The current checkin.db (with its -wal and -shm, and the photos it holds) is
+moved to DATA_DIR/before-restore-<time>/, never deleted; tls/ is left as it
+is. An older backup's photo files go into media/ and the server's next start
+moves them into the database.""",
         epilog="""\
 exit status: 0 restored, 1 refused or failed (nothing changed), 2 bad usage
 
@@ -751,7 +753,7 @@ def _with_services(
                     file=sys.stderr,
                 )
                 return 1
-            reception = Reception(store, config.photo_dir, config.photo_max_side)
+            reception = Reception(store, config.photo_max_side)
             await reception.load_settings()
             return await action(
                 _Services(store, Access(store, config, PasswordHasher()), reception)
@@ -889,7 +891,6 @@ def import_original_command(args: argparse.Namespace, config: Config) -> int:
                 args.media,
                 services.store,
                 services.access,
-                config.photo_dir,
                 config.photo_max_side,
                 CLI,
                 dry_run=args.dry_run,
@@ -1053,9 +1054,7 @@ def _stopping_signals_interrupt() -> Iterator[None]:
 def purge_command(args: argparse.Namespace, config: Config) -> int:
     async def run(services: _Services) -> int:
         reception = services.reception
-        purged = await retention.purge(
-            services.store, reception.photo_dir, reception.settings, CLI, datetime.now(UTC)
-        )
+        purged = await retention.purge(services.store, reception.settings, CLI, datetime.now(UTC))
         print(json.dumps(purged.public(), indent=2))
         return 0
 
@@ -1090,8 +1089,8 @@ def backup_command(args: argparse.Namespace, config: Config) -> int:
         return 130
     if result.missing_photos:
         print(
-            f"warning: {result.missing_photos} photos named in the database were not in "
-            f"{config.photo_dir}; the backup has the rest",
+            f"warning: {result.missing_photos} photos named in the database were neither in "
+            f"it nor in {config.photo_dir}; the backup has the rest",
             file=sys.stderr,
         )
     print(result.summary())

@@ -111,6 +111,8 @@ class Config:
     def db_path(self) -> Path:
         return self.data_dir / "checkin.db"
 
+    # Where photos were files before the database held them (issue 20): an older box's, or an
+    # older backup's once restored, moved into the database at start (photo_files.py).
     @property
     def media_dir(self) -> Path:
         return self.data_dir / "media"

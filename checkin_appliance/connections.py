@@ -17,8 +17,9 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-# Descriptors kept free for what an admitted request needs: the database, a photo's temp
-# file, the log, a fresh accept to refuse. New connections are refused inside this margin.
+# Descriptors kept free for what an admitted request needs: the database and its WAL, a
+# backup's temp file, the log, a fresh accept to refuse. New connections are refused inside
+# this margin.
 FD_RESERVE = 64
 REFUSAL_LOG_INTERVAL = 10.0  # seconds between WARNING lines about refused connections
 HEADERS_END = (b"\r\n\r\n", b"\n\n")

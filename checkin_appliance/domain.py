@@ -364,7 +364,7 @@ class QueueEntry:
     id: int
     patient_id: int
     fname: str
-    image: str | None  # stored file name, or None
+    image: str | None  # the stored photo's name (photos table), or None
     status: str
     check_in_time: str
     called_at: str | None = None
@@ -378,6 +378,24 @@ class QueueEntry:
     @property
     def image_url(self) -> str | None:
         return PHOTO_URL_PREFIX + self.image if self.image else None
+
+
+@dataclass(frozen=True, slots=True)
+class NewPhoto:
+    """A re-encoded photo and the random name (<32 hex>.jpg) it is stored and served under;
+    written in the transaction that writes the row naming it."""
+
+    name: str
+    jpeg: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPhoto:
+    """A photo in the database, without its bytes (read in chunks when it is served)."""
+
+    id: int
+    size: int  # bytes of JPEG
+    created_at: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,8 @@ intake answers, queue entries and photos (`checkin-appliance import-original`).
 
 The plan is made first, from the original database (read-only) and what earlier imports
 brought: every row mapped, every password checked and hashed, every photo re-encoded. Only
-then are the photos written and everything else committed in one transaction; should that
-fail, the photos written for this run are removed, so a failure changes nothing. Running it
+then is everything, photos included, committed in one transaction; should that fail,
+nothing was changed. Running it
 again adds nothing: original_imports remembers each credential by its token and each
 patient by "<id>@<created_at>".
 
@@ -14,7 +14,6 @@ The summary holds counts only: never a name, an answer, a token or a password.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
@@ -29,11 +28,11 @@ from checkin_appliance.domain import (
     BIDI_CONTROLS,
     Actor,
     InvalidInput,
+    NewPhoto,
     Role,
     format_time,
     has_control_characters,
 )
-from checkin_appliance.files import write_atomically
 from checkin_appliance.store import Store, importing, original
 from checkin_appliance.store.importing import NewCredential, NewEntry, NewPatient
 from checkin_appliance.store.original import OriginalCredential, OriginalPatient
@@ -128,7 +127,6 @@ class Plan:
     summary: Summary
     credentials: list[NewCredential] = field(default_factory=list)
     patients: list[NewPatient] = field(default_factory=list)
-    photo_data: dict[str, bytes] = field(default_factory=dict)  # patient key -> its JPEG
 
 
 # --- values ----------------------------------------------------------------------------
@@ -291,11 +289,11 @@ async def _plan_patient(
         summary.photos_missing += 1
     elif problem == "unreadable":
         summary.photos_unreadable += 1
+    photo = None
     if jpeg is not None:
-        plan.photo_data[key] = jpeg
+        photo = NewPhoto(photos.new_photo_name(), jpeg)
         summary.photos += 1
-    # The photo's stored name is given when it is written (write_photos).
-    plan.patients.append(NewPatient(key, name, intake, None, created_at, entry))
+    plan.patients.append(NewPatient(key, name, intake, photo, created_at, entry))
     summary.patients += 1
 
 
@@ -321,62 +319,24 @@ async def make_plan(
 # --- doing it --------------------------------------------------------------------------
 
 
-def write_photos(plan: Plan, photo_dir: Path) -> list[str]:
-    """Writes each re-encoded photo under a new random name and points its patient at it;
-    the names written (for clean-up)."""
-    written: list[str] = []
-    photo_dir.mkdir(parents=True, exist_ok=True)
-    patients = []
-    try:
-        for patient in plan.patients:
-            jpeg = plan.photo_data.get(patient.key)
-            if jpeg is not None:
-                image = photos.new_photo_name()
-                write_atomically(photo_dir / image, jpeg, 0o640)
-                written.append(image)
-                patient = dataclasses.replace(patient, image=image)
-            patients.append(patient)
-    except BaseException:
-        remove_photos(photo_dir, written)
-        raise
-    plan.patients = patients
-    return written
-
-
-def remove_photos(photo_dir: Path, names: list[str]) -> None:
-    for name in names:
-        with contextlib.suppress(OSError):
-            photos.remove_photo(photo_dir, name)
-
-
 async def run(
     db: Path,
     media: Path,
     store: Store,
     access: Access,
-    photo_dir: Path,
     max_side: int,
     actor: Actor,
     *,
     dry_run: bool = False,
     accept_weak: bool = False,
 ) -> Summary:
-    """Plans, then (unless `dry_run`) writes the photos and commits the rest at once."""
+    """Plans, then (unless `dry_run`) commits it all, photos included, at once."""
     plan = await make_plan(db, media, store, access, max_side, accept_weak)
     if dry_run or plan.summary.nothing_new:
         return plan.summary
-    written = await asyncio.to_thread(write_photos, plan, photo_dir)
-    try:
-        committed = await importing.run_import(
-            store, plan.credentials, plan.patients, actor, plan.summary.counts()
-        )
-    except BaseException:
-        await asyncio.to_thread(remove_photos, photo_dir, written)
-        raise
-    # A patient another run imported meanwhile did not take its photo.
-    unused = [name for name in written if name not in committed.used_images]
-    if unused:
-        await asyncio.to_thread(remove_photos, photo_dir, unused)
+    committed = await importing.run_import(
+        store, plan.credentials, plan.patients, actor, plan.summary.counts()
+    )
     summary = plan.summary
     if (committed.credentials, committed.patients) != (summary.credentials, summary.patients):
         # Another import ran meanwhile: report what this one committed.

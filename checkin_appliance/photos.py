@@ -1,25 +1,21 @@
-"""Patient photos: decode safely, strip everything, re-encode, store under a random name.
+"""Patient photos: decode safely, strip everything, re-encode; a random name to store it under
+(the database holds it: store put_photo).
 
 All of it is blocking work; callers run it in a worker thread.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
-import os
 import re
 import secrets
-import stat
 import time
-from pathlib import Path
 
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from checkin_appliance import errors, memory
 from checkin_appliance.domain import InvalidInput
-from checkin_appliance.files import TEMP_SUFFIX, write_atomically
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
 # Pillow reports a JPEG that carries extra images (an iPhone HDR gain map, a Samsung or
@@ -321,45 +317,9 @@ def new_photo_name() -> str:
     return secrets.token_hex(16) + ".jpg"
 
 
-def store_photo(directory: Path, data: bytes, max_side: int) -> str:
-    """Re-encodes and stores an uploaded photo; returns its new random file name."""
+def clean(data: bytes, max_side: int) -> bytes:
+    """An uploaded photo re-encoded (reencode), with what its decoder freed handed back."""
     try:
-        jpeg = reencode(data, max_side)
+        return reencode(data, max_side)
     finally:
-        memory.return_free_memory()  # what the decoder freed, refused photo or not
-    name = new_photo_name()
-    directory.mkdir(parents=True, exist_ok=True)
-    write_atomically(directory / name, jpeg, 0o640)
-    return name
-
-
-def remove_photo(directory: Path, name: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(directory / name)
-
-
-def sweep_orphans(directory: Path, known: set[str]) -> int:
-    """At start: delete temp files and photos no patient row points at (a crash mid-check-in)."""
-    if not directory.is_dir():
-        return 0
-    removed = 0
-    for path in directory.iterdir():
-        if path.name.endswith(TEMP_SUFFIX) or (
-            PHOTO_NAME.match(path.name) and path.name not in known
-        ):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            removed += 1
-    return removed
-
-
-def open_photo(directory: Path, name: str) -> Path | None:
-    """The stored file for exactly this name, or None; never follows links or leaves the folder."""
-    if not PHOTO_NAME.match(name):
-        return None
-    path = directory / name
-    try:
-        st = path.lstat()
-    except OSError:
-        return None
-    return path if stat.S_ISREG(st.st_mode) else None
+        memory.return_free_memory()  # refused photo or not

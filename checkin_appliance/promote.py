@@ -108,7 +108,7 @@ def promote(
         with lock.hold(config.data_dir):
             backup.refuse_if_in_use(config)
             chosen = _catch_up(config, paths, binary, say)
-            counts, _ = backup.check_database(
+            counts, _, _ = backup.check_database(
                 chosen.path, "the standby's copy", "it was replicated"
             )
             say(f"copy checked: sound, a schema this version reads; {counts.describe()}")

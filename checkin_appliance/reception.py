@@ -1,6 +1,6 @@
 """The front desk's decisions: check a patient in, call the next one, complete one.
 
-Photos are processed in a worker thread and written before the check-in commits; the
+Photos are processed in a worker thread and stored in the check-in's own transaction; the
 store publishes each event after its commit.
 """
 
@@ -12,9 +12,8 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 
 from checkin_appliance import (
@@ -33,6 +32,7 @@ from checkin_appliance.domain import (
     Actor,
     Audience,
     InvalidInput,
+    NewPhoto,
     NotFound,
     Patient,
     QueueEntry,
@@ -139,7 +139,6 @@ class Reception:
     def __init__(
         self,
         store: Store,
-        photo_dir: Path,
         photo_max_side: int = 800,
         on_settings: Callable[[Settings], None] | None = None,
         photo_links: PhotoLinks | None = None,
@@ -147,7 +146,6 @@ class Reception:
         self.store = store
         # Photo URLs in bodies and feed messages are signed links (photo_links.py).
         self.photo_links = photo_links or PhotoLinks()
-        self.photo_dir = photo_dir
         self.photo_max_side = photo_max_side
         self.settings = Settings()
         # Told about every change of settings, wherever it came from (API or CLI).
@@ -209,35 +207,33 @@ class Reception:
         fingerprint = None
         if idempotency_key is not None:
             fingerprint = check_in_fingerprint(answers.name, answers.photo, stored)
-        image = None
+        photo = None
         if answers.photo is not None:
             try:
                 async with self._photo_slots:
-                    image = await asyncio.to_thread(
-                        photos.store_photo, self.photo_dir, answers.photo, self.photo_max_side
-                    )
+                    jpeg = await asyncio.to_thread(photos.clean, answers.photo, self.photo_max_side)
             except InvalidInput as exc:  # keyed by field, like the form's other answers
                 raise intake.IntakeInvalid({"image": (exc.message, exc.code)}) from exc
+            photo = NewPhoto(photos.new_photo_name(), jpeg)
+            # Only the stored JPEG is held while the check-in commits, not the upload too
+            # (the caller lets go of its own reference: web/api.py check_in).
+            answers = replace(answers, photo=None)
         link_token, link_hash = visits.new_link()
-        try:
-            entry, position, replayed = await self.store.check_in(
-                answers.name,
-                image,
-                actor,
-                idempotency_key,
-                fingerprint,
-                stored,
-                line,
-                priority,
-                self.settings.time_zone,
-                link_hash,
-            )
-        except Exception:  # not on cancellation: the write may still commit (an orphan is swept)
-            await self._discard_photo(image)
-            raise
+        # The photo goes into the database with the patient's row, or not at all.
+        entry, position, replayed = await self.store.check_in(
+            answers.name,
+            photo,
+            actor,
+            idempotency_key,
+            fingerprint,
+            stored,
+            line,
+            priority,
+            self.settings.time_zone,
+            link_hash,
+        )
         values = answers.values
         if replayed:
-            await self._discard_photo(image)
             patient = await self.store.patient(entry.patient_id)
             values = patient.answers() if patient else {}
         return CheckedIn(entry, position, replayed, values, link_token)
@@ -252,10 +248,6 @@ class Reception:
 
     async def apply_preset(self, name: object, actor: Actor) -> Settings:
         return await self.update_settings(preset_changes(name), actor)
-
-    async def _discard_photo(self, image: str | None) -> None:
-        if image is not None:
-            await asyncio.to_thread(photos.remove_photo, self.photo_dir, image)
 
     async def call(
         self,
@@ -568,10 +560,3 @@ class Reception:
             self._probed_ok_at = asyncio.get_running_loop().time()
         finally:
             self._probe = None
-
-    async def sweep_photos(self) -> int:
-        known = await self.store.photo_names()
-        removed = await asyncio.to_thread(photos.sweep_orphans, self.photo_dir, known)
-        if removed:
-            log.info("removed %d orphaned photo file(s)", removed)
-        return removed

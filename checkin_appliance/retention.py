@@ -2,9 +2,10 @@
 
 A closed visit's photo goes `photo_retention_days` after the visit's local day ends (0: at
 the first purge after that day), its patient's name and intake answers (and the photo, if
-still there) `name_retention_days` after it. What the statistics read stays: the visit's
-ticket, line, times, outcome and doctor (queue_entries, visit_transitions), with a blank
-patient row. The server purges at start and daily at PURGE_AT local time; `POST
+still there) `name_retention_days` after it, in one transaction (the photo's bytes with
+the name that pointed at them: the photo_blobs migration's trigger). What the statistics read stays:
+the visit's ticket, line, times, outcome and doctor (queue_entries, visit_transitions), with
+a blank patient row. The server purges at start and daily at PURGE_AT local time; `POST
 /api/records/purge/` and `checkin-appliance purge` purge on demand. Purged bytes leave the
 database file and its WAL too: secure_delete on every connection, then VACUUM and a
 TRUNCATE checkpoint (Store.compact).
@@ -12,14 +13,12 @@ TRUNCATE checkpoint (Store.compact).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from checkin_appliance import lines, photos
+from checkin_appliance import lines
 from checkin_appliance.domain import Actor, Settings, format_time
 
 if TYPE_CHECKING:
@@ -35,12 +34,11 @@ class Purged:
     """What one purge removed: counts (for the audit row and the answer), never a name."""
 
     names: int  # patients whose name, intake answers and photo were blanked
-    photos: int  # photo files removed (with a name purge or by the photo rule)
+    photos: int  # photos removed (with a name purge or by the photo rule)
     events: int  # event-log rows dropped (the log's head up to the last blanked patient's)
     idempotency_keys: int
     names_before: str  # the cutoffs: patients checked in before these
     photos_before: str
-    photo_files: tuple[str, ...] = ()  # removed from the photo folder after the commit
     compacted: bool = False  # VACUUM ran and the WAL was emptied
 
     def counts(self) -> dict[str, Any]:
@@ -97,28 +95,19 @@ def due(done_at: datetime | None, now: datetime, time_zone: str) -> bool:
 
 async def purge(
     store: Store,
-    photo_dir: Path,
     settings: Settings,
     actor: Actor,
     now: datetime,
     *,
     quiet: bool = False,
 ) -> Purged:
-    """One purge with the settings' retention: the database first (one transaction, one
-    audit row), then the photo files, then the file compacted. `quiet` (the timer): when
-    nothing is due, no audit row and no VACUUM."""
+    """One purge with the settings' retention: one transaction (names, answers, photos, one
+    audit row), then the file compacted. `quiet` (the timer): when nothing is due, no audit
+    row and no VACUUM."""
     names_before, photos_before = cutoffs(settings, now)
     purged = await store.purge_identities(names_before, photos_before, actor, quiet=quiet)
     if settings.audit_retention_days:  # its own audit_pruned row; 0 keeps the trail for good
         await store.prune_audit(audit_cutoff(settings, now), actor)
-    if purged.photo_files:
-        await asyncio.to_thread(_remove_photos, photo_dir, purged.photo_files)
     if quiet and not purged.anything:
         return purged
-    return dataclasses.replace(purged, photo_files=(), compacted=await store.compact())
-
-
-def _remove_photos(photo_dir: Path, names: tuple[str, ...]) -> None:
-    # A crash before this leaves files no row names: the sweep at the next start removes them.
-    for name in names:
-        photos.remove_photo(photo_dir, name)
+    return dataclasses.replace(purged, compacted=await store.compact())

@@ -57,7 +57,7 @@ def serve(config: Config) -> int:
         return _serve(config)
     finally:
         # Started as root by mistake on the service's data directory: what it made there
-        # (tls/, media/, the database) goes back to the directory's owner when it stops.
+        # (tls/, pre-upgrade/, the database) goes back to the directory's owner when it stops.
         ownership.give_to_data_dir_owner(config.data_dir)
 
 

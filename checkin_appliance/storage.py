@@ -27,8 +27,8 @@ def write_problem(config: Config) -> str | None:
         return f"cannot write in the data directory {_shown(data_dir)}: {_whose(data_dir)}"
     db = config.db_path
     side_files = [db.with_name(db.name + suffix) for suffix in SIDE_FILES]
-    # checkin.lock and media/ left by root (a restore run with sudo) stop the service too.
-    for path in [db, *side_files, data_dir / LOCK_FILE, config.media_dir, config.photo_dir]:
+    # checkin.lock left by root (a restore run with sudo) stops the service too.
+    for path in [db, *side_files, data_dir / LOCK_FILE]:
         wanted = os.R_OK | os.W_OK | (os.X_OK if path.is_dir() else 0)
         if path.exists() and not os.access(path, wanted):
             return f"cannot write {_shown(path)}: {_whose(path)}"

@@ -2,9 +2,10 @@
 
 A backup taken while kiosks keep checking patients in (half with photos) must hold every
 check-in acknowledged before the command started, pass integrity_check and carry exactly
-the photos its database names. Restore puts one back with the server stopped, moves the
-previous files aside, and refuses (changing nothing) while a server runs or when the backup
-is damaged. Every wait is bounded; only 127.0.0.1 is used.
+the photos its database names (in that database: format 3). Restore puts one back with the
+server stopped, moves the previous files aside, and refuses (changing nothing) while a
+server runs or when the backup is damaged; an older backup's photo files go into the
+database at the server's next start. Every wait is bounded; only 127.0.0.1 is used.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import http.client
 import io
 import itertools
 import json
@@ -26,6 +28,7 @@ import sys
 import tarfile
 import time
 import tracemalloc
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +77,21 @@ def _bearer(access: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {access}"}
 
 
+def _get(url: str, access: str) -> bytes:
+    """The body of a 200 answer, as bytes (a photo), over loopback only."""
+    parts = urllib.parse.urlsplit(url)
+    assert parts.hostname == HOST, url
+    conn = http.client.HTTPConnection(HOST, parts.port, timeout=5)
+    try:
+        conn.request("GET", f"{parts.path}?{parts.query}", headers=_bearer(access))
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+    assert response.status == 200, (response.status, body[:200])
+    return body
+
+
 async def _check_in(
     session: aiohttp.ClientSession, server: Server, access: str, fname: str, photo: bytes | None
 ) -> dict[str, Any]:
@@ -102,8 +120,9 @@ class Unpacked:
     members: list[str]
     manifest: dict[str, Any]
     db: Path
-    photos: dict[str, bytes]  # file name -> bytes
+    photos: dict[str, bytes]  # photo name -> bytes: its database's, and any photo member
     rows: dict[str, str | None]  # fname -> image
+    photo_members: list[str] = field(default_factory=list)
 
     def sha256_matches(self, tar_path: Path) -> bool:
         with tarfile.open(tar_path) as tar:
@@ -138,7 +157,17 @@ def _unpack(tar_path: Path, into: Path) -> Unpacked:
                 assert member.name.startswith(backup.PHOTO_PREFIX), member.name
                 photos[member.name.removeprefix(backup.PHOTO_PREFIX)] = data
     db = into / backup.DATABASE
-    return Unpacked(members, manifest, db, photos, _patients(db))
+    photo_members = sorted(photos)
+    photos.update(_held_photos(db))
+    return Unpacked(members, manifest, db, photos, _patients(db), photo_members)
+
+
+def _held_photos(db: Path) -> dict[str, bytes]:
+    """The photos a database holds (none before schema 17)."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'photos'").fetchall():
+            return {}
+        return dict(conn.execute("SELECT name, data FROM photos"))
 
 
 def _integrity(db: Path) -> list[tuple[Any, ...]]:
@@ -299,8 +328,9 @@ def test_backup_file_is_complete_private_and_described_by_its_manifest(busy: Bus
     unpacked = busy.unpacked
     assert unpacked.members[0] == backup.DATABASE and unpacked.members[-1] == backup.MANIFEST
     manifest = unpacked.manifest
-    assert manifest["format"] == "checkin-appliance-backup" and manifest["format_version"] == 2
+    assert manifest["format"] == "checkin-appliance-backup" and manifest["format_version"] == 3
     assert backup.AUDIT_KEY in unpacked.members  # the audit trail verifies after a restore
+    assert unpacked.photo_members == []  # the database holds the photos
     assert set(manifest["members"]) == set(unpacked.members) - {backup.MANIFEST}
     assert unpacked.sha256_matches(busy.path)
     assert manifest["counts"]["patients"] == len(unpacked.rows)
@@ -440,8 +470,9 @@ async def test_restore_round_trip(tmp_path: Path) -> None:
             assert moved[name] == digest, name
     previous = _patients(aside / "checkin.db")
     assert {f"Kept {n}" for n in range(6)} | {f"Later {n}" for n in range(3)} <= set(previous)
+    previous_photos = _held_photos(aside / "checkin.db")
     for image in filter(None, previous.values()):
-        assert _decodes((aside / "media" / "patient_images" / image).read_bytes())
+        assert _decodes(previous_photos[image])
     assert not list(data_dir.glob(".restore-*"))
 
     with running(tmp_path, data_dir) as server:
@@ -457,9 +488,8 @@ async def test_restore_round_trip(tmp_path: Path) -> None:
             image = item["patient"]["image"]
             if image is not None:
                 name = image.partition("?")[0].rsplit("/", 1)[-1]  # a signed link's photo
-                # http_json sends the path alone: the doctor's session is the credential.
-                status, _ = http_json("GET", f"{server.base_url}{image}", headers=_bearer(doctor))
-                assert status == 200 and name in in_backup.photos
+                # The doctor's session is the credential; the bytes are the backup's.
+                assert _get(f"{server.base_url}{image}", doctor) == in_backup.photos[name]
         async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session:
             await _check_in(session, server, access, "After restore", _jpeg())
 
@@ -520,9 +550,9 @@ def _not_a_tar(path: Path) -> None:
 BAD_BACKUPS = {
     "cut_in_half": (_cut_in_half, "not a usable backup"),
     "cut_before_manifest": (_cut_before_manifest, "no manifest.json"),
-    "tampered_photo": (
-        _flip_a_byte_of(lambda names: next(n for n in names if n.endswith(".jpg"))),
-        "does not match its checksum",
+    "tampered_audit_key": (
+        _flip_a_byte_of(lambda names: backup.AUDIT_KEY),
+        "audit.key does not match its checksum",
     ),
     "tampered_database": (_flip_a_byte_of(lambda names: backup.DATABASE), "checkin.db does not"),
     "outside_path": (_add_an_outside_path, "unexpected entry"),
@@ -554,8 +584,8 @@ def test_restore_onto_an_empty_box(busy: BusyBackup, tmp_path: Path) -> None:
     assert "no previous database" in result.stdout
     assert _integrity(data_dir / "checkin.db") == [("ok",)]
     assert _patients(data_dir / "checkin.db") == busy.unpacked.rows
-    restored = {p.name: p.read_bytes() for p in (data_dir / "media" / "patient_images").iterdir()}
-    assert restored == busy.unpacked.photos
+    assert _held_photos(data_dir / "checkin.db") == busy.unpacked.photos
+    assert not (data_dir / "media").exists()  # no photo files: the database holds them
 
 
 # --- backup refusals ----------------------------------------------------------------------------
@@ -774,9 +804,7 @@ def test_restore_does_not_move_photos_through_a_linked_media_folder(
 ) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
-    media = stopped_data_dir.media_dir
-    media.rename(tmp_path / "real-media")
-    media.symlink_to(outside)
+    stopped_data_dir.media_dir.symlink_to(outside)
     result = run_cli("restore", str(busy.path), "--data-dir", str(stopped_data_dir.data_dir), PLAIN)
     assert result.returncode == 1, result.stdout
     assert "is a symbolic link" in _one_error_line(result)
@@ -1092,12 +1120,15 @@ def test_backup_asks_how_to_encrypt_and_never_takes_the_passphrase_from_argv(
 def test_memory_stays_flat_for_a_large_encrypted_backup(
     stopped_data_dir: Config, tmp_path: Path
 ) -> None:
-    """150 MB of photos (30 of the largest an upload may be) through backup and restore:
-    Python never holds the file, only one photo at a time."""
+    """150 MB of photos (30 of the largest an upload may be) in the database, through backup
+    and restore: Python never holds the file, only a chunk of it at a time."""
     with contextlib.closing(sqlite3.connect(stopped_data_dir.db_path)) as conn, conn:
         for n in range(30):
             name = f"{n:032x}.jpg"
-            (stopped_data_dir.photo_dir / name).write_bytes(os.urandom(5 * 1024 * 1024))
+            conn.execute(
+                "INSERT INTO photos (name, created_at, data) VALUES (?, ?, ?)",
+                (name, "2026-12-04T10:00:00.000Z", os.urandom(5 * 1024 * 1024)),
+            )
             conn.execute(
                 "INSERT INTO patients (fname, image, created_at) VALUES (?, ?, ?)",
                 (f"Large {n}", name, "2026-12-04T10:00:00Z"),

@@ -185,6 +185,7 @@ async def _check_survivors(server: Server, access: str, acked: Acknowledged) -> 
             "SELECT p.id, p.fname, p.image, e.status FROM patients p "
             "JOIN queue_entries e ON e.patient_id = p.id"
         ).fetchall()
+        photos = dict(db.execute("SELECT name, data FROM photos").fetchall())
         seqs = [row[0] for row in db.execute("SELECT seq FROM events ORDER BY seq")]
         log = db.execute(
             "SELECT ev.seq, ev.event, e.patient_id FROM events ev "
@@ -194,14 +195,13 @@ async def _check_survivors(server: Server, access: str, acked: Acknowledged) -> 
         db.close()
 
     by_name = {fname: (pid, image, status) for pid, fname, image, status in rows}
-    photo_dir = server.data_dir / "media" / "patient_images"
     for fname, with_photo in acked.check_ins.items():
         assert fname in by_name, f"acknowledged check-in {fname!r} was lost"
         image = by_name[fname][1]
         assert (image is not None) == with_photo, (fname, image)
         if image is not None:
-            with Image.open(photo_dir / image) as img:
-                img.load()  # the whole file is there and decodes
+            with Image.open(io.BytesIO(photos[image])) as img:
+                img.load()  # the whole photo is there and decodes
     status = {pid: status for pid, _, status in by_name.values()}
     for pid in acked.calls:
         assert status.get(pid) == "called", f"acknowledged call of patient {pid} was lost"
@@ -213,11 +213,10 @@ async def _check_survivors(server: Server, access: str, acked: Acknowledged) -> 
     replay = await _replay_from_start(server, access, seqs[-1] if seqs else 0)
     assert replay == [tuple(row) for row in log], "replay since=0 differs from the log"
 
-    leftovers = sorted(p.name for p in photo_dir.glob("*.tmp")) if photo_dir.is_dir() else []
-    assert leftovers == [], "temporary photo files survived the restart"
-    files = {p.name for p in photo_dir.iterdir()} if photo_dir.is_dir() else set()
+    # A photo is committed with the row naming it, or not at all: no orphan, no file.
     images = {image for _, image, _ in by_name.values() if image}
-    assert files <= images, f"orphaned photos not swept: {sorted(files - images)[:5]}"
+    assert set(photos) == images, f"photos without their row: {sorted(set(photos) - images)[:5]}"
+    assert not (server.data_dir / "media").exists()
 
 
 async def test_acknowledged_work_survives_sigkill(tmp_path: Path) -> None:

@@ -78,12 +78,11 @@ def rows(data_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3
 
 
 def counts(data_dir: Path) -> dict[str, int]:
-    tables = ("credentials", "patients", "queue_entries", "events", "original_imports")
+    tables = ("credentials", "patients", "queue_entries", "events", "original_imports", "photos")
     found = {t: rows(data_dir, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in tables}  # noqa: S608
     audit = rows(data_dir, "SELECT count(*) AS n FROM audit_log WHERE action != 'login'")
     found["audit"] = audit[0]["n"]
-    photo_dir = data_dir / "media" / "patient_images"
-    found["photo_files"] = len(list(photo_dir.iterdir())) if photo_dir.is_dir() else 0
+    assert not (data_dir / "media").exists()  # photos go into the database, never files
     return found
 
 
@@ -287,7 +286,7 @@ def test_summary_dry_run_and_second_run(original: Path, tmp_path: Path) -> None:
     assert first.stdout.splitlines() == dry.stdout.replace("would be ", "").splitlines()[1:]
     after_first = counts(data_dir)
     assert after_first["credentials"] == 9 and after_first["patients"] == 20
-    assert after_first["queue_entries"] == 20 and after_first["photo_files"] == 10
+    assert after_first["queue_entries"] == 20 and after_first["photos"] == 10
     assert after_first["events"] == 5  # PATIENT_ADDED for each waiting patient
     audit = rows(data_dir, "SELECT detail FROM audit_log WHERE action = 'import_original'")
     assert len(audit) == 1
@@ -370,7 +369,7 @@ def test_a_failure_mid_transaction_changes_nothing(original: Path, tmp_path: Pat
     assert result.returncode == 1, result.stdout
     assert "nothing was imported" in result.stderr
     assert counts(data_dir) == before
-    assert before["credentials"] == before["patients"] == before["photo_files"] == 0
+    assert before["credentials"] == before["patients"] == before["photos"] == 0
 
 
 def test_not_an_original_database(original: Path, tmp_path: Path) -> None:
@@ -396,7 +395,7 @@ def test_missing_and_unreadable_photos_are_tolerated(original: Path, tmp_path: P
     result = import_original(data_dir, original)
     assert result.returncode == 0, result.stderr
     assert "photos: 8 (1 missing, 1 unreadable" in result.stdout
-    assert counts(data_dir)["patients"] == 20 and counts(data_dir)["photo_files"] == 8
+    assert counts(data_dir)["patients"] == 20 and counts(data_dir)["photos"] == 8
 
 
 def test_legacy_values_are_mapped(original: Path, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The photo pipeline through the real app: upload, clean, store, serve; every image made here."""
+"""The photo pipeline through the real app: upload, clean, store (in the database), serve; every
+image made here."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import itertools
 import os
 import random
 import re
+import sqlite3
 import struct
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,6 @@ from aiohttp import ClientResponse
 from PIL import ExifTags, Image, ImageCms
 from yarl import URL
 
-from checkin_appliance import photos
 from checkin_appliance.config import Config
 from checkin_appliance.domain import Role
 from checkin_appliance.reception import photo_decoders
@@ -165,8 +166,13 @@ async def queue(clinic: Clinic) -> list[dict[str, Any]]:
     return await resp.json()
 
 
-def files_under(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.rglob("*")) if directory.exists() else []
+def stored_names(config: Config) -> list[str]:
+    """The photos the database holds, by name (read as another process would)."""
+    db = sqlite3.connect(f"{config.db_path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return sorted(row[0] for row in db.execute("SELECT name FROM photos"))
+    finally:
+        db.close()
 
 
 def verbatim(clinic: Clinic, path: str) -> URL:
@@ -184,7 +190,7 @@ async def get_verbatim(clinic: Clinic, path: str) -> tuple[int, str, bytes]:
 async def assert_rejected(
     clinic: Clinic, config: Config, resp: ClientResponse, status: int, *words: str
 ) -> None:
-    """An error status with a JSON message naming the problem; no patient, no file."""
+    """An error status with a JSON message naming the problem; no patient, no photo."""
     assert resp.status == status, await resp.text()
     assert resp.content_type == "application/json"
     body = await resp.json()
@@ -198,7 +204,7 @@ async def assert_rejected(
     for word in words:
         assert word.lower() in body["error"].lower(), body
     assert await queue(clinic) == []
-    assert files_under(config.photo_dir) == []
+    assert stored_names(config) == []
 
 
 # --- the happy path ------------------------------------------------------------------------
@@ -453,7 +459,7 @@ async def test_oversized_photo_is_a_413_and_the_server_goes_on(
     assert len(fits) < small.max_photo_bytes
     body = await checked_in(clinic, fits, fname="Next Patient")
     assert [item["patient"]["fname"] for item in await queue(clinic)] == ["Next Patient"]
-    assert files_under(small.photo_dir) == [IMAGE_URL.match(body["image"]).group(1)]
+    assert stored_names(small) == [IMAGE_URL.match(body["image"]).group(1)]
 
 
 # --- names and paths -----------------------------------------------------------------------
@@ -470,7 +476,7 @@ async def test_client_file_name_and_patient_name_never_reach_the_disk(
     )
 
     stored = IMAGE_URL.match(body["image"]).group(1)
-    assert files_under(config.photo_dir) == [stored]
+    assert stored_names(config) == [stored]
     assert STORED_NAME.match(stored)
     assert "secretname" not in body["image"].lower()
     everything = [p.name for p in tmp_path.rglob("*")]
@@ -484,7 +490,7 @@ async def test_empty_image_part_means_no_photo(clinic: Clinic, config: Config) -
 
     assert resp.status == 201, await resp.text()
     assert (await resp.json())["image"] is None
-    assert files_under(config.photo_dir) == []
+    assert stored_names(config) == []
 
 
 async def test_json_check_in_ignores_image_and_unknown_fields(
@@ -507,7 +513,7 @@ async def test_json_check_in_ignores_image_and_unknown_fields(
     assert body["image"] is None
     assert "dob" not in body
     assert "phone" not in body
-    assert files_under(config.photo_dir) == []
+    assert stored_names(config) == []
 
 
 async def test_multipart_check_in_ignores_unknown_fields(clinic: Clinic) -> None:
@@ -575,32 +581,43 @@ async def test_anything_but_an_exact_stored_name_is_a_404(clinic: Clinic, stored
         assert b"SQLite format" not in data
 
 
-async def test_symlink_in_the_photo_folder_is_not_followed(
+async def test_files_in_the_old_photo_folder_are_never_served(
     clinic: Clinic, config: Config, stored_name: str
 ) -> None:
-    to_photo = config.photo_dir / ("b" * 32 + ".jpg")
-    to_photo.symlink_to(config.photo_dir / stored_name)
+    # Photos are served from the database only: a file or a link planted where photos used
+    # to be files (media/patient_images/) is nothing to the server.
+    config.photo_dir.mkdir(parents=True)
+    planted = config.photo_dir / ("a" * 32 + ".jpg")
+    planted.write_bytes(encode(noise((64, 64)), "JPEG"))
     to_database = config.photo_dir / ("c" * 32 + ".jpg")
     to_database.symlink_to(config.db_path)
 
-    for link in (to_photo, to_database):
+    for path in (planted, to_database):
         resp = await clinic.client.get(
-            "/media/patient_images/" + link.name, headers=clinic.headers(Role.DOCTOR)
+            "/media/patient_images/" + path.name, headers=clinic.headers(Role.DOCTOR)
         )
-        assert resp.status == 404, link
+        assert resp.status == 404, path
         assert b"SQLite format" not in await resp.read()
     resp = await clinic.client.get(
         "/media/patient_images/" + stored_name, headers=clinic.headers(Role.DOCTOR)
     )
-    assert resp.status == 200  # the real file is still served
+    assert resp.status == 200  # the stored photo is still served
 
 
 async def test_name_with_trailing_newline_is_not_served(
     clinic: Clinic, config: Config, stored_name: str
 ) -> None:
-    # A regex ending in "$" also accepts "<name>\n"; only the exact name may be served.
-    sneaky = config.photo_dir / (stored_name + "\n")
-    sneaky.write_bytes((config.photo_dir / stored_name).read_bytes())
+    # A regex ending in "$" also accepts "<name>\n"; only the exact name may be looked up,
+    # even if such a row were there.
+    db = sqlite3.connect(config.db_path, isolation_level=None)
+    try:
+        db.execute(
+            "INSERT INTO photos (name, created_at, data) SELECT name || char(10), created_at,"
+            " data FROM photos WHERE name = ?",
+            (stored_name,),
+        )
+    finally:
+        db.close()
 
     status, _, _ = await get_verbatim(clinic, f"/media/patient_images/{stored_name}%0A")
     assert status == 404
@@ -689,39 +706,3 @@ async def test_photo_names_are_random_and_share_no_structure(clinic: Clinic) -> 
     # Every digit varies across the burst (a counter or a clock leaves some nearly fixed).
     for position in range(32):
         assert len({name[position] for name in names}) >= 6, position
-
-
-def test_a_photo_is_fsynced_before_its_rename_and_its_folder_after(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # SIGKILL keeps the page cache, so only the order of these calls shows that a power cut
-    # cannot leave a named photo empty (rename before fsync) or unnamed (no folder fsync).
-    calls: list[tuple[str, ...]] = []
-    real_fsync, real_replace, real_rename = os.fsync, os.replace, os.rename
-
-    def fsync(fd: int) -> None:
-        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        real_fsync(fd)
-
-    def rename(how: Any) -> Any:
-        def spy(src: Any, dst: Any) -> None:
-            calls.append(("rename", os.fspath(src), os.fspath(dst)))
-            how(src, dst)
-
-        return spy
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", rename(real_replace))
-    monkeypatch.setattr(os, "rename", rename(real_rename))
-    folder = tmp_path / "patient_images"
-    name = photos.store_photo(folder, encode(noise((64, 64)), "JPEG"), 800)
-
-    final = str(folder / name)
-    renames = [call for call in calls if call[0] == "rename" and call[2] == final]
-    assert len(renames) == 1, calls
-    temp = renames[0][1]
-    assert temp != final and os.path.dirname(temp) == str(folder)
-    position = calls.index(renames[0])
-    assert ("fsync", temp) in calls[:position], calls  # the data, before it gets its name
-    assert ("fsync", str(folder)) in calls[position + 1 :], calls  # the name, after
-    assert os.listdir(folder) == [name]

@@ -5,11 +5,13 @@ a kiosk credential may read, and who may load a photo.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
 import io
 import json
+import sqlite3
 import stat
 import uuid
 from collections.abc import Iterator
@@ -221,21 +223,27 @@ def waiting_names(server: Server) -> list[str]:
     return [item["patient"]["fname"] for item in queue]
 
 
+def stored_photos(server: Server) -> list[str]:
+    """The photos the database holds, by name (read beside the running server)."""
+    path = server.data_dir / "checkin.db"
+    with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+        return sorted(row[0] for row in db.execute("SELECT name FROM photos"))
+
+
 def test_the_same_key_with_another_body_is_422_and_adds_nobody(server: Server, kiosk: str) -> None:
     key = uuid.uuid4().hex
     red, blue = tiny_jpeg((200, 0, 0)), tiny_jpeg((0, 0, 200))
     status, first, _ = photo_check_in(server, kiosk, key, "Key Holder", red)
     assert status == 201, first
     before = waiting_names(server)
-    photo_dir = server.data_dir / "media" / "patient_images"
-    photos_before = sorted(photo_dir.iterdir())
+    photos_before = stored_photos(server)
     for fname, photo in [("Someone Else", red), ("Key Holder", blue), ("Key Holder", None)]:
         status, raw, headers = photo_check_in(server, kiosk, key, fname, photo)
         assert status == 422, raw
         assert json.loads(raw)["code"] == "idempotency_key_reused"
         assert b"Key Holder" not in raw and "Idempotent-Replayed" not in headers
     assert waiting_names(server) == before
-    assert sorted(photo_dir.iterdir()) == photos_before  # the refused photos are not kept
+    assert stored_photos(server) == photos_before  # the refused photos are not kept
     # The same body again is a retry: the first answer, once more.
     status, again, headers = photo_check_in(server, kiosk, key, "Key  Holder", red)
     assert (status, headers.get("Idempotent-Replayed")) == (201, "true"), again

@@ -40,7 +40,7 @@ class QueueMachine(RuleBasedStateMachine):
     async def open(self) -> tuple[Store, Reception]:
         store = Store(self.folder / "checkin.db")
         await store.open()
-        return store, Reception(store, self.folder / "photos")
+        return store, Reception(store)
 
     @rule(name=NAMES)
     def check_in(self, name: str) -> None:

@@ -1,5 +1,5 @@
 """The retention purge: a month of visits, then the names, answers and photos past their
-time are gone from every byte the box keeps (database, WAL, photos, a fresh backup, the
+time are gone from every byte the box keeps (database with its photos, WAL, a fresh backup, the
 feed's replay), and the statistics of those days are what they were."""
 
 from __future__ import annotations
@@ -156,21 +156,22 @@ async def charts(clinic: Clinic) -> list[Any]:
     return answers
 
 
-def stored_photos(clinic: Clinic) -> dict[str, bytes]:
-    photo_dir = clinic.app[CONFIG].photo_dir
-    return {path.name: path.read_bytes() for path in sorted(photo_dir.iterdir())}
+def stored_photos(db_path: Path) -> dict[str, bytes]:
+    """The photos the database holds, by name."""
+    with sqlite3.connect(db_path) as db:
+        return dict(db.execute("SELECT name, data FROM photos ORDER BY name").fetchall())
 
 
 def raw_files(clinic: Clinic) -> dict[str, bytes]:
-    """Every byte the box keeps: the database, its -wal and -shm, every photo file."""
+    """Every byte the box keeps: the database (photos included), its -wal and -shm, and
+    anything left in the folder photos were files in before."""
+    data_dir = clinic.app[CONFIG].data_dir
     db_path = clinic.app[CONFIG].db_path
-    files = {
-        path.name: path.read_bytes()
-        for path in db_path.parent.iterdir()
-        if path.name.startswith(db_path.name)
+    return {
+        str(path.relative_to(data_dir)): path.read_bytes()
+        for path in data_dir.rglob("*")
+        if path.is_file() and (path.name.startswith(db_path.name) or "media" in path.parts)
     }
-    files.update({f"photo {name}": data for name, data in stored_photos(clinic).items()})
-    return files
 
 
 def fresh_backup(clinic: Clinic, out: Path) -> dict[str, bytes]:
@@ -222,7 +223,7 @@ async def test_a_purge_forgets_names_answers_and_photos_past_their_time(
         images = dict(
             db.execute("SELECT fname, image FROM patients WHERE image IS NOT NULL").fetchall()
         )
-    files = stored_photos(clinic)
+    files = stored_photos(clinic.app[CONFIG].db_path)
     assert len(images) == len(files) == DAYS * len(range(0, VISITS_A_DAY, 3))
     photo_marks = {
         fname: {f"photo {fname}": files[image][-400:-300], f"photo name {fname}": image.encode()}
@@ -292,8 +293,8 @@ async def test_the_server_purges_at_start_what_became_due_while_it_was_off(
         await check_in(clinic, 0, visit, photo=True)
         called = await doctor(clinic, {"action": "call_next"})
         await doctor(clinic, {"action": "done", "patient_id": called["patient"]["id"]})
-    db_path, photo_dir = clinic.app[CONFIG].db_path, clinic.app[CONFIG].photo_dir
-    assert len(list(photo_dir.iterdir())) == 3
+    db_path = clinic.app[CONFIG].db_path
+    assert len(stored_photos(db_path)) == 3
     tokens = dict(clinic.tokens)
     await clinic.client.close()
 
@@ -304,7 +305,7 @@ async def test_the_server_purges_at_start_what_became_due_while_it_was_off(
     assert names() == [name_marker(0, v) for v in range(3)]
     await start_clinic(tokens=tokens)  # the real clock: 40 days later, past 30
     await wait_until(lambda: names() == ["", "", ""])
-    await wait_until(lambda: not list(photo_dir.iterdir()))
+    await wait_until(lambda: not stored_photos(db_path))
     with sqlite3.connect(db_path) as db:
         (detail,) = db.execute(
             "SELECT detail FROM audit_log WHERE action = 'purge' AND actor IS NULL"

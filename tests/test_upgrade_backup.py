@@ -22,6 +22,7 @@ from checkin_appliance.store.schema import (
     PRE_UPGRADE_DIR,
     SchemaError,
     available,
+    photo_folder,
     pre_upgrade_copy,
 )
 
@@ -91,16 +92,30 @@ def test_a_current_or_new_database_gets_no_copy(tmp_path: Path) -> None:
     assert not (tmp_path / PRE_UPGRADE_DIR).exists()
 
 
-def test_only_the_newest_three_copies_are_kept(tmp_path: Path) -> None:
+def test_only_the_newest_three_copies_are_kept_with_their_photo_folders(tmp_path: Path) -> None:
     db = tmp_path / "checkin.db"
     old_database(db)
+    made: list[Path] = []
+    folders: list[Path] = []
     conn = sqlite3.connect(db)
     try:
-        made = [pre_upgrade_copy(conn, OLD_SCHEMA) for _ in range(5)]
+        for _ in range(5):
+            copy = pre_upgrade_copy(conn, OLD_SCHEMA)
+            assert copy is not None
+            made.append(copy)
+            # Where an older box's photo files go once that upgrade moved them in.
+            folder = photo_folder(db)
+            folder.mkdir()
+            (folder / f"{len(made):032x}.jpg").write_bytes(b"a photo file")
+            folders.append(folder)
     finally:
         conn.close()
+    # Each folder is named after its copy (within one second too: -2, -3, ...).
+    for copy, folder in zip(made, folders, strict=True):
+        stamp = copy.name.removeprefix(f"checkin-schema-{OLD_SCHEMA}-").removesuffix(".db")
+        assert folder.name == f"photos-{stamp}"
     kept = sorted(p.name for p in (tmp_path / PRE_UPGRADE_DIR).iterdir())
-    assert kept == sorted(p.name for p in made[-3:] if p is not None)
+    assert kept == sorted(p.name for p in made[-3:] + folders[-3:])
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,12 +33,14 @@ from checkin_appliance.domain import (
     Conflict,
     Credential,
     InvalidInput,
+    NewPhoto,
     NotFound,
     Patient,
     QueueEntry,
     QueueEvent,
     Role,
     Session,
+    StoredPhoto,
     format_time,
     idempotency_key_reused,
     parse_time,
@@ -120,6 +122,21 @@ def take_ticket(tx: Transaction, line_id: int, day: str) -> int:
     )
     assert counter is not None  # RETURNING of an upsert
     return int(counter["last"])
+
+
+def put_photo(tx: Transaction, photo: NewPhoto) -> None:
+    """A photo's JPEG under its name, in the caller's transaction: the one that writes the
+    patient's row naming it (the photo_blobs migration's triggers delete it with that name).
+
+    Its bytes go straight into the row's pages (incremental blob I/O): bound as a parameter,
+    SQLite would copy them, and the cached statement keep that copy until its next use."""
+    row_id = tx.insert(
+        "INSERT INTO photos (name, created_at, data) VALUES (?, ?, zeroblob(?))",
+        (photo.name, tx.now, len(photo.jpeg)),
+    )
+    with tx.conn.blobopen("photos", "data", row_id) as blob:
+        blob.write(photo.jpeg)
+    tx.release_cache = True
 
 
 def _waiting_entry(tx: Transaction, patient_id: int) -> sqlite3.Row | None:
@@ -377,6 +394,13 @@ class Store:
         assert self._reader is not None, "store is not open"
         return self._reader
 
+    async def _on_reader(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(connection)` in the reader's own thread, after the reads queued before it: for
+        what aiosqlite has no call for (incremental blob I/O). Its `_execute` and `_conn`
+        are private, but have been there since aiosqlite 0.17."""
+        reader = self.reader
+        return await reader._execute(lambda: fn(reader._conn))
+
     # --- writing and reading -------------------------------------------------------------
 
     async def write(self, job: Callable[[Transaction], T]) -> T:
@@ -388,6 +412,15 @@ class Store:
     def _damage(self, exc: sqlite3.DatabaseError) -> StoreDamaged:
         self._enter_maintenance(str(exc))
         return StoreDamaged(str(exc))
+
+    async def _checked(self, pending: Awaitable[T]) -> T:
+        """What `pending` gives; a corrupt file's error enters maintenance (StoreDamaged)."""
+        try:
+            return await pending
+        except sqlite3.DatabaseError as exc:
+            if is_corruption(exc):
+                raise self._damage(exc) from exc
+            raise
 
     async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         try:
@@ -435,12 +468,7 @@ class Store:
         def read(conn: sqlite3.Connection) -> int:
             return int(conn.execute("PRAGMA data_version").fetchone()["data_version"])
 
-        try:
-            return await self.run_in_writer(read)
-        except sqlite3.DatabaseError as exc:
-            if is_corruption(exc):
-                raise self._damage(exc) from exc
-            raise
+        return await self._checked(self.run_in_writer(read))
 
     # --- credentials -----------------------------------------------------------------
 
@@ -897,7 +925,7 @@ class Store:
     async def check_in(
         self,
         fname: str,
-        image: str | None,
+        photo: NewPhoto | None,
         actor: Actor,
         idempotency_key: str | None = None,
         body_sha256: str | None = None,
@@ -908,19 +936,21 @@ class Store:
         link_hash: bytes | None = None,
     ) -> tuple[QueueEntry, int, bool]:
         """A new patient in a line: (entry, 1-based place in that line's call order, replayed).
+        `photo` is stored in the same transaction as the patient's row that names it.
         `intake`: the intake form's other answers as JSON (patients.intake). `line`: a prefix
         or an id (lines.line_selector), None for the default line; the ticket is numbered in
         the line's local day (`time_zone`), by a counter raised in this same transaction.
 
-        With an idempotency key the credential already used, nothing is written and the
-        first check-in is returned with replayed=True (the caller discards its photo); if
-        that first check-in had another body (`body_sha256`), Conflict instead.
+        With an idempotency key the credential already used, nothing is written (nor the
+        photo) and the first check-in is returned with replayed=True; if that first check-in
+        had another body (`body_sha256`), Conflict instead.
 
         `link_hash`: the SHA-256 of the visit's status link (visit_links). A replay stores
         the new one in place of the first: only the hash was kept, so the kiosk that missed
         the first answer can only be given a new link, and the first one stops working.
         """
         by = actor.credential_id
+        image = photo.name if photo is not None else None
 
         def job(tx: Transaction) -> tuple[QueueEntry, int, bool]:
             if idempotency_key is not None:
@@ -956,6 +986,8 @@ class Store:
                 "INSERT INTO patients (fname, image, created_at, intake) VALUES (?, ?, ?, ?)",
                 (fname, image, now, intake),
             )
+            if photo is not None:
+                put_photo(tx, photo)
             entry_id = tx.insert(
                 "INSERT INTO queue_entries (patient_id, status, check_in_time, checked_in_by,"
                 " line_id, ticket_day, ticket_number, ticket, priority, queue_time)"
@@ -1923,8 +1955,8 @@ class Store:
         stored answer holds the name; the body's hash can be guessed back from a name), and
         the event log's head up to the last event of a blanked patient (never the newest
         event: seq goes on from it, and replay then finds a gap and sends a snapshot). One
-        audit row, counts only (`quiet`: none when nothing was purged). The caller removes the
-        photo files and compacts the file."""
+        audit row, counts only (`quiet`: none when nothing was purged). The photos' bytes go
+        with their names (the photo_blobs migration's triggers); the caller compacts the file."""
         closed = (
             "NOT EXISTS (SELECT 1 FROM queue_entries q WHERE q.patient_id = p.id"
             f" AND q.status IN {_OPEN})"
@@ -1934,14 +1966,12 @@ class Store:
         both = (names_before, photos_before)
 
         def job(tx: Transaction) -> Purged:
-            images = [
-                row["image"]
-                for row in tx.all(
-                    f"SELECT p.image FROM patients p WHERE p.image IS NOT NULL"
-                    f" AND (({names}) OR ({photos}))",
-                    both,
-                )
-            ]
+            images = tx.one(
+                "SELECT count(*) AS n FROM patients p WHERE p.image IS NOT NULL"
+                f" AND (({names}) OR ({photos}))",
+                both,
+            )
+            assert images is not None  # count(*) always answers
             keys = tx.run(
                 "DELETE FROM idempotency_keys WHERE entry_id IN (SELECT e.id FROM queue_entries"
                 f" e JOIN patients p ON p.id = e.patient_id WHERE ({names}) OR ({photos}))",
@@ -1966,7 +1996,7 @@ class Store:
             tx.run(f"UPDATE patients AS p SET image = NULL WHERE {photos}", both)
             purged = Purged(
                 names=blanked,
-                photos=len(images),
+                photos=images["n"],
                 events=events,
                 idempotency_keys=keys,
                 names_before=names_before,
@@ -1974,7 +2004,7 @@ class Store:
             )
             if purged.anything or not quiet:
                 tx.audit(audit.PURGE, actor, detail=purged.counts())
-            return dataclasses.replace(purged, photo_files=tuple(images))
+            return purged
 
         return await self.write(job)
 
@@ -1995,9 +2025,55 @@ class Store:
 
         return await self.run_in_writer(job)
 
+    # --- photos ----------------------------------------------------------------------
+
     async def photo_names(self) -> set[str]:
+        """The photo names the patients' rows point at."""
         rows = await self._all("SELECT image FROM patients WHERE image IS NOT NULL")
         return {row["image"] for row in rows}
+
+    async def photo(self, name: str) -> StoredPhoto | None:
+        """A stored photo's id, size and time, without its bytes (photo_bytes reads them)."""
+        row = await self._one(
+            "SELECT id, length(data) AS size, created_at FROM photos WHERE name = ?", (name,)
+        )
+        return StoredPhoto(row["id"], row["size"], row["created_at"]) if row else None
+
+    async def photo_bytes(self, photo_id: int, offset: int, size: int) -> bytes | None:
+        """`size` bytes (fewer at the end) of a photo from `offset`, read by SQLite's
+        incremental blob I/O on the reader's connection: no more than that is ever in
+        memory, and the read transaction ends before this returns. None when the photo is
+        gone (purged since `photo` found it)."""
+
+        def read(conn: sqlite3.Connection) -> bytes | None:
+            try:
+                with conn.blobopen("photos", "data", photo_id, readonly=True) as blob:
+                    blob.seek(offset)
+                    return blob.read(size)
+            except sqlite3.OperationalError as exc:
+                if "no such rowid" in str(exc):
+                    return None
+                raise
+
+        return await self._checked(self._on_reader(read))
+
+    async def add_photos(self, found: Sequence[tuple[str, str, bytes]]) -> int:
+        """Photos (name, created_at, JPEG) whose files an older box kept, in one transaction;
+        one already stored is left as it is (a move a crash interrupted runs again). Returns
+        how many were added."""
+
+        def job(tx: Transaction) -> int:
+            tx.release_cache = True  # pages of photos only
+            return sum(
+                tx.run(
+                    "INSERT INTO photos (name, created_at, data) VALUES (?, ?, ?)"
+                    " ON CONFLICT (name) DO NOTHING",
+                    photo,
+                )
+                for photo in found
+            )
+
+        return await self.write(job)
 
     # --- settings --------------------------------------------------------------------
 

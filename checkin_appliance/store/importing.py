@@ -9,13 +9,13 @@ meanwhile), so the counts it returns are what was committed.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from checkin_appliance import audit
-from checkin_appliance.domain import PATIENT_ADDED, Actor, QueueEntry
+from checkin_appliance.domain import PATIENT_ADDED, Actor, NewPhoto, QueueEntry
 from checkin_appliance.lines import clinic_day, ticket_text
-from checkin_appliance.store.database import Store, take_ticket
+from checkin_appliance.store.database import Store, put_photo, take_ticket
 from checkin_appliance.store.writer import Transaction
 
 CREDENTIAL = "credential"
@@ -47,7 +47,7 @@ class NewPatient:
     key: str  # "<original id>@<original created_at>"
     fname: str
     intake: dict[str, Any]
-    image: str | None  # stored photo name (already written), or None
+    photo: NewPhoto | None  # stored with the row, in the import's transaction
     created_at: str
     entry: NewEntry | None
 
@@ -65,7 +65,6 @@ class Committed:
     waiting: int = 0
     completed: int = 0
     photos: int = 0
-    used_images: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,15 +178,15 @@ def write_import(
             "INSERT INTO patients (fname, image, created_at, intake) VALUES (?, ?, ?, ?)",
             (
                 patient.fname,
-                patient.image,
+                patient.photo.name if patient.photo else None,
                 patient.created_at,
                 json.dumps(patient.intake, ensure_ascii=False),
             ),
         )
         _remember(tx, PATIENT, patient.key, patient_id)
         done.patients += 1
-        if patient.image is not None:
-            done.used_images.add(patient.image)
+        if patient.photo is not None:
+            put_photo(tx, patient.photo)
             done.photos += 1
         if patient.entry is None:
             continue
@@ -218,7 +217,7 @@ def write_import(
                 entry_id,
                 patient_id,
                 patient.fname,
-                patient.image,
+                patient.photo.name if patient.photo else None,
                 "waiting",
                 patient.entry.check_in_time,
                 line_id=line["id"],

@@ -1,7 +1,7 @@
 """Synchronous looks at a database file: integrity, counts, photo names, schema version.
 
 Used where no server's store is open on the file (backup copies, restore's staging) and by
-`Store.open` before it migrates. The rows here never leave as names: counts and photo file
+`Store.open` before it migrates. The rows here never leave as names: counts and photo
 names only.
 """
 
@@ -133,9 +133,17 @@ def counts(db: sqlite3.Connection) -> Counts:
 
 
 def photo_names(db: sqlite3.Connection) -> set[str]:
-    """The stored file names the patients' rows point at."""
+    """The stored photo names the patients' rows point at."""
     rows = _rows(db, "SELECT DISTINCT image FROM patients WHERE image IS NOT NULL")
     return {row["image"] for row in rows}
+
+
+def held_photo_names(db: sqlite3.Connection) -> set[str]:
+    """The photos the database itself holds (schema 17 on); none in an older one, whose
+    photos were files in media/."""
+    if not _rows(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'photos'"):
+        return set()
+    return {row["name"] for row in _rows(db, "SELECT name FROM photos")}
 
 
 def copy_database(source: Path, copy: Path, *, read_only: bool = False) -> None:

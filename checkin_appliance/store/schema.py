@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import sqlite3
 from datetime import UTC, datetime
 from importlib import resources
@@ -16,10 +17,13 @@ from checkin_appliance.store.inspect import schema_version
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # Copies of the database taken before each upgrade, in the data directory; the newest
-# PRE_UPGRADE_KEEP are kept (the README's rollback puts one back as checkin.db).
+# PRE_UPGRADE_KEEP are kept (the README's rollback puts one back as checkin.db). Beside a
+# copy, photos-<its stamp>/ holds the photo files an older box kept in media/, moved there
+# once the database holds them (photo_files.py): the rollback puts them back too.
 PRE_UPGRADE_DIR = "pre-upgrade"
 PRE_UPGRADE_KEEP = 3
-_PRE_UPGRADE_NAME = re.compile(r"^checkin-schema-\d+-(\d{8}T\d{6}Z)(-\d+)?\.db$")
+_PRE_UPGRADE_NAME = re.compile(r"^checkin-schema-\d+-(\d{8}T\d{6}Z(?:-(\d+))?)\.db$")
+_PHOTO_FOLDER = "photos-{stamp}"
 
 
 class SchemaError(RuntimeError):
@@ -89,7 +93,7 @@ def migrate(conn: sqlite3.Connection) -> int:
 def pre_upgrade_copy(conn: sqlite3.Connection, version: int) -> Path | None:
     """A consistent copy of the database (VACUUM INTO, mode 0600) in pre-upgrade/ beside it,
     written before a migration changes anything, and only the newest few kept. Photos live
-    in media/, which no migration touches. Raises SchemaError when the copy cannot be written
+    in media/ go beside it later (photo_folder). Raises SchemaError when the copy cannot be written
     (a full disk): better a box that does not start than an upgrade with no way back."""
     cursor = conn.execute("PRAGMA database_list")
     main = dict(zip([column[0] for column in cursor.description], cursor.fetchone(), strict=True))
@@ -104,7 +108,7 @@ def pre_upgrade_copy(conn: sqlite3.Connection, version: int) -> Path | None:
     try:
         folder.mkdir(mode=0o700, exist_ok=True)
         # Within one second, numbered after the last: the order is the order they were made.
-        same_second = [n for made, n, _ in _copies(folder) if made == stamp]
+        same_second = [n for made, n, _ in _copies(folder) if made.partition("-")[0] == stamp]
         if same_second:
             target = folder / f"checkin-schema-{version}-{stamp}-{max(same_second) + 1}.db"
         with contextlib.suppress(FileNotFoundError):
@@ -137,17 +141,34 @@ def pre_upgrade_copy(conn: sqlite3.Connection, version: int) -> Path | None:
     return target
 
 
+def photo_folder(db_file: Path) -> Path:
+    """Where the photo files of an older box go once the database holds them: photos-<stamp>
+    beside the newest pre-upgrade copy (the one its upgrade made), pruned with that copy;
+    a folder of this run's time if there is no copy. Not created here."""
+    folder = db_file.parent / PRE_UPGRADE_DIR
+    copies = _copies(folder) if folder.is_dir() else []
+    stamp = copies[-1][0] if copies else datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return folder / _PHOTO_FOLDER.format(stamp=stamp)
+
+
 def _copies(folder: Path) -> list[tuple[str, int, Path]]:
-    """(UTC stamp, number within that second, path) of each copy, oldest first."""
+    """(stamp as in the name, number within that second, path) of each copy, oldest first."""
     found = []
     for path in folder.iterdir():
         match = _PRE_UPGRADE_NAME.match(path.name)
         if match:
-            found.append((match.group(1), int(match.group(2)[1:]) if match.group(2) else 1, path))
-    return sorted(found)
+            number = int(match.group(2)) if match.group(2) else 1
+            found.append((match.group(1), number, path))
+    return sorted(found, key=lambda copy: (copy[0].partition("-")[0], copy[1]))
 
 
 def _keep_newest(folder: Path) -> None:
-    for _, _, path in _copies(folder)[:-PRE_UPGRADE_KEEP]:
+    """The newest PRE_UPGRADE_KEEP copies, and the photo folders beside them."""
+    copies = _copies(folder)
+    for _, _, path in copies[:-PRE_UPGRADE_KEEP]:
         with contextlib.suppress(OSError):
             path.unlink()
+    kept = {_PHOTO_FOLDER.format(stamp=stamp) for stamp, _, _ in copies[-PRE_UPGRADE_KEEP:]}
+    for path in folder.glob(_PHOTO_FOLDER.format(stamp="*")):
+        if path.name not in kept and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)

@@ -54,6 +54,10 @@ class Transaction:
     chain_key: Callable[[int], audit.ChainKey | None] = lambda next_row: None
     events: list[QueueEvent] = field(default_factory=list)
     now: str = field(default_factory=utc_now)  # one timestamp for everything this write does
+    # Set by a write of pages nobody reads again soon (a photo's, ~15 a photo): once the
+    # transaction has committed, the writer hands its page cache back (it would otherwise
+    # keep up to cache_size of them, 256 KiB of the server's memory, for nothing).
+    release_cache: bool = False
 
     def one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         # fetchall: the statement finishes, so the savepoint can be released.
@@ -312,6 +316,7 @@ class Writer:
         conn = self.conn
         assert conn is not None
         outcomes: list[_Outcome] = []
+        release_cache = False
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in jobs:
@@ -330,6 +335,7 @@ class Writer:
                     conn.execute("ROLLBACK TO job")
                 else:
                     outcomes.append(_Outcome(value, events=tx.events))
+                    release_cache = release_cache or tx.release_cache
                 if savepoints:
                     conn.execute("RELEASE job")
             if conn.in_transaction:
@@ -339,6 +345,9 @@ class Writer:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             return [], exc
+        if release_cache:
+            with contextlib.suppress(sqlite3.Error):  # committed: only memory is at stake
+                conn.execute("PRAGMA shrink_memory")
         return outcomes, None
 
     # --- on the loop ---------------------------------------------------------------------

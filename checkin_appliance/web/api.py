@@ -37,6 +37,7 @@ from checkin_appliance.domain import (
 from checkin_appliance.intake import Upload
 from checkin_appliance.store import DiskFull, StoreUnavailable
 from checkin_appliance.web import cors, visit
+from checkin_appliance.web import photo as web_photo
 from checkin_appliance.web.auth import (
     SESSION_COOKIE,
     client_address,
@@ -284,7 +285,7 @@ async def check_in(request: web.Request) -> web.Response:
                 reception.settings.intake_form, limit, exc.message
             ) from exc
         raise
-    done = await reception.check_in(
+    checking_in = reception.check_in(
         fields,
         photo,
         caller.actor,
@@ -292,6 +293,8 @@ async def check_in(request: web.Request) -> web.Response:
         from_form=from_form,
         staff=caller.credential.role is Role.ADMIN,
     )
+    del photo  # the upload is reception's now: it lets go of it once the photo is re-encoded
+    done = await checking_in
     entry = done.entry
     # The original's 201: the patient record with every stored answer; then ours.
     body: dict[str, Any] = {"id": entry.patient_id, "fname": entry.fname, **done.answers}
@@ -499,9 +502,7 @@ async def purge_records(request: web.Request) -> web.Response:
     """Ours: the retention purge now (admin): what the retention settings say is due."""
     caller = await require(request, Role.ADMIN)
     reception, store = request.app[RECEPTION], request.app[STORE]
-    purged = await retention.purge(
-        store, reception.photo_dir, reception.settings, caller.actor, parse_time(store.now())
-    )
+    purged = await retention.purge(store, reception.settings, caller.actor, parse_time(store.now()))
     return json_response(purged.public())
 
 
@@ -811,15 +812,8 @@ async def _may_see_photo(request: web.Request, name: str) -> None:
 
 @routes.get("/media/patient_images/{name}")
 async def photo(request: web.Request) -> web.StreamResponse:
-    await _may_see_photo(request, request.match_info["name"])
-    path = photos.open_photo(request.app[CONFIG].photo_dir, request.match_info["name"])
-    if path is None:
+    name = request.match_info["name"]
+    await _may_see_photo(request, name)
+    if not photos.PHOTO_NAME.match(name):
         raise web.HTTPNotFound()
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": "image/jpeg",
-            "Cache-Control": "private, no-store",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return await web_photo.send(request, request.app[STORE], name)
