@@ -311,7 +311,7 @@ example (as a service: sudo systemctl enable --now checkin-appliance-standby):
         "--replica",
         metavar="URL",
         help="the live box's replica (default: `replica` from the config file): a folder, "
-        "sftp://user@host/path?key=FILE or s3://bucket/path?endpoint=URL",
+        "sftp://user@host/path?key=FILE&host_key=FILE or s3://bucket/path?endpoint=URL",
     )
     data_options(standby)
     standby.set_defaults(handler=standby_command)
