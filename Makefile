@@ -50,10 +50,11 @@ chromium:
 
 # The frozen executable and the .deb in dist/ (its own build venv in build/venv, reused).
 # ARCH=arm64 (or amd64): built inside that architecture's own Debian root instead,
-# build/nspawn/<suite>-<arch>, made once (debootstrap; arm64 under qemu-user-static; root only).
+# build/nspawn/<suite>-<arch>, made once (debootstrap; arm64 under qemu-user-static; root
+# only); SUITE=bookworm for a quicker root than the release's bullseye (newer C library).
 package:
 ifdef ARCH
-	packaging/build-in-root.sh $(ARCH)
+	SUITE=$(SUITE) packaging/build-in-root.sh $(ARCH)
 else
 	packaging/build.sh
 	packaging/build-deb.sh

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 arch=$1
-suite=${SUITE:-bookworm}
+suite=${SUITE:-bullseye}  # the release: glibc 2.31 (README, Building the release)
 root=build/nspawn/$suite-$arch
 [ "$(id -u)" = 0 ] || { echo "error: building in $root needs root (systemd-nspawn)" >&2; exit 1; }
 packaging/build-root.sh "$suite" "$arch"
@@ -23,8 +23,10 @@ binds=(--bind="$tree" --bind="$tree/build/$suite-$arch:$tree/build")
 for dir in $(git rev-parse --path-format=absolute --git-dir --git-common-dir 2>/dev/null | sort -u); do
   case $dir in "$tree"/*) ;; *) binds+=(--bind-ro="$dir") ;; esac
 done
-# pip inside trusts what this machine trusts (a proxy's CA in its bundle).
-[ -f /etc/ssl/certs/ca-certificates.crt ] && binds+=(--bind-ro=/etc/ssl/certs/ca-certificates.crt)
+# pip inside trusts what this machine trusts (a proxy's CA in its bundle), also the pip of
+# a Python built from source, which would otherwise use its own certifi bundle.
+cas=/etc/ssl/certs/ca-certificates.crt
+[ -f $cas ] && binds+=(--bind-ro=$cas --setenv=PIP_CERT=$cas)
 python=python3
 [ "$suite" = bullseye ] && python=/opt/python3.11/bin/python3.11  # packaging/build-python.sh
 env=(--setenv=PYTHON="$python" --setenv=PIP_DISABLE_PIP_VERSION_CHECK=1 --setenv=PIP_DEFAULT_TIMEOUT=180
