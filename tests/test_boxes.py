@@ -39,7 +39,7 @@ from tests.test_deb_upgrade import (
     installed_version,
     service,
 )
-from tests.test_packaging import DIST, PASSWORD, ROOT, __version__, _request, unavailable
+from tests.test_packaging import DIST, ROOT, __version__, _request, login, unavailable
 
 pytestmark = pytest.mark.packaging
 
@@ -192,19 +192,12 @@ async def check_in_with_photo(url: str, context: ssl.SSLContext, form: str, doct
     """Kiosk check-in with a photo; the doctor's live feed announces it with the photo's
     link, which serves the (re-encoded) JPEG."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http:
-
-        async def login(token: str) -> str:
-            body = {"token": token, "password": PASSWORD}
-            async with http.post(f"{url}/api/login/", json=body) as resp:
-                assert resp.status == 200, await resp.text()
-                return (await resp.json())["access"]
-
-        staff = await login(doctor)
+        staff = await login(http, url, doctor)
         feed = await http.ws_connect(f"{url.replace('https', 'wss')}/ws/queue/?token={staff}")
         data = aiohttp.FormData()
         data.add_field("fname", "Ada Lovelace")
         data.add_field("image", jpeg(), filename="ada.jpg", content_type="image/jpeg")
-        headers = {"Authorization": f"Bearer {await login(form)}"}
+        headers = {"Authorization": f"Bearer {await login(http, url, form)}"}
         async with http.post(f"{url}/api/patients/", data=data, headers=headers) as resp:
             assert resp.status == 201, await resp.text()
             checked = await resp.json()

@@ -225,6 +225,14 @@ def _post(url: str, body: object, context: ssl.SSLContext | None, token: str | N
     return json.loads(answer)
 
 
+async def login(http: aiohttp.ClientSession, url: str, token: str) -> str:
+    """Signs in with a credential; returns its access token."""
+    body = {"token": token, "password": PASSWORD}
+    async with http.post(f"{url}/api/login/", json=body) as resp:
+        assert resp.status == 200, await resp.text()
+        return (await resp.json())["access"]
+
+
 def wait_healthy(served: Served, context: ssl.SSLContext | None = None) -> float:
     """Polls /healthz until 200; returns the seconds it took."""
     started = time.monotonic()
@@ -409,17 +417,10 @@ async def test_https_with_its_own_ca_a_check_in_and_wss_until_sigterm(
         form = create_token(installed, served.data_dir, "form")
         queue = create_token(installed, served.data_dir, "queue")
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http:
-
-            async def login(token: str) -> str:
-                body = {"token": token, "password": PASSWORD}
-                async with http.post(f"{served.url}/api/login/", json=body) as resp:
-                    assert resp.status == 200, await resp.text()
-                    return (await resp.json())["access"]
-
             feed = await http.ws_connect(
-                f"wss://{HOST}:{served.port}/ws/queue/?token={await login(queue)}"
+                f"wss://{HOST}:{served.port}/ws/queue/?token={await login(http, served.url, queue)}"
             )
-            access = await login(form)
+            access = await login(http, served.url, form)
             async with http.post(
                 f"{served.url}/api/patients/",
                 json={"fname": "Ada Lovelace"},
