@@ -15,6 +15,9 @@ suite=${SUITE:-bullseye}  # the release: glibc 2.31 (README, Building the releas
 root=build/nspawn/$suite-$arch
 [ "$(id -u)" = 0 ] || { echo "error: building in $root needs root (systemd-nspawn)" >&2; exit 1; }
 packaging/build-root.sh "$suite" "$arch"
+# One build in this tree at a time: each stamps checkin_appliance/_build.py and build/version.
+exec 9>build/.package-lock
+flock 9
 
 tree=$(pwd)
 mkdir -p "build/$suite-$arch" dist

@@ -23,6 +23,10 @@ sources=(
 )
 stamp="$root$prefix/.built-$(printf '%s\n' "${sources[@]}" | sha256sum | cut -c1-12)"
 [ -e "$stamp" ] && exit 0
+# One build per root at a time (a second one waits, then finds the stamp).
+exec 9>"$root.python-lock"
+flock 9
+[ -e "$stamp" ] && exit 0
 
 mkdir -p build/sources
 for entry in "${sources[@]}"; do
