@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run test bench failover lint format clean chromium package package-previous deb-test-root
+.PHONY: run test bench failover lint format clean chromium package package-all package-previous deb-test-root
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,9 +57,21 @@ chromium:
 	  apt-get update && apt-get install -y --no-install-recommends chromium; }
 
 # The frozen executable and the .deb in dist/ (its own build venv in build/venv, reused).
+# ARCH=arm64 (or amd64): built inside that architecture's own Debian root instead,
+# build/nspawn/<suite>-<arch>, made once (debootstrap; arm64 under qemu-user-static; root
+# only); SUITE=bookworm for a quicker root than the release's bullseye (newer C library).
 package:
+ifdef ARCH
+	SUITE=$(SUITE) packaging/build-in-root.sh $(ARCH)
+else
 	packaging/build.sh
 	packaging/build-deb.sh
+endif
+
+# The release: both architectures' executables and .debs from one commit, each built in its
+# own Debian root, and dist/SHA256SUMS (packaging/release.sh; root only).
+package-all:
+	packaging/release.sh
 
 # For tests/test_deb_upgrade.py: the previous release's .deb, built from git once per commit
 # (build/previous/<commit>/), and a Debian bookworm root to install into (build/nspawn/,

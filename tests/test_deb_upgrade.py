@@ -76,12 +76,16 @@ def previous_deb() -> Path:
     return found[0]
 
 
+def copy_root(source: Path, tmp_path: Path) -> Path:
+    """A fresh copy of a Debian root: a box on which nothing was installed yet."""
+    root = tmp_path / "root"
+    subprocess.run(["cp", "-a", "--reflink=auto", source, root], check=True)
+    return root
+
+
 @pytest.fixture
 def box(nspawn: str, tmp_path: Path) -> Path:
-    """A fresh copy of the Debian root: a box on which nothing was installed yet."""
-    root = tmp_path / "root"
-    subprocess.run(["cp", "-a", "--reflink=auto", DEBIAN_ROOT, root], check=True)
-    return root
+    return copy_root(DEBIAN_ROOT, tmp_path)
 
 
 def container(root: Path, *extra: str) -> list[str]:
@@ -99,11 +103,13 @@ def container(root: Path, *extra: str) -> list[str]:
     ]
 
 
-def inside(root: Path, *command: str) -> subprocess.CompletedProcess[str]:
-    """Runs a command in the box; stdin is closed, so a question dpkg asks fails the step."""
+def inside(root: Path, *command: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs a command in the box as root; stdin is `stdin` or closed, so a question dpkg asks
+    fails the step."""
     return subprocess.run(
         [*container(root), *command],
-        stdin=subprocess.DEVNULL,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
@@ -136,7 +142,9 @@ def service_command(root: Path, port: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def service(root: Path) -> Iterator[tuple[str, ssl.SSLContext]]:
+def service(
+    root: Path, start_timeout: float = START_TIMEOUT
+) -> Iterator[tuple[str, ssl.SSLContext]]:
     """The service as its unit starts it (User=, WorkingDirectory=, TMPDIR), stopped with
     SIGTERM after; yields its URL and a context trusting the box's own CA."""
     port = free_port()
@@ -161,10 +169,10 @@ def service(root: Path) -> Iterator[tuple[str, ssl.SSLContext]]:
     url = f"https://127.0.0.1:{port}"
     try:
         ca = root / STATE / "tls" / "ca.crt"
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + start_timeout
         while True:
             assert proc.poll() is None, f"the service exited\n{log.read_text()}"
-            assert time.monotonic() < deadline, f"not up in {START_TIMEOUT}s\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"not up in {start_timeout}s\n{log.read_text()}"
             if ca.is_file():
                 context = ssl.create_default_context(cafile=str(ca))
                 with contextlib.suppress(OSError):

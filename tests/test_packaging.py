@@ -117,13 +117,33 @@ def deb() -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def unpacked(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+# The other architecture's .deb (`make package ARCH=...`, built in its own root, under
+# emulation for arm64 on a PC) is checked as a file too; it runs in tests/test_boxes.py.
+FOREIGN = {"amd64": "arm64", "arm64": "amd64"}
+
+
+@pytest.fixture(scope="module", params=["native", "foreign"])
+def each_deb(request: pytest.FixtureRequest) -> Path:
+    """This machine's .deb, then the other architecture's when it was built."""
+    if request.param == "native":
+        return request.getfixturevalue("deb")
+    native = run("dpkg", "--print-architecture").stdout.strip()
+    path = DIST / f"checkin-appliance_{__version__}_{FOREIGN.get(native, 'arm64')}.deb"
+    if not path.is_file():
+        pytest.skip(f"{path.relative_to(ROOT)} not built (make package ARCH={FOREIGN[native]})")
+    return path
+
+
+def unpack(deb: Path, root: Path) -> Path:
     """The .deb's files under a temporary root (dpkg-deb -x), as dpkg would install them."""
-    root = tmp_path_factory.mktemp("deb-root")
     extracted = subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], capture_output=True)
     assert extracted.returncode == 0, extracted.stderr
     return root
+
+
+@pytest.fixture(scope="module")
+def unpacked(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return unpack(deb, tmp_path_factory.mktemp("deb-root"))
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +231,14 @@ def _post(url: str, body: object, context: ssl.SSLContext | None, token: str | N
     status, _, answer = _request("POST", url, context, body, token)
     assert status in (200, 201), answer
     return json.loads(answer)
+
+
+async def login(http: aiohttp.ClientSession, url: str, token: str) -> str:
+    """Signs in with a credential; returns its access token."""
+    body = {"token": token, "password": PASSWORD}
+    async with http.post(f"{url}/api/login/", json=body) as resp:
+        assert resp.status == 200, await resp.text()
+        return (await resp.json())["access"]
 
 
 def wait_healthy(served: Served, context: ssl.SSLContext | None = None) -> float:
@@ -404,17 +432,10 @@ async def test_https_with_its_own_ca_a_check_in_and_wss_until_sigterm(
         form = create_token(installed, served.data_dir, "form")
         queue = create_token(installed, served.data_dir, "queue")
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http:
-
-            async def login(token: str) -> str:
-                body = {"token": token, "password": PASSWORD}
-                async with http.post(f"{served.url}/api/login/", json=body) as resp:
-                    assert resp.status == 200, await resp.text()
-                    return (await resp.json())["access"]
-
             feed = await http.ws_connect(
-                f"wss://{HOST}:{served.port}/ws/queue/?token={await login(queue)}"
+                f"wss://{HOST}:{served.port}/ws/queue/?token={await login(http, served.url, queue)}"
             )
-            access = await login(form)
+            access = await login(http, served.url, form)
             async with http.post(
                 f"{served.url}/api/patients/",
                 json={"fname": "Ada Lovelace"},
@@ -628,13 +649,14 @@ def test_packaged_config_sets_the_data_dir_and_names_every_setting() -> None:
 # --- the .deb ----------------------------------------------------------------------------
 
 
-def test_deb_control_fields(deb: Path) -> None:
+def test_deb_control_fields(each_deb: Path) -> None:
+    deb = each_deb
     info = run("dpkg-deb", "-I", deb)
     assert info.returncode == 0, info.stderr
     fields = dict(
         re.findall(r"^ ([A-Za-z-]+): (.*)$", info.stdout, re.M),
     )
-    arch = run("dpkg", "--print-architecture").stdout.strip()
+    arch = deb.stem.rpartition("_")[2]  # the file's name, as build-deb.sh writes it
     assert fields["Package"] == "checkin-appliance"
     assert fields["Version"] == __version__
     assert fields["Architecture"] == arch
@@ -648,7 +670,8 @@ def test_deb_control_fields(deb: Path) -> None:
     assert int(fields["Installed-Size"]) > 1000
 
 
-def test_deb_contents_and_modes(deb: Path, unpacked: Path) -> None:
+def test_deb_contents_and_modes(each_deb: Path, tmp_path: Path) -> None:
+    deb, unpacked = each_deb, unpack(each_deb, tmp_path)
     listing = run("dpkg-deb", "-c", deb)
     assert listing.returncode == 0, listing.stderr
     files: dict[str, tuple[str, str, int]] = {}
@@ -763,8 +786,9 @@ def test_the_installed_program_replicates_with_the_litestream_beside_it(
         stop(served)
 
 
-def test_deb_md5sums_cover_every_file_but_the_conffiles(deb: Path, tmp_path: Path) -> None:
+def test_deb_md5sums_cover_every_file_but_the_conffiles(each_deb: Path, tmp_path: Path) -> None:
     """dpkg --verify compares against DEBIAN/md5sums: every shipped file, with its digest."""
+    deb = each_deb
     import hashlib
 
     root = tmp_path / "root"
@@ -784,8 +808,9 @@ def test_deb_md5sums_cover_every_file_but_the_conffiles(deb: Path, tmp_path: Pat
         assert hashlib.md5((root / name).read_bytes()).hexdigest() == digest, name  # noqa: S324
 
 
-def test_lintian_finds_no_error_and_no_unexplained_warning(deb: Path) -> None:
+def test_lintian_finds_no_error_and_no_unexplained_warning(each_deb: Path) -> None:
     """Every tag left is overridden with its reason in packaging/lintian-overrides."""
+    deb = each_deb
     if not shutil.which("lintian"):
         unavailable("lintian is not installed (Debian package: lintian)")
     result = subprocess.run(
@@ -811,7 +836,8 @@ def test_man_page_names_every_command(unpacked: Path, binary: Path) -> None:
         assert f".SS checkin-appliance {command}" in text, command
 
 
-def test_deb_conffiles_and_maintainer_scripts(deb: Path, tmp_path: Path) -> None:
+def test_deb_conffiles_and_maintainer_scripts(each_deb: Path, tmp_path: Path) -> None:
+    deb = each_deb
     control = tmp_path / "DEBIAN"
     assert run("dpkg-deb", "-e", deb, control).returncode == 0
     # The config is made by postinst when absent, never a conffile: upgrades never ask.
