@@ -92,9 +92,10 @@ apply() {
     patch -d "$dir" -p1 --quiet --forward < "$dir/debian/patches/$patch"
   done
 }
-# Cross-compiling: what configure cannot find out without running the target's programs.
-cross=()
-[ -n "${HOST:-}" ] && cross=(--host="$HOST" --build="$(gcc -dumpmachine)")
+# configure's options: for another architecture (HOST), the machines, the build Python, and
+# what configure cannot find out without running the target's programs.
+options=()
+[ -n "${HOST:-}" ] && options=(--host="$HOST" --build="$(gcc -dumpmachine)")
 
 tar -xf "$src"/sqlite3_3.40.1.orig.tar.xz && mv sqlite3-3.40.1 sqlite
 tar -xf "$src"/sqlite3_3.40.1-2+deb12u2.debian.tar.xz -C sqlite
@@ -105,7 +106,7 @@ apply sqlite 41-fix_a_bug_in_the_NOT_NULL-IS_NULL_optimization.patch
   CFLAGS="-O2 -DSQLITE_SECURE_DELETE -DSQLITE_ENABLE_COLUMN_METADATA -DSQLITE_ENABLE_FTS3 \
     -DSQLITE_ENABLE_FTS5 -DSQLITE_ENABLE_RTREE -DSQLITE_ENABLE_DBSTAT_VTAB \
     -DSQLITE_MAX_VARIABLE_NUMBER=250000" \
-    ./configure "${cross[@]}" --prefix="$PREFIX" --disable-static --disable-tcl \
+    ./configure "${options[@]}" --prefix="$PREFIX" --disable-static --disable-tcl \
     --disable-readline >/dev/null
   make -j"$JOBS" >/dev/null
   make install DESTDIR="${DESTDIR:-}" >/dev/null
@@ -117,12 +118,12 @@ apply python shutdown-deadlock.diff
 (
   cd python
   if [ -n "${HOST:-}" ]; then
-    cross+=(--with-build-python="$PREFIX/bin/python3.11" --with-ensurepip=no
+    options+=(--with-build-python="$PREFIX/bin/python3.11" --with-ensurepip=no
       ac_cv_file__dev_ptmx=yes ac_cv_file__dev_ptc=no ac_cv_buggy_getaddrinfo=no)
   else
-    cross=(--with-ensurepip=install)
+    options=(--with-ensurepip=install)
   fi
-  ./configure "${cross[@]}" --prefix="$PREFIX" --enable-shared \
+  ./configure "${options[@]}" --prefix="$PREFIX" --enable-shared \
     CPPFLAGS="-I$dest/include" LDFLAGS="-L$dest/lib -Wl,-rpath,$PREFIX/lib" >/dev/null
   make -j"$JOBS" >/dev/null
   make altinstall DESTDIR="${DESTDIR:-}" >install.log 2>&1 || { tail -40 install.log >&2; exit 1; }
